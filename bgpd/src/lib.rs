@@ -1,0 +1,1 @@
+//! bgpd: work in progress; see the open issues.

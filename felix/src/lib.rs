@@ -1,0 +1,1 @@
+//! felix: work in progress; see the open issues.
