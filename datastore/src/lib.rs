@@ -1,1 +1,35 @@
-//! datastore
+//! The datastore: a revisioned key-value store with watch and etcd v3
+//! semantics, its embedded SQLite backend, typed access to `projectcalico.org/v3`
+//! resources under Calico's etcdv3 key layout, and datastore configuration.
+//! IPAM (`/calico/ipam/v2/...`) builds on the same trait and is not here yet.
+//!
+//! # Layout
+//!
+//! - [`kv`]: the [`KvStore`] trait (get, list, If/Then/Else transactions,
+//!   watch from a revision, compaction) and its value types; `create`,
+//!   `update`, `put` and `delete` are built on `txn` once for every backend.
+//! - [`sqlite`]: [`SqliteStore`], one SQLite file (WAL) shared by several
+//!   processes; an event log table serves watches from old revisions and a
+//!   poller thread carries other processes' commits to watchers.
+//! - [`resources`]: [`ResourceStore`], typed `projectcalico.org/v3`
+//!   resources under Calico's etcdv3 keys, `resourceVersion` = `mod_revision`.
+//! - [`config`]: [`DatastoreConfig`] from the environment or a
+//!   `CalicoAPIConfig` file, and [`connect`].
+//! - [`conformance`]: the backend conformance suite, written once against
+//!   the trait and run by each backend's tests.
+//! - [`error`]: the crate's [`Error`].
+
+pub mod config;
+pub mod conformance;
+pub mod error;
+pub mod kv;
+pub mod resources;
+pub mod sqlite;
+
+pub use config::{DatastoreConfig, EtcdConfig, connect};
+pub use error::{Error, Result};
+pub use kv::{
+    Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
+};
+pub use resources::ResourceStore;
+pub use sqlite::SqliteStore;

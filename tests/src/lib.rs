@@ -1,1 +1,51 @@
-//! testkit
+//! Test support for kernel-level tests: network namespaces with unique names,
+//! veth pairs and addresses inside them, code and commands run inside a
+//! namespace, background daemons, and skipping (or, in CI, failing) tests whose
+//! requirements are missing.
+//!
+//! Everything here acts only inside namespaces the test created: links are
+//! made with `ip -n NS`, never in the host namespace. Cleanup happens in `Drop`,
+//! so it also runs while a failing test unwinds; namespaces left behind by a
+//! crashed earlier run are removed by [`remove_stale`] (called once per prefix
+//! by [`Netns::new`]).
+//!
+//! ```no_run
+//! use testkit::{Netns, veth_pair};
+//! let a = Netns::new("doc").unwrap();
+//! let b = Netns::new("doc").unwrap();
+//! veth_pair(&a, "eth0", &b, "eth0").unwrap();
+//! a.add_addr("eth0", "10.200.9.1/30").unwrap();
+//! b.add_addr("eth0", "10.200.9.2/30").unwrap();
+//! a.exec("ping", ["-c", "1", "-W", "2", "10.200.9.2"]).unwrap();
+//! ```
+//!
+//! # Layout
+//!
+//! - [`error`]: the crate's [`Error`] enum.
+//! - [`command`]: running an external command and turning failure into an
+//!   error that names the command line and its output.
+//! - [`name`]: unique namespace and interface names, and reading back the pid
+//!   that created a namespace (pure).
+//! - [`netns`]: [`Netns`], a named network namespace removed on drop; running
+//!   commands and closures inside it; removal of stale namespaces.
+//! - [`link`]: veth pairs, addresses, link state, any `ip -n NS` command.
+//! - [`process`]: [`Background`], a child process killed on drop, and
+//!   [`poll_until`].
+//! - [`require`]: [`require_root`] and [`require_programs`]: skip locally,
+//!   fail in CI.
+
+pub mod command;
+pub mod error;
+pub mod link;
+pub mod name;
+pub mod netns;
+pub mod process;
+pub mod require;
+
+pub use command::run_checked;
+pub use error::Error;
+pub use link::veth_pair;
+pub use name::ifname;
+pub use netns::{Netns, remove_stale};
+pub use process::{Background, poll_until};
+pub use require::{require_programs, require_root};

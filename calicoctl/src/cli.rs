@@ -1,0 +1,280 @@
+//! The command-line grammar: every subcommand, flag and its help text, as a
+//! clap derive. Nothing here runs anything; `commands` does. Completions and
+//! man pages are generated from this same definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit statuses, printed in `calicoctl --help` and the README.
+pub const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0  success
+  1  the operation failed: datastore unreachable or failing, resource not found,
+     already exists, or changed concurrently (stale resourceVersion)
+  2  usage error or invalid input: bad flags or arguments, unknown kind,
+     unreadable file, YAML/JSON that does not parse or does not validate;
+     nothing was written";
+
+/// Manage Calico-compatible resources in the datastore.
+#[derive(Debug, Parser)]
+#[command(
+    name = "calicoctl",
+    version,
+    about = "Manage projectcalico.org/v3 resources in the datastore",
+    long_about = None,
+    after_long_help = EXIT_CODES_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Datastore settings.
+    #[command(flatten)]
+    pub datastore: DatastoreArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the datastore is, Calico-style.
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    /// CalicoAPIConfig file (apiVersion projectcalico.org/v3, kind CalicoAPIConfig).
+    /// Defaults to /etc/calico/calicoctl.cfg when that file exists; otherwise the
+    /// environment (DATASTORE_TYPE, DATASTORE_PATH, ETCD_ENDPOINTS, ...) decides,
+    /// and the embedded store is used when nothing is set.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update resources from a file, a directory or stdin.
+    Apply(ApplyArgs),
+    /// Create resources; fails if one already exists (unless --skip-exists).
+    Create(CreateArgs),
+    /// Replace existing resources; a stale metadata.resourceVersion fails.
+    Replace(ApplyArgs),
+    /// Delete resources named by kind and name, or listed in a file.
+    Delete(DeleteArgs),
+    /// Show resources.
+    Get(GetArgs),
+    /// Apply a JSON merge patch (RFC 7396) to one resource.
+    Patch(PatchArgs),
+    /// Add, change or remove a label on one resource.
+    Label(LabelArgs),
+    /// Print the client version and the datastore in use.
+    Version,
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
+    /// Write man pages into a directory, or print the main page to stdout.
+    Man(ManArgs),
+}
+
+/// `-f` plus the namespace used for namespaced resources that name none.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// A file, a directory (its *.yaml, *.yml and *.json, sorted) or `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filename: PathBuf,
+    /// Namespace for namespaced resources whose metadata names none.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// `apply` and `replace`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Do not fail on resources that already exist; leave them unchanged.
+    #[arg(long)]
+    pub skip_exists: bool,
+}
+
+/// `delete`: by kind and names, or by file.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The kind (case-insensitive; plural and short forms accepted).
+    #[arg(value_name = "KIND", required_unless_present = "filename")]
+    pub kind: Option<String>,
+    /// Names of the resources to delete.
+    #[arg(value_name = "NAME", conflicts_with = "filename", requires = "kind")]
+    pub names: Vec<String>,
+    /// A file, a directory or `-` listing the resources to delete.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "PATH",
+        conflicts_with = "kind"
+    )]
+    pub filename: Option<PathBuf>,
+    /// Namespace of namespaced resources (default: "default").
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Do not fail on resources that do not exist.
+    #[arg(long)]
+    pub skip_not_exists: bool,
+}
+
+/// Output formats of `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table with the name and a few columns per kind.
+    Ps,
+    /// A table with more columns.
+    Wide,
+    /// YAML, as accepted by `apply`.
+    Yaml,
+    /// JSON, as accepted by `apply`.
+    Json,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The kind (case-insensitive; plural and short forms accepted).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Names to show; all resources of the kind when none.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Namespace of namespaced resources (default: "default").
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// List namespaced resources of every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Ps)]
+    pub output: OutputFormat,
+}
+
+/// `patch`.
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// The kind (case-insensitive; plural and short forms accepted).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Name of the resource.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The merge patch, as JSON (or YAML), e.g. '{"spec":{"disabled":true}}'.
+    #[arg(short = 'p', long = "patch", value_name = "PATCH")]
+    pub patch: String,
+    /// Namespace of a namespaced resource (default: "default").
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// `label`.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// The kind (case-insensitive; plural and short forms accepted).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Name of the resource.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// `key=value` to set, or `key` with --remove.
+    #[arg(value_name = "LABEL")]
+    pub label: String,
+    /// Replace the value of a label that is already set.
+    #[arg(long, conflicts_with = "remove")]
+    pub overwrite: bool,
+    /// Remove the label `key`.
+    #[arg(long)]
+    pub remove: bool,
+    /// Namespace of a namespaced resource (default: "default").
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// Shells for `completion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU Bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to generate for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write calicoctl.1 and one page per subcommand into;
+    /// without it the main page goes to stdout.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn label_remove_and_overwrite_are_exclusive() {
+        let err = Cli::try_parse_from([
+            "calicoctl",
+            "label",
+            "node",
+            "n1",
+            "k",
+            "--remove",
+            "--overwrite",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn delete_needs_a_kind_or_a_file() {
+        assert!(Cli::try_parse_from(["calicoctl", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["calicoctl", "delete", "-f", "x.yaml"]).is_ok());
+        assert!(Cli::try_parse_from(["calicoctl", "delete", "ippool", "p1", "p2"]).is_ok());
+        assert!(Cli::try_parse_from(["calicoctl", "delete", "ippool", "-f", "x.yaml"]).is_err());
+    }
+
+    #[test]
+    fn get_rejects_namespace_with_all_namespaces() {
+        assert!(Cli::try_parse_from(["calicoctl", "get", "wep", "-n", "a", "-A"]).is_err());
+    }
+
+    #[test]
+    fn config_flag_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["calicoctl", "get", "ippools", "-c", "/x.cfg"]).unwrap();
+        assert_eq!(
+            cli.datastore.config.as_deref(),
+            Some(std::path::Path::new("/x.cfg"))
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! The embedded backend: one SQLite file shared by every process on a host
+//! (the CLI and the agents), WAL mode, each write transaction under
+//! `BEGIN IMMEDIATE` with a busy timeout.
+//!
+//! Tables:
+//! - `kv(key, value, create_revision, mod_revision, version)`: current state;
+//! - `log(revision, seq, key, deleted, value, create_revision, mod_revision, version)`:
+//!   one row per change, the key's new state for a put, its last state for a
+//!   delete; `seq` orders the changes of one revision;
+//! - `meta(name, value)`: `revision`, `compact_revision`, `schema_version`.
+//!
+//! Tasks and threads of one [`SqliteStore`] (all its clones):
+//!
+//! ```text
+//!  writer (spawn_blocking) --commit--> notify (watch::Sender<Revision>) <--+
+//!                                          |                            |
+//!  poller thread: PRAGMA data_version every 20 ms, publishes the          |
+//!  revision when another connection (or process) committed --------------+
+//!                                          v
+//!  one tokio task per Watch: read log rows after its cursor
+//!  (spawn_blocking), send them on its mpsc; wait for notify; stop when
+//!  the Watch is dropped
+//! ```
+//!
+//! rusqlite is blocking, so every query runs in `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::kv::{
+    KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent, prefix_end,
+};
+
+/// How often the poller checks the file for commits of other processes.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a writer waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Log rows read per watch fetch.
+const WATCH_BATCH: usize = 512;
+/// Events buffered per watch before the watch task waits for its reader.
+const WATCH_BUFFER: usize = 1024;
+const SCHEMA_VERSION: i64 = 1;
+/// Revisions of history kept by default (see [`SqliteStore::open_with_retention`]).
+pub const DEFAULT_RETAINED_REVISIONS: Revision = 100_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    key BLOB PRIMARY KEY,
+    value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    revision INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    deleted INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (revision, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 1), ('compact_revision', 0);
+";
+
+/// A [`KvStore`] on one SQLite file. Cheap to clone; clones share the
+/// connections, the poller and the watch counter.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// The connection for write transactions; the mutex serialises this
+    /// handle's writers (other processes are serialised by SQLite's lock).
+    write: Mutex<Connection>,
+    /// The connection for reads (get, list, watch fetches), so reads never
+    /// queue behind a writer waiting for another process's lock.
+    read: Mutex<Connection>,
+    /// The highest revision known to be committed; watch tasks wait on it.
+    notify: watch::Sender<Revision>,
+    /// Watch tasks still running.
+    active: Arc<AtomicUsize>,
+    /// Revisions of history kept by automatic compaction (`None`: keep all).
+    retain: Option<Revision>,
+    poller: Once,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its parent directories) the store at
+    /// `path` and brings its schema up to date, keeping
+    /// [`DEFAULT_RETAINED_REVISIONS`] of history. Blocking.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_retention(path, Some(DEFAULT_RETAINED_REVISIONS))
+    }
+
+    /// As [`SqliteStore::open`], with automatic compaction keeping the last
+    /// `retain` revisions of history (as etcd's revision auto-compaction):
+    /// once the history is twice that long, a write compacts it back down.
+    /// `None` keeps everything until [`KvStore::compact`].
+    pub fn open_with_retention(path: impl AsRef<Path>, retain: Option<Revision>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(r) = retain.filter(|r| *r < 1) {
+            return Err(Error::Backend(format!(
+                "retention must be at least 1 revision, got {r}"
+            )));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::Backend(format!("creating directory {}: {e}", parent.display()))
+            })?;
+        }
+        let mut write = open_connection(&path)?;
+        let tx = write.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        let version: Option<i64> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match version {
+            None => {
+                tx.execute(
+                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(Error::Backend(format!(
+                    "{}: schema version {other} is not supported (this build knows {SCHEMA_VERSION})",
+                    path.display()
+                )));
+            }
+        }
+        let revision = meta(&tx, "revision")?;
+        tx.commit()?;
+        let read = open_connection(&path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                write: Mutex::new(write),
+                read: Mutex::new(read),
+                notify: watch::Sender::new(revision),
+                active: Arc::new(AtomicUsize::new(0)),
+                retain,
+                poller: Once::new(),
+            }),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::Backend(format!("blocking task failed: {e}")))?
+    }
+
+    /// Starts the cross-process poller thread once per store.
+    fn ensure_poller(&self) {
+        self.inner.poller.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            let path = self.inner.path.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sqlite-poller".into())
+                .spawn(move || poll(&path, &weak));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the sqlite poller; cross-process watches will lag");
+            }
+        });
+    }
+}
+
+impl Inner {
+    /// Wakes the watch tasks if `revision` is new.
+    fn publish(&self, revision: Revision) {
+        self.notify.send_if_modified(|known| {
+            let newer = revision > *known;
+            if newer {
+                *known = revision;
+            }
+            newer
+        });
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| Error::Backend(format!("opening {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Backend(format!(
+            "{}: cannot switch to WAL journal mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// A poisoned mutex only means a thread panicked while holding it; the
+/// connection is still consistent (an open transaction rolls back on drop).
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn meta(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .map_err(|e| Error::Backend(format!("reading meta {name}: {e}")))
+}
+
+fn set_meta(conn: &Connection, name: &str, value: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE meta SET value = ?2 WHERE name = ?1",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+fn decode_key(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| Error::InvalidValue {
+        key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        message: format!("key is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
+/// Reads `key, value, create_revision, mod_revision, version` from columns
+/// `first..first + 5`.
+fn row_kv(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<(Vec<u8>, KeyValue)> {
+    Ok((
+        row.get(first)?,
+        KeyValue {
+            key: String::new(),
+            value: row.get(first + 1)?,
+            create_revision: row.get(first + 2)?,
+            mod_revision: row.get(first + 3)?,
+            version: row.get(first + 4)?,
+        },
+    ))
+}
+
+fn finish_kv((key, kv): (Vec<u8>, KeyValue)) -> Result<KeyValue> {
+    Ok(KeyValue {
+        key: decode_key(key)?,
+        ..kv
+    })
+}
+
+fn get_kv(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
+    conn.query_row(
+        "SELECT key, value, create_revision, mod_revision, version FROM kv WHERE key = ?1",
+        [key.as_bytes()],
+        |r| row_kv(r, 0),
+    )
+    .optional()?
+    .map(finish_kv)
+    .transpose()
+}
+
+fn list_kv(conn: &Connection, prefix: &str) -> Result<Vec<KeyValue>> {
+    const COLUMNS: &str = "SELECT key, value, create_revision, mod_revision, version FROM kv";
+    let rows = match prefix_end(prefix.as_bytes()) {
+        Some(end) => conn
+            .prepare_cached(&format!(
+                "{COLUMNS} WHERE key >= ?1 AND key < ?2 ORDER BY key"
+            ))?
+            .query_map(params![prefix.as_bytes(), end], |r| row_kv(r, 0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare_cached(&format!("{COLUMNS} WHERE key >= ?1 ORDER BY key"))?
+            .query_map(params![prefix.as_bytes()], |r| row_kv(r, 0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    rows.into_iter().map(finish_kv).collect()
+}
+
+fn append_log(
+    conn: &Connection,
+    seq: i64,
+    revision: Revision,
+    deleted: bool,
+    kv: &KeyValue,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO log (revision, seq, key, deleted, value, create_revision, mod_revision, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        revision,
+        seq,
+        kv.key.as_bytes(),
+        deleted,
+        kv.value,
+        kv.create_revision,
+        kv.mod_revision,
+        kv.version
+    ])?;
+    Ok(())
+}
+
+/// Executes `txn` in one `BEGIN IMMEDIATE` transaction, compacting history
+/// beyond `retain` revisions on the way.
+fn run_txn(conn: &mut Connection, txn: &Txn, retain: Option<Revision>) -> Result<TxnResponse> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = meta(&tx, "revision")?;
+    let mut succeeded = true;
+    for compare in &txn.compares {
+        if !compare.holds(get_kv(&tx, &compare.key)?.as_ref()) {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
+    let revision = current + 1;
+    let mut writes = 0;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Get { key } => results.push(OpResult::Get {
+                kv: get_kv(&tx, key)?,
+            }),
+            Op::Put { key, value } => {
+                let prev = get_kv(&tx, key)?;
+                let kv = KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                    create_revision: prev.as_ref().map_or(revision, |p| p.create_revision),
+                    mod_revision: revision,
+                    version: prev.as_ref().map_or(1, |p| p.version + 1),
+                };
+                tx.prepare_cached(
+                    "INSERT INTO kv (key, value, create_revision, mod_revision, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                         create_revision = excluded.create_revision,
+                         mod_revision = excluded.mod_revision, version = excluded.version",
+                )?
+                .execute(params![
+                    key.as_bytes(),
+                    kv.value,
+                    kv.create_revision,
+                    kv.mod_revision,
+                    kv.version
+                ])?;
+                append_log(&tx, writes, revision, false, &kv)?;
+                writes += 1;
+                results.push(OpResult::Put { prev });
+            }
+            Op::Delete { key } => {
+                let prev = get_kv(&tx, key)?;
+                if let Some(p) = &prev {
+                    tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                        .execute([key.as_bytes()])?;
+                    append_log(&tx, writes, revision, true, p)?;
+                    writes += 1;
+                }
+                results.push(OpResult::Delete { prev });
+            }
+        }
+    }
+    let revision = if writes > 0 {
+        set_meta(&tx, "revision", revision)?;
+        if let Some(retain) = retain {
+            let compacted = meta(&tx, "compact_revision")?;
+            if revision - compacted > 2 * retain {
+                compact_log(&tx, revision - retain)?;
+            }
+        }
+        revision
+    } else {
+        current
+    };
+    tx.commit()?;
+    Ok(TxnResponse {
+        succeeded,
+        revision,
+        results,
+    })
+}
+
+/// Drops the history below `revision` and records it as the compact revision.
+fn compact_log(conn: &Connection, revision: Revision) -> Result<()> {
+    conn.execute("DELETE FROM log WHERE revision < ?1", [revision])?;
+    set_meta(conn, "compact_revision", revision)
+}
+
+/// What one watch fetch saw, read in one snapshot.
+struct Fetch {
+    events: Vec<(Revision, i64, WatchEvent)>,
+    /// The revision of the first matching row left for the next fetch.
+    more: Option<Revision>,
+    revision: Revision,
+    compact_revision: Revision,
+}
+
+fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Result<Fetch> {
+    let tx = conn.transaction()?;
+    let revision = meta(&tx, "revision")?;
+    let compact_revision = meta(&tx, "compact_revision")?;
+    let end = prefix_end(prefix.as_bytes());
+    let sql = format!(
+        "SELECT revision, seq, deleted, key, value, create_revision, mod_revision, version FROM log
+         WHERE (revision, seq) > (?1, ?2) AND key >= ?3 {}
+         ORDER BY revision, seq LIMIT {}",
+        if end.is_some() { "AND key < ?4" } else { "" },
+        WATCH_BATCH + 1
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<_> {
+        Ok((
+            r.get::<_, Revision>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, bool>(2)?,
+            row_kv(r, 3)?,
+        ))
+    };
+    let rows = match &end {
+        Some(end) => stmt
+            .query_map(params![after.0, after.1, prefix.as_bytes(), end], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => stmt
+            .query_map(params![after.0, after.1, prefix.as_bytes()], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    drop(stmt);
+    tx.commit()?;
+    let mut rows = rows;
+    let more = (rows.len() > WATCH_BATCH).then(|| rows[WATCH_BATCH].0);
+    rows.truncate(WATCH_BATCH);
+    let events = rows
+        .into_iter()
+        .map(|(rev, seq, deleted, kv)| {
+            let kv = finish_kv(kv)?;
+            let event = if deleted {
+                WatchEvent::Delete {
+                    key: kv.key.clone(),
+                    mod_revision: rev,
+                    prev: Some(kv),
+                }
+            } else {
+                WatchEvent::Put(kv)
+            };
+            Ok((rev, seq, event))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Fetch {
+        events,
+        more,
+        revision,
+        compact_revision,
+    })
+}
+
+/// The body of the poller thread: publishes the revision whenever the file
+/// changed (`data_version` moves when any other connection commits). Ends
+/// when the store is dropped.
+fn poll(path: &Path, store: &Weak<Inner>) {
+    let conn = match open_connection(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite poller cannot open the store");
+            return;
+        }
+    };
+    let mut last_version = None;
+    loop {
+        std::thread::sleep(POLL_INTERVAL);
+        let Some(inner) = store.upgrade() else { return };
+        let changed = conn
+            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .map_err(Error::from)
+            .and_then(|v| {
+                let changed = last_version != Some(v);
+                last_version = Some(v);
+                if changed {
+                    meta(&conn, "revision").map(Some)
+                } else {
+                    Ok(None)
+                }
+            });
+        match changed {
+            Ok(Some(revision)) => inner.publish(revision),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "sqlite poll failed"),
+        }
+    }
+}
+
+/// Counts a running watch task; decrements when the task ends.
+struct ActiveWatch(Arc<AtomicUsize>);
+
+impl ActiveWatch {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for ActiveWatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The watch task: delivers log rows after the cursor until the receiver is
+/// dropped or the history it needs is compacted away.
+async fn run_watch(
+    store: SqliteStore,
+    prefix: String,
+    start: Revision,
+    tx: mpsc::Sender<Result<WatchEvent>>,
+    mut notified: watch::Receiver<Revision>,
+    _active: ActiveWatch,
+) {
+    // Position after the last delivered row, and the first revision not yet
+    // fully delivered (what compaction must not overtake).
+    let mut cursor: (Revision, i64) = (start, -1);
+    let mut needed = start;
+    loop {
+        notified.borrow_and_update();
+        let prefix_c = prefix.clone();
+        let fetched = store
+            .blocking(move |inner| fetch_log(&mut lock(&inner.read), &prefix_c, cursor))
+            .await;
+        let fetch = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        if needed < fetch.compact_revision {
+            let _ = tx
+                .send(Err(Error::Compacted {
+                    requested: needed,
+                    compact_revision: fetch.compact_revision,
+                }))
+                .await;
+            return;
+        }
+        for (rev, seq, event) in fetch.events {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+            cursor = (rev, seq);
+        }
+        if let Some(next) = fetch.more {
+            // Everything before the first row left over has been delivered.
+            needed = next;
+            continue;
+        }
+        cursor = cursor.max((fetch.revision + 1, -1));
+        needed = needed.max(fetch.revision + 1);
+        tokio::select! {
+            changed = notified.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let key = key.to_owned();
+        self.blocking(move |inner| get_kv(&lock(&inner.read), &key))
+            .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |inner| {
+            let mut conn = lock(&inner.read);
+            let tx = conn.transaction()?;
+            let kvs = list_kv(&tx, &prefix)?;
+            let revision = meta(&tx, "revision")?;
+            tx.commit()?;
+            Ok((kvs, revision))
+        })
+        .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        txn.check()?;
+        self.blocking(move |inner| {
+            let resp = run_txn(&mut lock(&inner.write), &txn, inner.retain)?;
+            inner.publish(resp.revision);
+            Ok(resp)
+        })
+        .await
+    }
+
+    async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<Watch> {
+        self.ensure_poller();
+        let (current, compact) = self
+            .blocking(|inner| {
+                let conn = lock(&inner.read);
+                Ok((meta(&conn, "revision")?, meta(&conn, "compact_revision")?))
+            })
+            .await?;
+        let start = if start_revision <= 0 {
+            current + 1
+        } else {
+            start_revision
+        };
+        if start < compact {
+            return Err(Error::Compacted {
+                requested: start,
+                compact_revision: compact,
+            });
+        }
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let active = ActiveWatch::new(&self.inner.active);
+        let notified = self.inner.notify.subscribe();
+        tokio::spawn(run_watch(
+            self.clone(),
+            prefix.to_owned(),
+            start,
+            tx,
+            notified,
+            active,
+        ));
+        Ok(Watch::new(rx))
+    }
+
+    async fn revision(&self) -> Result<Revision> {
+        self.blocking(|inner| meta(&lock(&inner.read), "revision"))
+            .await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.blocking(move |inner| {
+            let mut conn = lock(&inner.write);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = meta(&tx, "revision")?;
+            let compacted = meta(&tx, "compact_revision")?;
+            if revision <= compacted {
+                return Err(Error::Compacted {
+                    requested: revision,
+                    compact_revision: compacted,
+                });
+            }
+            if revision > current {
+                return Err(Error::FutureRevision {
+                    requested: revision,
+                    current,
+                });
+            }
+            compact_log(&tx, revision)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn active_watches(&self) -> usize {
+        self.inner.active.load(Ordering::SeqCst)
+    }
+}

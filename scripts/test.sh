@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: installs the system packages the tests need, checks
+# formatting, then runs the whole suite (unit, datastore, netns, interop).
+# Kernel-level tests need root; run as root (CI does) or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/packages.sh
+install_packages
+
+cargo fmt --all --check
+cargo test --workspace --locked
