@@ -17,8 +17,8 @@ if [ "${1:-}" = "--down" ]; then
 fi
 
 install_packages
-cargo build --release --locked -p calicoctl
-ctl=target/release/calicoctl
+cargo build --locked -p calicoctl
+ctl=target/debug/calicoctl
 
 echo "== calicoctl apply -f examples/ (store: $DATASTORE_PATH)"
 "$ctl" apply -f examples/

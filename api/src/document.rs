@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{error::FieldError, resource::Resource};
+use crate::{error::FieldError, kind::Kind, resource::Resource};
 
 /// A problem with one document of a file.
 ///
@@ -138,6 +138,25 @@ fn entries(values: Vec<(usize, Value)>) -> Vec<Entry> {
 }
 
 /// `namespace/name` or `name` of a document, as far as it can be read.
+/// Sets `metadata.namespace` on a document of a namespaced kind that has none.
+fn fill_namespace(value: &mut Value, namespace: &str) {
+    let kind = match (
+        value.get("apiVersion").and_then(Value::as_str),
+        value.get("kind").and_then(Value::as_str),
+    ) {
+        (Some(api_version), Some(kind)) => Kind::from_document(api_version, kind),
+        _ => None,
+    };
+    if !kind.is_some_and(Kind::namespaced) {
+        return;
+    }
+    if let Some(Value::Object(meta)) = value.get_mut("metadata") {
+        if meta.get("namespace").is_none_or(Value::is_null) {
+            meta.insert("namespace".into(), Value::String(namespace.to_string()));
+        }
+    }
+}
+
 fn name_of(value: &Value) -> Option<String> {
     let meta = value.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
@@ -150,6 +169,16 @@ fn name_of(value: &Value) -> Option<String> {
 /// Reads every resource in `text` and validates each. `source` names the file in
 /// messages. Returns every resource, or every error found in every document.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, Vec<DocumentError>> {
+    parse_documents_in(source, text, None)
+}
+
+/// Like [`parse_documents`], but a document of a namespaced kind that names no
+/// namespace is placed in `default_namespace` (as `calicoctl -n NS` does).
+pub fn parse_documents_in(
+    source: &str,
+    text: &str,
+    default_namespace: Option<&str>,
+) -> Result<Vec<Resource>, Vec<DocumentError>> {
     let (values, syntax) = read_values(text);
     let mut resources = Vec::new();
     let mut errors = Vec::new();
@@ -159,6 +188,10 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, Vec<Do
         value,
     } in entries(values)
     {
+        let mut value = value;
+        if let Some(namespace) = default_namespace {
+            fill_namespace(&mut value, namespace);
+        }
         let name = name_of(&value);
         let error = |error: FieldError| DocumentError {
             file: source.to_string(),

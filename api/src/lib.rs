@@ -27,7 +27,7 @@ pub mod selector;
 pub mod types;
 mod validate;
 
-pub use document::{DocumentError, parse_documents};
+pub use document::{DocumentError, parse_documents, parse_documents_in};
 pub use error::FieldError;
 pub use kind::Kind;
 pub use meta::ObjectMeta;

@@ -249,3 +249,36 @@ fn empty_yaml_documents_are_skipped_but_counted() {
         errs[0]
     );
 }
+
+#[test]
+fn a_default_namespace_fills_only_namespaced_documents_that_name_none() {
+    let text = "\
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata:
+  name: a
+spec:
+  nets: [10.0.0.0/8]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata:
+  name: b
+  namespace: other
+spec:
+  nets: [10.0.0.0/8]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata:
+  name: c
+spec:
+  nets: [10.0.0.0/8]
+";
+    let resources = api::parse_documents_in("sets.yaml", text, Some("prod")).unwrap();
+    let namespaces: Vec<Option<&str>> = resources
+        .iter()
+        .map(|r| r.metadata().namespace.as_deref())
+        .collect();
+    assert_eq!(namespaces, [Some("prod"), Some("other"), None]);
+}

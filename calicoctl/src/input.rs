@@ -1,14 +1,9 @@
 //! Reading `-f`: a file, every *.yaml/*.yml/*.json of a directory (sorted by
 //! name, not recursive) or `-` for stdin. Returns the raw texts with the name
 //! each error message should show; parsing is `api::parse_documents`' job.
-//! [`with_default_namespace`] fills in the namespace of namespaced documents
-//! that name none, as calicoctl does, before they are parsed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
-use serde_json::Value;
 
 /// One input text and the name errors refer to it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,73 +93,6 @@ fn read_all(path: &Path, mut reader: impl Read) -> Result<Source, InputError> {
     })
 }
 
-/// Returns `text` with `metadata.namespace: <namespace>` added to every
-/// document (or `kind: List` item) of a namespaced kind that has none, or
-/// `None` when nothing needs adding or the text does not parse (the parser
-/// then reports it). YAML stays YAML and JSON stays JSON, with the same
-/// document numbering, so error messages still point at the right document.
-pub fn with_default_namespace(text: &str, namespace: &str) -> Option<String> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let mut values = serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
-        let changed = values
-            .iter_mut()
-            .fold(false, |c, v| inject(v, namespace) | c);
-        changed.then(|| {
-            values
-                .iter()
-                .map(Value::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-                + "\n"
-        })
-    } else {
-        let mut values = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(text) {
-            values.push(Value::deserialize(document).ok()?);
-        }
-        let changed = values
-            .iter_mut()
-            .fold(false, |c, v| inject(v, namespace) | c);
-        let documents: Vec<String> = values
-            .iter()
-            .map(|v| serde_yaml::to_string(v).expect("JSON values always serialise"))
-            .collect();
-        changed.then(|| documents.join("---\n"))
-    }
-}
-
-/// Adds the namespace where it is missing; returns whether it added any.
-fn inject(value: &mut Value, namespace: &str) -> bool {
-    match value {
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |c, v| inject(v, namespace) | c),
-        Value::Object(doc) => {
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-            if kind == "List" {
-                return doc
-                    .get_mut("items")
-                    .is_some_and(|items| inject(items, namespace));
-            }
-            if !api::Kind::from_name(kind).is_some_and(api::Kind::namespaced) {
-                return false;
-            }
-            match doc.get_mut("metadata") {
-                Some(Value::Object(meta)) if meta.get("namespace").is_none_or(Value::is_null) => {
-                    meta.insert("namespace".into(), Value::String(namespace.to_string()));
-                    true
-                }
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,45 +150,5 @@ mod tests {
     fn non_utf8_input_names_the_byte() {
         let err = read_sources(Path::new("-"), &b"ab\xffc"[..]).unwrap_err();
         assert_eq!(err.to_string(), "<stdin>: not UTF-8 at byte 2");
-    }
-
-    #[test]
-    fn namespaced_yaml_documents_without_a_namespace_get_the_default() {
-        let text = "kind: NetworkPolicy\nmetadata:\n  name: a\n---\n---\nkind: IPPool\nmetadata:\n  name: p\n---\n\
-                    kind: List\nitems:\n- kind: NetworkSet\n  metadata:\n    name: s\n- kind: NetworkSet\n  metadata:\n    name: t\n    namespace: keep\n";
-        let out = with_default_namespace(text, "prod").unwrap();
-        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out)
-            .map(|d| Value::deserialize(d).unwrap())
-            .collect();
-        assert_eq!(
-            docs.len(),
-            4,
-            "document numbering is kept, empty one included: {out}"
-        );
-        assert_eq!(docs[0]["metadata"]["namespace"], "prod");
-        assert!(docs[1].is_null());
-        assert!(
-            docs[2]["metadata"].get("namespace").is_none(),
-            "IPPool is cluster-wide"
-        );
-        assert_eq!(docs[3]["items"][0]["metadata"]["namespace"], "prod");
-        assert_eq!(docs[3]["items"][1]["metadata"]["namespace"], "keep");
-    }
-
-    #[test]
-    fn json_stays_json_and_untouched_text_is_left_alone() {
-        let json = r#"[{"kind":"WorkloadEndpoint","metadata":{"name":"w"}}]"#;
-        let out = with_default_namespace(json, "default").unwrap();
-        let value: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(value[0]["metadata"]["namespace"], "default");
-        assert_eq!(
-            with_default_namespace("kind: IPPool\nmetadata:\n  name: p\n", "x"),
-            None
-        );
-        assert_eq!(
-            with_default_namespace("kind: [", "x"),
-            None,
-            "syntax errors are the parser's to report"
-        );
     }
 }

@@ -227,14 +227,34 @@ impl ResourceStore {
         Ok(p.stored(revision))
     }
 
-    /// Writes every resource in one transaction (each as
-    /// [`ResourceStore::apply`]): all or nothing. A stale `resourceVersion`
-    /// on any of them fails the whole batch with that resource's conflict.
+    /// Creates or replaces every resource in one transaction: all are written
+    /// or none. Those carrying a `resourceVersion` must still be current
+    /// ([`Error::Conflict`], [`Error::NotFound`]).
     pub async fn apply_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
-        let prepared = resources
+        self.write_all(resources, Batch::Apply).await
+    }
+
+    /// Creates every resource in one transaction: if any already exists,
+    /// nothing is written ([`Error::AlreadyExists`] names the first).
+    pub async fn create_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
+        self.write_all(resources, Batch::Create).await
+    }
+
+    /// Replaces every resource in one transaction: each must exist and, with a
+    /// `resourceVersion`, be current; otherwise nothing is written.
+    pub async fn replace_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
+        self.write_all(resources, Batch::Replace).await
+    }
+
+    async fn write_all(&self, resources: Vec<Resource>, batch: Batch) -> Result<Vec<Resource>> {
+        let mut prepared = resources
             .into_iter()
             .map(Prepared::new)
             .collect::<Result<Vec<_>>>()?;
+        if batch == Batch::Create {
+            // A create never compares versions, as `create` ignores them.
+            prepared.iter_mut().for_each(|p| p.expected = None);
+        }
         let mut keys = BTreeSet::new();
         if let Some(dup) = prepared.iter().find(|p| !keys.insert(p.key.as_str())) {
             return Err(Error::InvalidResource {
@@ -242,14 +262,25 @@ impl ResourceStore {
                 message: "appears more than once in one batch".into(),
             });
         }
-        let checked: Vec<&Prepared> = prepared.iter().filter(|p| p.expected.is_some()).collect();
+        let checked: Vec<&Prepared> = match batch {
+            Batch::Apply => prepared.iter().filter(|p| p.expected.is_some()).collect(),
+            Batch::Create | Batch::Replace => prepared.iter().collect(),
+        };
+        let compares = prepared.iter().flat_map(|p| match batch {
+            Batch::Apply => p.compares(),
+            Batch::Create => vec![Compare::absent(&p.key)],
+            Batch::Replace => match p.expected {
+                Some(_) => p.compares(),
+                None => vec![Compare::present(&p.key)],
+            },
+        });
         let txn = Txn::new()
-            .when(prepared.iter().flat_map(Prepared::compares))
+            .when(compares)
             .and_then(prepared.iter().map(|p| Op::put(&p.key, p.value.clone())))
             .or_else(checked.iter().map(|p| Op::get(&p.key)));
         let resp = self.kv.txn(txn).await?;
         if !resp.succeeded {
-            return Err(first_mismatch(&checked, &resp.results));
+            return Err(first_mismatch(&checked, &resp.results, batch));
         }
         Ok(prepared
             .into_iter()
@@ -301,12 +332,26 @@ impl ResourceStore {
     }
 }
 
-/// The error for the first resource whose expected version did not hold,
-/// from the failure branch's gets (one per checked resource, in order).
-fn first_mismatch(checked: &[&Prepared], results: &[OpResult]) -> Error {
+/// How a batch write treats keys that exist or do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Apply,
+    Create,
+    Replace,
+}
+
+/// The error for the first resource whose check did not hold, from the
+/// failure branch's gets (one per checked resource, in order).
+fn first_mismatch(checked: &[&Prepared], results: &[OpResult], batch: Batch) -> Error {
     for (p, result) in checked.iter().zip(results) {
         let expected = p.expected.unwrap_or_default();
         match result {
+            OpResult::Get { kv } if batch == Batch::Create => {
+                if kv.is_some() {
+                    return Error::AlreadyExists { key: p.key.clone() };
+                }
+            }
+            OpResult::Get { kv: Some(_) } if p.expected.is_none() => {}
             OpResult::Get { kv: None } => return Error::NotFound { key: p.key.clone() },
             OpResult::Get { kv: Some(kv) } if kv.mod_revision != expected => {
                 return Error::Conflict {

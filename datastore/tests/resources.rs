@@ -325,3 +325,62 @@ async fn kubernetes_network_policy_is_stored_under_the_networking_group() {
         Kind::NetworkPolicy
     );
 }
+
+#[tokio::test]
+async fn create_all_writes_nothing_when_one_already_exists() {
+    let (_dir, kv, store) = store();
+    store.create(pool("p", "10.1.0.0/16")).await.unwrap();
+    let before = kv.revision().await.unwrap();
+
+    let err = store
+        .create_all(vec![pool("q", "10.2.0.0/16"), pool("p", "10.3.0.0/16")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists { ref key } if key.ends_with("/ippools/p")),
+        "{err:?}"
+    );
+    assert_eq!(kv.revision().await.unwrap(), before, "nothing written");
+    assert_eq!(
+        cidr_of(&store.get(Kind::IPPool, None, "p").await.unwrap()),
+        "10.1.0.0/16"
+    );
+
+    let written = store
+        .create_all(vec![pool("q", "10.2.0.0/16"), pool("r", "10.3.0.0/16")])
+        .await
+        .unwrap();
+    assert_eq!(version(&written[0]), version(&written[1]), "one revision");
+}
+
+#[tokio::test]
+async fn replace_all_writes_nothing_when_one_is_missing_or_stale() {
+    let (_dir, kv, store) = store();
+    let p = store.create(pool("p", "10.1.0.0/16")).await.unwrap();
+    let before = kv.revision().await.unwrap();
+
+    let err = store
+        .replace_all(vec![
+            pool("p", "10.2.0.0/16"),
+            pool("missing", "10.3.0.0/16"),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { ref key } if key.ends_with("/ippools/missing")),
+        "{err:?}"
+    );
+    assert_eq!(kv.revision().await.unwrap(), before, "nothing written");
+
+    store.apply(pool("p", "10.4.0.0/16")).await.unwrap();
+    let mut stale = pool("p", "10.5.0.0/16");
+    stale.metadata_mut().resource_version = Some(version(&p));
+    let err = store.replace_all(vec![stale]).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+
+    let replaced = store
+        .replace_all(vec![pool("p", "10.6.0.0/16")])
+        .await
+        .unwrap();
+    assert_eq!(cidr_of(&replaced[0]), "10.6.0.0/16");
+}

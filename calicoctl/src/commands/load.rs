@@ -19,8 +19,7 @@ pub fn resources(args: &FileArgs) -> Result<Vec<api::Resource>> {
         .as_deref()
         .unwrap_or(super::DEFAULT_NAMESPACE);
     for source in &sources {
-        let text = input::with_default_namespace(&source.text, namespace);
-        match api::parse_documents(&source.name, text.as_deref().unwrap_or(&source.text)) {
+        match api::parse_documents_in(&source.name, &source.text, Some(namespace)) {
             Ok(parsed) => resources.extend(parsed),
             Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
         }

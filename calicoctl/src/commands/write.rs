@@ -62,13 +62,13 @@ pub async fn create(
         ));
     }
     let kinds: Vec<api::Kind> = fresh.iter().map(api::Resource::kind).collect();
-    for resource in fresh {
-        let what = name_of(&resource);
-        store
-            .create(resource)
-            .await
-            .with_context(|| format!("creating {what}"))?;
-    }
+    // One transaction: one created concurrently by someone else writes none.
+    store.create_all(fresh).await.with_context(|| {
+        format!(
+            "creating {}; nothing was written",
+            plural(kinds.len(), "resource")
+        )
+    })?;
     writeln!(out, "{}", success("created", &kinds))?;
     if !existing.is_empty() {
         writeln!(
@@ -101,8 +101,9 @@ pub async fn replace(
         ));
     }
     let kinds: Vec<api::Kind> = resources.iter().map(api::Resource::kind).collect();
-    // One transaction: a stale resourceVersion on any of them writes none.
-    store.apply_all(resources).await.with_context(|| {
+    // One transaction: a stale resourceVersion on any of them, or one deleted
+    // meanwhile, writes none.
+    store.replace_all(resources).await.with_context(|| {
         format!(
             "replacing {}; nothing was written",
             plural(kinds.len(), "resource")
