@@ -150,10 +150,10 @@ fn fill_namespace(value: &mut Value, namespace: &str) {
     if !kind.is_some_and(Kind::namespaced) {
         return;
     }
-    if let Some(Value::Object(meta)) = value.get_mut("metadata") {
-        if meta.get("namespace").is_none_or(Value::is_null) {
-            meta.insert("namespace".into(), Value::String(namespace.to_string()));
-        }
+    if let Some(Value::Object(meta)) = value.get_mut("metadata")
+        && meta.get("namespace").is_none_or(Value::is_null)
+    {
+        meta.insert("namespace".into(), Value::String(namespace.to_string()));
     }
 }
 
