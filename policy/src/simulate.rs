@@ -1,0 +1,308 @@
+//! [`simulate`]: what a [`Ruleset`] does to one packet, evaluated as netfilter
+//! evaluates the rendered table: the base chain of the packet's hook, rules in
+//! order, `jump` pushing a return point, `goto` not, `return` (or the end of a
+//! chain) going back, a base chain ending in its policy (accept), verdict-map
+//! lookups falling through when the interface is not in the map.
+//!
+//! As in nft, an address or ICMP match implies its family or protocol: an
+//! `ip saddr != @s` never matches an IPv6 packet, `icmp type != 8` never a TCP
+//! one. Port matches only see TCP, UDP, SCTP and UDP-Lite packets (compiled
+//! rules always match the protocol before ports).
+
+use std::net::IpAddr;
+
+use crate::ir::{
+    CtState, Family, Hook, Iface, Match, Ruleset, SetElement, Side, Statement, Verdict,
+};
+
+/// Deepest jump stack netfilter allows.
+const MAX_DEPTH: usize = 16;
+
+/// The packet, as the hook sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub hook: Hook,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub ct: CtState,
+    pub mark: u32,
+}
+
+impl Packet {
+    /// A new-connection packet in `hook` from `src` to `dst` of protocol `proto`
+    /// to port `dport` (ICMP: echo request), no interfaces, no mark.
+    pub fn new(hook: Hook, src: IpAddr, dst: IpAddr, proto: u8, dport: u16) -> Self {
+        let echo = if src.is_ipv4() { 8 } else { 128 };
+        Packet {
+            hook,
+            iif: None,
+            oif: None,
+            src,
+            dst,
+            proto,
+            sport: 40000,
+            dport,
+            icmp_type: echo,
+            icmp_code: 0,
+            ct: CtState::New,
+            mark: 0,
+        }
+    }
+
+    /// The same packet arriving on `iif`.
+    pub fn from_iface(mut self, iif: &str) -> Self {
+        self.iif = Some(iif.to_string());
+        self
+    }
+
+    /// The same packet leaving by `oif`.
+    pub fn to_iface(mut self, oif: &str) -> Self {
+        self.oif = Some(oif.to_string());
+        self
+    }
+}
+
+/// The final verdict on a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accept,
+    Drop,
+}
+
+/// What happened to a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    pub outcome: Outcome,
+    /// The comment (or, without one, the prefix) of every `log` rule that fired.
+    pub logged: Vec<String>,
+}
+
+/// A ruleset that refers to something it does not define, or loops.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimulateError {
+    #[error("chain {0:?} does not exist")]
+    MissingChain(String),
+    #[error("set {0:?} does not exist")]
+    MissingSet(String),
+    #[error("map {0:?} does not exist")]
+    MissingMap(String),
+    #[error("jumps nest deeper than {MAX_DEPTH} at chain {0:?}")]
+    TooDeep(String),
+}
+
+/// Evaluates `packet` against the ruleset.
+pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateError> {
+    let mut packet = packet.clone();
+    let mut logged = Vec::new();
+    let accept = |logged| {
+        Ok(Trace {
+            outcome: Outcome::Accept,
+            logged,
+        })
+    };
+    let Some((base, _)) = ruleset
+        .chains
+        .iter()
+        .find(|(_, c)| c.base.is_some_and(|b| b.hook == packet.hook))
+    else {
+        return accept(logged);
+    };
+    let mut stack: Vec<(&str, usize)> = Vec::new();
+    let mut current: (&str, usize) = (base.as_str(), 0);
+    loop {
+        let chain = ruleset
+            .chains
+            .get(current.0)
+            .ok_or_else(|| SimulateError::MissingChain(current.0.to_string()))?;
+        let Some(rule) = chain.rules.get(current.1) else {
+            match stack.pop() {
+                Some(back) => {
+                    current = back;
+                    continue;
+                }
+                None => return accept(logged),
+            }
+        };
+        current.1 += 1;
+        let mut all = true;
+        for m in &rule.matches {
+            if !matches(ruleset, m, &packet)? {
+                all = false;
+                break;
+            }
+        }
+        if !all {
+            continue;
+        }
+        for s in &rule.statements {
+            match s {
+                Statement::MarkSet(bits) => packet.mark |= bits,
+                Statement::MarkClear(bits) => packet.mark &= !bits,
+                Statement::Log { prefix } => {
+                    logged.push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
+                }
+            }
+        }
+        let verdict = match &rule.verdict {
+            None => continue,
+            Some(Verdict::Vmap { iface, map }) => {
+                let map = ruleset
+                    .maps
+                    .get(map)
+                    .ok_or_else(|| SimulateError::MissingMap(map.clone()))?;
+                let name = iface_of(&packet, *iface);
+                match name.and_then(|n| map.elements.get(n)) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
+            Some(v) => v,
+        };
+        match verdict {
+            Verdict::Accept => return accept(logged),
+            Verdict::Drop => {
+                return Ok(Trace {
+                    outcome: Outcome::Drop,
+                    logged,
+                });
+            }
+            Verdict::Return => match stack.pop() {
+                Some(back) => current = back,
+                None => return accept(logged),
+            },
+            Verdict::Jump(target) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SimulateError::TooDeep(target.clone()));
+                }
+                stack.push(current);
+                current = (target.as_str(), 0);
+            }
+            Verdict::Goto(target) => current = (target.as_str(), 0),
+            Verdict::Vmap { map, .. } => return Err(SimulateError::MissingMap(map.clone())),
+        }
+    }
+}
+
+fn iface_of(p: &Packet, iface: Iface) -> Option<&str> {
+    match iface {
+        Iface::In => p.iif.as_deref(),
+        Iface::Out => p.oif.as_deref(),
+    }
+}
+
+fn family_of(addr: IpAddr) -> Family {
+    match addr {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
+fn port_of(p: &Packet, side: Side) -> Option<u16> {
+    matches!(p.proto, 6 | 17 | 132 | 136).then_some(match side {
+        Side::Source => p.sport,
+        Side::Destination => p.dport,
+    })
+}
+
+fn addr_of(p: &Packet, side: Side) -> IpAddr {
+    match side {
+        Side::Source => p.src,
+        Side::Destination => p.dst,
+    }
+}
+
+fn matches(ruleset: &Ruleset, m: &Match, p: &Packet) -> Result<bool, SimulateError> {
+    let family = family_of(p.src);
+    let set = |name: &str| {
+        ruleset
+            .sets
+            .get(name)
+            .ok_or_else(|| SimulateError::MissingSet(name.to_string()))
+    };
+    Ok(match m {
+        Match::Nfproto(f) => *f == family,
+        Match::L4proto { proto, negate } => (p.proto == *proto) != *negate,
+        Match::CtState(states) => states.contains(&p.ct),
+        Match::Iface {
+            iface,
+            name,
+            negate,
+        } => match iface_of(p, *iface) {
+            Some(actual) => {
+                let hit = match name.strip_suffix('*') {
+                    Some(prefix) => actual.starts_with(prefix),
+                    None => actual == name,
+                };
+                hit != *negate
+            }
+            None => false,
+        },
+        Match::Icmp {
+            family: f,
+            types,
+            code,
+            negate,
+        } => {
+            let proto = if *f == Family::V4 { 1 } else { 58 };
+            if family != *f || p.proto != proto {
+                false
+            } else {
+                let hit = types.contains(&p.icmp_type) && code.is_none_or(|c| c == p.icmp_code);
+                hit != *negate
+            }
+        }
+        Match::Ports {
+            side,
+            ranges,
+            negate,
+        } => match port_of(p, *side) {
+            Some(port) => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port)) != *negate,
+            None => false,
+        },
+        Match::Addr {
+            family: f,
+            side,
+            set: name,
+            negate,
+        } => {
+            let set = set(name)?;
+            if *f != family {
+                false
+            } else {
+                let addr = addr_of(p, *side);
+                let hit = set.elements.iter().any(|e| match e {
+                    SetElement::Net(n) => n.contains(&addr),
+                    SetElement::NetPort(..) => false,
+                });
+                hit != *negate
+            }
+        }
+        Match::AddrPort {
+            family: f,
+            side,
+            set: name,
+            negate,
+        } => {
+            let set = set(name)?;
+            match port_of(p, *side) {
+                Some(port) if *f == family => {
+                    let addr = addr_of(p, *side);
+                    let hit = set.elements.iter().any(|e| match e {
+                        SetElement::NetPort(n, pt) => n.contains(&addr) && *pt == port,
+                        SetElement::Net(_) => false,
+                    });
+                    hit != *negate
+                }
+                _ => false,
+            }
+        }
+        Match::Mark { mask, value } => p.mark & mask == *value,
+    })
+}
