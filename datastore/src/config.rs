@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::etcd::EtcdStore;
 use crate::kv::KvStore;
 use crate::sqlite::SqliteStore;
 
@@ -362,10 +363,7 @@ pub async fn connect(cfg: &DatastoreConfig) -> Result<Arc<dyn KvStore>> {
                 .map_err(|e| Error::Backend(format!("opening the sqlite store: {e}")))??;
             Ok(Arc::new(store))
         }
-        DatastoreConfig::Etcd(etcd) => Err(Error::Unsupported(format!(
-            "the etcdv3 datastore ({}) is not available in this build yet; use datastoreType sqlite",
-            etcd.endpoints.join(",")
-        ))),
+        DatastoreConfig::Etcd(etcd) => Ok(Arc::new(EtcdStore::connect(etcd).await?)),
     }
 }
 
@@ -533,19 +531,5 @@ spec:
         let text = CALICOCTL_CFG.replace("etcdv3", "kubernetes");
         let err = DatastoreConfig::from_yaml(&text, Path::new("c.cfg")).unwrap_err();
         assert_eq!(field_of(err), "spec.datastoreType");
-    }
-
-    #[tokio::test]
-    async fn connecting_to_etcd_says_the_backend_is_not_in_this_build() {
-        let cfg = from_vars(&[
-            ("DATASTORE_TYPE", "etcdv3"),
-            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
-        ])
-        .unwrap();
-        let err = connect(&cfg).await.unwrap_err();
-        assert!(
-            matches!(err, Error::Unsupported(ref m) if m.contains("etcdv3")),
-            "{err}"
-        );
     }
 }

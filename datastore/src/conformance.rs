@@ -1,7 +1,8 @@
 //! The backend conformance suite, written once against [`KvStore`] and run by
 //! each backend's integration tests (one `#[tokio::test]` per case, so a
-//! failure names its case): `tests/sqlite_conformance.rs` here, the etcd
-//! backend's tests later, unchanged.
+//! failure names its case): `tests/sqlite_conformance.rs` and
+//! `tests/etcd_conformance.rs`, both through [`conformance_tests!`](crate::conformance_tests),
+//! which holds the one list of cases.
 //!
 //! Every case takes a [`DatastoreConfig`] and opens its own handles with
 //! [`connect`]; it asserts by panicking, as a test does. Cases keep to keys
@@ -62,6 +63,57 @@ fn now_nanos() -> u128 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_nanos()
+}
+
+/// Writes one `#[tokio::test]` per conformance case. `fresh_store` is a
+/// function returning `(guard, DatastoreConfig)` for a store of the case's
+/// own (the guard lives until the case ends: a temporary directory, a test
+/// etcd); `worker` is the path of the `datastore-worker` binary.
+///
+/// ```text
+/// datastore::conformance_tests!(
+///     fresh_store: fresh_store,
+///     worker: env!("CARGO_BIN_EXE_datastore-worker"),
+/// );
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    (fresh_store: $fresh:path, worker: $worker:expr $(,)?) => {
+        $crate::conformance_tests!(@cases $fresh;
+            create_fails_if_the_key_exists,
+            update_with_a_stale_revision_conflicts,
+            delete_with_and_without_cas,
+            list_returns_sorted_keys_under_the_prefix_only,
+            revisions_increase_by_one_per_write_and_are_shared_within_a_txn,
+            failed_txn_compare_changes_nothing,
+            txn_writing_a_key_twice_is_refused,
+            recreated_key_restarts_its_create_revision_and_version,
+            watch_delivers_many_writes_in_revision_order,
+            watch_from_an_old_revision_replays_history,
+            watch_sees_deletes_with_the_previous_value,
+            watch_behind_compaction_must_resync,
+            dropping_a_watch_stops_it,
+            concurrent_cas_increments_from_two_handles_are_all_counted,
+        );
+        $crate::conformance_tests!(@process_cases $fresh, $worker;
+            concurrent_cas_increments_from_two_processes_are_all_counted,
+            a_write_from_another_process_reaches_a_watcher_quickly,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (_guard, cfg) = $fresh();
+            $crate::conformance::$case(&cfg).await;
+        }
+    )*};
+    (@process_cases $fresh:path, $worker:expr; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (_guard, cfg) = $fresh();
+            $crate::conformance::$case(&cfg, ::std::path::Path::new($worker)).await;
+        }
+    )*};
 }
 
 /// `create` writes an absent key and refuses a present one, leaving it as it was.

@@ -1,7 +1,7 @@
 //! The datastore: a revisioned key-value store with watch and etcd v3
 //! semantics, its embedded SQLite backend, typed access to `projectcalico.org/v3`
 //! resources under Calico's etcdv3 key layout, and datastore configuration.
-//! IPAM (`/calico/ipam/v2/...`) builds on the same trait and is not here yet.
+//! IPAM (`/calico/ipam/v2/...`) builds on the same trait.
 //!
 //! # Layout
 //!
@@ -11,6 +11,8 @@
 //! - [`sqlite`]: [`SqliteStore`], one SQLite file (WAL) shared by several
 //!   processes; an event log table serves watches from old revisions and a
 //!   poller thread carries other processes' commits to watchers.
+//! - [`etcd`]: [`EtcdStore`], the same trait on an etcd v3 cluster (several
+//!   endpoints, TLS, user and password); watches survive etcd restarts.
 //! - [`resources`]: [`ResourceStore`], typed `projectcalico.org/v3`
 //!   resources under Calico's etcdv3 keys, `resourceVersion` = `mod_revision`.
 //! - [`config`]: [`DatastoreConfig`] from the environment or a
@@ -18,16 +20,22 @@
 //! - [`conformance`]: the backend conformance suite, written once against
 //!   the trait and run by each backend's tests.
 //! - [`error`]: the crate's [`Error`].
+//! - `testing` (feature `testing`): a real etcd server for tests, on free
+//!   loopback ports with a temporary data directory, optionally with TLS.
 
 pub mod config;
 pub mod conformance;
 pub mod error;
+pub mod etcd;
 pub mod kv;
 pub mod resources;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{DatastoreConfig, EtcdConfig, connect};
 pub use error::{Error, Result};
+pub use etcd::EtcdStore;
 pub use kv::{
     Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
 };

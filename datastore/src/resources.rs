@@ -346,11 +346,10 @@ fn first_mismatch(checked: &[&Prepared], results: &[OpResult], batch: Batch) -> 
     for (p, result) in checked.iter().zip(results) {
         let expected = p.expected.unwrap_or_default();
         match result {
-            OpResult::Get { kv } if batch == Batch::Create => {
-                if kv.is_some() {
-                    return Error::AlreadyExists { key: p.key.clone() };
-                }
+            OpResult::Get { kv: Some(_) } if batch == Batch::Create => {
+                return Error::AlreadyExists { key: p.key.clone() };
             }
+            OpResult::Get { kv: None } if batch == Batch::Create => {}
             OpResult::Get { kv: Some(_) } if p.expected.is_none() => {}
             OpResult::Get { kv: None } => return Error::NotFound { key: p.key.clone() },
             OpResult::Get { kv: Some(kv) } if kv.mod_revision != expected => {
