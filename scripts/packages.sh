@@ -8,7 +8,7 @@ PACKAGES=(
   protobuf-compiler                   # etcd-client runs protoc at build time
   iproute2 iputils-ping iperf3        # namespaces, veths, traffic
   bird2 gobgpd frr exabgp             # real BGP peers for interop tests
-  etcd-server etcd-client             # the etcd datastore backend tests
+  etcd-server etcd-client openssl     # the etcd datastore backend tests (TLS certificates by openssl)
 )
 
 install_packages() {
