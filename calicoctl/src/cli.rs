@@ -64,6 +64,9 @@ pub enum Command {
     Patch(PatchArgs),
     /// Add, change or remove a label on one resource.
     Label(LabelArgs),
+    /// IP address management: usage, who owns an address, consistency
+    /// check, release, pool split and configuration.
+    Ipam(IpamArgs),
     /// Print the client version and the datastore in use.
     Version,
     /// Print a shell completion script.
@@ -203,6 +206,101 @@ pub struct LabelArgs {
     pub namespace: Option<String>,
 }
 
+/// `ipam`.
+#[derive(Debug, Args)]
+pub struct IpamArgs {
+    #[command(subcommand)]
+    pub command: IpamCommand,
+}
+
+/// The `ipam` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IpamCommand {
+    /// Show usage per pool (and per block), or who owns an address.
+    Show(IpamShowArgs),
+    /// Check IPAM data: leaked addresses, handles that disagree with their
+    /// blocks, affinities to missing hosts. Exits 1 when anything is wrong.
+    Check(IpamCheckArgs),
+    /// Release an address, or the leaked addresses listed in a check report.
+    Release(IpamReleaseArgs),
+    /// Split an IP pool into a power of two equal, smaller pools.
+    Split(IpamSplitArgs),
+    /// Change the IPAM configuration.
+    Configure(IpamConfigureArgs),
+}
+
+/// Output formats of `ipam show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IpamOutput {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `ipam show`.
+#[derive(Debug, Args)]
+pub struct IpamShowArgs {
+    /// Also show every block, with the host it is affine to and its usage.
+    #[arg(long)]
+    pub show_blocks: bool,
+    /// Show who owns this address (handle and attributes) instead.
+    #[arg(long, value_name = "ADDR", conflicts_with = "show_blocks")]
+    pub ip: Option<std::net::IpAddr>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = IpamOutput::Table)]
+    pub output: IpamOutput,
+}
+
+/// `ipam check`.
+#[derive(Debug, Args)]
+pub struct IpamCheckArgs {
+    /// Also write the report as JSON to this file (input of `ipam release --from-report`).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `ipam release`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["ip", "from_report"])))]
+pub struct IpamReleaseArgs {
+    /// The address to release.
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<std::net::IpAddr>,
+    /// Release the leaked addresses (and delete the empty handles) of a
+    /// report written by `ipam check -o`, those still as the report saw them.
+    #[arg(long, value_name = "FILE")]
+    pub from_report: Option<PathBuf>,
+}
+
+/// `ipam split`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("pool").required(true).args(["cidr", "name"])))]
+pub struct IpamSplitArgs {
+    /// Number of pools to split into (a power of two).
+    #[arg(value_name = "NUMBER")]
+    pub number: u32,
+    /// CIDR of the pool to split.
+    #[arg(long, value_name = "CIDR")]
+    pub cidr: Option<String>,
+    /// Name of the pool to split.
+    #[arg(long, value_name = "POOL_NAME")]
+    pub name: Option<String>,
+}
+
+/// `ipam configure`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("setting").required(true).multiple(true)
+    .args(["strict_affinity", "max_blocks_per_host"])))]
+pub struct IpamConfigureArgs {
+    /// Hosts may only take addresses from blocks affine to them (no borrowing).
+    #[arg(long = "strictaffinity", value_name = "BOOL")]
+    pub strict_affinity: Option<bool>,
+    /// How many blocks one host may claim.
+    #[arg(long, value_name = "N")]
+    pub max_blocks_per_host: Option<u32>,
+}
+
 /// Shells for `completion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
@@ -267,6 +365,30 @@ mod tests {
     #[test]
     fn get_rejects_namespace_with_all_namespaces() {
         assert!(Cli::try_parse_from(["calicoctl", "get", "wep", "-n", "a", "-A"]).is_err());
+    }
+
+    #[test]
+    fn ipam_release_needs_an_address_or_a_report() {
+        assert!(Cli::try_parse_from(["calicoctl", "ipam", "release"]).is_err());
+        assert!(Cli::try_parse_from(["calicoctl", "ipam", "release", "--ip", "10.0.0.1"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["calicoctl", "ipam", "release", "--ip", "x"]).is_err(),
+            "not an address"
+        );
+    }
+
+    #[test]
+    fn ipam_configure_takes_calicos_strictaffinity_flag() {
+        let cli = Cli::try_parse_from(["calicoctl", "ipam", "configure", "--strictaffinity=true"])
+            .unwrap();
+        let Command::Ipam(IpamArgs {
+            command: IpamCommand::Configure(args),
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(args.strict_affinity, Some(true));
+        assert!(Cli::try_parse_from(["calicoctl", "ipam", "configure"]).is_err());
     }
 
     #[test]

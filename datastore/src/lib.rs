@@ -20,6 +20,8 @@
 //! - [`conformance`]: the backend conformance suite, written once against
 //!   the trait and run by each backend's tests.
 //! - [`error`]: the crate's [`Error`].
+//! - [`ipam`]: Calico-style IP address management (blocks affine to hosts,
+//!   handles, reservations) on any [`KvStore`], under `/calico/ipam/v2/`.
 //! - `testing` (feature `testing`): a real etcd server for tests, on free
 //!   loopback ports with a temporary data directory, optionally with TLS.
 
@@ -27,6 +29,7 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod etcd;
+pub mod ipam;
 pub mod kv;
 pub mod resources;
 pub mod sqlite;

@@ -5,6 +5,7 @@
 
 mod docs;
 mod get;
+mod ipam;
 mod load;
 mod store;
 mod update;
@@ -93,6 +94,10 @@ async fn resource_command(
         Command::Label(args) => {
             let label = update::LabelRequest::from_args(&args)?;
             update::label(&store::open(datastore).await?, &label, out).await
+        }
+        Command::Ipam(args) => {
+            let request = ipam::Request::from_args(args.command)?;
+            ipam::run(&store::open(datastore).await?, request, out).await
         }
         Command::Version | Command::Completion(_) | Command::Man(_) => {
             unreachable!("handled without a datastore in `run`")

@@ -1,0 +1,115 @@
+//! IP address management, Calico-style, on any [`KvStore`](crate::KvStore).
+//!
+//! Pools (IPPool resources) are cut into blocks of `blockSize`, each block
+//! affine to one host. A host takes addresses from its own blocks first,
+//! claims a free block when they are full (up to `maxBlocksPerHost`), and
+//! otherwise borrows from other hosts' blocks unless `strictAffinity` is set.
+//! IPReservation ranges are never handed out; disabled pools, pools whose
+//! `nodeSelector` does not select the host, and pools whose `allowedUses`
+//! lack the request's use are skipped. Every address belongs to a handle
+//! (the CNI names them `<network>.<containerID>`), which may own several
+//! addresses of both families.
+//!
+//! Every change is one transaction that compares the revisions of every key
+//! it read and writes (block, handle, affinity), retried a bounded number of
+//! times on conflict: allocators on many hosts and in many processes never
+//! hand out one address twice, and a crash leaves either all of a change or
+//! none of it. The data is laid out as Calico's etcdv3 datastore lays it out
+//! (see [`model`]).
+//!
+//! # Layout
+//!
+//! - [`block_math`]: pure block arithmetic (IPv4 and IPv6), with property tests.
+//! - [`model`]: the stored values and keys, and pure operations on a block.
+//! - [`select`]: pure decisions: usable pools, reservations, the next block
+//!   to claim, the fate of an emptied block.
+//! - [`check`]: the pure consistency check behind `ipam check` and its [`Report`].
+//! - [`client`]: [`Ipam`], the thin I/O layer: read, decide, transact, retry.
+//! - [`suite`]: concurrency and crash cases written against a
+//!   [`DatastoreConfig`](crate::DatastoreConfig), run by each backend's tests,
+//!   and the `ipam-worker` binary's logic.
+
+pub mod block_math;
+pub mod check;
+pub mod client;
+pub mod model;
+pub mod select;
+pub mod suite;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+pub use block_math::BlockMathError;
+pub use check::{LeakReason, LeakedAddress, Report};
+pub use client::{
+    Assigned, AssignedIp, AutoAssignArgs, BlockUsage, ConfigUpdate, IpStatus, Ipam, PoolRef,
+    PoolUsage, Usage,
+};
+pub use select::IpUse;
+
+/// Everything IPAM can fail with; each names what is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error(transparent)]
+    Datastore(#[from] crate::Error),
+    #[error(transparent)]
+    BlockMath(#[from] BlockMathError),
+    #[error("invalid {what} {value:?}: must be non-empty and contain no '/'")]
+    InvalidName { what: &'static str, value: String },
+    #[error("no enabled IPv{family} pool may be used by host {host} for {ip_use:?} addresses")]
+    NoUsablePool {
+        family: u8,
+        host: String,
+        ip_use: IpUse,
+    },
+    #[error(
+        "pool {pool} is not an enabled IP pool that host {host} may use for {ip_use:?} addresses"
+    )]
+    PoolNotUsable {
+        pool: IpNet,
+        host: String,
+        ip_use: IpUse,
+    },
+    #[error(
+        "no free IPv{family} address for host {host} in pools {pools}: its blocks are full, no block can be claimed{}",
+        if *strict { " and strictAffinity forbids borrowing" } else { " and no block has room to borrow from" }
+    )]
+    Exhausted {
+        family: u8,
+        host: String,
+        pools: String,
+        strict: bool,
+    },
+    #[error("{ip} is not in any IP pool")]
+    NotInPool { ip: IpAddr },
+    #[error("{ip} is reserved by IPReservation {reservation}")]
+    Reserved { ip: IpAddr, reservation: String },
+    #[error("{ip} is already allocated (handle {handle:?})")]
+    AlreadyAllocated { ip: IpAddr, handle: Option<String> },
+    #[error("handle {handle} not found")]
+    HandleNotFound { handle: String },
+    #[error("IP pool {0} not found")]
+    PoolNotFound(String),
+    #[error("gave up on {what} after {attempts} conflicting concurrent updates")]
+    TooManyConflicts { what: String, attempts: usize },
+    #[error("invalid IPAM data at {key}: {message}")]
+    InvalidData { key: String, message: String },
+    #[error(
+        "IP pool {pool} changed, or a name for the new pools is taken, while splitting it; nothing was written"
+    )]
+    SplitConflict { pool: String },
+    #[error("invalid IPAM configuration: {0}")]
+    InvalidConfig(String),
+    #[error(
+        "{failed}; rolling back the addresses already assigned to handle {handle} also failed: {rollback}"
+    )]
+    RollbackFailed {
+        failed: Box<IpamError>,
+        handle: String,
+        rollback: Box<IpamError>,
+    },
+}
+
+/// Result alias of this module.
+pub type Result<T, E = IpamError> = std::result::Result<T, E>;

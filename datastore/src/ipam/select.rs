@@ -1,0 +1,369 @@
+//! Allocation decisions, pure: which pools a host may use for a request,
+//! which addresses are reserved, which unclaimed block a host claims next,
+//! and what happens to a block that a release leaves empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use api::resources::ippool::AllowedUse;
+use api::selector::Selector;
+use api::{IPPool, IPReservation};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::IpamError;
+use super::block_math;
+use super::model::AllocationBlock;
+
+/// What an address is for; a pool's `allowedUses` must include it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IpUse {
+    #[default]
+    Workload,
+    Tunnel,
+}
+
+impl IpUse {
+    fn allowed_use(self) -> AllowedUse {
+        match self {
+            IpUse::Workload => AllowedUse::Workload,
+            IpUse::Tunnel => AllowedUse::Tunnel,
+        }
+    }
+}
+
+/// The parts of an IPPool allocation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolView {
+    pub name: String,
+    pub cidr: IpNet,
+    pub block_size: u8,
+}
+
+impl PoolView {
+    pub fn of(pool: &IPPool) -> Self {
+        Self {
+            name: pool.metadata.name.clone(),
+            cidr: pool.spec.cidr.network(),
+            block_size: pool.spec.block_size(),
+        }
+    }
+
+    /// The block of this pool holding `ip`, if the pool holds it.
+    pub fn block_of(&self, ip: IpAddr) -> Option<IpNet> {
+        self.cidr
+            .contains(&ip)
+            .then(|| block_math::block_containing(ip, self.block_size).ok())
+            .flatten()
+    }
+}
+
+/// Whether `host` (with its Node's labels, if the Node exists) may use the
+/// pool: a missing Node matches only `all()`.
+fn selects_host(pool: &IPPool, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let source = pool.spec.node_selector.trim();
+    let Ok(selector) = Selector::parse(if source.is_empty() { "all()" } else { source }) else {
+        return false;
+    };
+    match labels {
+        Some(labels) => selector.matches(labels),
+        None => selector.is_all(),
+    }
+}
+
+/// The pools of `family` that `host` may take new `ip_use` addresses from,
+/// restricted to `requested` when given (each requested pool must be usable).
+pub fn usable_pools(
+    pools: &[IPPool],
+    family: u8,
+    ip_use: IpUse,
+    host: &str,
+    node_labels: Option<&BTreeMap<String, String>>,
+    requested: Option<&[IpNet]>,
+) -> Result<Vec<PoolView>, IpamError> {
+    let usable = |p: &IPPool| {
+        p.spec.cidr.family() == family
+            && !p.spec.disabled
+            && (p.spec.allowed_uses.is_empty()
+                || p.spec.allowed_uses.contains(&ip_use.allowed_use()))
+            && selects_host(p, node_labels)
+    };
+    let of_family: Vec<&IPPool> = pools
+        .iter()
+        .filter(|p| p.spec.cidr.family() == family)
+        .collect();
+    match requested {
+        Some(requested) => requested
+            .iter()
+            .map(|want| {
+                of_family
+                    .iter()
+                    .find(|p| p.spec.cidr.network() == want.trunc())
+                    .filter(|p| usable(p))
+                    .map(|p| PoolView::of(p))
+                    .ok_or_else(|| IpamError::PoolNotUsable {
+                        pool: *want,
+                        host: host.into(),
+                        ip_use,
+                    })
+            })
+            .collect(),
+        None => {
+            let found: Vec<PoolView> = of_family
+                .into_iter()
+                .filter(|p| usable(p))
+                .map(PoolView::of)
+                .collect();
+            if found.is_empty() {
+                return Err(IpamError::NoUsablePool {
+                    family,
+                    host: host.into(),
+                    ip_use,
+                });
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// Every reserved range, from the IPReservation resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reservations(Vec<(String, IpNet)>);
+
+impl Reservations {
+    pub fn of(reservations: &[IPReservation]) -> Self {
+        Self(
+            reservations
+                .iter()
+                .flat_map(|r| {
+                    r.spec
+                        .reserved_cidrs
+                        .iter()
+                        .map(|c| (r.metadata.name.clone(), c.network()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The reservation holding `ip`, if any.
+    pub fn reserving(&self, ip: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, net)| net.contains(&ip))
+            .map(|(name, _)| name.as_str())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.reserving(ip).is_some()
+    }
+
+    /// Whether one reservation covers all of `net`.
+    fn covers(&self, net: IpNet) -> bool {
+        self.0.iter().any(|(_, r)| r.contains(&net))
+    }
+}
+
+/// Where a host starts looking for an unclaimed block: a hash of its name,
+/// so hosts claiming at once mostly try different blocks.
+fn start_for(host: &str) -> u128 {
+    // FNV-1a, 64 bits.
+    let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    u128::from(hash)
+}
+
+/// How many blocks past the existing ones a search for a free block looks
+/// at per pool before giving up (only reservations can make it look further).
+const SEARCH_SLACK: usize = 4096;
+
+/// The first block of `pools` (in order) that no block in `existing` takes
+/// and that has an address not reserved, searching from a host-specific start.
+pub fn pick_unclaimed(
+    pools: &[PoolView],
+    existing: &BTreeSet<IpNet>,
+    reservations: &Reservations,
+    host: &str,
+) -> Option<IpNet> {
+    let start = start_for(host);
+    pools
+        .iter()
+        .filter(|p| !reservations.covers(p.cidr))
+        .find_map(|p| {
+            let blocks = block_math::blocks_from(p.cidr, p.block_size, start).ok()?;
+            blocks
+                .filter(|b| !existing.contains(b))
+                .take(existing.len() + SEARCH_SLACK)
+                .find(|b| {
+                    !reservations.covers(*b)
+                        && AllocationBlock::new(*b, None)
+                            .assignable(&|ip| reservations.contains(ip))
+                            .next()
+                            .is_some()
+                })
+        })
+}
+
+/// What becomes of a block a release leaves empty.
+///
+/// The rule: an empty block with no affinity is deleted (as Calico does). An
+/// empty block affine to a host is deleted together with the host's affinity
+/// when the host keeps another affine block in the same pool (the
+/// transaction checks that block's affinity is still there, so two releases
+/// at once cannot both give up the host's last blocks), or when no pool
+/// holds it any more. A host's only block in a pool is kept, so the next
+/// workload on the host does not have to claim one again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmptyBlockFate {
+    /// Delete the block (and its affinity, if any).
+    Delete,
+    /// Delete the block and its affinity while the host's affinity to this
+    /// other block still exists.
+    DeleteKeeping(IpNet),
+    /// Keep the block, empty, affine to its host.
+    Keep,
+}
+
+/// Decides an empty block's fate; `host_blocks` are its host's affine blocks.
+pub fn empty_block_fate(
+    block: IpNet,
+    host: Option<&str>,
+    pools: &[PoolView],
+    host_blocks: &[IpNet],
+) -> EmptyBlockFate {
+    if host.is_none() {
+        return EmptyBlockFate::Delete;
+    }
+    let Some(pool) = pools.iter().find(|p| p.cidr.contains(&block)) else {
+        return EmptyBlockFate::Delete;
+    };
+    host_blocks
+        .iter()
+        .find(|b| **b != block && pool.cidr.contains(*b))
+        .map_or(EmptyBlockFate::Keep, |b| EmptyBlockFate::DeleteKeeping(*b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{Cidr, IPPoolSpec, ObjectMeta};
+
+    fn pool(name: &str, cidr: &str, edit: impl FnOnce(&mut IPPoolSpec)) -> IPPool {
+        let mut spec = IPPoolSpec::new(cidr.parse::<Cidr>().unwrap());
+        edit(&mut spec);
+        IPPool::new(ObjectMeta::named(name), spec)
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn names(pools: &[PoolView]) -> Vec<&str> {
+        pools.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn disabled_and_other_family_pools_are_not_used() {
+        let pools = [
+            pool("a", "10.0.0.0/24", |_| {}),
+            pool("b", "10.1.0.0/24", |s| s.disabled = true),
+            pool("c", "fd00::/64", |_| {}),
+        ];
+        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        assert_eq!(names(&got), ["a"]);
+        let got = usable_pools(&pools, 6, IpUse::Workload, "h", None, None).unwrap();
+        assert_eq!(names(&got), ["c"]);
+    }
+
+    #[test]
+    fn node_selector_needs_the_node_labels_and_a_missing_node_matches_only_all() {
+        let pools = [
+            pool("all", "10.0.0.0/24", |_| {}),
+            pool("rack1", "10.1.0.0/24", |s| {
+                s.node_selector = "rack == 'r1'".into()
+            }),
+            pool("not-rack2", "10.2.0.0/24", |s| {
+                s.node_selector = "rack != 'r2'".into()
+            }),
+        ];
+        let r1 = BTreeMap::from([("rack".to_string(), "r1".to_string())]);
+        let got = usable_pools(&pools, 4, IpUse::Workload, "h", Some(&r1), None).unwrap();
+        assert_eq!(names(&got), ["all", "rack1", "not-rack2"]);
+        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        assert_eq!(names(&got), ["all"]);
+    }
+
+    #[test]
+    fn allowed_uses_separate_tunnel_and_workload_pools() {
+        let pools = [
+            pool("tunnels", "10.0.0.0/24", |s| {
+                s.allowed_uses = vec![AllowedUse::Tunnel]
+            }),
+            pool("pods", "10.1.0.0/24", |s| {
+                s.allowed_uses = vec![AllowedUse::Workload]
+            }),
+        ];
+        let got = usable_pools(&pools, 4, IpUse::Tunnel, "h", None, None).unwrap();
+        assert_eq!(names(&got), ["tunnels"]);
+        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        assert_eq!(names(&got), ["pods"]);
+    }
+
+    #[test]
+    fn a_requested_pool_that_is_not_usable_is_named() {
+        let pools = [pool("a", "10.0.0.0/24", |s| s.disabled = true)];
+        let err = usable_pools(
+            &pools,
+            4,
+            IpUse::Workload,
+            "h",
+            None,
+            Some(&[net("10.0.0.0/24")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/24"), "{err}");
+        let err = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap_err();
+        assert!(matches!(err, IpamError::NoUsablePool { .. }), "{err}");
+    }
+
+    #[test]
+    fn unclaimed_blocks_skip_existing_and_fully_reserved_ones() {
+        let pools = vec![PoolView::of(&pool("a", "10.0.0.0/24", |_| {}))];
+        let reservations = Reservations(vec![("r".into(), net("10.0.0.0/25"))]);
+        let mut existing = BTreeSet::new();
+        let first = pick_unclaimed(&pools, &existing, &reservations, "h").unwrap();
+        assert!(first == net("10.0.0.128/26") || first == net("10.0.0.192/26"));
+        existing.insert(first);
+        let second = pick_unclaimed(&pools, &existing, &reservations, "h").unwrap();
+        assert_ne!(first, second);
+        existing.insert(second);
+        assert_eq!(pick_unclaimed(&pools, &existing, &reservations, "h"), None);
+    }
+
+    #[test]
+    fn an_empty_block_goes_only_when_its_host_keeps_another_in_the_pool() {
+        let pools = vec![
+            PoolView::of(&pool("a", "10.0.0.0/24", |_| {})),
+            PoolView::of(&pool("b", "10.1.0.0/24", |_| {})),
+        ];
+        let b0 = net("10.0.0.0/26");
+        let b1 = net("10.0.0.64/26");
+        let other_pool = net("10.1.0.0/26");
+        assert_eq!(
+            empty_block_fate(b0, None, &pools, &[]),
+            EmptyBlockFate::Delete
+        );
+        assert_eq!(
+            empty_block_fate(b0, Some("h"), &pools, &[b0, other_pool]),
+            EmptyBlockFate::Keep
+        );
+        assert_eq!(
+            empty_block_fate(b0, Some("h"), &pools, &[b0, b1]),
+            EmptyBlockFate::DeleteKeeping(b1)
+        );
+        assert_eq!(
+            empty_block_fate(net("10.9.0.0/26"), Some("h"), &pools, &[]),
+            EmptyBlockFate::Delete
+        );
+    }
+}
