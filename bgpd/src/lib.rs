@@ -1,10 +1,16 @@
-//! bgpd: the BGP speaker's library. This slice is the pure protocol core:
-//! wire codec, OPEN and capability negotiation, UPDATE validation per
-//! RFC 7606, and the RFC 4271 §8 state machine. Nothing here touches a
-//! socket, a clock or a logger; sessions, RIBs and the FIB come later.
+//! bgpd: the BGP speaker, as a library that felix runs in-process and as
+//! the `bgpd` daemon (src/main.rs).
+//!
+//! The protocol core is pure: wire codec, OPEN and capability negotiation,
+//! UPDATE validation per RFC 7606, the RFC 4271 §8 state machine, and the
+//! RIBs with best-path selection and export rules. None of it touches a
+//! socket, a clock or a logger. Around it sit thin tokio tasks: one session
+//! task per peer, the speaker task that owns the RIB, and the FIB task that
+//! talks rtnetlink.
 //!
 //! Every decoder is `fn(&[u8]) -> Result<_, Notification>`, panic-free on any
-//! input, and owned by this crate: zettabgp 0.6.0 is not used (see README.md).
+//! input, and owned by this crate: zettabgp 0.6.0 is only a dev-dependency,
+//! a reference decoder in tests (see README.md).
 //!
 //! # Layout
 //! - [`wire`]: framing and header checks (RFC 4271 §4.1, §6.1; RFC 8654),
@@ -16,13 +22,27 @@
 //! - [`attr`]: path attributes: decoding with RFC 7606 error classes, encoding.
 //! - [`update`]: the UPDATE message: validation, End-of-RIB, encoding, packing.
 //! - [`fsm`]: the RFC 4271 §8 finite state machine and collision detection.
+//! - [`rib`] (pure): Adj-RIBs-In, Loc-RIB with best-path selection, Adj-RIB-Out
+//!   export rules (split horizon, route reflection, next-hop-self), ECMP.
+//! - [`session`]: the tokio task per peer that runs the FSM over TCP:
+//!   connecting, accepting, collision resolution, timers, message I/O.
+//! - [`speaker`]: the owner task of the RIB and its handle (`announce`,
+//!   `withdraw`, `peers`, `routes`); fans changes out to sessions and FIB.
+//! - [`fib`]: Loc-RIB best routes into a kernel table via rtnetlink, with a
+//!   pure `diff`/`merge` and a thin apply.
+//! - [`config`] (pure): the daemon's YAML configuration.
 
 pub mod attr;
 pub mod capability;
+pub mod config;
+pub mod fib;
 pub mod fsm;
 pub mod notification;
 pub mod open;
 pub mod prefix;
+pub mod rib;
+pub mod session;
+pub mod speaker;
 pub mod update;
 pub mod wire;
 

@@ -1,0 +1,367 @@
+//! Interop with BIRD 2 (root, `bird` and `birdc`): bgpd runs in one network
+//! namespace, BIRD in another, joined by a veth. Assertions read BIRD's
+//! own view (`birdc show route`) and both kernels (`ip route`), never logs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use bgpd::attr::PathAttrs;
+use bgpd::fib::{self, Fib, FibConfig};
+use bgpd::fsm::State;
+use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
+use testkit::{Background, Netns, require_programs, require_root, veth_pair};
+use tokio::net::TcpListener;
+
+const OURS: &str = "10.99.0.1";
+const BIRDS: &str = "10.99.0.2";
+const TABLE: u32 = 100;
+const PROTO: u8 = 201;
+
+fn bird_conf(dir: &Path) -> std::path::PathBuf {
+    let conf = format!(
+        "router id {BIRDS};
+protocol device {{ }}
+protocol kernel {{ ipv4 {{ export all; }}; }}
+protocol static static1 {{ ipv4; route 10.55.0.0/24 blackhole; }}
+protocol bgp peer1 {{
+  local {BIRDS} as 65002;
+  neighbor {OURS} as 65001;
+  connect delay time 1;
+  ipv4 {{ import all; export all; }};
+}}
+"
+    );
+    let path = dir.join("bird.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// Runs a command to completion and returns its stdout (async, so the
+/// speaker's tasks keep running meanwhile).
+async fn output(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after 30 s waiting for {what}");
+}
+
+#[test]
+fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
+    if !require_root() || !require_programs(&["bird", "birdc"]) {
+        return;
+    }
+    let ns_us = Netns::new("bgp").unwrap();
+    let ns_bird = Netns::new("bgp").unwrap();
+    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
+    ns_us.add_addr("eth0", &format!("{OURS}/24")).unwrap();
+    ns_bird.add_addr("eth0", &format!("{BIRDS}/24")).unwrap();
+    // A route of ours left by an earlier run: reconciled away, not flushed
+    // at start.
+    ns_us
+        .ip([
+            "route",
+            "add",
+            "10.66.0.0/24",
+            "via",
+            BIRDS,
+            "table",
+            "100",
+            "proto",
+            "201",
+        ])
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = bird_conf(dir.path());
+    let sock = dir.path().join("bird.ctl");
+    let sock_s = sock.to_str().unwrap().to_owned();
+    let mut bird = Some(
+        Background::spawn(ns_bird.cmd("bird").args([
+            "-f",
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            &sock_s,
+        ]))
+        .unwrap(),
+    );
+    let bird_ns = ns_bird.name().to_owned();
+    let us_ns = ns_us.name().to_owned();
+    let birdc = |args: &'static [&'static str]| {
+        let sock_s = sock_s.clone();
+        async move {
+            let mut a = vec!["-s", &sock_s];
+            a.extend_from_slice(args);
+            output("birdc", &a).await
+        }
+    };
+    let kernel = |ns: String, args: &'static [&'static str]| async move {
+        let mut a = vec!["-n", &ns];
+        a.extend_from_slice(args);
+        output("ip", &a).await
+    };
+    let our_table = &["route", "show", "table", "100", "proto", "201"];
+
+    ns_us
+        .run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let fib = Fib::open(FibConfig {
+                    table: TABLE,
+                    protocol: PROTO,
+                })
+                .await
+                .unwrap();
+                assert_eq!(fib.installed().len(), 1, "the leftover route is read, kept");
+                let (fib, _task) = fib::spawn(fib);
+                let ours: IpAddr = OURS.parse().unwrap();
+                let listener = TcpListener::bind(SocketAddr::new(ours, 179)).await.unwrap();
+                let mut config = SpeakerConfig::new(65001, Ipv4Addr::new(10, 99, 0, 1));
+                config.fib_sync_after = Duration::from_secs(3);
+                config.peers.push(PeerConfig {
+                    local: Some(ours),
+                    connect_retry: Duration::from_secs(1),
+                    ..PeerConfig::new(BIRDS.parse().unwrap(), 65002)
+                });
+                let speaker = Speaker::start(config, Some(listener), Some(fib));
+                speaker
+                    .announce("10.44.0.0/24".parse().unwrap(), PathAttrs::default())
+                    .await
+                    .unwrap();
+
+                // Our route in BIRD's RIB and BIRD's kernel.
+                eventually("BIRD to learn 10.44.0.0/24 from us", async || {
+                    let out = birdc(&["show", "route", "10.44.0.0/24", "all"]).await;
+                    out.contains("10.44.0.0/24") && out.contains("BGP.as_path: 65001")
+                })
+                .await;
+                eventually("BIRD's kernel to get 10.44.0.0/24", async || {
+                    kernel(bird_ns.clone(), &["route", "show", "10.44.0.0/24"])
+                        .await
+                        .contains(&format!("via {OURS}"))
+                })
+                .await;
+                // BIRD's static route in our Loc-RIB and our kernel table.
+                eventually("our kernel table to get 10.55.0.0/24", async || {
+                    kernel(us_ns.clone(), our_table)
+                        .await
+                        .contains(&format!("10.55.0.0/24 via {BIRDS}"))
+                })
+                .await;
+                let routes = speaker.routes().await.unwrap();
+                let r = routes
+                    .iter()
+                    .find(|r| r.prefix == "10.55.0.0/24".parse().unwrap())
+                    .unwrap();
+                assert_eq!(r.as_path, vec![65002]);
+                let peers = speaker.peers().await.unwrap();
+                assert_eq!(peers[0].state, State::Established);
+                assert_eq!((peers[0].accepted, peers[0].advertised), (1, 1));
+                // The leftover route goes once the session has converged.
+                eventually(
+                    "the leftover 10.66.0.0/24 to be reconciled away",
+                    async || {
+                        !kernel(us_ns.clone(), our_table)
+                            .await
+                            .contains("10.66.0.0/24")
+                    },
+                )
+                .await;
+
+                // Withdraw on our side.
+                speaker
+                    .withdraw("10.44.0.0/24".parse().unwrap())
+                    .await
+                    .unwrap();
+                eventually("BIRD to drop 10.44.0.0/24", async || {
+                    !birdc(&["show", "route", "10.44.0.0/24"])
+                        .await
+                        .contains("10.44.0.0/24")
+                })
+                .await;
+
+                // Withdraw on BIRD's side, then announce again.
+                birdc(&["disable", "static1"]).await;
+                eventually("our kernel to drop 10.55.0.0/24", async || {
+                    !kernel(us_ns.clone(), our_table)
+                        .await
+                        .contains("10.55.0.0/24")
+                })
+                .await;
+                birdc(&["enable", "static1"]).await;
+                eventually("our kernel to get 10.55.0.0/24 back", async || {
+                    kernel(us_ns.clone(), our_table)
+                        .await
+                        .contains("10.55.0.0/24")
+                })
+                .await;
+
+                // Session reset: BIRD dies; its routes leave our kernel.
+                let mut b = bird.take().unwrap();
+                b.child_mut().kill().unwrap();
+                let _ = b.child_mut().wait();
+                eventually(
+                    "our kernel to drop BIRD's routes after the reset",
+                    async || kernel(us_ns.clone(), our_table).await.trim().is_empty(),
+                )
+                .await;
+                eventually("the peer to leave Established", async || {
+                    speaker.peers().await.unwrap()[0].state != State::Established
+                })
+                .await;
+            })
+        })
+        .unwrap();
+}
+
+/// Blocking helpers for the daemon test, where bgpd is its own process.
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(what: &str, log: &Path, check: impl FnMut() -> bool) {
+    if !testkit::poll_until(Duration::from_secs(30), Duration::from_millis(100), check) {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("timed out after 30 s waiting for {what}; bgpd's log:\n{log}");
+    }
+}
+
+#[test]
+fn bgpd_daemon_speaks_ibgp_over_ipv6_with_bird_and_shows_status() {
+    if !require_root() || !require_programs(&["bird", "birdc"]) {
+        return;
+    }
+    let ns_us = Netns::new("bgp").unwrap();
+    let ns_bird = Netns::new("bgp").unwrap();
+    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
+    ns_us
+        .ip(["addr", "add", "fd00:99::1/64", "dev", "eth0", "nodad"])
+        .unwrap();
+    ns_bird
+        .ip(["addr", "add", "fd00:99::2/64", "dev", "eth0", "nodad"])
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bird_conf = dir.path().join("bird.conf");
+    std::fs::write(
+        &bird_conf,
+        "router id 10.99.0.2;
+protocol device { }
+protocol kernel { ipv6 { export all; }; }
+protocol static static6 { ipv6; route 2001:db8:55::/48 blackhole; }
+protocol bgp peer6 {
+  local fd00:99::2 as 65001;
+  neighbor fd00:99::1 as 65001;
+  connect delay time 1;
+  direct;
+  ipv6 { import all; export all; };
+}
+",
+    )
+    .unwrap();
+    let bird_sock = dir.path().join("bird.ctl");
+    let _bird = Background::spawn(ns_bird.cmd("bird").args([
+        "-f".as_ref(),
+        "-c".as_ref(),
+        bird_conf.as_os_str(),
+        "-s".as_ref(),
+        bird_sock.as_os_str(),
+    ]))
+    .unwrap();
+
+    let status_sock = dir.path().join("bgpd.sock");
+    let conf = dir.path().join("bgpd.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "router_id: 10.99.0.1
+asn: 65001
+listen: \"[fd00:99::1]:179\"
+status_socket: {}
+peers:
+  - address: fd00:99::2
+    asn: 65001
+    local_address: fd00:99::1
+announce: [2001:db8:44::/48]
+kernel: {{ table: 100, protocol: 201 }}
+",
+            status_sock.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("bgpd.log");
+    let bgpd = Background::spawn(
+        ns_us
+            .cmd(env!("CARGO_BIN_EXE_bgpd"))
+            .args(["run".as_ref(), conf.as_os_str()])
+            .stderr(std::fs::File::create(&log).unwrap()),
+    )
+    .unwrap();
+
+    let birdc = |args: &[&str]| {
+        run(std::process::Command::new("birdc")
+            .arg("-s")
+            .arg(&bird_sock)
+            .args(args))
+    };
+    let status = || {
+        run(std::process::Command::new(env!("CARGO_BIN_EXE_bgpd"))
+            .arg("status")
+            .arg(&status_sock))
+    };
+
+    wait_for("BIRD to learn 2001:db8:44::/48 over iBGP", &log, || {
+        let out = birdc(&["show", "route", "2001:db8:44::/48", "all"]);
+        out.contains("2001:db8:44::/48")
+            && out.contains("BGP.local_pref: 100")
+            && out.contains("BGP.next_hop: fd00:99::1")
+    });
+    wait_for("our kernel to get 2001:db8:55::/48", &log, || {
+        ns_us
+            .ip(["-6", "route", "show", "table", "100", "proto", "201"])
+            .unwrap()
+            .contains("2001:db8:55::/48 via fd00:99::2")
+    });
+    wait_for(
+        "bgpd status to show the session and both routes",
+        &log,
+        || {
+            let out = status();
+            let peer = out
+                .lines()
+                .find(|l| l.starts_with("fd00:99::2"))
+                .unwrap_or("");
+            let fields: Vec<&str> = peer.split_whitespace().collect();
+            fields.get(1..3) == Some(&["65001", "Established"][..])
+                && fields.get(4..7) == Some(&["1", "1", "1"][..])
+                && out.contains("2001:db8:44::/48")
+                && out.contains("2001:db8:55::/48")
+        },
+    );
+
+    // Stopping bgpd tells BIRD with a Cease, and BIRD drops our route.
+    let status_code = bgpd.stop(Duration::from_secs(5)).unwrap();
+    assert!(status_code.success(), "bgpd exited with {status_code}");
+    wait_for("BIRD to see our Cease and drop our route", &log, || {
+        let proto = birdc(&["show", "protocols", "all", "peer6"]);
+        proto.contains("Administrative shutdown")
+            && !birdc(&["show", "route", "2001:db8:44::/48"]).contains("2001:db8:44::/48")
+    });
+}
