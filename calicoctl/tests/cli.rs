@@ -1,107 +1,11 @@
 //! End-to-end tests of the real `calicoctl` binary against a fresh embedded
 //! (SQLite) store in a temporary directory per test.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
-/// A temporary datastore and the means to run calicoctl against it.
-struct Ctl {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-/// What one run produced.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success, got {self:#?}");
-        self
-    }
-
-    fn fails_with(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "expected exit {code}, got {self:#?}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
-    }
-}
-
-impl Ctl {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_calicoctl"));
-        cmd.args(args)
-            .env("DATASTORE_TYPE", "sqlite")
-            .env("DATASTORE_PATH", self.dir.path().join("calico.db"))
-            .env_remove("ETCD_ENDPOINTS")
-            .env_remove("RUST_LOG")
-            .current_dir(self.dir.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with_stdin(args, "")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().expect("calicoctl was killed by a signal"),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Names of the resources `get KIND -o json` (a List) returns.
-    fn names(&self, args: &[&str]) -> Vec<String> {
-        let mut full = vec!["get"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["-o", "json"]);
-        let list = self.run(&full).ok().json();
-        assert_eq!(list["kind"], "List", "{list}");
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|item| item["metadata"]["name"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
+use common::Ctl;
 
 fn pool(name: &str, cidr: &str) -> String {
     format!(

@@ -3,78 +3,37 @@
 //! IPAM library on the same store file, as the CNI plugin would.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use datastore::ipam::{AutoAssignArgs, Ipam, model};
 use datastore::{KvStore, SqliteStore};
 use serde_json::Value;
 
+mod common;
+
+/// The shared harness plus a runtime for calling the IPAM library directly.
 struct Ctl {
-    dir: tempfile::TempDir,
+    base: common::Ctl,
     runtime: tokio::runtime::Runtime,
 }
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+impl std::ops::Deref for Ctl {
+    type Target = common::Ctl;
 
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success, got {self:#?}");
-        self
-    }
-
-    fn fails_with(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "expected exit {code}, got {self:#?}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    fn deref(&self) -> &common::Ctl {
+        &self.base
     }
 }
 
 impl Ctl {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            base: common::Ctl::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
         }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("calico.db")
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
-            .args(args)
-            .env("DATASTORE_TYPE", "sqlite")
-            .env("DATASTORE_PATH", self.db())
-            .env_remove("ETCD_ENDPOINTS")
-            .env_remove("RUST_LOG")
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().expect("calicoctl was killed by a signal"),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    fn apply(&self, yaml: &str) {
-        let path = self.dir.path().join("input.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        self.run(&["apply", "-f", path.to_str().unwrap()]).ok();
     }
 
     /// The IPAM library on the same store, as a CNI plugin uses it.
