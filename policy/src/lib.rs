@@ -10,9 +10,17 @@
 //! The ruleset dispatches by interface through verdict maps to one chain per
 //! endpoint and direction, which jumps to one shared chain per policy and
 //! direction; selectors, `nets` lists and named ports are named interval sets.
-//! Programming the kernel incrementally through netlink (and the diff between
-//! two rulesets it needs) is the next slice; the IR is shaped for it: sets with
-//! elements, maps with elements and chains with rule lists, all keyed by name.
+//! [`diff()`] turns one ruleset into another by element changes where it can
+//! and chain replacement where it must; a [`Dataplane`] applies those changes in
+//! one kernel transaction. The driver, [`Nft`], sends each update as one
+//! `nft -f -` batch rather than through `nftnl`: [`dataplane`] says precisely
+//! what nftnl 0.9 lacks for our IR.
+//!
+//! ```text
+//! Ruleset (programmed) ─┐
+//!                       ├─diff──▶ Changes ──render_changes──▶ nft -f - (one transaction)
+//! Ruleset (desired) ────┘
+//! ```
 //!
 //! # Layout
 //!
@@ -25,11 +33,17 @@
 //! - [`ir`]: the ruleset IR ([`Ruleset`]): sets, verdict maps, chains, rules.
 //! - [`compile`](mod@compile): [`compile()`], model to ruleset; the shape of the
 //!   ruleset is documented there.
-//! - [`render`](mod@render): [`render()`], ruleset to nft text.
+//! - [`render`](mod@render): [`render()`], ruleset to nft text, and
+//!   [`render_changes`], changes to one incremental nft script.
+//! - [`diff`](mod@diff): [`diff()`], two rulesets to [`Changes`].
+//! - [`dataplane`]: the [`Dataplane`] trait, [`converge`], and the [`Nft`]
+//!   driver, which also reads our table back from the kernel.
 //! - [`simulate`]: evaluates a packet against a ruleset as netfilter would, for
 //!   tests and for asking "what happens to this packet".
 
 pub mod compile;
+pub mod dataplane;
+pub mod diff;
 pub mod ir;
 pub mod k8s;
 pub mod model;
@@ -38,6 +52,8 @@ pub mod sets;
 pub mod simulate;
 
 pub use compile::compile;
+pub use dataplane::{Dataplane, DataplaneError, Nft, converge};
+pub use diff::{Changes, diff};
 pub use ir::Ruleset;
 pub use model::{Config, Model, ModelError};
-pub use render::render;
+pub use render::{render, render_changes};

@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use ipnet::IpNet;
 
+use crate::diff::Changes;
 use crate::ir::{
     Chain, CtState, Family, Hook, Iface, Match, Rule, Ruleset, Set, SetElement, SetKey, Side,
     Statement, TABLE, Verdict, VerdictMap,
@@ -29,6 +30,117 @@ pub fn render(ruleset: &Ruleset) -> String {
     }
     out.push_str(&blocks.join("\n"));
     out.push_str("}\n");
+    out
+}
+
+/// The changes as one nft script of incremental commands, which `nft -f`
+/// carries out as one transaction. The order keeps every reference valid at
+/// every step:
+///
+/// 1. the table (a no-op when it exists), new chains declared empty and new sets;
+/// 2. element removals, then element additions, on kept sets and maps
+///    (removals first, so that a changed interval never overlaps its old self);
+/// 3. replaced and removed chains flushed, so nothing refers to what goes next;
+/// 4. removed maps, then removed chains, then removed sets deleted;
+/// 5. recreated chains and sets added back, then new and recreated maps (whose
+///    elements jump to chains that now all exist);
+/// 6. the rules of new and replaced chains.
+pub fn render_changes(changes: &Changes) -> String {
+    let mut out = format!("add table inet {TABLE}\n");
+    let declare = |out: &mut String, name: &str, chain: &Chain| match base_spec(chain) {
+        Some(spec) => {
+            let _ = writeln!(out, "add chain inet {TABLE} {name} {{ {spec} }}");
+        }
+        None => {
+            let _ = writeln!(out, "add chain inet {TABLE} {name}");
+        }
+    };
+    let block = |out: &mut String, body: String| {
+        let _ = write!(out, "table inet {TABLE} {{\n{body}}}\n");
+    };
+    for (name, chain) in &changes.add_chains {
+        if !changes.remove_chains.contains(name) {
+            declare(&mut out, name, chain);
+        }
+    }
+    for (name, set) in &changes.add_sets {
+        if !changes.remove_sets.contains(name) {
+            block(&mut out, render_set(name, set));
+        }
+    }
+    for (name, change) in &changes.set_elements {
+        let items = |es: &[SetElement]| es.iter().map(element).collect::<Vec<_>>().join(", ");
+        if !change.remove.is_empty() {
+            let _ = writeln!(
+                out,
+                "delete element inet {TABLE} {name} {{ {} }}",
+                items(&change.remove)
+            );
+        }
+        if !change.add.is_empty() {
+            let _ = writeln!(
+                out,
+                "add element inet {TABLE} {name} {{ {} }}",
+                items(&change.add)
+            );
+        }
+    }
+    for (name, change) in &changes.map_elements {
+        if !change.remove.is_empty() {
+            let keys: Vec<String> = change
+                .remove
+                .iter()
+                .map(|(k, _)| format!("\"{k}\""))
+                .collect();
+            let _ = writeln!(
+                out,
+                "delete element inet {TABLE} {name} {{ {} }}",
+                keys.join(", ")
+            );
+        }
+        if !change.add.is_empty() {
+            let items: Vec<String> = change
+                .add
+                .iter()
+                .map(|(k, v)| format!("\"{k}\" : {}", verdict(v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "add element inet {TABLE} {name} {{ {} }}",
+                items.join(", ")
+            );
+        }
+    }
+    for name in changes.replace_chains.keys().chain(&changes.remove_chains) {
+        let _ = writeln!(out, "flush chain inet {TABLE} {name}");
+    }
+    for name in &changes.remove_maps {
+        let _ = writeln!(out, "delete map inet {TABLE} {name}");
+    }
+    for name in &changes.remove_chains {
+        let _ = writeln!(out, "delete chain inet {TABLE} {name}");
+    }
+    for name in &changes.remove_sets {
+        let _ = writeln!(out, "delete set inet {TABLE} {name}");
+    }
+    for (name, chain) in &changes.add_chains {
+        if changes.remove_chains.contains(name) {
+            declare(&mut out, name, chain);
+        }
+    }
+    for (name, set) in &changes.add_sets {
+        if changes.remove_sets.contains(name) {
+            block(&mut out, render_set(name, set));
+        }
+    }
+    for (name, map) in &changes.add_maps {
+        block(&mut out, render_map(name, map));
+    }
+    for (name, chain) in changes.add_chains.iter().chain(&changes.replace_chains) {
+        for rule in &chain.rules {
+            let _ = writeln!(out, "add rule inet {TABLE} {name} {}", render_rule(rule));
+        }
+    }
     out
 }
 
@@ -69,18 +181,22 @@ fn render_map(name: &str, map: &VerdictMap) -> String {
     )
 }
 
-fn render_chain(name: &str, chain: &Chain) -> String {
-    let mut out = format!("\tchain {name} {{\n");
-    if let Some(base) = chain.base {
+/// `type filter hook H priority filter; policy accept;` for a base chain.
+fn base_spec(chain: &Chain) -> Option<String> {
+    chain.base.map(|base| {
         let hook = match base.hook {
             Hook::Input => "input",
             Hook::Forward => "forward",
             Hook::Output => "output",
         };
-        let _ = writeln!(
-            out,
-            "\t\ttype filter hook {hook} priority filter; policy accept;"
-        );
+        format!("type filter hook {hook} priority filter; policy accept;")
+    })
+}
+
+fn render_chain(name: &str, chain: &Chain) -> String {
+    let mut out = format!("\tchain {name} {{\n");
+    if let Some(spec) = base_spec(chain) {
+        let _ = writeln!(out, "\t\t{spec}");
     }
     for rule in &chain.rules {
         let _ = writeln!(out, "\t\t{}", render_rule(rule));

@@ -6,14 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{cases, compile_case, compile_yaml};
-use testkit::{Background, Netns, poll_until, require_programs, require_root, veth_pair};
-
-fn ready() -> bool {
-    require_root() && require_programs(&["nft", "ip", "python3", "timeout", "bash"])
-}
+use common::{cases, compile_case, compile_yaml, pings, ready, server, tcp_connects, topology};
+use testkit::Netns;
 
 /// Names declared in `nft list table` output for one kind (`set`, `map`, `chain`).
 fn listed(listing: &str, kind: &str) -> Vec<String> {
@@ -87,30 +81,6 @@ fn every_golden_file_loads_into_the_kernel_and_lists_the_same_objects() {
     }
 }
 
-/// Host namespace with workloads a (10.200.1.1) and b (10.200.2.1) behind
-/// `calia` and `calib`, routed by the host.
-struct Topology {
-    host: Netns,
-    a: Netns,
-    b: Netns,
-}
-
-fn topology() -> Topology {
-    let host = Netns::new("polh").unwrap();
-    let a = Netns::new("pola").unwrap();
-    let b = Netns::new("polb").unwrap();
-    for (wl, iface, net) in [(&a, "calia", "10.200.1"), (&b, "calib", "10.200.2")] {
-        veth_pair(&host, iface, wl, "eth0").unwrap();
-        host.add_addr(iface, &format!("{net}.254/24")).unwrap();
-        wl.add_addr("eth0", &format!("{net}.1/24")).unwrap();
-        wl.ip(["route", "add", "default", "via", &format!("{net}.254")])
-            .unwrap();
-    }
-    host.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"])
-        .unwrap();
-    Topology { host, a, b }
-}
-
 const WORKLOADS: &str = "
 ---
 apiVersion: projectcalico.org/v3
@@ -134,38 +104,6 @@ spec:
   ipNetworks: [10.200.2.1/32]
   ports: [{name: web, protocol: TCP, port: 8080}]
 ";
-
-fn tcp_connects(from: &Netns, addr: &str, port: u16) -> bool {
-    from.cmd("timeout")
-        .args(["2", "bash", "-c", &format!("echo > /dev/tcp/{addr}/{port}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn pings(from: &Netns, addr: &str) -> bool {
-    from.cmd("ping")
-        .args(["-c1", "-W1", addr])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn server(ns: &Netns, port: u16) -> Background {
-    let s = Background::spawn(
-        ns.cmd("python3")
-            .args(["-m", "http.server", "--bind", "0.0.0.0", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    )
-    .unwrap();
-    let addr = "127.0.0.1";
-    assert!(
-        poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            tcp_connects(ns, addr, port)
-        }),
-        "server on port {port} did not start"
-    );
-    s
-}
 
 #[test]
 fn the_kernel_passes_exactly_the_traffic_the_policy_allows() {

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use policy::{Config, Model, Ruleset};
+use testkit::{Background, Netns, poll_until, require_programs, require_root, veth_pair};
 
 /// `tests/data`.
 pub fn data_dir() -> PathBuf {
@@ -59,4 +61,124 @@ pub fn compile_yaml(yaml: &str) -> Ruleset {
     });
     let model = Model::from_resources(&resources, Config::default()).expect("model builds");
     policy::compile(&model)
+}
+
+/// Whether the kernel tests can run here (root, `nft`, `ip`, `python3`, ...).
+pub fn ready() -> bool {
+    require_root() && require_programs(&["nft", "ip", "python3", "timeout", "bash"])
+}
+
+/// Host namespace with workloads a (10.200.1.1) and b (10.200.2.1) behind
+/// `calia` and `calib`, routed by the host.
+pub struct Topology {
+    pub host: Netns,
+    pub a: Netns,
+    pub b: Netns,
+}
+
+pub fn topology() -> Topology {
+    let host = Netns::new("polh").unwrap();
+    let a = Netns::new("pola").unwrap();
+    let b = Netns::new("polb").unwrap();
+    for (wl, iface, net) in [(&a, "calia", "10.200.1"), (&b, "calib", "10.200.2")] {
+        veth_pair(&host, iface, wl, "eth0").unwrap();
+        host.add_addr(iface, &format!("{net}.254/24")).unwrap();
+        wl.add_addr("eth0", &format!("{net}.1/24")).unwrap();
+        wl.ip(["route", "add", "default", "via", &format!("{net}.254")])
+            .unwrap();
+    }
+    host.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"])
+        .unwrap();
+    Topology { host, a, b }
+}
+
+pub fn tcp_connects(from: &Netns, addr: &str, port: u16) -> bool {
+    from.cmd("timeout")
+        .args(["2", "bash", "-c", &format!("echo > /dev/tcp/{addr}/{port}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn pings(from: &Netns, addr: &str) -> bool {
+    from.cmd("ping")
+        .args(["-c1", "-W1", addr])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn server(ns: &Netns, port: u16) -> Background {
+    let s = Background::spawn(
+        ns.cmd("python3")
+            .args(["-m", "http.server", "--bind", "0.0.0.0", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .unwrap();
+    let addr = "127.0.0.1";
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            tcp_connects(ns, addr, port)
+        }),
+        "server on port {port} did not start"
+    );
+    s
+}
+
+/// Workloads a (10.200.1.1, `calia`), b (10.200.2.1, `calib`) and c
+/// (10.200.3.1, `calic`) in namespace shop, all with profile `open`;
+/// `c_role` is c's `role` label (a's is `client`). Policy `b` lets
+/// `role == 'client'` reach b on TCP `b_port`; policy `a` lets `app == 'b'`
+/// ping a and reach it on TCP 8080.
+pub fn scenario(c_role: &str, b_port: u16) -> String {
+    format!(
+        "
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {{name: open}}
+spec:
+  ingress: [{{action: Allow}}]
+  egress: [{{action: Allow}}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {{name: a, namespace: shop, labels: {{app: a, role: client}}}}
+spec: {{node: host, interfaceName: calia, ipNetworks: [10.200.1.1/32], profiles: [open]}}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {{name: b, namespace: shop, labels: {{app: b}}}}
+spec: {{node: host, interfaceName: calib, ipNetworks: [10.200.2.1/32], profiles: [open]}}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {{name: c, namespace: shop, labels: {{app: c, role: {c_role}}}}}
+spec: {{node: host, interfaceName: calic, ipNetworks: [10.200.3.1/32], profiles: [open]}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: b, namespace: shop}}
+spec:
+  selector: app == 'b'
+  ingress:
+    - action: Allow
+      protocol: TCP
+      source: {{selector: role == 'client'}}
+      destination: {{ports: [{b_port}]}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: a, namespace: shop}}
+spec:
+  selector: app == 'a'
+  ingress:
+    - action: Allow
+      protocol: ICMP
+      source: {{selector: app == 'b'}}
+    - action: Allow
+      protocol: TCP
+      source: {{selector: app == 'b'}}
+      destination: {{ports: [8080]}}
+"
+    )
 }

@@ -1,0 +1,275 @@
+//! [`diff`]: what to change in a programmed ruleset to make it another, as
+//! [`Changes`] that one kernel transaction carries out.
+//!
+//! - A set or map whose definition (key, comment) is unchanged keeps its
+//!   identity: only its elements are added and removed. An endpoint joining or
+//!   leaving a selector therefore changes set elements only.
+//! - A chain whose rules changed is *replaced*: flushed and refilled, keeping
+//!   its identity, so nothing that jumps to it or maps to it changes. Editing one
+//!   policy replaces only its policy chains.
+//! - A set, map or chain whose definition changed (a set key or comment, a base
+//!   chain hook) is *recreated*: removed and added again in the same
+//!   transaction. Every chain whose rules use it is replaced, and every map that
+//!   points at a recreated chain is recreated too, so nothing refers to an
+//!   object while it is gone.
+//!
+//! [`Changes::apply_to`] is the same change applied to an IR, so that a driver
+//! can track what it has programmed; `apply_to(current, diff(current, desired))`
+//! gives `desired`. The order in which a transaction must carry the changes out
+//! (new chains declared before the maps and rules that jump to them, sets
+//! before the rules that use them, removals in reverse) is
+//! [`render_changes`](crate::render::render_changes)'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ir::{Chain, Match, Ruleset, Set, SetElement, Verdict, VerdictMap};
+
+/// Elements to remove from and add to one kept set or map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChanges<T> {
+    pub remove: Vec<T>,
+    pub add: Vec<T>,
+}
+
+// Hand-written so that `T` needs no `Default`.
+impl<T> Default for ElementChanges<T> {
+    fn default() -> Self {
+        ElementChanges {
+            remove: Vec::new(),
+            add: Vec::new(),
+        }
+    }
+}
+
+/// Everything one update changes, by object name. A name both in a `remove_*`
+/// and in the matching `add_*` is a recreated object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Sets to create, with all their elements.
+    pub add_sets: BTreeMap<String, Set>,
+    /// Maps to create, with all their elements.
+    pub add_maps: BTreeMap<String, VerdictMap>,
+    /// Chains to create, with their rules.
+    pub add_chains: BTreeMap<String, Chain>,
+    /// Element changes of kept sets.
+    pub set_elements: BTreeMap<String, ElementChanges<SetElement>>,
+    /// Element changes of kept maps: (interface, verdict) pairs.
+    pub map_elements: BTreeMap<String, ElementChanges<(String, Verdict)>>,
+    /// Kept chains whose rules change: flushed, then given these rules.
+    pub replace_chains: BTreeMap<String, Chain>,
+    pub remove_sets: BTreeSet<String>,
+    pub remove_maps: BTreeSet<String>,
+    pub remove_chains: BTreeSet<String>,
+}
+
+impl Changes {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+
+    /// Whether the update changes set or map elements and nothing else.
+    pub fn elements_only(&self) -> bool {
+        self.add_sets.is_empty()
+            && self.add_maps.is_empty()
+            && self.add_chains.is_empty()
+            && self.replace_chains.is_empty()
+            && self.remove_sets.is_empty()
+            && self.remove_maps.is_empty()
+            && self.remove_chains.is_empty()
+    }
+
+    /// Carries the changes out on an IR.
+    pub fn apply_to(&self, ruleset: &mut Ruleset) {
+        for name in &self.remove_sets {
+            ruleset.sets.remove(name);
+        }
+        for name in &self.remove_maps {
+            ruleset.maps.remove(name);
+        }
+        for name in &self.remove_chains {
+            ruleset.chains.remove(name);
+        }
+        ruleset.sets.extend(self.add_sets.clone());
+        ruleset.maps.extend(self.add_maps.clone());
+        ruleset.chains.extend(self.add_chains.clone());
+        ruleset.chains.extend(self.replace_chains.clone());
+        for (name, change) in &self.set_elements {
+            if let Some(set) = ruleset.sets.get_mut(name) {
+                for e in &change.remove {
+                    set.elements.remove(e);
+                }
+                set.elements.extend(change.add.iter().copied());
+            }
+        }
+        for (name, change) in &self.map_elements {
+            if let Some(map) = ruleset.maps.get_mut(name) {
+                for (iface, _) in &change.remove {
+                    map.elements.remove(iface);
+                }
+                map.elements.extend(change.add.iter().cloned());
+            }
+        }
+    }
+}
+
+/// The sets, maps and chains a chain's rules name.
+fn references(chain: &Chain) -> BTreeSet<&str> {
+    let mut out = BTreeSet::new();
+    for rule in &chain.rules {
+        for m in &rule.matches {
+            if let Match::Addr { set, .. } | Match::AddrPort { set, .. } = m {
+                out.insert(set.as_str());
+            }
+        }
+        match &rule.verdict {
+            Some(Verdict::Jump(c) | Verdict::Goto(c)) => {
+                out.insert(c.as_str());
+            }
+            Some(Verdict::Vmap { map, .. }) => {
+                out.insert(map.as_str());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn map_points_at(map: &VerdictMap, chains: &BTreeSet<String>) -> bool {
+    map.elements.values().any(|v| match v {
+        Verdict::Jump(c) | Verdict::Goto(c) => chains.contains(c),
+        _ => false,
+    })
+}
+
+/// The changes that turn `current` into `desired`.
+pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
+    let mut changes = Changes::default();
+
+    // Objects to recreate: same name, different definition. Sets and maps
+    // share the namespace of named sets in nftables; chains have their own.
+    let mut recreated_sets: BTreeSet<String> = current
+        .sets
+        .iter()
+        .filter(|(name, old)| {
+            desired
+                .sets
+                .get(*name)
+                .is_some_and(|new| new.key != old.key || new.comment != old.comment)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    recreated_sets.extend(
+        current
+            .maps
+            .iter()
+            .filter(|(name, old)| {
+                desired
+                    .maps
+                    .get(*name)
+                    .is_some_and(|new| new.comment != old.comment)
+            })
+            .map(|(name, _)| name.clone()),
+    );
+    let recreated_chains: BTreeSet<String> = current
+        .chains
+        .iter()
+        .filter(|(name, old)| {
+            desired
+                .chains
+                .get(*name)
+                .is_some_and(|new| new.base != old.base)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    // A map pointing at a recreated chain is recreated with it.
+    for (name, map) in &desired.maps {
+        if current.maps.contains_key(name)
+            && (map_points_at(map, &recreated_chains)
+                || current
+                    .maps
+                    .get(name)
+                    .is_some_and(|m| map_points_at(m, &recreated_chains)))
+        {
+            recreated_sets.insert(name.clone());
+        }
+    }
+
+    for (name, set) in &desired.sets {
+        match current.sets.get(name) {
+            Some(old) if !recreated_sets.contains(name) => {
+                let change = ElementChanges {
+                    remove: old.elements.difference(&set.elements).copied().collect(),
+                    add: set.elements.difference(&old.elements).copied().collect(),
+                };
+                if change != ElementChanges::default() {
+                    changes.set_elements.insert(name.clone(), change);
+                }
+            }
+            _ => {
+                changes.add_sets.insert(name.clone(), set.clone());
+            }
+        }
+    }
+    for (name, map) in &desired.maps {
+        match current.maps.get(name) {
+            Some(old) if !recreated_sets.contains(name) => {
+                let change = ElementChanges {
+                    remove: old
+                        .elements
+                        .iter()
+                        .filter(|(k, v)| map.elements.get(*k) != Some(*v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    add: map
+                        .elements
+                        .iter()
+                        .filter(|(k, v)| old.elements.get(*k) != Some(*v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                };
+                if change != ElementChanges::default() {
+                    changes.map_elements.insert(name.clone(), change);
+                }
+            }
+            _ => {
+                changes.add_maps.insert(name.clone(), map.clone());
+            }
+        }
+    }
+    for (name, chain) in &desired.chains {
+        match current.chains.get(name) {
+            Some(old) if !recreated_chains.contains(name) => {
+                let uses_recreated = references(old)
+                    .iter()
+                    .any(|r| recreated_sets.contains(*r) || recreated_chains.contains(*r));
+                if old.rules != chain.rules || uses_recreated {
+                    changes.replace_chains.insert(name.clone(), chain.clone());
+                }
+            }
+            _ => {
+                changes.add_chains.insert(name.clone(), chain.clone());
+            }
+        }
+    }
+
+    changes.remove_sets = current
+        .sets
+        .keys()
+        .filter(|n| !desired.sets.contains_key(*n) || recreated_sets.contains(*n))
+        .cloned()
+        .collect();
+    changes.remove_maps = current
+        .maps
+        .keys()
+        .filter(|n| !desired.maps.contains_key(*n) || recreated_sets.contains(*n))
+        .cloned()
+        .collect();
+    changes.remove_chains = current
+        .chains
+        .keys()
+        .filter(|n| !desired.chains.contains_key(*n) || recreated_chains.contains(*n))
+        .cloned()
+        .collect();
+    changes
+}
