@@ -67,6 +67,8 @@ pub enum Command {
     /// IP address management: usage, who owns an address, consistency
     /// check, release, pool split and configuration.
     Ipam(IpamArgs),
+    /// Policy tools: compile policy to the nftables ruleset felix programs.
+    Policy(PolicyArgs),
     /// Print the client version and the datastore in use.
     Version,
     /// Print a shell completion script.
@@ -204,6 +206,47 @@ pub struct LabelArgs {
     /// Namespace of a namespaced resource (default: "default").
     #[arg(short = 'n', long = "namespace", value_name = "NS")]
     pub namespace: Option<String>,
+}
+
+/// `policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// The `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the nftables ruleset (`table inet calico`, loadable with
+    /// `nft -f`) compiled from the policy, endpoints and network sets in
+    /// `-f`, or in the datastore when `-f` is not given.
+    Compile(PolicyCompileArgs),
+}
+
+/// `policy compile`.
+#[derive(Debug, Args)]
+pub struct PolicyCompileArgs {
+    /// A file, a directory or `-`; without it, the datastore's resources.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filename: Option<PathBuf>,
+    /// Namespace for namespaced resources in `-f` whose metadata names none.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        requires = "filename"
+    )]
+    pub namespace: Option<String>,
+    /// Compile chains only for this node's endpoints (as its felix would).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Print the one nft transaction that turns the kernel's current
+    /// `inet calico` table into this ruleset, instead of the whole ruleset.
+    /// Needs root. Chains read from the kernel count as changed, so they are
+    /// shown replaced; sets and maps are compared element by element.
+    #[arg(long)]
+    pub diff: bool,
 }
 
 /// `ipam`.

@@ -552,3 +552,74 @@ fn items(listed: &Value) -> Vec<String> {
         None => vec![one(listed)],
     }
 }
+
+/// A golden case of the policy compiler: input files and the expected nft text.
+fn golden_case(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policy/tests/data")
+        .join(name);
+    let expected = std::fs::read_to_string(dir.join("expected.nft")).unwrap();
+    (dir, expected)
+}
+
+#[test]
+fn policy_compile_prints_the_ruleset_for_files_and_for_the_datastore_alike() {
+    let ctl = Ctl::new();
+    for case in ["allow-by-selector", "tiers-pass", "k8s-ipblock-endport"] {
+        let (dir, expected) = golden_case(case);
+        let dir = dir.to_str().unwrap();
+        let from_files = ctl.run(&["policy", "compile", "-f", dir]).ok();
+        assert_eq!(from_files.stdout, expected, "{case} from files");
+
+        let ctl = Ctl::new();
+        ctl.run(&["apply", "-f", dir]).ok();
+        let from_store = ctl.run(&["policy", "compile"]).ok();
+        assert_eq!(from_store.stdout, expected, "{case} from the datastore");
+    }
+}
+
+#[test]
+fn policy_compile_names_a_missing_tier_and_exits_2() {
+    let ctl = Ctl::new();
+    let path = ctl.write(
+        "gnp.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: ghost.p\n\
+         spec:\n  tier: ghost\n  selector: all()\n  ingress:\n  - action: Allow\n",
+    );
+    let run = ctl
+        .run(&["policy", "compile", "-f", path.to_str().unwrap()])
+        .fails_with(2);
+    assert!(run.stderr.contains("ghost"), "{run:#?}");
+}
+
+#[test]
+fn policy_compile_diff_programs_an_empty_namespace_then_changes_no_set_elements() {
+    if !testkit::require_root() || !testkit::require_programs(&["nft"]) {
+        return;
+    }
+    let ns = testkit::Netns::new("ctlpol").unwrap();
+    let ctl = Ctl::new();
+    let (dir, _) = golden_case("allow-by-selector");
+    let diff = || {
+        let out = ns
+            .cmd(env!("CARGO_BIN_EXE_calicoctl"))
+            .args(["policy", "compile", "--diff", "-f", dir.to_str().unwrap()])
+            .env("DATASTORE_PATH", ctl.db())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = diff();
+    assert!(first.starts_with("add table inet calico"), "{first}");
+    let script = ctl.write("first.nft", &first);
+    ns.exec("nft", ["-f", script.to_str().unwrap()]).unwrap();
+    ns.exec("nft", ["list", "table", "inet", "calico"]).unwrap();
+
+    // Programmed now: sets and maps already hold every element.
+    let second = diff();
+    assert!(
+        !second.contains(" element "),
+        "no element changes expected:\n{second}"
+    );
+}

@@ -7,6 +7,7 @@ mod docs;
 mod get;
 mod ipam;
 mod load;
+mod policy;
 mod store;
 mod update;
 mod write;
@@ -98,6 +99,14 @@ async fn resource_command(
         Command::Ipam(args) => {
             let request = ipam::Request::from_args(args.command)?;
             ipam::run(&store::open(datastore).await?, request, out).await
+        }
+        Command::Policy(args) => {
+            let request = policy::Request::from_args(args.command);
+            let store = match request.needs_store() {
+                true => Some(store::open(datastore).await?),
+                false => None,
+            };
+            policy::run(request, store.as_ref(), out).await
         }
         Command::Version | Command::Completion(_) | Command::Man(_) => {
             unreachable!("handled without a datastore in `run`")

@@ -1,0 +1,104 @@
+//! `calicoctl policy compile`: the nftables ruleset that felix would program
+//! for the policy in files (or in the datastore), as nft text that loads with
+//! `nft -f`; with `--diff`, the one incremental transaction that would turn
+//! what the kernel holds now into it.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use api::{Kind, Resource};
+use datastore::ResourceStore;
+use policy::Dataplane as _;
+
+use crate::cli::{FileArgs, PolicyCommand};
+use crate::errors::Invalid;
+
+use super::load;
+
+/// The kinds the compiler reads.
+const POLICY_KINDS: [Kind; 9] = [
+    Kind::Tier,
+    Kind::GlobalNetworkPolicy,
+    Kind::NetworkPolicy,
+    Kind::KubernetesNetworkPolicy,
+    Kind::Profile,
+    Kind::WorkloadEndpoint,
+    Kind::HostEndpoint,
+    Kind::NetworkSet,
+    Kind::GlobalNetworkSet,
+];
+
+/// A parsed `policy` command.
+#[derive(Debug)]
+pub struct Request {
+    files: Option<FileArgs>,
+    node: Option<String>,
+    diff: bool,
+}
+
+impl Request {
+    pub fn from_args(command: PolicyCommand) -> Self {
+        let PolicyCommand::Compile(args) = command;
+        Self {
+            files: args.filename.map(|filename: PathBuf| FileArgs {
+                filename,
+                namespace: args.namespace,
+            }),
+            node: args.node,
+            diff: args.diff,
+        }
+    }
+
+    /// Whether the resources come from the datastore (no `-f`).
+    pub fn needs_store(&self) -> bool {
+        self.files.is_none()
+    }
+}
+
+/// Compiles and prints; `store` is used only when no `-f` was given.
+pub async fn run(
+    request: Request,
+    store: Option<&ResourceStore>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let resources = match (&request.files, store) {
+        (Some(files), _) => load::resources(files)?,
+        (None, Some(store)) => from_store(store).await?,
+        (None, None) => unreachable!("a request without -f is given a store"),
+    };
+    let config = policy::Config {
+        node: request.node.clone(),
+        ..policy::Config::default()
+    };
+    let model = policy::Model::from_resources(&resources, config)
+        .map_err(|e| Invalid::new(format!("cannot compile: {e}")))?;
+    let desired = policy::compile(&model);
+    if request.diff {
+        let programmed = policy::Nft::new()
+            .read()
+            .context("reading the programmed table (nft -j list table inet calico)")?;
+        let changes = policy::diff(&programmed, &desired);
+        if changes.is_empty() {
+            writeln!(out, "# no changes: the kernel holds this ruleset")?;
+        } else {
+            write!(out, "{}", policy::render_changes(&changes))?;
+        }
+    } else {
+        write!(out, "{}", policy::render(&desired))?;
+    }
+    Ok(())
+}
+
+async fn from_store(store: &ResourceStore) -> Result<Vec<Resource>> {
+    let mut resources = Vec::new();
+    for kind in POLICY_KINDS {
+        resources.extend(
+            store
+                .list(kind, None)
+                .await
+                .with_context(|| format!("listing {}", kind.plural()))?,
+        );
+    }
+    Ok(resources)
+}
