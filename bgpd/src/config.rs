@@ -15,12 +15,11 @@
 //!     port: 179                 # optional
 //!     local_address: 10.0.0.1   # optional source address
 //!     hold_time: 90             # optional
+//!     password: secret          # optional TCP-MD5 key (RFC 2385), 1-80 bytes
 //! announce: [10.1.0.0/24, 2001:db8:1::/48]
 //! kernel: { table: 254, protocol: 200 }   # optional; no FIB without it
 //! ```
 //!
-//! `password` (TCP-MD5) is recognised and refused until it is implemented,
-//! so that a configuration asking for it never runs unprotected.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -31,6 +30,7 @@ use serde::Deserialize;
 use crate::fib::{DEFAULT_PROTOCOL, FibConfig, MAIN_TABLE};
 use crate::prefix::Prefix;
 use crate::speaker::{BGP_PORT, PeerConfig, SpeakerConfig};
+use crate::tcp_md5::{Key, KeyError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +95,8 @@ pub enum ConfigError {
     Yaml(String),
     #[error("listen: {value:?} is neither an address nor address:port")]
     Listen { value: String },
-    #[error("peers[{index}].password: TCP-MD5 is not supported yet")]
-    Password { index: usize },
+    #[error("peers[{index}].password: {error}")]
+    Password { index: usize, error: KeyError },
     #[error("peers[{index}].address: {address} is listed twice")]
     DuplicatePeer { index: usize, address: IpAddr },
     #[error("peers[{index}].hold_time: {value} must be 0 or at least 3 (RFC 4271 §4.2)")]
@@ -130,8 +130,8 @@ impl Config {
         }
         self.listen_addr()?;
         for (index, p) in self.peers.iter().enumerate() {
-            if p.password.is_some() {
-                return Err(ConfigError::Password { index });
+            if let Some(pw) = &p.password {
+                Key::new(pw).map_err(|error| ConfigError::Password { index, error })?;
             }
             if self.peers[..index].iter().any(|q| q.address == p.address) {
                 return Err(ConfigError::DuplicatePeer {
@@ -186,13 +186,19 @@ impl Config {
         })
     }
 
-    pub fn speaker(&self) -> SpeakerConfig {
+    /// The speaker's settings. Fails only on a password that is no
+    /// TCP-MD5 key, for a `Config` built without [`Config::parse`].
+    pub fn speaker(&self) -> Result<SpeakerConfig, ConfigError> {
         let mut s = SpeakerConfig::new(self.asn, self.router_id);
         s.cluster_id = self.cluster_id;
-        s.peers = self
-            .peers
-            .iter()
-            .map(|p| PeerConfig {
+        for (index, p) in self.peers.iter().enumerate() {
+            let password = p
+                .password
+                .as_deref()
+                .map(Key::new)
+                .transpose()
+                .map_err(|error| ConfigError::Password { index, error })?;
+            s.peers.push(PeerConfig {
                 port: p.port.unwrap_or(BGP_PORT),
                 local: p.local_address,
                 passive: p.passive,
@@ -200,10 +206,11 @@ impl Config {
                 route_reflector_client: p.route_reflector_client,
                 hold_time: p.hold_time.unwrap_or(90),
                 connect_retry: Duration::from_secs(5),
+                password,
                 ..PeerConfig::new(p.address, p.asn)
-            })
-            .collect();
-        s
+            });
+        }
+        Ok(s)
     }
 }
 
@@ -235,7 +242,7 @@ kernel: { table: 100 }
             c.listen_addr().unwrap(),
             Some("10.0.0.1:179".parse().unwrap())
         );
-        let s = c.speaker();
+        let s = c.speaker().unwrap();
         assert_eq!((s.asn, s.peers.len()), (65001, 2));
         assert_eq!(s.peers[1].port, 1179);
         assert!(
@@ -252,10 +259,24 @@ kernel: { table: 100 }
     }
 
     #[test]
-    fn password_is_refused_until_tcp_md5_exists() {
+    fn password_becomes_the_peers_tcp_md5_key() {
         let text =
-            "router_id: 1.1.1.1\nasn: 1\npeers: [{address: 10.0.0.2, asn: 2, password: x}]\n";
-        assert_eq!(Config::parse(text), Err(ConfigError::Password { index: 0 }));
+            "router_id: 1.1.1.1\nasn: 1\npeers: [{address: 10.0.0.2, asn: 2, password: s3cret}]\n";
+        let s = Config::parse(text).unwrap().speaker().unwrap();
+        assert_eq!(s.peers[0].password, Some(Key::new("s3cret").unwrap()));
+    }
+
+    #[test]
+    fn password_too_long_for_tcp_md5_is_refused_with_the_field_named() {
+        let text = format!(
+            "router_id: 1.1.1.1\nasn: 1\npeers: [{{address: 10.0.0.2, asn: 2}}, {{address: 10.0.0.3, asn: 2, password: {}}}]\n",
+            "x".repeat(81)
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "peers[1].password: is 81 bytes long; TCP-MD5 keys are at most 80"
+        );
     }
 
     #[test]

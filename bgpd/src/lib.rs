@@ -26,6 +26,7 @@
 //!   export rules (split horizon, route reflection, next-hop-self), ECMP.
 //! - [`session`]: the tokio task per peer that runs the FSM over TCP:
 //!   connecting, accepting, collision resolution, timers, message I/O.
+//! - [`tcp_md5`]: TCP-MD5 keys (RFC 2385) on sockets, per peer address.
 //! - [`speaker`]: the owner task of the RIB and its handle (`announce`,
 //!   `withdraw`, `peers`, `routes`); fans changes out to sessions and FIB.
 //! - [`fib`]: Loc-RIB best routes into a kernel table via rtnetlink, with a
@@ -43,6 +44,7 @@ pub mod prefix;
 pub mod rib;
 pub mod session;
 pub mod speaker;
+pub mod tcp_md5;
 pub mod update;
 pub mod wire;
 

@@ -65,7 +65,7 @@ async fn run(path: &Path) -> Result<()> {
         }
         None => None,
     };
-    let speaker = Speaker::start(config.speaker(), listener, fib);
+    let speaker = Speaker::start(config.speaker()?, listener, fib);
     for prefix in &config.announce {
         speaker
             .announce(*prefix, Default::default())

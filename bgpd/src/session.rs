@@ -12,6 +12,9 @@
 //! while the other is Established loses. An inbound connection while
 //! Established is closed.
 //!
+//! With a TCP-MD5 key ([`SessionConfig::md5`]) our connecting socket is
+//! signed (RFC 2385); inbound connections are signed by the listener.
+//!
 //! Each connection has a reader task that frames bytes with
 //! [`wire::Framer`] and passes whole messages back; decoding happens here,
 //! where the negotiated parameters are known. Timers are deadlines kept per
@@ -28,6 +31,7 @@
 //! were computed for and are dropped if the session has since restarted.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,6 +48,7 @@ use crate::notification::Notification;
 use crate::open::{Negotiated, Open};
 use crate::prefix::AfiSafi;
 use crate::rib::{Outgoing, PeerId};
+use crate::tcp_md5::{self, Key};
 use crate::update::{self, Update};
 use crate::wire::{self, MessageType, RouteRefresh};
 
@@ -92,6 +97,8 @@ pub struct SessionConfig {
     pub remote: SocketAddr,
     /// Source address for our connections (the kernel picks if `None`).
     pub local: Option<IpAddr>,
+    /// TCP-MD5 key set on our connecting socket (RFC 2385).
+    pub md5: Option<Key>,
     pub fsm: fsm::Config,
 }
 
@@ -224,12 +231,19 @@ fn reason_text(r: &DownReason) -> String {
     }
 }
 
-async fn connect(remote: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+async fn connect(
+    remote: SocketAddr,
+    local: Option<IpAddr>,
+    md5: Option<Key>,
+) -> std::io::Result<TcpStream> {
     let socket = if remote.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    if let Some(key) = &md5 {
+        tcp_md5::set_key(socket.as_fd(), remote.is_ipv6(), remote.ip(), key)?;
+    }
     if let Some(local) = local {
         socket.bind(SocketAddr::new(local, 0))?;
     }
@@ -429,12 +443,13 @@ impl Session {
                 let ticket = self.ticket();
                 let remote = self.config.remote;
                 let local = self.config.local;
+                let md5 = self.config.md5.clone();
                 let tx = self.io_tx.clone();
                 let Some(conn) = self.conn(which) else { return };
                 conn.close();
                 conn.ticket = Some(ticket);
                 conn.tasks.push(tokio::spawn(async move {
-                    let result = connect(remote, local).await;
+                    let result = connect(remote, local, md5).await;
                     let _ = tx.send(Io::Connected { ticket, result }).await;
                 }));
             }

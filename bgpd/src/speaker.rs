@@ -27,12 +27,17 @@
 //! A session going down drops its Adj-RIB-In, which withdraws its routes
 //! from the other peers and from the kernel.
 //!
+//! A peer with a TCP-MD5 password gets its key on the listener here, at
+//! start; if that fails the peer stays Idle with the error as its last
+//! error, rather than accept unsigned connections.
+//!
 //! The kernel table is reconciled against the Loc-RIB (removing routes
 //! left by an earlier run) once every peer has sent End-of-RIB, or after
 //! [`SpeakerConfig::fib_sync_after`], whichever comes first.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -49,6 +54,7 @@ use crate::open::Open;
 use crate::prefix::{AfiSafi, Prefix};
 use crate::rib::{self, Change, Exporter, PeerId, PeerInfo, Rib, RibConfig, Source};
 use crate::session::{self, SessionCmd, SessionConfig, SessionEvent};
+use crate::tcp_md5::{self, Key};
 
 /// The BGP port (RFC 4271 §8.2.1.2).
 pub const BGP_PORT: u16 = 179;
@@ -69,6 +75,9 @@ pub struct PeerConfig {
     /// Hold time we propose (RFC 4271 §10 suggests 90 s).
     pub hold_time: u16,
     pub connect_retry: Duration,
+    /// TCP-MD5 key (RFC 2385), on our connecting socket and, for the
+    /// peer's address, on the listener.
+    pub password: Option<Key>,
 }
 
 impl PeerConfig {
@@ -84,6 +93,7 @@ impl PeerConfig {
             route_reflector_client: false,
             hold_time: 90,
             connect_retry: Duration::from_secs(5),
+            password: None,
         }
     }
 }
@@ -203,6 +213,7 @@ impl Speaker {
                 peer: id,
                 remote: SocketAddr::new(pc.addr, pc.port),
                 local: pc.local,
+                md5: pc.password.clone(),
                 fsm: fsm::Config {
                     local,
                     peer_as: pc.asn,
@@ -211,14 +222,24 @@ impl Speaker {
                     passive: pc.passive,
                 },
             };
-            tokio::spawn(session::run(sc, cmd_rx, ev_tx.clone()));
-            by_addr.insert(pc.addr.to_canonical(), cmd_tx.clone());
+            // Without its key on the listener, a peer with a password
+            // could connect in unsigned: such a peer is left Idle.
+            let listener_key = match (&pc.password, &listener) {
+                (Some(key), Some(l)) => protect_listener(l, pc.addr, key).err(),
+                _ => None,
+            };
+            if let Some(e) = &listener_key {
+                warn!(peer = %pc.addr, error = %e, "peer not started");
+            } else {
+                tokio::spawn(session::run(sc, cmd_rx, ev_tx.clone()));
+                by_addr.insert(pc.addr.to_canonical(), cmd_tx.clone());
+            }
             peers.push(Slot {
                 config: pc.clone(),
                 cmd: cmd_tx,
                 state: State::Idle,
                 since: Instant::now(),
-                last_error: None,
+                last_error: listener_key,
                 epoch: None,
                 advertised: 0,
                 eor: false,
@@ -327,6 +348,16 @@ pub fn render_routes(routes: &[RouteStatus]) -> String {
         ));
     }
     out
+}
+
+/// Sets `peer`'s TCP-MD5 key on the listening socket, naming what failed.
+fn protect_listener(listener: &TcpListener, peer: IpAddr, key: &Key) -> Result<(), String> {
+    let v6 = listener
+        .local_addr()
+        .map_err(|e| format!("TCP-MD5: reading the listener's address: {e}"))?
+        .is_ipv6();
+    tcp_md5::set_key(listener.as_fd(), v6, peer, key)
+        .map_err(|e| format!("TCP-MD5: setting the key on the listener: {e}"))
 }
 
 /// Hands inbound connections to the session of the peer they come from.

@@ -13,6 +13,9 @@ use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use testkit::{Background, Netns, require_programs, require_root, veth_pair};
 use tokio::net::TcpListener;
 
+mod common;
+use common::{Daemon, eventually, holds_for, output, run, wait_for};
+
 const OURS: &str = "10.99.0.1";
 const BIRDS: &str = "10.99.0.2";
 const TABLE: u32 = 100;
@@ -35,27 +38,6 @@ protocol bgp peer1 {{
     let path = dir.join("bird.conf");
     std::fs::write(&path, conf).unwrap();
     path
-}
-
-/// Runs a command to completion and returns its stdout (async, so the
-/// speaker's tasks keep running meanwhile).
-async fn output(program: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after 30 s waiting for {what}");
 }
 
 #[test]
@@ -230,19 +212,6 @@ fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
         .unwrap();
 }
 
-/// Blocking helpers for the daemon test, where bgpd is its own process.
-fn run(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(what: &str, log: &Path, check: impl FnMut() -> bool) {
-    if !testkit::poll_until(Duration::from_secs(30), Duration::from_millis(100), check) {
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        panic!("timed out after 30 s waiting for {what}; bgpd's log:\n{log}");
-    }
-}
-
 #[test]
 fn bgpd_daemon_speaks_ibgp_over_ipv6_with_bird_and_shows_status() {
     if !require_root() || !require_programs(&["bird", "birdc"]) {
@@ -286,54 +255,38 @@ protocol bgp peer6 {
     ]))
     .unwrap();
 
-    let status_sock = dir.path().join("bgpd.sock");
-    let conf = dir.path().join("bgpd.yaml");
-    std::fs::write(
-        &conf,
-        format!(
+    let bgpd = Daemon::start(
+        &ns_us,
+        dir.path(),
+        &format!(
             "router_id: 10.99.0.1
 asn: 65001
 listen: \"[fd00:99::1]:179\"
-status_socket: {}
-peers:
+{}peers:
   - address: fd00:99::2
     asn: 65001
     local_address: fd00:99::1
 announce: [2001:db8:44::/48]
 kernel: {{ table: 100, protocol: 201 }}
 ",
-            status_sock.display()
+            Daemon::status_line(dir.path())
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("bgpd.log");
-    let bgpd = Background::spawn(
-        ns_us
-            .cmd(env!("CARGO_BIN_EXE_bgpd"))
-            .args(["run".as_ref(), conf.as_os_str()])
-            .stderr(std::fs::File::create(&log).unwrap()),
-    )
-    .unwrap();
-
+    );
+    let log = bgpd.log.clone();
     let birdc = |args: &[&str]| {
         run(std::process::Command::new("birdc")
             .arg("-s")
             .arg(&bird_sock)
             .args(args))
     };
-    let status = || {
-        run(std::process::Command::new(env!("CARGO_BIN_EXE_bgpd"))
-            .arg("status")
-            .arg(&status_sock))
-    };
 
-    wait_for("BIRD to learn 2001:db8:44::/48 over iBGP", &log, || {
+    wait_for("BIRD to learn 2001:db8:44::/48 over iBGP", &[&log], || {
         let out = birdc(&["show", "route", "2001:db8:44::/48", "all"]);
         out.contains("2001:db8:44::/48")
             && out.contains("BGP.local_pref: 100")
             && out.contains("BGP.next_hop: fd00:99::1")
     });
-    wait_for("our kernel to get 2001:db8:55::/48", &log, || {
+    wait_for("our kernel to get 2001:db8:55::/48", &[&log], || {
         ns_us
             .ip(["-6", "route", "show", "table", "100", "proto", "201"])
             .unwrap()
@@ -341,9 +294,9 @@ kernel: {{ table: 100, protocol: 201 }}
     });
     wait_for(
         "bgpd status to show the session and both routes",
-        &log,
+        &[&log],
         || {
-            let out = status();
+            let out = bgpd.status();
             let peer = out
                 .lines()
                 .find(|l| l.starts_with("fd00:99::2"))
@@ -357,11 +310,109 @@ kernel: {{ table: 100, protocol: 201 }}
     );
 
     // Stopping bgpd tells BIRD with a Cease, and BIRD drops our route.
-    let status_code = bgpd.stop(Duration::from_secs(5)).unwrap();
+    let status_code = bgpd.process.stop(Duration::from_secs(5)).unwrap();
     assert!(status_code.success(), "bgpd exited with {status_code}");
-    wait_for("BIRD to see our Cease and drop our route", &log, || {
+    wait_for("BIRD to see our Cease and drop our route", &[&log], || {
         let proto = birdc(&["show", "protocols", "all", "peer6"]);
         proto.contains("Administrative shutdown")
             && !birdc(&["show", "route", "2001:db8:44::/48"]).contains("2001:db8:44::/48")
+    });
+}
+
+fn md5_bird_conf(path: &Path, password: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "router id 10.98.0.2;
+protocol device {{ }}
+protocol static static1 {{ ipv4; route 10.57.0.0/24 blackhole; }}
+protocol bgp peer1 {{
+  local 10.98.0.2 as 65002;
+  neighbor 10.98.0.1 as 65001;
+  password \"{password}\";
+  connect delay time 1;
+  ipv4 {{ import all; export all; }};
+}}
+"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn tcp_md5_session_with_bird_comes_up_only_with_the_right_password() {
+    if !require_root() || !require_programs(&["bird", "birdc"]) {
+        return;
+    }
+    let ns_us = Netns::new("bgp").unwrap();
+    let ns_bird = Netns::new("bgp").unwrap();
+    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
+    ns_us.add_addr("eth0", "10.98.0.1/24").unwrap();
+    ns_bird.add_addr("eth0", "10.98.0.2/24").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bird_conf = dir.path().join("bird.conf");
+    md5_bird_conf(&bird_conf, "not-the-password");
+    let bird_sock = dir.path().join("bird.ctl");
+    let _bird = Background::spawn(ns_bird.cmd("bird").args([
+        "-f".as_ref(),
+        "-c".as_ref(),
+        bird_conf.as_os_str(),
+        "-s".as_ref(),
+        bird_sock.as_os_str(),
+    ]))
+    .unwrap();
+    let bgpd = Daemon::start(
+        &ns_us,
+        dir.path(),
+        &format!(
+            "router_id: 10.98.0.1
+asn: 65001
+listen: 10.98.0.1
+{}peers:
+  - address: 10.98.0.2
+    asn: 65002
+    local_address: 10.98.0.1
+    password: \"s3cret md5\"
+announce: [10.47.0.0/24]
+",
+            Daemon::status_line(dir.path())
+        ),
+    );
+    let birdc = |args: &[&str]| {
+        run(std::process::Command::new("birdc")
+            .arg("-s")
+            .arg(&bird_sock)
+            .args(args))
+    };
+    let bird_established = || birdc(&["show", "protocols", "peer1"]).contains("Established");
+
+    // With the wrong password on BIRD's side, both sides keep trying (each
+    // connects to the other) and neither gets a session.
+    wait_for("bgpd's status socket", &[&bgpd.log], || {
+        !bgpd.peer_fields("10.98.0.2").is_empty()
+    });
+    holds_for(
+        "no session with the wrong password",
+        Duration::from_secs(6),
+        &[&bgpd.log],
+        || !bird_established() && !bgpd.established("10.98.0.2"),
+    );
+    assert!(!birdc(&["show", "route", "10.47.0.0/24"]).contains("10.47.0.0/24"));
+
+    // The right password: the session comes up and routes flow both ways.
+    md5_bird_conf(&bird_conf, "s3cret md5");
+    let out = birdc(&["configure"]);
+    assert!(out.contains("Reconfigur"), "birdc configure: {out}");
+    wait_for("the signed session to come up", &[&bgpd.log], || {
+        bird_established() && bgpd.established("10.98.0.2")
+    });
+    wait_for(
+        "BIRD to learn 10.47.0.0/24 over the signed session",
+        &[&bgpd.log],
+        || birdc(&["show", "route", "10.47.0.0/24", "all"]).contains("BGP.as_path: 65001"),
+    );
+    wait_for("bgpd to learn 10.57.0.0/24 from BIRD", &[&bgpd.log], || {
+        bgpd.status().contains("10.57.0.0/24")
     });
 }
