@@ -38,6 +38,8 @@
 //! - [`diff`](mod@diff): [`diff()`], two rulesets to [`Changes`].
 //! - [`dataplane`]: the [`Dataplane`] trait, [`converge`], and the [`Nft`]
 //!   driver, which also reads our table back from the kernel.
+//! - [`netlink`]: the netlink path on libnftnl: one batch per update in one
+//!   `sendmsg`, every acknowledgement read; sets, maps and rules nftnl 0.9 lacks.
 //! - [`simulate`]: evaluates a packet against a ruleset as netfilter would, for
 //!   tests and for asking "what happens to this packet".
 
@@ -47,6 +49,7 @@ pub mod diff;
 pub mod ir;
 pub mod k8s;
 pub mod model;
+pub mod netlink;
 pub mod render;
 pub mod sets;
 pub mod simulate;

@@ -54,7 +54,13 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .any(|a| matches!(a, Action::SessionEstablished(_)));
         let down = actions.iter().any(|a| matches!(a, Action::SessionDown(_)));
-        assert_eq!(up, before == State::OpenConfirm && fsm.state() == State::Established);
-        assert_eq!(down, before == State::Established && fsm.state() == State::Idle);
+        assert_eq!(
+            up,
+            before == State::OpenConfirm && fsm.state() == State::Established
+        );
+        assert_eq!(
+            down,
+            before == State::Established && fsm.state() == State::Idle
+        );
     }
 });
