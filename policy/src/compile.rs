@@ -41,7 +41,7 @@
 //! address family it needs (selector and `nets` sets are per family) and per
 //! alternative of its ports (numeric ports together, each named port apart).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use api::{
     Port, Protocol,
@@ -82,10 +82,15 @@ pub fn compile(model: &Model) -> Ruleset {
             .collect(),
     };
     c.base_chains();
-    for ep in model.endpoints.iter().filter(|e| model.is_local(e)) {
-        if let Some(interface) = &ep.interface {
-            c.endpoint(ep, interface);
-        }
+    let local: Vec<(&Endpoint, &str)> = model
+        .endpoints
+        .iter()
+        .filter(|e| model.is_local(e))
+        .filter_map(|e| Some((e, e.interface.as_deref()?)))
+        .collect();
+    let selecting = selecting_policies(model, &local);
+    for ((ep, interface), policies) in local.iter().zip(&selecting) {
+        c.endpoint(ep, interface, policies);
     }
     for (map, comment) in [
         (MAP_WL_FROM, "workload interface -> egress chain"),
@@ -105,6 +110,27 @@ pub fn compile(model: &Model) -> Ruleset {
         maps: c.maps,
         chains: c.chains,
     }
+}
+
+/// For each of `endpoints`, the (tier index, policy index) of every policy
+/// whose selector selects it, in tier and policy order. Each distinct
+/// selector is evaluated once per endpoint, however many policies share it.
+fn selecting_policies(model: &Model, endpoints: &[(&Endpoint, &str)]) -> Vec<Vec<(usize, usize)>> {
+    let mut selected: HashMap<&Expr, Vec<usize>> = HashMap::new();
+    let mut selecting = vec![Vec::new(); endpoints.len()];
+    for (t, tier) in model.tiers.iter().enumerate() {
+        for (j, policy) in tier.policies.iter().enumerate() {
+            let eps = selected.entry(&policy.selector).or_insert_with(|| {
+                (0..endpoints.len())
+                    .filter(|&e| policy.selector.matches(&endpoints[e].0.labels))
+                    .collect()
+            });
+            for &e in eps.iter() {
+                selecting[e].push((t, j));
+            }
+        }
+    }
+    selecting
 }
 
 struct Compiler<'m> {
@@ -281,14 +307,14 @@ impl Compiler<'_> {
         ]
     }
 
-    fn endpoint(&mut self, ep: &Endpoint, interface: &str) {
+    fn endpoint(&mut self, ep: &Endpoint, interface: &str, selecting: &[(usize, usize)]) {
         let (kind, from_map, to_map) = match ep.kind {
             EndpointKind::Workload => ("wl", MAP_WL_FROM, MAP_WL_TO),
             EndpointKind::Host => ("hep", MAP_HEP_FROM, MAP_HEP_TO),
         };
         for direction in [PolicyType::Ingress, PolicyType::Egress] {
             let chain = name(&format!("{kind}-{}", direction_word(direction)), interface);
-            let rules = self.endpoint_rules(ep, direction);
+            let rules = self.endpoint_rules(ep, direction, selecting);
             self.chains.insert(chain.clone(), regular(rules));
             // A workload's ingress is traffic leaving by its interface; a host
             // endpoint's ingress is traffic arriving on it.
@@ -304,17 +330,24 @@ impl Compiler<'_> {
         }
     }
 
-    fn endpoint_rules(&mut self, ep: &Endpoint, direction: PolicyType) -> Vec<Rule> {
+    /// `selecting`: the (tier, policy) indices selecting `ep`, in order.
+    fn endpoint_rules(
+        &mut self,
+        ep: &Endpoint,
+        direction: PolicyType,
+        selecting: &[(usize, usize)],
+    ) -> Vec<Rule> {
         let model = self.model;
         let mut rules = vec![
             Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
             statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
         ];
-        for tier in &model.tiers {
-            let policies: Vec<&Policy> = tier
-                .policies
+        for (t, tier) in model.tiers.iter().enumerate() {
+            let policies: Vec<&Policy> = selecting
                 .iter()
-                .filter(|p| p.rules(direction).is_some() && p.selector.matches(&ep.labels))
+                .filter(|&&(pt, _)| pt == t)
+                .map(|&(_, j)| &tier.policies[j])
+                .filter(|p| p.rules(direction).is_some())
                 .collect();
             if policies.is_empty() {
                 continue;

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod lab;
+
 use policy::{Config, Model, Ruleset};
 use testkit::{Background, Netns, poll_until, require_programs, require_root, veth_pair};
 

@@ -1,0 +1,115 @@
+//! Compile 10,000 policies over 1,000 endpoints: time of each stage (YAML
+//! parse, model, compile, render) and peak memory. Goal: compile under 1 s.
+//!
+//! `cargo bench -p policy --bench compile`
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{cluster, memory_mib, model, resources};
+
+const ENDPOINTS: usize = 1_000;
+const POLICIES: usize = 10_000;
+const RUNS: usize = 5;
+
+fn median(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d[d.len() / 2]
+}
+
+fn main() {
+    let (hwm_start, _) = memory_mib();
+    let t = Instant::now();
+    let yaml = cluster(ENDPOINTS, POLICIES, &[]);
+    let generate = t.elapsed();
+    let t = Instant::now();
+    let res = resources(&yaml);
+    let parse = t.elapsed();
+    let (hwm_parsed, rss_parsed) = memory_mib();
+
+    let (mut models, mut compiles, mut renders) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stats = (0, 0, 0, 0, 0);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let m = model(&res);
+        models.push(t.elapsed());
+        let t = Instant::now();
+        let ruleset = policy::compile(&m);
+        compiles.push(t.elapsed());
+        let t = Instant::now();
+        let text = policy::render(&ruleset);
+        renders.push(t.elapsed());
+        stats = (
+            ruleset.sets.len(),
+            ruleset
+                .sets
+                .values()
+                .map(|s| s.elements.len())
+                .sum::<usize>(),
+            ruleset.chains.len(),
+            ruleset
+                .chains
+                .values()
+                .map(|c| c.rules.len())
+                .sum::<usize>(),
+            text.len(),
+        );
+    }
+    let (hwm_end, rss_end) = memory_mib();
+    let (model_t, compile_t) = (median(models.clone()), median(compiles.clone()));
+
+    println!("\n### Compile: {POLICIES} policies over {ENDPOINTS} endpoints\n");
+    println!(
+        "Ruleset: {} sets ({} elements), {} chains, {} rules; nft text {:.1} MiB.\n",
+        stats.0,
+        stats.1,
+        stats.2,
+        stats.3,
+        stats.4 as f64 / 1048576.0
+    );
+    println!("| stage | time (median of {RUNS}) | min |");
+    println!("|---|---|---|");
+    println!(
+        "| generate YAML ({:.1} MiB) | {} | |",
+        yaml.len() as f64 / 1048576.0,
+        common::ms(generate)
+    );
+    println!(
+        "| parse + validate ({} resources) | {} | |",
+        res.len(),
+        common::ms(parse)
+    );
+    for (stage, d) in [
+        ("Model::from_resources", models),
+        ("compile", compiles),
+        ("render (nft text)", renders),
+    ] {
+        let min = *d.iter().min().unwrap();
+        println!(
+            "| {stage} | {} | {} |",
+            common::ms(median(d)),
+            common::ms(min)
+        );
+    }
+    println!(
+        "| **model + compile** | **{}** | goal < 1 s: {} |",
+        common::ms(model_t + compile_t),
+        if model_t + compile_t < Duration::from_secs(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!("\n| memory | MiB |");
+    println!("|---|---|");
+    println!("| peak RSS (VmHWM) at start | {hwm_start:.1} |");
+    println!(
+        "| peak RSS after parse (YAML text + resources) | {hwm_parsed:.1} (RSS {rss_parsed:.1}) |"
+    );
+    println!("| peak RSS after model + compile + render | {hwm_end:.1} (RSS {rss_end:.1}) |");
+    println!(
+        "| peak added by model + compile + render | {:.1} |",
+        hwm_end - hwm_parsed
+    );
+}
