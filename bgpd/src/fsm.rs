@@ -85,6 +85,33 @@ pub enum Event {
     UpdateSent,
 }
 
+impl Event {
+    /// One of 16 representative events for a code (taken modulo 16), with
+    /// `peer` as the OPEN received: how the fuzz target and the property
+    /// tests turn bytes into event sequences.
+    #[doc(hidden)]
+    pub fn from_code(code: u8, peer: &Open) -> Event {
+        match code % 16 {
+            0 => Event::ManualStart,
+            1 => Event::ManualStartPassive,
+            2 => Event::ManualStop,
+            3 => Event::ConnectRetryTimerExpires,
+            4 => Event::HoldTimerExpires,
+            5 => Event::KeepaliveTimerExpires,
+            6 => Event::IdleHoldTimerExpires,
+            7 => Event::TcpConnectionConfirmed,
+            8 => Event::TcpConnectionFails,
+            9 => Event::BgpOpen(peer.clone()),
+            10 => Event::MessageError(Notification::new(3, 1, [])),
+            11 => Event::OpenCollisionDump,
+            12 => Event::NotifMsg(Notification::new(6, 4, [])),
+            13 => Event::KeepAliveMsg,
+            14 => Event::UpdateMsg,
+            _ => Event::UpdateSent,
+        }
+    }
+}
+
 /// Why an established session, or an attempt at one, ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownReason {

@@ -10,11 +10,11 @@ use bgpd::attr::PathAttrs;
 use bgpd::fib::{self, Fib, FibConfig};
 use bgpd::fsm::State;
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
-use testkit::{Background, Netns, require_programs, require_root, veth_pair};
+use testkit::{require_programs, require_root};
 use tokio::net::TcpListener;
 
 mod common;
-use common::{Daemon, eventually, holds_for, output, run, wait_for};
+use common::{Daemon, eventually, holds_for, linked_pair, output, run, start_bird, wait_for};
 
 const OURS: &str = "10.99.0.1";
 const BIRDS: &str = "10.99.0.2";
@@ -45,11 +45,7 @@ fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
     if !require_root() || !require_programs(&["bird", "birdc"]) {
         return;
     }
-    let ns_us = Netns::new("bgp").unwrap();
-    let ns_bird = Netns::new("bgp").unwrap();
-    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
-    ns_us.add_addr("eth0", &format!("{OURS}/24")).unwrap();
-    ns_bird.add_addr("eth0", &format!("{BIRDS}/24")).unwrap();
+    let (ns_us, ns_bird) = linked_pair(&[&format!("{OURS}/24")], &[&format!("{BIRDS}/24")]);
     // A route of ours left by an earlier run: reconciled away, not flushed
     // at start.
     ns_us
@@ -70,16 +66,7 @@ fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
     let conf = bird_conf(dir.path());
     let sock = dir.path().join("bird.ctl");
     let sock_s = sock.to_str().unwrap().to_owned();
-    let mut bird = Some(
-        Background::spawn(ns_bird.cmd("bird").args([
-            "-f",
-            "-c",
-            conf.to_str().unwrap(),
-            "-s",
-            &sock_s,
-        ]))
-        .unwrap(),
-    );
+    let mut bird = Some(start_bird(&ns_bird, &conf, &sock));
     let bird_ns = ns_bird.name().to_owned();
     let us_ns = ns_us.name().to_owned();
     let birdc = |args: &'static [&'static str]| {
@@ -217,15 +204,7 @@ fn bgpd_daemon_speaks_ibgp_over_ipv6_with_bird_and_shows_status() {
     if !require_root() || !require_programs(&["bird", "birdc"]) {
         return;
     }
-    let ns_us = Netns::new("bgp").unwrap();
-    let ns_bird = Netns::new("bgp").unwrap();
-    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
-    ns_us
-        .ip(["addr", "add", "fd00:99::1/64", "dev", "eth0", "nodad"])
-        .unwrap();
-    ns_bird
-        .ip(["addr", "add", "fd00:99::2/64", "dev", "eth0", "nodad"])
-        .unwrap();
+    let (ns_us, ns_bird) = linked_pair(&["fd00:99::1/64"], &["fd00:99::2/64"]);
 
     let dir = tempfile::tempdir().unwrap();
     let bird_conf = dir.path().join("bird.conf");
@@ -246,14 +225,7 @@ protocol bgp peer6 {
     )
     .unwrap();
     let bird_sock = dir.path().join("bird.ctl");
-    let _bird = Background::spawn(ns_bird.cmd("bird").args([
-        "-f".as_ref(),
-        "-c".as_ref(),
-        bird_conf.as_os_str(),
-        "-s".as_ref(),
-        bird_sock.as_os_str(),
-    ]))
-    .unwrap();
+    let _bird = start_bird(&ns_bird, &bird_conf, &bird_sock);
 
     let bgpd = Daemon::start(
         &ns_us,
@@ -344,24 +316,13 @@ fn tcp_md5_session_with_bird_comes_up_only_with_the_right_password() {
     if !require_root() || !require_programs(&["bird", "birdc"]) {
         return;
     }
-    let ns_us = Netns::new("bgp").unwrap();
-    let ns_bird = Netns::new("bgp").unwrap();
-    veth_pair(&ns_us, "eth0", &ns_bird, "eth0").unwrap();
-    ns_us.add_addr("eth0", "10.98.0.1/24").unwrap();
-    ns_bird.add_addr("eth0", "10.98.0.2/24").unwrap();
+    let (ns_us, ns_bird) = linked_pair(&["10.98.0.1/24"], &["10.98.0.2/24"]);
 
     let dir = tempfile::tempdir().unwrap();
     let bird_conf = dir.path().join("bird.conf");
     md5_bird_conf(&bird_conf, "not-the-password");
     let bird_sock = dir.path().join("bird.ctl");
-    let _bird = Background::spawn(ns_bird.cmd("bird").args([
-        "-f".as_ref(),
-        "-c".as_ref(),
-        bird_conf.as_os_str(),
-        "-s".as_ref(),
-        bird_sock.as_os_str(),
-    ]))
-    .unwrap();
+    let _bird = start_bird(&ns_bird, &bird_conf, &bird_sock);
     let bgpd = Daemon::start(
         &ns_us,
         dir.path(),

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{Background, Netns, require_programs, require_root, veth_pair};
+use testkit::{Background, Netns, require_programs, require_root};
 
 mod common;
-use common::{Daemon, run, wait_for};
+use common::{Daemon, linked_pair, run, wait_for};
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const FRR_BGPD: &str = "/usr/lib/frr/bgpd";
@@ -92,15 +92,10 @@ fn ebgp_ipv4_and_ipv6_with_frr_exchange_routes_and_answer_route_refresh() {
     if !require_root() || !require_programs(&[ZEBRA, FRR_BGPD, "vtysh"]) {
         return;
     }
-    let ns_us = Netns::new("bgp").unwrap();
-    let ns_frr = Netns::new("bgp").unwrap();
-    veth_pair(&ns_us, "eth0", &ns_frr, "eth0").unwrap();
-    ns_us.add_addr("eth0", &format!("{OURS4}/24")).unwrap();
-    ns_frr.add_addr("eth0", &format!("{THEIRS4}/24")).unwrap();
-    for (ns, a) in [(&ns_us, OURS6), (&ns_frr, THEIRS6)] {
-        ns.ip(["addr", "add", &format!("{a}/64"), "dev", "eth0", "nodad"])
-            .unwrap();
-    }
+    let (ns_us, ns_frr) = linked_pair(
+        &[&format!("{OURS4}/24"), &format!("{OURS6}/64")],
+        &[&format!("{THEIRS4}/24"), &format!("{THEIRS6}/64")],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     // FRR drops to user `frr`: its directory is its own, right under /tmp.

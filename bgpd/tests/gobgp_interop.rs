@@ -12,11 +12,11 @@ use bgpd::fib::{self, Fib, FibConfig};
 use bgpd::fsm::State;
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use bgpd::tcp_md5::Key;
-use testkit::{Background, Netns, require_programs, require_root, veth_pair};
+use testkit::{Background, require_programs, require_root};
 use tokio::net::TcpListener;
 
 mod common;
-use common::{eventually, output};
+use common::{eventually, linked_pair, output};
 
 const OURS4: &str = "10.97.0.1";
 const THEIRS4: &str = "10.97.0.2";
@@ -64,15 +64,10 @@ fn ebgp_ipv4_and_ipv6_with_gobgp_exchange_withdraw_and_survive_resets() {
     if !require_root() || !require_programs(&["gobgpd", "gobgp"]) {
         return;
     }
-    let ns_us = Netns::new("bgp").unwrap();
-    let ns_go = Netns::new("bgp").unwrap();
-    veth_pair(&ns_us, "eth0", &ns_go, "eth0").unwrap();
-    ns_us.add_addr("eth0", &format!("{OURS4}/24")).unwrap();
-    ns_go.add_addr("eth0", &format!("{THEIRS4}/24")).unwrap();
-    for (ns, a) in [(&ns_us, OURS6), (&ns_go, THEIRS6)] {
-        ns.ip(["addr", "add", &format!("{a}/64"), "dev", "eth0", "nodad"])
-            .unwrap();
-    }
+    let (ns_us, ns_go) = linked_pair(
+        &[&format!("{OURS4}/24"), &format!("{OURS6}/64")],
+        &[&format!("{THEIRS4}/24"), &format!("{THEIRS6}/64")],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("gobgpd.toml");

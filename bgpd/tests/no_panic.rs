@@ -93,24 +93,7 @@ proptest! {
         let peer = Open::new(65002, 9, Ipv4Addr::new(10, 0, 0, 2), vec![]);
         let mut fsm = Fsm::new(Config { local, peer_as: 65002, connect_retry: Duration::from_secs(5), idle_hold: Duration::from_secs(1), passive: false });
         for (t, e) in events.into_iter().enumerate() {
-            let event = match e {
-                0 => Event::ManualStart,
-                1 => Event::ManualStartPassive,
-                2 => Event::ManualStop,
-                3 => Event::ConnectRetryTimerExpires,
-                4 => Event::HoldTimerExpires,
-                5 => Event::KeepaliveTimerExpires,
-                6 => Event::IdleHoldTimerExpires,
-                7 => Event::TcpConnectionConfirmed,
-                8 => Event::TcpConnectionFails,
-                9 => Event::BgpOpen(peer.clone()),
-                10 => Event::MessageError(Notification::new(3, 1, [])),
-                11 => Event::OpenCollisionDump,
-                12 => Event::NotifMsg(Notification::new(6, 4, [])),
-                13 => Event::KeepAliveMsg,
-                14 => Event::UpdateMsg,
-                _ => Event::UpdateSent,
-            };
+            let event = Event::from_code(e, &peer);
             let before = fsm.state();
             let actions = fsm.handle(Duration::from_secs(t as u64), event);
             let up = actions.iter().any(|a| matches!(a, Action::SessionEstablished(_)));

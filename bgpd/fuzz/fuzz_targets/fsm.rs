@@ -5,7 +5,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bgpd::Notification;
 use bgpd::capability::Capability;
 use bgpd::fsm::{Action, Config, Event, Fsm, State};
 use bgpd::open::Open;
@@ -30,24 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Duration::ZERO;
     for pair in data.chunks_exact(2) {
         now += Duration::from_millis(u64::from(pair[1]) * 100);
-        let event = match pair[0] % 16 {
-            0 => Event::ManualStart,
-            1 => Event::ManualStartPassive,
-            2 => Event::ManualStop,
-            3 => Event::ConnectRetryTimerExpires,
-            4 => Event::HoldTimerExpires,
-            5 => Event::KeepaliveTimerExpires,
-            6 => Event::IdleHoldTimerExpires,
-            7 => Event::TcpConnectionConfirmed,
-            8 => Event::TcpConnectionFails,
-            9 => Event::BgpOpen(peer.clone()),
-            10 => Event::MessageError(Notification::new(3, 1, [])),
-            11 => Event::OpenCollisionDump,
-            12 => Event::NotifMsg(Notification::new(6, 4, [])),
-            13 => Event::KeepAliveMsg,
-            14 => Event::UpdateMsg,
-            _ => Event::UpdateSent,
-        };
+        let event = Event::from_code(pair[0], &peer);
         let before = fsm.state();
         let actions = fsm.handle(now, event);
         let up = actions

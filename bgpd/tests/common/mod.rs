@@ -129,3 +129,35 @@ impl Daemon {
         self.peer_fields(peer).get(2).map(String::as_str) == Some("Established")
     }
 }
+
+/// Two fresh namespaces, "us" and "them", joined by a veth `eth0` on each
+/// side, with the given addresses (`addr/len`; IPv6 ones without DAD, so
+/// they are usable at once).
+pub fn linked_pair(ours: &[&str], theirs: &[&str]) -> (Netns, Netns) {
+    let us = Netns::new("bgp").unwrap();
+    let them = Netns::new("bgp").unwrap();
+    testkit::veth_pair(&us, "eth0", &them, "eth0").unwrap();
+    for (ns, addrs) in [(&us, ours), (&them, theirs)] {
+        for addr in addrs {
+            if addr.contains(':') {
+                ns.ip(["addr", "add", addr, "dev", "eth0", "nodad"])
+                    .unwrap();
+            } else {
+                ns.add_addr("eth0", addr).unwrap();
+            }
+        }
+    }
+    (us, them)
+}
+
+/// BIRD in the foreground in `ns`, with its config and control socket.
+pub fn start_bird(ns: &Netns, conf: &Path, sock: &Path) -> Background {
+    Background::spawn(ns.cmd("bird").args([
+        "-f".as_ref(),
+        "-c".as_ref(),
+        conf.as_os_str(),
+        "-s".as_ref(),
+        sock.as_os_str(),
+    ]))
+    .unwrap()
+}
