@@ -24,6 +24,9 @@
 //! - [`fsm`]: the RFC 4271 §8 finite state machine and collision detection.
 //! - [`rib`] (pure): Adj-RIBs-In, Loc-RIB with best-path selection, Adj-RIB-Out
 //!   export rules (split horizon, route reflection, next-hop-self), ECMP.
+//! - [`filter`] (pure): import/export filters per peer (prefix, community,
+//!   AS path matches; accept/reject with modifications), communities as
+//!   text, and the well-known communities' export rules (RFC 1997).
 //! - [`session`]: the tokio task per peer that runs the FSM over TCP:
 //!   connecting, accepting, collision resolution, timers, message I/O.
 //! - [`tcp_md5`]: TCP-MD5 keys (RFC 2385) on sockets, per peer address.
@@ -37,6 +40,7 @@ pub mod attr;
 pub mod capability;
 pub mod config;
 pub mod fib;
+pub mod filter;
 pub mod fsm;
 pub mod notification;
 pub mod open;

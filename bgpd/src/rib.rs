@@ -21,8 +21,13 @@
 //! of each [`Change`] to know what to send.
 //!
 //! Routes that fail the import checks (AS path loop, our ORIGINATOR_ID, our
-//! cluster ID in CLUSTER_LIST) stay in the Adj-RIB-In marked rejected, so
-//! they count as received but never become best.
+//! cluster ID in CLUSTER_LIST) or the peer's import filter stay in the
+//! Adj-RIB-In marked rejected, so they count as received but never become
+//! best. A path the import filter changed (say, LOCAL_PREF) is stored as
+//! changed, with the attributes as received kept aside, so that a new
+//! filter ([`Rib::set_policy`]) re-evaluates the Adj-RIB-In without a
+//! ROUTE-REFRESH. Export filters, the communities added per peer and the
+//! well-known communities (RFC 1997) apply in [`Rib::export_route`].
 //!
 //! Removing a peer scans the whole table once; every other operation
 //! costs in proportion to the prefixes it touches.
@@ -32,6 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::attr::{NextHop, Origin, PathAttrs};
+use crate::filter::{self, PeerPolicy, Route, RouteSource, Verdict};
 use crate::prefix::{AfiSafi, Prefix};
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -295,6 +301,10 @@ pub struct Rib {
     counts: HashMap<PeerId, InCounts>,
     table: Table,
     interner: Interner,
+    /// Import/export policy per peer, kept across sessions.
+    policies: HashMap<PeerId, Arc<PeerPolicy>>,
+    /// The attributes as received of the paths an import filter changed.
+    originals: HashMap<(PeerId, Prefix), Arc<RouteAttrs>>,
 }
 
 fn local_pref(r: &RouteAttrs) -> u32 {
@@ -324,6 +334,8 @@ impl Rib {
             counts: HashMap::new(),
             table: Table::default(),
             interner: Interner::default(),
+            policies: HashMap::new(),
+            originals: HashMap::new(),
         }
     }
 
@@ -512,6 +524,9 @@ impl Rib {
             self.table.remove(&prefix);
         }
         if let Source::Peer(id) = source {
+            if !self.originals.is_empty() {
+                self.originals.remove(&(id, prefix));
+            }
             let c = self.counts.entry(id).or_default();
             c.received -= 1;
             if !gone.rejected {
@@ -576,7 +591,10 @@ impl Rib {
         let Some(info) = self.peers.get(&peer) else {
             return out;
         };
-        let rejected = self.import_rejects(info, attrs);
+        let looped = self.import_rejects(info, attrs);
+        let peer_as = info.asn;
+        let policy = self.policies.get(&peer).cloned();
+        let mut memo = HashMap::new();
         let mut base = attrs.clone();
         base.next_hop = None;
         // Interned once per distinct next hop in this UPDATE.
@@ -593,11 +611,125 @@ impl Rib {
                     r
                 }
             };
+            let (imported, rejected) = self.import_route(
+                *prefix,
+                &route,
+                looped,
+                policy.as_deref(),
+                peer_as,
+                &mut memo,
+            );
             self.put(
                 *prefix,
-                Path::new(Source::Peer(peer), rejected, route),
+                Path::new(Source::Peer(peer), rejected, imported.clone()),
                 &mut out,
             );
+            self.keep_original(peer, *prefix, route, &imported);
+        }
+        out
+    }
+
+    /// Runs `policy`'s import filter on a path as received: the path to
+    /// store and whether it is rejected. Changed attributes are interned
+    /// once per (attributes, deciding rule) through `memo`.
+    fn import_route(
+        &mut self,
+        prefix: Prefix,
+        received: &Arc<RouteAttrs>,
+        looped: bool,
+        policy: Option<&PeerPolicy>,
+        peer_as: u32,
+        memo: &mut HashMap<(*const RouteAttrs, Verdict), Arc<RouteAttrs>>,
+    ) -> (Arc<RouteAttrs>, bool) {
+        let Some(filter) = policy.map(|p| &p.import).filter(|f| !f.is_accept_all()) else {
+            return (received.clone(), looped);
+        };
+        if looped {
+            return (received.clone(), true);
+        }
+        let verdict = filter.evaluate(&Route {
+            prefix,
+            attrs: &received.attrs,
+            source: RouteSource::Peer,
+        });
+        if !verdict.modifies(filter) {
+            return (received.clone(), !verdict.accept);
+        }
+        let key = (Arc::as_ptr(received), verdict);
+        if let Some(r) = memo.get(&key) {
+            return (r.clone(), false);
+        }
+        let mut changed = (**received).clone();
+        filter.apply(verdict, &mut changed.attrs, peer_as, true);
+        let r = self.interner.intern(changed);
+        memo.insert(key, r.clone());
+        (r, false)
+    }
+
+    /// Remembers the attributes as received of a path the import filter
+    /// changed (and forgets them when it did not).
+    fn keep_original(
+        &mut self,
+        peer: PeerId,
+        prefix: Prefix,
+        received: Arc<RouteAttrs>,
+        stored: &Arc<RouteAttrs>,
+    ) {
+        if !Arc::ptr_eq(&received, stored) {
+            self.originals.insert((peer, prefix), received);
+        } else if !self.originals.is_empty() {
+            self.originals.remove(&(peer, prefix));
+        }
+    }
+
+    /// Sets `peer`'s import and export policy. A changed import filter is
+    /// run again over the peer's Adj-RIB-In (paths as received), so paths
+    /// it now rejects leave the Loc-RIB and paths it now accepts enter it;
+    /// the changes to the Loc-RIB are returned. What a changed export
+    /// policy means for the peer is for the caller to send: compare
+    /// [`Rib::adj_rib_out`] before and after ([`Outgoing::changes_from`]).
+    pub fn set_policy(&mut self, peer: PeerId, policy: PeerPolicy) -> Vec<Change> {
+        let policy = Arc::new(policy);
+        let old = self.policies.insert(peer, policy.clone());
+        let mut out = Vec::new();
+        if old
+            .as_deref()
+            .map_or(policy.import.is_accept_all(), |o| o.import == policy.import)
+        {
+            return out;
+        }
+        let Some(info) = self.peers.get(&peer) else {
+            return out;
+        };
+        let peer_as = info.asn;
+        let paths: Vec<(Prefix, Arc<RouteAttrs>, Path)> = self
+            .adj_rib_in(peer)
+            .map(|(prefix, path)| {
+                let received = self
+                    .originals
+                    .get(&(peer, prefix))
+                    .unwrap_or(&path.route)
+                    .clone();
+                (prefix, received, path.clone())
+            })
+            .collect();
+        let mut memo = HashMap::new();
+        for (prefix, received, current) in paths {
+            let looped = self
+                .peers
+                .get(&peer)
+                .is_some_and(|info| self.import_rejects(info, &received.attrs));
+            let (route, rejected) =
+                self.import_route(prefix, &received, looped, Some(&policy), peer_as, &mut memo);
+            if Arc::ptr_eq(&route, &current.route) && rejected == current.rejected {
+                continue;
+            }
+            self.put(
+                prefix,
+                Path::new(Source::Peer(peer), rejected, route.clone()),
+                &mut out,
+            );
+            self.keep_original(peer, prefix, received, &route);
         }
         out
     }
@@ -764,9 +896,46 @@ impl Rib {
         Some(RouteAttrs { attrs, next_hop })
     }
 
+    /// [`Rib::export_path`] under `to`'s policy: nothing if the path
+    /// carries NO_ADVERTISE, or NO_EXPORT / NO_EXPORT_SUBCONFED toward an
+    /// eBGP peer (RFC 1997), or if the export filter rejects it; else the
+    /// filter's modifications applied to what we send (a prepend goes in
+    /// front of our own AS) and the peer's communities and large
+    /// communities added.
+    pub fn export_route(&self, to: PeerId, prefix: Prefix, path: &Path) -> Option<RouteAttrs> {
+        let to_ibgp = self.peers.get(&to)?.asn == self.config.asn;
+        if !filter::communities_allow_export(&path.route.attrs.communities, to_ibgp) {
+            return None;
+        }
+        let mut out = self.export_path(to, path)?;
+        let Some(policy) = self.policies.get(&to) else {
+            return Some(out);
+        };
+        if !policy.export.is_accept_all() {
+            let verdict = policy.export.evaluate(&Route {
+                prefix,
+                attrs: &path.route.attrs,
+                source: match path.source() {
+                    Source::Local => RouteSource::Local,
+                    Source::Peer(_) => RouteSource::Peer,
+                },
+            });
+            if !verdict.accept {
+                return None;
+            }
+            policy
+                .export
+                .apply(verdict, &mut out.attrs, self.config.asn, to_ibgp);
+        }
+        filter::add_all(&mut out.attrs.communities, &policy.communities);
+        filter::add_all(&mut out.attrs.large_communities, &policy.large_communities);
+        Some(out)
+    }
+
     /// The Adj-RIB-Out entry of `prefix` for `to`.
     pub fn export(&self, to: PeerId, prefix: &Prefix) -> Option<RouteAttrs> {
-        self.best(prefix).and_then(|p| self.export_path(to, p))
+        self.best(prefix)
+            .and_then(|p| self.export_route(to, *prefix, p))
     }
 
     /// The whole Adj-RIB-Out of `to`, grouped by attributes for packing:
@@ -795,6 +964,37 @@ impl Outgoing {
     pub fn is_empty(&self) -> bool {
         self.announce.is_empty() && self.withdraw.is_empty()
     }
+
+    /// What to send a peer whose whole Adj-RIB-Out was `old` and is now
+    /// `self`: the prefixes whose export changed, withdrawals of those no
+    /// longer exported; `added` counts the newly exported.
+    pub fn changes_from(self, old: &Outgoing) -> Outgoing {
+        let before: HashMap<Prefix, &RouteAttrs> = old
+            .announce
+            .iter()
+            .flat_map(|(a, ps)| ps.iter().map(move |p| (*p, a)))
+            .collect();
+        let mut now = HashSet::new();
+        let mut out = Outgoing::default();
+        for (attrs, prefixes) in self.announce {
+            now.extend(prefixes.iter().copied());
+            out.added += prefixes.iter().filter(|p| !before.contains_key(p)).count();
+            let changed: Vec<Prefix> = prefixes
+                .into_iter()
+                .filter(|p| before.get(p) != Some(&&attrs))
+                .collect();
+            if !changed.is_empty() {
+                out.announce.push((attrs, changed));
+            }
+        }
+        out.withdraw = old
+            .announce
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().copied())
+            .filter(|p| !now.contains(p))
+            .collect();
+        out
+    }
 }
 
 /// Turns Loc-RIB paths into one peer's Adj-RIB-Out entries, computing the
@@ -803,7 +1003,10 @@ impl Outgoing {
 pub struct Exporter<'a> {
     rib: &'a Rib,
     to: PeerId,
-    memo: HashMap<(*const RouteAttrs, u32), Option<usize>>,
+    /// Export groups by (attributes, source), and by prefix too when the
+    /// peer's export filter looks at prefixes.
+    memo: HashMap<(*const RouteAttrs, u32, Option<Prefix>), Option<usize>>,
+    by_prefix: bool,
     out: Outgoing,
 }
 
@@ -813,16 +1016,24 @@ impl<'a> Exporter<'a> {
             rib,
             to,
             memo: HashMap::new(),
+            by_prefix: rib
+                .policies
+                .get(&to)
+                .is_some_and(|p| p.export.uses_prefix()),
             out: Outgoing::default(),
         }
     }
 
-    fn group(&mut self, path: &Path) -> Option<usize> {
-        let key = (Arc::as_ptr(&path.route), path.source);
+    fn group(&mut self, prefix: Prefix, path: &Path) -> Option<usize> {
+        let key = (
+            Arc::as_ptr(&path.route),
+            path.source,
+            self.by_prefix.then_some(prefix),
+        );
         if let Some(g) = self.memo.get(&key) {
             return *g;
         }
-        let g = self.rib.export_path(self.to, path).map(|attrs| {
+        let g = self.rib.export_route(self.to, prefix, path).map(|attrs| {
             match self.out.announce.iter().position(|(a, _)| *a == attrs) {
                 Some(i) => i,
                 None => {
@@ -837,7 +1048,7 @@ impl<'a> Exporter<'a> {
 
     /// Adds the current export of `prefix` given its best path.
     pub fn add(&mut self, prefix: Prefix, best: Option<&Path>) {
-        if let Some(g) = best.and_then(|p| self.group(p)) {
+        if let Some(g) = best.and_then(|p| self.group(prefix, p)) {
             self.out.announce[g].1.push(prefix);
             self.out.added += 1;
         }
@@ -846,8 +1057,14 @@ impl<'a> Exporter<'a> {
     /// Adds one change: an announcement if the new export differs from the
     /// old one, a withdrawal if the prefix is no longer exported.
     pub fn add_change(&mut self, change: &Change) {
-        let old = change.old.as_ref().and_then(|p| self.group(p));
-        let new = change.new.as_ref().and_then(|p| self.group(p));
+        let old = change
+            .old
+            .as_ref()
+            .and_then(|p| self.group(change.prefix, p));
+        let new = change
+            .new
+            .as_ref()
+            .and_then(|p| self.group(change.prefix, p));
         match (old, new) {
             (_, Some(g)) if old != new => {
                 self.out.announce[g].1.push(change.prefix);
@@ -1388,5 +1605,282 @@ mod tests {
         let mut all: Vec<Prefix> = out.announce.into_iter().flat_map(|(_, v)| v).collect();
         all.sort();
         assert_eq!(all, vec![p("10.1.0.0/24"), p("10.9.0.0/24")]);
+    }
+
+    mod policy {
+        use super::*;
+        use crate::filter::{
+            Action, Community, Filter, Match, Modification, NO_ADVERTISE, NO_EXPORT, PrefixMatch,
+            Rule,
+        };
+
+        fn c(s: &str) -> u32 {
+            s.parse::<Community>().unwrap().0
+        }
+
+        fn within(net: &str, ge: u8, le: u8) -> Match {
+            Match::Prefix(PrefixMatch::new(p(net), Some(ge), Some(le)).unwrap())
+        }
+
+        fn rejecting(matches: Vec<Match>) -> Filter {
+            Filter {
+                rules: vec![Rule::new(matches, Action::Reject)],
+                default: Action::Accept,
+            }
+        }
+
+        fn with_communities(path: &[u32], cs: &[&str]) -> PathAttrs {
+            PathAttrs {
+                communities: cs.iter().map(|s| c(s)).collect(),
+                ..attrs(path)
+            }
+        }
+
+        fn exported(rib: &Rib, to: u32) -> Vec<Prefix> {
+            let mut all: Vec<Prefix> = rib
+                .adj_rib_out(PeerId(to))
+                .announce
+                .into_iter()
+                .flat_map(|(_, v)| v)
+                .collect();
+            all.sort();
+            all
+        }
+
+        #[test]
+        fn import_filter_keeps_rejected_paths_in_the_adj_rib_in_only() {
+            let mut rib = rib_with(&[(1, peer(1, 65001))]);
+            rib.set_policy(
+                PeerId(1),
+                PeerPolicy {
+                    import: Filter {
+                        rules: vec![
+                            Rule::new(vec![within("10.20.0.0/16", 24, 32)], Action::Reject),
+                            Rule::new(
+                                vec![Match::CommunityAny(vec![c("65001:666")])],
+                                Action::Reject,
+                            ),
+                        ],
+                        default: Action::Accept,
+                    },
+                    ..PeerPolicy::default()
+                },
+            );
+            let plain = attrs(&[65001]);
+            let changes = rib.update(
+                PeerId(1),
+                &plain,
+                &[
+                    (p("10.20.1.0/24"), nh("10.0.0.1")),
+                    (p("10.20.0.0/16"), nh("10.0.0.1")),
+                ],
+                &[],
+            );
+            assert_eq!(changes.len(), 1, "only the /16 enters the Loc-RIB");
+            announce(
+                &mut rib,
+                1,
+                with_communities(&[65001], &["65001:666"]),
+                "10.30.0.0/24",
+                "10.0.0.1",
+            );
+            let loc: Vec<Prefix> = rib.loc_rib().map(|(k, _)| k).collect();
+            assert_eq!(loc, vec![p("10.20.0.0/16")]);
+            assert_eq!(
+                rib.counts(PeerId(1)),
+                InCounts {
+                    received: 3,
+                    accepted: 1
+                }
+            );
+            assert!(rib.fib_next_hops(&p("10.20.1.0/24")).is_empty());
+        }
+
+        #[test]
+        fn import_modification_changes_the_best_path_and_a_new_filter_restores_it() {
+            let mut rib = rib_with(&[(1, peer(1, US)), (2, peer(2, US))]);
+            let prefer = PeerPolicy {
+                import: Filter {
+                    rules: vec![Rule {
+                        modifications: vec![Modification::SetLocalPref(300)],
+                        ..Rule::new(vec![Match::OriginAs(65009)], Action::Accept)
+                    }],
+                    default: Action::Accept,
+                },
+                ..PeerPolicy::default()
+            };
+            rib.set_policy(PeerId(2), prefer);
+            announce(&mut rib, 1, attrs(&[65009]), "10.1.0.0/24", "10.0.0.1");
+            announce(
+                &mut rib,
+                2,
+                attrs(&[65008, 65009]),
+                "10.1.0.0/24",
+                "10.0.0.2",
+            );
+            let best = rib.best(&p("10.1.0.0/24")).unwrap();
+            assert_eq!(best.source(), Source::Peer(PeerId(2)));
+            assert_eq!(best.route.attrs.local_pref, Some(300));
+            // Back to no filter: the path as received (no LOCAL_PREF) loses
+            // on AS path length, without the peer sending it again.
+            let changes = rib.set_policy(PeerId(2), PeerPolicy::default());
+            assert_eq!(changes.len(), 1);
+            let best = rib.best(&p("10.1.0.0/24")).unwrap();
+            assert_eq!(best.source(), Source::Peer(PeerId(1)));
+            let from_2 = rib.adj_rib_in(PeerId(2)).next().unwrap().1;
+            assert_eq!(from_2.route.attrs.local_pref, None);
+            assert!(rib.originals.is_empty());
+        }
+
+        #[test]
+        fn new_import_filter_re_evaluates_the_adj_rib_in_both_ways() {
+            let mut rib = rib_with(&[(1, peer(1, 65001)), (2, peer(2, 65002))]);
+            announce(&mut rib, 1, attrs(&[65001]), "10.1.0.0/24", "10.0.0.1");
+            announce(&mut rib, 1, attrs(&[65001]), "10.2.0.0/24", "10.0.0.1");
+            let reject_1 = PeerPolicy {
+                import: rejecting(vec![within("10.1.0.0/16", 16, 32)]),
+                ..PeerPolicy::default()
+            };
+            let changes = rib.set_policy(PeerId(1), reject_1);
+            assert_eq!(changes.len(), 1);
+            assert_eq!(
+                (changes[0].prefix, changes[0].new.is_none()),
+                (p("10.1.0.0/24"), true)
+            );
+            assert_eq!(rib.counts(PeerId(1)).accepted, 1);
+            // Peer 2 is told to withdraw it.
+            let mut e = Exporter::new(&rib, PeerId(2));
+            changes.iter().for_each(|c| e.add_change(c));
+            assert_eq!(e.finish().withdraw, vec![p("10.1.0.0/24")]);
+            // A looped path stays rejected whatever the filter says.
+            announce(&mut rib, 1, attrs(&[65001, US]), "10.3.0.0/24", "10.0.0.1");
+            let changes = rib.set_policy(PeerId(1), PeerPolicy::default());
+            assert_eq!(changes.len(), 1);
+            assert!(rib.best(&p("10.1.0.0/24")).is_some());
+            assert_eq!(
+                rib.counts(PeerId(1)),
+                InCounts {
+                    received: 3,
+                    accepted: 2
+                }
+            );
+        }
+
+        #[test]
+        fn export_filter_and_peer_communities_shape_what_a_peer_gets() {
+            let mut rib = rib_with(&[(1, peer(1, 65001)), (2, peer(2, 65002))]);
+            announce(&mut rib, 1, attrs(&[65001]), "10.1.0.0/24", "10.0.0.1");
+            rib.originate(p("10.9.0.0/24"), PathAttrs::default());
+            rib.originate(p("10.8.0.0/24"), PathAttrs::default());
+            let before = rib.adj_rib_out(PeerId(2));
+            rib.set_policy(
+                PeerId(2),
+                PeerPolicy {
+                    export: Filter {
+                        rules: vec![
+                            Rule::new(
+                                vec![Match::Prefix(
+                                    PrefixMatch::new(p("10.8.0.0/24"), None, None).unwrap(),
+                                )],
+                                Action::Reject,
+                            ),
+                            Rule {
+                                modifications: vec![
+                                    Modification::Prepend {
+                                        asn: None,
+                                        times: 2,
+                                    },
+                                    Modification::SetMed(20),
+                                ],
+                                ..Rule::new(vec![Match::AsPathContains(65001)], Action::Accept)
+                            },
+                        ],
+                        default: Action::Accept,
+                    },
+                    communities: vec![c("65000:100"), c("no-export")],
+                    large_communities: vec!["65000:1:2".parse().unwrap()],
+                    ..PeerPolicy::default()
+                },
+            );
+            assert_eq!(exported(&rib, 2), vec![p("10.1.0.0/24"), p("10.9.0.0/24")]);
+            let learned = rib.export(PeerId(2), &p("10.1.0.0/24")).unwrap();
+            assert_eq!(
+                learned.attrs.as_path,
+                Some(AsPath::sequence(vec![US, US, US, 65001]))
+            );
+            assert_eq!(learned.attrs.med, Some(20));
+            assert_eq!(learned.attrs.communities, vec![c("65000:100"), NO_EXPORT]);
+            assert_eq!(learned.attrs.large_communities.len(), 1);
+            let ours = rib.export(PeerId(2), &p("10.9.0.0/24")).unwrap();
+            assert_eq!(ours.attrs.as_path, Some(AsPath::sequence(vec![US])));
+            // The change to send: one withdrawal, two new attribute sets.
+            let diff = rib.adj_rib_out(PeerId(2)).changes_from(&before);
+            assert_eq!(diff.withdraw, vec![p("10.8.0.0/24")]);
+            assert_eq!(diff.added, 0);
+            let mut sent: Vec<Prefix> = diff.announce.into_iter().flat_map(|(_, v)| v).collect();
+            sent.sort();
+            assert_eq!(sent, vec![p("10.1.0.0/24"), p("10.9.0.0/24")]);
+            // Peer 1 has no policy: unchanged.
+            assert_eq!(exported(&rib, 1), vec![p("10.8.0.0/24"), p("10.9.0.0/24")]);
+        }
+
+        #[test]
+        fn exporter_groups_by_prefix_when_the_export_filter_looks_at_prefixes() {
+            let mut rib = rib_with(&[(1, peer(1, 65001)), (2, peer(2, 65002))]);
+            rib.set_policy(
+                PeerId(2),
+                PeerPolicy {
+                    export: rejecting(vec![within("10.1.0.0/16", 24, 24)]),
+                    ..PeerPolicy::default()
+                },
+            );
+            let prefixes = [p("10.1.1.0/24"), p("10.2.1.0/24"), p("10.1.2.0/24")];
+            let announced: Vec<(Prefix, NextHop)> =
+                prefixes.iter().map(|x| (*x, nh("10.0.0.1"))).collect();
+            let changes = rib.update(PeerId(1), &attrs(&[65001]), &announced, &[]);
+            let mut e = Exporter::new(&rib, PeerId(2));
+            changes.iter().for_each(|c| e.add_change(c));
+            let out = e.finish();
+            assert_eq!(out.announce.len(), 1);
+            assert_eq!(out.announce[0].1, vec![p("10.2.1.0/24")]);
+        }
+
+        #[test]
+        fn no_export_from_ibgp_goes_to_ibgp_peers_only_and_no_advertise_to_nobody() {
+            let mut client = peer(1, US);
+            client.route_reflector_client = true;
+            let mut rib = rib_with(&[(1, client), (2, peer(2, US)), (3, peer(3, 65003))]);
+            announce(
+                &mut rib,
+                1,
+                with_communities(&[], &["no-export"]),
+                "10.1.0.0/24",
+                "10.0.0.1",
+            );
+            announce(
+                &mut rib,
+                1,
+                with_communities(&[], &["no-export-subconfed"]),
+                "10.2.0.0/24",
+                "10.0.0.1",
+            );
+            announce(
+                &mut rib,
+                1,
+                PathAttrs {
+                    communities: vec![NO_ADVERTISE],
+                    ..attrs(&[])
+                },
+                "10.3.0.0/24",
+                "10.0.0.1",
+            );
+            assert_eq!(rib.loc_rib().count(), 3, "all three are used locally");
+            assert_eq!(exported(&rib, 2), vec![p("10.1.0.0/24"), p("10.2.0.0/24")]);
+            assert_eq!(exported(&rib, 3), Vec::<Prefix>::new());
+            // Our own route with NO_EXPORT stays in the AS too.
+            rib.originate(p("10.9.0.0/24"), with_communities(&[], &["no-export"]));
+            assert_eq!(exported(&rib, 3), Vec::<Prefix>::new());
+            assert!(rib.export(PeerId(2), &p("10.9.0.0/24")).is_some());
+        }
     }
 }
