@@ -5,8 +5,16 @@
 //! ```text
 //! bgpd run CONFIG.yaml       # the daemon, in the foreground
 //! bgpd status SOCKET         # print peers and routes of a running daemon
+//! bgpd refresh SOCKET PEER   # send ROUTE-REFRESH to PEER (RFC 2918)
 //! ```
+//!
+//! The status socket takes one request line, `status` (also what an empty
+//! request means) or `refresh ADDRESS`, and answers in text; an answer
+//! that starts with `error:` is a failure. On SIGHUP the daemon reads its
+//! configuration again and applies the peers' changed filters and export
+//! communities (`Speaker::set_policy`); other changes need a restart.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,11 +22,11 @@ use anyhow::{Context, Result, bail};
 use bgpd::config::Config;
 use bgpd::fib::{self, Fib};
 use bgpd::speaker::{self, Speaker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tracing::{info, warn};
 
-const USAGE: &str = "usage: bgpd run CONFIG.yaml | bgpd status SOCKET";
+const USAGE: &str = "usage: bgpd run CONFIG.yaml | bgpd status SOCKET | bgpd refresh SOCKET PEER";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,7 +36,13 @@ fn main() -> Result<()> {
         .context("starting the tokio runtime")?;
     match args.as_slice() {
         [cmd, path] if cmd == "run" => rt.block_on(run(Path::new(path))),
-        [cmd, socket] if cmd == "status" => rt.block_on(status(Path::new(socket))),
+        [cmd, socket] if cmd == "status" => rt.block_on(request(Path::new(socket), "status")),
+        [cmd, socket, peer] if cmd == "refresh" => {
+            let peer: IpAddr = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not an IP address"))?;
+            rt.block_on(request(Path::new(socket), &format!("refresh {peer}")))
+        }
         _ => bail!("{USAGE}"),
     }
 }
@@ -43,7 +57,7 @@ async fn run(path: &Path) -> Result<()> {
         .init();
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+    let mut config = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
     let listener = match config.listen_addr()? {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -84,10 +98,16 @@ async fn run(path: &Path) -> Result<()> {
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = hup.recv() => match reload_policies(&speaker, &config, path).await {
+                Ok(new) => config = new,
+                Err(e) => warn!(error = format!("{e:#}"), "configuration not reloaded"),
+            },
             conn = async {
                 match &status_socket {
                     Some(l) => l.accept().await,
@@ -113,25 +133,75 @@ async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn serve_status(speaker: &Speaker, mut stream: UnixStream) -> Result<()> {
-    let peers = speaker.peers().await?;
-    let routes = speaker.routes().await?;
-    let text = format!(
-        "{}\n{}",
-        speaker::render_peers(&peers),
-        speaker::render_routes(&routes)
-    );
-    stream.write_all(text.as_bytes()).await?;
-    stream.shutdown().await?;
+/// Reads the configuration at `path` again and gives each peer whose
+/// filters or export communities changed its new policy. Returns the new
+/// configuration; peers added or removed are left for a restart.
+async fn reload_policies(speaker: &Speaker, old: &Config, path: &Path) -> Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let new = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+    for (index, peer) in new.peers.iter().enumerate() {
+        let Some(before) = old.peers.iter().position(|p| p.address == peer.address) else {
+            warn!(peer = %peer.address, "new peer ignored until a restart");
+            continue;
+        };
+        let policy = peer.policy(index)?;
+        if old.peers[before].policy(before)? != policy {
+            speaker.set_policy(peer.address, policy).await?;
+            info!(peer = %peer.address, "policy reloaded");
+        }
+    }
+    Ok(new)
+}
+
+async fn serve_status(speaker: &Speaker, stream: UnixStream) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    // A client that sends nothing gets the status, as before requests.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        BufReader::new(read).read_line(&mut line),
+    )
+    .await;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let text = match words.as_slice() {
+        [] | ["status"] => {
+            let peers = speaker.peers().await?;
+            let routes = speaker.routes().await?;
+            format!(
+                "{}\n{}",
+                speaker::render_peers(&peers),
+                speaker::render_routes(&routes)
+            )
+        }
+        ["refresh", peer] => match peer.parse::<IpAddr>() {
+            Ok(addr) => match speaker.refresh(addr).await {
+                Ok(families) => {
+                    let names: Vec<String> = families.iter().map(ToString::to_string).collect();
+                    format!("ROUTE-REFRESH sent to {addr} for {}\n", names.join(", "))
+                }
+                Err(e) => format!("error: {e}\n"),
+            },
+            Err(_) => format!("error: {peer:?} is not an IP address\n"),
+        },
+        _ => format!("error: unknown request {:?}\n", line.trim()),
+    };
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await?;
     Ok(())
 }
 
-async fn status(socket: &Path) -> Result<()> {
+/// Sends one request line to the status socket and prints the answer.
+async fn request(socket: &Path, line: &str) -> Result<()> {
     let mut stream = UnixStream::connect(socket)
         .await
         .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.write_all(format!("{line}\n").as_bytes()).await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
+    if let Some(e) = text.strip_prefix("error: ") {
+        bail!("{}", e.trim_end());
+    }
     print!("{text}");
     Ok(())
 }

@@ -84,6 +84,8 @@ pub enum SessionCmd {
     Send { epoch: u64, out: Outgoing },
     /// The initial table is out: send End-of-RIB for each family (RFC 4724).
     EndOfRib { epoch: u64 },
+    /// Send ROUTE-REFRESH (RFC 2918) for each of `families`.
+    RouteRefresh { epoch: u64, families: Vec<AfiSafi> },
     /// An inbound connection from this peer, handed over by the listener.
     Incoming(TcpStream),
     /// Close with Cease/Administrative Shutdown and end the task.
@@ -723,6 +725,12 @@ pub async fn run(
                 Some(SessionCmd::Send { epoch, out }) => {
                     if epoch == s.epoch && s.primary.fsm.can_send_updates() {
                         s.send(out).await;
+                    }
+                }
+                Some(SessionCmd::RouteRefresh { epoch, families }) => {
+                    if epoch == s.epoch && s.primary.fsm.can_send_updates() {
+                        let bytes: Vec<u8> = families.into_iter().flat_map(|family| RouteRefresh { family }.encode()).collect();
+                        s.write(Which::Primary, &bytes).await;
                     }
                 }
                 Some(SessionCmd::EndOfRib { epoch }) => {

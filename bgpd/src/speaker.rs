@@ -27,6 +27,13 @@
 //! A session going down drops its Adj-RIB-In, which withdraws its routes
 //! from the other peers and from the kernel.
 //!
+//! Each peer's [`PeerPolicy`] (import/export filters, communities added on
+//! export) lives in the RIB. [`Speaker::set_policy`] replaces it while
+//! running: the RIB re-evaluates the peer's Adj-RIB-In, the other peers get
+//! the resulting changes, and the peer itself the difference between its
+//! Adj-RIB-Out before and after. [`Speaker::refresh`] asks a peer for its
+//! routes again with ROUTE-REFRESH (RFC 2918).
+//!
 //! A peer with a TCP-MD5 password gets its key on the listener here, at
 //! start; if that fails the peer stays Idle with the error as its last
 //! error, rather than accept unsigned connections.
@@ -49,6 +56,7 @@ use tracing::{debug, info, warn};
 use crate::attr::PathAttrs;
 use crate::capability::Capability;
 use crate::fib::{FibHandle, FibTable};
+use crate::filter::PeerPolicy;
 use crate::fsm::{self, State};
 use crate::open::Open;
 use crate::prefix::{AfiSafi, Prefix};
@@ -78,6 +86,8 @@ pub struct PeerConfig {
     /// TCP-MD5 key (RFC 2385), on our connecting socket and, for the
     /// peer's address, on the listener.
     pub password: Option<Key>,
+    /// Import/export filters and communities added on export.
+    pub policy: PeerPolicy,
 }
 
 impl PeerConfig {
@@ -94,6 +104,7 @@ impl PeerConfig {
             hold_time: 90,
             connect_retry: Duration::from_secs(5),
             password: None,
+            policy: PeerPolicy::default(),
         }
     }
 }
@@ -155,6 +166,12 @@ pub struct RouteStatus {
 pub enum SpeakerError {
     #[error("the speaker task has stopped")]
     Stopped,
+    #[error("{0} is not a configured peer")]
+    UnknownPeer(IpAddr),
+    #[error("the session with {0} is not established")]
+    NotEstablished(IpAddr),
+    #[error("{0} did not advertise the route refresh capability")]
+    NoRouteRefresh(IpAddr),
 }
 
 #[derive(Debug)]
@@ -163,6 +180,12 @@ enum Command {
     Withdraw(Prefix, oneshot::Sender<()>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(oneshot::Sender<Vec<RouteStatus>>),
+    SetPolicy(
+        IpAddr,
+        Box<PeerPolicy>,
+        oneshot::Sender<Result<(), SpeakerError>>,
+    ),
+    Refresh(IpAddr, oneshot::Sender<Result<Vec<AfiSafi>, SpeakerError>>),
 }
 
 /// The handle to a running speaker. Dropping it stops the speaker, its
@@ -243,14 +266,18 @@ impl Speaker {
                 epoch: None,
                 advertised: 0,
                 eor: false,
+                refresh: None,
             });
         }
-        let rib = Rib::new(RibConfig {
+        let mut rib = Rib::new(RibConfig {
             asn: config.asn,
             router_id: config.router_id,
             cluster_id: config.cluster_id,
             always_compare_med: config.always_compare_med,
         });
+        for (i, pc) in config.peers.iter().enumerate() {
+            rib.set_policy(PeerId(i as u32), pc.policy.clone());
+        }
         let owner = Owner {
             rib,
             peers,
@@ -295,6 +322,20 @@ impl Speaker {
     /// The Loc-RIB, sorted by prefix.
     pub async fn routes(&self) -> Result<Vec<RouteStatus>, SpeakerError> {
         self.ask(Command::Routes).await
+    }
+
+    /// Replaces the policy of the peer at `peer`: its Adj-RIB-In is
+    /// filtered again (no ROUTE-REFRESH needed) and what it is sent is
+    /// brought in line with the new export filter and communities.
+    pub async fn set_policy(&self, peer: IpAddr, policy: PeerPolicy) -> Result<(), SpeakerError> {
+        self.ask(|r| Command::SetPolicy(peer, Box::new(policy), r))
+            .await?
+    }
+
+    /// Sends ROUTE-REFRESH (RFC 2918) to `peer` for every negotiated
+    /// family, which are returned; the peer then sends its routes again.
+    pub async fn refresh(&self, peer: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
+        self.ask(|r| Command::Refresh(peer, r)).await?
     }
 }
 
@@ -393,6 +434,8 @@ struct Slot {
     advertised: usize,
     /// End-of-RIB received (or the peer has been up without GR long enough).
     eor: bool,
+    /// The families to ask for in a ROUTE-REFRESH, if the peer supports it.
+    refresh: Option<Vec<AfiSafi>>,
 }
 
 #[derive(Debug)]
@@ -445,7 +488,55 @@ impl Owner {
             Command::Routes(reply) => {
                 let _ = reply.send(self.routes());
             }
+            Command::SetPolicy(addr, policy, reply) => {
+                let _ = reply.send(self.set_policy(addr, *policy));
+            }
+            Command::Refresh(addr, reply) => {
+                let _ = reply.send(self.refresh(addr));
+            }
         }
+    }
+
+    fn slot_of(&self, addr: IpAddr) -> Result<usize, SpeakerError> {
+        self.peers
+            .iter()
+            .position(|s| s.config.addr.to_canonical() == addr.to_canonical())
+            .ok_or(SpeakerError::UnknownPeer(addr))
+    }
+
+    fn set_policy(&mut self, addr: IpAddr, policy: PeerPolicy) -> Result<(), SpeakerError> {
+        let i = self.slot_of(addr)?;
+        let id = PeerId(i as u32);
+        let before = self.peers[i].epoch.map(|_| self.rib.adj_rib_out(id));
+        let changes = self.rib.set_policy(id, policy.clone());
+        self.peers[i].config.policy = policy;
+        self.fan_out_except(&changes, Some(id));
+        if let (Some(before), Some(epoch)) = (before, self.peers[i].epoch) {
+            let after = self.rib.adj_rib_out(id);
+            let slot = &mut self.peers[i];
+            slot.advertised = after.added;
+            let out = after.changes_from(&before);
+            info!(peer = %addr, announce = out.announce.iter().map(|(_, v)| v.len()).sum::<usize>(), withdraw = out.withdraw.len(), "policy changed");
+            if !out.is_empty() {
+                let _ = slot.cmd.send(SessionCmd::Send { epoch, out });
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh(&mut self, addr: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
+        let slot = &self.peers[self.slot_of(addr)?];
+        let epoch = slot.epoch.ok_or(SpeakerError::NotEstablished(addr))?;
+        let families = slot
+            .refresh
+            .clone()
+            .ok_or(SpeakerError::NoRouteRefresh(addr))?;
+        info!(peer = %addr, ?families, "sending ROUTE-REFRESH");
+        let _ = slot.cmd.send(SessionCmd::RouteRefresh {
+            epoch,
+            families: families.clone(),
+        });
+        Ok(families)
     }
 
     fn status(&self) -> Vec<PeerStatus> {
@@ -533,6 +624,9 @@ impl Owner {
                     route_reflector_client: slot.config.route_reflector_client,
                 };
                 slot.epoch = Some(epoch);
+                slot.refresh = negotiated
+                    .route_refresh
+                    .then(|| negotiated.families.clone());
                 slot.state = State::Established;
                 slot.since = Instant::now();
                 self.rib.peer_up(peer, info);
@@ -590,11 +684,18 @@ impl Owner {
     /// Sends each established peer its Adj-RIB-Out changes, and the kernel
     /// its new next hops.
     fn fan_out(&mut self, changes: &[Change]) {
+        self.fan_out_except(changes, None);
+    }
+
+    /// [`Owner::fan_out`] to every peer but `skip`.
+    fn fan_out_except(&mut self, changes: &[Change], skip: Option<PeerId>) {
         if changes.is_empty() {
             return;
         }
         for (i, slot) in self.peers.iter_mut().enumerate() {
-            let Some(epoch) = slot.epoch else { continue };
+            let Some(epoch) = slot.epoch.filter(|_| skip != Some(PeerId(i as u32))) else {
+                continue;
+            };
             let mut e = Exporter::new(&self.rib, PeerId(i as u32));
             for c in changes {
                 e.add_change(c);
