@@ -651,7 +651,7 @@ mod tests {
         let cidr = p("10.0.0.0/16");
         let none = PathAttrs::default();
         // (operator, prefixLength min, max, route, matches)
-        let cases: &[(CidrOperator, Option<u8>, Option<u8>, &str, bool)] = &[
+        let cases = [
             (Equal, None, None, "10.0.0.0/16", true),
             (Equal, None, None, "10.0.1.0/24", false),
             (NotEqual, None, None, "10.0.0.0/16", false),
@@ -666,7 +666,7 @@ mod tests {
             (NotIn, None, None, "192.168.0.0/24", true),
             (NotIn, Some(24), None, "10.0.0.0/16", true),
         ];
-        for &(op, min, max, route, want) in cases {
+        for (op, min, max, route, want) in cases {
             let m = Match::calico_cidr(op, cidr, min, max).unwrap();
             assert_eq!(
                 holds(&m, route, &none),
