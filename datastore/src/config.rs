@@ -2,7 +2,8 @@
 //! from Calico's `CalicoAPIConfig` file (`/etc/calico/calicoctl.cfg`), and
 //! [`connect`], which opens the configured backend.
 //!
-//! Environment: `DATASTORE_TYPE` (`sqlite`, the default, or `etcdv3`),
+//! Environment: `DATASTORE_TYPE` (`sqlite` or `etcdv3`; unset, it is
+//! `etcdv3` when `ETCD_ENDPOINTS` is set and `sqlite` otherwise),
 //! `DATASTORE_PATH`, `ETCD_ENDPOINTS` (comma list), `ETCD_CA_CERT_FILE`,
 //! `ETCD_CERT_FILE`, `ETCD_KEY_FILE`, `ETCD_USERNAME`, `ETCD_PASSWORD`.
 //! The file carries the same settings under `spec` (`datastoreType`,
@@ -287,7 +288,15 @@ fn build(origin: &Origin<'_>, get: impl Fn(Setting) -> Option<String>) -> Result
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
-    let kind = get(Setting::DatastoreType).unwrap_or_else(|| "sqlite".into());
+    // Unset: etcd when its endpoints are given (as a Calico user would
+    // expect), else the embedded store.
+    let kind = get(Setting::DatastoreType).unwrap_or_else(|| {
+        if get(Setting::EtcdEndpoints).is_some() {
+            "etcdv3".into()
+        } else {
+            "sqlite".into()
+        }
+    });
     match kind.as_str() {
         "sqlite" => {
             let etcd_only = Setting::ALL[2..].iter().find(|s| get(**s).is_some());
@@ -438,6 +447,24 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         assert_eq!(back.unwrap(), cfg);
+    }
+
+    #[test]
+    fn etcd_endpoints_without_a_type_mean_etcd() {
+        let cfg = from_vars(&[("ETCD_ENDPOINTS", "http://127.0.0.1:2379")]).unwrap();
+        let DatastoreConfig::Etcd(etcd) = cfg else {
+            panic!("expected etcd, got {cfg:?}");
+        };
+        assert_eq!(etcd.endpoints, ["http://127.0.0.1:2379"]);
+        let explicit = from_vars(&[
+            ("DATASTORE_TYPE", "sqlite"),
+            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(explicit, DatastoreConfig::Sqlite { .. }),
+            "{explicit:?}"
+        );
     }
 
     #[test]

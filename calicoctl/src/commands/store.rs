@@ -1,7 +1,8 @@
 //! Datastore selection, Calico-style: `--config FILE`, else
 //! /etc/calico/calicoctl.cfg when it exists, else the environment
 //! (`DATASTORE_TYPE`, `DATASTORE_PATH`, `ETCD_ENDPOINTS`, ...), whose default
-//! is the embedded SQLite store.
+//! is etcd when `ETCD_ENDPOINTS` is set and the embedded SQLite store
+//! otherwise.
 
 use std::path::Path;
 
