@@ -24,6 +24,8 @@
 //! - [`fsm`]: the RFC 4271 §8 finite state machine and collision detection.
 //! - [`rib`] (pure): Adj-RIBs-In, Loc-RIB with best-path selection, Adj-RIB-Out
 //!   export rules (split horizon, route reflection, next-hop-self), ECMP.
+//! - [`graceful_restart`] (pure): Graceful Restart (RFC 4724): our capability,
+//!   and per peer the helper deciding which routes stay stale and when they go.
 //! - [`session`]: the tokio task per peer that runs the FSM over TCP:
 //!   connecting, accepting, collision resolution, timers, message I/O.
 //! - [`tcp_md5`]: TCP-MD5 keys (RFC 2385) on sockets, per peer address.
@@ -38,6 +40,7 @@ pub mod capability;
 pub mod config;
 pub mod fib;
 pub mod fsm;
+pub mod graceful_restart;
 pub mod notification;
 pub mod open;
 pub mod prefix;
