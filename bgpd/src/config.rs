@@ -34,6 +34,10 @@
 //!           action: reject
 //! announce: [10.1.0.0/24, 2001:db8:1::/48]
 //! kernel: { table: 254, protocol: 200 }   # optional; no FIB without it
+//! graceful_restart:             # optional; RFC 4724, on by default
+//!   enabled: true
+//!   restart_time: 120           # seconds peers keep our routes (1-4095)
+//!   stale_time: 360             # seconds a returning peer has for End-of-RIB
 //! ```
 //!
 
@@ -49,6 +53,7 @@ use crate::filter::{
     Action, AsPathPattern, Community, Filter, Match, Modification, PeerPolicy, PrefixMatch,
     RouteSource, Rule,
 };
+use crate::graceful_restart::{GrConfig, MAX_RESTART_TIME};
 use crate::prefix::AfiSafi;
 use crate::prefix::Prefix;
 use crate::speaker::{BGP_PORT, PeerConfig, SpeakerConfig};
@@ -71,6 +76,30 @@ pub struct Config {
     pub kernel: Option<Kernel>,
     #[serde(default)]
     pub cluster_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub graceful_restart: GracefulRestart,
+}
+
+/// `graceful_restart:` (RFC 4724; see [`crate::graceful_restart`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GracefulRestart {
+    pub enabled: bool,
+    /// Seconds.
+    pub restart_time: u16,
+    /// Seconds.
+    pub stale_time: u64,
+}
+
+impl Default for GracefulRestart {
+    fn default() -> Self {
+        let d = GrConfig::default();
+        GracefulRestart {
+            enabled: d.enabled,
+            restart_time: d.restart_time,
+            stale_time: d.stale_time.as_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -443,6 +472,10 @@ pub enum ConfigError {
     Protocol(u8),
     #[error("{field}: {message}")]
     Filter { field: String, message: String },
+    #[error("graceful_restart.restart_time: {0} must be 1 to 4095 seconds (12 bits, RFC 4724 §3)")]
+    RestartTime(u16),
+    #[error("graceful_restart.stale_time: must be at least 1 second")]
+    StaleTime,
 }
 
 impl Config {
@@ -491,6 +524,13 @@ impl Config {
         {
             return Err(ConfigError::Protocol(k.protocol));
         }
+        let gr = self.graceful_restart;
+        if !(1..=MAX_RESTART_TIME).contains(&gr.restart_time) {
+            return Err(ConfigError::RestartTime(gr.restart_time));
+        }
+        if gr.stale_time == 0 {
+            return Err(ConfigError::StaleTime);
+        }
         Ok(())
     }
 
@@ -522,6 +562,12 @@ impl Config {
     pub fn speaker(&self) -> Result<SpeakerConfig, ConfigError> {
         let mut s = SpeakerConfig::new(self.asn, self.router_id);
         s.cluster_id = self.cluster_id;
+        s.graceful_restart = GrConfig {
+            enabled: self.graceful_restart.enabled,
+            restart_time: self.graceful_restart.restart_time,
+            stale_time: Duration::from_secs(self.graceful_restart.stale_time),
+            restarting: false,
+        };
         for (index, p) in self.peers.iter().enumerate() {
             let password = p
                 .password
@@ -634,6 +680,43 @@ kernel: { table: 100 }
             err.to_string(),
             "announce[0]: 10.1.0.1/24 has host bits set (did you mean 10.1.0.0/24?)"
         );
+    }
+
+    #[test]
+    fn graceful_restart_is_on_by_default_and_its_times_are_checked() {
+        let base = "router_id: 1.1.1.1\nasn: 1\n";
+        let s = Config::parse(base).unwrap().speaker().unwrap();
+        assert_eq!(s.graceful_restart, GrConfig::default());
+        let text = format!("{base}graceful_restart: {{ restart_time: 30, stale_time: 10 }}\n");
+        let gr = Config::parse(&text)
+            .unwrap()
+            .speaker()
+            .unwrap()
+            .graceful_restart;
+        assert_eq!(
+            (gr.enabled, gr.restart_time, gr.stale_time),
+            (true, 30, Duration::from_secs(10))
+        );
+        let text = format!("{base}graceful_restart: {{ enabled: false }}\n");
+        assert!(
+            !Config::parse(&text)
+                .unwrap()
+                .speaker()
+                .unwrap()
+                .graceful_restart
+                .enabled
+        );
+        let err = Config::parse(&format!(
+            "{base}graceful_restart: {{ restart_time: 4096 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "graceful_restart.restart_time: 4096 must be 1 to 4095 seconds (12 bits, RFC 4724 §3)"
+        );
+        let err =
+            Config::parse(&format!("{base}graceful_restart: {{ stale_time: 0 }}\n")).unwrap_err();
+        assert_eq!(err, ConfigError::StaleTime);
     }
 
     #[test]

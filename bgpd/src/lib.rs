@@ -27,6 +27,8 @@
 //! - [`filter`] (pure): import/export filters per peer (prefix, community,
 //!   AS path matches; accept/reject with modifications), communities as
 //!   text, and the well-known communities' export rules (RFC 1997).
+//! - [`graceful_restart`] (pure): Graceful Restart (RFC 4724): our capability,
+//!   and per peer the helper deciding which routes stay stale and when they go.
 //! - [`session`]: the tokio task per peer that runs the FSM over TCP:
 //!   connecting, accepting, collision resolution, timers, message I/O.
 //! - [`tcp_md5`]: TCP-MD5 keys (RFC 2385) on sockets, per peer address.
@@ -42,6 +44,7 @@ pub mod config;
 pub mod fib;
 pub mod filter;
 pub mod fsm;
+pub mod graceful_restart;
 pub mod notification;
 pub mod open;
 pub mod prefix;

@@ -66,6 +66,7 @@ async fn run(path: &Path) -> Result<()> {
         ),
         None => None,
     };
+    let mut speaker_config = config.speaker()?;
     let fib = match config.fib() {
         Some(fc) => {
             let fib = Fib::open(fc).await.context("opening the kernel table")?;
@@ -75,11 +76,19 @@ async fn run(path: &Path) -> Result<()> {
                 existing = fib.installed().len(),
                 "kernel table opened"
             );
+            // Routes of ours left in the table: an earlier bgpd ended
+            // without cleaning up, and they still forward. That is a
+            // graceful restart with forwarding state preserved.
+            let gr = &mut speaker_config.graceful_restart;
+            gr.restarting = gr.enabled && !fib.installed().is_empty();
+            if gr.restarting {
+                info!("restarting gracefully: R and F bits set, initial tables deferred");
+            }
             Some(fib::spawn(fib).0)
         }
         None => None,
     };
-    let speaker = Speaker::start(config.speaker()?, listener, fib);
+    let speaker = Speaker::start(speaker_config, listener, fib);
     for prefix in &config.announce {
         speaker
             .announce(*prefix, Default::default())

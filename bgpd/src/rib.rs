@@ -551,10 +551,11 @@ impl Rib {
         }
     }
 
-    /// A peer reached Established.
+    /// A peer reached Established. Paths it left behind (kept as stale by
+    /// graceful restart) stay, with their counts.
     pub fn peer_up(&mut self, id: PeerId, info: PeerInfo) {
         self.peers.insert(id, info);
-        self.counts.insert(id, InCounts::default());
+        self.counts.entry(id).or_default();
     }
 
     /// A peer's session ended: its Adj-RIB-In is dropped.

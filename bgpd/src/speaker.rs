@@ -41,6 +41,14 @@
 //! The kernel table is reconciled against the Loc-RIB (removing routes
 //! left by an earlier run) once every peer has sent End-of-RIB, or after
 //! [`SpeakerConfig::fib_sync_after`], whichever comes first.
+//!
+//! Graceful restart (RFC 4724, see [`crate::graceful_restart`]): a peer
+//! whose session is lost without a NOTIFICATION keeps its routes, as
+//! stale, for as long as each peer's [`gr::Helper`] says; the owner keeps
+//! one GR timer per peer. After our own restart
+//! ([`GrConfig::restarting`]) the initial table and End-of-RIB to each peer
+//! wait until every peer not itself restarting has sent End-of-RIB, or
+//! until `fib_sync_after`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,10 +62,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::attr::PathAttrs;
-use crate::capability::Capability;
+use crate::capability::{Capability, GracefulRestart};
 use crate::fib::{FibHandle, FibTable};
 use crate::filter::PeerPolicy;
 use crate::fsm::{self, State};
+use crate::graceful_restart::{self as gr, GrConfig};
 use crate::open::Open;
 use crate::prefix::{AfiSafi, Prefix};
 use crate::rib::{self, Change, Exporter, PeerId, PeerInfo, Rib, RibConfig, Source};
@@ -117,8 +126,11 @@ pub struct SpeakerConfig {
     pub cluster_id: Option<Ipv4Addr>,
     pub always_compare_med: bool,
     pub peers: Vec<PeerConfig>,
-    /// Reconcile the kernel table at the latest this long after start.
+    /// Reconcile the kernel table at the latest this long after start
+    /// (and, after a graceful restart, send the initial tables).
     pub fib_sync_after: Duration,
+    /// Graceful restart (RFC 4724), both roles.
+    pub graceful_restart: GrConfig,
 }
 
 impl SpeakerConfig {
@@ -130,6 +142,7 @@ impl SpeakerConfig {
             always_compare_med: false,
             peers: Vec::new(),
             fib_sync_after: Duration::from_secs(30),
+            graceful_restart: GrConfig::default(),
         }
     }
 }
@@ -222,16 +235,12 @@ impl Speaker {
         for (i, pc) in config.peers.iter().enumerate() {
             let id = PeerId(i as u32);
             let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-            let local = Open::new(
-                config.asn,
-                pc.hold_time,
-                config.router_id,
-                vec![
-                    Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
-                    Capability::Multiprotocol(AfiSafi::IPV6_UNICAST),
-                    Capability::RouteRefresh,
-                ],
-            );
+            let families = [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST];
+            let mut capabilities: Vec<Capability> =
+                families.map(Capability::Multiprotocol).to_vec();
+            capabilities.push(Capability::RouteRefresh);
+            capabilities.extend(config.graceful_restart.capability(&families));
+            let local = Open::new(config.asn, pc.hold_time, config.router_id, capabilities);
             let sc = SessionConfig {
                 peer: id,
                 remote: SocketAddr::new(pc.addr, pc.port),
@@ -267,6 +276,11 @@ impl Speaker {
                 advertised: 0,
                 eor: false,
                 refresh: None,
+                peer_gr: None,
+                families: Vec::new(),
+                gr: gr::Helper::default(),
+                gr_timer: None,
+                initial_pending: false,
             });
         }
         let mut rib = Rib::new(RibConfig {
@@ -283,6 +297,8 @@ impl Speaker {
             peers,
             fib,
             fib_synced: false,
+            deferring: config.graceful_restart.enabled && config.graceful_restart.restarting,
+            gr: config.graceful_restart.clone(),
         };
         let mut tasks = vec![tokio::spawn(owner.run(rx, ev_rx, config.fib_sync_after))];
         if let Some(listener) = listener {
@@ -436,6 +452,16 @@ struct Slot {
     eor: bool,
     /// The families to ask for in a ROUTE-REFRESH, if the peer supports it.
     refresh: Option<Vec<AfiSafi>>,
+    /// The peer's Graceful Restart capability and the families negotiated
+    /// on its last established session.
+    peer_gr: Option<GracefulRestart>,
+    families: Vec<AfiSafi>,
+    /// Which of its routes are stale (we help it restart).
+    gr: gr::Helper,
+    /// When the restart or stale timer of `gr` fires.
+    gr_timer: Option<Instant>,
+    /// Established while we defer our initial tables (our own restart).
+    initial_pending: bool,
 }
 
 #[derive(Debug)]
@@ -444,6 +470,9 @@ struct Owner {
     peers: Vec<Slot>,
     fib: Option<FibHandle>,
     fib_synced: bool,
+    /// We restarted and hold back initial tables until the peers' End-of-RIB.
+    deferring: bool,
+    gr: GrConfig,
 }
 
 impl Owner {
@@ -456,13 +485,33 @@ impl Owner {
         let sync_at = tokio::time::sleep(fib_sync_after);
         tokio::pin!(sync_at);
         loop {
+            let gr_timer = self
+                .peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.gr_timer.map(|at| (at, i)))
+                .min();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
                 Some(ev) = events.recv() => self.event(ev),
-                () = &mut sync_at, if !self.fib_synced => self.sync_fib(),
+                () = &mut sync_at, if !self.fib_synced || self.deferring => {
+                    self.release_initial_tables();
+                    self.sync_fib();
+                }
+                () = async {
+                    match gr_timer {
+                        Some((at, _)) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => if let Some((_, i)) = gr_timer {
+                    self.peers[i].gr_timer = None;
+                    let actions = self.peers[i].gr.timer_expired();
+                    info!(peer = %self.peers[i].config.addr, "graceful restart timer expired");
+                    self.apply_gr(PeerId(i as u32), actions);
+                },
             }
         }
         for slot in &self.peers {
@@ -629,31 +678,40 @@ impl Owner {
                     .then(|| negotiated.families.clone());
                 slot.state = State::Established;
                 slot.since = Instant::now();
+                slot.peer_gr = negotiated.peer_graceful_restart.clone();
+                slot.families = negotiated.families.clone();
+                let actions =
+                    slot.gr
+                        .session_up(slot.peer_gr.as_ref(), &slot.families, self.gr.stale_time);
+                if !gr::waits_for(slot.peer_gr.as_ref()) {
+                    slot.eor = true;
+                }
                 self.rib.peer_up(peer, info);
-                let out = self.rib.adj_rib_out(peer);
-                let slot = &mut self.peers[peer.0 as usize];
-                slot.advertised = out.added;
-                info!(peer = %slot.config.addr, prefixes = out.added, "sending the initial table");
-                let _ = slot.cmd.send(SessionCmd::Send { epoch, out });
-                let _ = slot.cmd.send(SessionCmd::EndOfRib { epoch });
+                self.apply_gr(peer, actions);
+                if self.deferring {
+                    self.peers[peer.0 as usize].initial_pending = true;
+                    self.check_converged();
+                } else {
+                    self.send_initial_table(peer);
+                }
             }
             SessionEvent::Update { peer, update } => {
+                let Some(slot) = self.peers.get_mut(peer.0 as usize) else {
+                    return;
+                };
                 if let Some(family) = update.eor {
                     debug!(peer = peer.0, %family, "End-of-RIB");
-                    if let Some(s) = self.peers.get_mut(peer.0 as usize) {
-                        s.eor = true;
-                    }
-                    if self.peers.iter().all(|s| s.eor) {
-                        self.sync_fib();
-                    }
+                    slot.eor = true;
+                    let actions = slot.gr.end_of_rib(family);
+                    self.apply_gr(peer, actions);
+                    self.check_converged();
                     return;
                 }
-                let changes = self.rib.update(
-                    peer,
-                    &update.attrs,
-                    &update.announcements(),
-                    &update.withdrawals(),
-                );
+                let announced = update.announcements();
+                let withdrawn = update.withdrawals();
+                slot.gr
+                    .refreshed(announced.iter().map(|(p, _)| p).chain(&withdrawn));
+                let changes = self.rib.update(peer, &update.attrs, &announced, &withdrawn);
                 self.fan_out(&changes);
             }
             SessionEvent::RouteRefresh { peer, family } => {
@@ -670,14 +728,87 @@ impl Owner {
                     .cmd
                     .send(SessionCmd::Send { epoch, out });
             }
-            SessionEvent::Down { peer, .. } => {
-                if let Some(s) = self.peers.get_mut(peer.0 as usize) {
-                    s.epoch = None;
-                    s.advertised = 0;
+            SessionEvent::Down { peer, reason } => {
+                let Some(s) = self.peers.get_mut(peer.0 as usize) else {
+                    return;
+                };
+                s.epoch = None;
+                s.advertised = 0;
+                s.initial_pending = false;
+                let routes = self.rib.adj_rib_in(peer).map(|(p, _)| p);
+                let actions = s.gr.session_down(
+                    self.gr.enabled,
+                    &reason,
+                    s.peer_gr.as_ref(),
+                    &s.families,
+                    routes,
+                );
+                if s.gr.phase() == gr::Phase::Restarting {
+                    info!(peer = %s.config.addr, stale = s.gr.stale_count(),
+                          "session lost: keeping its routes as stale (graceful restart)");
                 }
-                let changes = self.rib.peer_down(peer);
-                self.fan_out(&changes);
+                self.apply_gr(peer, actions);
             }
+        }
+    }
+
+    /// Carries out what a peer's graceful-restart helper decided.
+    fn apply_gr(&mut self, peer: PeerId, actions: Vec<gr::Action>) {
+        for action in actions {
+            match action {
+                gr::Action::Flush => {
+                    let changes = self.rib.peer_down(peer);
+                    self.fan_out(&changes);
+                }
+                gr::Action::Remove(prefixes) => {
+                    info!(
+                        peer = peer.0,
+                        prefixes = prefixes.len(),
+                        "removing stale routes"
+                    );
+                    let changes = self.rib.update(peer, &PathAttrs::default(), &[], &prefixes);
+                    self.fan_out(&changes);
+                }
+                gr::Action::StartTimer(after) => {
+                    self.peers[peer.0 as usize].gr_timer = Some(Instant::now() + after);
+                }
+                gr::Action::StopTimer => self.peers[peer.0 as usize].gr_timer = None,
+            }
+        }
+    }
+
+    /// Sends an established peer the whole Adj-RIB-Out and End-of-RIB.
+    fn send_initial_table(&mut self, peer: PeerId) {
+        let out = self.rib.adj_rib_out(peer);
+        let slot = &mut self.peers[peer.0 as usize];
+        let Some(epoch) = slot.epoch else { return };
+        slot.initial_pending = false;
+        slot.advertised = out.added;
+        info!(peer = %slot.config.addr, prefixes = out.added, "sending the initial table");
+        let _ = slot.cmd.send(SessionCmd::Send { epoch, out });
+        let _ = slot.cmd.send(SessionCmd::EndOfRib { epoch });
+    }
+
+    /// Ends the deferral of a restart: the initial tables go out.
+    fn release_initial_tables(&mut self) {
+        if !self.deferring {
+            return;
+        }
+        self.deferring = false;
+        info!("graceful restart: route selection done, sending initial tables");
+        for i in 0..self.peers.len() {
+            if self.peers[i].initial_pending {
+                self.send_initial_table(PeerId(i as u32));
+            }
+        }
+    }
+
+    /// Once the peers' End-of-RIBs are in: initial tables out (after our
+    /// restart), kernel table reconciled.
+    fn check_converged(&mut self) {
+        if self.peers.iter().all(|s| s.eor) {
+            self.release_initial_tables();
+            self.sync_fib();
         }
     }
 
@@ -693,7 +824,10 @@ impl Owner {
             return;
         }
         for (i, slot) in self.peers.iter_mut().enumerate() {
-            let Some(epoch) = slot.epoch.filter(|_| skip != Some(PeerId(i as u32))) else {
+            let Some(epoch) = slot
+                .epoch
+                .filter(|_| skip != Some(PeerId(i as u32)) && !slot.initial_pending)
+            else {
                 continue;
             };
             let mut e = Exporter::new(&self.rib, PeerId(i as u32));

@@ -161,3 +161,17 @@ pub fn start_bird(ns: &Netns, conf: &Path, sock: &Path) -> Background {
     ]))
     .unwrap()
 }
+
+/// BIRD as [`start_bird`] starts it, but with `-R`: graceful restart
+/// recovery, as after a crash (its OPEN sets the R bit).
+pub fn start_bird_recovering(ns: &Netns, conf: &Path, sock: &Path) -> Background {
+    Background::spawn(ns.cmd("bird").args([
+        "-f".as_ref(),
+        "-R".as_ref(),
+        "-c".as_ref(),
+        conf.as_os_str(),
+        "-s".as_ref(),
+        sock.as_os_str(),
+    ]))
+    .unwrap()
+}
