@@ -4,96 +4,24 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bgpd::Notification;
-use bgpd::attr::{AsPath, DecodeContext, NextHop, Origin, PathAttrs};
+use bgpd::attr::{AsPath, NextHop, Origin, PathAttrs};
 use bgpd::capability::Capability;
 use bgpd::fsm::State;
 use bgpd::open::Open;
 use bgpd::prefix::{AfiSafi, Prefix};
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
-use bgpd::update::{Update, pack_announcements};
+use bgpd::update::pack_announcements;
 use bgpd::wire::{self, Framer, MessageType, RouteRefresh};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+mod common;
+use common::peer::Peer;
 
 const US: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
-}
-
-/// The remote end, played by the test.
-struct Peer {
-    stream: TcpStream,
-    framer: Framer,
-}
-
-impl Peer {
-    async fn recv(&mut self) -> Option<(MessageType, Vec<u8>)> {
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(m) = self.framer.next_message().unwrap() {
-                return Some(m);
-            }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
-                .await
-                .expect("bgpd sent nothing for 10 s")
-                .unwrap();
-            if n == 0 {
-                return None;
-            }
-            self.framer.push(&buf[..n]);
-        }
-    }
-
-    /// Skips keepalives; returns the next other message.
-    async fn recv_skipping_keepalives(&mut self) -> Option<(MessageType, Vec<u8>)> {
-        loop {
-            match self.recv().await? {
-                (MessageType::Keepalive, _) => continue,
-                m => return Some(m),
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    /// The next UPDATE's announced prefixes; End-of-RIB gives an empty list.
-    async fn recv_update(&mut self) -> Update {
-        let (kind, body) = self.recv_skipping_keepalives().await.unwrap();
-        assert_eq!(kind, MessageType::Update);
-        Update::decode(&body, &ctx()).unwrap()
-    }
-
-    async fn expect_notification(&mut self) -> Notification {
-        loop {
-            match self.recv().await.expect("closed without a NOTIFICATION") {
-                (MessageType::Notification, body) => return Notification::decode(&body).unwrap(),
-                (MessageType::Keepalive | MessageType::Update, _) => continue,
-                (other, _) => panic!("expected a NOTIFICATION, got {other:?}"),
-            }
-        }
-    }
-
-    async fn expect_closed(&mut self) {
-        while let Some((kind, _)) = self.recv().await {
-            assert!(
-                matches!(kind, MessageType::Keepalive),
-                "unexpected {kind:?} after the NOTIFICATION"
-            );
-        }
-    }
-}
-
-fn ctx() -> DecodeContext {
-    DecodeContext {
-        four_octet_as: true,
-        ibgp: false,
-        families: vec![AfiSafi::IPV4_UNICAST],
-    }
 }
 
 /// Starts a speaker (AS 65001) with one active peer (AS 65002) played by
