@@ -248,11 +248,9 @@ async fn peer_with_the_wrong_as_gets_bad_peer_as() {
     assert_eq!((n.code, n.subcode), (2, 2));
 }
 
-/// Both sides connect; the peer sends its OPEN on both connections, with
-/// BGP identifier `peer_id`. Returns (the connection bgpd initiated, the
-/// one the peer initiated) after bgpd has answered both OPENs, and the
-/// speaker.
-async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
+/// Both sides connect and bgpd sends its OPEN on both. Returns the speaker,
+/// the connection bgpd initiated, and the one the peer initiated.
+async fn two_connections() -> (Speaker, Peer, Peer) {
     let peer_listener = TcpListener::bind(SocketAddr::new(PEER, 0)).await.unwrap();
     let peer_port = peer_listener.local_addr().unwrap().port();
     let our_listener = TcpListener::bind(SocketAddr::new(US, 0)).await.unwrap();
@@ -278,13 +276,26 @@ async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
         framer: Framer::new(),
     };
     assert_eq!(inbound.recv().await.unwrap().0, MessageType::Open);
-    let open = Open::new(
+    (speaker, outbound, inbound)
+}
+
+fn peer_open(peer_id: Ipv4Addr) -> Vec<u8> {
+    Open::new(
         65002,
         90,
         peer_id,
         vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST)],
     )
-    .encode();
+    .encode()
+}
+
+/// Both sides connect; the peer sends its OPEN on both connections, with
+/// BGP identifier `peer_id`. Returns (the connection bgpd initiated, the
+/// one the peer initiated) after bgpd has answered both OPENs, and the
+/// speaker.
+async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
+    let (speaker, mut outbound, mut inbound) = two_connections().await;
+    let open = peer_open(peer_id);
     outbound.send(&open).await;
     assert_eq!(outbound.recv().await.unwrap().0, MessageType::Keepalive);
     inbound.send(&open).await;
@@ -326,4 +337,26 @@ async fn collision_keeps_our_connection_when_our_identifier_is_higher() {
         speaker.peers().await.unwrap()[0].state == State::Established
     })
     .await;
+}
+
+#[tokio::test]
+async fn inbound_connection_established_while_ours_is_opening_gets_the_table() {
+    // The peer answers only on the connection it initiated; ours stays in
+    // OpenSent. The session runs on the inbound one, routes included.
+    let (speaker, _outbound, mut inbound) = two_connections().await;
+    speaker
+        .announce(p("10.1.0.0/24"), PathAttrs::default())
+        .await
+        .unwrap();
+    inbound.send(&peer_open(Ipv4Addr::new(2, 2, 2, 2))).await;
+    inbound.send(&wire::keepalive()).await;
+    let mut seen = Vec::new();
+    let mut eor = false;
+    while seen.is_empty() || !eor {
+        let u = inbound.recv_update().await;
+        eor |= u.eor == Some(AfiSafi::IPV4_UNICAST);
+        seen.extend(u.announced);
+    }
+    assert_eq!(seen, vec![p("10.1.0.0/24")]);
+    assert_eq!(speaker.peers().await.unwrap()[0].state, State::Established);
 }
