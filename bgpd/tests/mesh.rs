@@ -9,7 +9,7 @@
 //!   peer with it only (RFC 4456).
 //!
 //! In both, every kernel gets the three other /26s via their owner's LAN
-//! address, pings between the /26 addresses go through, and killing a
+//! address, pings between the /26 addresses go through, and stopping a
 //! daemon removes its /26 from every other kernel.
 
 use std::collections::BTreeMap;
@@ -191,22 +191,26 @@ fn ping_all(hosts: &[Host]) {
     }
 }
 
-/// Kills host `n`'s daemon (SIGKILL: no Cease, only the TCP connections
-/// closing) and waits until the others have dropped its /26.
-fn kill_and_check_withdrawn(hosts: &mut [Host], n: usize) {
-    let mut daemon = hosts[n - 1].daemon.take().unwrap();
-    daemon.process.child_mut().kill().unwrap();
-    let _ = daemon.process.child_mut().wait();
+/// Stops host `n`'s daemon (SIGTERM: a Cease to every peer) and waits
+/// until the others have dropped its /26. (A SIGKILL would leave its routes
+/// with the others for its graceful-restart time, RFC 4724.)
+fn stop_and_check_withdrawn(hosts: &mut [Host], n: usize) {
+    let daemon = hosts[n - 1].daemon.take().unwrap();
+    let status = daemon.process.stop(Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "host {n}'s bgpd exited with {status}");
     let alive: Vec<usize> = (1..=HOSTS).filter(|&h| h != n).collect();
     wait_converged(
         hosts,
         &alive,
-        &format!("every kernel to drop {} after its daemon died", prefix(n)),
+        &format!(
+            "every kernel to drop {} after its daemon stopped",
+            prefix(n)
+        ),
     );
 }
 
 #[test]
-fn four_speaker_ibgp_full_mesh_installs_every_prefix_and_forgets_a_dead_speaker() {
+fn four_speaker_ibgp_full_mesh_installs_every_prefix_and_forgets_a_stopped_speaker() {
     if !require_root() || !require_programs(&["ping"]) {
         return;
     }
@@ -241,7 +245,7 @@ fn four_speaker_ibgp_full_mesh_installs_every_prefix_and_forgets_a_dead_speaker(
         }
     }
     ping_all(&hosts);
-    kill_and_check_withdrawn(&mut hosts, 4);
+    stop_and_check_withdrawn(&mut hosts, 4);
 }
 
 #[test]
@@ -319,5 +323,5 @@ fn four_speakers_behind_a_route_reflector_learn_every_prefix_without_loops() {
             })
         },
     );
-    kill_and_check_withdrawn(&mut hosts, 4);
+    stop_and_check_withdrawn(&mut hosts, 4);
 }
