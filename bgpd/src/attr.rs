@@ -18,6 +18,7 @@
 //! | COMMUNITIES (8) | length not a non-zero multiple of 4 | treat-as-withdraw |
 //! | ORIGINATOR_ID (9) | from eBGP: discarded; iBGP: length ≠ 4 | discard / treat-as-withdraw |
 //! | CLUSTER_LIST (10) | from eBGP: discarded; iBGP: length not a non-zero multiple of 4 | discard / treat-as-withdraw |
+//! | EXTENDED_COMMUNITIES (16) | length not a non-zero multiple of 8 (§7.14); else passed on as received | treat-as-withdraw |
 //! | MP_REACH_NLRI (14) | shorter than its fixed part, next-hop length wrong, NLRI syntax (§5.3, §7.11) | session reset (3/9, RFC 4760 §7) |
 //! | MP_UNREACH_NLRI (15) | shorter than AFI/SAFI, NLRI syntax | session reset (3/9) |
 //! | AS4_PATH (17), AS4_AGGREGATOR (18) | malformed (RFC 6793 §6); any, from a 4-octet speaker (§4.1) | attribute discard |
@@ -52,6 +53,7 @@ pub mod type_code {
     pub const CLUSTER_LIST: u8 = 10;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
     pub const AS4_PATH: u8 = 17;
     pub const AS4_AGGREGATOR: u8 = 18;
     pub const LARGE_COMMUNITIES: u8 = 32;
@@ -341,6 +343,7 @@ fn expected_flags(type_code: u8) -> Option<(bool, bool)> {
         | tc::MP_UNREACH_NLRI => (true, false),
         tc::AGGREGATOR
         | tc::COMMUNITIES
+        | tc::EXTENDED_COMMUNITIES
         | tc::AS4_PATH
         | tc::AS4_AGGREGATOR
         | tc::LARGE_COMMUNITIES => (true, true),
@@ -546,6 +549,17 @@ fn decode_one(
                 return Err(raw.length_error(Withdraw));
             }
             attrs.communities = v.chunks_exact(4).map(u32_at).collect();
+        }
+        tc::EXTENDED_COMMUNITIES => {
+            if v.is_empty() || !v.len().is_multiple_of(8) {
+                return Err(raw.length_error(Withdraw));
+            }
+            // Not interpreted: carried on like an unrecognized transitive one.
+            attrs.unknown.push(RawAttr {
+                flags: raw.flags,
+                type_code: raw.type_code,
+                value: v.to_vec(),
+            });
         }
         tc::LARGE_COMMUNITIES => {
             if v.is_empty() || !v.len().is_multiple_of(12) {
@@ -1175,6 +1189,18 @@ mod tests {
                 "cluster_list from ebgp",
                 one(ONT, tc::CLUSTER_LIST, &[0; 6]),
                 false,
+                None,
+            ),
+            (
+                "extended_communities length 9",
+                one(OT, tc::EXTENDED_COMMUNITIES, &[1; 9]),
+                true,
+                Some(TreatAsWithdraw),
+            ),
+            (
+                "extended_communities length 16",
+                one(OT, tc::EXTENDED_COMMUNITIES, &[1; 16]),
+                true,
                 None,
             ),
             (

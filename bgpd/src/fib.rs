@@ -368,6 +368,30 @@ impl FibHandle {
     }
 }
 
+/// What queued messages amount to, in order: a reconcile carries the whole
+/// table as of when it was sent, so updates before it are dropped and
+/// updates after it are folded into its table (applying them before an
+/// older table would let the reconcile undo them).
+fn coalesce(msgs: impl IntoIterator<Item = FibMsg>) -> FibMsg {
+    let mut updates = Vec::new();
+    let mut reconcile: Option<FibTable> = None;
+    for m in msgs {
+        match (m, &mut reconcile) {
+            (FibMsg::Reconcile(d), _) => {
+                updates.clear();
+                reconcile = Some(d);
+            }
+            (FibMsg::Update(u), Some(desired)) => {
+                for op in merge(desired, &u) {
+                    apply_to(desired, &op);
+                }
+            }
+            (FibMsg::Update(u), None) => updates.extend(u),
+        }
+    }
+    reconcile.map_or(FibMsg::Update(updates), FibMsg::Reconcile)
+}
+
 /// Runs `fib` in its own task. Errors are logged, and the next reconcile
 /// repairs what they left.
 pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
@@ -375,23 +399,21 @@ pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             // Coalesce what is already queued into one batch.
-            let mut updates = Vec::new();
-            let mut reconcile = None;
-            let mut take = |m| match m {
-                FibMsg::Update(u) => updates.extend(u),
-                FibMsg::Reconcile(d) => reconcile = Some(d),
-            };
-            take(msg);
+            let mut queued = vec![msg];
             while let Ok(m) = rx.try_recv() {
-                take(m);
+                queued.push(m);
             }
-            if let Err(e) = fib.update(&updates).await {
-                warn!(error = %e, "kernel route update failed");
-            }
-            if let Some(desired) = reconcile
-                && let Err(e) = fib.reconcile(&desired).await
-            {
-                warn!(error = %e, "kernel table reconcile failed");
+            match coalesce(queued) {
+                FibMsg::Update(updates) => {
+                    if let Err(e) = fib.update(&updates).await {
+                        warn!(error = %e, "kernel route update failed");
+                    }
+                }
+                FibMsg::Reconcile(desired) => {
+                    if let Err(e) = fib.reconcile(&desired).await {
+                        warn!(error = %e, "kernel table reconcile failed");
+                    }
+                }
             }
         }
     });
@@ -415,6 +437,35 @@ mod tests {
             .iter()
             .map(|(k, v)| (p(k), v.iter().map(|x| a(x)).collect()))
             .collect()
+    }
+
+    #[test]
+    fn updates_queued_after_a_reconcile_are_folded_into_its_table() {
+        let before = FibMsg::Update(vec![(p("10.9.0.0/24"), vec![a("10.0.0.9")])]);
+        let snapshot = table(&[
+            ("10.1.0.0/24", &["10.0.0.1"]),
+            ("10.2.0.0/24", &["10.0.0.2"]),
+        ]);
+        let after = FibMsg::Update(vec![
+            (p("10.3.0.0/24"), vec![a("10.0.0.3")]),
+            (p("10.2.0.0/24"), vec![]),
+        ]);
+        let FibMsg::Reconcile(desired) = coalesce([before, FibMsg::Reconcile(snapshot), after])
+        else {
+            panic!("a reconcile was queued");
+        };
+        assert_eq!(
+            desired,
+            table(&[
+                ("10.1.0.0/24", &["10.0.0.1"]),
+                ("10.3.0.0/24", &["10.0.0.3"])
+            ])
+        );
+        let only_updates = coalesce([
+            FibMsg::Update(vec![(p("10.1.0.0/24"), vec![a("10.0.0.1")])]),
+            FibMsg::Update(vec![(p("10.1.0.0/24"), vec![])]),
+        ]);
+        assert!(matches!(only_updates, FibMsg::Update(u) if u.len() == 2));
     }
 
     #[test]

@@ -345,6 +345,16 @@ impl Session {
             if after == State::OpenConfirm {
                 self.check_collision(which).await;
             }
+            // A second connection that reaches Established while the
+            // primary is still opening becomes the primary: routes are sent
+            // on the primary, and the other one loses its collision later.
+            let which = match (which, after, self.secondary.as_mut()) {
+                (Which::Secondary, State::Established, Some(second)) => {
+                    std::mem::swap(&mut self.primary, second);
+                    Which::Primary
+                }
+                _ => which,
+            };
             if which == Which::Primary {
                 self.report_state().await;
             }

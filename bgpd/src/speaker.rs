@@ -173,6 +173,10 @@ pub struct RouteStatus {
     pub as_path: Vec<u32>,
     /// Next hops the kernel gets (the ECMP set).
     pub next_hops: Vec<IpAddr>,
+    /// Route reflection (RFC 4456): the originator and the clusters the
+    /// route has been reflected through, nearest first.
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: Vec<Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -389,7 +393,8 @@ pub fn render_peers(peers: &[PeerStatus]) -> String {
     out
 }
 
-/// The Loc-RIB in the manner of `birdc show route`.
+/// The Loc-RIB in the manner of `birdc show route`; a reflected route
+/// also shows its ORIGINATOR_ID and CLUSTER_LIST.
 pub fn render_routes(routes: &[RouteStatus]) -> String {
     let mut out = String::new();
     for r in routes {
@@ -397,12 +402,20 @@ pub fn render_routes(routes: &[RouteStatus]) -> String {
         let path: Vec<String> = r.as_path.iter().map(u32::to_string).collect();
         let hops: Vec<String> = r.next_hops.iter().map(IpAddr::to_string).collect();
         out.push_str(&format!(
-            "{:<43} from {:<39} as_path [{}] via [{}]\n",
+            "{:<43} from {:<39} as_path [{}] via [{}]",
             r.prefix.to_string(),
             from,
             path.join(" "),
             hops.join(", ")
         ));
+        if let Some(id) = r.originator_id {
+            out.push_str(&format!(" originator {id}"));
+        }
+        if !r.cluster_list.is_empty() {
+            let ids: Vec<String> = r.cluster_list.iter().map(Ipv4Addr::to_string).collect();
+            out.push_str(&format!(" cluster_list [{}]", ids.join(" ")));
+        }
+        out.push('\n');
     }
     out
 }
@@ -626,6 +639,8 @@ impl Owner {
                     .map(|a| a.asns().collect())
                     .unwrap_or_default(),
                 next_hops: self.rib.fib_next_hops(&prefix),
+                originator_id: path.route.attrs.originator_id,
+                cluster_list: path.route.attrs.cluster_list.clone(),
             })
             .collect();
         out.sort_by_key(|r| r.prefix);
@@ -1062,6 +1077,12 @@ mod tests {
         assert_eq!(r.from, Some(B));
         // The reflector keeps A's next hop (RFC 4456 §10).
         assert_eq!(r.next_hops, vec![A]);
+        assert_eq!(r.originator_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
+        assert_eq!(r.cluster_list, vec![Ipv4Addr::new(2, 2, 2, 2)]);
+        assert!(
+            render_routes(&[r]).ends_with("originator 1.1.1.1 cluster_list [2.2.2.2]\n"),
+            "reflection attributes shown"
+        );
         // C announces: B reflects to its client A, not back to C.
         c.announce(p("10.8.0.0/24"), PathAttrs::default())
             .await

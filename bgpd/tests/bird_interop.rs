@@ -199,46 +199,97 @@ fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
         .unwrap();
 }
 
-#[test]
-fn bgpd_daemon_speaks_ibgp_over_ipv6_with_bird_and_shows_status() {
+/// One session between the `bgpd` daemon and BIRD, for the daemon tests
+/// below: the address family and whether it is iBGP.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    v6: bool,
+    ibgp: bool,
+}
+
+impl Session {
+    /// (our address, BIRD's, prefix length of the link).
+    fn addresses(self) -> (&'static str, &'static str, u8) {
+        if self.v6 {
+            ("fd00:99::1", "fd00:99::2", 64)
+        } else {
+            ("10.99.0.1", "10.99.0.2", 24)
+        }
+    }
+
+    /// (our prefix, BIRD's prefix).
+    fn prefixes(self) -> (&'static str, &'static str) {
+        if self.v6 {
+            ("2001:db8:44::/48", "2001:db8:55::/48")
+        } else {
+            ("10.44.0.0/24", "10.55.0.0/24")
+        }
+    }
+
+    fn bird_as(self) -> u32 {
+        if self.ibgp { 65001 } else { 65002 }
+    }
+}
+
+/// The daemon (from its YAML file) and BIRD exchange a route each way;
+/// `bgpd status` shows the session Established with 1/1/1 prefixes; BIRD
+/// sees our route as iBGP (LOCAL_PREF 100) or eBGP (our AS in the path),
+/// with our address as next hop; SIGTERM makes BIRD report `Administrative
+/// shutdown` and drop our route.
+fn daemon_session_with_bird(session: Session) {
     if !require_root() || !require_programs(&["bird", "birdc"]) {
         return;
     }
-    let (ns_us, ns_bird) = linked_pair(&["fd00:99::1/64"], &["fd00:99::2/64"]);
+    let (ours, birds, len) = session.addresses();
+    let (our_prefix, bird_prefix) = session.prefixes();
+    let bird_as = session.bird_as();
+    let (family, ip_family) = if session.v6 {
+        ("ipv6", "-6")
+    } else {
+        ("ipv4", "-4")
+    };
+    let (ns_us, ns_bird) = linked_pair(&[&format!("{ours}/{len}")], &[&format!("{birds}/{len}")]);
 
     let dir = tempfile::tempdir().unwrap();
     let bird_conf = dir.path().join("bird.conf");
     std::fs::write(
         &bird_conf,
-        "router id 10.99.0.2;
-protocol device { }
-protocol kernel { ipv6 { export all; }; }
-protocol static static6 { ipv6; route 2001:db8:55::/48 blackhole; }
-protocol bgp peer6 {
-  local fd00:99::2 as 65001;
-  neighbor fd00:99::1 as 65001;
+        format!(
+            "router id 10.99.0.2;
+protocol device {{ }}
+protocol kernel {{ {family} {{ export all; }}; }}
+protocol static static1 {{ {family}; route {bird_prefix} blackhole; }}
+protocol bgp peer1 {{
+  local {birds} as {bird_as};
+  neighbor {ours} as 65001;
   connect delay time 1;
   direct;
-  ipv6 { import all; export all; };
-}
-",
+  {family} {{ import all; export all; }};
+}}
+"
+        ),
     )
     .unwrap();
     let bird_sock = dir.path().join("bird.ctl");
     let _bird = start_bird(&ns_bird, &bird_conf, &bird_sock);
 
+    let listen = if session.v6 {
+        format!("\"[{ours}]:179\"")
+    } else {
+        ours.to_owned()
+    };
     let bgpd = Daemon::start(
         &ns_us,
         dir.path(),
         &format!(
             "router_id: 10.99.0.1
 asn: 65001
-listen: \"[fd00:99::1]:179\"
+listen: {listen}
 {}peers:
-  - address: fd00:99::2
-    asn: 65001
-    local_address: fd00:99::1
-announce: [2001:db8:44::/48]
+  - address: {birds}
+    asn: {bird_as}
+    local_address: {ours}
+announce: [{our_prefix}]
 kernel: {{ table: 100, protocol: 201 }}
 ",
             Daemon::status_line(dir.path())
@@ -252,32 +303,36 @@ kernel: {{ table: 100, protocol: 201 }}
             .args(args))
     };
 
-    wait_for("BIRD to learn 2001:db8:44::/48 over iBGP", &[&log], || {
-        let out = birdc(&["show", "route", "2001:db8:44::/48", "all"]);
-        out.contains("2001:db8:44::/48")
-            && out.contains("BGP.local_pref: 100")
-            && out.contains("BGP.next_hop: fd00:99::1")
-    });
-    wait_for("our kernel to get 2001:db8:55::/48", &[&log], || {
+    let kind = if session.ibgp { "iBGP" } else { "eBGP" };
+    wait_for(
+        &format!("BIRD to learn {our_prefix} over {kind}"),
+        &[&log],
+        || {
+            let out = birdc(&["show", "route", our_prefix, "all"]);
+            let attrs = if session.ibgp {
+                out.contains("BGP.local_pref: 100") && out.contains("BGP.as_path: \n")
+            } else {
+                out.contains("BGP.as_path: 65001\n")
+            };
+            out.contains(our_prefix) && attrs && out.contains(&format!("BGP.next_hop: {ours}"))
+        },
+    );
+    wait_for(&format!("our kernel to get {bird_prefix}"), &[&log], || {
         ns_us
-            .ip(["-6", "route", "show", "table", "100", "proto", "201"])
+            .ip([ip_family, "route", "show", "table", "100", "proto", "201"])
             .unwrap()
-            .contains("2001:db8:55::/48 via fd00:99::2")
+            .contains(&format!("{bird_prefix} via {birds}"))
     });
     wait_for(
         "bgpd status to show the session and both routes",
         &[&log],
         || {
             let out = bgpd.status();
-            let peer = out
-                .lines()
-                .find(|l| l.starts_with("fd00:99::2"))
-                .unwrap_or("");
-            let fields: Vec<&str> = peer.split_whitespace().collect();
-            fields.get(1..3) == Some(&["65001", "Established"][..])
-                && fields.get(4..7) == Some(&["1", "1", "1"][..])
-                && out.contains("2001:db8:44::/48")
-                && out.contains("2001:db8:55::/48")
+            let fields = bgpd.peer_fields(birds);
+            fields.get(1..3) == Some(&[bird_as.to_string(), "Established".into()][..])
+                && fields.get(4..7) == Some(&["1".into(), "1".into(), "1".into()][..])
+                && out.contains(our_prefix)
+                && out.contains(bird_prefix)
         },
     );
 
@@ -285,9 +340,33 @@ kernel: {{ table: 100, protocol: 201 }}
     let status_code = bgpd.process.stop(Duration::from_secs(5)).unwrap();
     assert!(status_code.success(), "bgpd exited with {status_code}");
     wait_for("BIRD to see our Cease and drop our route", &[&log], || {
-        let proto = birdc(&["show", "protocols", "all", "peer6"]);
+        let proto = birdc(&["show", "protocols", "all", "peer1"]);
         proto.contains("Administrative shutdown")
-            && !birdc(&["show", "route", "2001:db8:44::/48"]).contains("2001:db8:44::/48")
+            && !birdc(&["show", "route", our_prefix]).contains(our_prefix)
+    });
+}
+
+#[test]
+fn bgpd_daemon_speaks_ibgp_over_ipv6_with_bird_and_shows_status() {
+    daemon_session_with_bird(Session {
+        v6: true,
+        ibgp: true,
+    });
+}
+
+#[test]
+fn bgpd_daemon_speaks_ibgp_over_ipv4_with_bird() {
+    daemon_session_with_bird(Session {
+        v6: false,
+        ibgp: true,
+    });
+}
+
+#[test]
+fn bgpd_daemon_speaks_ebgp_over_ipv6_with_bird() {
+    daemon_session_with_bird(Session {
+        v6: true,
+        ibgp: false,
     });
 }
 

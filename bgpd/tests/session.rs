@@ -4,96 +4,24 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bgpd::Notification;
-use bgpd::attr::{AsPath, DecodeContext, NextHop, Origin, PathAttrs};
+use bgpd::attr::{AsPath, NextHop, Origin, PathAttrs};
 use bgpd::capability::Capability;
 use bgpd::fsm::State;
 use bgpd::open::Open;
 use bgpd::prefix::{AfiSafi, Prefix};
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
-use bgpd::update::{Update, pack_announcements};
+use bgpd::update::pack_announcements;
 use bgpd::wire::{self, Framer, MessageType, RouteRefresh};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+mod common;
+use common::peer::Peer;
 
 const US: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
-}
-
-/// The remote end, played by the test.
-struct Peer {
-    stream: TcpStream,
-    framer: Framer,
-}
-
-impl Peer {
-    async fn recv(&mut self) -> Option<(MessageType, Vec<u8>)> {
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(m) = self.framer.next_message().unwrap() {
-                return Some(m);
-            }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
-                .await
-                .expect("bgpd sent nothing for 10 s")
-                .unwrap();
-            if n == 0 {
-                return None;
-            }
-            self.framer.push(&buf[..n]);
-        }
-    }
-
-    /// Skips keepalives; returns the next other message.
-    async fn recv_skipping_keepalives(&mut self) -> Option<(MessageType, Vec<u8>)> {
-        loop {
-            match self.recv().await? {
-                (MessageType::Keepalive, _) => continue,
-                m => return Some(m),
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    /// The next UPDATE's announced prefixes; End-of-RIB gives an empty list.
-    async fn recv_update(&mut self) -> Update {
-        let (kind, body) = self.recv_skipping_keepalives().await.unwrap();
-        assert_eq!(kind, MessageType::Update);
-        Update::decode(&body, &ctx()).unwrap()
-    }
-
-    async fn expect_notification(&mut self) -> Notification {
-        loop {
-            match self.recv().await.expect("closed without a NOTIFICATION") {
-                (MessageType::Notification, body) => return Notification::decode(&body).unwrap(),
-                (MessageType::Keepalive | MessageType::Update, _) => continue,
-                (other, _) => panic!("expected a NOTIFICATION, got {other:?}"),
-            }
-        }
-    }
-
-    async fn expect_closed(&mut self) {
-        while let Some((kind, _)) = self.recv().await {
-            assert!(
-                matches!(kind, MessageType::Keepalive),
-                "unexpected {kind:?} after the NOTIFICATION"
-            );
-        }
-    }
-}
-
-fn ctx() -> DecodeContext {
-    DecodeContext {
-        four_octet_as: true,
-        ibgp: false,
-        families: vec![AfiSafi::IPV4_UNICAST],
-    }
 }
 
 /// Starts a speaker (AS 65001) with one active peer (AS 65002) played by
@@ -320,11 +248,9 @@ async fn peer_with_the_wrong_as_gets_bad_peer_as() {
     assert_eq!((n.code, n.subcode), (2, 2));
 }
 
-/// Both sides connect; the peer sends its OPEN on both connections, with
-/// BGP identifier `peer_id`. Returns (the connection bgpd initiated, the
-/// one the peer initiated) after bgpd has answered both OPENs, and the
-/// speaker.
-async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
+/// Both sides connect and bgpd sends its OPEN on both. Returns the speaker,
+/// the connection bgpd initiated, and the one the peer initiated.
+async fn two_connections() -> (Speaker, Peer, Peer) {
     let peer_listener = TcpListener::bind(SocketAddr::new(PEER, 0)).await.unwrap();
     let peer_port = peer_listener.local_addr().unwrap().port();
     let our_listener = TcpListener::bind(SocketAddr::new(US, 0)).await.unwrap();
@@ -350,13 +276,26 @@ async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
         framer: Framer::new(),
     };
     assert_eq!(inbound.recv().await.unwrap().0, MessageType::Open);
-    let open = Open::new(
+    (speaker, outbound, inbound)
+}
+
+fn peer_open(peer_id: Ipv4Addr) -> Vec<u8> {
+    Open::new(
         65002,
         90,
         peer_id,
         vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST)],
     )
-    .encode();
+    .encode()
+}
+
+/// Both sides connect; the peer sends its OPEN on both connections, with
+/// BGP identifier `peer_id`. Returns (the connection bgpd initiated, the
+/// one the peer initiated) after bgpd has answered both OPENs, and the
+/// speaker.
+async fn collide(peer_id: Ipv4Addr) -> (Speaker, Peer, Peer) {
+    let (speaker, mut outbound, mut inbound) = two_connections().await;
+    let open = peer_open(peer_id);
     outbound.send(&open).await;
     assert_eq!(outbound.recv().await.unwrap().0, MessageType::Keepalive);
     inbound.send(&open).await;
@@ -398,4 +337,26 @@ async fn collision_keeps_our_connection_when_our_identifier_is_higher() {
         speaker.peers().await.unwrap()[0].state == State::Established
     })
     .await;
+}
+
+#[tokio::test]
+async fn inbound_connection_established_while_ours_is_opening_gets_the_table() {
+    // The peer answers only on the connection it initiated; ours stays in
+    // OpenSent. The session runs on the inbound one, routes included.
+    let (speaker, _outbound, mut inbound) = two_connections().await;
+    speaker
+        .announce(p("10.1.0.0/24"), PathAttrs::default())
+        .await
+        .unwrap();
+    inbound.send(&peer_open(Ipv4Addr::new(2, 2, 2, 2))).await;
+    inbound.send(&wire::keepalive()).await;
+    let mut seen = Vec::new();
+    let mut eor = false;
+    while seen.is_empty() || !eor {
+        let u = inbound.recv_update().await;
+        eor |= u.eor == Some(AfiSafi::IPV4_UNICAST);
+        seen.extend(u.announced);
+    }
+    assert_eq!(seen, vec![p("10.1.0.0/24")]);
+    assert_eq!(speaker.peers().await.unwrap()[0].state, State::Established);
 }

@@ -1,8 +1,11 @@
-//! Helpers shared by the interop tests (BIRD, GoBGP, FRR): running a
-//! command for its output, waiting for a condition with a useful message,
-//! and starting the `bgpd` daemon in a namespace. Each test file uses a
+//! Helpers shared by the integration tests: running a command for its
+//! output, waiting for a condition with a useful message, namespaces joined
+//! by veths, starting the `bgpd` daemon or BIRD in a namespace, and (in
+//! [`peer`]) a BGP peer scripted byte by byte. Each test file uses a
 //! different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod peer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -136,18 +139,29 @@ impl Daemon {
 pub fn linked_pair(ours: &[&str], theirs: &[&str]) -> (Netns, Netns) {
     let us = Netns::new("bgp").unwrap();
     let them = Netns::new("bgp").unwrap();
-    testkit::veth_pair(&us, "eth0", &them, "eth0").unwrap();
-    for (ns, addrs) in [(&us, ours), (&them, theirs)] {
-        for addr in addrs {
-            if addr.contains(':') {
-                ns.ip(["addr", "add", addr, "dev", "eth0", "nodad"])
-                    .unwrap();
-            } else {
-                ns.add_addr("eth0", addr).unwrap();
-            }
+    link((&us, "eth0", ours), (&them, "eth0", theirs));
+    (us, them)
+}
+
+/// A veth between two namespaces, each end named and addressed as given
+/// (`addr/len`; IPv6 ones without DAD).
+pub fn link(a: (&Netns, &str, &[&str]), b: (&Netns, &str, &[&str])) {
+    testkit::veth_pair(a.0, a.1, b.0, b.1).unwrap();
+    for (ns, ifname, addrs) in [a, b] {
+        add_addrs(ns, ifname, addrs);
+    }
+}
+
+/// Adds addresses (`addr/len`; IPv6 ones without DAD) to a link.
+pub fn add_addrs(ns: &Netns, ifname: &str, addrs: &[&str]) {
+    for addr in addrs {
+        if addr.contains(':') {
+            ns.ip(["addr", "add", addr, "dev", ifname, "nodad"])
+                .unwrap();
+        } else {
+            ns.add_addr(ifname, addr).unwrap();
         }
     }
-    (us, them)
 }
 
 /// BIRD in the foreground in `ns`, with its config and control socket.
