@@ -16,6 +16,12 @@
 //! from what the driver knows is programmed, so that a removal never names an
 //! end marker the kernel does not have and touching intervals keep theirs.
 //!
+//! Cost: building and sending a batch is small next to what the kernel does
+//! with it. An element-only update takes a few milliseconds at 125,000 rules;
+//! any batch that adds a rule with a verdict makes the kernel validate the
+//! whole table (every path from the base chains through the maps), tens of
+//! milliseconds at that size (`cargo bench -p policy --bench change`).
+//!
 //! # Layout
 //!
 //! - [`objects`]: pure descriptions of sets, maps, elements and rule
