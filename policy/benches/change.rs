@@ -1,9 +1,13 @@
 //! One change at scale until the kernel has it: 10,000 policies over 1,000
-//! endpoints programmed into a fresh network namespace through [`policy::Nft`],
-//! then 20 single-policy edits (and 20 endpoint relabels), each recompiled,
-//! diffed against what is programmed and applied as one `nft -f -`
-//! transaction; the kernel is checked to hold each edit (untimed). Reports
-//! p50/p99 of diff + apply (goal: p99 under 50 ms) and of the recompile.
+//! endpoints programmed into two fresh network namespaces, one through the
+//! default driver [`policy::Netlink`] (one libnftnl batch per update) and one
+//! through [`policy::Nft`] (one `nft -f -` script per update); then 20
+//! single-policy edits (and 20 endpoint relabels), each recompiled, diffed
+//! against what is programmed and applied through both drivers; both kernels
+//! are checked to hold each edit (untimed). Reports p50/p99 of the recompile,
+//! the diff, each driver's apply, diff + apply (goal: p99 under 50 ms through
+//! netlink) and the whole (recompile + diff + apply), and the nft/netlink
+//! ratio.
 //!
 //! `cargo bench -p policy --bench change` (root, `nft`, `ip`)
 
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use api::Port;
 use common::{cluster, model, ms, percentile, resources};
-use policy::{Dataplane, Model, converge, diff};
+use policy::{Dataplane, Model, Netlink, Nft, Ruleset, converge, diff};
 use testkit::Netns;
 
 const ENDPOINTS: usize = 1_000;
@@ -26,8 +30,41 @@ const CHANGES: usize = 20;
 struct Samples {
     compile: Vec<Duration>,
     diff: Vec<Duration>,
-    apply: Vec<Duration>,
-    total: Vec<Duration>,
+    netlink: Vec<Duration>,
+    nft: Vec<Duration>,
+}
+
+impl Samples {
+    fn sum(&self, parts: &[&Vec<Duration>]) -> Vec<Duration> {
+        (0..self.diff.len())
+            .map(|i| parts.iter().map(|p| p[i]).sum())
+            .collect()
+    }
+
+    fn rows(&self, what: &str) {
+        row(&format!("{what}: full recompile"), &self.compile);
+        row(&format!("{what}: diff"), &self.diff);
+        row(&format!("{what}: apply, netlink"), &self.netlink);
+        row(&format!("{what}: apply, `nft -f -`"), &self.nft);
+        let by_netlink = self.sum(&[&self.diff, &self.netlink]);
+        let by_nft = self.sum(&[&self.diff, &self.nft]);
+        row(
+            &format!("{what}: **diff + apply, netlink** (compiled → in the kernel)"),
+            &by_netlink,
+        );
+        row(&format!("{what}: diff + apply, `nft -f -`"), &by_nft);
+        row(
+            &format!("{what}: recompile + diff + apply, netlink"),
+            &self.sum(&[&self.compile, &self.diff, &self.netlink]),
+        );
+        let ratio =
+            |p| percentile(&by_nft, p).as_secs_f64() / percentile(&by_netlink, p).as_secs_f64();
+        println!(
+            "| {what}: diff + apply, `nft -f -` / netlink | {:.1}× | {:.1}× | |",
+            ratio(50.0),
+            ratio(99.0)
+        );
+    }
 }
 
 fn row(what: &str, d: &[Duration]) {
@@ -39,30 +76,37 @@ fn row(what: &str, d: &[Duration]) {
     );
 }
 
-/// Edits with `edit`, then compiles, diffs against `current` and applies;
-/// returns the new ruleset and records the times.
+/// Two namespaces, one per driver.
+struct Kernels {
+    netlink_ns: Netns,
+    netlink: Netlink,
+    nft_ns: Netns,
+    nft: Nft,
+}
+
+/// Edits with `edit`, then compiles, diffs against `current` and applies
+/// through both drivers; returns the changes and records the times.
 fn change(
-    nft: &policy::Nft,
+    k: &Kernels,
     model: &mut Model,
-    current: &mut policy::Ruleset,
+    current: &mut Ruleset,
     samples: &mut Samples,
     edit: impl FnOnce(&mut Model),
 ) -> policy::Changes {
     edit(model);
     let t = Instant::now();
     let desired = policy::compile(model);
-    let compiled = t.elapsed();
+    samples.compile.push(t.elapsed());
     let t = Instant::now();
     let changes = diff(current, &desired);
-    let diffed = t.elapsed();
+    samples.diff.push(t.elapsed());
     let t = Instant::now();
-    nft.apply(&changes).unwrap();
-    let applied = t.elapsed();
+    k.netlink.apply(&changes).unwrap();
+    samples.netlink.push(t.elapsed());
+    let t = Instant::now();
+    k.nft.apply(&changes).unwrap();
+    samples.nft.push(t.elapsed());
     *current = desired;
-    samples.compile.push(compiled);
-    samples.diff.push(diffed);
-    samples.apply.push(applied);
-    samples.total.push(diffed + applied);
     changes
 }
 
@@ -76,11 +120,20 @@ fn main() {
     let t = Instant::now();
     let mut current = policy::compile(&model);
     let first_compile = t.elapsed();
-    let ns = Netns::new("polbench").unwrap();
-    let nft = lab::nft_in(&ns);
+    let netlink_ns = Netns::new("polbnl").unwrap();
+    let nft_ns = Netns::new("polbnf").unwrap();
+    let kernels = Kernels {
+        netlink: Netlink::in_netns(netlink_ns.path()).unwrap(),
+        nft: lab::nft_in(&nft_ns),
+        netlink_ns,
+        nft_ns,
+    };
     let t = Instant::now();
-    converge(&nft, &current).unwrap();
-    let initial = t.elapsed();
+    converge(&kernels.netlink, &current).unwrap();
+    let initial_netlink = t.elapsed();
+    let t = Instant::now();
+    converge(&kernels.nft, &current).unwrap();
+    let initial_nft = t.elapsed();
     let rules: usize = current.chains.values().map(|c| c.rules.len()).sum();
 
     let mut edits = Samples::default();
@@ -88,7 +141,7 @@ fn main() {
         // A NetworkPolicy (not a multiple of 10) spread over the range.
         let k = ((i * 487 + 1) % POLICIES) | 1;
         let port = 20_000 + i as u16;
-        let changes = change(&nft, &mut model, &mut current, &mut edits, |m| {
+        let changes = change(&kernels, &mut model, &mut current, &mut edits, |m| {
             let p = m
                 .tiers
                 .iter_mut()
@@ -99,13 +152,16 @@ fn main() {
         });
         assert_eq!(changes.replace_chains.len(), 1, "one policy chain replaced");
         let chain = changes.replace_chains.keys().next().unwrap();
-        let out = ns
-            .exec("nft", ["list", "chain", "inet", "calico", chain])
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains(&format!("dport {port}")),
-            "the kernel holds edit {i}"
-        );
+        for ns in [&kernels.netlink_ns, &kernels.nft_ns] {
+            let out = ns
+                .exec("nft", ["list", "chain", "inet", "calico", chain])
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains(&format!("dport {port}")),
+                "the kernel in {} holds edit {i}",
+                ns.name()
+            );
+        }
     }
 
     let mut relabels = Samples::default();
@@ -120,7 +176,7 @@ fn main() {
             .filter(|&j| role(&model.endpoints[j].labels) % 10 != 0)
             .collect();
         let e = candidates[i * 47 % candidates.len()];
-        let changes = change(&nft, &mut model, &mut current, &mut relabels, |m| {
+        let changes = change(&kernels, &mut model, &mut current, &mut relabels, |m| {
             let now = role(&m.endpoints[e].labels);
             m.endpoints[e]
                 .labels
@@ -131,46 +187,39 @@ fn main() {
             "{changes:?}"
         );
     }
-    assert!(
-        diff(&nft.read_kernel().unwrap(), &current)
-            .replace_chains
-            .len()
-            == current.chains.len()
-            && diff(&nft.read_kernel().unwrap(), &current)
-                .set_elements
-                .is_empty(),
-        "the kernel's sets and maps are what was compiled"
-    );
+    for kernel in [
+        kernels.netlink.read_kernel().unwrap(),
+        kernels.nft.read_kernel().unwrap(),
+    ] {
+        let left = diff(&kernel, &current);
+        assert!(
+            left.replace_chains.len() == current.chains.len()
+                && left.set_elements.is_empty()
+                && left.map_elements.is_empty()
+                && left.add_sets.is_empty()
+                && left.remove_sets.is_empty(),
+            "the kernel's sets and maps are what was compiled"
+        );
+    }
 
     println!("\n### One change at scale: {POLICIES} policies, {ENDPOINTS} endpoints\n");
     println!(
-        "Initial compile {}; initial load into a fresh namespace ({} chains, {} rules, {} sets) {}.\n",
+        "Initial compile {}; initial load into a fresh namespace ({} chains, {} rules, {} sets): \
+         netlink {}, `nft -f` {}.\n",
         ms(first_compile),
         current.chains.len(),
         rules,
         current.sets.len(),
-        ms(initial)
+        ms(initial_netlink),
+        ms(initial_nft),
     );
     println!("| {CHANGES} changes each | p50 | p99 | max |");
     println!("|---|---|---|---|");
-    row(
-        "policy edit: diff + apply (`nft -f -`) **until the kernel has it**",
-        &edits.total,
-    );
-    row("policy edit: of which diff", &edits.diff);
-    row("policy edit: of which apply", &edits.apply);
-    row("policy edit: full recompile before it", &edits.compile);
-    row(
-        "endpoint relabel: diff + apply (set elements only)",
-        &relabels.total,
-    );
-    row(
-        "endpoint relabel: full recompile before it",
-        &relabels.compile,
-    );
-    let p99 = percentile(&edits.total, 99.0);
+    edits.rows("policy edit");
+    relabels.rows("endpoint relabel");
+    let p99 = percentile(&edits.sum(&[&edits.diff, &edits.netlink]), 99.0);
     println!(
-        "\nGoal p99 < 50 ms for a policy edit (diff + apply): {} ({}).",
+        "\nGoal p99 < 50 ms for a policy edit (diff + apply through netlink): {} ({}).",
         if p99 < Duration::from_millis(50) {
             "met"
         } else {

@@ -142,6 +142,29 @@ fn map_points_at(map: &VerdictMap, chains: &BTreeSet<String>) -> bool {
     })
 }
 
+/// Every name of two sorted maps once, in order, with its value on each side.
+fn pairs<'a, V>(
+    a: &'a BTreeMap<String, V>,
+    b: &'a BTreeMap<String, V>,
+) -> impl Iterator<Item = (&'a String, Option<&'a V>, Option<&'a V>)> {
+    let mut a = a.iter().peekable();
+    let mut b = b.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+            std::cmp::Ordering::Less => a.next().map(|(k, v)| (k, Some(v), None)),
+            std::cmp::Ordering::Greater => b.next().map(|(k, v)| (k, None, Some(v))),
+            std::cmp::Ordering::Equal => {
+                let (k, va) = a.next()?;
+                let (_, vb) = b.next()?;
+                Some((k, Some(va), Some(vb)))
+            }
+        },
+        (Some(_), None) => a.next().map(|(k, v)| (k, Some(v), None)),
+        (None, Some(_)) => b.next().map(|(k, v)| (k, None, Some(v))),
+        (None, None) => None,
+    })
+}
+
 /// The changes that turn `current` into `desired`.
 pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
     let mut changes = Changes::default();
@@ -171,16 +194,11 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
             })
             .map(|(name, _)| name.clone()),
     );
-    let recreated_chains: BTreeSet<String> = current
-        .chains
-        .iter()
-        .filter(|(name, old)| {
-            desired
-                .chains
-                .get(*name)
-                .is_some_and(|new| new.base != old.base)
+    let recreated_chains: BTreeSet<String> = pairs(&current.chains, &desired.chains)
+        .filter_map(|(name, old, new)| match (old, new) {
+            (Some(old), Some(new)) if new.base != old.base => Some(name.clone()),
+            _ => None,
         })
-        .map(|(name, _)| name.clone())
         .collect();
     // A map pointing at a recreated chain is recreated with it.
     for (name, map) in &desired.maps {
@@ -237,19 +255,31 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
             }
         }
     }
-    for (name, chain) in &desired.chains {
-        match current.chains.get(name) {
-            Some(old) if !recreated_chains.contains(name) => {
-                let uses_recreated = references(old)
-                    .iter()
-                    .any(|r| recreated_sets.contains(*r) || recreated_chains.contains(*r));
-                if old.rules != chain.rules || uses_recreated {
-                    changes.replace_chains.insert(name.clone(), chain.clone());
+    // Rules are compared only where both sides have the chain; the names of
+    // what a chain refers to only when something is recreated. Both maps are
+    // sorted by name, so one merged walk finds every pair without lookups.
+    let recreating = !recreated_sets.is_empty() || !recreated_chains.is_empty();
+    for (name, old, new) in pairs(&current.chains, &desired.chains) {
+        match (old, new) {
+            (Some(_), None) => {
+                changes.remove_chains.insert(name.clone());
+            }
+            (Some(old), Some(new)) if !recreated_chains.contains(name) => {
+                let uses_recreated = recreating
+                    && references(old)
+                        .iter()
+                        .any(|r| recreated_sets.contains(*r) || recreated_chains.contains(*r));
+                if old.rules != new.rules || uses_recreated {
+                    changes.replace_chains.insert(name.clone(), new.clone());
                 }
             }
-            _ => {
-                changes.add_chains.insert(name.clone(), chain.clone());
+            (old, Some(new)) => {
+                if old.is_some() {
+                    changes.remove_chains.insert(name.clone());
+                }
+                changes.add_chains.insert(name.clone(), new.clone());
             }
+            (None, None) => {}
         }
     }
 
@@ -263,12 +293,6 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
         .maps
         .keys()
         .filter(|n| !desired.maps.contains_key(*n) || recreated_sets.contains(*n))
-        .cloned()
-        .collect();
-    changes.remove_chains = current
-        .chains
-        .keys()
-        .filter(|n| !desired.chains.contains_key(*n) || recreated_chains.contains(*n))
         .cloned()
         .collect();
     changes

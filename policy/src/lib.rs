@@ -12,14 +12,15 @@
 //! direction; selectors, `nets` lists and named ports are named interval sets.
 //! [`diff()`] turns one ruleset into another by element changes where it can
 //! and chain replacement where it must; a [`Dataplane`] applies those changes in
-//! one kernel transaction. The driver, [`Nft`], sends each update as one
-//! `nft -f -` batch rather than through `nftnl`: [`dataplane`] says precisely
-//! what nftnl 0.9 lacks for our IR.
+//! one kernel transaction. The default driver, [`Netlink`], sends each update as
+//! one libnftnl batch in one `sendmsg`; [`Nft`] sends the same update as one
+//! `nft -f -` script (the text path, for debugging and `calicoctl policy
+//! compile --diff`). Both commit all or nothing.
 //!
 //! ```text
-//! Ruleset (programmed) ─┐
-//!                       ├─diff──▶ Changes ──render_changes──▶ nft -f - (one transaction)
-//! Ruleset (desired) ────┘
+//! Ruleset (programmed) ─┐                  ┌─changes_batch──▶ one netlink batch (Netlink, default)
+//!                       ├─diff──▶ Changes ─┤
+//! Ruleset (desired) ────┘                  └─render_changes─▶ nft -f - (Nft)
 //! ```
 //!
 //! # Layout
@@ -37,9 +38,10 @@
 //!   [`render_changes`], changes to one incremental nft script.
 //! - [`diff`](mod@diff): [`diff()`], two rulesets to [`Changes`].
 //! - [`dataplane`]: the [`Dataplane`] trait, [`converge`], and the [`Nft`]
-//!   driver, which also reads our table back from the kernel.
-//! - [`netlink`]: the netlink path on libnftnl: one batch per update in one
-//!   `sendmsg`, every acknowledgement read; sets, maps and rules nftnl 0.9 lacks.
+//!   driver, which also reads our table back from the kernel (`nft -j`).
+//! - [`netlink`]: the [`Netlink`] driver on libnftnl: one batch per update in
+//!   one `sendmsg`, every acknowledgement read; sets, maps and rules nftnl 0.9
+//!   lacks; exact element deltas of interval sets.
 //! - [`simulate`]: evaluates a packet against a ruleset as netfilter would, for
 //!   tests and for asking "what happens to this packet".
 
@@ -59,4 +61,5 @@ pub use dataplane::{Dataplane, DataplaneError, Nft, converge};
 pub use diff::{Changes, diff};
 pub use ir::Ruleset;
 pub use model::{Config, Model, ModelError};
+pub use netlink::Netlink;
 pub use render::{render, render_changes};

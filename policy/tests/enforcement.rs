@@ -1,6 +1,6 @@
 //! Enforcement tests (root, `nft`, `ip`, `python3`, `ping`): four workloads
 //! behind `cali*` veths of one routing host namespace, the compiled ruleset
-//! converged there through [`policy::Nft`], and a reachability matrix (TCP
+//! converged there through [`policy::Netlink`], and a reachability matrix (TCP
 //! connect, UDP echo, ICMP echo; v4 and v6; every ordered pair) measured with
 //! real traffic and compared with the matrix Calico's semantics give.
 //!
@@ -459,12 +459,12 @@ fn the_reachability_matrix_matches_calico_semantics_in_every_scenario() {
         return;
     }
     let lab = lab();
-    let nft = lab.nft();
+    let dp = lab.driver();
     let scenarios = scenarios();
     assert!(scenarios.len() >= 15);
     let mut failures = Vec::new();
     for s in &scenarios {
-        converge(&nft, &compile(s.policies, "backend"))
+        converge(&dp, &compile(s.policies, "backend"))
             .unwrap_or_else(|e| panic!("{}: {e}", s.name));
         failures.extend(check(&lab, s.name, s.expect));
     }
@@ -488,14 +488,14 @@ fn relabeling_an_endpoint_flips_reachability_through_set_elements_alone() {
         return;
     }
     let lab = lab();
-    let nft = lab.nft();
-    converge(&nft, &compile(FROM_FRONTEND, "backend")).unwrap();
+    let dp = lab.driver();
+    converge(&dp, &compile(FROM_FRONTEND, "backend")).unwrap();
     let before = |p: &Probe| p.to != B || p.from == A;
     if let Some(report) = check(&lab, "c is a backend", before) {
         panic!("{report}");
     }
 
-    let changes = converge(&nft, &compile(FROM_FRONTEND, "frontend")).unwrap();
+    let changes = converge(&dp, &compile(FROM_FRONTEND, "frontend")).unwrap();
     assert!(changes.elements_only(), "{changes:#?}");
     assert!(!changes.set_elements.is_empty());
     let after = |p: &Probe| p.to != B || p.from == A || p.from == C;
@@ -503,7 +503,7 @@ fn relabeling_an_endpoint_flips_reachability_through_set_elements_alone() {
         panic!("{report}");
     }
 
-    let changes = converge(&nft, &compile(FROM_FRONTEND, "backend")).unwrap();
+    let changes = converge(&dp, &compile(FROM_FRONTEND, "backend")).unwrap();
     assert!(changes.elements_only(), "{changes:#?}");
     if let Some(report) = check(&lab, "c relabeled backend again", before) {
         panic!("{report}");
@@ -545,16 +545,16 @@ fn a_failed_transaction_leaves_the_previous_ruleset_enforcing() {
         return;
     }
     let lab = lab();
-    let nft = lab.nft();
+    let dp = lab.driver();
     let first = compile(FROM_FRONTEND, "backend");
-    converge(&nft, &first).unwrap();
+    converge(&dp, &first).unwrap();
     let expect = |p: &Probe| p.to != B || p.from == A;
     if let Some(report) = check(&lab, "before the failed update", expect) {
         panic!("{report}");
     }
 
     // A real change (c joins the frontend set, a second policy lets UDP
-    // into b) plus one rule using a set that does not exist: nft rejects the
+    // into b) plus one rule using a set that does not exist: the kernel rejects the
     // whole batch.
     let open = compile(
         &format!(
@@ -578,15 +578,15 @@ fn a_failed_transaction_leaves_the_previous_ruleset_enforcing() {
             Verdict::Accept,
         ),
     );
-    let err = nft.apply(&bad).unwrap_err();
+    let err = dp.apply(&bad).unwrap_err();
     assert!(err.to_string().contains("no-such-set"), "{err}");
     if let Some(report) = check(&lab, "after the failed update", expect) {
         panic!("{report}");
     }
-    assert!(policy::diff(&nft.read().unwrap(), &first).is_empty());
+    assert!(policy::diff(&dp.read().unwrap(), &first).is_empty());
 
     // The same update without the bad rule goes through.
-    converge(&nft, &open).unwrap();
+    converge(&dp, &open).unwrap();
     let opened = |p: &Probe| p.to != B || p.from != D || p.service == Service::Udp(UDP);
     if let Some(report) = check(&lab, "after the good update", opened) {
         panic!("{report}");

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Instant;
 
+use common::kernel::{listing, load_nft};
 use common::{cases, compile_case, ready};
 use policy::diff::diff;
 use policy::ir::{Chain, Family, Match, Rule, Ruleset, Set, SetElement, SetKey, Side, Verdict};
@@ -14,31 +15,11 @@ use policy::netlink::Netlink;
 use policy::{Dataplane, render};
 use testkit::Netns;
 
-/// `nft list table inet calico` in `ns`, handles dropped.
-fn listing(ns: &Netns) -> String {
-    let out = ns.exec("nft", ["list", "table", "inet", "calico"]).unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split(" # handle").next().unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn load_nft(ns: &Netns, text: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ruleset.nft");
-    std::fs::write(&file, text).unwrap();
-    ns.exec("nft", [std::ffi::OsStr::new("-f"), file.as_os_str()])
-        .unwrap();
-}
-
 fn load_netlink(ns: &Netns, ruleset: &Ruleset) -> Result<(), String> {
-    ns.run(|| {
-        Netlink::new()
-            .send(&diff(&Ruleset::default(), ruleset))
-            .map_err(|e| e.to_string())
-    })
-    .unwrap()
+    Netlink::in_netns(ns.path())
+        .unwrap()
+        .send(&Ruleset::default(), &diff(&Ruleset::default(), ruleset))
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -157,7 +138,10 @@ fn ten_thousand_rules_and_a_hundred_thousand_elements_go_in_one_batch() {
     load_nft(&by_nft, &text);
     let nft = started.elapsed();
     eprintln!("10k rules + 100k elements: netlink {netlink:?}, nft -f {nft:?}");
-    let read = by_netlink.run(|| Netlink::new().read()).unwrap().unwrap();
+    let read = Netlink::in_netns(by_netlink.path())
+        .unwrap()
+        .read()
+        .unwrap();
     assert_eq!(read.sets["big"].elements.len(), 100_000);
     assert_eq!(read.chains["many"].rules.len(), 10_000);
 }

@@ -6,6 +6,7 @@
 //! whole or not at all, so an error anywhere means nothing changed; the error
 //! names the object of the message the kernel refused.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -218,6 +219,22 @@ impl Socket {
         Ok(Socket { fd })
     }
 
+    /// Opens a socket in the network namespace `netns` (a `/run/netns/NAME`
+    /// or `/proc/PID/ns/net` file): a short-lived thread enters the namespace
+    /// and opens it there. A socket stays in the namespace it was opened in,
+    /// whichever thread uses it later.
+    pub fn open_in(netns: &File) -> io::Result<Socket> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter(netns)?;
+                    Socket::open()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// Sets a socket option to an int, forcing it past the sysctl limits
     /// (`force`, needs CAP_NET_ADMIN) or else asking politely (`plain`).
     #[allow(unsafe_code)]
@@ -291,14 +308,21 @@ impl Socket {
     }
 }
 
+/// Moves the calling thread into the network namespace `netns`.
+#[allow(unsafe_code)]
+fn enter(netns: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor `netns` keeps open; it only
+    // changes the calling thread's namespace, checked below.
+    check(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
+}
+
 /// Receive-buffer bytes per expected acknowledgement (an ack's skb truesize
 /// is well below this).
 const RCVBUF_PER_ACK: usize = 1024;
 
-/// Sends the batch in one `sendmsg` and reads every acknowledgement. Opens a
-/// socket in the calling thread's network namespace.
-pub fn send(batch: &Finished) -> Result<(), BatchError> {
-    let socket = Socket::open().map_err(BatchError::Socket)?;
+/// Sends the batch in one `sendmsg` on `socket` and reads every
+/// acknowledgement; leaves no reply queued behind.
+pub fn send(socket: &Socket, batch: &Finished) -> Result<(), BatchError> {
     let bytes = batch.bytes();
     socket
         .set_buffers(

@@ -82,7 +82,7 @@ pub enum SetRef {
 }
 
 /// A verdict as nf_tables encodes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VerdictCode {
     pub code: i32,
     pub chain: Option<String>,
@@ -248,7 +248,7 @@ impl Expr {
 }
 
 /// One set element.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ElemSpec {
     pub key: Vec<u8>,
     /// The inclusive end of a concatenated interval (`NFTNL_SET_ELEM_KEY_END`).

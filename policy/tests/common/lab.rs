@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use policy::Nft;
+use policy::{Netlink, Nft};
 use testkit::{Background, Netns, poll_until, veth_pair};
 
 /// How long a probe waits for an answer, in seconds.
@@ -220,9 +220,10 @@ impl Lab {
         }
     }
 
-    /// A driver programming the host namespace's `inet calico` table.
-    pub fn nft(&self) -> Nft {
-        nft_in(&self.host)
+    /// The default driver ([`Netlink`]) programming the host namespace's
+    /// `inet calico` table.
+    pub fn driver(&self) -> Netlink {
+        Netlink::in_netns(self.host.path()).expect("a netlink socket in the host namespace")
     }
 
     /// Runs all probes concurrently; whether each was answered, in order.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod kernel;
 pub mod lab;
 
 use policy::{Config, Model, Ruleset};
