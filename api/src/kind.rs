@@ -1,5 +1,6 @@
 //! [`Kind`]: every resource kind the model knows, with its API group, etcd plural and
-//! the names `calicoctl` accepts for it.
+//! the names `calicoctl` accepts for it. The kinds are listed once, in `with_kinds!`,
+//! which generates both [`Kind`] and [`Resource`](crate::Resource).
 
 use std::fmt;
 
@@ -8,51 +9,86 @@ pub const CALICO_API_VERSION: &str = "projectcalico.org/v3";
 /// The Kubernetes networking API group and version.
 pub const K8S_NETWORKING_API_VERSION: &str = "networking.k8s.io/v1";
 
-/// A resource kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    IPPool,
-    IPReservation,
-    IPAMConfiguration,
-    Node,
-    BGPConfiguration,
-    BGPPeer,
-    BGPFilter,
-    Tier,
-    NetworkPolicy,
-    GlobalNetworkPolicy,
-    NetworkSet,
-    GlobalNetworkSet,
-    Profile,
-    HostEndpoint,
-    WorkloadEndpoint,
-    FelixConfiguration,
-    /// `networking.k8s.io/v1` NetworkPolicy.
-    KubernetesNetworkPolicy,
+/// The table of every resource kind, one line each, handed to `$callback`: it
+/// generates [`Kind`] (here) and [`Resource`](crate::Resource) (in `resource`),
+/// so adding a kind is adding its line (and its type).
+///
+/// Each line: the variant, which is also the resource type's name; the module
+/// of [`resources`](crate::resources) defining the type; `namespaced` or
+/// `cluster`; then `[kind, plural, short forms...]`, the names `calicoctl`
+/// accepts (the plural is also the datastore key's).
+macro_rules! with_kinds {
+    ($callback:ident) => {
+        $callback! {
+            IPPool: ippool, cluster, ["IPPool", "ippools", "ipp", "ipps", "pool", "pools"];
+            IPReservation: ippool, cluster, ["IPReservation", "ipreservations", "ipr", "iprs"];
+            IPAMConfiguration: ipam, cluster,
+                ["IPAMConfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"];
+            Node: node, cluster, ["Node", "nodes", "no", "nos"];
+            BGPConfiguration: bgp, cluster,
+                ["BGPConfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"];
+            BGPPeer: bgp, cluster, ["BGPPeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"];
+            BGPFilter: bgp, cluster, ["BGPFilter", "bgpfilters"];
+            Tier: policy, cluster, ["Tier", "tiers"];
+            NetworkPolicy: policy, namespaced,
+                ["NetworkPolicy", "networkpolicies", "policy", "policies", "np", "nps", "pol", "pols"];
+            GlobalNetworkPolicy: policy, cluster,
+                ["GlobalNetworkPolicy", "globalnetworkpolicies", "gnp", "gnps"];
+            NetworkSet: networkset, namespaced, ["NetworkSet", "networksets", "netset", "netsets"];
+            GlobalNetworkSet: networkset, cluster,
+                ["GlobalNetworkSet", "globalnetworksets", "gns", "gnss"];
+            Profile: policy, cluster, ["Profile", "profiles", "pro", "pros"];
+            HostEndpoint: endpoints, cluster, ["HostEndpoint", "hostendpoints", "hep", "heps"];
+            WorkloadEndpoint: endpoints, namespaced,
+                ["WorkloadEndpoint", "workloadendpoints", "wep", "weps"];
+            FelixConfiguration: felix, cluster,
+                ["FelixConfiguration", "felixconfigurations", "felixconfig", "felixconfigs"];
+            /// `networking.k8s.io/v1` NetworkPolicy.
+            KubernetesNetworkPolicy: k8s, namespaced,
+                ["KubernetesNetworkPolicy", "kubernetesnetworkpolicies", "knp", "knps"];
+        }
+    };
+}
+pub(crate) use with_kinds;
+
+/// Generates [`Kind`] and the parts of it the table decides.
+macro_rules! kind_enum {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident: $module:ident, $scope:ident, [$($name:literal),+ $(,)?];
+    )*) => {
+        /// A resource kind.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Kind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl Kind {
+            /// Every kind, in a stable order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$kind),*];
+
+            /// Whether resources of this kind live in a namespace.
+            pub fn namespaced(self) -> bool {
+                match self {
+                    $(Kind::$kind => kind_enum!(@namespaced $scope),)*
+                }
+            }
+
+            /// `[kind, plural, short forms...]`.
+            fn names(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$kind => &[$($name),+],)*
+                }
+            }
+        }
+    };
+    (@namespaced namespaced) => { true };
+    (@namespaced cluster) => { false };
 }
 
-impl Kind {
-    /// Every kind, in a stable order.
-    pub const ALL: &'static [Kind] = &[
-        Kind::IPPool,
-        Kind::IPReservation,
-        Kind::IPAMConfiguration,
-        Kind::Node,
-        Kind::BGPConfiguration,
-        Kind::BGPPeer,
-        Kind::BGPFilter,
-        Kind::Tier,
-        Kind::NetworkPolicy,
-        Kind::GlobalNetworkPolicy,
-        Kind::NetworkSet,
-        Kind::GlobalNetworkSet,
-        Kind::Profile,
-        Kind::HostEndpoint,
-        Kind::WorkloadEndpoint,
-        Kind::FelixConfiguration,
-        Kind::KubernetesNetworkPolicy,
-    ];
+with_kinds!(kind_enum);
 
+impl Kind {
     /// The `kind:` field of the document, e.g. `"IPPool"`.
     pub fn name(self) -> &'static str {
         self.names()[0]
@@ -88,17 +124,6 @@ impl Kind {
         self.names()[1]
     }
 
-    /// Whether resources of this kind live in a namespace.
-    pub fn namespaced(self) -> bool {
-        matches!(
-            self,
-            Kind::NetworkPolicy
-                | Kind::NetworkSet
-                | Kind::WorkloadEndpoint
-                | Kind::KubernetesNetworkPolicy
-        )
-    }
-
     /// Looks a kind up by any name `calicoctl` accepts: the kind, its plural or a short
     /// form, ignoring case. `NetworkPolicy` names the Calico kind; the Kubernetes one is
     /// `KubernetesNetworkPolicy` (or `knp`).
@@ -107,63 +132,6 @@ impl Kind {
             .iter()
             .copied()
             .find(|k| k.names().iter().any(|n| n.eq_ignore_ascii_case(s)))
-    }
-
-    /// `[kind, plural, short forms...]`.
-    fn names(self) -> &'static [&'static str] {
-        match self {
-            Kind::IPPool => &["IPPool", "ippools", "ipp", "ipps", "pool", "pools"],
-            Kind::IPReservation => &["IPReservation", "ipreservations", "ipr", "iprs"],
-            Kind::IPAMConfiguration => &[
-                "IPAMConfiguration",
-                "ipamconfigurations",
-                "ipamconfig",
-                "ipamconfigs",
-            ],
-            Kind::Node => &["Node", "nodes", "no", "nos"],
-            Kind::BGPConfiguration => &[
-                "BGPConfiguration",
-                "bgpconfigurations",
-                "bgpconfig",
-                "bgpconfigs",
-            ],
-            Kind::BGPPeer => &["BGPPeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"],
-            Kind::BGPFilter => &["BGPFilter", "bgpfilters"],
-            Kind::Tier => &["Tier", "tiers"],
-            Kind::NetworkPolicy => &[
-                "NetworkPolicy",
-                "networkpolicies",
-                "policy",
-                "policies",
-                "np",
-                "nps",
-                "pol",
-                "pols",
-            ],
-            Kind::GlobalNetworkPolicy => &[
-                "GlobalNetworkPolicy",
-                "globalnetworkpolicies",
-                "gnp",
-                "gnps",
-            ],
-            Kind::NetworkSet => &["NetworkSet", "networksets", "netset", "netsets"],
-            Kind::GlobalNetworkSet => &["GlobalNetworkSet", "globalnetworksets", "gns", "gnss"],
-            Kind::Profile => &["Profile", "profiles", "pro", "pros"],
-            Kind::HostEndpoint => &["HostEndpoint", "hostendpoints", "hep", "heps"],
-            Kind::WorkloadEndpoint => &["WorkloadEndpoint", "workloadendpoints", "wep", "weps"],
-            Kind::FelixConfiguration => &[
-                "FelixConfiguration",
-                "felixconfigurations",
-                "felixconfig",
-                "felixconfigs",
-            ],
-            Kind::KubernetesNetworkPolicy => &[
-                "KubernetesNetworkPolicy",
-                "kubernetesnetworkpolicies",
-                "knp",
-                "knps",
-            ],
-        }
     }
 }
 

@@ -8,19 +8,8 @@ use serde_json::Value;
 
 use crate::{
     error::FieldError,
-    kind::{CALICO_API_VERSION, K8S_NETWORKING_API_VERSION, Kind},
+    kind::{CALICO_API_VERSION, K8S_NETWORKING_API_VERSION, Kind, with_kinds},
     meta::ObjectMeta,
-    resources::{
-        bgp::{BGPConfiguration, BGPFilter, BGPPeer},
-        endpoints::{HostEndpoint, WorkloadEndpoint},
-        felix::FelixConfiguration,
-        ipam::IPAMConfiguration,
-        ippool::{IPPool, IPReservation},
-        k8s::KubernetesNetworkPolicy,
-        networkset::{GlobalNetworkSet, NetworkSet},
-        node::Node,
-        policy::{GlobalNetworkPolicy, NetworkPolicy, Profile, Tier},
-    },
     validate::{Errors, names},
 };
 
@@ -99,13 +88,18 @@ fn document_kind(obj: &serde_json::Map<String, Value>) -> Result<Kind, FieldErro
     })
 }
 
+/// Generates [`Resource`] from the table of kinds (see `kind::with_kinds`): one
+/// variant per kind, holding the type of the same name.
 macro_rules! resource_enum {
-    ($($kind:ident),* $(,)?) => {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident: $module:ident, $scope:ident, [$($name:literal),+ $(,)?];
+    )*) => {
         /// One resource of any kind.
         #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
         pub enum Resource {
-            $($kind($kind),)*
+            $($kind(crate::resources::$module::$kind),)*
         }
 
         impl Resource {
@@ -146,7 +140,9 @@ macro_rules! resource_enum {
 
             fn read_as(kind: Kind, value: Value) -> Result<Self, FieldError> {
                 match kind {
-                    $(Kind::$kind => read::<$kind>(value).map(Resource::$kind),)*
+                    $(Kind::$kind => {
+                        read::<crate::resources::$module::$kind>(value).map(Resource::$kind)
+                    })*
                 }
             }
         }
@@ -160,8 +156,8 @@ macro_rules! resource_enum {
         }
 
         $(
-            impl From<$kind> for Resource {
-                fn from(r: $kind) -> Self {
+            impl From<crate::resources::$module::$kind> for Resource {
+                fn from(r: crate::resources::$module::$kind) -> Self {
                     Resource::$kind(r)
                 }
             }
@@ -169,25 +165,7 @@ macro_rules! resource_enum {
     };
 }
 
-resource_enum!(
-    IPPool,
-    IPReservation,
-    IPAMConfiguration,
-    Node,
-    BGPConfiguration,
-    BGPPeer,
-    BGPFilter,
-    Tier,
-    NetworkPolicy,
-    GlobalNetworkPolicy,
-    NetworkSet,
-    GlobalNetworkSet,
-    Profile,
-    HostEndpoint,
-    WorkloadEndpoint,
-    FelixConfiguration,
-    KubernetesNetworkPolicy,
-);
+with_kinds!(resource_enum);
 
 impl Resource {
     /// Reads a document strictly (unknown fields are errors) and fills in defaults.

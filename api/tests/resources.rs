@@ -496,6 +496,39 @@ fn global_policy_checks_host_policy_flags() {
 }
 
 #[test]
+fn both_policy_kinds_read_and_write_their_shared_fields_alike() {
+    let shared = "{tier: security, order: 100, selector: has(app), types: [Egress], \
+                  egress: [{action: Allow}], serviceAccountSelector: has(sa)}";
+    let np = read(&doc(
+        "NetworkPolicy",
+        "{name: security.p, namespace: n}",
+        shared,
+    ));
+    let gnp = read(&doc("GlobalNetworkPolicy", "{name: security.p}", shared));
+    let expected = json!({
+        "tier": "security",
+        "order": 100,
+        "selector": "has(app)",
+        "types": ["Egress"],
+        "egress": [{"action": "Allow"}],
+        "serviceAccountSelector": "has(sa)",
+    });
+    assert_eq!(np.to_value()["spec"], expected);
+    assert_eq!(gnp.to_value()["spec"], expected);
+    // Defaults, the same for both: the default tier, types from the rules.
+    for kind in ["NetworkPolicy", "GlobalNetworkPolicy"] {
+        let r = read(&doc(kind, "{name: p}", "{ingress: [{action: Deny}]}"));
+        assert_eq!(r.to_value()["spec"]["tier"], "default", "{kind}");
+        assert_eq!(r.to_value()["spec"]["types"], json!(["Ingress"]), "{kind}");
+        let err = read_error(&doc(kind, "{name: p}", "{selectr: all()}"));
+        assert!(
+            err.starts_with("spec.selectr: unknown field `selectr`"),
+            "{kind}: {err}"
+        );
+    }
+}
+
+#[test]
 fn network_policy_is_namespaced_and_defaults_to_the_default_namespace() {
     let r = assert_valid(&format!("{V3}kind: NetworkPolicy\nmetadata: {{name: p}}\n"));
     assert_eq!(r.metadata().namespace.as_deref(), Some("default"));

@@ -261,8 +261,10 @@ pub struct IpamArgs {
 pub enum IpamCommand {
     /// Show usage per pool (and per block), or who owns an address.
     Show(IpamShowArgs),
-    /// Check IPAM data: leaked addresses, handles that disagree with their
-    /// blocks, affinities to missing hosts. Exits 1 when anything is wrong.
+    /// Check IPAM data: leaked addresses (no handle, no Node, no workload
+    /// endpoint for the pod), workload endpoint addresses with no allocation,
+    /// handles that disagree with their blocks, affinities to missing hosts.
+    /// Exits 1 when anything is wrong.
     Check(IpamCheckArgs),
     /// Release an address, or the leaked addresses listed in a check report.
     Release(IpamReleaseArgs),

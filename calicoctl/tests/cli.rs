@@ -115,6 +115,57 @@ fn creating_an_existing_resource_fails_unless_skip_exists() {
 }
 
 #[test]
+fn create_and_replace_name_every_resource_at_fault() {
+    let ctl = Ctl::new();
+    let ac = [pool("a", "10.1.0.0/16"), pool("c", "10.3.0.0/16")].join("---\n");
+    ctl.apply(&ac);
+    let abc = [
+        pool("a", "10.1.0.0/16"),
+        pool("b", "10.2.0.0/16"),
+        pool("c", "10.3.0.0/16"),
+    ]
+    .join("---\n");
+    let created = ctl
+        .run_with_stdin(&["create", "-f", "-"], &abc)
+        .fails_with(1);
+    assert!(
+        created
+            .stderr
+            .contains("already exists: IPPool a, IPPool c; nothing was written"),
+        "{created:?}"
+    );
+    let replaced = ctl
+        .run_with_stdin(
+            &["replace", "-f", "-"],
+            &[
+                pool("x", "10.4.0.0/16"),
+                pool("a", "10.1.0.0/16"),
+                pool("y", "10.5.0.0/16"),
+            ]
+            .join("---\n"),
+        )
+        .fails_with(1);
+    assert!(
+        replaced
+            .stderr
+            .contains("2 resources not found, nothing was written: IPPool x, IPPool y"),
+        "{replaced:?}"
+    );
+    assert_eq!(ctl.names(&["ippools"]), ["a", "c"]);
+    // Everything existing: --skip-exists creates nothing and says so.
+    let skipped = ctl
+        .run_with_stdin(&["create", "-f", "-", "--skip-exists"], &ac)
+        .ok();
+    assert!(
+        skipped
+            .stdout
+            .contains("Successfully created 0 resource(s)")
+            && skipped.stdout.contains("Skipped 2 resources"),
+        "{skipped:?}"
+    );
+}
+
+#[test]
 fn replace_with_a_stale_resource_version_fails_and_changes_nothing() {
     let ctl = Ctl::new();
     ctl.run_with_stdin(&["apply", "-f", "-"], &pool("pool-a", "10.10.0.0/16"))

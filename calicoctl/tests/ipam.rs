@@ -42,16 +42,27 @@ impl Ctl {
         Ipam::new(store)
     }
 
+    /// Allocates `n` addresses to `handle` for `host`, naming no pod.
     fn assign(&self, handle: &str, host: &str, n: usize) -> Vec<IpAddr> {
+        self.assign_with(handle, host, n, &[])
+    }
+
+    /// Allocates `n` addresses to `handle` for `host` with these attributes.
+    fn assign_with(
+        &self,
+        handle: &str,
+        host: &str,
+        n: usize,
+        attrs: &[(&str, &str)],
+    ) -> Vec<IpAddr> {
         let args = AutoAssignArgs {
             handle: handle.into(),
             host: host.into(),
             num_v4: n,
-            attrs: [
-                ("pod".to_string(), "web-0".to_string()),
-                ("namespace".to_string(), "shop".to_string()),
-            ]
-            .into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..AutoAssignArgs::default()
         };
         let assigned = self
@@ -60,6 +71,25 @@ impl Ctl {
             .unwrap();
         assigned.v4.iter().map(|a| a.ip).collect()
     }
+
+    /// One address for pod `shop/<pod>` on node1, as the CNI plugin asks.
+    fn assign_pod(&self, pod: &str) -> IpAddr {
+        let handle = format!("k8s-pod-network.{pod}");
+        self.assign_with(&handle, "node1", 1, &[("namespace", "shop"), ("pod", pod)])[0]
+    }
+}
+
+/// The workload endpoint of pod `shop/<pod>` on node1, listing `ips`.
+fn endpoint(pod: &str, ips: &[String]) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  \
+         name: node1-k8s-{pod}-eth0\n  namespace: shop\nspec:\n  node: node1\n  \
+         pod: {pod}\n  interfaceName: cali{pod}\n  ipNetworks: [{}]\n",
+        ips.iter()
+            .map(|ip| format!("{ip}/32"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 const SETUP: &str = "\
@@ -80,7 +110,12 @@ metadata:
 fn show_reports_pool_and_block_usage_and_who_owns_an_address() {
     let ctl = Ctl::new();
     ctl.apply(SETUP);
-    let ips = ctl.assign("k8s-pod-network.0123abcd", "node1", 3);
+    let ips = ctl.assign_with(
+        "k8s-pod-network.0123abcd",
+        "node1",
+        3,
+        &[("pod", "web-0"), ("namespace", "shop")],
+    );
 
     let table = ctl.run(&["ipam", "show"]).ok().stdout;
     let pool_row = table
@@ -190,6 +225,46 @@ fn check_is_clean_then_finds_a_leak_that_release_from_report_fixes() {
     std::fs::write(ctl.dir.path().join("bad.json"), "{}").unwrap();
     ctl.run(&["ipam", "release", "--from-report", "bad.json"])
         .fails_with(2);
+}
+
+#[test]
+fn check_holds_pod_addresses_against_workload_endpoints() {
+    let ctl = Ctl::new();
+    ctl.apply(SETUP);
+    let web = ctl.assign_pod("web").to_string();
+    let gone = ctl.assign_pod("gone").to_string();
+    // web's endpoint lists its address and one IPAM never allocated; the
+    // pod `gone` has no endpoint (its teardown never released the address).
+    ctl.apply(&endpoint("web", &[web.clone(), "10.10.0.200".into()]));
+
+    let run = ctl
+        .run(&["ipam", "check", "-o", "report.json"])
+        .fails_with(1);
+    assert!(
+        run.stdout.contains(&format!(
+            "leaked address {gone} in block 10.10.0.0/26 (handle k8s-pod-network.gone): WorkloadEndpointMissing"
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains(
+            "workload endpoint shop/node1-k8s-web-eth0 uses 10.10.0.200, which IPAM has not allocated"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("2 problem(s)"), "{run:?}");
+
+    let released = ctl
+        .run(&["ipam", "release", "--from-report", "report.json"])
+        .ok()
+        .stdout;
+    assert!(released.contains(&format!("Released {gone}")), "{released}");
+    ctl.apply(&endpoint("web", &[web]));
+    let clean = ctl.run(&["ipam", "check"]).ok().stdout;
+    assert!(
+        clean.contains("1 allocated address(es), 1 handle(s), 1 workload endpoint address(es)"),
+        "{clean}"
+    );
 }
 
 #[test]

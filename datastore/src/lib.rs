@@ -14,7 +14,8 @@
 //! - [`etcd`]: [`EtcdStore`], the same trait on an etcd v3 cluster (several
 //!   endpoints, TLS, user and password); watches survive etcd restarts.
 //! - [`resources`]: [`ResourceStore`], typed `projectcalico.org/v3`
-//!   resources under Calico's etcdv3 keys, `resourceVersion` = `mod_revision`.
+//!   resources under Calico's etcdv3 keys, `resourceVersion` = `mod_revision`;
+//!   batch writes in one transaction that name every resource refused.
 //! - [`config`]: [`DatastoreConfig`] from the environment or a
 //!   `CalicoAPIConfig` file, and [`connect`].
 //! - [`conformance`]: the backend conformance suite, written once against
@@ -42,5 +43,5 @@ pub use etcd::EtcdStore;
 pub use kv::{
     Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
 };
-pub use resources::ResourceStore;
+pub use resources::{Batch, BatchWrite, Refusal, ResourceStore};
 pub use sqlite::SqliteStore;

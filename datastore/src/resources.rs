@@ -231,22 +231,32 @@ impl ResourceStore {
     /// or none. Those carrying a `resourceVersion` must still be current
     /// ([`Error::Conflict`], [`Error::NotFound`]).
     pub async fn apply_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
-        self.write_all(resources, Batch::Apply).await
+        self.write_all(resources, Batch::Apply).await?.into_result()
     }
 
     /// Creates every resource in one transaction: if any already exists,
     /// nothing is written ([`Error::AlreadyExists`] names the first).
     pub async fn create_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
-        self.write_all(resources, Batch::Create).await
+        self.write_all(resources, Batch::Create)
+            .await?
+            .into_result()
     }
 
     /// Replaces every resource in one transaction: each must exist and, with a
     /// `resourceVersion`, be current; otherwise nothing is written.
     pub async fn replace_all(&self, resources: Vec<Resource>) -> Result<Vec<Resource>> {
-        self.write_all(resources, Batch::Replace).await
+        self.write_all(resources, Batch::Replace)
+            .await?
+            .into_result()
     }
 
-    async fn write_all(&self, resources: Vec<Resource>, batch: Batch) -> Result<Vec<Resource>> {
+    /// Writes every resource in one transaction, as `batch` says, or none.
+    /// When a check does not hold, the transaction's failure branch reads
+    /// every checked key, so [`BatchWrite::Refused`] names every resource at
+    /// fault without another round trip. `Err` is kept for invalid input
+    /// (each resource is validated first; a key may appear once) and for
+    /// the store failing.
+    pub async fn write_all(&self, resources: Vec<Resource>, batch: Batch) -> Result<BatchWrite> {
         let mut prepared = resources
             .into_iter()
             .map(Prepared::new)
@@ -262,10 +272,11 @@ impl ResourceStore {
                 message: "appears more than once in one batch".into(),
             });
         }
-        let checked: Vec<&Prepared> = match batch {
-            Batch::Apply => prepared.iter().filter(|p| p.expected.is_some()).collect(),
-            Batch::Create | Batch::Replace => prepared.iter().collect(),
-        };
+        let checked: Vec<(usize, &Prepared)> = prepared
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| batch != Batch::Apply || p.expected.is_some())
+            .collect();
         let compares = prepared.iter().flat_map(|p| match batch {
             Batch::Apply => p.compares(),
             Batch::Create => vec![Compare::absent(&p.key)],
@@ -277,15 +288,21 @@ impl ResourceStore {
         let txn = Txn::new()
             .when(compares)
             .and_then(prepared.iter().map(|p| Op::put(&p.key, p.value.clone())))
-            .or_else(checked.iter().map(|p| Op::get(&p.key)));
+            .or_else(checked.iter().map(|(_, p)| Op::get(&p.key)));
         let resp = self.kv.txn(txn).await?;
         if !resp.succeeded {
-            return Err(first_mismatch(&checked, &resp.results, batch));
+            let refused = mismatches(&checked, &resp.results, batch);
+            if refused.is_empty() {
+                return Err(Error::Backend("batch refused but every check held".into()));
+            }
+            return Ok(BatchWrite::Refused(refused));
         }
-        Ok(prepared
-            .into_iter()
-            .map(|p| p.stored(resp.revision))
-            .collect())
+        Ok(BatchWrite::Written(
+            prepared
+                .into_iter()
+                .map(|p| p.stored(resp.revision))
+                .collect(),
+        ))
     }
 
     /// The resource; [`Error::NotFound`] if absent.
@@ -334,33 +351,77 @@ impl ResourceStore {
 
 /// How a batch write treats keys that exist or do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Batch {
+pub enum Batch {
+    /// Create or replace; a resource with a `resourceVersion` must be current.
     Apply,
+    /// Create; none may exist.
     Create,
+    /// Replace; each must exist and, with a `resourceVersion`, be current.
     Replace,
 }
 
-/// The error for the first resource whose check did not hold, from the
-/// failure branch's gets (one per checked resource, in order).
-fn first_mismatch(checked: &[&Prepared], results: &[OpResult], batch: Batch) -> Error {
-    for (p, result) in checked.iter().zip(results) {
-        let expected = p.expected.unwrap_or_default();
-        match result {
-            OpResult::Get { kv: Some(_) } if batch == Batch::Create => {
-                return Error::AlreadyExists { key: p.key.clone() };
-            }
-            OpResult::Get { kv: None } if batch == Batch::Create => {}
-            OpResult::Get { kv: Some(_) } if p.expected.is_none() => {}
-            OpResult::Get { kv: None } => return Error::NotFound { key: p.key.clone() },
-            OpResult::Get { kv: Some(kv) } if kv.mod_revision != expected => {
-                return Error::Conflict {
-                    key: p.key.clone(),
-                    expected,
-                    actual: kv.mod_revision,
-                };
-            }
-            _ => {}
+/// One resource a batch write refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its position in the batch.
+    pub index: usize,
+    /// Why: [`Error::AlreadyExists`], [`Error::NotFound`] or [`Error::Conflict`].
+    pub error: Error,
+}
+
+/// The outcome of [`ResourceStore::write_all`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchWrite {
+    /// Every resource was written, at one revision: the stored copies, in
+    /// batch order.
+    Written(Vec<Resource>),
+    /// Nothing was written: every resource whose check did not hold, in
+    /// batch order (never empty).
+    Refused(Vec<Refusal>),
+}
+
+impl BatchWrite {
+    /// The stored copies, or the first refusal's error.
+    pub fn into_result(self) -> Result<Vec<Resource>> {
+        match self {
+            BatchWrite::Written(stored) => Ok(stored),
+            BatchWrite::Refused(refused) => Err(refused
+                .into_iter()
+                .next()
+                .map(|r| r.error)
+                .unwrap_or_else(|| Error::Backend("batch refused for no reason".into()))),
         }
     }
-    Error::Backend("batch refused but every resourceVersion matched".into())
+}
+
+/// Every resource whose check did not hold, from the failure branch's gets
+/// (one per checked resource, in order).
+fn mismatches(checked: &[(usize, &Prepared)], results: &[OpResult], batch: Batch) -> Vec<Refusal> {
+    checked
+        .iter()
+        .zip(results)
+        .filter_map(|((index, p), result)| {
+            let OpResult::Get { kv } = result else {
+                return None;
+            };
+            let key = p.key.clone();
+            match (kv, p.expected) {
+                (Some(_), _) if batch == Batch::Create => Some(Error::AlreadyExists { key }),
+                (None, _) if batch == Batch::Create => None,
+                (None, _) => Some(Error::NotFound { key }),
+                (Some(kv), Some(expected)) if kv.mod_revision != expected => {
+                    Some(Error::Conflict {
+                        key,
+                        expected,
+                        actual: kv.mod_revision,
+                    })
+                }
+                (Some(_), _) => None,
+            }
+            .map(|error| Refusal {
+                index: *index,
+                error,
+            })
+        })
+        .collect()
 }

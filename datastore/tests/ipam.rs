@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use api::resources::ippool::AllowedUse;
 use api::{
     Cidr, IPAMConfiguration, IPAMConfigurationSpec, IPPool, IPPoolSpec, IPReservation,
-    IPReservationSpec, Kind, Node, NodeSpec, ObjectMeta, Resource,
+    IPReservationSpec, Kind, Node, NodeSpec, ObjectMeta, Resource, WorkloadEndpoint,
+    WorkloadEndpointSpec,
 };
 use datastore::ipam::check::LeakReason;
 use datastore::ipam::{AutoAssignArgs, ConfigUpdate, IpUse, Ipam, IpamError, PoolRef, model};
@@ -521,6 +522,66 @@ async fn check_finds_a_leaked_address_and_releasing_the_leak_fixes_it() {
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.allocated, 1);
     assert!(f.ipam.ip_status(kept).await.unwrap().allocated);
+}
+
+/// Writes the workload endpoint of pod `shop/<pod>` on host `n` listing `ips`.
+async fn put_endpoint(f: &Fixture, pod: &str, ips: &[IpAddr]) {
+    let mut meta = ObjectMeta::named(format!("n-k8s-{pod}-eth0"));
+    meta.namespace = Some("shop".into());
+    let spec = WorkloadEndpointSpec {
+        pod: pod.into(),
+        node: "n".into(),
+        interface_name: format!("cali{pod}"),
+        ip_networks: ips.iter().map(|ip| Cidr(IpNet::from(*ip))).collect(),
+        ..WorkloadEndpointSpec::default()
+    };
+    f.store
+        .apply(WorkloadEndpoint::new(meta, spec).into())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn check_holds_pod_allocations_against_workload_endpoints() {
+    let f = fixture().await;
+    f.pool("p", "10.0.0.0/24", |_| {}).await;
+    f.pool("off", "10.9.0.0/24", |s| s.disabled = true).await;
+    f.node("n", &[]).await;
+    let for_pod = |pod: &str| AutoAssignArgs {
+        attrs: BTreeMap::from([
+            ("namespace".to_string(), "shop".to_string()),
+            ("pod".to_string(), pod.to_string()),
+        ]),
+        ..args(&format!("k8s-pod-network.{pod}"), "n", 1, 0)
+    };
+    let web = f.ipam.auto_assign(&for_pod("web")).await.unwrap().v4[0].ip;
+    let gone = f.ipam.auto_assign(&for_pod("gone")).await.unwrap().v4[0].ip;
+    // web's endpoint also lists an address of a disabled pool.
+    put_endpoint(&f, "web", &[web, ip("10.9.0.5")]).await;
+
+    let report = f.ipam.check().await.unwrap();
+    let leaked: Vec<(IpAddr, LeakReason)> =
+        report.leaked.iter().map(|l| (l.ip, l.reason)).collect();
+    assert_eq!(leaked, [(gone, LeakReason::WorkloadEndpointMissing)]);
+    let unallocated: Vec<(IpAddr, &str, bool)> = report
+        .unallocated
+        .iter()
+        .map(|u| (u.ip, u.endpoint.as_str(), u.in_pool))
+        .collect();
+    assert_eq!(
+        unallocated,
+        [(ip("10.9.0.5"), "shop/n-k8s-web-eth0", false)]
+    );
+    assert_eq!(report.workload_addresses, 2);
+
+    assert_eq!(
+        f.ipam.release_leaked(&report.leaked).await.unwrap(),
+        vec![gone]
+    );
+    put_endpoint(&f, "web", &[web]).await;
+    let report = f.ipam.check().await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.allocated, 1);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use api::{Kind, Resource};
 use datastore::resources::ResourceStore;
-use datastore::{Error, KvStore, SqliteStore};
+use datastore::{Batch, BatchWrite, Error, KvStore, Refusal, SqliteStore};
 use serde_json::json;
 
 fn store() -> (tempfile::TempDir, Arc<dyn KvStore>, ResourceStore) {
@@ -383,4 +383,80 @@ async fn replace_all_writes_nothing_when_one_is_missing_or_stale() {
         .await
         .unwrap();
     assert_eq!(cidr_of(&replaced[0]), "10.6.0.0/16");
+}
+
+/// `(index, key suffix, kind of error)` of each refusal, for comparing.
+fn refusals(outcome: BatchWrite) -> Vec<(usize, String, &'static str)> {
+    let BatchWrite::Refused(refused) = outcome else {
+        panic!("expected a refusal, got {outcome:?}")
+    };
+    refused
+        .into_iter()
+        .map(|Refusal { index, error }| {
+            let (key, what) = match error {
+                Error::AlreadyExists { key } => (key, "exists"),
+                Error::NotFound { key } => (key, "missing"),
+                Error::Conflict { key, .. } => (key, "stale"),
+                other => panic!("unexpected refusal {other:?}"),
+            };
+            let name = key.rsplit('/').next().unwrap().to_owned();
+            (index, name, what)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refused_batch_names_every_resource_at_fault_and_writes_nothing() {
+    let (_dir, kv, store) = store();
+    store.create(pool("p", "10.1.0.0/16")).await.unwrap();
+    let q = store.create(pool("q", "10.2.0.0/16")).await.unwrap();
+    store.apply(pool("q", "10.3.0.0/16")).await.unwrap();
+    let before = kv.revision().await.unwrap();
+    let mut stale_q = pool("q", "10.4.0.0/16");
+    stale_q.metadata_mut().resource_version = Some(version(&q));
+
+    let create = vec![
+        pool("a", "10.5.0.0/16"),
+        pool("p", "10.6.0.0/16"),
+        pool("b", "10.7.0.0/16"),
+        pool("q", "10.8.0.0/16"),
+    ];
+    assert_eq!(
+        refusals(store.write_all(create, Batch::Create).await.unwrap()),
+        [(1, "p".into(), "exists"), (3, "q".into(), "exists")]
+    );
+    let replace = vec![
+        pool("p", "10.6.0.0/16"),
+        pool("gone", "10.7.0.0/16"),
+        stale_q.clone(),
+        pool("lost", "10.8.0.0/16"),
+    ];
+    assert_eq!(
+        refusals(store.write_all(replace, Batch::Replace).await.unwrap()),
+        [
+            (1, "gone".into(), "missing"),
+            (2, "q".into(), "stale"),
+            (3, "lost".into(), "missing")
+        ]
+    );
+    let apply = vec![pool("c", "10.9.0.0/16"), stale_q];
+    assert_eq!(
+        refusals(store.write_all(apply, Batch::Apply).await.unwrap()),
+        [(1, "q".into(), "stale")]
+    );
+    assert_eq!(kv.revision().await.unwrap(), before, "nothing written");
+
+    let outcome = store
+        .write_all(
+            vec![pool("p", "10.6.0.0/16"), pool("q", "10.8.0.0/16")],
+            Batch::Replace,
+        )
+        .await
+        .unwrap();
+    let BatchWrite::Written(stored) = outcome else {
+        panic!("expected the batch written, got {outcome:?}")
+    };
+    assert_eq!(kv.revision().await.unwrap(), before + 1, "one transaction");
+    assert_eq!(cidr_of(&stored[1]), "10.8.0.0/16");
+    assert_eq!(version(&stored[0]), (before + 1).to_string());
 }

@@ -320,60 +320,82 @@ impl PolicyView<'_> {
     }
 }
 
-/// `spec` of a namespaced [`NetworkPolicy`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NetworkPolicySpec {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tier: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_order"
-    )]
-    pub order: Option<f64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub selector: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub types: Vec<PolicyType>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ingress: Vec<Rule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub egress: Vec<Rule>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service_account_selector: String,
+/// Defines a policy spec: the fields NetworkPolicy and GlobalNetworkPolicy share,
+/// with Calico's serde names and defaults, followed by the kind's own fields, as
+/// one plain struct. (serde's `flatten` would share them too, but cannot be
+/// combined with `deny_unknown_fields`: unknown fields must stay errors naming
+/// their path.) Also gives the spec `view` and `default_policy`.
+macro_rules! policy_spec {
+    (
+        $(#[$doc:meta])*
+        $name:ident {
+            $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default, skip_serializing_if = "String::is_empty")]
+            pub tier: String,
+            #[serde(
+                default,
+                skip_serializing_if = "Option::is_none",
+                serialize_with = "serialize_order"
+            )]
+            pub order: Option<f64>,
+            #[serde(default, skip_serializing_if = "String::is_empty")]
+            pub selector: String,
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub types: Vec<PolicyType>,
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub ingress: Vec<Rule>,
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub egress: Vec<Rule>,
+            #[serde(default, skip_serializing_if = "String::is_empty")]
+            pub service_account_selector: String,
+            $($(#[$field_attr])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// The shared fields, borrowed for validation.
+            fn view(&self) -> PolicyView<'_> {
+                PolicyView {
+                    tier: &self.tier,
+                    order: self.order,
+                    selector: &self.selector,
+                    service_account_selector: &self.service_account_selector,
+                    types: &self.types,
+                    ingress: &self.ingress,
+                    egress: &self.egress,
+                }
+            }
+
+            /// Calico's defaults: the default tier, `types` inferred from the rules.
+            fn default_policy(&mut self) {
+                if self.tier.is_empty() {
+                    self.tier = DEFAULT_TIER.to_string();
+                }
+                if self.types.is_empty() {
+                    self.types = infer_types(&self.ingress, &self.egress);
+                }
+            }
+        }
+    };
 }
+
+policy_spec!(
+    /// `spec` of a namespaced [`NetworkPolicy`].
+    NetworkPolicySpec {}
+);
 
 impl Spec for NetworkPolicySpec {
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        default_policy(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
+        self.default_policy();
     }
 
     fn validate(&self, meta: &ObjectMeta, errs: &mut Errors) {
-        PolicyView {
-            tier: &self.tier,
-            order: self.order,
-            selector: &self.selector,
-            service_account_selector: &self.service_account_selector,
-            types: &self.types,
-            ingress: &self.ingress,
-            egress: &self.egress,
-        }
-        .validate(meta, errs);
-    }
-}
-
-fn default_policy(
-    tier: &mut String,
-    types: &mut Vec<PolicyType>,
-    ingress: &[Rule],
-    egress: &[Rule],
-) {
-    if tier.is_empty() {
-        *tier = DEFAULT_TIER.to_string();
-    }
-    if types.is_empty() {
-        *types = infer_types(ingress, egress);
+        self.view().validate(meta, errs);
     }
 }
 
@@ -383,62 +405,35 @@ resource!(
     NetworkPolicySpec
 );
 
-/// `spec` of a [`GlobalNetworkPolicy`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GlobalNetworkPolicySpec {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tier: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_order"
-    )]
-    pub order: Option<f64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub selector: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub types: Vec<PolicyType>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ingress: Vec<Rule>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub egress: Vec<Rule>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service_account_selector: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace_selector: String,
-    #[serde(
-        default,
-        rename = "doNotTrack",
-        skip_serializing_if = "std::ops::Not::not"
-    )]
-    pub do_not_track: bool,
-    #[serde(
-        default,
-        rename = "preDNAT",
-        skip_serializing_if = "std::ops::Not::not"
-    )]
-    pub pre_dnat: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub apply_on_forward: bool,
-}
+policy_spec!(
+    /// `spec` of a [`GlobalNetworkPolicy`].
+    GlobalNetworkPolicySpec {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub namespace_selector: String,
+        #[serde(
+            default,
+            rename = "doNotTrack",
+            skip_serializing_if = "std::ops::Not::not"
+        )]
+        pub do_not_track: bool,
+        #[serde(
+            default,
+            rename = "preDNAT",
+            skip_serializing_if = "std::ops::Not::not"
+        )]
+        pub pre_dnat: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub apply_on_forward: bool,
+    }
+);
 
 impl Spec for GlobalNetworkPolicySpec {
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        default_policy(&mut self.tier, &mut self.types, &self.ingress, &self.egress);
+        self.default_policy();
     }
 
     fn validate(&self, meta: &ObjectMeta, errs: &mut Errors) {
-        PolicyView {
-            tier: &self.tier,
-            order: self.order,
-            selector: &self.selector,
-            service_account_selector: &self.service_account_selector,
-            types: &self.types,
-            ingress: &self.ingress,
-            egress: &self.egress,
-        }
-        .validate(meta, errs);
+        self.view().validate(meta, errs);
         errs.selector("spec.namespaceSelector", &self.namespace_selector);
         if self.do_not_track && self.pre_dnat {
             errs.add("spec.preDNAT", "preDNAT and doNotTrack cannot both be true");

@@ -310,8 +310,9 @@ pub(crate) fn status_text(s: &IpStatus) -> String {
 /// The human-readable `ipam check` report.
 pub(crate) fn report_text(r: &Report) -> String {
     let mut text = format!(
-        "Checked IPAM data at revision {}: {} block(s), {} allocated address(es), {} handle(s)\n",
-        r.revision, r.blocks, r.allocated, r.handles
+        "Checked IPAM data at revision {}: {} block(s), {} allocated address(es), {} handle(s), \
+         {} workload endpoint address(es)\n",
+        r.revision, r.blocks, r.allocated, r.handles, r.workload_addresses
     );
     for h in &r.hosts {
         text.push_str(&format!(
@@ -338,6 +339,18 @@ pub(crate) fn report_text(r: &Report) -> String {
             l.block,
             l.handle.as_deref().unwrap_or("none"),
             l.reason
+        ));
+    }
+    for u in &r.unallocated {
+        text.push_str(&format!(
+            "  workload endpoint {} uses {}, {}\n",
+            u.endpoint,
+            u.ip,
+            if u.in_pool {
+                "which IPAM has not allocated"
+            } else {
+                "which is in no enabled IP pool"
+            }
         ));
     }
     for p in &r.handle_problems {

@@ -1,16 +1,18 @@
 //! `apply`, `create`, `replace` and `delete`: the commands that write the
 //! resources read from `-f` (or named on the command line).
 //!
-//! `apply` is one datastore transaction. `replace` checks that every resource
-//! exists, then writes them in one transaction (each with a resourceVersion is
-//! a compare-and-swap). `create` checks that none exists before creating any;
-//! only a resource created concurrently between the check and the write can
-//! leave the batch half-done (the datastore has no create-all transaction).
+//! `apply`, `create` and `replace` are each one datastore transaction that
+//! writes every resource or none (a resource with a resourceVersion is a
+//! compare-and-swap). When it is refused, the datastore names every resource
+//! at fault ([`BatchWrite::Refused`]), so the success path reads nothing
+//! first. Only `create --skip-exists` with some resources existing takes a
+//! second transaction, for the others.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use anyhow::{Context, Result, anyhow};
-use datastore::resources::ResourceStore;
+use datastore::resources::{Batch, BatchWrite, ResourceStore};
 
 use super::load::{Target, plural};
 use super::{describe, success};
@@ -45,38 +47,50 @@ pub async fn create(
     skip_exists: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut fresh = Vec::new();
-    let mut existing = Vec::new();
-    for resource in resources {
-        if exists(store, &resource).await? {
-            existing.push(resource);
-        } else {
-            fresh.push(resource);
+    let kinds: Vec<api::Kind> = resources.iter().map(api::Resource::kind).collect();
+    let context = |n: usize| format!("creating {}; nothing was written", plural(n, "resource"));
+    // Kept only for the second transaction `skip_exists` may need.
+    let retry = skip_exists.then(|| resources.clone());
+    let names: Vec<String> = resources.iter().map(name_of).collect();
+    let refused = match store
+        .write_all(resources, Batch::Create)
+        .await
+        .with_context(|| context(kinds.len()))?
+    {
+        BatchWrite::Written(_) => {
+            writeln!(out, "{}", success("created", &kinds))?;
+            return Ok(());
         }
-    }
-    if !existing.is_empty() && !skip_exists {
-        let names: Vec<String> = existing.iter().map(name_of).collect();
+        BatchWrite::Refused(refused) => refused,
+    };
+    let existing: BTreeSet<usize> = refused.iter().map(|r| r.index).collect();
+    let Some(resources) = retry else {
+        let names: Vec<&str> = existing.iter().map(|&i| names[i].as_str()).collect();
         return Err(anyhow!(
             "already exists: {}; nothing was written (--skip-exists creates the others)",
             names.join(", ")
         ));
-    }
+    };
+    let fresh: Vec<api::Resource> = resources
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !existing.contains(i))
+        .map(|(_, r)| r)
+        .collect();
     let kinds: Vec<api::Kind> = fresh.iter().map(api::Resource::kind).collect();
-    // One transaction: one created concurrently by someone else writes none.
-    store.create_all(fresh).await.with_context(|| {
-        format!(
-            "creating {}; nothing was written",
-            plural(kinds.len(), "resource")
-        )
-    })?;
-    writeln!(out, "{}", success("created", &kinds))?;
-    if !existing.is_empty() {
-        writeln!(
-            out,
-            "Skipped {} that already existed",
-            plural(existing.len(), "resource")
-        )?;
+    if !fresh.is_empty() {
+        // One transaction: one created concurrently by someone else writes none.
+        store
+            .create_all(fresh)
+            .await
+            .with_context(|| context(kinds.len()))?;
     }
+    writeln!(out, "{}", success("created", &kinds))?;
+    writeln!(
+        out,
+        "Skipped {} that already existed",
+        plural(existing.len(), "resource")
+    )?;
     Ok(())
 }
 
@@ -87,12 +101,32 @@ pub async fn replace(
     resources: Vec<api::Resource>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut missing = Vec::new();
-    for resource in &resources {
-        if !exists(store, resource).await? {
-            missing.push(name_of(resource));
+    let kinds: Vec<api::Kind> = resources.iter().map(api::Resource::kind).collect();
+    let names: Vec<String> = resources.iter().map(name_of).collect();
+    let context = || {
+        format!(
+            "replacing {}; nothing was written",
+            plural(kinds.len(), "resource")
+        )
+    };
+    // One transaction: a missing resource, a stale resourceVersion on any of
+    // them, or one deleted meanwhile, writes none.
+    let refused = match store
+        .write_all(resources, Batch::Replace)
+        .await
+        .with_context(context)?
+    {
+        BatchWrite::Written(_) => {
+            writeln!(out, "{}", success("replaced", &kinds))?;
+            return Ok(());
         }
-    }
+        BatchWrite::Refused(refused) => refused,
+    };
+    let missing: Vec<&str> = refused
+        .iter()
+        .filter(|r| matches!(r.error, datastore::Error::NotFound { .. }))
+        .map(|r| names[r.index].as_str())
+        .collect();
     if !missing.is_empty() {
         return Err(anyhow!(
             "{} not found, nothing was written: {}",
@@ -100,17 +134,11 @@ pub async fn replace(
             missing.join(", ")
         ));
     }
-    let kinds: Vec<api::Kind> = resources.iter().map(api::Resource::kind).collect();
-    // One transaction: a stale resourceVersion on any of them, or one deleted
-    // meanwhile, writes none.
-    store.replace_all(resources).await.with_context(|| {
-        format!(
-            "replacing {}; nothing was written",
-            plural(kinds.len(), "resource")
-        )
-    })?;
-    writeln!(out, "{}", success("replaced", &kinds))?;
-    Ok(())
+    // No resource is missing: the first whose resourceVersion is stale.
+    match refused.into_iter().next() {
+        Some(first) => Err(anyhow::Error::from(first.error).context(context())),
+        None => Err(anyhow!("{}: refused for no reason", context())),
+    }
 }
 
 /// Deletes every target, continuing past failures and reporting them all.
@@ -151,16 +179,4 @@ pub async fn delete(
         plural(failures.len(), "resource"),
         failures.join("\n  - ")
     ))
-}
-
-async fn exists(store: &ResourceStore, resource: &api::Resource) -> Result<bool> {
-    let meta = resource.metadata();
-    match store
-        .get(resource.kind(), meta.namespace.as_deref(), &meta.name)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(datastore::Error::NotFound { .. }) => Ok(false),
-        Err(err) => Err(err).with_context(|| format!("reading {}", name_of(resource))),
-    }
 }

@@ -1,9 +1,15 @@
 //! `ipam check`, pure: from one listing of `/calico/ipam/v2/` (one revision)
-//! and the names of the Node resources, a [`Report`] of everything that does
-//! not add up:
+//! and the resources that own addresses ([`Owners`]: Nodes, WorkloadEndpoints,
+//! enabled IP pools), a [`Report`] of everything that does not add up:
 //!
 //! - leaked addresses: allocated with no handle, with a handle that does not
-//!   exist, or for a host (`node` attribute) whose Node resource is gone;
+//!   exist, for a host (`node` attribute) whose Node resource is gone, or for
+//!   a pod (`namespace` and `pod` attributes, as Calico's CNI plugin records
+//!   them) whose WorkloadEndpoint is gone or does not list the address
+//!   (Calico's "allocated in IPAM but not actually in use");
+//! - workload endpoint addresses IPAM has not allocated, inside an enabled
+//!   pool or outside every one (Calico's "in use but not allocated" and "not
+//!   in active IP pools");
 //! - handles whose count for a block differs from the addresses the block
 //!   holds for them (a handle without addresses counts 0 everywhere);
 //! - affinities: a block affine to a host whose Node is gone, an affinity
@@ -17,9 +23,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use api::WorkloadEndpoint;
+
 use super::model::{
-    ATTR_NODE, AllocationBlock, BlockAffinity, CONFIG_KEY, IpamHandle, parse_affinity_key,
-    parse_block_key, parse_handle_key,
+    ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, AllocationBlock, BlockAffinity, CONFIG_KEY, IpamHandle,
+    parse_affinity_key, parse_block_key, parse_handle_key,
 };
 use crate::kv::{KeyValue, Revision};
 
@@ -33,6 +41,10 @@ pub enum LeakReason {
     HandleMissing,
     /// It was made for a host whose Node resource does not exist.
     NodeMissing,
+    /// It was made for a pod that has no WorkloadEndpoint.
+    WorkloadEndpointMissing,
+    /// It was made for a pod whose WorkloadEndpoints do not list it.
+    NotOnWorkloadEndpoint,
 }
 
 /// One leaked address.
@@ -80,6 +92,29 @@ pub struct AffinityProblem {
     pub issue: AffinityIssue,
 }
 
+/// A workload endpoint's address that IPAM has not allocated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnallocatedAddress {
+    pub ip: IpAddr,
+    /// The endpoint, `namespace/name`.
+    pub endpoint: String,
+    /// Whether the address lies in an enabled IP pool (else no pool
+    /// Calico's IPAM manages holds it).
+    pub in_pool: bool,
+}
+
+/// What [`check`] holds the IPAM data against: the resources that own addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    /// Names of the Node resources.
+    pub nodes: BTreeSet<String>,
+    /// Every WorkloadEndpoint.
+    pub endpoints: Vec<WorkloadEndpoint>,
+    /// The CIDRs of the enabled IP pools.
+    pub pools: Vec<IpNet>,
+}
+
 /// A stored value that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,8 +145,14 @@ pub struct Report {
     pub blocks: usize,
     pub allocated: usize,
     pub handles: usize,
+    /// Addresses the workload endpoints list.
+    #[serde(default)]
+    pub workload_addresses: usize,
     pub hosts: Vec<HostSummary>,
     pub leaked: Vec<LeakedAddress>,
+    /// Workload endpoint addresses with no allocation.
+    #[serde(default)]
+    pub unallocated: Vec<UnallocatedAddress>,
     pub handle_problems: Vec<HandleProblem>,
     pub affinity_problems: Vec<AffinityProblem>,
     pub bad_values: Vec<BadValue>,
@@ -121,6 +162,7 @@ impl Report {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
         self.leaked.is_empty()
+            && self.unallocated.is_empty()
             && self.handle_problems.is_empty()
             && self.affinity_problems.is_empty()
             && self.bad_values.is_empty()
@@ -129,6 +171,7 @@ impl Report {
     /// Number of problems found.
     pub fn problems(&self) -> usize {
         self.leaked.len()
+            + self.unallocated.len()
             + self.handle_problems.len()
             + self.affinity_problems.len()
             + self.bad_values.len()
@@ -148,8 +191,40 @@ fn host_entry<'a>(
     })
 }
 
-/// Checks IPAM data listed at `revision` against the existing Node names.
-pub fn check(kvs: &[KeyValue], revision: Revision, nodes: &BTreeSet<String>) -> Report {
+/// The addresses of each pod's workload endpoints, by `(namespace, pod)`.
+fn pod_addresses(endpoints: &[WorkloadEndpoint]) -> BTreeMap<(&str, &str), BTreeSet<IpAddr>> {
+    let mut pods: BTreeMap<(&str, &str), BTreeSet<IpAddr>> = BTreeMap::new();
+    for wep in endpoints.iter().filter(|w| !w.spec.pod.is_empty()) {
+        let namespace = wep.metadata.namespace.as_deref().unwrap_or("default");
+        pods.entry((namespace, wep.spec.pod.as_str()))
+            .or_default()
+            .extend(wep.spec.ip_networks.iter().map(|n| n.0.addr()));
+    }
+    pods
+}
+
+/// Why an allocation for the pod its attributes name is leaked, if it is.
+fn workload_leak(
+    attrs: &BTreeMap<String, String>,
+    ip: IpAddr,
+    pods: &BTreeMap<(&str, &str), BTreeSet<IpAddr>>,
+) -> Option<LeakReason> {
+    let pod = (
+        attrs.get(ATTR_NAMESPACE)?.as_str(),
+        attrs.get(ATTR_POD)?.as_str(),
+    );
+    match pods.get(&pod) {
+        None => Some(LeakReason::WorkloadEndpointMissing),
+        Some(ips) if !ips.contains(&ip) => Some(LeakReason::NotOnWorkloadEndpoint),
+        Some(_) => None,
+    }
+}
+
+/// Checks IPAM data listed at `revision` against the resources that own
+/// addresses.
+pub fn check(kvs: &[KeyValue], revision: Revision, owners: &Owners) -> Report {
+    let nodes = &owners.nodes;
+    let pods = pod_addresses(&owners.endpoints);
     let mut report = Report {
         revision,
         ..Report::default()
@@ -197,9 +272,11 @@ pub fn check(kvs: &[KeyValue], revision: Revision, nodes: &BTreeSet<String>) -> 
     let mut hosts: BTreeMap<String, HostSummary> = BTreeMap::new();
     // (handle, block) -> addresses the block holds for the handle.
     let mut actual: BTreeMap<(String, IpNet), usize> = BTreeMap::new();
+    let mut allocated: BTreeSet<IpAddr> = BTreeSet::new();
     for (cidr, block) in &blocks {
         for a in block.allocations() {
             report.allocated += 1;
+            allocated.insert(a.ip);
             let node = a.attrs.get(ATTR_NODE);
             if let Some(node) = node {
                 host_entry(&mut hosts, nodes, node).addresses += 1;
@@ -208,7 +285,7 @@ pub fn check(kvs: &[KeyValue], revision: Revision, nodes: &BTreeSet<String>) -> 
                 None => Some(LeakReason::NoHandle),
                 Some(h) if !handles.contains_key(h) => Some(LeakReason::HandleMissing),
                 _ if node.is_some_and(|n| !nodes.contains(n)) => Some(LeakReason::NodeMissing),
-                _ => None,
+                _ => workload_leak(a.attrs, a.ip, &pods),
             };
             if let Some(h) = a.handle {
                 *actual.entry((h.to_owned(), *cidr)).or_default() += 1;
@@ -304,6 +381,26 @@ pub fn check(kvs: &[KeyValue], revision: Revision, nodes: &BTreeSet<String>) -> 
         }
     }
 
+    for wep in &owners.endpoints {
+        let meta = &wep.metadata;
+        let endpoint = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name
+        );
+        for net in &wep.spec.ip_networks {
+            let ip = net.0.addr();
+            report.workload_addresses += 1;
+            if !allocated.contains(&ip) {
+                report.unallocated.push(UnallocatedAddress {
+                    ip,
+                    endpoint: endpoint.clone(),
+                    in_pool: owners.pools.iter().any(|p| p.contains(&ip)),
+                });
+            }
+        }
+    }
+
     report.blocks = blocks.len();
     report.handles = handles.len();
     report.hosts = hosts.into_values().collect();
@@ -332,8 +429,12 @@ mod tests {
         }
     }
 
-    fn nodes(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    /// Owners with these Nodes and nothing else.
+    fn nodes(names: &[&str]) -> Owners {
+        Owners {
+            nodes: names.iter().map(|n| n.to_string()).collect(),
+            ..Owners::default()
+        }
     }
 
     fn none(_: IpAddr) -> bool {
@@ -466,5 +567,105 @@ mod tests {
         let json = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+    }
+
+    /// A workload endpoint of pod `shop/<pod>` listing `ips`.
+    fn wep(pod: &str, ips: &[&str]) -> WorkloadEndpoint {
+        let mut meta = api::ObjectMeta::named(format!("n1-k8s-{pod}-eth0"));
+        meta.namespace = Some("shop".into());
+        WorkloadEndpoint::new(
+            meta,
+            api::WorkloadEndpointSpec {
+                pod: pod.into(),
+                node: "n1".into(),
+                interface_name: "cali0".into(),
+                ip_networks: ips
+                    .iter()
+                    .map(|ip| format!("{ip}/32").parse().unwrap())
+                    .collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn allocations_for_a_pod_are_held_against_its_workload_endpoints() {
+        let cidr: IpNet = "10.0.0.0/26".parse().unwrap();
+        let mut b = AllocationBlock::new(cidr, Some("n1"));
+        let mut handles = Vec::new();
+        for (pod, n) in [("web", 2), ("gone", 1)] {
+            let mut a = attr(Some(pod), "n1");
+            a.secondary.insert(ATTR_NAMESPACE.into(), "shop".into());
+            a.secondary.insert(ATTR_POD.into(), pod.into());
+            b.assign(n, &a, &none);
+            let mut h = IpamHandle::default();
+            h.add(cidr, n);
+            handles.push(kv(handle_key(pod), encode(&h)));
+        }
+        // An allocation naming no pod is not held against endpoints.
+        b.assign(1, &attr(Some("tunnel"), "n1"), &none);
+        let mut h = IpamHandle::default();
+        h.add(cidr, 1);
+        handles.push(kv(handle_key("tunnel"), encode(&h)));
+        let mut kvs = vec![
+            kv(block_key(cidr), encode(&b)),
+            kv(
+                affinity_key("n1", cidr),
+                encode(&crate::ipam::model::BlockAffinity::confirmed()),
+            ),
+        ];
+        kvs.extend(handles);
+        let owners = |endpoints: Vec<WorkloadEndpoint>| Owners {
+            endpoints,
+            pools: vec!["10.0.0.0/24".parse().unwrap()],
+            ..nodes(&["n1"])
+        };
+        let leaks = |report: &Report| -> Vec<(String, LeakReason)> {
+            report
+                .leaked
+                .iter()
+                .map(|l| (l.ip.to_string(), l.reason))
+                .collect()
+        };
+
+        let report = check(
+            &kvs,
+            3,
+            &owners(vec![wep("web", &["10.0.0.0", "10.0.0.1"])]),
+        );
+        assert_eq!(
+            leaks(&report),
+            [("10.0.0.2".into(), LeakReason::WorkloadEndpointMissing)]
+        );
+        assert!(report.unallocated.is_empty(), "{report:#?}");
+        assert_eq!(report.workload_addresses, 2);
+
+        // web's endpoint lists one of its two addresses, one IPAM never
+        // allocated and one outside every pool.
+        let report = check(
+            &kvs,
+            3,
+            &owners(vec![
+                wep("web", &["10.0.0.1", "10.0.0.9", "192.168.0.1"]),
+                wep("gone", &["10.0.0.2"]),
+            ]),
+        );
+        assert_eq!(
+            leaks(&report),
+            [("10.0.0.0".into(), LeakReason::NotOnWorkloadEndpoint)]
+        );
+        let unallocated: Vec<(String, &str, bool)> = report
+            .unallocated
+            .iter()
+            .map(|u| (u.ip.to_string(), u.endpoint.as_str(), u.in_pool))
+            .collect();
+        assert_eq!(
+            unallocated,
+            [
+                ("10.0.0.9".into(), "shop/n1-k8s-web-eth0", true),
+                ("192.168.0.1".into(), "shop/n1-k8s-web-eth0", false)
+            ]
+        );
+        assert_eq!(report.problems(), 3);
     }
 }

@@ -1059,17 +1059,29 @@ impl Ipam {
         Ok(status)
     }
 
-    /// The consistency report of all IPAM data, read at one revision.
+    /// The consistency report of all IPAM data, read at one revision and
+    /// held against the Nodes, WorkloadEndpoints and enabled pools read just
+    /// after it. A pod set up or torn down meanwhile can show as a leak or an
+    /// unallocated address: check again before releasing what it reports.
     pub async fn check(&self) -> Result<Report> {
         let (kvs, revision) = self.kv.list(IPAM_PREFIX).await?;
-        let nodes: BTreeSet<String> = self
-            .resources
-            .list(Kind::Node, None)
+        let mut owners = check::Owners::default();
+        for resource in self.resources.list(Kind::Node, None).await? {
+            owners.nodes.insert(resource.metadata().name.clone());
+        }
+        for resource in self.resources.list(Kind::WorkloadEndpoint, None).await? {
+            if let Resource::WorkloadEndpoint(wep) = resource {
+                owners.endpoints.push(wep);
+            }
+        }
+        owners.pools = self
+            .pools()
             .await?
             .iter()
-            .map(|n| n.metadata().name.clone())
+            .filter(|p| !p.spec.disabled)
+            .map(|p| p.spec.cidr.network())
             .collect();
-        Ok(check::check(&kvs, revision, &nodes))
+        Ok(check::check(&kvs, revision, &owners))
     }
 
     // ---- pools ---------------------------------------------------------

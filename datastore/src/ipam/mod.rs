@@ -23,7 +23,8 @@
 //! - [`model`]: the stored values and keys, and pure operations on a block.
 //! - [`select`]: pure decisions: usable pools, reservations, the next block
 //!   to claim, the fate of an emptied block.
-//! - [`check`]: the pure consistency check behind `ipam check` and its [`Report`].
+//! - [`check`]: the pure consistency check behind `ipam check` (blocks, handles,
+//!   affinities, Nodes and WorkloadEndpoints) and its [`Report`].
 //! - [`client`]: [`Ipam`], the thin I/O layer: read, decide, transact, retry.
 //! - [`suite`]: concurrency and crash cases written against a
 //!   [`DatastoreConfig`](crate::DatastoreConfig), run by each backend's tests,
@@ -41,7 +42,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use block_math::BlockMathError;
-pub use check::{LeakReason, LeakedAddress, Report};
+pub use check::{LeakReason, LeakedAddress, Owners, Report, UnallocatedAddress};
 pub use client::{
     Assigned, AssignedIp, AutoAssignArgs, BlockUsage, ConfigUpdate, IpStatus, Ipam, PoolRef,
     PoolUsage, Usage,

@@ -37,6 +37,11 @@ pub const CONFIG_KEY: &str = "/calico/ipam/v2/config";
 
 /// Attribute naming the host an allocation was made for (Calico's `node`).
 pub const ATTR_NODE: &str = "node";
+/// Attribute naming the namespace of the pod an allocation was made for
+/// (Calico's `namespace`, set by the CNI plugin with [`ATTR_POD`]).
+pub const ATTR_NAMESPACE: &str = "namespace";
+/// Attribute naming the pod an allocation was made for (Calico's `pod`).
+pub const ATTR_POD: &str = "pod";
 /// Affinity prefix of host-affine blocks.
 const HOST_AFFINITY: &str = "host:";
 
