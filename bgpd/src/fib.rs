@@ -18,14 +18,28 @@
 //! route. Updates apply against what is installed; [`Fib::reconcile`] with
 //! the full desired table, once the sessions have converged, removes
 //! routes left over from before.
+//!
+//! Changes go to the kernel in batches ([`BATCH`] route messages in one
+//! `sendmsg` on a netlink socket of their own, only the last asking for an
+//! acknowledgement): the kernel answers a failed message with its error
+//! and the last one with an ACK, so a whole batch costs one system call
+//! each way and no round trip per route.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
+use rtnetlink::packet_core::{
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols};
 use rtnetlink::{RouteMessageBuilder, RouteNextHopBuilder};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -88,6 +102,10 @@ pub enum FibError {
     },
     #[error("route {prefix} via {next_hop}: address families differ")]
     Family { prefix: Prefix, next_hop: IpAddr },
+    #[error("sending routes to the kernel: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("the kernel's answer to a route batch: {0}")]
+    Answer(String),
 }
 
 /// The operations that turn `current` into `desired`, deletions first.
@@ -194,17 +212,117 @@ fn parse_route(msg: &RouteMessage, config: FibConfig) -> Option<(Prefix, Vec<IpA
     Some((prefix, hops))
 }
 
-fn is_not_found(e: &rtnetlink::Error) -> bool {
+fn is_not_found(e: &ErrorMessage) -> bool {
     // ESRCH (3): no such route; ENOENT (2).
-    matches!(e, rtnetlink::Error::NetlinkError(m) if matches!(-m.raw_code(), 2 | 3))
+    matches!(-e.raw_code(), 2 | 3)
+}
+
+/// Route messages per `sendmsg` (see the module documentation). The
+/// kernel queues an answer per failed message on our socket: 256 of them
+/// fit its default receive buffer.
+pub const BATCH: usize = 256;
+
+/// The socket batches go through.
+struct Batcher {
+    socket: TokioSocket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("seq", &self.seq).finish()
+    }
+}
+
+impl Batcher {
+    fn open() -> std::io::Result<Self> {
+        let mut socket = TokioSocket::new(protocols::NETLINK_ROUTE)?;
+        let s = socket.socket_mut();
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        // Failed messages are answered with their header only.
+        s.set_cap_ack(true)?;
+        s.set_rx_buf_sz(1 << 20)?;
+        Ok(Batcher {
+            socket,
+            seq: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends `messages` (request flags each) in one `sendmsg`, the last
+    /// one asking for an ACK, and reads the answers up to that ACK. Each
+    /// message's failure, if any, by index.
+    async fn send(
+        &mut self,
+        messages: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> Result<Vec<Option<ErrorMessage>>, FibError> {
+        let count = messages.len();
+        let first = self.seq.wrapping_add(1);
+        self.buf.clear();
+        for (i, (message, flags)) in messages.into_iter().enumerate() {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | flags | if i + 1 == count { NLM_F_ACK } else { 0 };
+            header.sequence_number = self.seq;
+            let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+            m.finalize();
+            let at = self.buf.len();
+            self.buf.resize(at + m.buffer_len(), 0);
+            m.serialize(&mut self.buf[at..]);
+        }
+        let mut failed = vec![None; count];
+        if count == 0 {
+            return Ok(failed);
+        }
+        self.socket
+            .send(&self.buf)
+            .await
+            .map_err(FibError::Netlink)?;
+        let last = self.seq;
+        loop {
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .await
+                .map_err(FibError::Netlink)?;
+            let mut at = 0;
+            while at < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(|e| FibError::Answer(e.to_string()))?;
+                let len = m.header.length as usize;
+                let seq = m.header.sequence_number;
+                if let NetlinkPayload::Error(e) = m.payload {
+                    let i = seq.wrapping_sub(first) as usize;
+                    if e.code.is_some()
+                        && let Some(slot) = failed.get_mut(i)
+                    {
+                        *slot = Some(e);
+                    }
+                }
+                if seq == last {
+                    return Ok(failed);
+                }
+                if len == 0 {
+                    break;
+                }
+                at += len.next_multiple_of(4);
+            }
+        }
+    }
 }
 
 /// The kernel side: a netlink handle and what we installed.
 #[derive(Debug)]
 pub struct Fib {
     handle: rtnetlink::Handle,
+    batcher: Batcher,
     config: FibConfig,
     installed: FibTable,
+    /// Set while the table may differ from what we applied: routes of an
+    /// earlier run found at open, or a failed change.
+    unsynced: Arc<AtomicBool>,
 }
 
 impl Fib {
@@ -215,15 +333,26 @@ impl Fib {
         tokio::spawn(conn);
         let mut fib = Fib {
             handle,
+            batcher: Batcher::open().map_err(FibError::Connect)?,
             config,
             installed: FibTable::new(),
+            unsynced: Arc::new(AtomicBool::new(false)),
         };
         fib.installed = fib.read().await?;
+        fib.unsynced
+            .store(!fib.installed.is_empty(), Ordering::Relaxed);
         Ok(fib)
     }
 
     pub fn config(&self) -> FibConfig {
         self.config
+    }
+
+    /// Whether a [`Fib::reconcile`] has anything to repair: routes of an
+    /// earlier run were found at open, or a change failed, since the last
+    /// one. Otherwise the table holds exactly the updates applied.
+    pub fn needs_reconcile(&self) -> bool {
+        self.unsynced.load(Ordering::Relaxed)
     }
 
     /// What we believe is installed.
@@ -262,7 +391,9 @@ impl Fib {
             .protocol(RouteProtocol::from(self.config.protocol))
     }
 
-    async fn apply_one(&self, op: &FibOp) -> Result<(), FibError> {
+    /// The netlink request for `op` and its flags; `None` for a route
+    /// without next hops, which is not installed.
+    fn request(&self, op: &FibOp) -> Result<Option<(RouteNetlinkMessage, u16)>, FibError> {
         match op {
             FibOp::Replace { prefix, next_hops } => {
                 let family_err = |next_hop| FibError::Family {
@@ -271,7 +402,7 @@ impl Fib {
                 };
                 let mut b = self.message(prefix).kind(RouteType::Unicast);
                 match next_hops.as_slice() {
-                    [] => return Ok(()),
+                    [] => return Ok(None),
                     [one] => b = b.gateway(*one).map_err(|_| family_err(*one))?,
                     many => {
                         let mut nhs = Vec::new();
@@ -286,43 +417,65 @@ impl Fib {
                         b = b.multipath(nhs);
                     }
                 }
-                self.handle
-                    .route()
-                    .add(b.build())
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(|source| FibError::Apply {
-                        op: "installing",
-                        prefix: *prefix,
-                        source,
-                    })
+                Ok(Some((
+                    RouteNetlinkMessage::NewRoute(b.build()),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                )))
             }
-            FibOp::Delete { prefix } => {
-                match self
-                    .handle
-                    .route()
-                    .del(self.message(prefix).build())
-                    .execute()
-                    .await
-                {
-                    Err(e) if !is_not_found(&e) => Err(FibError::Apply {
-                        op: "removing",
-                        prefix: *prefix,
-                        source: e,
-                    }),
-                    _ => Ok(()),
-                }
-            }
+            FibOp::Delete { prefix } => Ok(Some((
+                RouteNetlinkMessage::DelRoute(self.message(prefix).build()),
+                0,
+            ))),
         }
     }
 
-    /// Applies operations one by one; the first failure stops the batch
-    /// and is returned, with everything before it applied and recorded.
+    /// Applies operations in batches of [`BATCH`], in order. A failure
+    /// stops it after its batch: the operations that succeeded are
+    /// recorded and the first failure is returned. Removing a route that
+    /// is not there succeeds.
     pub async fn apply(&mut self, ops: &[FibOp]) -> Result<(), FibError> {
-        for op in ops {
-            self.apply_one(op).await?;
-            apply_to(&mut self.installed, op);
+        for chunk in ops.chunks(BATCH) {
+            let mut sent = Vec::with_capacity(chunk.len());
+            let mut messages = Vec::with_capacity(chunk.len());
+            let mut unbuildable = None;
+            for op in chunk {
+                match self.request(op) {
+                    Ok(Some(m)) => {
+                        messages.push(m);
+                        sent.push(op);
+                    }
+                    Ok(None) => apply_to(&mut self.installed, op),
+                    Err(e) => {
+                        unbuildable = Some(e);
+                        break;
+                    }
+                }
+            }
+            let answers = self.batcher.send(messages).await?;
+            let mut failed = None;
+            for (op, answer) in sent.into_iter().zip(answers) {
+                match (op, answer) {
+                    (FibOp::Delete { .. }, Some(e)) if is_not_found(&e) => {
+                        apply_to(&mut self.installed, op)
+                    }
+                    (_, Some(e)) => {
+                        let (name, prefix) = match op {
+                            FibOp::Replace { prefix, .. } => ("installing", *prefix),
+                            FibOp::Delete { prefix } => ("removing", *prefix),
+                        };
+                        failed.get_or_insert(FibError::Apply {
+                            op: name,
+                            prefix,
+                            source: rtnetlink::Error::NetlinkError(e),
+                        });
+                    }
+                    (_, None) => apply_to(&mut self.installed, op),
+                }
+            }
+            if let Some(e) = failed.or(unbuildable) {
+                self.unsynced.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -338,6 +491,7 @@ impl Fib {
         self.installed = self.read().await?;
         let ops = diff(&self.installed, desired);
         debug!(ops = ops.len(), "reconciling the kernel table");
+        self.unsynced.store(false, Ordering::Relaxed);
         self.apply(&ops).await
     }
 }
@@ -354,6 +508,7 @@ pub enum FibMsg {
 #[derive(Debug, Clone)]
 pub struct FibHandle {
     tx: mpsc::UnboundedSender<FibMsg>,
+    unsynced: Arc<AtomicBool>,
 }
 
 impl FibHandle {
@@ -363,27 +518,41 @@ impl FibHandle {
         }
     }
 
+    /// See [`Fib::needs_reconcile`]: without it, building the desired
+    /// table for [`FibHandle::reconcile`] can be skipped.
+    pub fn needs_reconcile(&self) -> bool {
+        self.unsynced.load(Ordering::Relaxed)
+    }
+
     pub fn reconcile(&self, desired: FibTable) {
         let _ = self.tx.send(FibMsg::Reconcile(desired));
     }
 }
 
+/// Updates the FIB task takes from its queue at once (coalesced by
+/// [`merge`]): enough for full batches, few enough to bound the memory a
+/// backlog costs while it is applied.
+const TAKE: usize = 16 * BATCH;
+
 /// Runs `fib` in its own task. Errors are logged, and the next reconcile
 /// repairs what they left.
 pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let unsynced = fib.unsynced.clone();
     let task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            // Coalesce what is already queued into one batch.
+            // Coalesce what is already queued, up to TAKE, into one batch.
             let mut updates = Vec::new();
             let mut reconcile = None;
-            let mut take = |m| match m {
-                FibMsg::Update(u) => updates.extend(u),
-                FibMsg::Reconcile(d) => reconcile = Some(d),
-            };
-            take(msg);
-            while let Ok(m) = rx.try_recv() {
-                take(m);
+            let mut next = Some(msg);
+            while let Some(m) = next.take() {
+                match m {
+                    FibMsg::Update(u) => updates.extend(u),
+                    FibMsg::Reconcile(d) => reconcile = Some(d),
+                }
+                if updates.len() < TAKE {
+                    next = rx.try_recv().ok();
+                }
             }
             if let Err(e) = fib.update(&updates).await {
                 warn!(error = %e, "kernel route update failed");
@@ -395,7 +564,7 @@ pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
             }
         }
     });
-    (FibHandle { tx }, task)
+    (FibHandle { tx, unsynced }, task)
 }
 
 #[cfg(test)]

@@ -5,7 +5,11 @@
 //! ```text
 //! bgpd run CONFIG.yaml       # the daemon, in the foreground
 //! bgpd status SOCKET         # print peers and routes of a running daemon
+//! bgpd status --peers SOCKET # only the peers (cheap to poll)
 //! ```
+//!
+//! On the status socket the client sends its request (`all` or `peers`)
+//! and closes its side; the daemon answers and closes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tracing::{info, warn};
 
-const USAGE: &str = "usage: bgpd run CONFIG.yaml | bgpd status SOCKET";
+const USAGE: &str = "usage: bgpd run CONFIG.yaml | bgpd status [--peers] SOCKET";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,7 +32,10 @@ fn main() -> Result<()> {
         .context("starting the tokio runtime")?;
     match args.as_slice() {
         [cmd, path] if cmd == "run" => rt.block_on(run(Path::new(path))),
-        [cmd, socket] if cmd == "status" => rt.block_on(status(Path::new(socket))),
+        [cmd, socket] if cmd == "status" => rt.block_on(status(Path::new(socket), "all")),
+        [cmd, flag, socket] if cmd == "status" && flag == "--peers" => {
+            rt.block_on(status(Path::new(socket), "peers"))
+        }
         _ => bail!("{USAGE}"),
     }
 }
@@ -114,22 +121,32 @@ async fn run(path: &Path) -> Result<()> {
 }
 
 async fn serve_status(speaker: &Speaker, mut stream: UnixStream) -> Result<()> {
-    let peers = speaker.peers().await?;
-    let routes = speaker.routes().await?;
-    let text = format!(
-        "{}\n{}",
-        speaker::render_peers(&peers),
-        speaker::render_routes(&routes)
-    );
+    // The request, up to the client's end of stream; a client that sends
+    // nothing gets everything after a second.
+    let mut request = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        (&mut stream).take(64).read_to_end(&mut request),
+    )
+    .await;
+    let peers = speaker::render_peers(&speaker.peers().await?);
+    let text = if request.trim_ascii() == b"peers" {
+        peers
+    } else {
+        let routes = speaker.routes().await?;
+        format!("{peers}\n{}", speaker::render_routes(&routes))
+    };
     stream.write_all(text.as_bytes()).await?;
     stream.shutdown().await?;
     Ok(())
 }
 
-async fn status(socket: &Path) -> Result<()> {
+async fn status(socket: &Path, request: &str) -> Result<()> {
     let mut stream = UnixStream::connect(socket)
         .await
         .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.write_all(request.as_bytes()).await?;
+    stream.shutdown().await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     print!("{text}");

@@ -621,7 +621,8 @@ impl Owner {
             return;
         }
         self.fib_synced = true;
-        if let Some(fib) = &self.fib {
+        // Nothing to repair: the table holds exactly what was sent.
+        if let Some(fib) = self.fib.as_ref().filter(|f| f.needs_reconcile()) {
             let desired: FibTable = self
                 .rib
                 .loc_rib()
