@@ -15,9 +15,12 @@
 //! another) and [`merge`] (what a batch of updates changes); [`Fib`] is the
 //! thin netlink side. On start, [`Fib::open`] reads the routes of our
 //! protocol in our table and leaves them in place: a restart drops no
-//! route. Updates apply against what is installed; [`Fib::reconcile`] with
-//! the full desired table, once the sessions have converged, removes
-//! routes left over from before.
+//! route. Updates apply against what is installed (kept compactly, see
+//! `installed.rs`); [`Fib::reconcile`] with the full desired table, once
+//! the sessions have converged, removes routes left over from before. It
+//! is needed only if there were any, or if a change failed
+//! ([`FibHandle::needs_reconcile`]); otherwise the table holds exactly the
+//! updates sent, and the speaker skips building the desired table.
 //!
 //! Changes go to the kernel in batches ([`BATCH`] route messages in one
 //! `sendmsg` on a netlink socket of their own, only the last asking for an
@@ -26,11 +29,12 @@
 //! each way and no round trip per route.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::TryStreamExt;
+use ipnet::Ipv4Net;
 use rtnetlink::packet_core::{
     ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
@@ -41,10 +45,13 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols};
 use rtnetlink::{RouteMessageBuilder, RouteNextHopBuilder};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use crate::prefix::Prefix;
+
+mod installed;
+use installed::Installed;
 
 /// Our route protocol number (see the module documentation).
 pub const DEFAULT_PROTOCOL: u8 = 200;
@@ -131,6 +138,14 @@ pub fn diff(current: &FibTable, desired: &FibTable) -> Vec<FibOp> {
 /// hops is set to them, one with none is removed. Later updates of the same
 /// prefix win; updates that change nothing give no operation.
 pub fn merge(current: &FibTable, updates: &[(Prefix, Vec<IpAddr>)]) -> Vec<FibOp> {
+    merge_with(|p| current.get(p).map(Vec::as_slice), updates)
+}
+
+/// [`merge`] against a table given by its lookup.
+fn merge_with<'a>(
+    current: impl Fn(&Prefix) -> Option<&'a [IpAddr]>,
+    updates: &[(Prefix, Vec<IpAddr>)],
+) -> Vec<FibOp> {
     let mut last: BTreeMap<Prefix, Vec<IpAddr>> = BTreeMap::new();
     for (prefix, hops) in updates {
         let mut hops = hops.clone();
@@ -140,23 +155,21 @@ pub fn merge(current: &FibTable, updates: &[(Prefix, Vec<IpAddr>)]) -> Vec<FibOp
     }
     last.into_iter()
         .filter_map(
-            |(prefix, next_hops)| match (current.get(&prefix), next_hops.is_empty()) {
+            |(prefix, next_hops)| match (current(&prefix), next_hops.is_empty()) {
                 (None, true) => None,
                 (Some(_), true) => Some(FibOp::Delete { prefix }),
-                (Some(old), false) if *old == next_hops => None,
+                (Some(old), false) if old == next_hops => None,
                 _ => Some(FibOp::Replace { prefix, next_hops }),
             },
         )
         .collect()
 }
 
-fn apply_to(table: &mut FibTable, op: &FibOp) {
-    match op {
-        FibOp::Replace { prefix, next_hops } => {
-            table.insert(*prefix, next_hops.clone());
-        }
-        FibOp::Delete { prefix } => {
-            table.remove(prefix);
+impl Installed {
+    fn apply(&mut self, op: &FibOp) {
+        match op {
+            FibOp::Replace { prefix, next_hops } => self.insert(*prefix, next_hops),
+            FibOp::Delete { prefix } => self.remove(prefix),
         }
     }
 }
@@ -319,7 +332,7 @@ pub struct Fib {
     handle: rtnetlink::Handle,
     batcher: Batcher,
     config: FibConfig,
-    installed: FibTable,
+    installed: Installed,
     /// Set while the table may differ from what we applied: routes of an
     /// earlier run found at open, or a failed change.
     unsynced: Arc<AtomicBool>,
@@ -335,12 +348,12 @@ impl Fib {
             handle,
             batcher: Batcher::open().map_err(FibError::Connect)?,
             config,
-            installed: FibTable::new(),
+            installed: Installed::default(),
             unsynced: Arc::new(AtomicBool::new(false)),
         };
-        fib.installed = fib.read().await?;
-        fib.unsynced
-            .store(!fib.installed.is_empty(), Ordering::Relaxed);
+        let found = fib.read().await?;
+        fib.installed = Installed::from_table(&found);
+        fib.unsynced.store(!found.is_empty(), Ordering::Relaxed);
         Ok(fib)
     }
 
@@ -355,9 +368,14 @@ impl Fib {
         self.unsynced.load(Ordering::Relaxed)
     }
 
-    /// What we believe is installed.
-    pub fn installed(&self) -> &FibTable {
-        &self.installed
+    /// What we believe is installed (a copy, built on demand).
+    pub fn installed(&self) -> FibTable {
+        self.installed.to_table()
+    }
+
+    /// The number of routes we believe are installed.
+    pub fn installed_len(&self) -> usize {
+        self.installed.len()
     }
 
     /// Reads the routes of our protocol in our table from the kernel.
@@ -444,7 +462,7 @@ impl Fib {
                         messages.push(m);
                         sent.push(op);
                     }
-                    Ok(None) => apply_to(&mut self.installed, op),
+                    Ok(None) => self.installed.apply(op),
                     Err(e) => {
                         unbuildable = Some(e);
                         break;
@@ -455,9 +473,7 @@ impl Fib {
             let mut failed = None;
             for (op, answer) in sent.into_iter().zip(answers) {
                 match (op, answer) {
-                    (FibOp::Delete { .. }, Some(e)) if is_not_found(&e) => {
-                        apply_to(&mut self.installed, op)
-                    }
+                    (FibOp::Delete { .. }, Some(e)) if is_not_found(&e) => self.installed.apply(op),
                     (_, Some(e)) => {
                         let (name, prefix) = match op {
                             FibOp::Replace { prefix, .. } => ("installing", *prefix),
@@ -469,7 +485,7 @@ impl Fib {
                             source: rtnetlink::Error::NetlinkError(e),
                         });
                     }
-                    (_, None) => apply_to(&mut self.installed, op),
+                    (_, None) => self.installed.apply(op),
                 }
             }
             if let Some(e) = failed.or(unbuildable) {
@@ -482,24 +498,67 @@ impl Fib {
 
     /// Applies a batch of updates (see [`merge`]).
     pub async fn update(&mut self, updates: &[(Prefix, Vec<IpAddr>)]) -> Result<(), FibError> {
-        let ops = merge(&self.installed, updates);
+        let installed = &self.installed;
+        let ops = merge_with(|p| installed.get(p), updates);
         self.apply(&ops).await
     }
 
     /// Makes the table exactly `desired`, removing leftovers.
     pub async fn reconcile(&mut self, desired: &FibTable) -> Result<(), FibError> {
-        self.installed = self.read().await?;
-        let ops = diff(&self.installed, desired);
+        let current = self.read().await?;
+        let ops = diff(&current, desired);
+        self.installed = Installed::from_table(&current);
         debug!(ops = ops.len(), "reconciling the kernel table");
         self.unsynced.store(false, Ordering::Relaxed);
         self.apply(&ops).await
     }
 }
 
+/// A batch of updates as the FIB task's queue holds it while the kernel is
+/// behind: 10 bytes an IPv4 route with at most one IPv4 next hop, and no
+/// allocation of its own; other routes (IPv6, ECMP) aside, by position.
+#[derive(Debug, Default)]
+struct Queued {
+    v4: Vec<(Ipv4Net, Option<Ipv4Addr>)>,
+    /// Position in `v4` (which holds a placeholder there) and the update.
+    other: Vec<(usize, Prefix, Vec<IpAddr>)>,
+}
+
+impl Queued {
+    fn new(updates: Vec<(Prefix, Vec<IpAddr>)>) -> Self {
+        let mut q = Queued {
+            v4: Vec::with_capacity(updates.len()),
+            other: Vec::new(),
+        };
+        for (prefix, hops) in updates {
+            match (prefix, hops.as_slice()) {
+                (Prefix::V4(net), []) => q.v4.push((net, None)),
+                (Prefix::V4(net), [IpAddr::V4(hop)]) => q.v4.push((net, Some(*hop))),
+                _ => {
+                    q.other.push((q.v4.len(), prefix, hops));
+                    q.v4.push((Ipv4Net::default(), None));
+                }
+            }
+        }
+        q
+    }
+
+    /// The updates again, in their order, appended to `out`.
+    fn unpack(self, out: &mut Vec<(Prefix, Vec<IpAddr>)>) {
+        let mut other = self.other.into_iter().peekable();
+        for (i, (net, hop)) in self.v4.into_iter().enumerate() {
+            match other.next_if(|(at, _, _)| *at == i) {
+                Some((_, prefix, hops)) => out.push((prefix, hops)),
+                None => out.push((Prefix::V4(net), hop.map(IpAddr::V4).into_iter().collect())),
+            }
+        }
+    }
+}
+
 /// Messages to the FIB task.
 #[derive(Debug)]
-pub enum FibMsg {
-    Update(Vec<(Prefix, Vec<IpAddr>)>),
+enum FibMsg {
+    Update(Queued),
     Reconcile(FibTable),
 }
 
@@ -509,12 +568,44 @@ pub enum FibMsg {
 pub struct FibHandle {
     tx: mpsc::UnboundedSender<FibMsg>,
     unsynced: Arc<AtomicBool>,
+    backlog: Arc<Backlog>,
+}
+
+/// Routes the speaker may queue for the FIB task before it waits for the
+/// kernel (see [`FibHandle::is_behind`]): under a second of kernel work,
+/// 640 KiB of queue.
+pub const BACKLOG: usize = 64 * 1024;
+
+/// Routes queued for the FIB task, and a signal for each batch applied.
+#[derive(Debug, Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    applied: Notify,
 }
 
 impl FibHandle {
     pub fn update(&self, updates: Vec<(Prefix, Vec<IpAddr>)>) {
         if !updates.is_empty() {
-            let _ = self.tx.send(FibMsg::Update(updates));
+            self.backlog
+                .queued
+                .fetch_add(updates.len(), Ordering::Relaxed);
+            let _ = self.tx.send(FibMsg::Update(Queued::new(updates)));
+        }
+    }
+
+    /// Whether more than [`BACKLOG`] routes wait for the kernel. The
+    /// speaker then takes no new UPDATEs (they wait in its channel, then
+    /// in TCP) until the FIB task catches up: memory stays bounded, and the
+    /// Loc-RIB runs at most that far ahead of the kernel.
+    pub fn is_behind(&self) -> bool {
+        self.backlog.queued.load(Ordering::Relaxed) > BACKLOG && !self.tx.is_closed()
+    }
+
+    /// Returns once the FIB task has applied another batch (or has ended).
+    pub async fn applied(&self) {
+        tokio::select! {
+            () = self.backlog.applied.notified() => {}
+            () = self.tx.closed() => {}
         }
     }
 
@@ -539,24 +630,30 @@ const TAKE: usize = 16 * BATCH;
 pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let unsynced = fib.unsynced.clone();
+    let backlog = Arc::new(Backlog::default());
+    let progress = backlog.clone();
     let task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            // Coalesce what is already queued, up to TAKE, into one batch.
+            // Coalesce what is already queued, up to TAKE, into one batch;
+            // a reconcile ends it (later updates come after it).
             let mut updates = Vec::new();
             let mut reconcile = None;
             let mut next = Some(msg);
             while let Some(m) = next.take() {
                 match m {
-                    FibMsg::Update(u) => updates.extend(u),
+                    FibMsg::Update(u) => u.unpack(&mut updates),
                     FibMsg::Reconcile(d) => reconcile = Some(d),
                 }
-                if updates.len() < TAKE {
+                if updates.len() < TAKE && reconcile.is_none() {
                     next = rx.try_recv().ok();
                 }
             }
             if let Err(e) = fib.update(&updates).await {
                 warn!(error = %e, "kernel route update failed");
             }
+            progress.queued.fetch_sub(updates.len(), Ordering::Relaxed);
+            // Stored if the speaker is not waiting yet: it will not miss it.
+            progress.applied.notify_one();
             if let Some(desired) = reconcile
                 && let Err(e) = fib.reconcile(&desired).await
             {
@@ -564,7 +661,14 @@ pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
             }
         }
     });
-    (FibHandle { tx, unsynced }, task)
+    (
+        FibHandle {
+            tx,
+            unsynced,
+            backlog,
+        },
+        task,
+    )
 }
 
 #[cfg(test)]
@@ -620,6 +724,23 @@ mod tests {
     fn diff_of_equal_tables_is_empty() {
         let t = table(&[("10.1.0.0/24", &["10.0.0.1"])]);
         assert!(diff(&t, &t).is_empty());
+    }
+
+    #[test]
+    fn queued_updates_unpack_in_order_with_their_ecmp_sets() {
+        let updates = vec![
+            (p("10.1.0.0/24"), vec![a("10.0.0.1")]),
+            (p("10.2.0.0/24"), vec![a("10.0.0.1"), a("10.0.0.2")]),
+            (p("10.3.0.0/24"), vec![]),
+            (p("2001:db8::/32"), vec![a("fe80::1"), a("fe80::2")]),
+            (p("2001:db8:1::/48"), vec![a("fe80::1")]),
+            (p("10.4.0.0/24"), vec![a("fe80::1")]),
+            (p("10.1.0.0/24"), vec![]),
+        ];
+        let mut out = vec![(p("10.9.0.0/24"), vec![])];
+        Queued::new(updates.clone()).unpack(&mut out);
+        assert_eq!(out[0], (p("10.9.0.0/24"), vec![]));
+        assert_eq!(out[1..], updates);
     }
 
     #[test]

@@ -65,7 +65,7 @@ async fn run(path: &Path) -> Result<()> {
             info!(
                 table = fc.table,
                 protocol = fc.protocol,
-                existing = fib.installed().len(),
+                existing = fib.installed_len(),
                 "kernel table opened"
             );
             Some(fib::spawn(fib).0)

@@ -16,7 +16,10 @@
 //!
 //! The owner never waits on a session: it sends over unbounded channels,
 //! and sessions wait on it (bounded channel), which slows their reading
-//! from TCP when the RIB falls behind. Nothing is shared behind a lock; the
+//! from TCP when the RIB falls behind. Likewise the owner takes no session
+//! events while more than [`crate::fib::BACKLOG`] routes wait for the
+//! kernel ([`FibHandle::is_behind`]), so that a full table arriving
+//! faster than the kernel takes it is not queued whole in memory. Nothing is shared behind a lock; the
 //! status answered by [`Speaker::peers`] is kept by the owner from the
 //! sessions' state reports.
 //!
@@ -33,7 +36,8 @@
 //!
 //! The kernel table is reconciled against the Loc-RIB (removing routes
 //! left by an earlier run) once every peer has sent End-of-RIB, or after
-//! [`SpeakerConfig::fib_sync_after`], whichever comes first.
+//! [`SpeakerConfig::fib_sync_after`], whichever comes first; if the FIB
+//! found no such routes and no change failed, there is nothing to do.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -412,13 +416,17 @@ impl Owner {
     ) {
         let sync_at = tokio::time::sleep(fib_sync_after);
         tokio::pin!(sync_at);
+        let fib = self.fib.clone();
         loop {
+            // Session events wait while the kernel is far behind.
+            let behind = fib.as_ref().is_some_and(FibHandle::is_behind);
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
-                Some(ev) = events.recv() => self.event(ev),
+                Some(ev) = events.recv(), if !behind => self.event(ev),
+                () = async { if let Some(f) = &fib { f.applied().await } }, if behind => {}
                 () = &mut sync_at, if !self.fib_synced => self.sync_fib(),
             }
         }

@@ -237,10 +237,11 @@ impl Feeder {
                 let _ = progress_tx.send(Progress::Established(Instant::now()));
                 out.write_all(&table.bytes).map_err(io)?;
                 let _ = progress_tx.send(Progress::Written(Instant::now()));
-                // KEEPALIVE at a third of the hold time, checking for a
-                // NOTIFICATION or a closed session meanwhile.
+                // KEEPALIVE every few seconds (a busy speaker may take a
+                // while to read one), checking for a NOTIFICATION or a
+                // closed session meanwhile.
                 let hold = theirs.hold_time.min(90);
-                let every = Duration::from_secs(u64::from(hold.max(3) / 3));
+                let every = Duration::from_secs(u64::from(hold.max(3) / 3).min(5));
                 while !stop.load(Ordering::Relaxed) {
                     match heard_rx.recv_timeout(every) {
                         Ok(Heard::Notification(n)) => return Err(format!("after the feed: {n}")),

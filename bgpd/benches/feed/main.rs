@@ -209,11 +209,15 @@ fn main() {
         built.elapsed().as_secs_f64()
     );
 
-    let mut results: Vec<(Kind, Result<Run, String>)> = Vec::new();
-    for &kind in &kinds {
-        let mut done = Vec::new();
-        let mut failure = None;
-        for i in 0..runs {
+    // Runs interleave (bgpd, BIRD, GoBGP, bgpd, ...), so that load from
+    // elsewhere on the machine falls on every speaker alike.
+    let mut done: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
+    let mut failed: Vec<Option<String>> = vec![None; kinds.len()];
+    for i in 0..runs {
+        for (k, &kind) in kinds.iter().enumerate() {
+            if failed[k].is_some() {
+                continue;
+            }
             match run(kind, &table, timeout) {
                 Ok(r) => {
                     eprintln!(
@@ -225,21 +229,23 @@ fn main() {
                         secs(r.written),
                         r.peak_rss_kib / 1024
                     );
-                    done.push(r);
+                    done[k].push(r);
                 }
                 Err(e) => {
                     eprintln!("feed: {} run {}: {e}", kind.name(), i + 1);
-                    failure = Some(e);
-                    break;
+                    failed[k] = Some(e);
                 }
             }
         }
-        let result = match failure {
-            Some(e) if done.is_empty() => Err(e),
-            _ => Ok(summarise(&done)),
-        };
-        results.push((kind, result));
     }
+    let results: Vec<(Kind, Result<Run, String>)> = kinds
+        .iter()
+        .zip(done.iter().zip(failed))
+        .map(|(&kind, (runs, failure))| match failure {
+            Some(e) if runs.is_empty() => (kind, Err(e)),
+            _ => (kind, Ok(summarise(runs))),
+        })
+        .collect();
     let batch = (anchor > 0).then(|| ip_batch(anchor));
 
     println!(
