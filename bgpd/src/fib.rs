@@ -469,7 +469,13 @@ impl Fib {
                     }
                 }
             }
-            let answers = self.batcher.send(messages).await?;
+            let answers = match self.batcher.send(messages).await {
+                Ok(a) => a,
+                Err(e) => {
+                    self.unsynced.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
             let mut failed = None;
             for (op, answer) in sent.into_iter().zip(answers) {
                 match (op, answer) {

@@ -11,6 +11,8 @@
 //! FEED_PREFIXES=100000 FEED_RUNS=1 FEED_SPEAKERS=bgpd,bird cargo bench -p bgpd --bench feed
 //! ```
 //!
+//! `FEED_TRACE=1` prints the Loc-RIB and kernel counts at each kernel poll,
+//! and keeps each speaker's directory (configuration, logs).
 //! Root and the daemons are needed; without them it says so and stops.
 //! Without `--bench` (as `cargo test --benches` runs it) it does nothing.
 //!
@@ -84,6 +86,7 @@ fn run(kind: Kind, table: &Arc<Table>, timeout: Duration) -> Result<Run, String>
         table.clone(),
     );
     let want = u64::from(table.prefixes);
+    let trace = std::env::var_os("FEED_TRACE").is_some();
     let deadline = Instant::now() + timeout;
     let (mut rib_at, mut fib_at) = (None, None);
     let mut next_fib = Instant::now();
@@ -96,6 +99,13 @@ fn run(kind: Kind, table: &Arc<Table>, timeout: Duration) -> Result<Run, String>
         if kind.has_fib() && fib_at.is_none() && now >= next_fib {
             let n = fib_count(&ns_speaker, TABLE);
             let at = Instant::now();
+            if trace && let Some(t0) = timings.established {
+                eprintln!(
+                    "feed: {:>6.2} s  Loc-RIB {:>8}  kernel {n:>8}",
+                    (at - t0).as_secs_f64(),
+                    speaker.rib_count()
+                );
+            }
             if n >= want {
                 fib_at = Some(at);
             }
@@ -125,6 +135,13 @@ fn run(kind: Kind, table: &Arc<Table>, timeout: Duration) -> Result<Run, String>
     };
     drop(feed);
     drop(speaker);
+    if trace {
+        eprintln!(
+            "feed: {} logs kept in {}",
+            kind.name(),
+            dir.keep().display()
+        );
+    }
     Ok(run)
 }
 
