@@ -1,8 +1,10 @@
-//! What the FIB has installed, compactly (pure): per family a B-tree from
-//! the prefix to the number of its next-hop set, the sets interned with a
-//! use count. An IPv4 route costs its 5-byte key and a 4-byte set number
-//! in B-tree nodes, about 20 bytes, where a [`FibTable`] entry with its
-//! own vector costs about 100.
+//! What the FIB has installed, compactly (pure): per family, the prefixes
+//! with the number of their next-hop set, the sets interned with a use
+//! count. The prefixes are a sorted vector plus a small B-tree of recent
+//! changes, folded into the vector in one pass whenever it reaches a
+//! sixteenth of its size: an IPv4 route costs 9 bytes (its 5-byte key and a
+//! 4-byte set number), where a B-tree filled in order, as a table arrives,
+//! costs about 21 and a [`FibTable`] entry with its own vector about 100.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -12,10 +14,115 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::FibTable;
 use crate::prefix::Prefix;
 
+/// Set number marking a route removed while folding.
+const GONE: u32 = u32::MAX;
+
+/// Prefixes of one family: `run` sorted and unique, `recent` the changes
+/// since the last fold (`None`: removed).
+#[derive(Debug)]
+struct Routes<K> {
+    run: Vec<(K, u32)>,
+    recent: BTreeMap<K, Option<u32>>,
+    len: usize,
+}
+
+impl<K> Default for Routes<K> {
+    fn default() -> Self {
+        Routes {
+            run: Vec::new(),
+            recent: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Ord + Copy> Routes<K> {
+    fn in_run(&self, key: &K) -> Option<usize> {
+        self.run.binary_search_by(|(k, _)| k.cmp(key)).ok()
+    }
+
+    fn get(&self, key: &K) -> Option<u32> {
+        match self.recent.get(key) {
+            Some(v) => *v,
+            None => self.in_run(key).map(|i| self.run[i].1),
+        }
+    }
+
+    /// Sets `key` to `id`; the set it had.
+    fn insert(&mut self, key: K, id: u32) -> Option<u32> {
+        let old = self.get(&key);
+        self.recent.insert(key, Some(id));
+        if old.is_none() {
+            self.len += 1;
+        }
+        self.fold_if_due();
+        old
+    }
+
+    /// Removes `key`; the set it had.
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        let old = self.get(key)?;
+        if self.in_run(key).is_some() {
+            self.recent.insert(*key, None);
+        } else {
+            self.recent.remove(key);
+        }
+        self.len -= 1;
+        self.fold_if_due();
+        Some(old)
+    }
+
+    fn fold_if_due(&mut self) {
+        if self.recent.len() >= (self.run.len() / 16).max(1024) {
+            self.fold();
+        }
+    }
+
+    /// Folds `recent` into `run` in place: replacements and removals where
+    /// they are, then the new keys merged in from the back.
+    fn fold(&mut self) {
+        let mut fresh = Vec::new();
+        for (key, id) in std::mem::take(&mut self.recent) {
+            match (self.in_run(&key), id) {
+                (Some(i), id) => self.run[i].1 = id.unwrap_or(GONE),
+                (None, Some(id)) => fresh.push((key, id)),
+                (None, None) => {}
+            }
+        }
+        self.run.retain(|(_, id)| *id != GONE);
+        let mut old = self.run.len();
+        let Some(&filler) = fresh.first() else {
+            return;
+        };
+        self.run.resize(old + fresh.len(), filler);
+        let mut at = self.run.len();
+        while let Some(&(key, id)) = fresh.last() {
+            at -= 1;
+            if old > 0 && self.run[old - 1].0 > key {
+                self.run[at] = self.run[old - 1];
+                old -= 1;
+            } else {
+                self.run[at] = (key, id);
+                fresh.pop();
+            }
+        }
+    }
+
+    /// Every entry, in order.
+    fn entries(&self) -> Vec<(K, u32)> {
+        let mut all: BTreeMap<K, Option<u32>> =
+            self.run.iter().map(|&(k, id)| (k, Some(id))).collect();
+        all.extend(self.recent.iter().map(|(k, v)| (*k, *v)));
+        all.into_iter()
+            .filter_map(|(k, v)| v.map(|id| (k, id)))
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Installed {
-    v4: BTreeMap<Ipv4Net, u32>,
-    v6: BTreeMap<Ipv6Net, u32>,
+    v4: Routes<Ipv4Net>,
+    v6: Routes<Ipv6Net>,
     /// Next-hop sets by number, with their use count (0: free).
     sets: Vec<(Vec<IpAddr>, u32)>,
     numbers: HashMap<Vec<IpAddr>, u32>,
@@ -32,15 +139,23 @@ impl Installed {
     }
 
     pub(super) fn to_table(&self) -> FibTable {
-        let v4 = self.v4.iter().map(|(n, id)| (IpNet::V4(*n), *id));
-        let v6 = self.v6.iter().map(|(n, id)| (IpNet::V6(*n), *id));
+        let v4 = self
+            .v4
+            .entries()
+            .into_iter()
+            .map(|(n, id)| (IpNet::V4(n), id));
+        let v6 = self
+            .v6
+            .entries()
+            .into_iter()
+            .map(|(n, id)| (IpNet::V6(n), id));
         v4.chain(v6)
             .map(|(p, id)| (p, self.sets[id as usize].0.clone()))
             .collect()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len + self.v6.len
     }
 
     /// The next hops installed for `prefix`.
@@ -49,7 +164,7 @@ impl Installed {
             IpNet::V4(n) => self.v4.get(n),
             IpNet::V6(n) => self.v6.get(n),
         }?;
-        Some(&self.sets[*id as usize].0)
+        Some(&self.sets[id as usize].0)
     }
 
     /// Sets `prefix`'s next hops (adding it or replacing them).
@@ -86,7 +201,10 @@ impl Installed {
             }
             None => {
                 self.sets.push((hops.to_vec(), 1));
-                u32::try_from(self.sets.len() - 1).expect("under 2^32 next-hop sets")
+                u32::try_from(self.sets.len() - 1)
+                    .ok()
+                    .filter(|&id| id != GONE)
+                    .expect("fewer than 2^32 - 1 next-hop sets")
             }
         };
         self.numbers.insert(hops.to_vec(), id);
@@ -145,6 +263,40 @@ mod tests {
         assert_eq!(t.sets.len(), slots);
         t.remove(&p("10.9.0.0/24"));
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn routes_fold_recent_changes_into_the_sorted_run_like_a_map() {
+        // Inserts, replacements and removals in a scrambled order, enough
+        // for many folds, checked against a BTreeMap at every step.
+        let mut routes: Routes<u32> = Routes::default();
+        let mut model: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut x: u32 = 1;
+        for step in 0..60_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let key = (x >> 8) % 20_000;
+            if step % 5 == 4 {
+                assert_eq!(routes.remove(&key), model.remove(&key), "remove {key}");
+            } else {
+                assert_eq!(
+                    routes.insert(key, step),
+                    model.insert(key, step),
+                    "insert {key}"
+                );
+            }
+            assert_eq!(routes.len, model.len());
+            if step % 997 == 0 {
+                assert!(routes.run.is_sorted_by(|a, b| a.0 < b.0));
+                assert_eq!(
+                    routes.entries(),
+                    model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
+                );
+            }
+        }
+        assert!(routes.run.len() > 10_000, "folds happened");
+        for key in 0..20_000 {
+            assert_eq!(routes.get(&key), model.get(&key).copied());
+        }
     }
 
     #[test]
