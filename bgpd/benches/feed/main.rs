@@ -11,6 +11,8 @@
 //! FEED_PREFIXES=100000 FEED_RUNS=1 FEED_SPEAKERS=bgpd,bird cargo bench -p bgpd --bench feed
 //! ```
 //!
+//! Other knobs: `FEED_TIMEOUT` (seconds per run, 300), `FEED_IP_BATCH`
+//! (routes for the `ip -batch` anchor, 100000; 0 skips it).
 //! `FEED_TRACE=1` prints the Loc-RIB and kernel counts at each kernel poll,
 //! and keeps each speaker's directory (configuration, logs).
 //! Root and the daemons are needed; without them it says so and stops.
