@@ -19,9 +19,9 @@
 //! from TCP when the RIB falls behind. Likewise the owner takes no session
 //! events while more than [`crate::fib::BACKLOG`] routes wait for the
 //! kernel ([`FibHandle::is_behind`]), so that a full table arriving
-//! faster than the kernel takes it is not queued whole in memory. Nothing is shared behind a lock; the
-//! status answered by [`Speaker::peers`] is kept by the owner from the
-//! sessions' state reports.
+//! faster than the kernel takes it is not queued whole in memory. Nothing
+//! is shared behind a lock; the status answered by [`Speaker::peers`] is
+//! kept by the owner from the sessions' state reports.
 //!
 //! When a session comes up the owner sends it the whole Adj-RIB-Out and an
 //! End-of-RIB, stamped with the session's epoch; afterwards each change to
