@@ -5,11 +5,13 @@
 //! ```text
 //! bgpd run CONFIG.yaml       # the daemon, in the foreground
 //! bgpd status SOCKET         # print peers and routes of a running daemon
+//! bgpd status --peers SOCKET # only the peers (cheap to poll)
 //! bgpd refresh SOCKET PEER   # send ROUTE-REFRESH to PEER (RFC 2918)
 //! ```
 //!
-//! The status socket takes one request line, `status` (also what an empty
-//! request means) or `refresh ADDRESS`, and answers in text; an answer
+//! The status socket takes one request line (ended by a newline or by the
+//! client closing its side): `status` (also what an empty request means),
+//! `peers`, or `refresh ADDRESS`; it answers in text and closes. An answer
 //! that starts with `error:` is a failure. On SIGHUP the daemon reads its
 //! configuration again and applies the peers' changed filters and export
 //! communities (`Speaker::set_policy`); other changes need a restart.
@@ -26,7 +28,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tracing::{info, warn};
 
-const USAGE: &str = "usage: bgpd run CONFIG.yaml | bgpd status SOCKET | bgpd refresh SOCKET PEER";
+const USAGE: &str =
+    "usage: bgpd run CONFIG.yaml | bgpd status [--peers] SOCKET | bgpd refresh SOCKET PEER";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +40,9 @@ fn main() -> Result<()> {
     match args.as_slice() {
         [cmd, path] if cmd == "run" => rt.block_on(run(Path::new(path))),
         [cmd, socket] if cmd == "status" => rt.block_on(request(Path::new(socket), "status")),
+        [cmd, flag, socket] if cmd == "status" && flag == "--peers" => {
+            rt.block_on(request(Path::new(socket), "peers"))
+        }
         [cmd, socket, peer] if cmd == "refresh" => {
             let peer: IpAddr = peer
                 .parse()
@@ -73,14 +79,14 @@ async fn run(path: &Path) -> Result<()> {
             info!(
                 table = fc.table,
                 protocol = fc.protocol,
-                existing = fib.installed().len(),
+                existing = fib.installed_len(),
                 "kernel table opened"
             );
             // Routes of ours left in the table: an earlier bgpd ended
             // without cleaning up, and they still forward. That is a
             // graceful restart with forwarding state preserved.
             let gr = &mut speaker_config.graceful_restart;
-            gr.restarting = gr.enabled && !fib.installed().is_empty();
+            gr.restarting = gr.enabled && fib.installed_len() > 0;
             if gr.restarting {
                 info!("restarting gracefully: R and F bits set, initial tables deferred");
             }
@@ -174,6 +180,7 @@ async fn serve_status(speaker: &Speaker, stream: UnixStream) -> Result<()> {
     .await;
     let words: Vec<&str> = line.split_whitespace().collect();
     let text = match words.as_slice() {
+        ["peers"] => speaker::render_peers(&speaker.peers().await?),
         [] | ["status"] => {
             let peers = speaker.peers().await?;
             let routes = speaker.routes().await?;
@@ -206,6 +213,7 @@ async fn request(socket: &Path, line: &str) -> Result<()> {
         .await
         .with_context(|| format!("connecting to {}", socket.display()))?;
     stream.write_all(format!("{line}\n").as_bytes()).await?;
+    stream.shutdown().await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     if let Some(e) = text.strip_prefix("error: ") {

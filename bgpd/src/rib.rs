@@ -445,6 +445,10 @@ impl Rib {
     /// lowest router ID or ORIGINATOR_ID, shortest CLUSTER_LIST, lowest
     /// peer address.
     fn decide(&self, paths: &[Path]) -> Option<usize> {
+        // The usual single path: no candidate lists to build.
+        if let [only] = paths {
+            return (!only.rejected).then_some(0);
+        }
         let mut cand = self.equal_best(paths);
         keep_min(paths, &mut cand, |p| self.router_id_of(p));
         keep_min(paths, &mut cand, |p| p.route.attrs.cluster_list.len());
@@ -783,6 +787,9 @@ impl Rib {
             .is_none_or(|p| p.rejected || p.is_from(Source::Local))
         {
             return Vec::new();
+        }
+        if let [only] = paths {
+            return vec![only];
         }
         let mut set: Vec<&Path> = self
             .equal_best(paths)

@@ -16,9 +16,12 @@
 //!
 //! The owner never waits on a session: it sends over unbounded channels,
 //! and sessions wait on it (bounded channel), which slows their reading
-//! from TCP when the RIB falls behind. Nothing is shared behind a lock; the
-//! status answered by [`Speaker::peers`] is kept by the owner from the
-//! sessions' state reports.
+//! from TCP when the RIB falls behind. Likewise the owner takes no session
+//! events while more than [`crate::fib::BACKLOG`] routes wait for the
+//! kernel ([`FibHandle::is_behind`]), so that a full table arriving
+//! faster than the kernel takes it is not queued whole in memory. Nothing
+//! is shared behind a lock; the status answered by [`Speaker::peers`] is
+//! kept by the owner from the sessions' state reports.
 //!
 //! When a session comes up the owner sends it the whole Adj-RIB-Out and an
 //! End-of-RIB, stamped with the session's epoch; afterwards each change to
@@ -40,7 +43,8 @@
 //!
 //! The kernel table is reconciled against the Loc-RIB (removing routes
 //! left by an earlier run) once every peer has sent End-of-RIB, or after
-//! [`SpeakerConfig::fib_sync_after`], whichever comes first.
+//! [`SpeakerConfig::fib_sync_after`], whichever comes first; if the FIB
+//! found no such routes and no change failed, there is nothing to do.
 //!
 //! Graceful restart (RFC 4724, see [`crate::graceful_restart`]): a peer
 //! whose session is lost without a NOTIFICATION keeps its routes, as
@@ -497,6 +501,7 @@ impl Owner {
     ) {
         let sync_at = tokio::time::sleep(fib_sync_after);
         tokio::pin!(sync_at);
+        let fib = self.fib.clone();
         loop {
             let gr_timer = self
                 .peers
@@ -504,12 +509,15 @@ impl Owner {
                 .enumerate()
                 .filter_map(|(i, s)| s.gr_timer.map(|at| (at, i)))
                 .min();
+            // Session events wait while the kernel is far behind.
+            let behind = fib.as_ref().is_some_and(FibHandle::is_behind);
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
-                Some(ev) = events.recv() => self.event(ev),
+                Some(ev) = events.recv(), if !behind => self.event(ev),
+                () = async { if let Some(f) = &fib { f.applied().await } }, if behind => {}
                 () = &mut sync_at, if !self.fib_synced || self.deferring => {
                     self.release_initial_tables();
                     self.sync_fib();
@@ -871,7 +879,8 @@ impl Owner {
             return;
         }
         self.fib_synced = true;
-        if let Some(fib) = &self.fib {
+        // Nothing to repair: the table holds exactly what was sent.
+        if let Some(fib) = self.fib.as_ref().filter(|f| f.needs_reconcile()) {
             let desired: FibTable = self
                 .rib
                 .loc_rib()

@@ -78,7 +78,7 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
 
             // Reading back gives what we installed.
             let read = fib.read().await.unwrap();
-            assert_eq!(&read, fib.installed());
+            assert_eq!(read, fib.installed());
             assert_eq!(
                 read[&p("10.1.0.0/24")],
                 vec![a("10.98.0.2"), a("10.98.0.3")]
