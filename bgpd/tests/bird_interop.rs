@@ -85,116 +85,110 @@ fn ebgp_ipv4_with_bird_exchanges_withdraws_and_cleans_up_on_reset() {
     let our_table = &["route", "show", "table", "100", "proto", "201"];
 
     ns_us
-        .run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let fib = Fib::open(FibConfig {
-                    table: TABLE,
-                    protocol: PROTO,
-                })
+        .block_on(|| async {
+            let fib = Fib::open(FibConfig {
+                table: TABLE,
+                protocol: PROTO,
+            })
+            .await
+            .unwrap();
+            assert_eq!(fib.installed().len(), 1, "the leftover route is read, kept");
+            let (fib, _task) = fib::spawn(fib);
+            let ours: IpAddr = OURS.parse().unwrap();
+            let listener = TcpListener::bind(SocketAddr::new(ours, 179)).await.unwrap();
+            let mut config = SpeakerConfig::new(65001, Ipv4Addr::new(10, 99, 0, 1));
+            config.fib_sync_after = Duration::from_secs(3);
+            config.peers.push(PeerConfig {
+                local: Some(ours),
+                connect_retry: Duration::from_secs(1),
+                ..PeerConfig::new(BIRDS.parse().unwrap(), 65002)
+            });
+            let speaker = Speaker::start(config, Some(listener), Some(fib));
+            speaker
+                .announce("10.44.0.0/24".parse().unwrap(), PathAttrs::default())
                 .await
                 .unwrap();
-                assert_eq!(fib.installed().len(), 1, "the leftover route is read, kept");
-                let (fib, _task) = fib::spawn(fib);
-                let ours: IpAddr = OURS.parse().unwrap();
-                let listener = TcpListener::bind(SocketAddr::new(ours, 179)).await.unwrap();
-                let mut config = SpeakerConfig::new(65001, Ipv4Addr::new(10, 99, 0, 1));
-                config.fib_sync_after = Duration::from_secs(3);
-                config.peers.push(PeerConfig {
-                    local: Some(ours),
-                    connect_retry: Duration::from_secs(1),
-                    ..PeerConfig::new(BIRDS.parse().unwrap(), 65002)
-                });
-                let speaker = Speaker::start(config, Some(listener), Some(fib));
-                speaker
-                    .announce("10.44.0.0/24".parse().unwrap(), PathAttrs::default())
+
+            // Our route in BIRD's RIB and BIRD's kernel.
+            eventually("BIRD to learn 10.44.0.0/24 from us", async || {
+                let out = birdc(&["show", "route", "10.44.0.0/24", "all"]).await;
+                out.contains("10.44.0.0/24") && out.contains("BGP.as_path: 65001")
+            })
+            .await;
+            eventually("BIRD's kernel to get 10.44.0.0/24", async || {
+                kernel(bird_ns.clone(), &["route", "show", "10.44.0.0/24"])
                     .await
-                    .unwrap();
-
-                // Our route in BIRD's RIB and BIRD's kernel.
-                eventually("BIRD to learn 10.44.0.0/24 from us", async || {
-                    let out = birdc(&["show", "route", "10.44.0.0/24", "all"]).await;
-                    out.contains("10.44.0.0/24") && out.contains("BGP.as_path: 65001")
-                })
-                .await;
-                eventually("BIRD's kernel to get 10.44.0.0/24", async || {
-                    kernel(bird_ns.clone(), &["route", "show", "10.44.0.0/24"])
-                        .await
-                        .contains(&format!("via {OURS}"))
-                })
-                .await;
-                // BIRD's static route in our Loc-RIB and our kernel table.
-                eventually("our kernel table to get 10.55.0.0/24", async || {
-                    kernel(us_ns.clone(), our_table)
-                        .await
-                        .contains(&format!("10.55.0.0/24 via {BIRDS}"))
-                })
-                .await;
-                let routes = speaker.routes().await.unwrap();
-                let r = routes
-                    .iter()
-                    .find(|r| r.prefix == "10.55.0.0/24".parse().unwrap())
-                    .unwrap();
-                assert_eq!(r.as_path, vec![65002]);
-                let peers = speaker.peers().await.unwrap();
-                assert_eq!(peers[0].state, State::Established);
-                assert_eq!((peers[0].accepted, peers[0].advertised), (1, 1));
-                // The leftover route goes once the session has converged.
-                eventually(
-                    "the leftover 10.66.0.0/24 to be reconciled away",
-                    async || {
-                        !kernel(us_ns.clone(), our_table)
-                            .await
-                            .contains("10.66.0.0/24")
-                    },
-                )
-                .await;
-
-                // Withdraw on our side.
-                speaker
-                    .withdraw("10.44.0.0/24".parse().unwrap())
+                    .contains(&format!("via {OURS}"))
+            })
+            .await;
+            // BIRD's static route in our Loc-RIB and our kernel table.
+            eventually("our kernel table to get 10.55.0.0/24", async || {
+                kernel(us_ns.clone(), our_table)
                     .await
-                    .unwrap();
-                eventually("BIRD to drop 10.44.0.0/24", async || {
-                    !birdc(&["show", "route", "10.44.0.0/24"])
-                        .await
-                        .contains("10.44.0.0/24")
-                })
-                .await;
-
-                // Withdraw on BIRD's side, then announce again.
-                birdc(&["disable", "static1"]).await;
-                eventually("our kernel to drop 10.55.0.0/24", async || {
+                    .contains(&format!("10.55.0.0/24 via {BIRDS}"))
+            })
+            .await;
+            let routes = speaker.routes().await.unwrap();
+            let r = routes
+                .iter()
+                .find(|r| r.prefix == "10.55.0.0/24".parse().unwrap())
+                .unwrap();
+            assert_eq!(r.as_path, vec![65002]);
+            let peers = speaker.peers().await.unwrap();
+            assert_eq!(peers[0].state, State::Established);
+            assert_eq!((peers[0].accepted, peers[0].advertised), (1, 1));
+            // The leftover route goes once the session has converged.
+            eventually(
+                "the leftover 10.66.0.0/24 to be reconciled away",
+                async || {
                     !kernel(us_ns.clone(), our_table)
                         .await
-                        .contains("10.55.0.0/24")
-                })
-                .await;
-                birdc(&["enable", "static1"]).await;
-                eventually("our kernel to get 10.55.0.0/24 back", async || {
-                    kernel(us_ns.clone(), our_table)
-                        .await
-                        .contains("10.55.0.0/24")
-                })
-                .await;
+                        .contains("10.66.0.0/24")
+                },
+            )
+            .await;
 
-                // Session reset: BIRD dies; its routes leave our kernel.
-                let mut b = bird.take().unwrap();
-                b.child_mut().kill().unwrap();
-                let _ = b.child_mut().wait();
-                eventually(
-                    "our kernel to drop BIRD's routes after the reset",
-                    async || kernel(us_ns.clone(), our_table).await.trim().is_empty(),
-                )
-                .await;
-                eventually("the peer to leave Established", async || {
-                    speaker.peers().await.unwrap()[0].state != State::Established
-                })
-                .await;
+            // Withdraw on our side.
+            speaker
+                .withdraw("10.44.0.0/24".parse().unwrap())
+                .await
+                .unwrap();
+            eventually("BIRD to drop 10.44.0.0/24", async || {
+                !birdc(&["show", "route", "10.44.0.0/24"])
+                    .await
+                    .contains("10.44.0.0/24")
             })
+            .await;
+
+            // Withdraw on BIRD's side, then announce again.
+            birdc(&["disable", "static1"]).await;
+            eventually("our kernel to drop 10.55.0.0/24", async || {
+                !kernel(us_ns.clone(), our_table)
+                    .await
+                    .contains("10.55.0.0/24")
+            })
+            .await;
+            birdc(&["enable", "static1"]).await;
+            eventually("our kernel to get 10.55.0.0/24 back", async || {
+                kernel(us_ns.clone(), our_table)
+                    .await
+                    .contains("10.55.0.0/24")
+            })
+            .await;
+
+            // Session reset: BIRD dies; its routes leave our kernel.
+            let mut b = bird.take().unwrap();
+            b.child_mut().kill().unwrap();
+            let _ = b.child_mut().wait();
+            eventually(
+                "our kernel to drop BIRD's routes after the reset",
+                async || kernel(us_ns.clone(), our_table).await.trim().is_empty(),
+            )
+            .await;
+            eventually("the peer to leave Established", async || {
+                speaker.peers().await.unwrap()[0].state != State::Established
+            })
+            .await;
         })
         .unwrap();
 }

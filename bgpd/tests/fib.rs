@@ -48,67 +48,61 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
             .unwrap()
     };
 
-    ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut fib = Fib::open(CONFIG).await.unwrap();
-            assert!(fib.installed().is_empty());
-            fib.apply(&[
-                FibOp::Replace {
-                    prefix: p("10.1.0.0/24"),
-                    next_hops: vec![a("10.98.0.2"), a("10.98.0.3")],
-                },
-                FibOp::Replace {
-                    prefix: p("10.2.0.0/24"),
-                    next_hops: vec![a("10.98.0.2")],
-                },
-            ])
-            .await
-            .unwrap();
-            let out = show();
-            assert!(out.contains("10.1.0.0/24"), "{out}");
-            assert!(
-                out.contains("nexthop via 10.98.0.2") && out.contains("nexthop via 10.98.0.3"),
-                "{out}"
-            );
-            assert!(out.contains("10.2.0.0/24 via 10.98.0.2"), "{out}");
-
-            // Reading back gives what we installed.
-            let read = fib.read().await.unwrap();
-            assert_eq!(read, fib.installed());
-            assert_eq!(
-                read[&p("10.1.0.0/24")],
-                vec![a("10.98.0.2"), a("10.98.0.3")]
-            );
-
-            // Replace down to one next hop; delete twice (idempotent).
-            fib.update(&[(p("10.1.0.0/24"), vec![a("10.98.0.3")])])
-                .await
-                .unwrap();
-            assert!(show().contains("10.1.0.0/24 via 10.98.0.3"), "{}", show());
-            fib.apply(&[FibOp::Delete {
+    ns.block_on(|| async {
+        let mut fib = Fib::open(CONFIG).await.unwrap();
+        assert!(fib.installed().is_empty());
+        fib.apply(&[
+            FibOp::Replace {
+                prefix: p("10.1.0.0/24"),
+                next_hops: vec![a("10.98.0.2"), a("10.98.0.3")],
+            },
+            FibOp::Replace {
                 prefix: p("10.2.0.0/24"),
-            }])
-            .await
-            .unwrap();
-            fib.apply(&[FibOp::Delete {
-                prefix: p("10.2.0.0/24"),
-            }])
-            .await
-            .unwrap();
-            assert!(!show().contains("10.2.0.0/24"));
+                next_hops: vec![a("10.98.0.2")],
+            },
+        ])
+        .await
+        .unwrap();
+        let out = show();
+        assert!(out.contains("10.1.0.0/24"), "{out}");
+        assert!(
+            out.contains("nexthop via 10.98.0.2") && out.contains("nexthop via 10.98.0.3"),
+            "{out}"
+        );
+        assert!(out.contains("10.2.0.0/24 via 10.98.0.2"), "{out}");
 
-            // A new instance finds our route; reconcile to a new desired
-            // table removes it and adds the new one.
-            let mut again = Fib::open(CONFIG).await.unwrap();
-            assert_eq!(again.installed().len(), 1);
-            let desired: FibTable = [(p("10.3.0.0/24"), vec![a("10.98.0.2")])].into();
-            again.reconcile(&desired).await.unwrap();
-            assert_eq!(again.read().await.unwrap(), desired);
-        });
+        // Reading back gives what we installed.
+        let read = fib.read().await.unwrap();
+        assert_eq!(read, fib.installed());
+        assert_eq!(
+            read[&p("10.1.0.0/24")],
+            vec![a("10.98.0.2"), a("10.98.0.3")]
+        );
+
+        // Replace down to one next hop; delete twice (idempotent).
+        fib.update(&[(p("10.1.0.0/24"), vec![a("10.98.0.3")])])
+            .await
+            .unwrap();
+        assert!(show().contains("10.1.0.0/24 via 10.98.0.3"), "{}", show());
+        fib.apply(&[FibOp::Delete {
+            prefix: p("10.2.0.0/24"),
+        }])
+        .await
+        .unwrap();
+        fib.apply(&[FibOp::Delete {
+            prefix: p("10.2.0.0/24"),
+        }])
+        .await
+        .unwrap();
+        assert!(!show().contains("10.2.0.0/24"));
+
+        // A new instance finds our route; reconcile to a new desired
+        // table removes it and adds the new one.
+        let mut again = Fib::open(CONFIG).await.unwrap();
+        assert_eq!(again.installed().len(), 1);
+        let desired: FibTable = [(p("10.3.0.0/24"), vec![a("10.98.0.2")])].into();
+        again.reconcile(&desired).await.unwrap();
+        assert_eq!(again.read().await.unwrap(), desired);
     })
     .unwrap();
     let all = ns.ip(["route", "show", "table", "100"]).unwrap();

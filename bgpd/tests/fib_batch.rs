@@ -31,51 +31,41 @@ fn namespaces() -> (Netns, Netns) {
     (ns, peer)
 }
 
-fn block_on<T>(f: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn a_route_refused_inside_a_batch_is_reported_while_the_rest_of_its_batch_is_recorded() {
     if !require_root() {
         return;
     }
     let (ns, _peer) = namespaces();
-    ns.run(|| {
-        block_on(async {
-            let mut fib = Fib::open(CONFIG).await.unwrap();
-            assert!(
-                !fib.needs_reconcile(),
-                "a fresh table has nothing to repair"
-            );
-            let bad = 100;
-            let ops: Vec<FibOp> = (0..BATCH + 44)
-                .map(|i| FibOp::Replace {
-                    prefix: nth(i),
-                    // Not on any link: the kernel refuses the gateway.
-                    next_hops: vec![if i == bad {
-                        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
-                    } else {
-                        GATEWAY
-                    }],
-                })
-                .collect();
-            let err = fib.apply(&ops).await.unwrap_err().to_string();
-            assert!(err.contains(&format!("installing {}", nth(bad))), "{err}");
-            // The first batch went in but for the refused route; the second
-            // was not sent.
-            let read = fib.read().await.unwrap();
-            assert_eq!(read.len(), BATCH - 1);
-            assert!(!read.contains_key(&nth(bad)));
-            assert!(read.contains_key(&nth(BATCH - 1)));
-            assert!(!read.contains_key(&nth(BATCH)));
-            assert_eq!(read, fib.installed());
-            assert!(fib.needs_reconcile());
-        })
+    ns.block_on(|| async {
+        let mut fib = Fib::open(CONFIG).await.unwrap();
+        assert!(
+            !fib.needs_reconcile(),
+            "a fresh table has nothing to repair"
+        );
+        let bad = 100;
+        let ops: Vec<FibOp> = (0..BATCH + 44)
+            .map(|i| FibOp::Replace {
+                prefix: nth(i),
+                // Not on any link: the kernel refuses the gateway.
+                next_hops: vec![if i == bad {
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+                } else {
+                    GATEWAY
+                }],
+            })
+            .collect();
+        let err = fib.apply(&ops).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("installing {}", nth(bad))), "{err}");
+        // The first batch went in but for the refused route; the second
+        // was not sent.
+        let read = fib.read().await.unwrap();
+        assert_eq!(read.len(), BATCH - 1);
+        assert!(!read.contains_key(&nth(bad)));
+        assert!(read.contains_key(&nth(BATCH - 1)));
+        assert!(!read.contains_key(&nth(BATCH)));
+        assert_eq!(read, fib.installed());
+        assert!(fib.needs_reconcile());
     })
     .unwrap();
 }
@@ -87,31 +77,29 @@ fn the_fib_task_reports_a_backlog_over_its_limit_and_drains_it_into_the_kernel()
     }
     let (ns, _peer) = namespaces();
     let count = BACKLOG + 10_000;
-    ns.run(|| {
-        block_on(async {
-            let (handle, _task) = fib::spawn(Fib::open(CONFIG).await.unwrap());
-            handle.update((0..count).map(|i| (nth(i), vec![GATEWAY])).collect());
-            // The task has not run yet (one thread): all of it is queued.
-            assert!(handle.is_behind());
-            let start = Instant::now();
-            while handle.is_behind() {
-                assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-                handle.applied().await;
+    ns.block_on(|| async {
+        let (handle, _task) = fib::spawn(Fib::open(CONFIG).await.unwrap());
+        handle.update((0..count).map(|i| (nth(i), vec![GATEWAY])).collect());
+        // The task has not run yet (one thread): all of it is queued.
+        assert!(handle.is_behind());
+        let start = Instant::now();
+        while handle.is_behind() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+            handle.applied().await;
+        }
+        loop {
+            let installed = Fib::open(CONFIG).await.unwrap().installed_len();
+            if installed == count {
+                break;
             }
-            loop {
-                let installed = Fib::open(CONFIG).await.unwrap().installed_len();
-                if installed == count {
-                    break;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "{installed} of {count} routes in the kernel after 60 s"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(!handle.needs_reconcile());
-            eprintln!("{count} routes into the kernel in {:.2?}", start.elapsed());
-        })
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{installed} of {count} routes in the kernel after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!handle.needs_reconcile());
+        eprintln!("{count} routes into the kernel in {:.2?}", start.elapsed());
     })
     .unwrap();
 }

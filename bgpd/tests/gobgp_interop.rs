@@ -212,161 +212,154 @@ fn ebgp_ipv4_and_ipv6_with_gobgp_exchange_withdraw_and_survive_resets() {
     let our_table = async |family| our_table(&us_ns, family).await;
 
     ns_us
-        .run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let speaker = Speaker::start(
-                    speaker_config(65003, Some(PASSWORD)),
-                    Some(dual_stack_listener().await),
-                    Some(our_fib().await),
-                );
-                for p in ["10.45.0.0/24", "2001:db8:45::/48"] {
-                    speaker
-                        .announce(p.parse().unwrap(), PathAttrs::default())
-                        .await
-                        .unwrap();
-                }
-                go.originate("10.58.0.0/24", "2001:db8:58::/48").await;
-
-                eventually("gobgpd to have both sessions Established", async || {
-                    go.both_established().await
-                })
-                .await;
-                let peers = speaker.peers().await.unwrap();
-                assert!(
-                    peers.iter().all(|p| p.state == State::Established),
-                    "{peers:?}"
-                );
-
-                // Ours in GoBGP's RIB, with our AS and our next hop per family.
-                eventually("GoBGP to learn 10.45.0.0/24", async || {
-                    go.rib_has("ipv4", "10.45.0.0/24", OURS4, &["65001"]).await
-                })
-                .await;
-                eventually("GoBGP to learn 2001:db8:45::/48", async || {
-                    go.rib_has("ipv6", "2001:db8:45::/48", OURS6, &["65001"])
-                        .await
-                })
-                .await;
-                // Theirs in our kernel table, via GoBGP's address.
-                let ours_has = async |family, prefix: &str, hop: &str| {
-                    our_table(family)
-                        .await
-                        .contains(&format!("{prefix} via {hop}"))
-                };
-                eventually("our kernel to get 10.58.0.0/24", async || {
-                    ours_has("-4", "10.58.0.0/24", THEIRS4).await
-                })
-                .await;
-                eventually("our kernel to get 2001:db8:58::/48", async || {
-                    ours_has("-6", "2001:db8:58::/48", THEIRS6).await
-                })
-                .await;
-                let routes = speaker.routes().await.unwrap();
-                let r = routes
-                    .iter()
-                    .find(|r| r.prefix == "2001:db8:58::/48".parse().unwrap())
-                    .unwrap();
-                assert_eq!(r.as_path, vec![65003]);
-
-                // Withdraw on our side, then on GoBGP's.
+        .block_on(|| async {
+            let speaker = Speaker::start(
+                speaker_config(65003, Some(PASSWORD)),
+                Some(dual_stack_listener().await),
+                Some(our_fib().await),
+            );
+            for p in ["10.45.0.0/24", "2001:db8:45::/48"] {
                 speaker
-                    .withdraw("10.45.0.0/24".parse().unwrap())
+                    .announce(p.parse().unwrap(), PathAttrs::default())
                     .await
                     .unwrap();
-                speaker
-                    .withdraw("2001:db8:45::/48".parse().unwrap())
-                    .await
-                    .unwrap();
-                eventually("GoBGP to drop our routes", async || {
-                    !go.cli(&["global", "rib", "-a", "ipv4"])
-                        .await
-                        .contains("10.45.0.0/24")
-                        && !go
-                            .cli(&["global", "rib", "-a", "ipv6"])
-                            .await
-                            .contains("2001:db8:45::/48")
-                })
-                .await;
-                go.cli(&["global", "rib", "del", "10.58.0.0/24"]).await;
-                eventually("our kernel to drop 10.58.0.0/24", async || {
-                    !our_table("-4").await.contains("10.58.0.0/24")
-                })
-                .await;
-                assert!(our_table("-6").await.contains("2001:db8:58::/48"));
+            }
+            go.originate("10.58.0.0/24", "2001:db8:58::/48").await;
 
-                // Session reset from GoBGP's side: a Cease (Administrative
-                // Reset) that we record as the session's last error. GoBGP
-                // then holds the peer Idle for 30 s, whatever
-                // `idle-hold-time-after-reset` says, so the rest of the
-                // reset is done by restarting gobgpd.
-                speaker
-                    .announce("10.46.0.0/24".parse().unwrap(), PathAttrs::default())
-                    .await
-                    .unwrap();
-                eventually("GoBGP to learn 10.46.0.0/24", async || {
-                    go.rib_has("ipv4", "10.46.0.0/24", OURS4, &["65001"]).await
-                })
-                .await;
-                go.cli(&["neighbor", OURS6, "reset"]).await;
-                eventually("our IPv6 session to go down with a Cease", async || {
-                    let peers = speaker.peers().await.unwrap();
-                    peers[1].state != State::Established
-                        && peers[1]
-                            .last_error
-                            .as_deref()
-                            .is_some_and(|e| e.contains("Cease"))
-                })
-                .await;
-                eventually(
-                    "our kernel to drop 2001:db8:58::/48 on the reset",
-                    async || !our_table("-6").await.contains("2001:db8:58::/48"),
-                )
-                .await;
-
-                // gobgpd dies: its routes leave our kernel.
-                let mut g = gobgpd.take().unwrap();
-                g.child_mut().kill().unwrap();
-                let _ = g.child_mut().wait();
-                eventually("our sessions to go down when gobgpd dies", async || {
-                    let peers = speaker.peers().await.unwrap();
-                    peers.iter().all(|p| p.state != State::Established)
-                })
-                .await;
-                eventually("our kernel to drop GoBGP's routes", async || {
-                    our_table("-4").await.trim().is_empty()
-                        && our_table("-6").await.trim().is_empty()
-                })
-                .await;
-
-                // A new gobgpd: both sessions come back, and routes flow
-                // both ways again.
-                gobgpd = Some(go.spawn());
-                go.originate("10.58.0.0/24", "2001:db8:58::/48").await;
-                eventually("both sessions back after the restart", async || {
-                    go.both_established().await
-                })
-                .await;
-                eventually("GoBGP to learn 10.46.0.0/24 again", async || {
-                    go.rib_has("ipv4", "10.46.0.0/24", OURS4, &["65001"]).await
-                })
-                .await;
-                eventually("our kernel to get GoBGP's routes again", async || {
-                    ours_has("-4", "10.58.0.0/24", THEIRS4).await
-                        && ours_has("-6", "2001:db8:58::/48", THEIRS6).await
-                })
-                .await;
-                assert!(
-                    !go.cli(&["global", "rib", "-a", "ipv4"])
-                        .await
-                        .contains("10.45.0.0/24"),
-                    "a withdrawn route must not come back"
-                );
-                drop(gobgpd);
+            eventually("gobgpd to have both sessions Established", async || {
+                go.both_established().await
             })
+            .await;
+            let peers = speaker.peers().await.unwrap();
+            assert!(
+                peers.iter().all(|p| p.state == State::Established),
+                "{peers:?}"
+            );
+
+            // Ours in GoBGP's RIB, with our AS and our next hop per family.
+            eventually("GoBGP to learn 10.45.0.0/24", async || {
+                go.rib_has("ipv4", "10.45.0.0/24", OURS4, &["65001"]).await
+            })
+            .await;
+            eventually("GoBGP to learn 2001:db8:45::/48", async || {
+                go.rib_has("ipv6", "2001:db8:45::/48", OURS6, &["65001"])
+                    .await
+            })
+            .await;
+            // Theirs in our kernel table, via GoBGP's address.
+            let ours_has = async |family, prefix: &str, hop: &str| {
+                our_table(family)
+                    .await
+                    .contains(&format!("{prefix} via {hop}"))
+            };
+            eventually("our kernel to get 10.58.0.0/24", async || {
+                ours_has("-4", "10.58.0.0/24", THEIRS4).await
+            })
+            .await;
+            eventually("our kernel to get 2001:db8:58::/48", async || {
+                ours_has("-6", "2001:db8:58::/48", THEIRS6).await
+            })
+            .await;
+            let routes = speaker.routes().await.unwrap();
+            let r = routes
+                .iter()
+                .find(|r| r.prefix == "2001:db8:58::/48".parse().unwrap())
+                .unwrap();
+            assert_eq!(r.as_path, vec![65003]);
+
+            // Withdraw on our side, then on GoBGP's.
+            speaker
+                .withdraw("10.45.0.0/24".parse().unwrap())
+                .await
+                .unwrap();
+            speaker
+                .withdraw("2001:db8:45::/48".parse().unwrap())
+                .await
+                .unwrap();
+            eventually("GoBGP to drop our routes", async || {
+                !go.cli(&["global", "rib", "-a", "ipv4"])
+                    .await
+                    .contains("10.45.0.0/24")
+                    && !go
+                        .cli(&["global", "rib", "-a", "ipv6"])
+                        .await
+                        .contains("2001:db8:45::/48")
+            })
+            .await;
+            go.cli(&["global", "rib", "del", "10.58.0.0/24"]).await;
+            eventually("our kernel to drop 10.58.0.0/24", async || {
+                !our_table("-4").await.contains("10.58.0.0/24")
+            })
+            .await;
+            assert!(our_table("-6").await.contains("2001:db8:58::/48"));
+
+            // Session reset from GoBGP's side: a Cease (Administrative
+            // Reset) that we record as the session's last error. GoBGP
+            // then holds the peer Idle for 30 s, whatever
+            // `idle-hold-time-after-reset` says, so the rest of the
+            // reset is done by restarting gobgpd.
+            speaker
+                .announce("10.46.0.0/24".parse().unwrap(), PathAttrs::default())
+                .await
+                .unwrap();
+            eventually("GoBGP to learn 10.46.0.0/24", async || {
+                go.rib_has("ipv4", "10.46.0.0/24", OURS4, &["65001"]).await
+            })
+            .await;
+            go.cli(&["neighbor", OURS6, "reset"]).await;
+            eventually("our IPv6 session to go down with a Cease", async || {
+                let peers = speaker.peers().await.unwrap();
+                peers[1].state != State::Established
+                    && peers[1]
+                        .last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("Cease"))
+            })
+            .await;
+            eventually(
+                "our kernel to drop 2001:db8:58::/48 on the reset",
+                async || !our_table("-6").await.contains("2001:db8:58::/48"),
+            )
+            .await;
+
+            // gobgpd dies: its routes leave our kernel.
+            let mut g = gobgpd.take().unwrap();
+            g.child_mut().kill().unwrap();
+            let _ = g.child_mut().wait();
+            eventually("our sessions to go down when gobgpd dies", async || {
+                let peers = speaker.peers().await.unwrap();
+                peers.iter().all(|p| p.state != State::Established)
+            })
+            .await;
+            eventually("our kernel to drop GoBGP's routes", async || {
+                our_table("-4").await.trim().is_empty() && our_table("-6").await.trim().is_empty()
+            })
+            .await;
+
+            // A new gobgpd: both sessions come back, and routes flow
+            // both ways again.
+            gobgpd = Some(go.spawn());
+            go.originate("10.58.0.0/24", "2001:db8:58::/48").await;
+            eventually("both sessions back after the restart", async || {
+                go.both_established().await
+            })
+            .await;
+            eventually("GoBGP to learn 10.46.0.0/24 again", async || {
+                go.rib_has("ipv4", "10.46.0.0/24", OURS4, &["65001"]).await
+            })
+            .await;
+            eventually("our kernel to get GoBGP's routes again", async || {
+                ours_has("-4", "10.58.0.0/24", THEIRS4).await
+                    && ours_has("-6", "2001:db8:58::/48", THEIRS6).await
+            })
+            .await;
+            assert!(
+                !go.cli(&["global", "rib", "-a", "ipv4"])
+                    .await
+                    .contains("10.45.0.0/24"),
+                "a withdrawn route must not come back"
+            );
+            drop(gobgpd);
         })
         .unwrap();
 }
@@ -391,98 +384,91 @@ fn ibgp_ipv4_and_ipv6_with_gobgp_exchange_and_withdraw() {
     let our_table = async |family| our_table(&us_ns, family).await;
 
     ns_us
-        .run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let speaker = Speaker::start(
-                    speaker_config(65001, None),
-                    Some(dual_stack_listener().await),
-                    Some(our_fib().await),
-                );
-                let ours = [
-                    ("10.48.0.0/24", "ipv4", OURS4),
-                    ("2001:db8:48::/48", "ipv6", OURS6),
-                ];
-                for (p, _, _) in ours {
-                    speaker
-                        .announce(p.parse().unwrap(), PathAttrs::default())
-                        .await
-                        .unwrap();
-                }
-                go.originate("10.59.0.0/24", "2001:db8:59::/48").await;
-                eventually(
-                    "gobgpd to have both iBGP sessions Established",
-                    async || go.both_established().await,
-                )
-                .await;
+        .block_on(|| async {
+            let speaker = Speaker::start(
+                speaker_config(65001, None),
+                Some(dual_stack_listener().await),
+                Some(our_fib().await),
+            );
+            let ours = [
+                ("10.48.0.0/24", "ipv4", OURS4),
+                ("2001:db8:48::/48", "ipv6", OURS6),
+            ];
+            for (p, _, _) in ours {
+                speaker
+                    .announce(p.parse().unwrap(), PathAttrs::default())
+                    .await
+                    .unwrap();
+            }
+            go.originate("10.59.0.0/24", "2001:db8:59::/48").await;
+            eventually(
+                "gobgpd to have both iBGP sessions Established",
+                async || go.both_established().await,
+            )
+            .await;
 
-                for (prefix, family, hop) in ours {
-                    eventually(&format!("GoBGP to learn {prefix} over iBGP"), async || {
-                        go.rib_has(family, prefix, hop, &["LocalPref: 100"]).await
-                    })
-                    .await;
-                }
-                // iBGP: no AS in the path GoBGP shows (its AS_PATH column
-                // is empty, so the age follows the next hop).
-                let line = go.cli(&["global", "rib", "-a", "ipv4"]).await;
-                let line = line.lines().find(|l| l.contains("10.48.0.0/24")).unwrap();
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let hop = fields.iter().position(|f| *f == OURS4).unwrap();
-                assert!(fields[hop + 1].contains(':'), "an AS path in {line:?}");
-
-                let theirs = [
-                    ("-4", "10.59.0.0/24", THEIRS4),
-                    ("-6", "2001:db8:59::/48", THEIRS6),
-                ];
-                for (family, prefix, hop) in theirs {
-                    eventually(&format!("our kernel to get {prefix}"), async || {
-                        our_table(family)
-                            .await
-                            .contains(&format!("{prefix} via {hop}"))
-                    })
-                    .await;
-                }
-                let routes = speaker.routes().await.unwrap();
-                for (_, prefix, hop) in theirs {
-                    let r = routes
-                        .iter()
-                        .find(|r| r.prefix == prefix.parse().unwrap())
-                        .unwrap();
-                    assert!(r.as_path.is_empty(), "{r:?}");
-                    assert_eq!(r.next_hops, vec![hop.parse::<IpAddr>().unwrap()]);
-                }
-
-                // Withdrawals both ways.
-                for (prefix, _, _) in ours {
-                    speaker.withdraw(prefix.parse().unwrap()).await.unwrap();
-                }
-                eventually("GoBGP to drop our routes", async || {
-                    !go.cli(&["global", "rib", "-a", "ipv4"])
-                        .await
-                        .contains("10.48.0.0/24")
-                        && !go
-                            .cli(&["global", "rib", "-a", "ipv6"])
-                            .await
-                            .contains("2001:db8:48::/48")
+            for (prefix, family, hop) in ours {
+                eventually(&format!("GoBGP to learn {prefix} over iBGP"), async || {
+                    go.rib_has(family, prefix, hop, &["LocalPref: 100"]).await
                 })
                 .await;
-                go.cli(&["global", "rib", "del", "10.59.0.0/24"]).await;
-                go.cli(&["global", "rib", "-a", "ipv6", "del", "2001:db8:59::/48"])
-                    .await;
-                eventually("our kernel to drop GoBGP's routes", async || {
-                    our_table("-4").await.trim().is_empty()
-                        && our_table("-6").await.trim().is_empty()
+            }
+            // iBGP: no AS in the path GoBGP shows (its AS_PATH column
+            // is empty, so the age follows the next hop).
+            let line = go.cli(&["global", "rib", "-a", "ipv4"]).await;
+            let line = line.lines().find(|l| l.contains("10.48.0.0/24")).unwrap();
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let hop = fields.iter().position(|f| *f == OURS4).unwrap();
+            assert!(fields[hop + 1].contains(':'), "an AS path in {line:?}");
+
+            let theirs = [
+                ("-4", "10.59.0.0/24", THEIRS4),
+                ("-6", "2001:db8:59::/48", THEIRS6),
+            ];
+            for (family, prefix, hop) in theirs {
+                eventually(&format!("our kernel to get {prefix}"), async || {
+                    our_table(family)
+                        .await
+                        .contains(&format!("{prefix} via {hop}"))
                 })
                 .await;
-                let peers = speaker.peers().await.unwrap();
-                assert!(
-                    peers.iter().all(|p| p.state == State::Established),
-                    "withdrawals must not reset: {peers:?}"
-                );
+            }
+            let routes = speaker.routes().await.unwrap();
+            for (_, prefix, hop) in theirs {
+                let r = routes
+                    .iter()
+                    .find(|r| r.prefix == prefix.parse().unwrap())
+                    .unwrap();
+                assert!(r.as_path.is_empty(), "{r:?}");
+                assert_eq!(r.next_hops, vec![hop.parse::<IpAddr>().unwrap()]);
+            }
+
+            // Withdrawals both ways.
+            for (prefix, _, _) in ours {
+                speaker.withdraw(prefix.parse().unwrap()).await.unwrap();
+            }
+            eventually("GoBGP to drop our routes", async || {
+                !go.cli(&["global", "rib", "-a", "ipv4"])
+                    .await
+                    .contains("10.48.0.0/24")
+                    && !go
+                        .cli(&["global", "rib", "-a", "ipv6"])
+                        .await
+                        .contains("2001:db8:48::/48")
             })
+            .await;
+            go.cli(&["global", "rib", "del", "10.59.0.0/24"]).await;
+            go.cli(&["global", "rib", "-a", "ipv6", "del", "2001:db8:59::/48"])
+                .await;
+            eventually("our kernel to drop GoBGP's routes", async || {
+                our_table("-4").await.trim().is_empty() && our_table("-6").await.trim().is_empty()
+            })
+            .await;
+            let peers = speaker.peers().await.unwrap();
+            assert!(
+                peers.iter().all(|p| p.state == State::Established),
+                "withdrawals must not reset: {peers:?}"
+            );
         })
         .unwrap();
 }

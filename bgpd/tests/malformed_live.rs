@@ -599,70 +599,64 @@ fn malformed_messages_get_the_rfc_7606_treatment_and_leave_the_other_peer_alone(
     let us_ns = ns_us.name().to_owned();
 
     ns_us
-        .run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let fib = Fib::open(FibConfig {
-                    table: 100,
-                    protocol: 201,
-                })
-                .await
-                .unwrap();
-                let (fib, _task) = fib::spawn(fib);
-                let ours: IpAddr = OURS.parse().unwrap();
-                let listener = TcpListener::bind(SocketAddr::new(ours, 179)).await.unwrap();
-                let mut config = SpeakerConfig::new(65001, Ipv4Addr::new(10, 96, 1, 1));
-                config.peers.push(PeerConfig {
-                    local: Some(ours),
-                    connect_retry: Duration::from_secs(1),
-                    ..PeerConfig::new(BIRDS.parse().unwrap(), 65002)
-                });
-                config.peers.push(PeerConfig {
-                    port: injector_port,
-                    local: Some(OURS_TO_INJECTOR.parse().unwrap()),
-                    connect_retry: Duration::from_secs(1),
-                    ..PeerConfig::new(INJECTOR.parse().unwrap(), INJECTOR_AS)
-                });
-                let mut lab = Lab {
-                    speaker: Speaker::start(config, Some(listener), Some(fib)),
-                    us_ns: us_ns.clone(),
-                    bird_sock: bird_sock.to_str().unwrap().to_owned(),
-                    injector_listener: TcpListener::from_std(injector_listener).unwrap(),
-                    injector: None,
-                };
-                eventually("BIRD's route in our kernel", async || {
-                    lab.kernel()
-                        .await
-                        .contains(&format!("{BIRD_ROUTE} via {BIRDS}"))
-                })
-                .await;
-                let bird_session = session_line(&lab.birdc(&["show", "protocols"]).await);
-                assert!(bird_session.contains("Established"), "{bird_session}");
-
-                for (row, case) in CASES.iter().enumerate() {
-                    lab.run(u8::try_from(row).unwrap(), case).await;
-                }
-
-                // BIRD saw no reset either, and its route is still ours.
-                assert_eq!(
-                    session_line(&lab.birdc(&["show", "protocols"]).await),
-                    bird_session
-                );
-                assert!(
-                    lab.kernel()
-                        .await
-                        .contains(&format!("{BIRD_ROUTE} via {BIRDS}"))
-                );
-                // The injector's session still works after all that.
-                lab.injector().await.send(&good(250)).await;
-                eventually("a last well-formed route from the injector", async || {
-                    lab.installed("10.201.250.0/24").await
-                })
-                .await;
+        .block_on(|| async {
+            let fib = Fib::open(FibConfig {
+                table: 100,
+                protocol: 201,
             })
+            .await
+            .unwrap();
+            let (fib, _task) = fib::spawn(fib);
+            let ours: IpAddr = OURS.parse().unwrap();
+            let listener = TcpListener::bind(SocketAddr::new(ours, 179)).await.unwrap();
+            let mut config = SpeakerConfig::new(65001, Ipv4Addr::new(10, 96, 1, 1));
+            config.peers.push(PeerConfig {
+                local: Some(ours),
+                connect_retry: Duration::from_secs(1),
+                ..PeerConfig::new(BIRDS.parse().unwrap(), 65002)
+            });
+            config.peers.push(PeerConfig {
+                port: injector_port,
+                local: Some(OURS_TO_INJECTOR.parse().unwrap()),
+                connect_retry: Duration::from_secs(1),
+                ..PeerConfig::new(INJECTOR.parse().unwrap(), INJECTOR_AS)
+            });
+            let mut lab = Lab {
+                speaker: Speaker::start(config, Some(listener), Some(fib)),
+                us_ns: us_ns.clone(),
+                bird_sock: bird_sock.to_str().unwrap().to_owned(),
+                injector_listener: TcpListener::from_std(injector_listener).unwrap(),
+                injector: None,
+            };
+            eventually("BIRD's route in our kernel", async || {
+                lab.kernel()
+                    .await
+                    .contains(&format!("{BIRD_ROUTE} via {BIRDS}"))
+            })
+            .await;
+            let bird_session = session_line(&lab.birdc(&["show", "protocols"]).await);
+            assert!(bird_session.contains("Established"), "{bird_session}");
+
+            for (row, case) in CASES.iter().enumerate() {
+                lab.run(u8::try_from(row).unwrap(), case).await;
+            }
+
+            // BIRD saw no reset either, and its route is still ours.
+            assert_eq!(
+                session_line(&lab.birdc(&["show", "protocols"]).await),
+                bird_session
+            );
+            assert!(
+                lab.kernel()
+                    .await
+                    .contains(&format!("{BIRD_ROUTE} via {BIRDS}"))
+            );
+            // The injector's session still works after all that.
+            lab.injector().await.send(&good(250)).await;
+            eventually("a last well-formed route from the injector", async || {
+                lab.installed("10.201.250.0/24").await
+            })
+            .await;
         })
         .unwrap();
 }

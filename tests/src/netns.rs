@@ -117,6 +117,25 @@ impl Netns {
         })
     }
 
+    /// Runs the future that `make` builds to completion on a current-thread
+    /// tokio runtime (time and I/O enabled), on a thread inside this
+    /// namespace, as [`Netns::run`] does for a plain closure. The future
+    /// itself need not be `Send`: it is built and driven on that thread.
+    pub fn block_on<F, Fut>(&self, make: F) -> Result<Fut::Output, Error>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future,
+        Fut::Output: Send,
+    {
+        self.run(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building a tokio runtime")
+                .block_on(make())
+        })
+    }
+
     /// Removes the namespace now, killing processes still inside it, and
     /// reports any failure (dropping does the same but can only print it).
     pub fn remove(mut self) -> Result<(), Error> {
