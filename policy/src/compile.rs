@@ -42,6 +42,7 @@
 //! alternative of its ports (numeric ports together, each named port apart).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use api::{
     Port, Protocol,
@@ -53,8 +54,12 @@ use crate::ir::{
     BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Rule, Ruleset,
     Side, Statement, Verdict, VerdictMap,
 };
-use crate::model::{Endpoint, EndpointKind, EndpointToHost, Entity, Model, Policy, PolicyScope};
-use crate::sets::{SetRegistry, name};
+use crate::memo::{Compiled, CompiledChain, Selections, Step, pair};
+use crate::model::{
+    Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet, Policy, PolicyScope,
+    Profile,
+};
+use crate::sets::{SetCache, SetRegistry, name};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -72,71 +77,373 @@ const UDP: u8 = 17;
 /// Compiles the model into the ruleset for table [`TABLE`](crate::ir::TABLE).
 /// Deterministic: the same model gives an identical ruleset.
 pub fn compile(model: &Model) -> Ruleset {
-    let mut c = Compiler {
-        model,
-        sets: SetRegistry::new(model),
-        chains: BTreeMap::new(),
-        maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
-            .into_iter()
-            .map(|m| (m.to_string(), VerdictMap::default()))
-            .collect(),
-    };
-    c.base_chains();
-    let local: Vec<(&Endpoint, &str)> = model
-        .endpoints
-        .iter()
-        .filter(|e| model.is_local(e))
-        .filter_map(|e| Some((e, e.interface.as_deref()?)))
-        .collect();
-    let selecting = selecting_policies(model, &local);
-    for ((ep, interface), policies) in local.iter().zip(&selecting) {
-        c.endpoint(ep, interface, policies);
+    Compiler::new().compile(model)
+}
+
+/// Compiles one model after another, reusing what an edit did not touch.
+///
+/// `Compiler::compile(&mut self, model)` returns exactly what [`compile()`]
+/// returns for the model (a differential test checks it), but keeps the
+/// chains and sets it made (see the `memo` module): policies, profiles,
+/// endpoint chains and sets whose inputs are unchanged are not compiled again,
+/// and their chains are the same `Arc`s as in the previous ruleset, which
+/// [`diff()`](crate::diff()) skips without comparing rules. Editing one policy
+/// recompiles its chains; relabelling an endpoint re-evaluates selectors on that
+/// endpoint only. A change of [`Config`] starts afresh.
+#[derive(Debug, Default)]
+pub struct Compiler {
+    config: Option<Config>,
+    generation: u64,
+    /// The endpoints and network sets of the previous model.
+    endpoints: Vec<Endpoint>,
+    network_sets: Vec<NetworkSet>,
+    policies: HashMap<PolicyScope, HashMap<String, Compiled<Policy>>>,
+    profiles: HashMap<String, Compiled<Profile>>,
+    endpoint_chains: HashMap<Vec<Step>, (Arc<Chain>, u64)>,
+    /// Base and dispatch chains: they depend on the config only.
+    base_chains: BTreeMap<String, Arc<Chain>>,
+    selections: Selections,
+    sets: SetCache,
+}
+
+/// A policy of this compilation, once looked up: its chain names and whether
+/// each is in the ruleset yet.
+struct Slot {
+    display: Arc<str>,
+    names: [Arc<str>; 2],
+    emitted: [bool; 2],
+}
+
+impl Compiler {
+    /// A compiler with nothing kept yet.
+    pub fn new() -> Self {
+        Compiler::default()
     }
-    for (map, comment) in [
-        (MAP_WL_FROM, "workload interface -> egress chain"),
-        (MAP_WL_TO, "workload interface -> ingress chain"),
-        (
-            MAP_HEP_FROM,
-            "host interface -> host endpoint ingress chain",
-        ),
-        (MAP_HEP_TO, "host interface -> host endpoint egress chain"),
-    ] {
-        if let Some(m) = c.maps.get_mut(map) {
-            m.comment = comment.to_string();
+
+    /// Compiles the model, reusing what the previous compilation made from
+    /// the same inputs. Gives the same ruleset as [`compile()`].
+    pub fn compile(&mut self, model: &Model) -> Ruleset {
+        if self.config.as_ref() != Some(&model.config) {
+            *self = Compiler {
+                config: Some(model.config.clone()),
+                ..Compiler::default()
+            };
         }
+        self.generation += 1;
+        let generation = self.generation;
+        let endpoints = pair(&self.endpoints, &model.endpoints, |e| e.name.as_str());
+        let network_sets = pair(&self.network_sets, &model.network_sets, |n| n.name.as_str());
+        let changed_endpoints: Vec<&Endpoint> = (endpoints.changed_old.iter())
+            .map(|&i| &self.endpoints[i])
+            .chain(endpoints.changed_new.iter().map(|&j| &model.endpoints[j]))
+            .collect();
+        let changed_sets: Vec<&NetworkSet> = (network_sets.changed_old.iter())
+            .map(|&i| &self.network_sets[i])
+            .chain(
+                network_sets
+                    .changed_new
+                    .iter()
+                    .map(|&j| &model.network_sets[j]),
+            )
+            .collect();
+        self.sets.invalidate(&changed_endpoints, &changed_sets);
+        self.selections.update(model, &endpoints);
+
+        let mut pass = Pass {
+            model,
+            sets: SetRegistry::with_cache(model, std::mem::take(&mut self.sets), generation),
+            chains: BTreeMap::new(),
+            maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
+                .into_iter()
+                .map(|m| (m.to_string(), VerdictMap::default()))
+                .collect(),
+        };
+        if self.base_chains.is_empty() {
+            pass.base_chains();
+            self.base_chains.clone_from(&pass.chains);
+        } else {
+            pass.chains.clone_from(&self.base_chains);
+        }
+
+        // Which policies select each enforced endpoint, in tier and policy order.
+        let mut selecting: Vec<Vec<(usize, usize)>> = vec![Vec::new(); model.endpoints.len()];
+        let mut offsets = Vec::with_capacity(model.tiers.len());
+        let mut count = 0;
+        for (t, tier) in model.tiers.iter().enumerate() {
+            offsets.push(count);
+            count += tier.policies.len();
+            for (j, policy) in tier.policies.iter().enumerate() {
+                for &e in self.selections.get(model, &policy.selector, generation) {
+                    selecting[e].push((t, j));
+                }
+            }
+        }
+        let tiers: Vec<Arc<str>> = model.tiers.iter().map(|t| t.name.as_str().into()).collect();
+        let mut slots: Vec<Option<Slot>> = std::iter::repeat_with(|| None).take(count).collect();
+        for (e, ep) in model.endpoints.iter().enumerate() {
+            let Some(interface) = ep.interface.as_deref().filter(|_| model.is_local(ep)) else {
+                continue;
+            };
+            let (kind, from_map, to_map) = match ep.kind {
+                EndpointKind::Workload => ("wl", MAP_WL_FROM, MAP_WL_TO),
+                EndpointKind::Host => ("hep", MAP_HEP_FROM, MAP_HEP_TO),
+            };
+            for direction in [PolicyType::Ingress, PolicyType::Egress] {
+                let d = direction_index(direction);
+                let mut steps = Vec::new();
+                for (t, tier) in model.tiers.iter().enumerate() {
+                    let before = steps.len();
+                    for &(_, j) in selecting[e].iter().filter(|&&(pt, _)| pt == t) {
+                        let policy = &tier.policies[j];
+                        if policy.rules(direction).is_none() {
+                            continue;
+                        }
+                        let slot = &mut slots[offsets[t] + j];
+                        let slot = self.policy_slot(&mut pass, slot, policy, d);
+                        steps.push(Step::Policy {
+                            chain: slot.names[d].clone(),
+                            display: slot.display.clone(),
+                        });
+                    }
+                    if steps.len() > before {
+                        steps.push(Step::TierEnd {
+                            tier: tiers[t].clone(),
+                            deny: tier.default_action == TierDefaultAction::Deny,
+                        });
+                    }
+                }
+                for profile in ep.profiles.iter() {
+                    if let Some((name, chain)) = self.profile_chain(&mut pass, profile, d) {
+                        steps.push(Step::Profile {
+                            chain,
+                            profile: name,
+                        });
+                    }
+                }
+                let chain = name(&format!("{kind}-{}", direction_word(direction)), interface);
+                let compiled = match self.endpoint_chains.get_mut(&steps) {
+                    Some((chain, used)) => {
+                        *used = generation;
+                        chain.clone()
+                    }
+                    None => {
+                        let compiled = Arc::new(regular(endpoint_rules(&steps)));
+                        self.endpoint_chains
+                            .insert(steps, (compiled.clone(), generation));
+                        compiled
+                    }
+                };
+                pass.chains.insert(chain.clone(), compiled);
+                // A workload's ingress is traffic leaving by its interface; a host
+                // endpoint's ingress is traffic arriving on it.
+                let map = match (ep.kind, direction) {
+                    (EndpointKind::Workload, PolicyType::Ingress)
+                    | (EndpointKind::Host, PolicyType::Egress) => to_map,
+                    _ => from_map,
+                };
+                if let Some(m) = pass.maps.get_mut(map) {
+                    m.elements
+                        .insert(interface.to_string(), Verdict::Goto(chain));
+                }
+            }
+        }
+        for (map, comment) in [
+            (MAP_WL_FROM, "workload interface -> egress chain"),
+            (MAP_WL_TO, "workload interface -> ingress chain"),
+            (
+                MAP_HEP_FROM,
+                "host interface -> host endpoint ingress chain",
+            ),
+            (MAP_HEP_TO, "host interface -> host endpoint egress chain"),
+        ] {
+            if let Some(m) = pass.maps.get_mut(map) {
+                m.comment = comment.to_string();
+            }
+        }
+
+        let Pass {
+            sets, chains, maps, ..
+        } = pass;
+        let (sets, set_cache) = sets.into_parts();
+        self.sets = set_cache;
+        for by_name in self.policies.values_mut() {
+            by_name.retain(|_, p| p.used == generation);
+        }
+        self.policies.retain(|_, by_name| !by_name.is_empty());
+        self.profiles.retain(|_, p| p.used == generation);
+        self.endpoint_chains
+            .retain(|_, (_, used)| *used == generation);
+        self.selections.retain_used(generation);
+        self.endpoints.clone_from(&model.endpoints);
+        self.network_sets.clone_from(&model.network_sets);
+        Ruleset { sets, maps, chains }
     }
-    Ruleset {
-        sets: c.sets.into_sets(),
-        maps: c.maps,
-        chains: c.chains,
+
+    /// The policy's slot in this compilation, its chain for direction `d` in
+    /// the ruleset: the first time a name is seen its chain goes in, from the
+    /// cache when the policy is unchanged, else compiled.
+    fn policy_slot<'s>(
+        &mut self,
+        pass: &mut Pass<'_>,
+        slot: &'s mut Option<Slot>,
+        policy: &Policy,
+        d: usize,
+    ) -> &'s Slot {
+        if slot.as_ref().is_some_and(|s| s.emitted[d]) {
+            return slot.as_ref().expect("checked above");
+        }
+        let generation = self.generation;
+        if !self.policies.contains_key(&policy.scope) {
+            self.policies.insert(policy.scope.clone(), HashMap::new());
+        }
+        let by_name = self
+            .policies
+            .get_mut(&policy.scope)
+            .expect("inserted above when missing");
+        let entry = match by_name.get_mut(policy.name.as_str()) {
+            Some(entry) if same_chains(&entry.source, policy) => entry,
+            _ => {
+                let names = [PolicyType::Ingress, PolicyType::Egress]
+                    .map(|direction| policy_chain_name(policy, direction));
+                let fresh = Compiled::new(policy.clone(), policy.display_name(), names, generation);
+                by_name.insert(policy.name.clone(), fresh);
+                by_name
+                    .get_mut(policy.name.as_str())
+                    .expect("inserted above")
+            }
+        };
+        entry.used = generation;
+        let slot = slot.get_or_insert_with(|| Slot {
+            display: entry.display.clone(),
+            names: entry.names.clone(),
+            emitted: [false, false],
+        });
+        if !slot.emitted[d] {
+            slot.emitted[d] = true;
+            let name = &*entry.names[d];
+            if !pass.chains.contains_key(name) {
+                let direction = DIRECTIONS[d];
+                let compiled = entry.chains[d].get_or_insert_with(|| {
+                    let origin = format!("{} {}", entry.display, field(direction));
+                    pass.compile_chain(policy.rules(direction).unwrap_or_default(), &origin)
+                });
+                pass.sets.replay(&compiled.sets);
+                pass.chains.insert(name.to_string(), compiled.chain.clone());
+            }
+        }
+        slot
+    }
+
+    /// The profile's name and chain for direction `d`, in the ruleset; `None`
+    /// when the model has no such profile.
+    fn profile_chain(
+        &mut self,
+        pass: &mut Pass<'_>,
+        profile: &str,
+        d: usize,
+    ) -> Option<(Arc<str>, Arc<str>)> {
+        let source = pass.model.profiles.get(profile)?;
+        let generation = self.generation;
+        let entry = match self.profiles.get_mut(profile) {
+            Some(entry) if entry.source == *source => entry,
+            _ => {
+                let names = [PolicyType::Ingress, PolicyType::Egress]
+                    .map(|direction| name(&format!("pro-{}", direction_word(direction)), profile));
+                let fresh = Compiled::new(source.clone(), profile.to_string(), names, generation);
+                self.profiles.insert(profile.to_string(), fresh);
+                self.profiles.get_mut(profile).expect("inserted above")
+            }
+        };
+        entry.used = generation;
+        let name = &*entry.names[d];
+        if !pass.chains.contains_key(name) {
+            let direction = DIRECTIONS[d];
+            let compiled = entry.chains[d].get_or_insert_with(|| {
+                let rules = match direction {
+                    PolicyType::Ingress => &source.ingress,
+                    PolicyType::Egress => &source.egress,
+                };
+                pass.compile_chain(rules, &format!("profile {profile} {}", field(direction)))
+            });
+            pass.sets.replay(&compiled.sets);
+            pass.chains.insert(name.to_string(), compiled.chain.clone());
+        }
+        Some((entry.display.clone(), entry.names[d].clone()))
     }
 }
 
-/// For each of `endpoints`, the (tier index, policy index) of every policy
-/// whose selector selects it, in tier and policy order. Each distinct
-/// selector is evaluated once per endpoint, however many policies share it.
-fn selecting_policies(model: &Model, endpoints: &[(&Endpoint, &str)]) -> Vec<Vec<(usize, usize)>> {
-    let mut selected: HashMap<&Expr, Vec<usize>> = HashMap::new();
-    let mut selecting = vec![Vec::new(); endpoints.len()];
-    for (t, tier) in model.tiers.iter().enumerate() {
-        for (j, policy) in tier.policies.iter().enumerate() {
-            let eps = selected.entry(&policy.selector).or_insert_with(|| {
-                (0..endpoints.len())
-                    .filter(|&e| policy.selector.matches(&endpoints[e].0.labels))
-                    .collect()
-            });
-            for &e in eps.iter() {
-                selecting[e].push((t, j));
+/// Whether two versions of a policy compile to the same chains: same name,
+/// scope, types and rules (its selector and order only place the chains).
+fn same_chains(a: &Policy, b: &Policy) -> bool {
+    a.name == b.name
+        && a.scope == b.scope
+        && a.types == b.types
+        && a.ingress == b.ingress
+        && a.egress == b.egress
+}
+
+const DIRECTIONS: [PolicyType; 2] = [PolicyType::Ingress, PolicyType::Egress];
+
+fn direction_index(direction: PolicyType) -> usize {
+    match direction {
+        PolicyType::Ingress => 0,
+        PolicyType::Egress => 1,
+    }
+}
+
+fn policy_chain_name(policy: &Policy, direction: PolicyType) -> String {
+    let d = direction_word(direction);
+    match &policy.scope {
+        PolicyScope::Global => name(&format!("gnp-{d}"), &policy.name),
+        PolicyScope::Namespace(ns) => name(&format!("np-{d}"), &format!("{ns}/{}", policy.name)),
+    }
+}
+
+/// An endpoint chain's rules, from its steps.
+fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
+        statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
+    ];
+    for step in steps {
+        match step {
+            Step::Policy { chain, display } => {
+                rules.push(
+                    Rule::new(
+                        vec![mark_is(MARK_PASS, false)],
+                        Verdict::Jump(chain.to_string()),
+                    )
+                    .comment(format!("policy {display}")),
+                );
+                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
+            }
+            Step::TierEnd { tier, deny } => {
+                if *deny {
+                    rules.push(
+                        Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Drop)
+                            .comment(format!("tier {tier}: default deny")),
+                    );
+                }
+                rules.push(statement_rule(Statement::MarkClear(MARK_PASS)));
+            }
+            Step::Profile { chain, profile } => {
+                rules.push(
+                    Rule::new(vec![], Verdict::Jump(chain.to_string()))
+                        .comment(format!("profile {profile}")),
+                );
+                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
             }
         }
     }
-    selecting
+    rules.push(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"));
+    rules
 }
 
-struct Compiler<'m> {
+/// One compilation: the model, the sets made so far, the chains and maps.
+struct Pass<'m> {
     model: &'m Model,
     sets: SetRegistry<'m>,
-    chains: BTreeMap<String, Chain>,
+    chains: BTreeMap<String, Arc<Chain>>,
     maps: BTreeMap<String, VerdictMap>,
 }
 
@@ -165,7 +472,7 @@ fn regular(rules: Vec<Rule>) -> Chain {
     Chain { base: None, rules }
 }
 
-impl Compiler<'_> {
+impl Pass<'_> {
     fn base_chains(&mut self) {
         let prefix = format!("{}*", self.model.config.workload_prefix);
         let iface = |iface, name: &str| Match::Iface {
@@ -268,7 +575,7 @@ impl Compiler<'_> {
             ),
         ];
         for (name, chain) in chains {
-            self.chains.insert(name.to_string(), chain);
+            self.chains.insert(name.to_string(), Arc::new(chain));
         }
     }
 
@@ -307,111 +614,14 @@ impl Compiler<'_> {
         ]
     }
 
-    fn endpoint(&mut self, ep: &Endpoint, interface: &str, selecting: &[(usize, usize)]) {
-        let (kind, from_map, to_map) = match ep.kind {
-            EndpointKind::Workload => ("wl", MAP_WL_FROM, MAP_WL_TO),
-            EndpointKind::Host => ("hep", MAP_HEP_FROM, MAP_HEP_TO),
-        };
-        for direction in [PolicyType::Ingress, PolicyType::Egress] {
-            let chain = name(&format!("{kind}-{}", direction_word(direction)), interface);
-            let rules = self.endpoint_rules(ep, direction, selecting);
-            self.chains.insert(chain.clone(), regular(rules));
-            // A workload's ingress is traffic leaving by its interface; a host
-            // endpoint's ingress is traffic arriving on it.
-            let map = match (ep.kind, direction) {
-                (EndpointKind::Workload, PolicyType::Ingress)
-                | (EndpointKind::Host, PolicyType::Egress) => to_map,
-                _ => from_map,
-            };
-            if let Some(m) = self.maps.get_mut(map) {
-                m.elements
-                    .insert(interface.to_string(), Verdict::Goto(chain));
-            }
+    /// A policy or profile chain of these rules, with the sets they asked for.
+    fn compile_chain(&mut self, rules: &[crate::model::Rule], origin: &str) -> CompiledChain {
+        self.sets.start_log();
+        let compiled = self.rules(rules, origin);
+        CompiledChain {
+            chain: Arc::new(regular(compiled)),
+            sets: self.sets.take_log(),
         }
-    }
-
-    /// `selecting`: the (tier, policy) indices selecting `ep`, in order.
-    fn endpoint_rules(
-        &mut self,
-        ep: &Endpoint,
-        direction: PolicyType,
-        selecting: &[(usize, usize)],
-    ) -> Vec<Rule> {
-        let model = self.model;
-        let mut rules = vec![
-            Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
-            statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
-        ];
-        for (t, tier) in model.tiers.iter().enumerate() {
-            let policies: Vec<&Policy> = selecting
-                .iter()
-                .filter(|&&(pt, _)| pt == t)
-                .map(|&(_, j)| &tier.policies[j])
-                .filter(|p| p.rules(direction).is_some())
-                .collect();
-            if policies.is_empty() {
-                continue;
-            }
-            for policy in policies {
-                let chain = self.policy_chain(policy, direction);
-                rules.push(
-                    Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Jump(chain))
-                        .comment(format!("policy {}", policy.display_name())),
-                );
-                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
-            }
-            if tier.default_action == TierDefaultAction::Deny {
-                rules.push(
-                    Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Drop)
-                        .comment(format!("tier {}: default deny", tier.name)),
-                );
-            }
-            rules.push(statement_rule(Statement::MarkClear(MARK_PASS)));
-        }
-        for profile in ep
-            .profiles
-            .iter()
-            .filter(|p| model.profiles.contains_key(*p))
-        {
-            let chain = self.profile_chain(profile, direction);
-            rules.push(
-                Rule::new(vec![], Verdict::Jump(chain)).comment(format!("profile {profile}")),
-            );
-            rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
-        }
-        rules.push(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"));
-        rules
-    }
-
-    fn policy_chain(&mut self, policy: &Policy, direction: PolicyType) -> String {
-        let d = direction_word(direction);
-        let chain = match &policy.scope {
-            PolicyScope::Global => name(&format!("gnp-{d}"), &policy.name),
-            PolicyScope::Namespace(ns) => {
-                name(&format!("np-{d}"), &format!("{ns}/{}", policy.name))
-            }
-        };
-        if !self.chains.contains_key(&chain) {
-            let rules = policy.rules(direction).unwrap_or_default();
-            let origin = format!("{} {}", policy.display_name(), field(direction));
-            let compiled = self.rules(rules, &origin);
-            self.chains.insert(chain.clone(), regular(compiled));
-        }
-        chain
-    }
-
-    fn profile_chain(&mut self, profile: &str, direction: PolicyType) -> String {
-        let chain = name(&format!("pro-{}", direction_word(direction)), profile);
-        if !self.chains.contains_key(&chain) {
-            let p = &self.model.profiles[profile];
-            let rules = match direction {
-                PolicyType::Ingress => &p.ingress,
-                PolicyType::Egress => &p.egress,
-            };
-            let compiled = self.rules(rules, &format!("profile {profile} {}", field(direction)));
-            self.chains.insert(chain.clone(), regular(compiled));
-        }
-        chain
     }
 
     fn rules(&mut self, rules: &[crate::model::Rule], origin: &str) -> Vec<Rule> {

@@ -146,7 +146,7 @@ pub struct Tier {
 }
 
 /// Which resource a policy came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PolicyScope {
     /// A GlobalNetworkPolicy.
     Global,
