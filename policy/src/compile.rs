@@ -41,7 +41,7 @@
 //! address family it needs (selector and `nets` sets are per family) and per
 //! alternative of its ports (numeric ports together, each named port apart).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::{
@@ -54,12 +54,12 @@ use crate::ir::{
     BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Rule, Ruleset,
     Side, Statement, Verdict, VerdictMap,
 };
-use crate::memo::{Compiled, CompiledChain, Selections, Step, pair};
+use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, pair};
 use crate::model::{
     Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet, Policy, PolicyScope,
     Profile,
 };
-use crate::sets::{SetCache, SetRegistry, name};
+use crate::sets::{SetCache, SetRegistry, SetSource, name};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -97,21 +97,54 @@ pub struct Compiler {
     /// The endpoints and network sets of the previous model.
     endpoints: Vec<Endpoint>,
     network_sets: Vec<NetworkSet>,
-    policies: HashMap<PolicyScope, HashMap<String, Compiled<Policy>>>,
-    profiles: HashMap<String, Compiled<Profile>>,
-    endpoint_chains: HashMap<Vec<Step>, (Arc<Chain>, u64)>,
+    policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
+    profiles: FastMap<String, Compiled<Profile>>,
+    endpoint_chains: FastMap<Vec<Step>, (Arc<Chain>, u64)>,
     /// Base and dispatch chains: they depend on the config only.
-    base_chains: BTreeMap<String, Arc<Chain>>,
+    base_chains: FastMap<String, Arc<Chain>>,
     selections: Selections,
     sets: SetCache,
+    /// What the last full compilation made, for [`Compiler::patch`].
+    last: Option<Last>,
 }
 
-/// A policy of this compilation, once looked up: its chain names and whether
-/// each is in the ruleset yet.
+/// The last ruleset and what it was made from, as far as a patch needs.
+#[derive(Debug)]
+struct Last {
+    ruleset: Ruleset,
+    /// Every policy, tier after tier.
+    policies: Vec<Arc<Policy>>,
+    tiers: Vec<(String, TierDefaultAction, usize)>,
+    profiles: BTreeMap<String, Profile>,
+    set_uses: FastMap<String, usize>,
+}
+
+fn flat_policies(model: &Model) -> Vec<Arc<Policy>> {
+    (model.tiers.iter())
+        .flat_map(|t| t.policies.iter().cloned())
+        .collect()
+}
+
+/// What places the policies: each tier's name, default action and size.
+fn skeleton(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
+    (model.tiers.iter())
+        .map(|t| (t.name.clone(), t.default_action, t.policies.len()))
+        .collect()
+}
+
+/// Adds `delta` uses of each set a chain's log names.
+fn count_uses(uses: &mut FastMap<String, usize>, log: &[(String, SetSource)], delta: isize) {
+    for (name, _) in log {
+        let n = uses.entry(name.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
+    }
+}
+
+/// A policy of this compilation, once looked up (and its chains put in the
+/// ruleset): its name for comments and its chain names.
 struct Slot {
     display: Arc<str>,
     names: [Arc<str>; 2],
-    emitted: [bool; 2],
 }
 
 impl Compiler {
@@ -129,10 +162,14 @@ impl Compiler {
                 ..Compiler::default()
             };
         }
-        self.generation += 1;
-        let generation = self.generation;
         let endpoints = pair(&self.endpoints, &model.endpoints, |e| e.name.as_str());
         let network_sets = pair(&self.network_sets, &model.network_sets, |n| n.name.as_str());
+        if let Some(ruleset) = self.patch(model, &endpoints, &network_sets) {
+            return ruleset;
+        }
+        self.last = None;
+        self.generation += 1;
+        let generation = self.generation;
         let changed_endpoints: Vec<&Endpoint> = (endpoints.changed_old.iter())
             .map(|&i| &self.endpoints[i])
             .chain(endpoints.changed_new.iter().map(|&j| &model.endpoints[j]))
@@ -152,7 +189,8 @@ impl Compiler {
         let mut pass = Pass {
             model,
             sets: SetRegistry::with_cache(model, std::mem::take(&mut self.sets), generation),
-            chains: BTreeMap::new(),
+            set_uses: FastMap::default(),
+            chains: FastMap::default(),
             maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
                 .into_iter()
                 .map(|m| (m.to_string(), VerdictMap::default()))
@@ -199,7 +237,7 @@ impl Compiler {
                             continue;
                         }
                         let slot = &mut slots[offsets[t] + j];
-                        let slot = self.policy_slot(&mut pass, slot, policy, d);
+                        let slot = self.policy_slot(&mut pass, slot, policy);
                         steps.push(Step::Policy {
                             chain: slot.names[d].clone(),
                             display: slot.display.clone(),
@@ -262,7 +300,11 @@ impl Compiler {
         }
 
         let Pass {
-            sets, chains, maps, ..
+            sets,
+            chains,
+            maps,
+            set_uses,
+            ..
         } = pass;
         let (sets, set_cache) = sets.into_parts();
         self.sets = set_cache;
@@ -276,25 +318,140 @@ impl Compiler {
         self.selections.retain_used(generation);
         self.endpoints.clone_from(&model.endpoints);
         self.network_sets.clone_from(&model.network_sets);
-        Ruleset { sets, maps, chains }
+        let ruleset = Ruleset {
+            sets,
+            maps,
+            chains: chains.into_iter().collect(),
+        };
+        self.last = Some(Last {
+            ruleset: ruleset.clone(),
+            policies: flat_policies(model),
+            tiers: skeleton(model),
+            profiles: model.profiles.clone(),
+            set_uses,
+        });
+        ruleset
     }
 
-    /// The policy's slot in this compilation, its chain for direction `d` in
-    /// the ruleset: the first time a name is seen its chain goes in, from the
-    /// cache when the policy is unchanged, else compiled.
+    /// The previous ruleset patched, when the only change since is to the
+    /// rules of policies (same name, scope, selector and types, same place):
+    /// their chains are compiled again and replaced, sets no rule uses any
+    /// more dropped and new ones added. `None` when anything else changed.
+    fn patch(
+        &mut self,
+        model: &Model,
+        endpoints: &Pairing,
+        network_sets: &Pairing,
+    ) -> Option<Ruleset> {
+        let last = self.last.as_mut()?;
+        let same = |p: &Pairing| {
+            p.changed_new.is_empty()
+                && p.changed_old.is_empty()
+                && p.remap.iter().enumerate().all(|(i, j)| *j == Some(i))
+        };
+        if !same(endpoints)
+            || !same(network_sets)
+            || skeleton(model) != last.tiers
+            || model.profiles != last.profiles
+        {
+            return None;
+        }
+        // The edited policies, and which of their chains the ruleset holds.
+        let mut edited = Vec::new();
+        let policies = model.tiers.iter().flat_map(|t| &t.policies);
+        for (flat, (old, policy)) in last.policies.iter().zip(policies).enumerate() {
+            if Arc::ptr_eq(old, policy) {
+                continue;
+            }
+            if (&old.name, &old.scope, &old.selector, &old.types)
+                != (&policy.name, &policy.scope, &policy.selector, &policy.types)
+            {
+                return None;
+            }
+            let entry = self.policies.get(&policy.scope)?.get(&policy.name)?;
+            if !Arc::ptr_eq(&entry.source, old) {
+                return None;
+            }
+            let mut held = [false; 2];
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                if old.rules(direction).is_none() {
+                    continue;
+                }
+                match (last.ruleset.chains.get(&*entry.names[d]), &entry.chains[d]) {
+                    (Some(chain), Some(compiled)) if Arc::ptr_eq(chain, &compiled.chain) => {
+                        held[d] = true;
+                    }
+                    (None, _) => {}
+                    _ => return None,
+                }
+            }
+            edited.push((flat, policy, held));
+        }
+        let cache = std::mem::take(&mut self.sets);
+        let mut pass = Pass {
+            model,
+            sets: SetRegistry::with_cache(model, cache, self.generation),
+            chains: FastMap::default(),
+            maps: BTreeMap::new(),
+            set_uses: FastMap::default(),
+        };
+        for (flat, policy, held) in edited {
+            last.policies[flat] = policy.clone();
+            let entry = self
+                .policies
+                .get_mut(&policy.scope)
+                .and_then(|by_name| by_name.get_mut(&policy.name))
+                .expect("checked above");
+            entry.source = policy.clone();
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                let old = entry.chains[d].take();
+                if !held[d] {
+                    continue;
+                }
+                let origin = format!("{} {}", entry.display, field(direction));
+                let rules = policy.rules(direction).unwrap_or_default();
+                let compiled = pass.compile_chain(rules, &origin);
+                if let Some(old) = old {
+                    count_uses(&mut last.set_uses, &old.sets, -1);
+                }
+                count_uses(&mut last.set_uses, &compiled.sets, 1);
+                last.ruleset
+                    .chains
+                    .insert(entry.names[d].to_string(), compiled.chain.clone());
+                entry.chains[d] = Some(compiled);
+            }
+        }
+        let (made, cache) = pass.sets.into_parts();
+        self.sets = cache;
+        last.set_uses.retain(|_, uses| *uses > 0);
+        last.ruleset
+            .sets
+            .retain(|name, _| last.set_uses.contains_key(name));
+        for (name, set) in made {
+            if last.set_uses.contains_key(&name) {
+                last.ruleset.sets.entry(name).or_insert(set);
+            }
+        }
+        Some(last.ruleset.clone())
+    }
+
+    /// The policy's slot in this compilation. The first time, its chains go
+    /// into the ruleset (each direction it has rules for, unless a chain of
+    /// that name is there already): from the cache when the policy is
+    /// unchanged, else compiled.
     fn policy_slot<'s>(
         &mut self,
         pass: &mut Pass<'_>,
         slot: &'s mut Option<Slot>,
-        policy: &Policy,
-        d: usize,
+        policy: &Arc<Policy>,
     ) -> &'s Slot {
-        if slot.as_ref().is_some_and(|s| s.emitted[d]) {
+        if slot.is_some() {
             return slot.as_ref().expect("checked above");
         }
         let generation = self.generation;
         if !self.policies.contains_key(&policy.scope) {
-            self.policies.insert(policy.scope.clone(), HashMap::new());
+            self.policies
+                .insert(policy.scope.clone(), FastMap::default());
         }
         let by_name = self
             .policies
@@ -303,8 +460,7 @@ impl Compiler {
         let entry = match by_name.get_mut(policy.name.as_str()) {
             Some(entry) if same_chains(&entry.source, policy) => entry,
             _ => {
-                let names = [PolicyType::Ingress, PolicyType::Egress]
-                    .map(|direction| policy_chain_name(policy, direction));
+                let names = DIRECTIONS.map(|direction| policy_chain_name(policy, direction));
                 let fresh = Compiled::new(policy.clone(), policy.display_name(), names, generation);
                 by_name.insert(policy.name.clone(), fresh);
                 by_name
@@ -313,25 +469,26 @@ impl Compiler {
             }
         };
         entry.used = generation;
-        let slot = slot.get_or_insert_with(|| Slot {
+        for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+            let Some(rules) = policy.rules(direction) else {
+                continue;
+            };
+            let name = &*entry.names[d];
+            if pass.chains.contains_key(name) {
+                continue;
+            }
+            let compiled = entry.chains[d].get_or_insert_with(|| {
+                let origin = format!("{} {}", entry.display, field(direction));
+                pass.compile_chain(rules, &origin)
+            });
+            pass.sets.replay(&compiled.sets);
+            count_uses(&mut pass.set_uses, &compiled.sets, 1);
+            pass.chains.insert(name.to_string(), compiled.chain.clone());
+        }
+        slot.insert(Slot {
             display: entry.display.clone(),
             names: entry.names.clone(),
-            emitted: [false, false],
-        });
-        if !slot.emitted[d] {
-            slot.emitted[d] = true;
-            let name = &*entry.names[d];
-            if !pass.chains.contains_key(name) {
-                let direction = DIRECTIONS[d];
-                let compiled = entry.chains[d].get_or_insert_with(|| {
-                    let origin = format!("{} {}", entry.display, field(direction));
-                    pass.compile_chain(policy.rules(direction).unwrap_or_default(), &origin)
-                });
-                pass.sets.replay(&compiled.sets);
-                pass.chains.insert(name.to_string(), compiled.chain.clone());
-            }
-        }
-        slot
+        })
     }
 
     /// The profile's name and chain for direction `d`, in the ruleset; `None`
@@ -347,7 +504,7 @@ impl Compiler {
         let entry = match self.profiles.get_mut(profile) {
             Some(entry) if entry.source == *source => entry,
             _ => {
-                let names = [PolicyType::Ingress, PolicyType::Egress]
+                let names = DIRECTIONS
                     .map(|direction| name(&format!("pro-{}", direction_word(direction)), profile));
                 let fresh = Compiled::new(source.clone(), profile.to_string(), names, generation);
                 self.profiles.insert(profile.to_string(), fresh);
@@ -366,20 +523,23 @@ impl Compiler {
                 pass.compile_chain(rules, &format!("profile {profile} {}", field(direction)))
             });
             pass.sets.replay(&compiled.sets);
+            count_uses(&mut pass.set_uses, &compiled.sets, 1);
             pass.chains.insert(name.to_string(), compiled.chain.clone());
         }
         Some((entry.display.clone(), entry.names[d].clone()))
     }
 }
 
-/// Whether two versions of a policy compile to the same chains: same name,
-/// scope, types and rules (its selector and order only place the chains).
-fn same_chains(a: &Policy, b: &Policy) -> bool {
-    a.name == b.name
-        && a.scope == b.scope
-        && a.types == b.types
-        && a.ingress == b.ingress
-        && a.egress == b.egress
+/// Whether two versions of a policy compile to the same chains: the same
+/// policy, or the same name, scope, types and rules (its selector and order
+/// only place the chains).
+fn same_chains(a: &Arc<Policy>, b: &Arc<Policy>) -> bool {
+    Arc::ptr_eq(a, b)
+        || a.name == b.name
+            && a.scope == b.scope
+            && a.types == b.types
+            && a.ingress == b.ingress
+            && a.egress == b.egress
 }
 
 const DIRECTIONS: [PolicyType; 2] = [PolicyType::Ingress, PolicyType::Egress];
@@ -443,8 +603,11 @@ fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
 struct Pass<'m> {
     model: &'m Model,
     sets: SetRegistry<'m>,
-    chains: BTreeMap<String, Arc<Chain>>,
+    /// Hashed while compiling, sorted at the end.
+    chains: FastMap<String, Arc<Chain>>,
     maps: BTreeMap<String, VerdictMap>,
+    /// How many uses (rules) of each set the chains put in hold.
+    set_uses: FastMap<String, usize>,
 }
 
 fn direction_word(direction: PolicyType) -> &'static str {

@@ -19,6 +19,7 @@
 //! dropped at its end, so the caches hold what the last ruleset holds.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use api::selector::Expr;
@@ -26,6 +27,58 @@ use api::selector::Expr;
 use crate::ir::Chain;
 use crate::model::{Endpoint, Model};
 use crate::sets::SetSource;
+
+/// A hash map with [`FxHasher`]: the caches hash selectors and chain names on
+/// every compilation, where SipHash's resistance to chosen keys buys nothing
+/// (the keys come from the operator's own resources).
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of rustc (`FxHasher`): a few cycles per word.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One part of an endpoint chain; the chain is a function of its steps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -128,7 +181,7 @@ pub fn enforced(model: &Model, endpoint: &Endpoint) -> bool {
 /// each policy selector selects.
 #[derive(Debug, Default)]
 pub struct Selections {
-    entries: HashMap<Expr, (Vec<usize>, u64)>,
+    entries: FastMap<Expr, (Vec<usize>, u64)>,
 }
 
 impl Selections {
@@ -151,7 +204,10 @@ impl Selections {
 
     /// The enforced endpoints `selector` selects.
     pub fn get(&mut self, model: &Model, selector: &Expr, generation: u64) -> &[usize] {
-        if !self.entries.contains_key(selector) {
+        // One lookup when the entry is there (the common case).
+        if let Some((_, used)) = self.entries.get_mut(selector) {
+            *used = generation;
+        } else {
             let selected = model
                 .endpoints
                 .iter()
@@ -162,12 +218,7 @@ impl Selections {
             self.entries
                 .insert(selector.clone(), (selected, generation));
         }
-        let (selected, used) = self
-            .entries
-            .get_mut(selector)
-            .expect("inserted above when missing");
-        *used = generation;
-        selected
+        &self.entries[selector].0
     }
 
     /// Drops the entries this compilation did not use.

@@ -21,12 +21,13 @@
 //! aggregated (contained networks dropped, adjacent ones merged) so an
 //! interval set never holds overlapping elements.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use api::selector::Expr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::ir::{Family, Set, SetElement, SetKey};
+use crate::memo::FastMap;
 use crate::model::{Endpoint, Model, NetworkSet};
 
 /// Longest set or chain name the compiler makes.
@@ -148,7 +149,7 @@ pub enum SetSource {
 /// source changed or an endpoint or network set it may hold changed.
 #[derive(Debug, Default)]
 pub struct SetCache {
-    entries: HashMap<String, CachedSet>,
+    entries: FastMap<String, CachedSet>,
 }
 
 #[derive(Debug)]
@@ -185,7 +186,8 @@ impl SetCache {
 #[derive(Debug)]
 pub struct SetRegistry<'m> {
     model: &'m Model,
-    sets: BTreeMap<String, Set>,
+    /// Hashed while compiling (the names are long and alike), sorted at the end.
+    sets: FastMap<String, Set>,
     /// Selector members, computed once per selector for both families.
     members: BTreeMap<Expr, Vec<IpNet>>,
     cache: SetCache,
@@ -205,7 +207,7 @@ impl<'m> SetRegistry<'m> {
     pub fn with_cache(model: &'m Model, cache: SetCache, generation: u64) -> Self {
         SetRegistry {
             model,
-            sets: BTreeMap::new(),
+            sets: FastMap::default(),
             members: BTreeMap::new(),
             cache,
             generation,
@@ -215,7 +217,7 @@ impl<'m> SetRegistry<'m> {
 
     /// The sets made so far.
     pub fn into_sets(self) -> BTreeMap<String, Set> {
-        self.sets
+        self.sets.into_iter().collect()
     }
 
     /// The sets made so far, and the cache holding just those for the next compilation.
@@ -223,7 +225,7 @@ impl<'m> SetRegistry<'m> {
         let mut cache = self.cache;
         let generation = self.generation;
         cache.entries.retain(|_, e| e.used == generation);
-        (self.sets, cache)
+        (self.sets.into_iter().collect(), cache)
     }
 
     /// Starts recording the sets asked for (by name and source).

@@ -38,9 +38,12 @@ enum Edit {
     RelabelNetworkSet,
     SwapProfileRules,
     ChangeLogPrefix,
+    CopyRule,
+    DropRules,
+    FlipAction,
 }
 
-const EDITS: [Edit; 14] = [
+const EDITS: [Edit; 17] = [
     Edit::SwapLabels,
     Edit::SwapAddrs,
     Edit::RemoveEndpoint,
@@ -55,6 +58,9 @@ const EDITS: [Edit; 14] = [
     Edit::RelabelNetworkSet,
     Edit::SwapProfileRules,
     Edit::ChangeLogPrefix,
+    Edit::CopyRule,
+    Edit::DropRules,
+    Edit::FlipAction,
 ];
 
 /// `(tier, policy)` of the `k`-th policy of the model, counting round.
@@ -108,13 +114,14 @@ fn apply(m: &mut Model, edit: Edit, a: usize, b: usize, serial: usize) {
             if let (Some((t, j)), Some((u, k))) = (policy_at(m, a), policy_at(m, b)) {
                 let ingress = m.tiers[t].policies[j].ingress.clone();
                 let egress = m.tiers[u].policies[k].egress.clone();
-                m.tiers[u].policies[k].ingress = ingress;
-                m.tiers[t].policies[j].egress = egress;
+                Arc::make_mut(&mut m.tiers[u].policies[k]).ingress = ingress;
+                Arc::make_mut(&mut m.tiers[t].policies[j]).egress = egress;
             }
         }
         Edit::CopySelector => {
             if let (Some((t, j)), Some((u, k))) = (policy_at(m, a), policy_at(m, b)) {
-                m.tiers[u].policies[k].selector = m.tiers[t].policies[j].selector.clone();
+                let selector = m.tiers[t].policies[j].selector.clone();
+                Arc::make_mut(&mut m.tiers[u].policies[k]).selector = selector;
             }
         }
         Edit::ReverseTier if !m.tiers.is_empty() => {
@@ -142,6 +149,37 @@ fn apply(m: &mut Model, edit: Edit, a: usize, b: usize, serial: usize) {
             }
         }
         Edit::ChangeLogPrefix => m.config.log_prefix = format!("edit{serial}"),
+        // Rules only: what an incremental compile patches in place.
+        Edit::CopyRule => {
+            if let (Some((t, j)), Some((u, k))) = (policy_at(m, a), policy_at(m, b)) {
+                let from = &m.tiers[u].policies[k];
+                let rule = from.ingress.first().or(from.egress.first()).cloned();
+                if let Some(rule) = rule {
+                    Arc::make_mut(&mut m.tiers[t].policies[j])
+                        .ingress
+                        .push(rule);
+                }
+            }
+        }
+        Edit::DropRules => {
+            if let Some((t, j)) = policy_at(m, a) {
+                let p = Arc::make_mut(&mut m.tiers[t].policies[j]);
+                if b.is_multiple_of(2) {
+                    p.ingress.clear();
+                } else {
+                    p.egress.clear();
+                }
+            }
+        }
+        Edit::FlipAction => {
+            use api::resources::policy::Action::{Allow, Deny};
+            if let Some((t, j)) = policy_at(m, a) {
+                let p = Arc::make_mut(&mut m.tiers[t].policies[j]);
+                if let Some(rule) = p.ingress.first_mut().or(p.egress.first_mut()) {
+                    rule.action = if rule.action == Allow { Deny } else { Allow };
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -201,6 +239,7 @@ fn an_edit_leaves_the_chains_it_does_not_touch_shared_with_the_previous_ruleset(
     let policy = (model.tiers.iter_mut())
         .flat_map(|t| t.policies.iter_mut())
         .find(|p| !p.ingress.is_empty() && jumped_to(&p.display_name()))
+        .map(Arc::make_mut)
         .expect("a policy with ingress rules and chains");
     let rule = policy.ingress[0].clone();
     policy.ingress.push(rule);
