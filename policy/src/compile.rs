@@ -54,7 +54,7 @@ use crate::ir::{
     BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Rule, Ruleset,
     Side, Statement, Verdict, VerdictMap,
 };
-use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, pair};
+use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, enforced, pair};
 use crate::model::{
     Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet, Policy, PolicyScope,
     Profile,
@@ -89,7 +89,13 @@ pub fn compile(model: &Model) -> Ruleset {
 /// and their chains are the same `Arc`s as in the previous ruleset, which
 /// [`diff()`](crate::diff()) skips without comparing rules. Editing one policy
 /// recompiles its chains; relabelling an endpoint re-evaluates selectors on that
-/// endpoint only. A change of [`Config`] starts afresh.
+/// endpoint only. When nothing but policies' rules, endpoints' labels,
+/// addresses or ports, or network sets changed, the previous ruleset is
+/// patched rather than assembled again (`Compiler::patch`). A change of
+/// [`Config`] starts afresh.
+///
+/// Policies in the [`Model`] are `Arc`s: an unchanged policy is recognised by
+/// identity, an edited one (`Arc::make_mut`) by comparing it.
 #[derive(Debug, Default)]
 pub struct Compiler {
     config: Option<Config>,
@@ -123,6 +129,13 @@ fn flat_policies(model: &Model) -> Vec<Arc<Policy>> {
     (model.tiers.iter())
         .flat_map(|t| t.policies.iter().cloned())
         .collect()
+}
+
+/// Whether two versions of an endpoint get the same chains in the same place
+/// (they may differ in labels, addresses and ports).
+fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
+    (a.kind, &a.name, &a.node, &a.interface, &a.profiles)
+        == (b.kind, &b.name, &b.node, &b.interface, &b.profiles)
 }
 
 /// What places the policies: each tier's name, default action and size.
@@ -222,56 +235,25 @@ impl Compiler {
             let Some(interface) = ep.interface.as_deref().filter(|_| model.is_local(ep)) else {
                 continue;
             };
-            let (kind, from_map, to_map) = match ep.kind {
-                EndpointKind::Workload => ("wl", MAP_WL_FROM, MAP_WL_TO),
-                EndpointKind::Host => ("hep", MAP_HEP_FROM, MAP_HEP_TO),
+            let (from_map, to_map) = match ep.kind {
+                EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
+                EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
             };
-            for direction in [PolicyType::Ingress, PolicyType::Egress] {
+            for direction in DIRECTIONS {
                 let d = direction_index(direction);
-                let mut steps = Vec::new();
-                for (t, tier) in model.tiers.iter().enumerate() {
-                    let before = steps.len();
-                    for &(_, j) in selecting[e].iter().filter(|&&(pt, _)| pt == t) {
-                        let policy = &tier.policies[j];
-                        if policy.rules(direction).is_none() {
-                            continue;
+                let steps =
+                    endpoint_steps(model, &tiers, &selecting[e], ep, direction, |r| match r {
+                        Resolve::Policy(t, j) => {
+                            let slot = &mut slots[offsets[t] + j];
+                            let slot =
+                                self.policy_slot(&mut pass, slot, &model.tiers[t].policies[j]);
+                            Some((slot.names[d].clone(), slot.display.clone()))
                         }
-                        let slot = &mut slots[offsets[t] + j];
-                        let slot = self.policy_slot(&mut pass, slot, policy);
-                        steps.push(Step::Policy {
-                            chain: slot.names[d].clone(),
-                            display: slot.display.clone(),
-                        });
-                    }
-                    if steps.len() > before {
-                        steps.push(Step::TierEnd {
-                            tier: tiers[t].clone(),
-                            deny: tier.default_action == TierDefaultAction::Deny,
-                        });
-                    }
-                }
-                for profile in ep.profiles.iter() {
-                    if let Some((name, chain)) = self.profile_chain(&mut pass, profile, d) {
-                        steps.push(Step::Profile {
-                            chain,
-                            profile: name,
-                        });
-                    }
-                }
-                let chain = name(&format!("{kind}-{}", direction_word(direction)), interface);
-                let compiled = match self.endpoint_chains.get_mut(&steps) {
-                    Some((chain, used)) => {
-                        *used = generation;
-                        chain.clone()
-                    }
-                    None => {
-                        let compiled = Arc::new(regular(endpoint_rules(&steps)));
-                        self.endpoint_chains
-                            .insert(steps, (compiled.clone(), generation));
-                        compiled
-                    }
-                };
-                pass.chains.insert(chain.clone(), compiled);
+                        Resolve::Profile(profile) => self.profile_chain(&mut pass, profile, d),
+                    });
+                let chain = endpoint_chain_name(ep, direction, interface);
+                pass.chains
+                    .insert(chain.clone(), self.endpoint_chain(steps));
                 // A workload's ingress is traffic leaving by its interface; a host
                 // endpoint's ingress is traffic arriving on it.
                 let map = match (ep.kind, direction) {
@@ -333,28 +315,67 @@ impl Compiler {
         ruleset
     }
 
-    /// The previous ruleset patched, when the only change since is to the
-    /// rules of policies (same name, scope, selector and types, same place):
-    /// their chains are compiled again and replaced, sets no rule uses any
-    /// more dropped and new ones added. `None` when anything else changed.
+    /// The previous ruleset patched, when the only changes since are
+    ///
+    /// - to the rules of policies (same name, scope, selector and types, same
+    ///   place): their chains are compiled again and replaced, sets no rule
+    ///   uses any more dropped and new ones added;
+    /// - to endpoints' labels, addresses or ports (same kind, name, node,
+    ///   interface and profiles, same place), as long as every policy selects
+    ///   some endpoint exactly when it did: their endpoint chains are made
+    ///   again, and the sets they may be members of;
+    /// - to network sets: the sets they may be members of are made again.
+    ///
+    /// `None` when anything else changed.
     fn patch(
         &mut self,
         model: &Model,
         endpoints: &Pairing,
         network_sets: &Pairing,
     ) -> Option<Ruleset> {
-        let last = self.last.as_mut()?;
-        let same = |p: &Pairing| {
-            p.changed_new.is_empty()
-                && p.changed_old.is_empty()
-                && p.remap.iter().enumerate().all(|(i, j)| *j == Some(i))
-        };
-        if !same(endpoints)
-            || !same(network_sets)
-            || skeleton(model) != last.tiers
+        let mut last = self.last.take()?;
+        if skeleton(model) != last.tiers
             || model.profiles != last.profiles
+            || self.endpoints.len() != model.endpoints.len()
         {
             return None;
+        }
+        let mut relabelled = Vec::new();
+        for (i, paired) in endpoints.remap.iter().enumerate() {
+            match paired {
+                Some(j) if *j == i => {}
+                None if placed_alike(&self.endpoints[i], &model.endpoints[i]) => {
+                    relabelled.push(i);
+                }
+                _ => return None,
+            }
+        }
+        if !self.selections.keep_emptiness(model, &relabelled) {
+            return None;
+        }
+        // The policies selecting each relabelled endpoint that gets chains,
+        // and the profiles it falls back on: all compiled already.
+        let mut selecting = Vec::new();
+        for &i in &relabelled {
+            let ep = &model.endpoints[i];
+            if !enforced(model, ep) {
+                continue;
+            }
+            let mut policies = Vec::new();
+            for (t, tier) in model.tiers.iter().enumerate() {
+                for (j, policy) in tier.policies.iter().enumerate() {
+                    if policy.selector.matches(&ep.labels) {
+                        self.policies.get(&policy.scope)?.get(&policy.name)?;
+                        policies.push((t, j));
+                    }
+                }
+            }
+            for profile in ep.profiles.iter() {
+                if model.profiles.contains_key(profile) {
+                    self.profiles.get(profile)?;
+                }
+            }
+            selecting.push((i, policies));
         }
         // The edited policies, and which of their chains the ruleset holds.
         let mut edited = Vec::new();
@@ -387,6 +408,16 @@ impl Compiler {
             }
             edited.push((flat, policy, held));
         }
+
+        // Everything checked: patch.
+        let changed_endpoints: Vec<&Endpoint> = (relabelled.iter())
+            .flat_map(|&i| [&self.endpoints[i], &model.endpoints[i]])
+            .collect();
+        let changed_sets: Vec<&NetworkSet> = (network_sets.changed_old.iter())
+            .map(|&i| &self.network_sets[i])
+            .chain((network_sets.changed_new.iter()).map(|&j| &model.network_sets[j]))
+            .collect();
+        let stale = self.sets.invalidate(&changed_endpoints, &changed_sets);
         let cache = std::mem::take(&mut self.sets);
         let mut pass = Pass {
             model,
@@ -421,8 +452,53 @@ impl Compiler {
                 entry.chains[d] = Some(compiled);
             }
         }
-        let (made, cache) = pass.sets.into_parts();
+        let refreshed: Vec<String> = (stale.into_iter())
+            .filter(|(name, _)| last.ruleset.sets.contains_key(name))
+            .map(|(name, source)| {
+                pass.sets.make_again(&name, &source);
+                name
+            })
+            .collect();
+
+        self.selections.update(model, endpoints);
+        let tiers: Vec<Arc<str>> = model.tiers.iter().map(|t| t.name.as_str().into()).collect();
+        for (i, policies) in selecting {
+            let ep = &model.endpoints[i];
+            let interface = ep.interface.as_deref().unwrap_or_default();
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                let steps = endpoint_steps(model, &tiers, &policies, ep, direction, |r| {
+                    let entry = match r {
+                        Resolve::Policy(t, j) => {
+                            let p = &model.tiers[t].policies[j];
+                            self.policies.get(&p.scope)?.get(&p.name)?.names_display(d)
+                        }
+                        Resolve::Profile(profile) => {
+                            model.profiles.get(profile)?;
+                            self.profiles.get(profile)?.names_display(d)
+                        }
+                    };
+                    Some(entry)
+                });
+                let chain = self.endpoint_chain(steps);
+                last.ruleset
+                    .chains
+                    .insert(endpoint_chain_name(ep, direction, interface), chain);
+            }
+        }
+        for &i in &relabelled {
+            self.endpoints[i].clone_from(&model.endpoints[i]);
+        }
+        if !(network_sets.changed_new.is_empty() && network_sets.changed_old.is_empty()) {
+            self.network_sets.clone_from(&model.network_sets);
+        }
+
+        let (mut made, cache) = pass.sets.into_parts();
         self.sets = cache;
+        for name in refreshed {
+            if let Some(set) = made.remove(&name) {
+                last.ruleset.sets.insert(name, set);
+            }
+        }
         last.set_uses.retain(|_, uses| *uses > 0);
         last.ruleset
             .sets
@@ -432,7 +508,9 @@ impl Compiler {
                 last.ruleset.sets.entry(name).or_insert(set);
             }
         }
-        Some(last.ruleset.clone())
+        let ruleset = last.ruleset.clone();
+        self.last = Some(last);
+        Some(ruleset)
     }
 
     /// The policy's slot in this compilation. The first time, its chains go
@@ -491,8 +569,26 @@ impl Compiler {
         })
     }
 
-    /// The profile's name and chain for direction `d`, in the ruleset; `None`
-    /// when the model has no such profile.
+    /// The endpoint chain of these steps: one chain for every endpoint with
+    /// the same steps, kept while some endpoint has them.
+    fn endpoint_chain(&mut self, steps: Vec<Step>) -> Arc<Chain> {
+        let generation = self.generation;
+        match self.endpoint_chains.get_mut(&steps) {
+            Some((chain, used)) => {
+                *used = generation;
+                chain.clone()
+            }
+            None => {
+                let chain = Arc::new(regular(endpoint_rules(&steps)));
+                self.endpoint_chains
+                    .insert(steps, (chain.clone(), generation));
+                chain
+            }
+        }
+    }
+
+    /// The profile's chain for direction `d`, in the ruleset, and its name;
+    /// `None` when the model has no such profile.
     fn profile_chain(
         &mut self,
         pass: &mut Pass<'_>,
@@ -526,8 +622,63 @@ impl Compiler {
             count_uses(&mut pass.set_uses, &compiled.sets, 1);
             pass.chains.insert(name.to_string(), compiled.chain.clone());
         }
-        Some((entry.display.clone(), entry.names[d].clone()))
+        Some((entry.names[d].clone(), entry.display.clone()))
     }
+}
+
+/// What an endpoint chain's step needs resolved to a chain name and a name
+/// for the comment.
+enum Resolve<'a> {
+    /// The policy at (tier, index).
+    Policy(usize, usize),
+    Profile(&'a str),
+}
+
+/// The steps of an endpoint's chain for one direction: per tier, the
+/// policies selecting it (`selecting`: (tier, index), in order) that have
+/// rules in this direction, then the tier's end; then its profiles that
+/// `resolve` knows.
+fn endpoint_steps(
+    model: &Model,
+    tiers: &[Arc<str>],
+    selecting: &[(usize, usize)],
+    ep: &Endpoint,
+    direction: PolicyType,
+    mut resolve: impl FnMut(Resolve<'_>) -> Option<(Arc<str>, Arc<str>)>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (t, tier) in model.tiers.iter().enumerate() {
+        let before = steps.len();
+        for &(_, j) in selecting.iter().filter(|&&(pt, _)| pt == t) {
+            if tier.policies[j].rules(direction).is_none() {
+                continue;
+            }
+            if let Some((chain, display)) = resolve(Resolve::Policy(t, j)) {
+                steps.push(Step::Policy { chain, display });
+            }
+        }
+        if steps.len() > before {
+            steps.push(Step::TierEnd {
+                tier: tiers[t].clone(),
+                deny: tier.default_action == TierDefaultAction::Deny,
+            });
+        }
+    }
+    for profile in &ep.profiles {
+        if let Some((chain, profile)) = resolve(Resolve::Profile(profile)) {
+            steps.push(Step::Profile { chain, profile });
+        }
+    }
+    steps
+}
+
+/// `wl-in-<if>`, `hep-out-<if>`, ...
+fn endpoint_chain_name(ep: &Endpoint, direction: PolicyType, interface: &str) -> String {
+    let kind = match ep.kind {
+        EndpointKind::Workload => "wl",
+        EndpointKind::Host => "hep",
+    };
+    name(&format!("{kind}-{}", direction_word(direction)), interface)
 }
 
 /// Whether two versions of a policy compile to the same chains: the same

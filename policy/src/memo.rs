@@ -114,6 +114,11 @@ pub struct Compiled<S> {
 }
 
 impl<S> Compiled<S> {
+    /// The chain name for direction `d` and the name for comments.
+    pub fn names_display(&self, d: usize) -> (Arc<str>, Arc<str>) {
+        (self.names[d].clone(), self.display.clone())
+    }
+
     pub fn new(source: S, display: String, names: [String; 2], used: u64) -> Self {
         Compiled {
             source,
@@ -219,6 +224,19 @@ impl Selections {
                 .insert(selector.clone(), (selected, generation));
         }
         &self.entries[selector].0
+    }
+
+    /// Whether every selector selects something after these endpoints
+    /// (indices, ascending) changed in place exactly when it did before.
+    pub fn keep_emptiness(&self, model: &Model, changed: &[usize]) -> bool {
+        self.entries.iter().all(|(selector, (selected, _))| {
+            let after = selected.iter().any(|i| changed.binary_search(i).is_err())
+                || changed.iter().any(|&j| {
+                    let ep = &model.endpoints[j];
+                    enforced(model, ep) && selector.matches(&ep.labels)
+                });
+            after != selected.is_empty()
+        })
     }
 
     /// Drops the entries this compilation did not use.

@@ -164,21 +164,34 @@ impl SetCache {
     /// Forgets every set whose members may differ because these endpoints and
     /// network sets (old and new versions of the changed ones) changed:
     /// selector and named-port sets whose selector matches their labels.
-    /// `nets` sets depend on nothing else and stay.
-    pub fn invalidate(&mut self, endpoints: &[&Endpoint], network_sets: &[&NetworkSet]) {
+    /// `nets` sets depend on nothing else and stay. Returns the forgotten
+    /// sets' names and sources.
+    pub fn invalidate(
+        &mut self,
+        endpoints: &[&Endpoint],
+        network_sets: &[&NetworkSet],
+    ) -> Vec<(String, SetSource)> {
         if endpoints.is_empty() && network_sets.is_empty() {
-            return;
+            return Vec::new();
         }
-        self.entries.retain(|_, e| match &e.source {
-            SetSource::Nets(..) => true,
-            SetSource::Selector(selector, _) => {
-                !endpoints.iter().any(|ep| selector.matches(&ep.labels))
-                    && !network_sets.iter().any(|n| selector.matches(&n.labels))
-            }
-            SetSource::NamedPort { selector, .. } => {
-                !endpoints.iter().any(|ep| selector.matches(&ep.labels))
-            }
-        });
+        let stale: Vec<String> = (self.entries.iter())
+            .filter(|(_, e)| match &e.source {
+                SetSource::Nets(..) => false,
+                SetSource::Selector(selector, _) => {
+                    endpoints.iter().any(|ep| selector.matches(&ep.labels))
+                        || network_sets.iter().any(|n| selector.matches(&n.labels))
+                }
+                SetSource::NamedPort { selector, .. } => {
+                    endpoints.iter().any(|ep| selector.matches(&ep.labels))
+                }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut forgotten: Vec<(String, SetSource)> = (stale.into_iter())
+            .filter_map(|name| self.entries.remove(&name).map(|e| (name, e.source)))
+            .collect();
+        forgotten.sort_by(|a, b| a.0.cmp(&b.0));
+        forgotten
     }
 }
 
@@ -236,6 +249,11 @@ impl<'m> SetRegistry<'m> {
     /// The sets asked for since [`SetRegistry::start_log`].
     pub fn take_log(&mut self) -> Vec<(String, SetSource)> {
         std::mem::take(&mut self.log)
+    }
+
+    /// Makes the set `name` from `source` (see [`SetRegistry::into_parts`]).
+    pub fn make_again(&mut self, name: &str, source: &SetSource) {
+        self.ensure(name, source);
     }
 
     /// Makes sure the sets of a log exist, as when they were first asked for.
