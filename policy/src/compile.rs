@@ -77,7 +77,11 @@ const UDP: u8 = 17;
 /// Compiles the model into the ruleset for table [`TABLE`](crate::ir::TABLE).
 /// Deterministic: the same model gives an identical ruleset.
 pub fn compile(model: &Model) -> Ruleset {
-    Compiler::new().compile(model)
+    let mut once = Compiler {
+        once: true,
+        ..Compiler::default()
+    };
+    once.compile(model)
 }
 
 /// Compiles one model after another, reusing what an edit did not touch.
@@ -112,6 +116,8 @@ pub struct Compiler {
     sets: SetCache,
     /// What the last full compilation made, for [`Compiler::patch`].
     last: Option<Last>,
+    /// Made by [`compile()`] for one compilation: keeps no [`Last`].
+    once: bool,
 }
 
 /// The last ruleset and what it was made from, as far as a patch needs.
@@ -172,6 +178,7 @@ impl Compiler {
         if self.config.as_ref() != Some(&model.config) {
             *self = Compiler {
                 config: Some(model.config.clone()),
+                once: self.once,
                 ..Compiler::default()
             };
         }
@@ -305,13 +312,15 @@ impl Compiler {
             maps,
             chains: chains.into_iter().collect(),
         };
-        self.last = Some(Last {
-            ruleset: ruleset.clone(),
-            policies: flat_policies(model),
-            tiers: skeleton(model),
-            profiles: model.profiles.clone(),
-            set_uses,
-        });
+        if !self.once {
+            self.last = Some(Last {
+                ruleset: ruleset.clone(),
+                policies: flat_policies(model),
+                tiers: skeleton(model),
+                profiles: model.profiles.clone(),
+                set_uses,
+            });
+        }
         ruleset
     }
 
