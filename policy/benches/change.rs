@@ -1,13 +1,17 @@
-//! One change at scale until the kernel has it: 10,000 policies over 1,000
-//! endpoints programmed into two fresh network namespaces, one through the
-//! default driver [`policy::Netlink`] (one libnftnl batch per update) and one
-//! through [`policy::Nft`] (one `nft -f -` script per update); then 20
-//! single-policy edits (and 20 endpoint relabels), each recompiled, diffed
-//! against what is programmed and applied through both drivers; both kernels
-//! are checked to hold each edit (untimed). Reports p50/p99 of the recompile,
-//! the diff, each driver's apply, diff + apply (goal: p99 under 50 ms through
-//! netlink) and the whole (recompile + diff + apply), and the nft/netlink
-//! ratio.
+//! One change until the kernel has it, at several table sizes: 1,000, 3,000
+//! and 10,000 policies over 1,000 endpoints, each programmed into a fresh
+//! network namespace through the default driver [`policy::Netlink`] (and, at
+//! the largest size, also through [`policy::Nft`], one `nft -f -` script per
+//! update). Then 20 single-policy edits and 20 endpoint relabels, each
+//! recompiled by the incremental [`Compiler`], diffed against the previous
+//! ruleset and applied; the kernel is checked to hold each edit (untimed).
+//!
+//! Reports, per size, p50/p99 of the recompile, the diff, the apply and the
+//! total (recompile + diff + apply through netlink: goal p99 under 50 ms at
+//! 10,000 policies), and the kernel's validation floor: the time to commit a
+//! batch adding one unreferenced chain whose one rule has a verdict (the kernel
+//! then re-validates every path of the table) against the same chain with a
+//! counter-only rule (no validation).
 //!
 //! `cargo bench -p policy --bench change` (root, `nft`, `ip`)
 
@@ -15,16 +19,22 @@ mod common;
 #[path = "../tests/common/lab.rs"]
 mod lab;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::Port;
 use common::{cluster, model, ms, percentile, resources};
-use policy::{Dataplane, Model, Netlink, Nft, Ruleset, converge, diff};
+use policy::ir::{Chain, Rule, Verdict};
+use policy::{Changes, Compiler, Dataplane, Model, Netlink, Nft, Ruleset, converge, diff};
 use testkit::Netns;
 
 const ENDPOINTS: usize = 1_000;
-const POLICIES: usize = 10_000;
+/// Table sizes, in policies; the last one also runs through `nft -f -`.
+const SIZES: [usize; 3] = [1_000, 3_000, 10_000];
 const CHANGES: usize = 20;
+const PROBES: usize = 10;
+const GOAL: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 struct Samples {
@@ -41,29 +51,26 @@ impl Samples {
             .collect()
     }
 
+    /// Recompile + diff + apply through netlink.
+    fn total(&self) -> Vec<Duration> {
+        self.sum(&[&self.compile, &self.diff, &self.netlink])
+    }
+
     fn rows(&self, what: &str) {
-        row(&format!("{what}: full recompile"), &self.compile);
+        row(&format!("{what}: incremental recompile"), &self.compile);
         row(&format!("{what}: diff"), &self.diff);
         row(&format!("{what}: apply, netlink"), &self.netlink);
-        row(&format!("{what}: apply, `nft -f -`"), &self.nft);
-        let by_netlink = self.sum(&[&self.diff, &self.netlink]);
-        let by_nft = self.sum(&[&self.diff, &self.nft]);
         row(
-            &format!("{what}: **diff + apply, netlink** (compiled → in the kernel)"),
-            &by_netlink,
+            &format!("{what}: **recompile + diff + apply, netlink**"),
+            &self.total(),
         );
-        row(&format!("{what}: diff + apply, `nft -f -`"), &by_nft);
-        row(
-            &format!("{what}: recompile + diff + apply, netlink"),
-            &self.sum(&[&self.compile, &self.diff, &self.netlink]),
-        );
-        let ratio =
-            |p| percentile(&by_nft, p).as_secs_f64() / percentile(&by_netlink, p).as_secs_f64();
-        println!(
-            "| {what}: diff + apply, `nft -f -` / netlink | {:.1}× | {:.1}× | |",
-            ratio(50.0),
-            ratio(99.0)
-        );
+        if !self.nft.is_empty() {
+            row(&format!("{what}: apply, `nft -f -`"), &self.nft);
+            row(
+                &format!("{what}: recompile + diff + apply, `nft -f -`"),
+                &self.sum(&[&self.compile, &self.diff, &self.nft]),
+            );
+        }
     }
 }
 
@@ -76,83 +83,150 @@ fn row(what: &str, d: &[Duration]) {
     );
 }
 
-/// Two namespaces, one per driver.
+/// The namespaces and drivers of one size: netlink always, `nft -f` optionally.
 struct Kernels {
     netlink_ns: Netns,
     netlink: Netlink,
-    nft_ns: Netns,
-    nft: Nft,
+    nft: Option<(Netns, Nft)>,
 }
 
-/// Edits with `edit`, then compiles, diffs against `current` and applies
-/// through both drivers; returns the changes and records the times.
-fn change(
-    k: &Kernels,
-    model: &mut Model,
-    current: &mut Ruleset,
-    samples: &mut Samples,
-    edit: impl FnOnce(&mut Model),
-) -> policy::Changes {
-    edit(model);
-    let t = Instant::now();
-    let desired = policy::compile(model);
-    samples.compile.push(t.elapsed());
-    let t = Instant::now();
-    let changes = diff(current, &desired);
-    samples.diff.push(t.elapsed());
-    let t = Instant::now();
-    k.netlink.apply(&changes).unwrap();
-    samples.netlink.push(t.elapsed());
-    let t = Instant::now();
-    k.nft.apply(&changes).unwrap();
-    samples.nft.push(t.elapsed());
-    *current = desired;
-    changes
-}
-
-fn main() {
-    if !common::ready(&["nft", "ip"]) {
-        println!("change bench skipped: needs root, nft and ip");
-        return;
+impl Kernels {
+    fn namespaces(&self) -> impl Iterator<Item = &Netns> {
+        std::iter::once(&self.netlink_ns).chain(self.nft.as_ref().map(|(ns, _)| ns))
     }
-    let res = resources(&cluster(ENDPOINTS, POLICIES, &[]));
-    let mut model = model(&res);
+}
+
+/// Everything the bench keeps while it edits one model.
+struct Run {
+    kernels: Kernels,
+    model: Model,
+    compiler: Compiler,
+    current: Ruleset,
+}
+
+impl Run {
+    /// Edits with `edit`, then recompiles, diffs against the current ruleset
+    /// and applies through each driver; returns the changes and records the times.
+    fn change(&mut self, samples: &mut Samples, edit: impl FnOnce(&mut Model)) -> Changes {
+        edit(&mut self.model);
+        let t = Instant::now();
+        let desired = self.compiler.compile(&self.model);
+        samples.compile.push(t.elapsed());
+        let t = Instant::now();
+        let changes = diff(&self.current, &desired);
+        samples.diff.push(t.elapsed());
+        let t = Instant::now();
+        self.kernels.netlink.apply(&changes).unwrap();
+        samples.netlink.push(t.elapsed());
+        if let Some((_, nft)) = &self.kernels.nft {
+            let t = Instant::now();
+            nft.apply(&changes).unwrap();
+            samples.nft.push(t.elapsed());
+        }
+        self.current = desired;
+        changes
+    }
+}
+
+/// What one size measured.
+struct Figures {
+    policies: usize,
+    chains: usize,
+    rules: usize,
+    edits: Samples,
+    relabels: Samples,
+    /// Commit of one new chain: with a verdict rule, with a counter-only rule.
+    probe_verdict: Vec<Duration>,
+    probe_counter: Vec<Duration>,
+}
+
+/// Adds one unreferenced chain with one rule (a `return`, or a bare counter)
+/// and removes it again; returns the time of the add.
+fn probe(netlink: &Netlink, verdict: bool) -> Duration {
+    let rule = Rule {
+        verdict: verdict.then_some(Verdict::Return),
+        ..Rule::default()
+    };
+    let chain = Chain {
+        base: None,
+        rules: vec![rule],
+    };
+    let add = Changes {
+        add_chains: BTreeMap::from([("bench-probe".to_string(), Arc::new(chain))]),
+        ..Changes::default()
+    };
     let t = Instant::now();
-    let mut current = policy::compile(&model);
+    netlink.apply(&add).unwrap();
+    let took = t.elapsed();
+    let remove = Changes {
+        remove_chains: ["bench-probe".to_string()].into(),
+        ..Changes::default()
+    };
+    netlink.apply(&remove).unwrap();
+    took
+}
+
+fn measure(policies: usize, with_nft: bool) -> Figures {
+    let res = resources(&cluster(ENDPOINTS, policies, &[]));
+    let model = model(&res);
+    let mut compiler = Compiler::new();
+    let t = Instant::now();
+    let current = compiler.compile(&model);
     let first_compile = t.elapsed();
     let netlink_ns = Netns::new("polbnl").unwrap();
-    let nft_ns = Netns::new("polbnf").unwrap();
     let kernels = Kernels {
         netlink: Netlink::in_netns(netlink_ns.path()).unwrap(),
-        nft: lab::nft_in(&nft_ns),
         netlink_ns,
-        nft_ns,
+        nft: with_nft.then(|| {
+            let ns = Netns::new("polbnf").unwrap();
+            let nft = lab::nft_in(&ns);
+            (ns, nft)
+        }),
     };
     let t = Instant::now();
     converge(&kernels.netlink, &current).unwrap();
     let initial_netlink = t.elapsed();
-    let t = Instant::now();
-    converge(&kernels.nft, &current).unwrap();
-    let initial_nft = t.elapsed();
+    let initial_nft = kernels.nft.as_ref().map(|(_, nft)| {
+        let t = Instant::now();
+        converge(nft, &current).unwrap();
+        t.elapsed()
+    });
+    let chains = current.chains.len();
     let rules: usize = current.chains.values().map(|c| c.rules.len()).sum();
+    println!(
+        "\n{policies} policies: first compile {}; initial load ({chains} chains, {rules} rules, \
+         {} sets): netlink {}{}.",
+        ms(first_compile),
+        current.sets.len(),
+        ms(initial_netlink),
+        initial_nft.map_or_else(String::new, |d| format!(", `nft -f` {}", ms(d))),
+    );
+    let mut run = Run {
+        kernels,
+        model,
+        compiler,
+        current,
+    };
 
     let mut edits = Samples::default();
     for i in 0..CHANGES {
         // A NetworkPolicy (not a multiple of 10) spread over the range.
-        let k = ((i * 487 + 1) % POLICIES) | 1;
+        let k = ((i * 487 + 1) % policies) | 1;
         let port = 20_000 + i as u16;
-        let changes = change(&kernels, &mut model, &mut current, &mut edits, |m| {
+        let changes = run.change(&mut edits, |m| {
             let p = m
                 .tiers
                 .iter_mut()
                 .flat_map(|t| t.policies.iter_mut())
                 .find(|p| p.name == format!("p{k}"))
+                .map(Arc::make_mut)
                 .unwrap_or_else(|| panic!("policy p{k}"));
             p.ingress[0].destination.ports = vec![Port::Number(port)];
         });
         assert_eq!(changes.replace_chains.len(), 1, "one policy chain replaced");
+        assert!(changes.add_chains.is_empty() && changes.remove_chains.is_empty());
         let chain = changes.replace_chains.keys().next().unwrap();
-        for ns in [&kernels.netlink_ns, &kernels.nft_ns] {
+        for ns in run.kernels.namespaces() {
             let out = ns
                 .exec("nft", ["list", "chain", "inet", "calico", chain])
                 .unwrap();
@@ -169,14 +243,14 @@ fn main() {
         // An endpoint moves to another role of its namespace; both roles are
         // sources of NetworkPolicies there (roles not a multiple of 10), so it
         // leaves one set and joins another.
-        let role = |labels: &std::collections::BTreeMap<String, String>| -> usize {
+        let role = |labels: &BTreeMap<String, String>| -> usize {
             labels["role"].trim_start_matches("r-").parse().unwrap()
         };
-        let candidates: Vec<usize> = (0..model.endpoints.len())
-            .filter(|&j| role(&model.endpoints[j].labels) % 10 != 0)
+        let candidates: Vec<usize> = (0..run.model.endpoints.len())
+            .filter(|&j| role(&run.model.endpoints[j].labels) % 10 != 0)
             .collect();
         let e = candidates[i * 47 % candidates.len()];
-        let changes = change(&kernels, &mut model, &mut current, &mut relabels, |m| {
+        let changes = run.change(&mut relabels, |m| {
             let now = role(&m.endpoints[e].labels);
             m.endpoints[e]
                 .labels
@@ -187,13 +261,14 @@ fn main() {
             "{changes:?}"
         );
     }
-    for kernel in [
-        kernels.netlink.read_kernel().unwrap(),
-        kernels.nft.read_kernel().unwrap(),
-    ] {
-        let left = diff(&kernel, &current);
+    let mut kernels = vec![run.kernels.netlink.read_kernel().unwrap()];
+    if let Some((_, nft)) = &run.kernels.nft {
+        kernels.push(nft.read_kernel().unwrap());
+    }
+    for kernel in kernels {
+        let left = diff(&kernel, &run.current);
         assert!(
-            left.replace_chains.len() == current.chains.len()
+            left.replace_chains.len() == run.current.chains.len()
                 && left.set_elements.is_empty()
                 && left.map_elements.is_empty()
                 && left.add_sets.is_empty()
@@ -201,30 +276,87 @@ fn main() {
             "the kernel's sets and maps are what was compiled"
         );
     }
-
-    println!("\n### One change at scale: {POLICIES} policies, {ENDPOINTS} endpoints\n");
-    println!(
-        "Initial compile {}; initial load into a fresh namespace ({} chains, {} rules, {} sets): \
-         netlink {}, `nft -f` {}.\n",
-        ms(first_compile),
-        current.chains.len(),
-        rules,
-        current.sets.len(),
-        ms(initial_netlink),
-        ms(initial_nft),
+    assert_eq!(
+        run.current,
+        policy::compile(&run.model),
+        "incremental = full"
     );
-    println!("| {CHANGES} changes each | p50 | p99 | max |");
-    println!("|---|---|---|---|");
-    edits.rows("policy edit");
-    relabels.rows("endpoint relabel");
-    let p99 = percentile(&edits.sum(&[&edits.diff, &edits.netlink]), 99.0);
+
+    let (mut probe_verdict, mut probe_counter) = (Vec::new(), Vec::new());
+    for _ in 0..PROBES {
+        probe_verdict.push(probe(&run.kernels.netlink, true));
+        probe_counter.push(probe(&run.kernels.netlink, false));
+    }
+    Figures {
+        policies,
+        chains,
+        rules,
+        edits,
+        relabels,
+        probe_verdict,
+        probe_counter,
+    }
+}
+
+fn main() {
+    if !common::ready(&["nft", "ip"]) {
+        println!("change bench skipped: needs root, nft and ip");
+        return;
+    }
+    let sizes: Vec<Figures> = SIZES
+        .iter()
+        .map(|&p| measure(p, p == SIZES[SIZES.len() - 1]))
+        .collect();
+    for f in &sizes {
+        println!(
+            "\n### One change at {} policies, {ENDPOINTS} endpoints ({} chains, {} rules)\n",
+            f.policies, f.chains, f.rules
+        );
+        println!("| {CHANGES} changes each | p50 | p99 | max |");
+        println!("|---|---|---|---|");
+        f.edits.rows("policy edit");
+        f.relabels.rows("endpoint relabel");
+        row(
+            "kernel floor: commit one new chain, `return` rule (validates the table)",
+            &f.probe_verdict,
+        );
+        row(
+            "kernel floor: commit one new chain, counter-only rule",
+            &f.probe_counter,
+        );
+    }
     println!(
-        "\nGoal p99 < 50 ms for a policy edit (diff + apply through netlink): {} ({}).",
-        if p99 < Duration::from_millis(50) {
-            "met"
-        } else {
-            "NOT met"
-        },
+        "\n### Sweep: policy edit until the kernel has it (recompile + diff + apply, netlink)\n"
+    );
+    println!(
+        "| policies | chains | rules | edit p50 | edit p99 | relabel p99 | validation p50 (`return` − counter-only) | under {} ms at p99 |",
+        GOAL.as_millis()
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for f in &sizes {
+        let total = f.edits.total();
+        let p99 = percentile(&total, 99.0);
+        let floor =
+            percentile(&f.probe_verdict, 50.0).saturating_sub(percentile(&f.probe_counter, 50.0));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            f.policies,
+            f.chains,
+            f.rules,
+            ms(percentile(&total, 50.0)),
+            ms(p99),
+            ms(percentile(&f.relabels.total(), 99.0)),
+            ms(floor),
+            if p99 < GOAL { "yes" } else { "no" }
+        );
+    }
+    let last = &sizes[sizes.len() - 1];
+    let p99 = percentile(&last.edits.total(), 99.0);
+    println!(
+        "\nGoal p99 < {} ms for a policy edit at {} policies (recompile + diff + apply through netlink): {} ({}).",
+        GOAL.as_millis(),
+        last.policies,
+        if p99 < GOAL { "met" } else { "NOT met" },
         ms(p99)
     );
 }

@@ -1,5 +1,7 @@
 //! Compile 10,000 policies over 1,000 endpoints: time of each stage (YAML
 //! parse, model, compile, render) and peak memory. Goal: compile under 1 s.
+//! Then the incremental [`policy::Compiler`]: a recompile with nothing changed,
+//! after one policy edit and after one endpoint relabel.
 //!
 //! `cargo bench -p policy --bench compile`
 
@@ -58,6 +60,7 @@ fn main() {
     }
     let (hwm_end, rss_end) = memory_mib();
     let (model_t, compile_t) = (median(models.clone()), median(compiles.clone()));
+    let incremental = incremental(&res);
 
     println!("\n### Compile: {POLICIES} policies over {ENDPOINTS} endpoints\n");
     println!(
@@ -101,6 +104,16 @@ fn main() {
             "NOT met"
         }
     );
+    println!("\n| incremental recompile ({EDITS} each) | median | max |");
+    println!("|---|---|---|");
+    for (what, d) in incremental {
+        let max = *d.iter().max().unwrap();
+        println!(
+            "| {what} | {} | {} |",
+            common::ms(median(d)),
+            common::ms(max)
+        );
+    }
     println!("\n| memory | MiB |");
     println!("|---|---|");
     println!("| peak RSS (VmHWM) at start | {hwm_start:.1} |");
@@ -112,4 +125,42 @@ fn main() {
         "| peak added by model + compile + render | {:.1} |",
         hwm_end - hwm_parsed
     );
+}
+
+const EDITS: usize = 20;
+
+/// Times of the incremental compiler: unchanged model, one policy edit, one
+/// endpoint relabel.
+fn incremental(res: &[api::Resource]) -> [(&'static str, Vec<Duration>); 3] {
+    let mut m = model(res);
+    let mut compiler = policy::Compiler::new();
+    let mut ruleset = compiler.compile(&m);
+    let mut timed = |m: &policy::Model, out: &mut Vec<Duration>| {
+        let t = Instant::now();
+        let next = compiler.compile(m);
+        out.push(t.elapsed());
+        ruleset = next;
+    };
+    let (mut same, mut edits, mut relabels) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..EDITS {
+        timed(&m, &mut same);
+        let k = ((i * 487 + 1) % POLICIES) | 1;
+        let policy = (m.tiers.iter_mut())
+            .flat_map(|t| t.policies.iter_mut())
+            .find(|p| p.name == format!("p{k}"))
+            .map(std::sync::Arc::make_mut)
+            .unwrap_or_else(|| panic!("policy p{k}"));
+        policy.ingress[0].destination.ports = vec![api::Port::Number(20_000 + i as u16)];
+        timed(&m, &mut edits);
+        let e = i * 47 % m.endpoints.len();
+        let role = format!("r-{}", (i * 7 + 1) % common::ROLES);
+        m.endpoints[e].labels.insert("role".into(), role);
+        timed(&m, &mut relabels);
+    }
+    assert_eq!(ruleset, policy::compile(&m), "incremental = full");
+    [
+        ("nothing changed", same),
+        ("one policy edited", edits),
+        ("one endpoint relabelled", relabels),
+    ]
 }

@@ -41,7 +41,8 @@
 //! address family it needs (selector and `nets` sets are per family) and per
 //! alternative of its ports (numeric ports together, each named port apart).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use api::{
     Port, Protocol,
@@ -53,8 +54,12 @@ use crate::ir::{
     BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Rule, Ruleset,
     Side, Statement, Verdict, VerdictMap,
 };
-use crate::model::{Endpoint, EndpointKind, EndpointToHost, Entity, Model, Policy, PolicyScope};
-use crate::sets::{SetRegistry, name};
+use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, enforced, pair};
+use crate::model::{
+    Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet, Policy, PolicyScope,
+    Profile,
+};
+use crate::sets::{SetCache, SetRegistry, SetSource, name};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -72,72 +77,697 @@ const UDP: u8 = 17;
 /// Compiles the model into the ruleset for table [`TABLE`](crate::ir::TABLE).
 /// Deterministic: the same model gives an identical ruleset.
 pub fn compile(model: &Model) -> Ruleset {
-    let mut c = Compiler {
-        model,
-        sets: SetRegistry::new(model),
-        chains: BTreeMap::new(),
-        maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
-            .into_iter()
-            .map(|m| (m.to_string(), VerdictMap::default()))
-            .collect(),
+    let mut once = Compiler {
+        once: true,
+        ..Compiler::default()
     };
-    c.base_chains();
-    let local: Vec<(&Endpoint, &str)> = model
-        .endpoints
-        .iter()
-        .filter(|e| model.is_local(e))
-        .filter_map(|e| Some((e, e.interface.as_deref()?)))
-        .collect();
-    let selecting = selecting_policies(model, &local);
-    for ((ep, interface), policies) in local.iter().zip(&selecting) {
-        c.endpoint(ep, interface, policies);
-    }
-    for (map, comment) in [
-        (MAP_WL_FROM, "workload interface -> egress chain"),
-        (MAP_WL_TO, "workload interface -> ingress chain"),
-        (
-            MAP_HEP_FROM,
-            "host interface -> host endpoint ingress chain",
-        ),
-        (MAP_HEP_TO, "host interface -> host endpoint egress chain"),
-    ] {
-        if let Some(m) = c.maps.get_mut(map) {
-            m.comment = comment.to_string();
-        }
-    }
-    Ruleset {
-        sets: c.sets.into_sets(),
-        maps: c.maps,
-        chains: c.chains,
+    once.compile(model)
+}
+
+/// Compiles one model after another, reusing what an edit did not touch.
+///
+/// `Compiler::compile(&mut self, model)` returns exactly what [`compile()`]
+/// returns for the model (a differential test checks it), but keeps the
+/// chains and sets it made (see the `memo` module): policies, profiles,
+/// endpoint chains and sets whose inputs are unchanged are not compiled again,
+/// and their chains are the same `Arc`s as in the previous ruleset, which
+/// [`diff()`](crate::diff()) skips without comparing rules. Editing one policy
+/// recompiles its chains; relabelling an endpoint re-evaluates selectors on that
+/// endpoint only. When nothing but policies' rules, endpoints' labels,
+/// addresses or ports, or network sets changed, the previous ruleset is
+/// patched rather than assembled again (`Compiler::patch`). A change of
+/// [`Config`] starts afresh.
+///
+/// Policies in the [`Model`] are `Arc`s: an unchanged policy is recognised by
+/// identity, an edited one (`Arc::make_mut`) by comparing it.
+#[derive(Debug, Default)]
+pub struct Compiler {
+    config: Option<Config>,
+    generation: u64,
+    /// The endpoints and network sets of the previous model.
+    endpoints: Vec<Endpoint>,
+    network_sets: Vec<NetworkSet>,
+    policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
+    profiles: FastMap<String, Compiled<Profile>>,
+    endpoint_chains: FastMap<Vec<Step>, (Arc<Chain>, u64)>,
+    /// Base and dispatch chains: they depend on the config only.
+    base_chains: FastMap<String, Arc<Chain>>,
+    selections: Selections,
+    sets: SetCache,
+    /// What the last full compilation made, for [`Compiler::patch`].
+    last: Option<Last>,
+    /// Made by [`compile()`] for one compilation: keeps no [`Last`].
+    once: bool,
+}
+
+/// The last ruleset and what it was made from, as far as a patch needs.
+#[derive(Debug)]
+struct Last {
+    ruleset: Ruleset,
+    /// Every policy, tier after tier.
+    policies: Vec<Arc<Policy>>,
+    tiers: Vec<(String, TierDefaultAction, usize)>,
+    profiles: BTreeMap<String, Profile>,
+    set_uses: FastMap<String, usize>,
+}
+
+fn flat_policies(model: &Model) -> Vec<Arc<Policy>> {
+    (model.tiers.iter())
+        .flat_map(|t| t.policies.iter().cloned())
+        .collect()
+}
+
+/// Whether two versions of an endpoint get the same chains in the same place
+/// (they may differ in labels, addresses and ports).
+fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
+    (a.kind, &a.name, &a.node, &a.interface, &a.profiles)
+        == (b.kind, &b.name, &b.node, &b.interface, &b.profiles)
+}
+
+/// What places the policies: each tier's name, default action and size.
+fn skeleton(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
+    (model.tiers.iter())
+        .map(|t| (t.name.clone(), t.default_action, t.policies.len()))
+        .collect()
+}
+
+/// Adds `delta` uses of each set a chain's log names.
+fn count_uses(uses: &mut FastMap<String, usize>, log: &[(String, SetSource)], delta: isize) {
+    for (name, _) in log {
+        let n = uses.entry(name.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
     }
 }
 
-/// For each of `endpoints`, the (tier index, policy index) of every policy
-/// whose selector selects it, in tier and policy order. Each distinct
-/// selector is evaluated once per endpoint, however many policies share it.
-fn selecting_policies(model: &Model, endpoints: &[(&Endpoint, &str)]) -> Vec<Vec<(usize, usize)>> {
-    let mut selected: HashMap<&Expr, Vec<usize>> = HashMap::new();
-    let mut selecting = vec![Vec::new(); endpoints.len()];
-    for (t, tier) in model.tiers.iter().enumerate() {
-        for (j, policy) in tier.policies.iter().enumerate() {
-            let eps = selected.entry(&policy.selector).or_insert_with(|| {
-                (0..endpoints.len())
-                    .filter(|&e| policy.selector.matches(&endpoints[e].0.labels))
-                    .collect()
+/// A policy of this compilation, once looked up (and its chains put in the
+/// ruleset): its name for comments and its chain names.
+struct Slot {
+    display: Arc<str>,
+    names: [Arc<str>; 2],
+}
+
+impl Compiler {
+    /// A compiler with nothing kept yet.
+    pub fn new() -> Self {
+        Compiler::default()
+    }
+
+    /// Compiles the model, reusing what the previous compilation made from
+    /// the same inputs. Gives the same ruleset as [`compile()`].
+    pub fn compile(&mut self, model: &Model) -> Ruleset {
+        if self.config.as_ref() != Some(&model.config) {
+            *self = Compiler {
+                config: Some(model.config.clone()),
+                once: self.once,
+                ..Compiler::default()
+            };
+        }
+        let endpoints = pair(&self.endpoints, &model.endpoints, |e| e.name.as_str());
+        let network_sets = pair(&self.network_sets, &model.network_sets, |n| n.name.as_str());
+        if let Some(ruleset) = self.patch(model, &endpoints, &network_sets) {
+            return ruleset;
+        }
+        self.last = None;
+        self.generation += 1;
+        let generation = self.generation;
+        let changed_endpoints: Vec<&Endpoint> = (endpoints.changed_old.iter())
+            .map(|&i| &self.endpoints[i])
+            .chain(endpoints.changed_new.iter().map(|&j| &model.endpoints[j]))
+            .collect();
+        let changed_sets: Vec<&NetworkSet> = (network_sets.changed_old.iter())
+            .map(|&i| &self.network_sets[i])
+            .chain(
+                network_sets
+                    .changed_new
+                    .iter()
+                    .map(|&j| &model.network_sets[j]),
+            )
+            .collect();
+        self.sets.invalidate(&changed_endpoints, &changed_sets);
+        self.selections.update(model, &endpoints);
+
+        let mut pass = Pass {
+            model,
+            sets: SetRegistry::with_cache(model, std::mem::take(&mut self.sets), generation),
+            set_uses: FastMap::default(),
+            chains: FastMap::default(),
+            maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
+                .into_iter()
+                .map(|m| (m.to_string(), VerdictMap::default()))
+                .collect(),
+        };
+        if self.base_chains.is_empty() {
+            pass.base_chains();
+            self.base_chains.clone_from(&pass.chains);
+        } else {
+            pass.chains.clone_from(&self.base_chains);
+        }
+
+        // Which policies select each enforced endpoint, in tier and policy order.
+        let mut selecting: Vec<Vec<(usize, usize)>> = vec![Vec::new(); model.endpoints.len()];
+        let mut offsets = Vec::with_capacity(model.tiers.len());
+        let mut count = 0;
+        for (t, tier) in model.tiers.iter().enumerate() {
+            offsets.push(count);
+            count += tier.policies.len();
+            for (j, policy) in tier.policies.iter().enumerate() {
+                for &e in self.selections.get(model, &policy.selector, generation) {
+                    selecting[e].push((t, j));
+                }
+            }
+        }
+        let tiers: Vec<Arc<str>> = model.tiers.iter().map(|t| t.name.as_str().into()).collect();
+        let mut slots: Vec<Option<Slot>> = std::iter::repeat_with(|| None).take(count).collect();
+        for (e, ep) in model.endpoints.iter().enumerate() {
+            let Some(interface) = ep.interface.as_deref().filter(|_| model.is_local(ep)) else {
+                continue;
+            };
+            let (from_map, to_map) = match ep.kind {
+                EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
+                EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
+            };
+            for direction in DIRECTIONS {
+                let d = direction_index(direction);
+                let steps =
+                    endpoint_steps(model, &tiers, &selecting[e], ep, direction, |r| match r {
+                        Resolve::Policy(t, j) => {
+                            let slot = &mut slots[offsets[t] + j];
+                            let slot =
+                                self.policy_slot(&mut pass, slot, &model.tiers[t].policies[j]);
+                            Some((slot.names[d].clone(), slot.display.clone()))
+                        }
+                        Resolve::Profile(profile) => self.profile_chain(&mut pass, profile, d),
+                    });
+                let chain = endpoint_chain_name(ep, direction, interface);
+                pass.chains
+                    .insert(chain.clone(), self.endpoint_chain(steps));
+                // A workload's ingress is traffic leaving by its interface; a host
+                // endpoint's ingress is traffic arriving on it.
+                let map = match (ep.kind, direction) {
+                    (EndpointKind::Workload, PolicyType::Ingress)
+                    | (EndpointKind::Host, PolicyType::Egress) => to_map,
+                    _ => from_map,
+                };
+                if let Some(m) = pass.maps.get_mut(map) {
+                    m.elements
+                        .insert(interface.to_string(), Verdict::Goto(chain));
+                }
+            }
+        }
+        for (map, comment) in [
+            (MAP_WL_FROM, "workload interface -> egress chain"),
+            (MAP_WL_TO, "workload interface -> ingress chain"),
+            (
+                MAP_HEP_FROM,
+                "host interface -> host endpoint ingress chain",
+            ),
+            (MAP_HEP_TO, "host interface -> host endpoint egress chain"),
+        ] {
+            if let Some(m) = pass.maps.get_mut(map) {
+                m.comment = comment.to_string();
+            }
+        }
+
+        let Pass {
+            sets,
+            chains,
+            maps,
+            set_uses,
+            ..
+        } = pass;
+        let (sets, set_cache) = sets.into_parts();
+        self.sets = set_cache;
+        for by_name in self.policies.values_mut() {
+            by_name.retain(|_, p| p.used == generation);
+        }
+        self.policies.retain(|_, by_name| !by_name.is_empty());
+        self.profiles.retain(|_, p| p.used == generation);
+        self.endpoint_chains
+            .retain(|_, (_, used)| *used == generation);
+        self.selections.retain_used(generation);
+        self.endpoints.clone_from(&model.endpoints);
+        self.network_sets.clone_from(&model.network_sets);
+        let ruleset = Ruleset {
+            sets,
+            maps,
+            chains: chains.into_iter().collect(),
+        };
+        if !self.once {
+            self.last = Some(Last {
+                ruleset: ruleset.clone(),
+                policies: flat_policies(model),
+                tiers: skeleton(model),
+                profiles: model.profiles.clone(),
+                set_uses,
             });
-            for &e in eps.iter() {
-                selecting[e].push((t, j));
+        }
+        ruleset
+    }
+
+    /// The previous ruleset patched, when the only changes since are
+    ///
+    /// - to the rules of policies (same name, scope, selector and types, same
+    ///   place): their chains are compiled again and replaced, sets no rule
+    ///   uses any more dropped and new ones added;
+    /// - to endpoints' labels, addresses or ports (same kind, name, node,
+    ///   interface and profiles, same place), as long as every policy selects
+    ///   some endpoint exactly when it did: their endpoint chains are made
+    ///   again, and the sets they may be members of;
+    /// - to network sets: the sets they may be members of are made again.
+    ///
+    /// `None` when anything else changed.
+    fn patch(
+        &mut self,
+        model: &Model,
+        endpoints: &Pairing,
+        network_sets: &Pairing,
+    ) -> Option<Ruleset> {
+        let mut last = self.last.take()?;
+        if skeleton(model) != last.tiers
+            || model.profiles != last.profiles
+            || self.endpoints.len() != model.endpoints.len()
+        {
+            return None;
+        }
+        let mut relabelled = Vec::new();
+        for (i, paired) in endpoints.remap.iter().enumerate() {
+            match paired {
+                Some(j) if *j == i => {}
+                None if placed_alike(&self.endpoints[i], &model.endpoints[i]) => {
+                    relabelled.push(i);
+                }
+                _ => return None,
+            }
+        }
+        if !self.selections.keep_emptiness(model, &relabelled) {
+            return None;
+        }
+        // The policies selecting each relabelled endpoint that gets chains,
+        // and the profiles it falls back on: all compiled already.
+        let mut selecting = Vec::new();
+        for &i in &relabelled {
+            let ep = &model.endpoints[i];
+            if !enforced(model, ep) {
+                continue;
+            }
+            let mut policies = Vec::new();
+            for (t, tier) in model.tiers.iter().enumerate() {
+                for (j, policy) in tier.policies.iter().enumerate() {
+                    if policy.selector.matches(&ep.labels) {
+                        self.policies.get(&policy.scope)?.get(&policy.name)?;
+                        policies.push((t, j));
+                    }
+                }
+            }
+            for profile in ep.profiles.iter() {
+                if model.profiles.contains_key(profile) {
+                    self.profiles.get(profile)?;
+                }
+            }
+            selecting.push((i, policies));
+        }
+        // The edited policies, and which of their chains the ruleset holds.
+        let mut edited = Vec::new();
+        let policies = model.tiers.iter().flat_map(|t| &t.policies);
+        for (flat, (old, policy)) in last.policies.iter().zip(policies).enumerate() {
+            if Arc::ptr_eq(old, policy) {
+                continue;
+            }
+            if (&old.name, &old.scope, &old.selector, &old.types)
+                != (&policy.name, &policy.scope, &policy.selector, &policy.types)
+            {
+                return None;
+            }
+            let entry = self.policies.get(&policy.scope)?.get(&policy.name)?;
+            if !Arc::ptr_eq(&entry.source, old) {
+                return None;
+            }
+            let mut held = [false; 2];
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                if old.rules(direction).is_none() {
+                    continue;
+                }
+                match (last.ruleset.chains.get(&*entry.names[d]), &entry.chains[d]) {
+                    (Some(chain), Some(compiled)) if Arc::ptr_eq(chain, &compiled.chain) => {
+                        held[d] = true;
+                    }
+                    (None, _) => {}
+                    _ => return None,
+                }
+            }
+            edited.push((flat, policy, held));
+        }
+
+        // Everything checked: patch.
+        let changed_endpoints: Vec<&Endpoint> = (relabelled.iter())
+            .flat_map(|&i| [&self.endpoints[i], &model.endpoints[i]])
+            .collect();
+        let changed_sets: Vec<&NetworkSet> = (network_sets.changed_old.iter())
+            .map(|&i| &self.network_sets[i])
+            .chain((network_sets.changed_new.iter()).map(|&j| &model.network_sets[j]))
+            .collect();
+        let stale = self.sets.invalidate(&changed_endpoints, &changed_sets);
+        let cache = std::mem::take(&mut self.sets);
+        let mut pass = Pass {
+            model,
+            sets: SetRegistry::with_cache(model, cache, self.generation),
+            chains: FastMap::default(),
+            maps: BTreeMap::new(),
+            set_uses: FastMap::default(),
+        };
+        for (flat, policy, held) in edited {
+            last.policies[flat] = policy.clone();
+            let entry = self
+                .policies
+                .get_mut(&policy.scope)
+                .and_then(|by_name| by_name.get_mut(&policy.name))
+                .expect("checked above");
+            entry.source = policy.clone();
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                let old = entry.chains[d].take();
+                if !held[d] {
+                    continue;
+                }
+                let origin = format!("{} {}", entry.display, field(direction));
+                let rules = policy.rules(direction).unwrap_or_default();
+                let compiled = pass.compile_chain(rules, &origin);
+                if let Some(old) = old {
+                    count_uses(&mut last.set_uses, &old.sets, -1);
+                }
+                count_uses(&mut last.set_uses, &compiled.sets, 1);
+                last.ruleset
+                    .chains
+                    .insert(entry.names[d].to_string(), compiled.chain.clone());
+                entry.chains[d] = Some(compiled);
+            }
+        }
+        let refreshed: Vec<String> = (stale.into_iter())
+            .filter(|(name, _)| last.ruleset.sets.contains_key(name))
+            .map(|(name, source)| {
+                pass.sets.make_again(&name, &source);
+                name
+            })
+            .collect();
+
+        self.selections.update(model, endpoints);
+        let tiers: Vec<Arc<str>> = model.tiers.iter().map(|t| t.name.as_str().into()).collect();
+        for (i, policies) in selecting {
+            let ep = &model.endpoints[i];
+            let interface = ep.interface.as_deref().unwrap_or_default();
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                let steps = endpoint_steps(model, &tiers, &policies, ep, direction, |r| {
+                    let entry = match r {
+                        Resolve::Policy(t, j) => {
+                            let p = &model.tiers[t].policies[j];
+                            self.policies.get(&p.scope)?.get(&p.name)?.names_display(d)
+                        }
+                        Resolve::Profile(profile) => {
+                            model.profiles.get(profile)?;
+                            self.profiles.get(profile)?.names_display(d)
+                        }
+                    };
+                    Some(entry)
+                });
+                let chain = self.endpoint_chain(steps);
+                last.ruleset
+                    .chains
+                    .insert(endpoint_chain_name(ep, direction, interface), chain);
+            }
+        }
+        for &i in &relabelled {
+            self.endpoints[i].clone_from(&model.endpoints[i]);
+        }
+        if !(network_sets.changed_new.is_empty() && network_sets.changed_old.is_empty()) {
+            self.network_sets.clone_from(&model.network_sets);
+        }
+
+        let (mut made, cache) = pass.sets.into_parts();
+        self.sets = cache;
+        for name in refreshed {
+            if let Some(set) = made.remove(&name) {
+                last.ruleset.sets.insert(name, set);
+            }
+        }
+        last.set_uses.retain(|_, uses| *uses > 0);
+        last.ruleset
+            .sets
+            .retain(|name, _| last.set_uses.contains_key(name));
+        for (name, set) in made {
+            if last.set_uses.contains_key(&name) {
+                last.ruleset.sets.entry(name).or_insert(set);
+            }
+        }
+        let ruleset = last.ruleset.clone();
+        self.last = Some(last);
+        Some(ruleset)
+    }
+
+    /// The policy's slot in this compilation. The first time, its chains go
+    /// into the ruleset (each direction it has rules for, unless a chain of
+    /// that name is there already): from the cache when the policy is
+    /// unchanged, else compiled.
+    fn policy_slot<'s>(
+        &mut self,
+        pass: &mut Pass<'_>,
+        slot: &'s mut Option<Slot>,
+        policy: &Arc<Policy>,
+    ) -> &'s Slot {
+        if slot.is_some() {
+            return slot.as_ref().expect("checked above");
+        }
+        let generation = self.generation;
+        if !self.policies.contains_key(&policy.scope) {
+            self.policies
+                .insert(policy.scope.clone(), FastMap::default());
+        }
+        let by_name = self
+            .policies
+            .get_mut(&policy.scope)
+            .expect("inserted above when missing");
+        let entry = match by_name.get_mut(policy.name.as_str()) {
+            Some(entry) if same_chains(&entry.source, policy) => entry,
+            _ => {
+                let names = DIRECTIONS.map(|direction| policy_chain_name(policy, direction));
+                let fresh = Compiled::new(policy.clone(), policy.display_name(), names, generation);
+                by_name.insert(policy.name.clone(), fresh);
+                by_name
+                    .get_mut(policy.name.as_str())
+                    .expect("inserted above")
+            }
+        };
+        entry.used = generation;
+        for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+            let Some(rules) = policy.rules(direction) else {
+                continue;
+            };
+            let name = &*entry.names[d];
+            if pass.chains.contains_key(name) {
+                continue;
+            }
+            let compiled = entry.chains[d].get_or_insert_with(|| {
+                let origin = format!("{} {}", entry.display, field(direction));
+                pass.compile_chain(rules, &origin)
+            });
+            pass.sets.replay(&compiled.sets);
+            count_uses(&mut pass.set_uses, &compiled.sets, 1);
+            pass.chains.insert(name.to_string(), compiled.chain.clone());
+        }
+        slot.insert(Slot {
+            display: entry.display.clone(),
+            names: entry.names.clone(),
+        })
+    }
+
+    /// The endpoint chain of these steps: one chain for every endpoint with
+    /// the same steps, kept while some endpoint has them.
+    fn endpoint_chain(&mut self, steps: Vec<Step>) -> Arc<Chain> {
+        let generation = self.generation;
+        match self.endpoint_chains.get_mut(&steps) {
+            Some((chain, used)) => {
+                *used = generation;
+                chain.clone()
+            }
+            None => {
+                let chain = Arc::new(regular(endpoint_rules(&steps)));
+                self.endpoint_chains
+                    .insert(steps, (chain.clone(), generation));
+                chain
             }
         }
     }
-    selecting
+
+    /// The profile's chain for direction `d`, in the ruleset, and its name;
+    /// `None` when the model has no such profile.
+    fn profile_chain(
+        &mut self,
+        pass: &mut Pass<'_>,
+        profile: &str,
+        d: usize,
+    ) -> Option<(Arc<str>, Arc<str>)> {
+        let source = pass.model.profiles.get(profile)?;
+        let generation = self.generation;
+        let entry = match self.profiles.get_mut(profile) {
+            Some(entry) if entry.source == *source => entry,
+            _ => {
+                let names = DIRECTIONS
+                    .map(|direction| name(&format!("pro-{}", direction_word(direction)), profile));
+                let fresh = Compiled::new(source.clone(), profile.to_string(), names, generation);
+                self.profiles.insert(profile.to_string(), fresh);
+                self.profiles.get_mut(profile).expect("inserted above")
+            }
+        };
+        entry.used = generation;
+        let name = &*entry.names[d];
+        if !pass.chains.contains_key(name) {
+            let direction = DIRECTIONS[d];
+            let compiled = entry.chains[d].get_or_insert_with(|| {
+                let rules = match direction {
+                    PolicyType::Ingress => &source.ingress,
+                    PolicyType::Egress => &source.egress,
+                };
+                pass.compile_chain(rules, &format!("profile {profile} {}", field(direction)))
+            });
+            pass.sets.replay(&compiled.sets);
+            count_uses(&mut pass.set_uses, &compiled.sets, 1);
+            pass.chains.insert(name.to_string(), compiled.chain.clone());
+        }
+        Some((entry.names[d].clone(), entry.display.clone()))
+    }
 }
 
-struct Compiler<'m> {
+/// What an endpoint chain's step needs resolved to a chain name and a name
+/// for the comment.
+enum Resolve<'a> {
+    /// The policy at (tier, index).
+    Policy(usize, usize),
+    Profile(&'a str),
+}
+
+/// The steps of an endpoint's chain for one direction: per tier, the
+/// policies selecting it (`selecting`: (tier, index), in order) that have
+/// rules in this direction, then the tier's end; then its profiles that
+/// `resolve` knows.
+fn endpoint_steps(
+    model: &Model,
+    tiers: &[Arc<str>],
+    selecting: &[(usize, usize)],
+    ep: &Endpoint,
+    direction: PolicyType,
+    mut resolve: impl FnMut(Resolve<'_>) -> Option<(Arc<str>, Arc<str>)>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (t, tier) in model.tiers.iter().enumerate() {
+        let before = steps.len();
+        for &(_, j) in selecting.iter().filter(|&&(pt, _)| pt == t) {
+            if tier.policies[j].rules(direction).is_none() {
+                continue;
+            }
+            if let Some((chain, display)) = resolve(Resolve::Policy(t, j)) {
+                steps.push(Step::Policy { chain, display });
+            }
+        }
+        if steps.len() > before {
+            steps.push(Step::TierEnd {
+                tier: tiers[t].clone(),
+                deny: tier.default_action == TierDefaultAction::Deny,
+            });
+        }
+    }
+    for profile in &ep.profiles {
+        if let Some((chain, profile)) = resolve(Resolve::Profile(profile)) {
+            steps.push(Step::Profile { chain, profile });
+        }
+    }
+    steps
+}
+
+/// `wl-in-<if>`, `hep-out-<if>`, ...
+fn endpoint_chain_name(ep: &Endpoint, direction: PolicyType, interface: &str) -> String {
+    let kind = match ep.kind {
+        EndpointKind::Workload => "wl",
+        EndpointKind::Host => "hep",
+    };
+    name(&format!("{kind}-{}", direction_word(direction)), interface)
+}
+
+/// Whether two versions of a policy compile to the same chains: the same
+/// policy, or the same name, scope, types and rules (its selector and order
+/// only place the chains).
+fn same_chains(a: &Arc<Policy>, b: &Arc<Policy>) -> bool {
+    Arc::ptr_eq(a, b)
+        || a.name == b.name
+            && a.scope == b.scope
+            && a.types == b.types
+            && a.ingress == b.ingress
+            && a.egress == b.egress
+}
+
+const DIRECTIONS: [PolicyType; 2] = [PolicyType::Ingress, PolicyType::Egress];
+
+fn direction_index(direction: PolicyType) -> usize {
+    match direction {
+        PolicyType::Ingress => 0,
+        PolicyType::Egress => 1,
+    }
+}
+
+fn policy_chain_name(policy: &Policy, direction: PolicyType) -> String {
+    let d = direction_word(direction);
+    match &policy.scope {
+        PolicyScope::Global => name(&format!("gnp-{d}"), &policy.name),
+        PolicyScope::Namespace(ns) => name(&format!("np-{d}"), &format!("{ns}/{}", policy.name)),
+    }
+}
+
+/// An endpoint chain's rules, from its steps.
+fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
+        statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
+    ];
+    for step in steps {
+        match step {
+            Step::Policy { chain, display } => {
+                rules.push(
+                    Rule::new(
+                        vec![mark_is(MARK_PASS, false)],
+                        Verdict::Jump(chain.to_string()),
+                    )
+                    .comment(format!("policy {display}")),
+                );
+                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
+            }
+            Step::TierEnd { tier, deny } => {
+                if *deny {
+                    rules.push(
+                        Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Drop)
+                            .comment(format!("tier {tier}: default deny")),
+                    );
+                }
+                rules.push(statement_rule(Statement::MarkClear(MARK_PASS)));
+            }
+            Step::Profile { chain, profile } => {
+                rules.push(
+                    Rule::new(vec![], Verdict::Jump(chain.to_string()))
+                        .comment(format!("profile {profile}")),
+                );
+                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
+            }
+        }
+    }
+    rules.push(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"));
+    rules
+}
+
+/// One compilation: the model, the sets made so far, the chains and maps.
+struct Pass<'m> {
     model: &'m Model,
     sets: SetRegistry<'m>,
-    chains: BTreeMap<String, Chain>,
+    /// Hashed while compiling, sorted at the end.
+    chains: FastMap<String, Arc<Chain>>,
     maps: BTreeMap<String, VerdictMap>,
+    /// How many uses (rules) of each set the chains put in hold.
+    set_uses: FastMap<String, usize>,
 }
 
 fn direction_word(direction: PolicyType) -> &'static str {
@@ -165,7 +795,7 @@ fn regular(rules: Vec<Rule>) -> Chain {
     Chain { base: None, rules }
 }
 
-impl Compiler<'_> {
+impl Pass<'_> {
     fn base_chains(&mut self) {
         let prefix = format!("{}*", self.model.config.workload_prefix);
         let iface = |iface, name: &str| Match::Iface {
@@ -268,7 +898,7 @@ impl Compiler<'_> {
             ),
         ];
         for (name, chain) in chains {
-            self.chains.insert(name.to_string(), chain);
+            self.chains.insert(name.to_string(), Arc::new(chain));
         }
     }
 
@@ -307,111 +937,14 @@ impl Compiler<'_> {
         ]
     }
 
-    fn endpoint(&mut self, ep: &Endpoint, interface: &str, selecting: &[(usize, usize)]) {
-        let (kind, from_map, to_map) = match ep.kind {
-            EndpointKind::Workload => ("wl", MAP_WL_FROM, MAP_WL_TO),
-            EndpointKind::Host => ("hep", MAP_HEP_FROM, MAP_HEP_TO),
-        };
-        for direction in [PolicyType::Ingress, PolicyType::Egress] {
-            let chain = name(&format!("{kind}-{}", direction_word(direction)), interface);
-            let rules = self.endpoint_rules(ep, direction, selecting);
-            self.chains.insert(chain.clone(), regular(rules));
-            // A workload's ingress is traffic leaving by its interface; a host
-            // endpoint's ingress is traffic arriving on it.
-            let map = match (ep.kind, direction) {
-                (EndpointKind::Workload, PolicyType::Ingress)
-                | (EndpointKind::Host, PolicyType::Egress) => to_map,
-                _ => from_map,
-            };
-            if let Some(m) = self.maps.get_mut(map) {
-                m.elements
-                    .insert(interface.to_string(), Verdict::Goto(chain));
-            }
+    /// A policy or profile chain of these rules, with the sets they asked for.
+    fn compile_chain(&mut self, rules: &[crate::model::Rule], origin: &str) -> CompiledChain {
+        self.sets.start_log();
+        let compiled = self.rules(rules, origin);
+        CompiledChain {
+            chain: Arc::new(regular(compiled)),
+            sets: self.sets.take_log(),
         }
-    }
-
-    /// `selecting`: the (tier, policy) indices selecting `ep`, in order.
-    fn endpoint_rules(
-        &mut self,
-        ep: &Endpoint,
-        direction: PolicyType,
-        selecting: &[(usize, usize)],
-    ) -> Vec<Rule> {
-        let model = self.model;
-        let mut rules = vec![
-            Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
-            statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
-        ];
-        for (t, tier) in model.tiers.iter().enumerate() {
-            let policies: Vec<&Policy> = selecting
-                .iter()
-                .filter(|&&(pt, _)| pt == t)
-                .map(|&(_, j)| &tier.policies[j])
-                .filter(|p| p.rules(direction).is_some())
-                .collect();
-            if policies.is_empty() {
-                continue;
-            }
-            for policy in policies {
-                let chain = self.policy_chain(policy, direction);
-                rules.push(
-                    Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Jump(chain))
-                        .comment(format!("policy {}", policy.display_name())),
-                );
-                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
-            }
-            if tier.default_action == TierDefaultAction::Deny {
-                rules.push(
-                    Rule::new(vec![mark_is(MARK_PASS, false)], Verdict::Drop)
-                        .comment(format!("tier {}: default deny", tier.name)),
-                );
-            }
-            rules.push(statement_rule(Statement::MarkClear(MARK_PASS)));
-        }
-        for profile in ep
-            .profiles
-            .iter()
-            .filter(|p| model.profiles.contains_key(*p))
-        {
-            let chain = self.profile_chain(profile, direction);
-            rules.push(
-                Rule::new(vec![], Verdict::Jump(chain)).comment(format!("profile {profile}")),
-            );
-            rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
-        }
-        rules.push(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"));
-        rules
-    }
-
-    fn policy_chain(&mut self, policy: &Policy, direction: PolicyType) -> String {
-        let d = direction_word(direction);
-        let chain = match &policy.scope {
-            PolicyScope::Global => name(&format!("gnp-{d}"), &policy.name),
-            PolicyScope::Namespace(ns) => {
-                name(&format!("np-{d}"), &format!("{ns}/{}", policy.name))
-            }
-        };
-        if !self.chains.contains_key(&chain) {
-            let rules = policy.rules(direction).unwrap_or_default();
-            let origin = format!("{} {}", policy.display_name(), field(direction));
-            let compiled = self.rules(rules, &origin);
-            self.chains.insert(chain.clone(), regular(compiled));
-        }
-        chain
-    }
-
-    fn profile_chain(&mut self, profile: &str, direction: PolicyType) -> String {
-        let chain = name(&format!("pro-{}", direction_word(direction)), profile);
-        if !self.chains.contains_key(&chain) {
-            let p = &self.model.profiles[profile];
-            let rules = match direction {
-                PolicyType::Ingress => &p.ingress,
-                PolicyType::Egress => &p.egress,
-            };
-            let compiled = self.rules(rules, &format!("profile {profile} {}", field(direction)));
-            self.chains.insert(chain.clone(), regular(compiled));
-        }
-        chain
     }
 
     fn rules(&mut self, rules: &[crate::model::Rule], origin: &str) -> Vec<Rule> {

@@ -44,7 +44,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -365,19 +365,21 @@ pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
             };
             ruleset.chains.insert(
                 name.to_string(),
-                Chain {
+                Arc::new(Chain {
                     base,
                     rules: Vec::new(),
-                },
+                }),
             );
         } else if let Some(o) = object.get("rule") {
             let chain = o["chain"].as_str().unwrap_or_default();
             let path = at("rule", chain);
-            let rules = &mut ruleset
-                .chains
-                .get_mut(chain)
-                .ok_or_else(|| parse_error(&path, "rule of an unlisted chain"))?
-                .rules;
+            let rules = &mut Arc::make_mut(
+                ruleset
+                    .chains
+                    .get_mut(chain)
+                    .ok_or_else(|| parse_error(&path, "rule of an unlisted chain"))?,
+            )
+            .rules;
             rules.push(Rule {
                 comment: Some(format!("kernel rule handle {}", o["handle"])),
                 ..Rule::default()

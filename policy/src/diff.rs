@@ -21,6 +21,7 @@
 //! [`render_changes`](crate::render::render_changes)'s.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::ir::{Chain, Match, Ruleset, Set, SetElement, Verdict, VerdictMap};
 
@@ -50,13 +51,13 @@ pub struct Changes {
     /// Maps to create, with all their elements.
     pub add_maps: BTreeMap<String, VerdictMap>,
     /// Chains to create, with their rules.
-    pub add_chains: BTreeMap<String, Chain>,
+    pub add_chains: BTreeMap<String, Arc<Chain>>,
     /// Element changes of kept sets.
     pub set_elements: BTreeMap<String, ElementChanges<SetElement>>,
     /// Element changes of kept maps: (interface, verdict) pairs.
     pub map_elements: BTreeMap<String, ElementChanges<(String, Verdict)>>,
     /// Kept chains whose rules change: flushed, then given these rules.
-    pub replace_chains: BTreeMap<String, Chain>,
+    pub replace_chains: BTreeMap<String, Arc<Chain>>,
     pub remove_sets: BTreeSet<String>,
     pub remove_maps: BTreeSet<String>,
     pub remove_chains: BTreeSet<String>,
@@ -269,7 +270,7 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
                     && references(old)
                         .iter()
                         .any(|r| recreated_sets.contains(*r) || recreated_chains.contains(*r));
-                if old.rules != new.rules || uses_recreated {
+                if uses_recreated || (!Arc::ptr_eq(old, new) && old.rules != new.rules) {
                     changes.replace_chains.insert(name.clone(), new.clone());
                 }
             }

@@ -6,8 +6,13 @@
 //! The IR is typed rather than textual so that [`render`](crate::render), the
 //! [`diff`](crate::diff) and the drivers express the same thing. Every rule counts
 //! packets: the renderer (and the driver) put a counter on each one.
+//!
+//! Chains are shared (`Arc`): a [`Compiler`](crate::compile::Compiler) hands the
+//! chains an edit did not touch to the next ruleset as they are, so the diff
+//! tells them apart from changed ones by identity before it compares rules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -27,7 +32,7 @@ pub struct Ruleset {
     /// Named verdict maps from interface names to endpoint chains.
     pub maps: BTreeMap<String, VerdictMap>,
     /// Base, dispatch, endpoint, policy and profile chains.
-    pub chains: BTreeMap<String, Chain>,
+    pub chains: BTreeMap<String, Arc<Chain>>,
 }
 
 /// An address family.

@@ -33,7 +33,10 @@
 //!   and chain naming (readable, or slug plus content hash); set members.
 //! - [`ir`]: the ruleset IR ([`Ruleset`]): sets, verdict maps, chains, rules.
 //! - [`compile`](mod@compile): [`compile()`], model to ruleset; the shape of the
-//!   ruleset is documented there.
+//!   ruleset is documented there. [`Compiler`] compiles a model after an edit,
+//!   reusing the chains and sets the edit did not touch.
+//! - `memo` (private): what a [`Compiler`] keeps between compilations, keyed by
+//!   full inputs, and how a new model invalidates it.
 //! - [`render`](mod@render): [`render()`], ruleset to nft text, and
 //!   [`render_changes`], changes to one incremental nft script.
 //! - [`diff`](mod@diff): [`diff()`], two rulesets to [`Changes`].
@@ -50,13 +53,14 @@ pub mod dataplane;
 pub mod diff;
 pub mod ir;
 pub mod k8s;
+mod memo;
 pub mod model;
 pub mod netlink;
 pub mod render;
 pub mod sets;
 pub mod simulate;
 
-pub use compile::compile;
+pub use compile::{Compiler, compile};
 pub use dataplane::{Dataplane, DataplaneError, Nft, converge};
 pub use diff::{Changes, diff};
 pub use ir::Ruleset;

@@ -37,6 +37,7 @@
 //! traffic) is not compiled; `services` matches and `http` rules are ignored.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use api::{
     Protocol, Resource,
@@ -142,11 +143,13 @@ pub struct Tier {
     /// `None` sorts last.
     pub order: Option<f64>,
     pub default_action: TierDefaultAction,
-    pub policies: Vec<Policy>,
+    /// Shared, so that a [`Compiler`](crate::compile::Compiler) tells an
+    /// unchanged policy by identity; edit one with `Arc::make_mut`.
+    pub policies: Vec<Arc<Policy>>,
 }
 
 /// Which resource a policy came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PolicyScope {
     /// A GlobalNetworkPolicy.
     Global,
@@ -454,7 +457,7 @@ impl Model {
                     tier,
                 })?
                 .policies
-                .push(policy);
+                .push(Arc::new(policy));
         }
         model.tiers = tiers.into_values().collect();
         model.sort();

@@ -27,7 +27,8 @@ use api::selector::Expr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::ir::{Family, Set, SetElement, SetKey};
-use crate::model::Model;
+use crate::memo::FastMap;
+use crate::model::{Endpoint, Model, NetworkSet};
 
 /// Longest set or chain name the compiler makes.
 pub const MAX_NAME: usize = 64;
@@ -126,71 +127,156 @@ pub fn aggregate(nets: impl IntoIterator<Item = IpNet>) -> Vec<IpNet> {
     out
 }
 
+/// What a set is made from: its name and elements follow from this and the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetSource {
+    /// Addresses of endpoints and networks of network sets a selector matches.
+    Selector(Expr, Family),
+    /// The networks of a `nets` list.
+    Nets(Vec<IpNet>, Family),
+    /// `address . port` of endpoints a selector matches that have a port of
+    /// this protocol and name.
+    NamedPort {
+        selector: Expr,
+        proto: u8,
+        port: String,
+        family: Family,
+    },
+}
+
+/// Sets kept from one compilation to the next (see
+/// [`Compiler`](crate::compile::Compiler)): a set is made again only when its
+/// source changed or an endpoint or network set it may hold changed.
+#[derive(Debug, Default)]
+pub struct SetCache {
+    entries: FastMap<String, CachedSet>,
+}
+
+#[derive(Debug)]
+struct CachedSet {
+    source: SetSource,
+    set: Set,
+    /// The compilation that last used it.
+    used: u64,
+}
+
+impl SetCache {
+    /// Forgets every set whose members may differ because these endpoints and
+    /// network sets (old and new versions of the changed ones) changed:
+    /// selector and named-port sets whose selector matches their labels.
+    /// `nets` sets depend on nothing else and stay. Returns the forgotten
+    /// sets' names and sources.
+    pub fn invalidate(
+        &mut self,
+        endpoints: &[&Endpoint],
+        network_sets: &[&NetworkSet],
+    ) -> Vec<(String, SetSource)> {
+        if endpoints.is_empty() && network_sets.is_empty() {
+            return Vec::new();
+        }
+        let stale: Vec<String> = (self.entries.iter())
+            .filter(|(_, e)| match &e.source {
+                SetSource::Nets(..) => false,
+                SetSource::Selector(selector, _) => {
+                    endpoints.iter().any(|ep| selector.matches(&ep.labels))
+                        || network_sets.iter().any(|n| selector.matches(&n.labels))
+                }
+                SetSource::NamedPort { selector, .. } => {
+                    endpoints.iter().any(|ep| selector.matches(&ep.labels))
+                }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut forgotten: Vec<(String, SetSource)> = (stale.into_iter())
+            .filter_map(|name| self.entries.remove(&name).map(|e| (name, e.source)))
+            .collect();
+        forgotten.sort_by(|a, b| a.0.cmp(&b.0));
+        forgotten
+    }
+}
+
 /// The sets a compilation uses, made on first use and then shared.
 #[derive(Debug)]
 pub struct SetRegistry<'m> {
     model: &'m Model,
-    sets: BTreeMap<String, Set>,
+    /// Hashed while compiling (the names are long and alike), sorted at the end.
+    sets: FastMap<String, Set>,
     /// Selector members, computed once per selector for both families.
     members: BTreeMap<Expr, Vec<IpNet>>,
+    cache: SetCache,
+    generation: u64,
+    /// Every set asked for since [`SetRegistry::start_log`].
+    log: Vec<(String, SetSource)>,
 }
 
 impl<'m> SetRegistry<'m> {
     pub fn new(model: &'m Model) -> Self {
+        Self::with_cache(model, SetCache::default(), 0)
+    }
+
+    /// A registry that takes sets from `cache` (already invalidated for this
+    /// model) where their source is the same; `generation` numbers this
+    /// compilation.
+    pub fn with_cache(model: &'m Model, cache: SetCache, generation: u64) -> Self {
         SetRegistry {
             model,
-            sets: BTreeMap::new(),
+            sets: FastMap::default(),
             members: BTreeMap::new(),
+            cache,
+            generation,
+            log: Vec::new(),
         }
     }
 
     /// The sets made so far.
     pub fn into_sets(self) -> BTreeMap<String, Set> {
-        self.sets
+        self.sets.into_iter().collect()
+    }
+
+    /// The sets made so far, and the cache holding just those for the next compilation.
+    pub fn into_parts(self) -> (BTreeMap<String, Set>, SetCache) {
+        let mut cache = self.cache;
+        let generation = self.generation;
+        cache.entries.retain(|_, e| e.used == generation);
+        (self.sets.into_iter().collect(), cache)
+    }
+
+    /// Starts recording the sets asked for (by name and source).
+    pub fn start_log(&mut self) {
+        self.log.clear();
+    }
+
+    /// The sets asked for since [`SetRegistry::start_log`].
+    pub fn take_log(&mut self) -> Vec<(String, SetSource)> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Makes the set `name` from `source` (see [`SetRegistry::into_parts`]).
+    pub fn make_again(&mut self, name: &str, source: &SetSource) {
+        self.ensure(name, source);
+    }
+
+    /// Makes sure the sets of a log exist, as when they were first asked for.
+    pub fn replay(&mut self, log: &[(String, SetSource)]) {
+        for (name, source) in log {
+            self.ensure(name, source);
+        }
     }
 
     /// The set of addresses of `family` that `selector` matches.
     pub fn selector(&mut self, selector: &Expr, family: Family) -> String {
-        let text = selector.to_string();
-        let name = hashed_name(&prefix("sel", family), &text);
-        if !self.sets.contains_key(&name) {
-            let members = self.members_of(selector).to_vec();
-            let elements = members
-                .into_iter()
-                .filter(|n| Family::of(n) == family)
-                .map(SetElement::Net)
-                .collect();
-            self.sets.insert(
-                name.clone(),
-                Set {
-                    key: SetKey::Net(family),
-                    comment: comment(&text),
-                    elements,
-                },
-            );
-        }
-        name
+        let name = hashed_name(&prefix("sel", family), &selector.to_string());
+        self.request(name, SetSource::Selector(selector.clone(), family))
     }
 
     /// The set of the `family` networks of a `nets` list; `None` when the list
     /// has none of that family.
     pub fn nets(&mut self, nets: &[IpNet], family: Family) -> Option<String> {
-        let elements: Vec<IpNet> =
-            aggregate(nets.iter().copied().filter(|n| Family::of(n) == family));
-        if elements.is_empty() {
+        if !nets.iter().any(|n| Family::of(n) == family) {
             return None;
         }
-        let mut sorted: Vec<String> = nets.iter().map(ToString::to_string).collect();
-        sorted.sort();
-        sorted.dedup();
-        let text = sorted.join(", ");
-        let name = hashed_name(&prefix("net", family), &text);
-        self.sets.entry(name.clone()).or_insert_with(|| Set {
-            key: SetKey::Net(family),
-            comment: comment(&text),
-            elements: elements.into_iter().map(SetElement::Net).collect(),
-        });
-        Some(name)
+        let name = hashed_name(&prefix("net", family), &nets_text(nets));
+        Some(self.request(name, SetSource::Nets(nets.to_vec(), family)))
     }
 
     /// The set of `address . port` of endpoints that `selector` matches and
@@ -202,38 +288,107 @@ impl<'m> SetRegistry<'m> {
         port_name: &str,
         family: Family,
     ) -> String {
-        let text = format!("{selector} : {proto}/{port_name}");
-        let name = hashed_name(&prefix("port", family), &text);
-        if !self.sets.contains_key(&name) {
-            let mut elements = BTreeSet::new();
-            for ep in self
-                .model
-                .endpoints
-                .iter()
-                .filter(|e| selector.matches(&e.labels))
-            {
-                for port in ep
-                    .ports
+        let name = hashed_name(
+            &prefix("port", family),
+            &named_port_text(selector, proto, port_name),
+        );
+        let source = SetSource::NamedPort {
+            selector: selector.clone(),
+            proto,
+            port: port_name.to_string(),
+            family,
+        };
+        self.request(name, source)
+    }
+
+    fn request(&mut self, name: String, source: SetSource) -> String {
+        self.ensure(&name, &source);
+        self.log.push((name.clone(), source));
+        name
+    }
+
+    /// Makes the set `name` from `source` unless this compilation has it:
+    /// from the cache when it holds the same source, else from the model.
+    fn ensure(&mut self, name: &str, source: &SetSource) {
+        if self.sets.contains_key(name) {
+            return;
+        }
+        let set = match self.cache.entries.get_mut(name) {
+            Some(cached) if cached.source == *source => {
+                cached.used = self.generation;
+                cached.set.clone()
+            }
+            _ => {
+                let set = self.make(source);
+                self.cache.entries.insert(
+                    name.to_string(),
+                    CachedSet {
+                        source: source.clone(),
+                        set: set.clone(),
+                        used: self.generation,
+                    },
+                );
+                set
+            }
+        };
+        self.sets.insert(name.to_string(), set);
+    }
+
+    fn make(&mut self, source: &SetSource) -> Set {
+        match source {
+            SetSource::Selector(selector, family) => Set {
+                key: SetKey::Net(*family),
+                comment: comment(&selector.to_string()),
+                elements: self
+                    .members_of(selector)
                     .iter()
-                    .filter(|p| p.name == port_name && p.protocol.number() == proto)
+                    .filter(|n| Family::of(n) == *family)
+                    .map(|n| SetElement::Net(*n))
+                    .collect(),
+            },
+            SetSource::Nets(nets, family) => Set {
+                key: SetKey::Net(*family),
+                comment: comment(&nets_text(nets)),
+                elements: aggregate(nets.iter().copied().filter(|n| Family::of(n) == *family))
+                    .into_iter()
+                    .map(SetElement::Net)
+                    .collect(),
+            },
+            SetSource::NamedPort {
+                selector,
+                proto,
+                port,
+                family,
+            } => {
+                let mut elements = BTreeSet::new();
+                for ep in self
+                    .model
+                    .endpoints
+                    .iter()
+                    .filter(|e| selector.matches(&e.labels))
                 {
-                    for net in
-                        aggregate(ep.addrs.iter().copied().filter(|n| Family::of(n) == family))
+                    for p in ep
+                        .ports
+                        .iter()
+                        .filter(|p| p.name == *port && p.protocol.number() == *proto)
                     {
-                        elements.insert(SetElement::NetPort(net, port.port));
+                        for net in aggregate(
+                            ep.addrs
+                                .iter()
+                                .copied()
+                                .filter(|n| Family::of(n) == *family),
+                        ) {
+                            elements.insert(SetElement::NetPort(net, p.port));
+                        }
                     }
                 }
-            }
-            self.sets.insert(
-                name.clone(),
                 Set {
-                    key: SetKey::NetPort(family),
-                    comment: comment(&text),
+                    key: SetKey::NetPort(*family),
+                    comment: comment(&named_port_text(selector, *proto, port)),
                     elements,
-                },
-            );
+                }
+            }
         }
-        name
     }
 
     fn members_of(&mut self, selector: &Expr) -> &[IpNet] {
@@ -252,6 +407,18 @@ impl<'m> SetRegistry<'m> {
             aggregate(endpoints.chain(netsets))
         })
     }
+}
+
+/// A `nets` list as text: sorted, without duplicates (both families).
+fn nets_text(nets: &[IpNet]) -> String {
+    let mut sorted: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    sorted.sort();
+    sorted.dedup();
+    sorted.join(", ")
+}
+
+fn named_port_text(selector: &Expr, proto: u8, port_name: &str) -> String {
+    format!("{selector} : {proto}/{port_name}")
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ fn sets_of(v4: &[&str], v6: &[&str], ports: &[(&str, u16)]) -> Ruleset {
         Rule::new(vec![lookup(Family::V4, "port4", true)], Verdict::Accept),
     ];
     r.chains
-        .insert("members".into(), Chain { base: None, rules });
+        .insert("members".into(), Chain { base: None, rules }.into());
     r
 }
 
@@ -280,7 +280,7 @@ fn a_rejected_update_leaves_the_kernel_and_the_driver_exactly_as_they_were(drive
     let (name, chain) = bad.replace_chains.last_key_value().unwrap();
     assert_eq!(name, "np-in-shop/b", "the last chain of the batch");
     let last = chain.rules.len();
-    let chain = bad.replace_chains.get_mut("np-in-shop/b").unwrap();
+    let chain = std::sync::Arc::make_mut(bad.replace_chains.get_mut("np-in-shop/b").unwrap());
     chain.rules.push(Rule::new(
         vec![Match::Addr {
             family: policy::ir::Family::V4,

@@ -81,7 +81,8 @@ fn a_batch_whose_last_message_is_refused_commits_nothing_and_names_it() {
         Chain {
             base: None,
             rules: vec![Rule::new(vec![], Verdict::Jump("missing-chain".into()))],
-        },
+        }
+        .into(),
     );
     let err = load_netlink(&ns, &ruleset).unwrap_err();
     assert!(err.contains("rule 0 of chain z-last"), "{err}");
@@ -126,7 +127,7 @@ fn ten_thousand_rules_and_a_hundred_thousand_elements_go_in_one_batch() {
         .collect();
     ruleset
         .chains
-        .insert("many".into(), Chain { base: None, rules });
+        .insert("many".into(), Chain { base: None, rules }.into());
 
     let by_netlink = Netns::new("plnb").unwrap();
     let started = Instant::now();

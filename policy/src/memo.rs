@@ -1,0 +1,273 @@
+//! What a [`Compiler`](crate::compile::Compiler) keeps from one compilation to
+//! the next, and how a new model invalidates it.
+//!
+//! Everything kept is keyed by its full input and compared on reuse, so a
+//! cache can only make a compilation faster, never different:
+//!
+//! - a policy or profile chain by the policy's (profile's) name and rules
+//!   ([`Compiled`]), with the sets its rules asked for;
+//! - an endpoint chain by what it is made of ([`Step`]s: the policy chains it
+//!   jumps to, the tiers' ends, the profiles), so endpoints selected by the same
+//!   policies share one chain;
+//! - which local endpoints each policy selector selects ([`Selections`]),
+//!   brought up to date by re-evaluating the selector on changed endpoints only;
+//! - sets ([`SetCache`](crate::sets::SetCache)), forgotten when a changed
+//!   endpoint or network set may be a member.
+//!
+//! Which endpoints changed comes from [`pair`]ing the previous model's
+//! endpoints with the new ones by name. Entries a compilation did not use are
+//! dropped at its end, so the caches hold what the last ruleset holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use api::selector::Expr;
+
+use crate::ir::Chain;
+use crate::model::{Endpoint, Model};
+use crate::sets::SetSource;
+
+/// A hash map with [`FxHasher`]: the caches hash selectors and chain names on
+/// every compilation, where SipHash's resistance to chosen keys buys nothing
+/// (the keys come from the operator's own resources).
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of rustc (`FxHasher`): a few cycles per word.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// One part of an endpoint chain; the chain is a function of its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Jump to a policy chain, return if it allowed.
+    Policy { chain: Arc<str>, display: Arc<str> },
+    /// The end of a tier that had policies: its default action, clear PASS.
+    TierEnd { tier: Arc<str>, deny: bool },
+    /// Jump to a profile chain, return if it allowed.
+    Profile { chain: Arc<str>, profile: Arc<str> },
+}
+
+/// A compiled chain with the sets its rules asked for (name, source), in order.
+#[derive(Debug)]
+pub struct CompiledChain {
+    pub chain: Arc<Chain>,
+    pub sets: Vec<(String, SetSource)>,
+}
+
+/// A policy or profile (`S`) with its chains, one per direction, compiled
+/// when first needed.
+#[derive(Debug)]
+pub struct Compiled<S> {
+    /// What the chains were compiled from.
+    pub source: S,
+    /// `ns/name`, `name` or the profile's name, for endpoint chain comments.
+    pub display: Arc<str>,
+    /// Chain names, ingress then egress.
+    pub names: [Arc<str>; 2],
+    pub chains: [Option<CompiledChain>; 2],
+    /// The compilation that last used it.
+    pub used: u64,
+}
+
+impl<S> Compiled<S> {
+    /// The chain name for direction `d` and the name for comments.
+    pub fn names_display(&self, d: usize) -> (Arc<str>, Arc<str>) {
+        (self.names[d].clone(), self.display.clone())
+    }
+
+    pub fn new(source: S, display: String, names: [String; 2], used: u64) -> Self {
+        Compiled {
+            source,
+            display: display.into(),
+            names: names.map(Into::into),
+            chains: [None, None],
+            used,
+        }
+    }
+}
+
+/// How the endpoints (or network sets) of two models correspond.
+#[derive(Debug, Default)]
+pub struct Pairing {
+    /// For each old item, the index of an equal new item.
+    pub remap: Vec<Option<usize>>,
+    /// New items with no equal old one (changed or added).
+    pub changed_new: Vec<usize>,
+    /// Old items with no equal new one (changed or removed).
+    pub changed_old: Vec<usize>,
+}
+
+/// Pairs `old` items with `new` ones of the same name; pairs that are equal
+/// are unchanged, every other item changed. Any pairing is correct (what is
+/// unchanged is the same on both sides); pairing by name keeps the changed
+/// ones few.
+pub fn pair<T: PartialEq>(old: &[T], new: &[T], name: impl Fn(&T) -> &str) -> Pairing {
+    let mut remap = vec![None; old.len()];
+    let mut changed_new = Vec::new();
+    let same_names = old.len() == new.len() && old.iter().zip(new).all(|(a, b)| name(a) == name(b));
+    if same_names {
+        for (i, (a, b)) in old.iter().zip(new).enumerate() {
+            if a == b {
+                remap[i] = Some(i);
+            } else {
+                changed_new.push(i);
+            }
+        }
+    } else {
+        let mut by_name: HashMap<&str, VecDeque<usize>> = HashMap::new();
+        for (i, a) in old.iter().enumerate() {
+            by_name.entry(name(a)).or_default().push_back(i);
+        }
+        for (j, b) in new.iter().enumerate() {
+            match by_name.get_mut(name(b)).and_then(VecDeque::pop_front) {
+                Some(i) if old[i] == *b => remap[i] = Some(j),
+                _ => changed_new.push(j),
+            }
+        }
+    }
+    let changed_old = (0..old.len()).filter(|&i| remap[i].is_none()).collect();
+    Pairing {
+        remap,
+        changed_new,
+        changed_old,
+    }
+}
+
+/// Whether an endpoint gets chains on this host.
+pub fn enforced(model: &Model, endpoint: &Endpoint) -> bool {
+    model.is_local(endpoint) && endpoint.interface.is_some()
+}
+
+/// Which enforced endpoints (indices into the model's endpoints, ascending)
+/// each policy selector selects.
+#[derive(Debug, Default)]
+pub struct Selections {
+    entries: FastMap<Expr, (Vec<usize>, u64)>,
+}
+
+impl Selections {
+    /// Brings every entry to the new model's endpoints: unchanged endpoints
+    /// keep their answer under their new index, changed ones are evaluated.
+    pub fn update(&mut self, model: &Model, endpoints: &Pairing) {
+        for (selector, (selected, _)) in &mut self.entries {
+            let mut next: Vec<usize> = selected
+                .iter()
+                .filter_map(|&i| endpoints.remap[i])
+                .collect();
+            next.extend(endpoints.changed_new.iter().copied().filter(|&j| {
+                let ep = &model.endpoints[j];
+                enforced(model, ep) && selector.matches(&ep.labels)
+            }));
+            next.sort_unstable();
+            *selected = next;
+        }
+    }
+
+    /// The enforced endpoints `selector` selects.
+    pub fn get(&mut self, model: &Model, selector: &Expr, generation: u64) -> &[usize] {
+        // One lookup when the entry is there (the common case).
+        if let Some((_, used)) = self.entries.get_mut(selector) {
+            *used = generation;
+        } else {
+            let selected = model
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| enforced(model, e) && selector.matches(&e.labels))
+                .map(|(i, _)| i)
+                .collect();
+            self.entries
+                .insert(selector.clone(), (selected, generation));
+        }
+        &self.entries[selector].0
+    }
+
+    /// Whether every selector selects something after these endpoints
+    /// (indices, ascending) changed in place exactly when it did before.
+    pub fn keep_emptiness(&self, model: &Model, changed: &[usize]) -> bool {
+        self.entries.iter().all(|(selector, (selected, _))| {
+            let after = selected.iter().any(|i| changed.binary_search(i).is_err())
+                || changed.iter().any(|&j| {
+                    let ep = &model.endpoints[j];
+                    enforced(model, ep) && selector.matches(&ep.labels)
+                });
+            after != selected.is_empty()
+        })
+    }
+
+    /// Drops the entries this compilation did not use.
+    pub fn retain_used(&mut self, generation: u64) {
+        self.entries.retain(|_, (_, used)| *used == generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(items: &[(&'static str, u8)]) -> Vec<(&'static str, u8)> {
+        items.to_vec()
+    }
+
+    #[test]
+    fn pairing_in_the_same_order_marks_only_the_changed_items() {
+        let old = named(&[("a", 1), ("b", 1), ("c", 1)]);
+        let new = named(&[("a", 1), ("b", 2), ("c", 1)]);
+        let p = pair(&old, &new, |x| x.0);
+        assert_eq!(p.remap, [Some(0), None, Some(2)]);
+        assert_eq!((p.changed_old, p.changed_new), (vec![1], vec![1]));
+    }
+
+    #[test]
+    fn pairing_by_name_follows_items_that_moved_and_marks_added_and_removed() {
+        let old = named(&[("a", 1), ("b", 1), ("gone", 1), ("a", 2)]);
+        let new = named(&[("new", 1), ("b", 1), ("a", 1), ("a", 2)]);
+        let p = pair(&old, &new, |x| x.0);
+        assert_eq!(p.remap, [Some(2), Some(1), None, Some(3)]);
+        assert_eq!((p.changed_old, p.changed_new), (vec![2], vec![0]));
+    }
+}
