@@ -40,6 +40,10 @@
 //! returns, Deny drops, Log logs and goes on. A rule becomes one nft rule per
 //! address family it needs (selector and `nets` sets are per family) and per
 //! alternative of its ports (numeric ports together, each named port apart).
+//!
+//! Untracked, pre-DNAT and forwarded host endpoint policy add base chains,
+//! maps and endpoint chains of their own, described in the `stages` module;
+//! their endpoint chains jump to the same policy chains.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,8 +55,8 @@ use api::{
 };
 
 use crate::ir::{
-    BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Rule, Ruleset,
-    Side, Statement, Verdict, VerdictMap,
+    BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Priority, Rule,
+    Ruleset, Side, Statement, Verdict, VerdictMap,
 };
 use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, enforced, pair};
 use crate::model::{
@@ -60,6 +64,7 @@ use crate::model::{
     Profile,
 };
 use crate::sets::{SetCache, SetRegistry, SetSource, name};
+use crate::stages::{Features, Hop};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -109,9 +114,10 @@ pub struct Compiler {
     network_sets: Vec<NetworkSet>,
     policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
     profiles: FastMap<String, Compiled<Profile>>,
-    endpoint_chains: FastMap<Vec<Step>, (Arc<Chain>, u64)>,
-    /// Base and dispatch chains: they depend on the config only.
+    endpoint_chains: FastMap<(Hop, Vec<Step>), (Arc<Chain>, u64)>,
+    /// Base and dispatch chains: they depend on the config and the features only.
     base_chains: FastMap<String, Arc<Chain>>,
+    base_features: Features,
     selections: Selections,
     sets: SetCache,
     /// What the last full compilation made, for [`Compiler::patch`].
@@ -206,6 +212,7 @@ impl Compiler {
         self.sets.invalidate(&changed_endpoints, &changed_sets);
         self.selections.update(model, &endpoints);
 
+        let features = Features::of(model);
         let mut pass = Pass {
             model,
             sets: SetRegistry::with_cache(model, std::mem::take(&mut self.sets), generation),
@@ -213,12 +220,14 @@ impl Compiler {
             chains: FastMap::default(),
             maps: [MAP_WL_FROM, MAP_WL_TO, MAP_HEP_FROM, MAP_HEP_TO]
                 .into_iter()
+                .chain(features.maps().into_iter().map(|(m, _)| m))
                 .map(|m| (m.to_string(), VerdictMap::default()))
                 .collect(),
         };
-        if self.base_chains.is_empty() {
-            pass.base_chains();
+        if self.base_chains.is_empty() || self.base_features != features {
+            pass.base_chains(features);
             self.base_chains.clone_from(&pass.chains);
+            self.base_features = features;
         } else {
             pass.chains.clone_from(&self.base_chains);
         }
@@ -246,35 +255,52 @@ impl Compiler {
                 EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
                 EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
             };
-            for direction in DIRECTIONS {
-                let d = direction_index(direction);
-                let steps =
-                    endpoint_steps(model, &tiers, &selecting[e], ep, direction, |r| match r {
-                        Resolve::Policy(t, j) => {
-                            let slot = &mut slots[offsets[t] + j];
-                            let slot =
-                                self.policy_slot(&mut pass, slot, &model.tiers[t].policies[j]);
-                            Some((slot.names[d].clone(), slot.display.clone()))
-                        }
-                        Resolve::Profile(profile) => self.profile_chain(&mut pass, profile, d),
-                    });
-                let chain = endpoint_chain_name(ep, direction, interface);
-                pass.chains
-                    .insert(chain.clone(), self.endpoint_chain(steps));
-                // A workload's ingress is traffic leaving by its interface; a host
-                // endpoint's ingress is traffic arriving on it.
-                let map = match (ep.kind, direction) {
-                    (EndpointKind::Workload, PolicyType::Ingress)
-                    | (EndpointKind::Host, PolicyType::Egress) => to_map,
-                    _ => from_map,
-                };
-                if let Some(m) = pass.maps.get_mut(map) {
-                    m.elements
-                        .insert(interface.to_string(), Verdict::Goto(chain));
+            for hop in features.hops(ep.kind) {
+                for &direction in hop.directions() {
+                    let d = direction_index(direction);
+                    let selected = |&(t, j): &(usize, usize)| {
+                        let p: &Policy = &model.tiers[t].policies[j];
+                        hop.selects(p) && p.rules(direction).is_some()
+                    };
+                    if hop.only_when_selected() && !selecting[e].iter().any(selected) {
+                        continue;
+                    }
+                    let steps = endpoint_steps(
+                        model,
+                        &tiers,
+                        &selecting[e],
+                        ep,
+                        hop,
+                        direction,
+                        |r| match r {
+                            Resolve::Policy(t, j) => {
+                                let slot = &mut slots[offsets[t] + j];
+                                let slot =
+                                    self.policy_slot(&mut pass, slot, &model.tiers[t].policies[j]);
+                                Some((slot.names[d].clone(), slot.display.clone()))
+                            }
+                            Resolve::Profile(profile) => self.profile_chain(&mut pass, profile, d),
+                        },
+                    );
+                    let chain = endpoint_chain_name(ep, hop, direction, interface);
+                    pass.chains
+                        .insert(chain.clone(), self.endpoint_chain(hop, steps));
+                    // A workload's ingress is traffic leaving by its interface; a host
+                    // endpoint's ingress is traffic arriving on it.
+                    let map = match (ep.kind, direction) {
+                        _ if hop != Hop::Filter => hop.host_map(direction).unwrap_or_default(),
+                        (EndpointKind::Workload, PolicyType::Ingress)
+                        | (EndpointKind::Host, PolicyType::Egress) => to_map,
+                        _ => from_map,
+                    };
+                    if let Some(m) = pass.maps.get_mut(map) {
+                        m.elements
+                            .insert(interface.to_string(), Verdict::Goto(chain));
+                    }
                 }
             }
         }
-        for (map, comment) in [
+        for (map, comment) in features.maps().into_iter().chain([
             (MAP_WL_FROM, "workload interface -> egress chain"),
             (MAP_WL_TO, "workload interface -> ingress chain"),
             (
@@ -282,7 +308,7 @@ impl Compiler {
                 "host interface -> host endpoint ingress chain",
             ),
             (MAP_HEP_TO, "host interface -> host endpoint egress chain"),
-        ] {
+        ]) {
             if let Some(m) = pass.maps.get_mut(map) {
                 m.comment = comment.to_string();
             }
@@ -326,8 +352,9 @@ impl Compiler {
 
     /// The previous ruleset patched, when the only changes since are
     ///
-    /// - to the rules of policies (same name, scope, selector and types, same
-    ///   place): their chains are compiled again and replaced, sets no rule
+    /// - to the rules of policies (same name, scope, selector, types and
+    ///   stage, same place): the chains of the directions whose rules
+    ///   changed are compiled again and replaced, sets no rule
     ///   uses any more dropped and new ones added;
     /// - to endpoints' labels, addresses or ports (same kind, name, node,
     ///   interface and profiles, same place), as long as every policy selects
@@ -360,6 +387,12 @@ impl Compiler {
             }
         }
         if !self.selections.keep_emptiness(model, &relabelled) {
+            return None;
+        }
+        // A relabelled host endpoint may gain or lose stage chains.
+        if !Features::of(model).is_empty()
+            && (relabelled.iter()).any(|&i| model.endpoints[i].kind == EndpointKind::Host)
+        {
             return None;
         }
         // The policies selecting each relabelled endpoint that gets chains,
@@ -395,6 +428,7 @@ impl Compiler {
             }
             if (&old.name, &old.scope, &old.selector, &old.types)
                 != (&policy.name, &policy.scope, &policy.selector, &policy.types)
+                || (old.stage, old.apply_on_forward) != (policy.stage, policy.apply_on_forward)
             {
                 return None;
             }
@@ -442,10 +476,16 @@ impl Compiler {
                 .get_mut(&policy.scope)
                 .and_then(|by_name| by_name.get_mut(&policy.name))
                 .expect("checked above");
+            let unchanged = DIRECTIONS.map(|d| entry.source.rules(d) == policy.rules(d));
             entry.source = policy.clone();
             for (d, direction) in DIRECTIONS.into_iter().enumerate() {
                 let old = entry.chains[d].take();
                 if !held[d] {
+                    continue;
+                }
+                // The direction the edit left alone keeps its chain.
+                if old.is_some() && unchanged[d] {
+                    entry.chains[d] = old;
                     continue;
                 }
                 let origin = format!("{} {}", entry.display, field(direction));
@@ -475,23 +515,25 @@ impl Compiler {
             let ep = &model.endpoints[i];
             let interface = ep.interface.as_deref().unwrap_or_default();
             for (d, direction) in DIRECTIONS.into_iter().enumerate() {
-                let steps = endpoint_steps(model, &tiers, &policies, ep, direction, |r| {
-                    let entry = match r {
-                        Resolve::Policy(t, j) => {
-                            let p = &model.tiers[t].policies[j];
-                            self.policies.get(&p.scope)?.get(&p.name)?.names_display(d)
-                        }
-                        Resolve::Profile(profile) => {
-                            model.profiles.get(profile)?;
-                            self.profiles.get(profile)?.names_display(d)
-                        }
-                    };
-                    Some(entry)
-                });
-                let chain = self.endpoint_chain(steps);
-                last.ruleset
-                    .chains
-                    .insert(endpoint_chain_name(ep, direction, interface), chain);
+                let steps =
+                    endpoint_steps(model, &tiers, &policies, ep, Hop::Filter, direction, |r| {
+                        let entry = match r {
+                            Resolve::Policy(t, j) => {
+                                let p = &model.tiers[t].policies[j];
+                                self.policies.get(&p.scope)?.get(&p.name)?.names_display(d)
+                            }
+                            Resolve::Profile(profile) => {
+                                model.profiles.get(profile)?;
+                                self.profiles.get(profile)?.names_display(d)
+                            }
+                        };
+                        Some(entry)
+                    });
+                let chain = self.endpoint_chain(Hop::Filter, steps);
+                last.ruleset.chains.insert(
+                    endpoint_chain_name(ep, Hop::Filter, direction, interface),
+                    chain,
+                );
             }
         }
         for &i in &relabelled {
@@ -580,17 +622,18 @@ impl Compiler {
 
     /// The endpoint chain of these steps: one chain for every endpoint with
     /// the same steps, kept while some endpoint has them.
-    fn endpoint_chain(&mut self, steps: Vec<Step>) -> Arc<Chain> {
+    fn endpoint_chain(&mut self, hop: Hop, steps: Vec<Step>) -> Arc<Chain> {
         let generation = self.generation;
-        match self.endpoint_chains.get_mut(&steps) {
+        let key = (hop, steps);
+        match self.endpoint_chains.get_mut(&key) {
             Some((chain, used)) => {
                 *used = generation;
                 chain.clone()
             }
             None => {
-                let chain = Arc::new(regular(endpoint_rules(&steps)));
+                let chain = Arc::new(regular(endpoint_rules(hop, &key.1)));
                 self.endpoint_chains
-                    .insert(steps, (chain.clone(), generation));
+                    .insert(key, (chain.clone(), generation));
                 chain
             }
         }
@@ -643,15 +686,16 @@ enum Resolve<'a> {
     Profile(&'a str),
 }
 
-/// The steps of an endpoint's chain for one direction: per tier, the
-/// policies selecting it (`selecting`: (tier, index), in order) that have
-/// rules in this direction, then the tier's end; then its profiles that
-/// `resolve` knows.
+/// The steps of an endpoint's chain in one hop for one direction: per tier,
+/// the policies selecting it (`selecting`: (tier, index), in order) that
+/// apply in the hop and have rules in this direction, then the tier's end;
+/// then (filter hop) its profiles that `resolve` knows.
 fn endpoint_steps(
     model: &Model,
     tiers: &[Arc<str>],
     selecting: &[(usize, usize)],
     ep: &Endpoint,
+    hop: Hop,
     direction: PolicyType,
     mut resolve: impl FnMut(Resolve<'_>) -> Option<(Arc<str>, Arc<str>)>,
 ) -> Vec<Step> {
@@ -659,7 +703,7 @@ fn endpoint_steps(
     for (t, tier) in model.tiers.iter().enumerate() {
         let before = steps.len();
         for &(_, j) in selecting.iter().filter(|&&(pt, _)| pt == t) {
-            if tier.policies[j].rules(direction).is_none() {
+            if !hop.selects(&tier.policies[j]) || tier.policies[j].rules(direction).is_none() {
                 continue;
             }
             if let Some((chain, display)) = resolve(Resolve::Policy(t, j)) {
@@ -669,11 +713,11 @@ fn endpoint_steps(
         if steps.len() > before {
             steps.push(Step::TierEnd {
                 tier: tiers[t].clone(),
-                deny: tier.default_action == TierDefaultAction::Deny,
+                deny: hop.tier_deny() && tier.default_action == TierDefaultAction::Deny,
             });
         }
     }
-    for profile in &ep.profiles {
+    for profile in ep.profiles.iter().filter(|_| hop.profiles()) {
         if let Some((chain, profile)) = resolve(Resolve::Profile(profile)) {
             steps.push(Step::Profile { chain, profile });
         }
@@ -681,11 +725,11 @@ fn endpoint_steps(
     steps
 }
 
-/// `wl-in-<if>`, `hep-out-<if>`, ...
-fn endpoint_chain_name(ep: &Endpoint, direction: PolicyType, interface: &str) -> String {
+/// `wl-in-<if>`, `hep-out-<if>`, `hep-raw-in-<if>`, ...
+fn endpoint_chain_name(ep: &Endpoint, hop: Hop, direction: PolicyType, interface: &str) -> String {
     let kind = match ep.kind {
         EndpointKind::Workload => "wl",
-        EndpointKind::Host => "hep",
+        EndpointKind::Host => hop.host_kind(),
     };
     name(&format!("{kind}-{}", direction_word(direction)), interface)
 }
@@ -719,12 +763,9 @@ fn policy_chain_name(policy: &Policy, direction: PolicyType) -> String {
     }
 }
 
-/// An endpoint chain's rules, from its steps.
-fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
-    let mut rules = vec![
-        Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
-        statement_rule(Statement::MarkClear(MARK_ALLOW | MARK_PASS)),
-    ];
+/// An endpoint chain's rules in a hop, from its steps.
+fn endpoint_rules(hop: Hop, steps: &[Step]) -> Vec<Rule> {
+    let mut rules = hop.prelude();
     for step in steps {
         match step {
             Step::Policy { chain, display } => {
@@ -735,7 +776,7 @@ fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
                     )
                     .comment(format!("policy {display}")),
                 );
-                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
+                rules.push(hop.on_allow());
             }
             Step::TierEnd { tier, deny } => {
                 if *deny {
@@ -751,11 +792,11 @@ fn endpoint_rules(steps: &[Step]) -> Vec<Rule> {
                     Rule::new(vec![], Verdict::Jump(chain.to_string()))
                         .comment(format!("profile {profile}")),
                 );
-                rules.push(Rule::new(vec![mark_is(MARK_ALLOW, true)], Verdict::Return));
+                rules.push(hop.on_allow());
             }
         }
     }
-    rules.push(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"));
+    rules.extend(hop.last());
     rules
 }
 
@@ -796,7 +837,7 @@ fn regular(rules: Vec<Rule>) -> Chain {
 }
 
 impl Pass<'_> {
-    fn base_chains(&mut self) {
+    fn base_chains(&mut self, features: Features) {
         let prefix = format!("{}*", self.model.config.workload_prefix);
         let iface = |iface, name: &str| Match::Iface {
             iface,
@@ -822,7 +863,10 @@ impl Pass<'_> {
             .comment("ICMPv6 neighbour discovery")
         };
         let base = |hook, rules| Chain {
-            base: Some(BaseChain { hook }),
+            base: Some(BaseChain {
+                hook,
+                priority: Priority::Filter,
+            }),
             rules,
         };
         let vmap = |i, map: &str| Rule {
@@ -897,7 +941,29 @@ impl Pass<'_> {
                 ),
             ),
         ];
-        for (name, chain) in chains {
+        for (name, mut chain) in chains {
+            if chain.base.is_some() {
+                // After `ct state established,related accept`.
+                let mut at = 1;
+                if let Some(rule) = features.untracked_accept() {
+                    chain.rules.insert(at, rule);
+                    at += 1;
+                }
+                if name == "forward" && features.forward {
+                    let fwd = |to: &str, what: &str| {
+                        Rule::new(vec![], Verdict::Jump(to.to_string())).comment(what)
+                    };
+                    chain
+                        .rules
+                        .insert(at, fwd("from-hep-fwd", "forwarded host endpoint ingress"));
+                    chain
+                        .rules
+                        .push(fwd("to-hep-fwd", "forwarded host endpoint egress"));
+                }
+            }
+            self.chains.insert(name.to_string(), Arc::new(chain));
+        }
+        for (name, chain) in features.chains() {
             self.chains.insert(name.to_string(), Arc::new(chain));
         }
     }

@@ -51,8 +51,8 @@ use serde_json::Value;
 
 use crate::diff::{Changes, diff};
 use crate::ir::{
-    BaseChain, Chain, Family, Hook, Rule, Ruleset, Set, SetElement, SetKey, TABLE, Verdict,
-    VerdictMap,
+    BaseChain, Chain, Family, Hook, Priority, Rule, Ruleset, Set, SetElement, SetKey, TABLE,
+    Verdict, VerdictMap,
 };
 use crate::render::render_changes;
 
@@ -351,6 +351,7 @@ pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
                 None => None,
                 Some(hook) => Some(BaseChain {
                     hook: match hook {
+                        "prerouting" => Hook::Prerouting,
                         "input" => Hook::Input,
                         "forward" => Hook::Forward,
                         "output" => Hook::Output,
@@ -361,6 +362,15 @@ pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
                             ));
                         }
                     },
+                    priority: o["prio"]
+                        .as_i64()
+                        .and_then(Priority::from_value)
+                        .ok_or_else(|| {
+                            parse_error(
+                                at("chain", name),
+                                format!("unsupported priority {}", o["prio"]),
+                            )
+                        })?,
                 }),
             };
             ruleset.chains.insert(
@@ -441,7 +451,8 @@ mod tests {
         assert_eq!(
             forward.base,
             Some(BaseChain {
-                hook: Hook::Forward
+                hook: Hook::Forward,
+                priority: Priority::Filter,
             })
         );
         assert_eq!(forward.rules.len(), 2);

@@ -23,6 +23,9 @@ pub const TABLE: &str = "calico";
 pub const MARK_ALLOW: u32 = 0x0001_0000;
 /// Packet-mark bit a policy chain sets when a rule passed the packet to the next tier.
 pub const MARK_PASS: u32 = 0x0002_0000;
+/// Packet-mark bit the raw-priority chains set on a packet untracked policy
+/// allowed (and left untracked); the filter base chains accept it.
+pub const MARK_UNTRACKED: u32 = 0x0004_0000;
 
 /// One `inet` table: sets, verdict maps and chains, each by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,15 +120,47 @@ pub struct VerdictMap {
 /// A netfilter hook the base chains attach to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hook {
+    Prerouting,
     Input,
     Forward,
     Output,
 }
 
-/// What makes a chain a base chain: its hook, at priority `filter`, policy accept.
+/// Where in its hook a base chain runs, relative to conntrack (-200) and DNAT (-100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// `raw` (-300): before conntrack; untracked policy.
+    Raw,
+    /// `mangle` (-150): after conntrack, before DNAT; pre-DNAT policy.
+    Mangle,
+    /// `filter` (0): normal policy.
+    #[default]
+    Filter,
+}
+
+impl Priority {
+    /// The numeric priority.
+    pub fn value(self) -> i32 {
+        match self {
+            Priority::Raw => -300,
+            Priority::Mangle => -150,
+            Priority::Filter => 0,
+        }
+    }
+
+    /// The priority of this numeric value, if it is one of ours.
+    pub fn from_value(value: i64) -> Option<Priority> {
+        [Priority::Raw, Priority::Mangle, Priority::Filter]
+            .into_iter()
+            .find(|p| i64::from(p.value()) == value)
+    }
+}
+
+/// What makes a chain a base chain: its hook and priority (type filter, policy accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BaseChain {
     pub hook: Hook,
+    pub priority: Priority,
 }
 
 /// A chain: a base chain attached to a hook, or a regular chain entered by jump or goto.
@@ -149,6 +184,8 @@ pub enum CtState {
     Established,
     Related,
     New,
+    /// Left alone by conntrack (`notrack`).
+    Untracked,
 }
 
 /// One condition of a rule. All the matches of a rule must hold.
@@ -207,6 +244,8 @@ pub enum Statement {
     MarkClear(u32),
     /// `log prefix "..."`.
     Log { prefix: String },
+    /// `notrack`: conntrack leaves the packet alone (raw priority only).
+    Notrack,
 }
 
 /// How a rule ends.

@@ -35,6 +35,8 @@
 //! - [`compile`](mod@compile): [`compile()`], model to ruleset; the shape of the
 //!   ruleset is documented there. [`Compiler`] compiles a model after an edit,
 //!   reusing the chains and sets the edit did not touch.
+//! - `stages` (private): untracked, pre-DNAT and forwarded host endpoint
+//!   policy: their base chains, maps and endpoint-chain shapes.
 //! - `memo` (private): what a [`Compiler`] keeps between compilations, keyed by
 //!   full inputs, and how a new model invalidates it.
 //! - [`render`](mod@render): [`render()`], ruleset to nft text, and
@@ -59,6 +61,7 @@ pub mod netlink;
 pub mod render;
 pub mod sets;
 pub mod simulate;
+mod stages;
 
 pub use compile::{Compiler, compile};
 pub use dataplane::{Dataplane, DataplaneError, Nft, converge};

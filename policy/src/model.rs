@@ -30,11 +30,18 @@
 //!   accounts or a namespaceSelector, so a namespaced rule with only `nets`
 //!   matches any address. `notSelector` is never scoped.
 //!
+//! # Host endpoint stages
+//!
+//! A GlobalNetworkPolicy's `doNotTrack`, `preDNAT` and `applyOnForward` are
+//! kept as [`Policy::stage`] and [`Policy::apply_on_forward`]; the compiler
+//! enforces untracked and pre-DNAT policies, and the forwarded-traffic part
+//! of `applyOnForward` ones, on host endpoints only (see
+//! [`compile`](crate::compile)). On workloads only [`Stage::Normal`] policies
+//! apply.
+//!
 //! # Left to later slices
 //!
-//! GlobalNetworkPolicies with `preDNAT` or `doNotTrack` belong to other hooks
-//! and are left out of the model; `applyOnForward` (host endpoints on forwarded
-//! traffic) is not compiled; `services` matches and `http` rules are ignored.
+//! `services` matches and `http` rules are ignored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,6 +164,19 @@ pub enum PolicyScope {
     Namespace(String),
 }
 
+/// Where a policy is enforced: Calico's `doNotTrack` and `preDNAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Stage {
+    /// After conntrack and DNAT, in the filter hooks.
+    #[default]
+    Normal,
+    /// `preDNAT`: ingress of host endpoints, new flows, before DNAT.
+    PreDnat,
+    /// `doNotTrack`: host endpoints, before conntrack; an allowed packet is
+    /// left untracked and skips the later stages.
+    Untracked,
+}
+
 /// A policy with its selector scoped and its rules normalised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -169,6 +189,11 @@ pub struct Policy {
     pub types: Vec<PolicyType>,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
+    /// Always [`Stage::Normal`] for namespaced policies.
+    pub stage: Stage,
+    /// `applyOnForward`: a normal policy also applies to traffic forwarded
+    /// through the host endpoints it selects.
+    pub apply_on_forward: bool,
 }
 
 impl Policy {
@@ -326,7 +351,7 @@ impl Model {
         };
         for r in resources {
             let (tier, policy) = match r {
-                Resource::GlobalNetworkPolicy(p) if !(p.spec.pre_dnat || p.spec.do_not_track) => {
+                Resource::GlobalNetworkPolicy(p) => {
                     let name = &p.metadata.name;
                     let s = &p.spec;
                     let mut selector = vec![parse(name, "spec.selector", &s.selector)?];
@@ -353,6 +378,14 @@ impl Model {
                         types: types_or_inferred(&s.types, &s.ingress, &s.egress),
                         ingress: convert_rules(name, "spec.ingress", &s.ingress, None)?,
                         egress: convert_rules(name, "spec.egress", &s.egress, None)?,
+                        stage: if s.do_not_track {
+                            Stage::Untracked
+                        } else if s.pre_dnat {
+                            Stage::PreDnat
+                        } else {
+                            Stage::Normal
+                        },
+                        apply_on_forward: s.apply_on_forward,
                     };
                     (tier_name(&s.tier), policy)
                 }
@@ -540,6 +573,8 @@ fn namespaced_policy(p: &api::NetworkPolicy) -> Result<(String, Policy), ModelEr
         types: types_or_inferred(&s.types, &s.ingress, &s.egress),
         ingress: convert_rules(&name, "spec.ingress", &s.ingress, Some(&ns))?,
         egress: convert_rules(&name, "spec.egress", &s.egress, Some(&ns))?,
+        stage: Stage::Normal,
+        apply_on_forward: false,
     };
     Ok((tier_name(&s.tier), policy))
 }

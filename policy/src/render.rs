@@ -10,8 +10,8 @@ use ipnet::IpNet;
 
 use crate::diff::Changes;
 use crate::ir::{
-    Chain, CtState, Family, Hook, Iface, Match, Rule, Ruleset, Set, SetElement, SetKey, Side,
-    Statement, TABLE, Verdict, VerdictMap,
+    Chain, CtState, Family, Hook, Iface, Match, Priority, Rule, Ruleset, Set, SetElement, SetKey,
+    Side, Statement, TABLE, Verdict, VerdictMap,
 };
 use crate::sets::comment;
 
@@ -181,15 +181,21 @@ fn render_map(name: &str, map: &VerdictMap) -> String {
     )
 }
 
-/// `type filter hook H priority filter; policy accept;` for a base chain.
+/// `type filter hook H priority P; policy accept;` for a base chain.
 fn base_spec(chain: &Chain) -> Option<String> {
     chain.base.map(|base| {
         let hook = match base.hook {
+            Hook::Prerouting => "prerouting",
             Hook::Input => "input",
             Hook::Forward => "forward",
             Hook::Output => "output",
         };
-        format!("type filter hook {hook} priority filter; policy accept;")
+        let priority = match base.priority {
+            Priority::Raw => "raw",
+            Priority::Mangle => "mangle",
+            Priority::Filter => "filter",
+        };
+        format!("type filter hook {hook} priority {priority}; policy accept;")
     })
 }
 
@@ -308,6 +314,7 @@ fn render_match(m: &Match) -> String {
                     CtState::Established => "established",
                     CtState::Related => "related",
                     CtState::New => "new",
+                    CtState::Untracked => "untracked",
                 })
                 .collect();
             format!("ct state {}", states.join(","))
@@ -397,6 +404,7 @@ fn statement(s: &Statement) -> String {
         Statement::MarkSet(bits) => format!("meta mark set meta mark | {bits:#010x}"),
         Statement::MarkClear(bits) => format!("meta mark set meta mark & {:#010x}", !bits),
         Statement::Log { prefix } => format!("log prefix \"{}\"", comment(prefix)),
+        Statement::Notrack => "notrack".to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`simulate`]: what a [`Ruleset`] does to one packet, evaluated as netfilter
-//! evaluates the rendered table: the base chain of the packet's hook, rules in
+//! evaluates the rendered table: the base chains of the packet's hook in
+//! priority order (an accept goes on to the next, a drop ends it), rules in
 //! order, `jump` pushing a return point, `goto` not, `return` (or the end of a
 //! chain) going back, a base chain ending in its policy (accept), verdict-map
 //! lookups falling through when the interface is not in the map.
@@ -82,6 +83,9 @@ pub struct Trace {
     pub outcome: Outcome,
     /// The comment (or, without one, the prefix) of every `log` rule that fired.
     pub logged: Vec<String>,
+    /// The packet as the chains left it (its mark, its conntrack state after
+    /// `notrack`), to follow it into the next hook.
+    pub after: Packet,
 }
 
 /// A ruleset that refers to something it does not define, or loops.
@@ -101,21 +105,39 @@ pub enum SimulateError {
 pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateError> {
     let mut packet = packet.clone();
     let mut logged = Vec::new();
-    let accept = |logged| {
-        Ok(Trace {
-            outcome: Outcome::Accept,
-            logged,
+    let mut bases: Vec<(crate::ir::Priority, &str)> = (ruleset.chains.iter())
+        .filter_map(|(name, c)| {
+            let b = c.base.filter(|b| b.hook == packet.hook)?;
+            Some((b.priority, name.as_str()))
         })
-    };
-    let Some((base, _)) = ruleset
-        .chains
-        .iter()
-        .find(|(_, c)| c.base.is_some_and(|b| b.hook == packet.hook))
-    else {
-        return accept(logged);
-    };
+        .collect();
+    bases.sort();
+    for (_, base) in bases {
+        if run_chain(ruleset, base, &mut packet, &mut logged)? == Outcome::Drop {
+            return Ok(Trace {
+                outcome: Outcome::Drop,
+                logged,
+                after: packet,
+            });
+        }
+    }
+    Ok(Trace {
+        outcome: Outcome::Accept,
+        logged,
+        after: packet,
+    })
+}
+
+/// Runs one base chain: its verdict on the packet, which its statements change.
+fn run_chain(
+    ruleset: &Ruleset,
+    base: &str,
+    packet: &mut Packet,
+    logged: &mut Vec<String>,
+) -> Result<Outcome, SimulateError> {
+    let accept = |_| Ok(Outcome::Accept);
     let mut stack: Vec<(&str, usize)> = Vec::new();
-    let mut current: (&str, usize) = (base.as_str(), 0);
+    let mut current: (&str, usize) = (base, 0);
     loop {
         let chain = ruleset
             .chains
@@ -127,13 +149,13 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
                     current = back;
                     continue;
                 }
-                None => return accept(logged),
+                None => return accept(()),
             }
         };
         current.1 += 1;
         let mut all = true;
         for m in &rule.matches {
-            if !matches(ruleset, m, &packet)? {
+            if !matches(ruleset, m, packet)? {
                 all = false;
                 break;
             }
@@ -148,6 +170,7 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
                 Statement::Log { prefix } => {
                     logged.push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
                 }
+                Statement::Notrack => packet.ct = CtState::Untracked,
             }
         }
         let verdict = match &rule.verdict {
@@ -157,7 +180,7 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
                     .maps
                     .get(map)
                     .ok_or_else(|| SimulateError::MissingMap(map.clone()))?;
-                let name = iface_of(&packet, *iface);
+                let name = iface_of(packet, *iface);
                 match name.and_then(|n| map.elements.get(n)) {
                     Some(v) => v,
                     None => continue,
@@ -166,16 +189,11 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
             Some(v) => v,
         };
         match verdict {
-            Verdict::Accept => return accept(logged),
-            Verdict::Drop => {
-                return Ok(Trace {
-                    outcome: Outcome::Drop,
-                    logged,
-                });
-            }
+            Verdict::Accept => return accept(()),
+            Verdict::Drop => return Ok(Outcome::Drop),
             Verdict::Return => match stack.pop() {
                 Some(back) => current = back,
-                None => return accept(logged),
+                None => return accept(()),
             },
             Verdict::Jump(target) => {
                 if stack.len() >= MAX_DEPTH {

@@ -41,9 +41,13 @@ enum Edit {
     CopyRule,
     DropRules,
     FlipAction,
+    /// Toggles a policy's `applyOnForward`.
+    FlipApplyOnForward,
+    /// Moves a policy to the next stage: normal, pre-DNAT, untracked.
+    NextStage,
 }
 
-const EDITS: [Edit; 17] = [
+const EDITS: [Edit; 19] = [
     Edit::SwapLabels,
     Edit::SwapAddrs,
     Edit::RemoveEndpoint,
@@ -61,6 +65,8 @@ const EDITS: [Edit; 17] = [
     Edit::CopyRule,
     Edit::DropRules,
     Edit::FlipAction,
+    Edit::FlipApplyOnForward,
+    Edit::NextStage,
 ];
 
 /// `(tier, policy)` of the `k`-th policy of the model, counting round.
@@ -178,6 +184,23 @@ fn apply(m: &mut Model, edit: Edit, a: usize, b: usize, serial: usize) {
                 if let Some(rule) = p.ingress.first_mut().or(p.egress.first_mut()) {
                     rule.action = if rule.action == Allow { Deny } else { Allow };
                 }
+            }
+        }
+        Edit::FlipApplyOnForward => {
+            if let Some((t, j)) = policy_at(m, a) {
+                let p = Arc::make_mut(&mut m.tiers[t].policies[j]);
+                p.apply_on_forward = !p.apply_on_forward;
+            }
+        }
+        Edit::NextStage => {
+            use policy::model::Stage;
+            if let Some((t, j)) = policy_at(m, a) {
+                let p = Arc::make_mut(&mut m.tiers[t].policies[j]);
+                p.stage = match p.stage {
+                    Stage::Normal => Stage::PreDnat,
+                    Stage::PreDnat => Stage::Untracked,
+                    Stage::Untracked => Stage::Normal,
+                };
             }
         }
         _ => {}

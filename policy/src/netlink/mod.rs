@@ -110,12 +110,13 @@ impl Builder {
             .set_u32(sys::NFTNL_CHAIN_FAMILY, u32::from(batch::FAMILY_INET));
         if let Some(base) = chain.and_then(|c| c.base) {
             let hook = match base.hook {
+                Hook::Prerouting => 0,
                 Hook::Input => 1,
                 Hook::Forward => 2,
                 Hook::Output => 3,
             };
             c.set_u32(sys::NFTNL_CHAIN_HOOKNUM, hook)
-                .set_u32(sys::NFTNL_CHAIN_PRIO, 0)
+                .set_u32(sys::NFTNL_CHAIN_PRIO, base.priority.value() as u32)
                 .set_str(sys::NFTNL_CHAIN_TYPE, "filter")
                 .set_u32(sys::NFTNL_CHAIN_POLICY, 1);
         }

@@ -147,6 +147,7 @@ pub enum Expr {
         invert: bool,
     },
     Counter,
+    Notrack,
     Log {
         prefix: String,
     },
@@ -229,6 +230,7 @@ impl Expr {
                 e
             }
             Expr::Counter => new("counter"),
+            Expr::Notrack => new("notrack"),
             Expr::Log { prefix } => {
                 let mut e = new("log");
                 e.set_str(NFTNL_EXPR_LOG_PREFIX, prefix);
@@ -696,6 +698,7 @@ fn ct_bits(states: &[CtState]) -> u32 {
             CtState::Established => 2,
             CtState::Related => 4,
             CtState::New => 8,
+            CtState::Untracked => 64,
         })
         .fold(0, |a, b| a | b)
 }
@@ -936,8 +939,9 @@ pub fn rule_exprs(rule: &Rule, ids: &mut SetIds) -> Result<(Vec<Expr>, Vec<AnonS
             Statement::Log { prefix } => out.push(Expr::Log {
                 prefix: crate::sets::comment(prefix),
             }),
+            Statement::Notrack => out.push(Expr::Notrack),
         }
-        if !matches!(s, Statement::Log { .. }) {
+        if matches!(s, Statement::MarkSet(_) | Statement::MarkClear(_)) {
             out.push(Expr::MetaSet {
                 key: META_MARK,
                 sreg: REG_1,

@@ -1,0 +1,294 @@
+//! Host endpoint stages: where, besides the filter hooks, policy on host
+//! endpoints is enforced (Calico's `doNotTrack`, `preDNAT` and
+//! `applyOnForward`), and the base chains, maps and endpoint-chain shapes
+//! each stage needs. [`compile`](crate::compile) builds the chains; this
+//! module says what differs from stage to stage.
+//!
+//! ```text
+//! raw-prerouting (prerouting, raw)   iifname vmap @hep-raw-from ─ goto hep-raw-in-<if>   (untracked ingress)
+//! raw-output     (output, raw)       oifname vmap @hep-raw-to   ─ goto hep-raw-out-<if>  (untracked egress)
+//! pre-dnat       (prerouting, mangle) ct established,related accept; UNTRACKED mark accept
+//!                                    iifname vmap @hep-pre-from ─ goto hep-pre-in-<if>   (pre-DNAT ingress)
+//! forward        ... jump from-hep-fwd ── iifname vmap @hep-fwd-from ─ goto hep-fwd-in-<if>  (before workloads)
+//!                ... jump to-hep-fwd   ── oifname vmap @hep-fwd-to   ─ goto hep-fwd-out-<if> (after workloads)
+//! input, output, forward: UNTRACKED mark accept, right after ct established,related accept
+//! ```
+//!
+//! Semantics, as Calico documents them for host endpoints:
+//!
+//! - **untracked** (`doNotTrack`), before conntrack: a policy's Allow leaves
+//!   the packet untracked (`notrack`), sets the UNTRACKED mark bit and accepts;
+//!   the later stages accept a packet with that bit, so normal policy is
+//!   skipped. Deny drops. No verdict: the packet goes on to the later stages.
+//! - **pre-DNAT** (`preDNAT`, ingress only), on the first packet of a flow
+//!   before DNAT: Allow accepts for this stage only (the packet still meets
+//!   normal policy after DNAT), Deny drops, no verdict goes on.
+//! - **forwarded** (`applyOnForward` on a normal policy): such policies also
+//!   apply to traffic forwarded in by, or out of, the host endpoint, with
+//!   tiers' default deny and no profiles; with no such policy selecting the
+//!   endpoint in a direction, forwarded traffic passes that direction.
+//!
+//! Tiers end without a default deny in the untracked and pre-DNAT stages (a
+//! Pass still moves on to the next tier). A stage's chains, maps and base
+//! chain exist only when some policy of the model belongs to it, so models
+//! without them compile as before.
+
+use api::resources::policy::PolicyType;
+
+use crate::ir::{
+    BaseChain, Chain, CtState, Hook, Iface, MARK_ALLOW, MARK_PASS, MARK_UNTRACKED, Match, Priority,
+    Rule, Statement, Verdict,
+};
+use crate::model::{EndpointKind, Model, Policy, Stage};
+
+/// Verdict map: host endpoint interface → its untracked ingress chain.
+pub const MAP_RAW_FROM: &str = "hep-raw-from";
+/// Verdict map: host endpoint interface → its untracked egress chain.
+pub const MAP_RAW_TO: &str = "hep-raw-to";
+/// Verdict map: host endpoint interface → its pre-DNAT ingress chain.
+pub const MAP_PRE_FROM: &str = "hep-pre-from";
+/// Verdict map: host endpoint interface → its forwarded ingress chain.
+pub const MAP_FWD_FROM: &str = "hep-fwd-from";
+/// Verdict map: host endpoint interface → its forwarded egress chain.
+pub const MAP_FWD_TO: &str = "hep-fwd-to";
+
+/// Where an endpoint chain is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hop {
+    /// The filter hooks: traffic to and from workloads and the host itself.
+    Filter,
+    /// Forwarded traffic through a host endpoint (`applyOnForward`).
+    Forward,
+    /// Pre-DNAT ingress of a host endpoint.
+    PreDnat,
+    /// Untracked ingress and egress of a host endpoint.
+    Untracked,
+}
+
+/// Which stages a model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features {
+    pub forward: bool,
+    pub pre_dnat: bool,
+    pub untracked: bool,
+}
+
+impl Features {
+    /// The stages some policy of the model belongs to.
+    pub fn of(model: &Model) -> Features {
+        let mut f = Features::default();
+        for p in model.tiers.iter().flat_map(|t| &t.policies) {
+            match p.stage {
+                Stage::Normal => f.forward |= p.apply_on_forward,
+                Stage::PreDnat => f.pre_dnat = true,
+                Stage::Untracked => f.untracked = true,
+            }
+        }
+        f
+    }
+
+    /// Whether the model uses no stage but the filter one.
+    pub fn is_empty(self) -> bool {
+        self == Features::default()
+    }
+
+    /// The hops an endpoint of this kind gets chains in.
+    pub fn hops(self, kind: EndpointKind) -> impl Iterator<Item = Hop> {
+        let host = kind == EndpointKind::Host;
+        [
+            (Hop::Filter, true),
+            (Hop::Forward, host && self.forward),
+            (Hop::PreDnat, host && self.pre_dnat),
+            (Hop::Untracked, host && self.untracked),
+        ]
+        .into_iter()
+        .filter_map(|(hop, on)| on.then_some(hop))
+    }
+
+    /// The stage maps the model needs, with their comments.
+    pub fn maps(self) -> Vec<(&'static str, &'static str)> {
+        let mut maps = Vec::new();
+        if self.forward {
+            maps.push((MAP_FWD_FROM, "host interface -> forwarded ingress chain"));
+            maps.push((MAP_FWD_TO, "host interface -> forwarded egress chain"));
+        }
+        if self.pre_dnat {
+            maps.push((MAP_PRE_FROM, "host interface -> pre-DNAT ingress chain"));
+        }
+        if self.untracked {
+            maps.push((MAP_RAW_FROM, "host interface -> untracked ingress chain"));
+            maps.push((MAP_RAW_TO, "host interface -> untracked egress chain"));
+        }
+        maps
+    }
+
+    /// The stage base and dispatch chains the model needs.
+    pub fn chains(self) -> Vec<(&'static str, Chain)> {
+        let vmap = |iface, map: &str| Rule {
+            verdict: Some(Verdict::Vmap {
+                iface,
+                map: map.to_string(),
+            }),
+            ..Rule::default()
+        };
+        let base = |hook, priority, rules| Chain {
+            base: Some(BaseChain { hook, priority }),
+            rules,
+        };
+        let regular = |rules| Chain { base: None, rules };
+        let mut chains = Vec::new();
+        if self.forward {
+            chains.push(("from-hep-fwd", regular(vec![vmap(Iface::In, MAP_FWD_FROM)])));
+            chains.push(("to-hep-fwd", regular(vec![vmap(Iface::Out, MAP_FWD_TO)])));
+        }
+        if self.pre_dnat {
+            let mut rules = vec![
+                Rule::new(
+                    vec![Match::CtState(vec![CtState::Established, CtState::Related])],
+                    Verdict::Accept,
+                )
+                .comment("pre-DNAT policy sees new flows only"),
+            ];
+            rules.extend(self.untracked_accept());
+            rules.push(vmap(Iface::In, MAP_PRE_FROM));
+            chains.push(("pre-dnat", base(Hook::Prerouting, Priority::Mangle, rules)));
+        }
+        if self.untracked {
+            chains.push((
+                "raw-prerouting",
+                base(
+                    Hook::Prerouting,
+                    Priority::Raw,
+                    vec![vmap(Iface::In, MAP_RAW_FROM)],
+                ),
+            ));
+            chains.push((
+                "raw-output",
+                base(
+                    Hook::Output,
+                    Priority::Raw,
+                    vec![vmap(Iface::Out, MAP_RAW_TO)],
+                ),
+            ));
+        }
+        chains
+    }
+
+    /// `meta mark & UNTRACKED == UNTRACKED accept`, when untracked policy
+    /// may have allowed a packet: later stages let it through.
+    pub fn untracked_accept(self) -> Option<Rule> {
+        self.untracked.then(|| {
+            Rule::new(
+                vec![Match::Mark {
+                    mask: MARK_UNTRACKED,
+                    value: MARK_UNTRACKED,
+                }],
+                Verdict::Accept,
+            )
+            .comment("allowed by untracked policy")
+        })
+    }
+}
+
+impl Hop {
+    /// Whether the policy applies in this hop.
+    pub fn selects(self, policy: &Policy) -> bool {
+        match self {
+            Hop::Filter => policy.stage == Stage::Normal,
+            Hop::Forward => policy.stage == Stage::Normal && policy.apply_on_forward,
+            Hop::PreDnat => policy.stage == Stage::PreDnat,
+            Hop::Untracked => policy.stage == Stage::Untracked,
+        }
+    }
+
+    /// The directions this hop has chains for.
+    pub fn directions(self) -> &'static [PolicyType] {
+        match self {
+            Hop::PreDnat => &[PolicyType::Ingress],
+            _ => &[PolicyType::Ingress, PolicyType::Egress],
+        }
+    }
+
+    /// Whether an endpoint gets a chain in this hop only when a policy of
+    /// the hop selects it in the direction (else its traffic passes the hop).
+    pub fn only_when_selected(self) -> bool {
+        self != Hop::Filter
+    }
+
+    /// Whether a tier's default action Deny drops at the tier's end.
+    pub fn tier_deny(self) -> bool {
+        matches!(self, Hop::Filter | Hop::Forward)
+    }
+
+    /// Whether the endpoint's profiles apply.
+    pub fn profiles(self) -> bool {
+        self == Hop::Filter
+    }
+
+    /// The chain-name kind of a host endpoint's chain in this hop (`hep`, `hep-fwd`, ...).
+    pub fn host_kind(self) -> &'static str {
+        match self {
+            Hop::Filter => "hep",
+            Hop::Forward => "hep-fwd",
+            Hop::PreDnat => "hep-pre",
+            Hop::Untracked => "hep-raw",
+        }
+    }
+
+    /// The map for a host endpoint's chain of this direction in a stage hop.
+    pub fn host_map(self, direction: PolicyType) -> Option<&'static str> {
+        let ingress = direction == PolicyType::Ingress;
+        match self {
+            Hop::Filter => None,
+            Hop::Forward => Some(if ingress { MAP_FWD_FROM } else { MAP_FWD_TO }),
+            Hop::PreDnat => ingress.then_some(MAP_PRE_FROM),
+            Hop::Untracked => Some(if ingress { MAP_RAW_FROM } else { MAP_RAW_TO }),
+        }
+    }
+
+    /// The first rules of an endpoint chain in this hop.
+    pub fn prelude(self) -> Vec<Rule> {
+        let clear = |bits| Rule {
+            statements: vec![Statement::MarkClear(bits)],
+            ..Rule::default()
+        };
+        match self {
+            Hop::Filter | Hop::Forward => vec![
+                Rule::new(vec![Match::CtState(vec![CtState::Invalid])], Verdict::Drop),
+                clear(MARK_ALLOW | MARK_PASS),
+            ],
+            Hop::PreDnat => vec![clear(MARK_ALLOW | MARK_PASS)],
+            Hop::Untracked => vec![clear(MARK_ALLOW | MARK_PASS | MARK_UNTRACKED)],
+        }
+    }
+
+    /// What follows a policy that allowed the packet (ALLOW set).
+    pub fn on_allow(self) -> Rule {
+        let allowed = vec![Match::Mark {
+            mask: MARK_ALLOW,
+            value: MARK_ALLOW,
+        }];
+        match self {
+            Hop::Filter | Hop::Forward => Rule::new(allowed, Verdict::Return),
+            Hop::PreDnat => Rule::new(allowed, Verdict::Accept),
+            Hop::Untracked => Rule {
+                matches: allowed,
+                statements: vec![Statement::Notrack, Statement::MarkSet(MARK_UNTRACKED)],
+                verdict: Some(Verdict::Accept),
+                comment: None,
+            },
+        }
+    }
+
+    /// The last rule of an endpoint chain in this hop, if any: the filter
+    /// hops fail closed, the others go on to the next stage.
+    pub fn last(self) -> Option<Rule> {
+        match self {
+            Hop::Filter => {
+                Some(Rule::new(vec![], Verdict::Drop).comment("no policy or profile allowed"))
+            }
+            Hop::Forward => Some(Rule::new(vec![], Verdict::Drop).comment("no policy allowed")),
+            Hop::PreDnat | Hop::Untracked => None,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Kernel traffic test (root, `nft`, `ip`, `python3`) of untracked, pre-DNAT
+//! and forwarded host endpoint policy: the compiled ruleset loaded in a
+//! "host" namespace whose `eth0` (a host endpoint) faces an "outside"
+//! namespace and whose `calia` leads to workload a.
+
+mod common;
+
+use common::kernel::load_nft;
+use common::{compile_yaml, pings, ready, server, tcp_connects, topology};
+use testkit::{Netns, veth_pair};
+
+/// Host endpoint eth0 (10.210.0.254). Untracked: TCP 7001 denied, TCP 7002
+/// allowed from the outside network (replies too). Pre-DNAT: TCP 7003
+/// denied. Forwarded in by eth0: TCP 8080 only. The host itself: TCP 7001,
+/// 7003 and 7004 in, anything out. Workload a is open.
+const POLICY: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == "outside"
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress:
+    - {action: Deny, protocol: TCP, destination: {ports: [7001]}}
+    - {action: Allow, protocol: TCP, source: {nets: [10.210.0.0/24]}, destination: {ports: [7002]}}
+  egress:
+    - {action: Allow, protocol: TCP, source: {ports: [7002]}, destination: {nets: [10.210.0.0/24]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pre-dnat}
+spec:
+  selector: role == "outside"
+  preDNAT: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+    - {action: Deny, protocol: TCP, destination: {ports: [7003]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: forward-8080}
+spec:
+  selector: role == "outside"
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+    - {action: Allow, protocol: TCP, destination: {ports: [8080]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host}
+spec:
+  selector: role == "outside"
+  types: [Ingress, Egress]
+  ingress:
+    - {action: Allow, protocol: TCP, destination: {ports: [7001, 7003, 7004]}}
+  egress:
+    - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: open}
+spec:
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-eth0, labels: {role: outside}}
+spec: {node: host, interfaceName: eth0, expectedIPs: [10.210.0.254]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: a, namespace: shop, labels: {app: a}}
+spec: {node: host, interfaceName: calia, ipNetworks: [10.200.1.1/32], profiles: [open]}
+"#;
+
+#[test]
+fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() {
+    if !ready() {
+        return;
+    }
+    let t = topology();
+    let outside = Netns::new("polo").unwrap();
+    veth_pair(&t.host, "eth0", &outside, "eth0").unwrap();
+    t.host.add_addr("eth0", "10.210.0.254/24").unwrap();
+    outside.add_addr("eth0", "10.210.0.1/24").unwrap();
+    outside
+        .ip(["route", "add", "10.200.0.0/16", "via", "10.210.0.254"])
+        .unwrap();
+    let _servers: Vec<_> = [7001, 7002, 7003, 7004]
+        .into_iter()
+        .map(|port| server(&t.host, port))
+        .chain([8080, 8081].into_iter().map(|port| server(&t.a, port)))
+        .collect();
+    let from_outside = |addr: &str, port| tcp_connects(&outside, addr, port);
+    for (addr, port) in [("10.210.0.254", 7001), ("10.200.1.1", 8081)] {
+        assert!(from_outside(addr, port), "{addr}:{port} before any policy");
+    }
+
+    load_nft(&t.host, &policy::render(&compile_yaml(POLICY)));
+    let host = "10.210.0.254";
+    assert!(from_outside(host, 7004), "normal host policy allows 7004");
+    assert!(
+        !from_outside(host, 7001),
+        "untracked deny drops 7001, which normal policy allows"
+    );
+    assert!(
+        from_outside(host, 7002),
+        "untracked allow lets 7002 in, though normal policy does not"
+    );
+    assert!(
+        !from_outside(host, 7003),
+        "pre-DNAT deny drops 7003, which normal policy allows"
+    );
+    assert!(
+        from_outside("10.200.1.1", 8080),
+        "forwarded to a: applyOnForward allows 8080"
+    );
+    assert!(
+        !from_outside("10.200.1.1", 8081),
+        "forwarded to a: no applyOnForward allow for 8081"
+    );
+    assert!(
+        pings(&t.a, "10.210.0.1"),
+        "forwarded out by eth0: no applyOnForward egress policy, allowed"
+    );
+    let untracked = t
+        .host
+        .exec(
+            "nft",
+            ["list", "chain", "inet", "calico", "hep-raw-in-eth0"],
+        )
+        .unwrap();
+    let listing = String::from_utf8_lossy(&untracked.stdout);
+    assert!(
+        listing.contains("notrack") && !listing.contains("packets 0 bytes 0 notrack"),
+        "the untracked allow rule counted packets:\n{listing}"
+    );
+}
