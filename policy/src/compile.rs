@@ -54,6 +54,7 @@ use api::{
     selector::Expr,
 };
 
+use crate::failsafe::{self, Place};
 use crate::ir::{
     BaseChain, Chain, CtState, Family, Hook, Iface, MARK_ALLOW, MARK_PASS, Match, Priority, Rule,
     Ruleset, Side, Statement, Verdict, VerdictMap,
@@ -118,6 +119,8 @@ pub struct Compiler {
     /// Base and dispatch chains: they depend on the config and the features only.
     base_chains: FastMap<String, Arc<Chain>>,
     base_features: Features,
+    /// The sets the base chains use (failsafe `net`s).
+    base_sets: Vec<(String, SetSource)>,
     selections: Selections,
     sets: SetCache,
     /// What the last full compilation made, for [`Compiler::patch`].
@@ -225,12 +228,16 @@ impl Compiler {
                 .collect(),
         };
         if self.base_chains.is_empty() || self.base_features != features {
+            pass.sets.start_log();
             pass.base_chains(features);
+            self.base_sets = pass.sets.take_log();
             self.base_chains.clone_from(&pass.chains);
             self.base_features = features;
         } else {
             pass.chains.clone_from(&self.base_chains);
+            pass.sets.replay(&self.base_sets);
         }
+        count_uses(&mut pass.set_uses, &self.base_sets, 1);
 
         // Which policies select each enforced endpoint, in tier and policy order.
         let mut selecting: Vec<Vec<(usize, usize)>> = vec![Vec::new(); model.endpoints.len()];
@@ -961,11 +968,22 @@ impl Pass<'_> {
                         .push(fwd("to-hep-fwd", "forwarded host endpoint egress"));
                 }
             }
-            self.chains.insert(name.to_string(), Arc::new(chain));
+            self.insert_base(features, name, chain);
         }
         for (name, chain) in features.chains() {
-            self.chains.insert(name.to_string(), Arc::new(chain));
+            self.insert_base(features, name, chain);
         }
+    }
+
+    /// Puts a base or dispatch chain in the ruleset, with the failsafe rules
+    /// before its host endpoint dispatch (its last rule) when it has some.
+    fn insert_base(&mut self, features: Features, name: &str, mut chain: Chain) {
+        if let Some(place) = Place::of_chain(name).filter(|_| features.hosts) {
+            let rules = failsafe::rules(&self.model.config, place, &mut self.sets);
+            let at = chain.rules.len().saturating_sub(1);
+            chain.rules.splice(at..at, rules);
+        }
+        self.chains.insert(name.to_string(), Arc::new(chain));
     }
 
     fn workload_to_host(&self) -> Vec<Rule> {

@@ -37,6 +37,8 @@
 //!   reusing the chains and sets the edit did not touch.
 //! - `stages` (private): untracked, pre-DNAT and forwarded host endpoint
 //!   policy: their base chains, maps and endpoint-chain shapes.
+//! - `failsafe` (private): Felix's failsafe ports, always allowed to and
+//!   from the host on host endpoints, ahead of host endpoint policy.
 //! - `memo` (private): what a [`Compiler`] keeps between compilations, keyed by
 //!   full inputs, and how a new model invalidates it.
 //! - [`render`](mod@render): [`render()`], ruleset to nft text, and
@@ -53,6 +55,7 @@
 pub mod compile;
 pub mod dataplane;
 pub mod diff;
+mod failsafe;
 pub mod ir;
 pub mod k8s;
 mod memo;

@@ -50,12 +50,14 @@ use api::{
     Protocol, Resource,
     resources::{
         endpoints::EndpointPort,
+        felix::{FelixConfigurationSpec, ProtoPort},
         policy::{Action, DEFAULT_TIER, EntityRule, IcmpFields, PolicyType, TierDefaultAction},
     },
     selector::{Expr, Selector},
 };
 use ipnet::IpNet;
 
+use crate::failsafe;
 use crate::k8s;
 
 /// The label every namespaced endpoint carries with its namespace.
@@ -130,6 +132,28 @@ pub struct Config {
     pub endpoint_to_host: EndpointToHost,
     /// Prefix of log lines written by `Log` rules (Felix's `LogPrefix`).
     pub log_prefix: String,
+    /// Traffic to the host on these ports (from `net` if given) is always
+    /// allowed on host endpoints (Felix's `FailsafeInboundHostPorts`); see
+    /// the `failsafe` module. Calico's defaults unless configured; empty: none.
+    pub failsafe_inbound: Vec<ProtoPort>,
+    /// Traffic from the host to these ports (to `net` if given) is always
+    /// allowed on host endpoints (Felix's `FailsafeOutboundHostPorts`).
+    pub failsafe_outbound: Vec<ProtoPort>,
+}
+
+impl Config {
+    /// This config with the FelixConfiguration settings the compiler reads
+    /// (`failsafeInboundHostPorts`, `failsafeOutboundHostPorts`) taken from
+    /// `spec` where it sets them.
+    pub fn with_felix(mut self, spec: &FelixConfigurationSpec) -> Config {
+        if let Some(ports) = &spec.failsafe_inbound_host_ports {
+            self.failsafe_inbound.clone_from(ports);
+        }
+        if let Some(ports) = &spec.failsafe_outbound_host_ports {
+            self.failsafe_outbound.clone_from(ports);
+        }
+        self
+    }
 }
 
 impl Default for Config {
@@ -139,6 +163,14 @@ impl Default for Config {
             workload_prefix: "cali".to_string(),
             endpoint_to_host: EndpointToHost::Drop,
             log_prefix: "calico-packet".to_string(),
+            failsafe_inbound: failsafe::DEFAULT_INBOUND
+                .iter()
+                .map(|&(protocol, port)| failsafe::proto_port(protocol, port))
+                .collect(),
+            failsafe_outbound: failsafe::DEFAULT_OUTBOUND
+                .iter()
+                .map(|&(protocol, port)| failsafe::proto_port(protocol, port))
+                .collect(),
         }
     }
 }

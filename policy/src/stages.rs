@@ -39,6 +39,7 @@ use crate::ir::{
     BaseChain, Chain, CtState, Hook, Iface, MARK_ALLOW, MARK_PASS, MARK_UNTRACKED, Match, Priority,
     Rule, Statement, Verdict,
 };
+use crate::memo::enforced;
 use crate::model::{EndpointKind, Model, Policy, Stage};
 
 /// Verdict map: host endpoint interface → its untracked ingress chain.
@@ -65,12 +66,15 @@ pub enum Hop {
     Untracked,
 }
 
-/// Which stages a model uses.
+/// Which stages a model uses, and whether it has host endpoints here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Features {
     pub forward: bool,
     pub pre_dnat: bool,
     pub untracked: bool,
+    /// Some host endpoint gets chains on this host: the base chains have
+    /// failsafe rules (see the `failsafe` module).
+    pub hosts: bool,
 }
 
 impl Features {
@@ -84,12 +88,14 @@ impl Features {
                 Stage::Untracked => f.untracked = true,
             }
         }
+        f.hosts =
+            (model.endpoints.iter()).any(|e| e.kind == EndpointKind::Host && enforced(model, e));
         f
     }
 
     /// Whether the model uses no stage but the filter one.
     pub fn is_empty(self) -> bool {
-        self == Features::default()
+        !(self.forward || self.pre_dnat || self.untracked)
     }
 
     /// The hops an endpoint of this kind gets chains in.

@@ -45,9 +45,11 @@ enum Edit {
     FlipApplyOnForward,
     /// Moves a policy to the next stage: normal, pre-DNAT, untracked.
     NextStage,
+    /// Swaps the failsafe inbound and outbound ports (a config change).
+    SwapFailsafe,
 }
 
-const EDITS: [Edit; 19] = [
+const EDITS: [Edit; 20] = [
     Edit::SwapLabels,
     Edit::SwapAddrs,
     Edit::RemoveEndpoint,
@@ -67,6 +69,7 @@ const EDITS: [Edit; 19] = [
     Edit::FlipAction,
     Edit::FlipApplyOnForward,
     Edit::NextStage,
+    Edit::SwapFailsafe,
 ];
 
 /// `(tier, policy)` of the `k`-th policy of the model, counting round.
@@ -155,6 +158,10 @@ fn apply(m: &mut Model, edit: Edit, a: usize, b: usize, serial: usize) {
             }
         }
         Edit::ChangeLogPrefix => m.config.log_prefix = format!("edit{serial}"),
+        Edit::SwapFailsafe => {
+            let c = &mut m.config;
+            std::mem::swap(&mut c.failsafe_inbound, &mut c.failsafe_outbound);
+        }
         // Rules only: what an incremental compile patches in place.
         Edit::CopyRule => {
             if let (Some((t, j)), Some((u, k))) = (policy_at(m, a), policy_at(m, b)) {

@@ -37,13 +37,22 @@ pub fn resources(path: &Path) -> Vec<api::Resource> {
 }
 
 /// The case's resources (policy.yaml then endpoints.yaml) and its config (an
-/// optional `node` file names the local node).
+/// optional `node` file names the local node, an optional `felix.yaml` holds
+/// a FelixConfiguration).
 pub fn load(case: &Path) -> (Vec<api::Resource>, Config) {
     let mut all = resources(&case.join("policy.yaml"));
     all.extend(resources(&case.join("endpoints.yaml")));
     let mut config = Config::default();
     if let Ok(node) = std::fs::read_to_string(case.join("node")) {
         config.node = Some(node.trim().to_string());
+    }
+    let felix = case.join("felix.yaml");
+    if felix.exists() {
+        for r in resources(&felix) {
+            if let api::Resource::FelixConfiguration(f) = r {
+                config = config.with_felix(&f.spec);
+            }
+        }
     }
     (all, config)
 }
