@@ -8,9 +8,11 @@
 //!                 oifname "cali*" jump to-wl   ── oifname vmap @wl-to   ─ goto wl-in-<if>    (workload ingress)
 //! input (hook)    ct established,related accept; ICMPv6 ND accept
 //!                 iifname "cali*" goto wl-to-host: DHCP accept, jump from-wl, then endpoint-to-host action
+//!                 failsafe inbound ports accept                                               (with host endpoints)
 //!                 iifname vmap @hep-from ─ goto hep-in-<if>                                   (host endpoint ingress)
 //! output (hook)   ct established,related accept; ICMPv6 ND accept
 //!                 oifname "cali*" accept (the host reaches its own workloads, as in Calico)
+//!                 failsafe outbound ports accept                                              (with host endpoints)
 //!                 oifname vmap @hep-to ─ goto hep-out-<if>                                    (host endpoint egress)
 //! ```
 //!
@@ -43,7 +45,9 @@
 //!
 //! Untracked, pre-DNAT and forwarded host endpoint policy add base chains,
 //! maps and endpoint chains of their own, described in the `stages` module;
-//! their endpoint chains jump to the same policy chains.
+//! their endpoint chains jump to the same policy chains. Failsafe ports
+//! (the `failsafe` module) are accepted ahead of every host endpoint
+//! dispatch but the forwarded one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -14,6 +14,9 @@
 //! input, output, forward: UNTRACKED mark accept, right after ct established,related accept
 //! ```
 //!
+//! With host endpoints, the raw, pre-DNAT, input and output base chains
+//! accept failsafe ports before their dispatch (the `failsafe` module).
+//!
 //! Semantics, as Calico documents them for host endpoints:
 //!
 //! - **untracked** (`doNotTrack`), before conntrack: a policy's Allow leaves
