@@ -1,12 +1,13 @@
-//! Kernel traffic test (root, `nft`, `ip`, `python3`) of untracked, pre-DNAT
-//! and forwarded host endpoint policy: the compiled ruleset loaded in a
-//! "host" namespace whose `eth0` (a host endpoint) faces an "outside"
-//! namespace and whose `calia` leads to workload a.
+//! Kernel traffic tests (root, `nft`, `ip`, `python3`) of untracked, pre-DNAT
+//! and forwarded host endpoint policy, and of failsafe ports: the compiled
+//! ruleset loaded in a "host" namespace whose `eth0` (a host endpoint) faces
+//! an "outside" namespace and whose `calia` leads to workload a.
 
 mod common;
 
 use common::kernel::load_nft;
-use common::{compile_yaml, pings, ready, server, tcp_connects, topology};
+use common::{Topology, compile_yaml, pings, ready, server, tcp_connects, topology};
+use policy::{Config, Model};
 use testkit::{Netns, veth_pair};
 
 /// Host endpoint eth0 (10.210.0.254). Untracked: TCP 7001 denied, TCP 7002
@@ -83,14 +84,7 @@ fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() 
     if !ready() {
         return;
     }
-    let t = topology();
-    let outside = Netns::new("polo").unwrap();
-    veth_pair(&t.host, "eth0", &outside, "eth0").unwrap();
-    t.host.add_addr("eth0", "10.210.0.254/24").unwrap();
-    outside.add_addr("eth0", "10.210.0.1/24").unwrap();
-    outside
-        .ip(["route", "add", "10.200.0.0/16", "via", "10.210.0.254"])
-        .unwrap();
+    let (t, outside) = with_outside();
     let _servers: Vec<_> = [7001, 7002, 7003, 7004]
         .into_iter()
         .map(|port| server(&t.host, port))
@@ -139,5 +133,109 @@ fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() 
     assert!(
         listing.contains("notrack") && !listing.contains("packets 0 bytes 0 notrack"),
         "the untracked allow rule counted packets:\n{listing}"
+    );
+}
+
+/// The topology, and an "outside" namespace (10.210.0.1) facing the host's
+/// `eth0` (10.210.0.254), routed to the workloads.
+fn with_outside() -> (Topology, Netns) {
+    let t = topology();
+    let outside = Netns::new("polo").unwrap();
+    veth_pair(&t.host, "eth0", &outside, "eth0").unwrap();
+    t.host.add_addr("eth0", "10.210.0.254/24").unwrap();
+    outside.add_addr("eth0", "10.210.0.1/24").unwrap();
+    outside
+        .ip(["route", "add", "10.200.0.0/16", "via", "10.210.0.254"])
+        .unwrap();
+    (t, outside)
+}
+
+/// Host endpoint eth0 denied everything by normal and by untracked policy.
+const DENY_ALL: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-all}
+spec:
+  selector: role == "outside"
+  types: [Ingress, Egress]
+  ingress: [{action: Deny}]
+  egress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked-deny-all}
+spec:
+  selector: role == "outside"
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress: [{action: Deny}]
+  egress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-eth0, labels: {role: outside}}
+spec: {node: host, interfaceName: eth0, expectedIPs: [10.210.0.254]}
+"#;
+
+#[test]
+fn failsafe_ports_get_through_a_host_endpoint_that_denies_everything_until_the_list_is_emptied() {
+    if !ready() {
+        return;
+    }
+    let (t, outside) = with_outside();
+    // SSH (inbound failsafe) and 2222 on the host; the Kubernetes API port
+    // (outbound failsafe) and 8443 outside.
+    let _servers: Vec<_> = [
+        (&t.host, 22),
+        (&t.host, 2222),
+        (&outside, 6443),
+        (&outside, 8443),
+    ]
+    .into_iter()
+    .map(|(ns, port)| server(ns, port))
+    .collect();
+    let (host, out) = ("10.210.0.254", "10.210.0.1");
+    let resources = api::parse_documents("inline", DENY_ALL).expect("valid YAML");
+    let ruleset = |config| {
+        policy::render(&policy::compile(
+            &Model::from_resources(&resources, config).unwrap(),
+        ))
+    };
+
+    load_nft(&t.host, &ruleset(Config::default()));
+    assert!(
+        tcp_connects(&outside, host, 22),
+        "failsafe inbound TCP 22, replies untracked-exempt"
+    );
+    assert!(
+        !tcp_connects(&outside, host, 2222),
+        "2222 is no failsafe port"
+    );
+    assert!(
+        tcp_connects(&t.host, out, 6443),
+        "failsafe outbound TCP 6443"
+    );
+    assert!(
+        !tcp_connects(&t.host, out, 8443),
+        "8443 is no failsafe port"
+    );
+
+    let none = Config {
+        failsafe_inbound: Vec::new(),
+        failsafe_outbound: Vec::new(),
+        ..Config::default()
+    };
+    t.host
+        .exec("nft", ["delete", "table", "inet", "calico"])
+        .unwrap();
+    load_nft(&t.host, &ruleset(none));
+    assert!(
+        !tcp_connects(&outside, host, 22),
+        "no failsafe ports: SSH denied"
+    );
+    assert!(
+        !tcp_connects(&t.host, out, 6443),
+        "no failsafe ports: 6443 denied"
     );
 }
