@@ -65,11 +65,13 @@ use crate::ir::{
 };
 use crate::memo::{Compiled, CompiledChain, FastMap, Pairing, Selections, Step, enforced, pair};
 use crate::model::{
-    Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet, Policy, PolicyScope,
-    Profile,
+    ALL_INTERFACES, Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet,
+    Policy, PolicyScope, Profile,
 };
 use crate::sets::{SetCache, SetRegistry, SetSource, name};
-use crate::stages::{Features, Hop};
+use crate::stages::{
+    Features, Hop, MAP_PRE_FROM, all_interfaces, all_interfaces_chain, all_interfaces_dispatch,
+};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -258,15 +260,24 @@ impl Compiler {
         }
         let tiers: Vec<Arc<str>> = model.tiers.iter().map(|t| t.name.as_str().into()).collect();
         let mut slots: Vec<Option<Slot>> = std::iter::repeat_with(|| None).take(count).collect();
+        let all = all_interfaces(model);
         for (e, ep) in model.endpoints.iter().enumerate() {
             let Some(interface) = ep.interface.as_deref().filter(|_| model.is_local(ep)) else {
                 continue;
             };
+            let wildcard = ep.kind == EndpointKind::Host && interface == ALL_INTERFACES;
+            if wildcard && !all.is_some_and(|a| std::ptr::eq(a, ep)) {
+                continue;
+            }
             let (from_map, to_map) = match ep.kind {
                 EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
                 EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
             };
             for hop in features.hops(ep.kind) {
+                // Calico enforces normal and pre-DNAT policy only on all interfaces.
+                if wildcard && matches!(hop, Hop::Forward | Hop::Untracked) {
+                    continue;
+                }
                 for &direction in hop.directions() {
                     let d = direction_index(direction);
                     let selected = |&(t, j): &(usize, usize)| {
@@ -274,6 +285,15 @@ impl Compiler {
                         hop.selects(p) && p.rules(direction).is_some()
                     };
                     if hop.only_when_selected() && !selecting[e].iter().any(selected) {
+                        // Its own interface passes pre-DNAT rather than meet
+                        // the host endpoint for all interfaces there.
+                        if hop == Hop::PreDnat
+                            && features.all_interfaces_pre_dnat
+                            && !wildcard
+                            && let Some(m) = pass.maps.get_mut(MAP_PRE_FROM)
+                        {
+                            m.elements.insert(interface.to_string(), Verdict::Accept);
+                        }
                         continue;
                     }
                     let steps = endpoint_steps(
@@ -304,7 +324,9 @@ impl Compiler {
                         | (EndpointKind::Host, PolicyType::Egress) => to_map,
                         _ => from_map,
                     };
-                    if let Some(m) = pass.maps.get_mut(map) {
+                    // The host endpoint for all interfaces is reached by a
+                    // rule of the base chain after the lookup.
+                    if let Some(m) = pass.maps.get_mut(map).filter(|_| !wildcard) {
                         m.elements
                             .insert(interface.to_string(), Verdict::Goto(chain));
                     }
@@ -411,7 +433,9 @@ impl Compiler {
         let mut selecting = Vec::new();
         for &i in &relabelled {
             let ep = &model.endpoints[i];
-            if !enforced(model, ep) {
+            let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
+            let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
+            if !enforced(model, ep) || ep.kind == EndpointKind::Host && outranked {
                 continue;
             }
             let mut policies = Vec::new();
@@ -738,6 +762,9 @@ fn endpoint_steps(
 
 /// `wl-in-<if>`, `hep-out-<if>`, `hep-raw-in-<if>`, ...
 fn endpoint_chain_name(ep: &Endpoint, hop: Hop, direction: PolicyType, interface: &str) -> String {
+    if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
+        return all_interfaces_chain(hop, direction);
+    }
     let kind = match ep.kind {
         EndpointKind::Workload => "wl",
         EndpointKind::Host => hop.host_kind(),
@@ -960,6 +987,15 @@ impl Pass<'_> {
                     chain.rules.insert(at, rule);
                     at += 1;
                 }
+                let all = match name {
+                    "input" => Some((Iface::In, PolicyType::Ingress)),
+                    "output" => Some((Iface::Out, PolicyType::Egress)),
+                    _ => None,
+                };
+                if let Some((i, direction)) = all.filter(|_| features.all_interfaces) {
+                    let dispatch = all_interfaces_dispatch(&prefix, i, Hop::Filter, direction);
+                    chain.rules.push(dispatch);
+                }
                 if name == "forward" && features.forward {
                     let fwd = |to: &str, what: &str| {
                         Rule::new(vec![], Verdict::Jump(to.to_string())).comment(what)
@@ -974,17 +1010,19 @@ impl Pass<'_> {
             }
             self.insert_base(features, name, chain);
         }
-        for (name, chain) in features.chains() {
+        for (name, chain) in features.chains(&prefix) {
             self.insert_base(features, name, chain);
         }
     }
 
     /// Puts a base or dispatch chain in the ruleset, with the failsafe rules
-    /// before its host endpoint dispatch (its last rule) when it has some.
+    /// before its host endpoint dispatch (its verdict map) when it has some.
     fn insert_base(&mut self, features: Features, name: &str, mut chain: Chain) {
         if let Some(place) = Place::of_chain(name).filter(|_| features.hosts) {
             let rules = failsafe::rules(&self.model.config, place, &mut self.sets);
-            let at = chain.rules.len().saturating_sub(1);
+            let dispatch =
+                (chain.rules.iter()).position(|r| matches!(r.verdict, Some(Verdict::Vmap { .. })));
+            let at = dispatch.unwrap_or(chain.rules.len());
             chain.rules.splice(at..at, rules);
         }
         self.chains.insert(name.to_string(), Arc::new(chain));

@@ -105,9 +105,15 @@ pub enum ModelError {
         interface: String,
         prefix: String,
     },
-    /// A host endpoint for all interfaces (`*`), which this compiler does not enforce yet.
-    #[error("host endpoint {endpoint}: interfaceName \"*\" is not supported")]
-    WildcardHostEndpoint { endpoint: String },
+    /// A second host endpoint for all interfaces (`*`) on one node.
+    #[error(
+        "host endpoint {endpoint}: node {node} already has an interfaceName \"*\" host endpoint, {first}"
+    )]
+    WildcardHostEndpoint {
+        endpoint: String,
+        node: String,
+        first: String,
+    },
 }
 
 /// What happens to traffic from a workload to the host itself once the
@@ -302,6 +308,11 @@ pub struct Endpoint {
     pub ports: Vec<EndpointPort>,
 }
 
+/// The `interfaceName` of a host endpoint for all of a host's interfaces
+/// but workload ones (and `lo`); a host endpoint for one named interface
+/// takes precedence over it on that interface.
+pub const ALL_INTERFACES: &str = "*";
+
 /// A network set with its effective labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSet {
@@ -470,9 +481,17 @@ impl Model {
                         BTreeMap::new(),
                         &h.metadata.labels,
                     );
-                    if s.interface_name == "*" {
+                    if s.interface_name == ALL_INTERFACES
+                        && let Some(first) = model.endpoints.iter().find(|e| {
+                            e.kind == EndpointKind::Host
+                                && e.node == s.node
+                                && e.interface.as_deref() == Some(ALL_INTERFACES)
+                        })
+                    {
                         return Err(ModelError::WildcardHostEndpoint {
                             endpoint: h.metadata.name.clone(),
+                            node: s.node.clone(),
+                            first: first.name.clone(),
                         });
                     }
                     model.endpoints.push(Endpoint {

@@ -43,7 +43,7 @@ use crate::ir::{
     Rule, Statement, Verdict,
 };
 use crate::memo::enforced;
-use crate::model::{EndpointKind, Model, Policy, Stage};
+use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Stage};
 
 /// Verdict map: host endpoint interface → its untracked ingress chain.
 pub const MAP_RAW_FROM: &str = "hep-raw-from";
@@ -78,10 +78,38 @@ pub struct Features {
     /// Some host endpoint gets chains on this host: the base chains have
     /// failsafe rules (see the `failsafe` module).
     pub hosts: bool,
+    /// A host endpoint for all interfaces gets chains here: input and output
+    /// go to its chains after the per-interface lookup.
+    pub all_interfaces: bool,
+    /// ... and it has a pre-DNAT chain: pre-dnat goes to it likewise.
+    pub all_interfaces_pre_dnat: bool,
+}
+
+/// The host endpoint for all interfaces (`interfaceName: "*"`) that gets
+/// chains on this host: the one with the least name, if several are local.
+pub fn all_interfaces(model: &Model) -> Option<&Endpoint> {
+    (model.endpoints.iter())
+        .filter(|e| {
+            e.kind == EndpointKind::Host
+                && e.interface.as_deref() == Some(ALL_INTERFACES)
+                && enforced(model, e)
+        })
+        .min_by(|a, b| a.name.cmp(&b.name))
+}
+
+/// `hep-in-all-interfaces`, ...: the chain of the host endpoint for all
+/// interfaces (longer than any interface name, so no named chain has it).
+pub fn all_interfaces_chain(hop: Hop, direction: PolicyType) -> String {
+    let d = match direction {
+        PolicyType::Ingress => "in",
+        PolicyType::Egress => "out",
+    };
+    format!("{}-{d}-all-interfaces", hop.host_kind())
 }
 
 impl Features {
-    /// The stages some policy of the model belongs to.
+    /// The stages some policy of the model belongs to, and which host
+    /// endpoints get chains here.
     pub fn of(model: &Model) -> Features {
         let mut f = Features::default();
         for p in model.tiers.iter().flat_map(|t| &t.policies) {
@@ -93,6 +121,14 @@ impl Features {
         }
         f.hosts =
             (model.endpoints.iter()).any(|e| e.kind == EndpointKind::Host && enforced(model, e));
+        if let Some(all) = all_interfaces(model) {
+            f.all_interfaces = true;
+            f.all_interfaces_pre_dnat = (model.tiers.iter().flat_map(|t| &t.policies)).any(|p| {
+                Hop::PreDnat.selects(p)
+                    && p.rules(PolicyType::Ingress).is_some()
+                    && p.selector.matches(&all.labels)
+            });
+        }
         f
     }
 
@@ -131,8 +167,9 @@ impl Features {
         maps
     }
 
-    /// The stage base and dispatch chains the model needs.
-    pub fn chains(self) -> Vec<(&'static str, Chain)> {
+    /// The stage base and dispatch chains the model needs; `workloads` is
+    /// the workload interface pattern (`cali*`).
+    pub fn chains(self, workloads: &str) -> Vec<(&'static str, Chain)> {
         let vmap = |iface, map: &str| Rule {
             verdict: Some(Verdict::Vmap {
                 iface,
@@ -160,6 +197,14 @@ impl Features {
             ];
             rules.extend(self.untracked_accept());
             rules.push(vmap(Iface::In, MAP_PRE_FROM));
+            if self.all_interfaces_pre_dnat {
+                rules.push(all_interfaces_dispatch(
+                    workloads,
+                    Iface::In,
+                    Hop::PreDnat,
+                    PolicyType::Ingress,
+                ));
+            }
             chains.push(("pre-dnat", base(Hook::Prerouting, Priority::Mangle, rules)));
         }
         if self.untracked {
@@ -197,6 +242,28 @@ impl Features {
             .comment("allowed by untracked policy")
         })
     }
+}
+
+/// `iifname != "cali*" iifname != "lo" goto hep-in-all-interfaces` (or the
+/// `oifname` one, or the pre-DNAT one): what a per-interface lookup missed
+/// goes to the host endpoint for all interfaces.
+/// `workloads` is the workload interface pattern (`cali*`).
+pub fn all_interfaces_dispatch(
+    workloads: &str,
+    iface: Iface,
+    hop: Hop,
+    direction: PolicyType,
+) -> Rule {
+    let not = |name: &str| Match::Iface {
+        iface,
+        name: name.to_string(),
+        negate: true,
+    };
+    Rule::new(
+        vec![not(workloads), not("lo")],
+        Verdict::Goto(all_interfaces_chain(hop, direction)),
+    )
+    .comment("host endpoint for all interfaces")
 }
 
 impl Hop {

@@ -152,7 +152,7 @@ fn a_felix_configuration_sets_the_failsafe_ports_per_family_and_untracked_policy
 #[test]
 fn untracked_policy_lets_replies_of_failsafe_connections_through() {
     // host-endpoint-stages: untracked policy drops 198.51.100.0/24 on eth0;
-    // the failsafe ports are Calico's defaults.
+    // UDP 53 is a failsafe outbound port.
     let rs = case("host-endpoint-stages");
     let reply = |sport| {
         let mut p = Packet::new(
