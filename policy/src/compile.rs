@@ -47,7 +47,9 @@
 //! maps and endpoint chains of their own, described in the `stages` module;
 //! their endpoint chains jump to the same policy chains. Failsafe ports
 //! (the `failsafe` module) are accepted ahead of every host endpoint
-//! dispatch but the forwarded one.
+//! dispatch but the forwarded one. The chains of a host endpoint for all
+//! interfaces (`*`) are reached by a rule after the per-interface lookups of
+//! input, output and pre-dnat (`stages::all_interfaces_dispatch`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -37,7 +37,9 @@
 //! enforces untracked and pre-DNAT policies, and the forwarded-traffic part
 //! of `applyOnForward` ones, on host endpoints only (see
 //! [`compile`](crate::compile)). On workloads only [`Stage::Normal`] policies
-//! apply.
+//! apply. A host endpoint with `interfaceName: "*"` ([`ALL_INTERFACES`])
+//! stands for every host interface without an endpoint of its own; one per
+//! node ([`ModelError::WildcardHostEndpoint`] otherwise).
 //!
 //! # Left to later slices
 //!
