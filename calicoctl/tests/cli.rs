@@ -616,15 +616,31 @@ fn golden_case(name: &str) -> (std::path::PathBuf, String) {
 #[test]
 fn policy_compile_prints_the_ruleset_for_files_and_for_the_datastore_alike() {
     let ctl = Ctl::new();
-    for case in ["allow-by-selector", "tiers-pass", "k8s-ipblock-endport"] {
+    // host-endpoint-failsafe takes its failsafe ports from a
+    // FelixConfiguration, and its host endpoints from its node.
+    for case in [
+        "allow-by-selector",
+        "tiers-pass",
+        "k8s-ipblock-endport",
+        "host-endpoint-failsafe",
+    ] {
         let (dir, expected) = golden_case(case);
+        let node = std::fs::read_to_string(dir.join("node")).ok();
+        let node_args: Vec<&str> = match &node {
+            Some(n) => vec!["--node", n.trim()],
+            None => vec![],
+        };
         let dir = dir.to_str().unwrap();
-        let from_files = ctl.run(&["policy", "compile", "-f", dir]).ok();
+        let from_files = ctl
+            .run(&[&["policy", "compile", "-f", dir][..], &node_args].concat())
+            .ok();
         assert_eq!(from_files.stdout, expected, "{case} from files");
 
         let ctl = Ctl::new();
         ctl.run(&["apply", "-f", dir]).ok();
-        let from_store = ctl.run(&["policy", "compile"]).ok();
+        let from_store = ctl
+            .run(&[&["policy", "compile"][..], &node_args].concat())
+            .ok();
         assert_eq!(from_store.stdout, expected, "{case} from the datastore");
     }
 }

@@ -52,7 +52,7 @@ use api::{
     Protocol, Resource,
     resources::{
         endpoints::EndpointPort,
-        felix::{FelixConfigurationSpec, ProtoPort},
+        felix::{EndpointToHostAction, FelixConfigurationSpec, ProtoPort},
         policy::{Action, DEFAULT_TIER, EntityRule, IcmpFields, PolicyType, TierDefaultAction},
     },
     selector::{Expr, Selector},
@@ -151,9 +151,20 @@ pub struct Config {
 
 impl Config {
     /// This config with the FelixConfiguration settings the compiler reads
-    /// (`failsafeInboundHostPorts`, `failsafeOutboundHostPorts`) taken from
-    /// `spec` where it sets them.
+    /// (`failsafeInboundHostPorts`, `failsafeOutboundHostPorts`,
+    /// `defaultEndpointToHostAction`) taken from `spec` where it sets them.
+    /// `Return` (hand the packet to the host's own rules) is [`EndpointToHost::Accept`]
+    /// here: accepting in our table leaves the packet to the host's other
+    /// tables, which is what `Return` means in Calico's iptables.
     pub fn with_felix(mut self, spec: &FelixConfigurationSpec) -> Config {
+        if let Some(action) = &spec.default_endpoint_to_host_action {
+            self.endpoint_to_host = match action {
+                EndpointToHostAction::Drop => EndpointToHost::Drop,
+                EndpointToHostAction::Accept | EndpointToHostAction::Return => {
+                    EndpointToHost::Accept
+                }
+            };
+        }
         if let Some(ports) = &spec.failsafe_inbound_host_ports {
             self.failsafe_inbound.clone_from(ports);
         }

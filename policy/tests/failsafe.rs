@@ -181,3 +181,27 @@ fn models_without_host_endpoints_get_no_failsafe_rules() {
         assert_eq!(failsafe, 0, "{name}");
     }
 }
+
+#[test]
+fn a_felix_configuration_sets_the_endpoint_to_host_action_and_leaves_unset_fields_alone() {
+    use api::resources::felix::{EndpointToHostAction, FelixConfigurationSpec};
+    use policy::model::EndpointToHost;
+    let base = Config::default();
+    let unset = base.clone().with_felix(&FelixConfigurationSpec::default());
+    assert_eq!(unset, base, "an empty spec changes nothing");
+    for (action, expected) in [
+        (EndpointToHostAction::Drop, EndpointToHost::Drop),
+        (EndpointToHostAction::Accept, EndpointToHost::Accept),
+        // Return hands the packet to the host's own rules: accepting in our
+        // table does that.
+        (EndpointToHostAction::Return, EndpointToHost::Accept),
+    ] {
+        let spec = FelixConfigurationSpec {
+            default_endpoint_to_host_action: Some(action),
+            ..FelixConfigurationSpec::default()
+        };
+        let config = Config::default().with_felix(&spec);
+        assert_eq!(config.endpoint_to_host, expected, "{action:?}");
+        assert_eq!(config.failsafe_inbound, base.failsafe_inbound);
+    }
+}

@@ -17,7 +17,8 @@ use crate::errors::Invalid;
 use super::load;
 
 /// The kinds the compiler reads.
-const POLICY_KINDS: [Kind; 9] = [
+const POLICY_KINDS: [Kind; 10] = [
+    Kind::FelixConfiguration,
     Kind::Tier,
     Kind::GlobalNetworkPolicy,
     Kind::NetworkPolicy,
@@ -67,10 +68,13 @@ pub async fn run(
         (None, Some(store)) => from_store(store).await?,
         (None, None) => unreachable!("a request without -f is given a store"),
     };
-    let config = policy::Config {
-        node: request.node.clone(),
-        ..policy::Config::default()
-    };
+    let config = felix_settings(
+        &resources,
+        policy::Config {
+            node: request.node.clone(),
+            ..policy::Config::default()
+        },
+    );
     let model = policy::Model::from_resources(&resources, config)
         .map_err(|e| Invalid::new(format!("cannot compile: {e}")))?;
     let desired = policy::compile(&model);
@@ -88,6 +92,24 @@ pub async fn run(
         write!(out, "{}", policy::render(&desired))?;
     }
     Ok(())
+}
+
+/// `config` with the settings of the FelixConfigurations among `resources`
+/// that apply to its node: `default`, then `node.<node>` over it (Calico's
+/// precedence, field by field).
+fn felix_settings(resources: &[Resource], mut config: policy::Config) -> policy::Config {
+    let mut names = vec!["default".to_string()];
+    names.extend(config.node.as_ref().map(|n| format!("node.{n}")));
+    for name in names {
+        let spec = resources.iter().find_map(|r| match r {
+            Resource::FelixConfiguration(f) if f.metadata.name == name => Some(&f.spec),
+            _ => None,
+        });
+        if let Some(spec) = spec {
+            config = config.with_felix(spec);
+        }
+    }
+    config
 }
 
 async fn from_store(store: &ResourceStore) -> Result<Vec<Resource>> {
