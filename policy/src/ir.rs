@@ -3,8 +3,8 @@
 //! ordered maps, so two IRs compare (and later diff) set by set, map by map and
 //! chain by chain, and iteration order is deterministic.
 //!
-//! The IR is typed rather than textual so that [`render`](crate::render), the
-//! [`diff`](crate::diff) and the drivers express the same thing. Every rule counts
+//! The IR is typed rather than textual so that [`render`](crate::render()), the
+//! [`diff`](crate::diff()) and the drivers express the same thing. Every rule counts
 //! packets: the renderer (and the driver) put a counter on each one.
 //!
 //! Chains are shared (`Arc`): a [`Compiler`](crate::compile::Compiler) hands the

@@ -36,7 +36,7 @@
 //! kept as [`Policy::stage`] and [`Policy::apply_on_forward`]; the compiler
 //! enforces untracked and pre-DNAT policies, and the forwarded-traffic part
 //! of `applyOnForward` ones, on host endpoints only (see
-//! [`compile`](crate::compile)). On workloads only [`Stage::Normal`] policies
+//! [`compile`](crate::compile())). On workloads only [`Stage::Normal`] policies
 //! apply. A host endpoint with `interfaceName: "*"` ([`ALL_INTERFACES`])
 //! stands for every host interface without an endpoint of its own; one per
 //! node ([`ModelError::WildcardHostEndpoint`] otherwise).

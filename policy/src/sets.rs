@@ -96,7 +96,7 @@ fn slug(content: &str, max: usize) -> String {
     out
 }
 
-/// A comment nft accepts: no double quotes, at most [`MAX_COMMENT`] bytes.
+/// A comment nft accepts: no double quotes, at most 127 bytes.
 pub fn comment(text: &str) -> String {
     let text = text.replace('"', "'");
     if text.len() <= MAX_COMMENT {
