@@ -1,5 +1,6 @@
 //! Kernel traffic tests (root, `nft`, `ip`, `python3`) of untracked, pre-DNAT
-//! and forwarded host endpoint policy, and of failsafe ports: the compiled
+//! and forwarded host endpoint policy, of failsafe ports and of a host
+//! endpoint for all interfaces (`interfaceName: "*"`): the compiled
 //! ruleset loaded in a "host" namespace whose `eth0` (a host endpoint) faces
 //! an "outside" namespace and whose `calia` leads to workload a.
 
@@ -237,5 +238,66 @@ fn failsafe_ports_get_through_a_host_endpoint_that_denies_everything_until_the_l
     assert!(
         !tcp_connects(&t.host, out, 6443),
         "no failsafe ports: 6443 denied"
+    );
+}
+
+/// A host endpoint for every interface (`interfaceName: "*"`) that lets TCP
+/// 7004 in and nothing else; workload a is open.
+const ALL_INTERFACES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-7004}
+spec:
+  selector: role == "any-interface"
+  types: [Ingress]
+  ingress:
+    - {action: Allow, protocol: TCP, destination: {ports: [7004]}}
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: open}
+spec:
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: all-interfaces, labels: {role: any-interface}}
+spec: {node: host, interfaceName: "*"}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: a, namespace: shop, labels: {app: a}}
+spec: {node: host, interfaceName: calia, ipNetworks: [10.200.1.1/32], profiles: [open]}
+"#;
+
+#[test]
+fn a_host_endpoint_for_all_interfaces_guards_the_host_but_not_forwarded_traffic() {
+    if !ready() {
+        return;
+    }
+    let (t, outside) = with_outside();
+    let _servers: Vec<_> = [(&t.host, 7004), (&t.host, 2222), (&t.a, 8081)]
+        .into_iter()
+        .map(|(ns, port)| server(ns, port))
+        .collect();
+    let host = "10.210.0.254";
+    assert!(
+        tcp_connects(&outside, host, 2222),
+        "2222 on the host before any policy"
+    );
+
+    load_nft(&t.host, &policy::render(&compile_yaml(ALL_INTERFACES)));
+    assert!(
+        tcp_connects(&outside, host, 7004),
+        "the all-interfaces endpoint's policy allows 7004"
+    );
+    assert!(
+        !tcp_connects(&outside, host, 2222),
+        "selected by a policy that does not allow 2222: the tier's default deny"
+    );
+    assert!(
+        tcp_connects(&outside, "10.200.1.1", 8081),
+        "forwarded traffic is not the all-interfaces endpoint's business"
     );
 }
