@@ -283,7 +283,7 @@ impl Speaker {
                 epoch: None,
                 advertised: 0,
                 eor: false,
-                refresh: None,
+                route_refresh: false,
                 peer_gr: None,
                 families: Vec::new(),
                 gr: gr::Helper::default(),
@@ -467,10 +467,10 @@ struct Slot {
     advertised: usize,
     /// End-of-RIB received (or the peer has been up without GR long enough).
     eor: bool,
-    /// The families to ask for in a ROUTE-REFRESH, if the peer supports it.
-    refresh: Option<Vec<AfiSafi>>,
+    /// The peer sent the route refresh capability (RFC 2918).
+    route_refresh: bool,
     /// The peer's Graceful Restart capability and the families negotiated
-    /// on its last established session.
+    /// on its last established session (those a ROUTE-REFRESH asks for).
     peer_gr: Option<GracefulRestart>,
     families: Vec<AfiSafi>,
     /// Which of its routes are stale (we help it restart).
@@ -577,11 +577,14 @@ impl Owner {
     fn set_policy(&mut self, addr: IpAddr, policy: PeerPolicy) -> Result<(), SpeakerError> {
         let i = self.slot_of(addr)?;
         let id = PeerId(i as u32);
-        let before = self.peers[i].epoch.map(|_| self.rib.adj_rib_out(id));
+        // A peer whose initial table is held back (our graceful restart)
+        // gets the whole table, with this policy, when it is released.
+        let live = |slot: &Slot| slot.epoch.filter(|_| !slot.initial_pending);
+        let before = live(&self.peers[i]).map(|_| self.rib.adj_rib_out(id));
         let changes = self.rib.set_policy(id, policy.clone());
         self.peers[i].config.policy = policy;
         self.fan_out_except(&changes, Some(id));
-        if let (Some(before), Some(epoch)) = (before, self.peers[i].epoch) {
+        if let (Some(before), Some(epoch)) = (before, live(&self.peers[i])) {
             let after = self.rib.adj_rib_out(id);
             let slot = &mut self.peers[i];
             slot.advertised = after.added;
@@ -597,10 +600,10 @@ impl Owner {
     fn refresh(&mut self, addr: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
         let slot = &self.peers[self.slot_of(addr)?];
         let epoch = slot.epoch.ok_or(SpeakerError::NotEstablished(addr))?;
-        let families = slot
-            .refresh
-            .clone()
-            .ok_or(SpeakerError::NoRouteRefresh(addr))?;
+        if !slot.route_refresh {
+            return Err(SpeakerError::NoRouteRefresh(addr));
+        }
+        let families = slot.families.clone();
         info!(peer = %addr, ?families, "sending ROUTE-REFRESH");
         let _ = slot.cmd.send(SessionCmd::RouteRefresh {
             epoch,
@@ -696,9 +699,7 @@ impl Owner {
                     route_reflector_client: slot.config.route_reflector_client,
                 };
                 slot.epoch = Some(epoch);
-                slot.refresh = negotiated
-                    .route_refresh
-                    .then(|| negotiated.families.clone());
+                slot.route_refresh = negotiated.route_refresh;
                 slot.state = State::Established;
                 slot.since = Instant::now();
                 slot.peer_gr = negotiated.peer_graceful_restart.clone();
