@@ -9,7 +9,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{cases, compile_case};
+use common::{cases, compile_case, through};
 use policy::ir::{Hook, Ruleset};
 use policy::simulate::{Outcome, Packet, simulate};
 use policy::{Config, Model, ModelError};
@@ -39,13 +39,7 @@ fn to_host(rs: &Ruleset, iif: &str, proto: u8, dport: u16) -> Outcome {
         dport,
     )
     .from_iface(iif);
-    let pre = simulate(rs, &p).unwrap();
-    if pre.outcome == Outcome::Drop {
-        return Outcome::Drop;
-    }
-    let mut after = pre.after;
-    after.hook = Hook::Input;
-    simulate(rs, &after).unwrap().outcome
+    through(rs, p, Hook::Input, None)
 }
 
 /// The verdict on a new packet the host sends out of `oif`.

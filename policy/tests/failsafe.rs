@@ -9,10 +9,10 @@ use std::net::IpAddr;
 
 use api::Protocol;
 use api::resources::felix::ProtoPort;
-use common::{cases, compile_case};
+use common::{cases, compile_case, compile_yaml_with, through};
+use policy::Config;
 use policy::ir::{Hook, Ruleset};
 use policy::simulate::{Outcome, Packet, simulate};
-use policy::{Config, Model};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -38,11 +38,6 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn compile_with(yaml: &str, config: Config) -> Ruleset {
-    let resources = api::parse_documents("inline", yaml).expect("valid YAML");
-    policy::compile(&Model::from_resources(&resources, config).expect("model builds"))
-}
-
 fn case(name: &str) -> Ruleset {
     let case = cases().into_iter().find(|c| c.ends_with(name)).unwrap();
     compile_case(&case)
@@ -53,13 +48,7 @@ fn inbound(rs: &Ruleset, src: &str, proto: u8, sport: u16, dport: u16) -> Outcom
     let mut p =
         Packet::new(Hook::Prerouting, ip(src), ip("192.168.1.1"), proto, dport).from_iface("eth0");
     p.sport = sport;
-    let pre = simulate(rs, &p).unwrap();
-    if pre.outcome == Outcome::Drop {
-        return Outcome::Drop;
-    }
-    let mut after = pre.after;
-    after.hook = Hook::Input;
-    simulate(rs, &after).unwrap().outcome
+    through(rs, p, Hook::Input, None)
 }
 
 /// The verdict on a packet the host sends out of eth0.
@@ -70,7 +59,7 @@ fn outbound(rs: &Ruleset, dst: &str, proto: u8, dport: u16) -> Outcome {
 
 #[test]
 fn a_host_endpoint_that_denies_everything_still_takes_ssh_in_and_sends_dns_out() {
-    let rs = compile_with(DENY_ALL, Config::default());
+    let rs = compile_yaml_with(DENY_ALL, Config::default());
     assert_eq!(inbound(&rs, "192.0.2.7", TCP, 40000, 22), Outcome::Accept);
     assert_eq!(
         inbound(&rs, "192.0.2.7", UDP, 67, 68),
@@ -96,7 +85,7 @@ fn an_empty_failsafe_list_removes_the_failsafe_ports() {
         failsafe_outbound: Vec::new(),
         ..Config::default()
     };
-    let rs = compile_with(DENY_ALL, config);
+    let rs = compile_yaml_with(DENY_ALL, config);
     assert_eq!(inbound(&rs, "192.0.2.7", TCP, 40000, 22), Outcome::Drop);
     assert_eq!(outbound(&rs, "192.0.2.53", UDP, 53), Outcome::Drop);
 }
@@ -113,7 +102,7 @@ fn configured_failsafe_ports_replace_the_defaults_and_their_nets_limit_the_peer(
         failsafe_outbound: vec![only(Protocol::Udp, 5353, None)],
         ..Config::default()
     };
-    let rs = compile_with(DENY_ALL, config);
+    let rs = compile_yaml_with(DENY_ALL, config);
     assert_eq!(inbound(&rs, "10.1.2.3", TCP, 40000, 2222), Outcome::Accept);
     assert_eq!(inbound(&rs, "11.1.2.3", TCP, 40000, 2222), Outcome::Drop);
     assert_eq!(

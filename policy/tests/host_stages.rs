@@ -7,14 +7,16 @@
 mod common;
 
 use common::kernel::load_nft;
-use common::{Topology, compile_yaml, pings, ready, server, tcp_connects, topology};
-use policy::{Config, Model};
+use common::{
+    Topology, compile_yaml, compile_yaml_with, pings, ready, server, tcp_connects, topology,
+};
+use policy::Config;
 use testkit::{Netns, veth_pair};
 
 /// Host endpoint eth0 (10.210.0.254). Untracked: TCP 7001 denied, TCP 7002
 /// allowed from the outside network (replies too). Pre-DNAT: TCP 7003
 /// denied. Forwarded in by eth0: TCP 8080 only. The host itself: TCP 7001,
-/// 7003 and 7004 in, anything out. Workload a is open.
+/// 7003 and 7004 in, anything out.
 const POLICY: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -63,6 +65,16 @@ spec:
     - action: Allow
 ---
 apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-eth0, labels: {role: outside}}
+spec: {node: host, interfaceName: eth0, expectedIPs: [10.210.0.254]}
+"#;
+
+/// Workload a behind `calia`, open both ways; appended to the policies of
+/// the tests that forward traffic to it.
+const OPEN_WORKLOAD_A: &str = r#"
+---
+apiVersion: projectcalico.org/v3
 kind: Profile
 metadata: {name: open}
 spec:
@@ -70,15 +82,15 @@ spec:
   egress: [{action: Allow}]
 ---
 apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: {name: host-eth0, labels: {role: outside}}
-spec: {node: host, interfaceName: eth0, expectedIPs: [10.210.0.254]}
----
-apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: a, namespace: shop, labels: {app: a}}
 spec: {node: host, interfaceName: calia, ipNetworks: [10.200.1.1/32], profiles: [open]}
 "#;
+
+/// `policies` with workload a.
+fn with_workload_a(policies: &str) -> String {
+    format!("{policies}{OPEN_WORKLOAD_A}")
+}
 
 #[test]
 fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() {
@@ -96,7 +108,10 @@ fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() 
         assert!(from_outside(addr, port), "{addr}:{port} before any policy");
     }
 
-    load_nft(&t.host, &policy::render(&compile_yaml(POLICY)));
+    load_nft(
+        &t.host,
+        &policy::render(&compile_yaml(&with_workload_a(POLICY))),
+    );
     let host = "10.210.0.254";
     assert!(from_outside(host, 7004), "normal host policy allows 7004");
     assert!(
@@ -197,12 +212,7 @@ fn failsafe_ports_get_through_a_host_endpoint_that_denies_everything_until_the_l
     .map(|(ns, port)| server(ns, port))
     .collect();
     let (host, out) = ("10.210.0.254", "10.210.0.1");
-    let resources = api::parse_documents("inline", DENY_ALL).expect("valid YAML");
-    let ruleset = |config| {
-        policy::render(&policy::compile(
-            &Model::from_resources(&resources, config).unwrap(),
-        ))
-    };
+    let ruleset = |config| policy::render(&compile_yaml_with(DENY_ALL, config));
 
     load_nft(&t.host, &ruleset(Config::default()));
     assert!(
@@ -242,7 +252,7 @@ fn failsafe_ports_get_through_a_host_endpoint_that_denies_everything_until_the_l
 }
 
 /// A host endpoint for every interface (`interfaceName: "*"`) that lets TCP
-/// 7004 in and nothing else; workload a is open.
+/// 7004 in and nothing else.
 const ALL_INTERFACES: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -254,21 +264,9 @@ spec:
     - {action: Allow, protocol: TCP, destination: {ports: [7004]}}
 ---
 apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: open}
-spec:
-  ingress: [{action: Allow}]
-  egress: [{action: Allow}]
----
-apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: all-interfaces, labels: {role: any-interface}}
 spec: {node: host, interfaceName: "*"}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: a, namespace: shop, labels: {app: a}}
-spec: {node: host, interfaceName: calia, ipNetworks: [10.200.1.1/32], profiles: [open]}
 "#;
 
 #[test]
@@ -287,7 +285,10 @@ fn a_host_endpoint_for_all_interfaces_guards_the_host_but_not_forwarded_traffic(
         "2222 on the host before any policy"
     );
 
-    load_nft(&t.host, &policy::render(&compile_yaml(ALL_INTERFACES)));
+    load_nft(
+        &t.host,
+        &policy::render(&compile_yaml(&with_workload_a(ALL_INTERFACES))),
+    );
     assert!(
         tcp_connects(&outside, host, 7004),
         "the all-interfaces endpoint's policy allows 7004"

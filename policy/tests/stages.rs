@@ -13,7 +13,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{cases, compile_case};
+use common::{arrive, cases, compile_case, through};
 use policy::Ruleset;
 use policy::ir::{CtState, Hook};
 use policy::simulate::{Outcome, Packet, simulate};
@@ -31,29 +31,6 @@ fn stages() -> Ruleset {
         .find(|c| c.ends_with("host-endpoint-stages"))
         .expect("the host-endpoint-stages case exists");
     compile_case(&case)
-}
-
-/// A packet arriving on `iif` through prerouting, then (if accepted) the
-/// next hook (`Input` for the host, `Forward` out of `oif`): each verdict.
-fn arrive(rs: &Ruleset, p: Packet, next: Hook, oif: Option<&str>) -> (Outcome, Option<Packet>) {
-    let mut p = p;
-    p.hook = Hook::Prerouting;
-    let pre = simulate(rs, &p).unwrap();
-    if pre.outcome == Outcome::Drop {
-        return (Outcome::Drop, None);
-    }
-    let mut after = pre.after;
-    after.hook = next;
-    after.oif = oif.map(str::to_string);
-    (Outcome::Accept, Some(after))
-}
-
-/// The verdict of prerouting and then the next hook on a packet.
-fn through(rs: &Ruleset, p: Packet, next: Hook, oif: Option<&str>) -> Outcome {
-    match arrive(rs, p, next, oif) {
-        (_, Some(after)) => simulate(rs, &after).unwrap().outcome,
-        (outcome, None) => outcome,
-    }
 }
 
 fn new_packet(src: &str, dst: &str, proto: u8, dport: u16, iif: &str) -> Packet {

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub mod kernel;
 pub mod lab;
 
+use policy::ir::Hook;
+use policy::simulate::{Outcome, Packet, simulate};
 use policy::{Config, Model, Ruleset};
 use testkit::{Background, Netns, poll_until, require_programs, require_root, veth_pair};
 
@@ -67,11 +69,16 @@ pub fn compile_case(case: &Path) -> Ruleset {
 
 /// Compiles YAML given inline (policies, endpoints, ... in one text).
 pub fn compile_yaml(yaml: &str) -> Ruleset {
+    compile_yaml_with(yaml, Config::default())
+}
+
+/// As [`compile_yaml`], for the host and settings of `config`.
+pub fn compile_yaml_with(yaml: &str, config: Config) -> Ruleset {
     let resources = api::parse_documents("inline", yaml).unwrap_or_else(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("{}", lines.join("\n"))
     });
-    let model = Model::from_resources(&resources, Config::default()).expect("model builds");
+    let model = Model::from_resources(&resources, config).expect("model builds");
     policy::compile(&model)
 }
 
@@ -193,4 +200,28 @@ spec:
       destination: {{ports: [8080]}}
 "
     )
+}
+
+/// A packet arriving on its `iif` through prerouting, then (if accepted)
+/// the next hook (`Input` for the host, `Forward` out of `oif`), in the
+/// simulator: prerouting's verdict, and the packet as the next hook sees it.
+pub fn arrive(rs: &Ruleset, p: Packet, next: Hook, oif: Option<&str>) -> (Outcome, Option<Packet>) {
+    let mut p = p;
+    p.hook = Hook::Prerouting;
+    let pre = simulate(rs, &p).unwrap();
+    if pre.outcome == Outcome::Drop {
+        return (Outcome::Drop, None);
+    }
+    let mut after = pre.after;
+    after.hook = next;
+    after.oif = oif.map(str::to_string);
+    (Outcome::Accept, Some(after))
+}
+
+/// The verdict of prerouting and then the next hook on a packet.
+pub fn through(rs: &Ruleset, p: Packet, next: Hook, oif: Option<&str>) -> Outcome {
+    match arrive(rs, p, next, oif) {
+        (_, Some(after)) => simulate(rs, &after).unwrap().outcome,
+        (outcome, None) => outcome,
+    }
 }
