@@ -6,7 +6,6 @@
 //! global rib` and `gobgp neighbor`; ours from the kernel table.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bgpd::attr::PathAttrs;
@@ -14,17 +13,17 @@ use bgpd::fib::{self, Fib, FibConfig, FibHandle};
 use bgpd::fsm::State;
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use bgpd::tcp_md5::Key;
-use testkit::{Background, Netns, require_programs, require_root};
+use testkit::{require_programs, require_root};
 use tokio::net::TcpListener;
 
 mod common;
+use common::gobgp::GoBgp;
 use common::{eventually, linked_pair, output};
 
 const OURS4: &str = "10.97.0.1";
 const THEIRS4: &str = "10.97.0.2";
 const OURS6: &str = "fd00:97::1";
 const THEIRS6: &str = "fd00:97::2";
-const API: &str = "50051";
 /// Both sessions are TCP-MD5 signed; our listener is dual-stack, so the
 /// IPv4 peer's key goes on it as a v4-mapped address.
 const PASSWORD: &str = "go-md5";
@@ -62,60 +61,7 @@ fn gobgpd_conf(asn: u32, password: Option<&str>) -> String {
     )
 }
 
-/// gobgpd in its namespace: its config and log in a temp dir, its API on
-/// 127.0.0.1 inside the namespace.
-struct GoBgp {
-    ns: String,
-    conf: PathBuf,
-    log: PathBuf,
-}
-
 impl GoBgp {
-    fn new(ns: &Netns, dir: &Path, conf: &str) -> GoBgp {
-        let path = dir.join("gobgpd.toml");
-        std::fs::write(&path, conf).unwrap();
-        GoBgp {
-            ns: ns.name().to_owned(),
-            conf: path,
-            log: dir.join("gobgpd.log"),
-        }
-    }
-
-    /// Starts gobgpd; each run appends to the same log.
-    fn spawn(&self) -> Background {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        Background::spawn(
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &self.ns, "gobgpd", "-f"])
-                .arg(&self.conf)
-                .args(["-t", "toml", "-p", "--pprof-disable"])
-                .args(["--api-hosts", &format!("127.0.0.1:{API}")])
-                .stdout(log.try_clone().unwrap())
-                .stderr(log),
-        )
-        .unwrap()
-    }
-
-    /// `gobgp ARGS` against gobgpd's API, inside its namespace.
-    async fn cli(&self, args: &[&str]) -> String {
-        let mut a = vec![
-            "netns",
-            "exec",
-            &self.ns,
-            "gobgp",
-            "-u",
-            "127.0.0.1",
-            "-p",
-            API,
-        ];
-        a.extend_from_slice(args);
-        output("ip", &a).await
-    }
-
     /// Whether `gobgp global rib -a FAMILY` has `prefix` with next hop
     /// `hop` and every one of `fields` on its line.
     async fn rib_has(&self, family: &str, prefix: &str, hop: &str, fields: &[&str]) -> bool {

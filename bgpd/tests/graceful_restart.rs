@@ -17,9 +17,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Background, Netns, require_programs, require_root};
+use testkit::{Netns, require_programs, require_root};
 
 mod common;
+use common::gobgp::{self, GoBgp};
 use common::{Daemon, holds_for, linked_pair, run, start_bird, start_bird_recovering, wait_for};
 
 /// The `bgpd` daemon's YAML: one eBGP peer, the kernel table 100 with
@@ -261,13 +262,9 @@ fn bgpd_keeps_birds_routes_while_bird_restarts_until_end_of_rib_or_restart_time(
     );
 }
 
-const GO_API: &str = "50051";
-
-fn gobgpd_conf(path: &Path, theirs: &str, ours: &str, restart_time: u64) {
-    std::fs::write(
-        path,
-        format!(
-            r#"[global.config]
+fn gobgpd_conf(theirs: &str, ours: &str, restart_time: u64) -> String {
+    format!(
+        r#"[global.config]
   as = 65003
   router-id = "{theirs}"
   port = 179
@@ -287,26 +284,7 @@ fn gobgpd_conf(path: &Path, theirs: &str, ours: &str, restart_time: u64) {
     [neighbors.afi-safis.mp-graceful-restart.config]
       enabled = true
 "#
-        ),
     )
-    .unwrap();
-}
-
-fn start_gobgpd(ns: &Netns, conf: &Path, log: &Path) -> Background {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Background::spawn(
-        ns.cmd("gobgpd")
-            .args(["-f".as_ref(), conf.as_os_str()])
-            .args(["-t", "toml", "-p", "--pprof-disable"])
-            .args(["--api-hosts", &format!("127.0.0.1:{GO_API}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    )
-    .unwrap()
 }
 
 #[test]
@@ -319,14 +297,13 @@ fn gobgp_and_bgpd_keep_each_others_routes_across_a_crash() {
     const RESTART_TIME: u64 = 6;
     let (ns_us, ns_go) = linked_pair(&[&format!("{OURS}/24")], &[&format!("{THEIRS}/24")]);
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("gobgpd.toml");
-    gobgpd_conf(&conf, THEIRS, OURS, RESTART_TIME);
-    let go_log = dir.path().join("gobgpd.log");
-    let gobgpd = start_gobgpd(&ns_go, &conf, &go_log);
+    let go = GoBgp::new(&ns_go, dir.path(), &gobgpd_conf(THEIRS, OURS, RESTART_TIME));
+    let go_log = go.log.clone();
+    let gobgpd = go.spawn();
     let gobgp = |args: &[&str]| {
         run(ns_go
             .cmd("gobgp")
-            .args(["-u", "127.0.0.1", "-p", GO_API])
+            .args(["-u", "127.0.0.1", "-p", gobgp::API])
             .args(args))
     };
     let go_has = |prefix: &str| gobgp(&["global", "rib", "-a", "ipv4"]).contains(prefix);

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: running a command for its
 //! output, waiting for a condition with a useful message, namespaces joined
 //! by veths, starting the `bgpd` daemon or BIRD in a namespace, and (in
-//! [`peer`]) a BGP peer scripted byte by byte. Each test file uses a
+//! [`peer`]) a BGP peer scripted byte by byte, and ([`gobgp`]) gobgpd. Each test file uses a
 //! different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod gobgp;
 pub mod peer;
 
 use std::path::{Path, PathBuf};
