@@ -7,6 +7,8 @@ PACKAGES=(
   libnftnl-dev libmnl-dev nftables    # nftables dataplane (policy)
   protobuf-compiler                   # etcd-client runs protoc at build time
   iproute2 iputils-ping iperf3        # namespaces, veths, traffic
+  conntrack                           # felix flushes a removed workload's flows
+  containernetworking-plugins iptables # reference CNI plugins (loopback, portmap: iptables) chained with ours
   bird2 gobgpd frr exabgp             # real BGP peers for interop tests
   etcd-server etcd-client openssl     # the etcd datastore backend tests (TLS certificates by openssl)
 )

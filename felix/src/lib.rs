@@ -1,1 +1,34 @@
-//! felix: work in progress; see the open issues.
+//! felix: the per-host agent. It keeps a [`Snapshot`](state::Snapshot) of
+//! the datastore, calculates from it (purely) what this host's dataplane
+//! should be, a [`Desired`](state::Desired), and hands that to
+//! level-triggered drivers: kernel routes and workload interfaces, the
+//! nftables ruleset, VXLAN, and the in-process BGP speaker.
+//!
+//! # Layout
+//!
+//! - [`state`]: `Snapshot` (input) and `Desired` (output) of the
+//!   calculation, and the [`Driver`](state::Driver) trait.
+//! - [`calc`] (pure): `Snapshot` → `Desired`.
+//! - [`config`]: the agent's settings from file, environment, flags and
+//!   FelixConfiguration resources.
+//! - [`syncer`]: the datastore watch that keeps the `Snapshot` current,
+//!   with a full resync at start and after any watch error.
+//! - [`node`]: registering this host's Node resource (addresses, AS, VTEP).
+//! - [`dataplane`]: the kernel drivers (routes, workload interfaces,
+//!   conntrack, VXLAN).
+//! - [`policy_driver`]: the nftables driver (incremental compiler + netlink).
+//! - [`bgp`]: the BGP driver around an in-process `bgpd::Speaker`.
+//! - [`metrics`]: Prometheus metrics and the `/metrics`, `/liveness` and
+//!   `/readiness` HTTP endpoints.
+//! - [`daemon`]: the agent's main loop tying the above together.
+
+pub mod bgp;
+pub mod calc;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod metrics;
+pub mod node;
+pub mod policy_driver;
+pub mod state;
+pub mod syncer;

@@ -1,0 +1,149 @@
+//! The two ends of felix's calculation, shared by every part of the agent:
+//! [`Snapshot`], the datastore state it reads (kept current by the syncer),
+//! and [`Desired`], the dataplane state the pure calculation decides
+//! (applied by the level-triggered drivers, each owning one part of it).
+//!
+//! ```text
+//! datastore ─syncer─▶ Snapshot ─calc::calculate─▶ Desired ─┬─ routes, links, conntrack, vxlan (dataplane)
+//!                                                          ├─ policy::Model ─▶ one nftables table
+//!                                                          └─ BgpDesired ─▶ bgpd::Speaker (bgp)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use api::Resource;
+use datastore::ipam::model::AllocationBlock;
+use ipnet::IpNet;
+
+/// The datastore as felix last saw it: every `projectcalico.org/v3`
+/// resource by its datastore key, and every IPAM block by its key.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The datastore revision this snapshot is at.
+    pub revision: i64,
+    pub resources: BTreeMap<String, Resource>,
+    pub blocks: BTreeMap<String, AllocationBlock>,
+}
+
+/// Everything felix programs on this host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// Local workload interfaces (host side of each `cali…` veth), by name.
+    pub workloads: BTreeMap<String, WorkloadIface>,
+    /// The kernel routes felix owns (protocol [`ROUTE_PROTOCOL`], main table).
+    pub routes: BTreeSet<Route>,
+    /// The policy compiler's input for this host.
+    pub policy: policy::Model,
+    /// Masquerading of traffic leaving `natOutgoing` pools.
+    pub nat_outgoing: NatOutgoing,
+    /// The BGP speaker's settings; `None` when this host runs no BGP.
+    pub bgp: Option<BgpDesired>,
+    /// The VXLAN device and its peers; `None` without a `vxlanMode` pool.
+    pub vxlan: Option<VxlanDesired>,
+}
+
+/// Route protocol number of the routes felix owns (bgpd uses its own).
+pub const ROUTE_PROTOCOL: u8 = 80;
+
+/// The host side of a local workload's veth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIface {
+    /// Interface name (`cali` + 11 hex digits).
+    pub name: String,
+    /// The WorkloadEndpoint, `namespace/name`.
+    pub endpoint: String,
+    /// The workload's addresses (`/32`, `/128`).
+    pub addrs: Vec<IpNet>,
+}
+
+/// One kernel route felix owns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub dst: IpNet,
+    pub target: RouteTarget,
+}
+
+/// Where a [`Route`] sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteTarget {
+    /// Out of a local interface, scope link (a workload's veth).
+    Interface(String),
+    /// Dropped: a block affine to this host (its used addresses have
+    /// more specific routes).
+    Blackhole,
+    /// Through a gateway on a device, `onlink` (VXLAN: the remote VTEP).
+    Via { gateway: IpAddr, dev: String },
+}
+
+/// `natOutgoing`: traffic from `masquerade` to destinations outside every
+/// pool in `pools` leaves with the host's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatOutgoing {
+    /// CIDRs of enabled pools with `natOutgoing: true`.
+    pub masquerade: Vec<IpNet>,
+    /// CIDRs of every pool (traffic to them is never masqueraded).
+    pub pools: Vec<IpNet>,
+}
+
+/// What the in-process BGP speaker should be doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpDesired {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Set on a route reflector (`routeReflectorClusterID`).
+    pub cluster_id: Option<Ipv4Addr>,
+    pub listen_port: u16,
+    /// Graceful restart time peers keep our routes for.
+    pub restart_time: Duration,
+    /// Peers by address: mesh, global and per-node BGPPeers merged.
+    pub peers: BTreeMap<IpAddr, bgpd::speaker::PeerConfig>,
+    /// Prefixes to originate: this host's blocks (aggregated) and borrowed
+    /// workload addresses.
+    pub announce: BTreeSet<IpNet>,
+}
+
+/// The `vxlan.calico` device and what it needs to reach other hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanDesired {
+    pub vni: u32,
+    pub port: u16,
+    pub mtu: u32,
+    /// This host's VTEP address (on the device, `/32`) and MAC.
+    pub vtep: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The underlay address VXLAN packets leave from.
+    pub underlay: IpAddr,
+    /// The other hosts' VTEPs.
+    pub remotes: Vec<VxlanRemote>,
+}
+
+/// Another host's VTEP: an ARP entry `vtep → mac` and an FDB entry
+/// `mac → underlay` on the device (its blocks' routes are in
+/// [`Desired::routes`], via `vtep`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VxlanRemote {
+    pub node: String,
+    pub vtep: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub underlay: IpAddr,
+}
+
+/// Name of the VXLAN device (Calico's).
+pub const VXLAN_DEVICE: &str = "vxlan.calico";
+
+/// A dataplane driver: holds no desired state of its own beyond the last
+/// [`Desired`] it was given, reads what the kernel has, and applies the
+/// difference (level-triggered: applying the same `Desired` twice is a no-op;
+/// a failed apply is retried with the next one).
+#[async_trait::async_trait]
+pub trait Driver: Send {
+    /// Short name for logs and metrics (`routes`, `policy`, `bgp`, …).
+    fn name(&self) -> &'static str;
+    /// Makes the part of the dataplane this driver owns match `desired`.
+    async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError>;
+}
+
+/// Whatever stopped a driver; the loop logs it and retries.
+pub type DriverError = Box<dyn std::error::Error + Send + Sync>;
