@@ -147,3 +147,25 @@ pub trait Driver: Send {
 
 /// Whatever stopped a driver; the loop logs it and retries.
 pub type DriverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the calculation knows about this host besides the datastore
+/// (from the agent's own configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    /// This host's Node name.
+    pub node: String,
+    /// Run the BGP speaker (Calico's `CALICO_NETWORKING_BACKEND=bird`);
+    /// `false` for VXLAN-only or policy-only hosts.
+    pub bgp_enabled: bool,
+}
+
+/// The calculation's result: what to program, and what in the datastore it
+/// had to skip (each naming the resource and field at fault).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calculated {
+    pub desired: Desired,
+    pub problems: Vec<String>,
+}
+
+/// The calculation's signature (`calc::calculate`), as the daemon takes it.
+pub type Calculate = fn(&Snapshot, &HostSettings) -> Calculated;
