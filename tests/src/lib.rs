@@ -33,7 +33,10 @@
 //!   [`poll_until`].
 //! - [`require`]: [`require_root`] and [`require_programs`]: skip locally,
 //!   fail in CI.
+//! - [`binary`]: [`workspace_binary`], another workspace package's binary,
+//!   built if needed.
 
+pub mod binary;
 pub mod command;
 pub mod error;
 pub mod link;
@@ -42,6 +45,7 @@ pub mod netns;
 pub mod process;
 pub mod require;
 
+pub use binary::workspace_binary;
 pub use command::run_checked;
 pub use error::Error;
 pub use link::veth_pair;
