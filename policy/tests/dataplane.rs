@@ -38,7 +38,7 @@ fn converging_through_every_golden_ruleset_lists_as_each_loaded_fresh(driver: Dr
         .iter()
         .map(|c| (c.display().to_string(), compile_case(c)))
         .collect();
-    assert_eq!(all.len(), 16);
+    assert_eq!(all.len(), 18);
     all.push(all[0].clone());
     for (case, ruleset) in &all {
         let changes = converge(&*dp, ruleset).unwrap_or_else(|e| panic!("{case}: {e}"));
