@@ -235,7 +235,10 @@ impl Compiler {
         let nat = match &mut self.nat {
             Some((input, objects)) if (&input.0, input.1) == nat_input => objects,
             slot => {
-                let objects = nat::objects(&config.nat_outgoing, config.nat_outgoing_address);
+                let mut objects = nat::objects(&config.nat_outgoing, config.nat_outgoing_address);
+                if let Some((_, old)) = slot {
+                    objects.keep_chain_of(old);
+                }
                 let input = (config.nat_outgoing.clone(), config.nat_outgoing_address);
                 &mut slot.insert((input, objects)).1
             }

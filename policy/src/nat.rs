@@ -142,6 +142,16 @@ pub(crate) fn objects(nat: &NatOutgoing, address: Option<IpAddr>) -> Objects {
 }
 
 impl Objects {
+    /// Takes `old`'s chain when this one has the same rules, so that a change
+    /// of pools alone leaves the chain shared.
+    pub(crate) fn keep_chain_of(&mut self, old: &Objects) {
+        if let (Some(new), Some(old)) = (&mut self.chain, &old.chain)
+            && new == old
+        {
+            *new = old.clone();
+        }
+    }
+
     /// Puts the objects into a ruleset (which holds none of their names).
     pub(crate) fn add_to(&self, ruleset: &mut Ruleset) {
         ruleset.sets.extend(self.sets.iter().cloned());
@@ -174,7 +184,7 @@ mod tests {
     fn only_the_families_with_a_natoutgoing_pool_get_sets_and_a_rule() {
         let nat = NatOutgoing {
             masquerade: nets(&["10.65.0.0/16"]),
-            pools: nets(&["10.65.0.0/16", "10.66.0.0/16", "fd00:65::/48"]),
+            pools: nets(&["10.64.0.0/16", "fd00:65::/48"]),
         };
         let mut ruleset = Ruleset::default();
         objects(&nat, None).add_to(&mut ruleset);
@@ -182,9 +192,10 @@ mod tests {
             ruleset.sets.keys().collect::<Vec<_>>(),
             ["all-pools4", "masq-pools4"]
         );
+        // The natOutgoing pool is one of all pools, listed there or not.
         assert_eq!(
             ruleset.sets["all-pools4"].elements,
-            [SetElement::Net("10.65.0.0/15".parse().unwrap())].into()
+            [SetElement::Net("10.64.0.0/15".parse().unwrap())].into()
         );
         let chain = &ruleset.chains[CHAIN];
         assert_eq!(chain.rules.len(), 1);
