@@ -115,7 +115,7 @@ pub fn compile(model: &Model) -> Ruleset {
 /// addresses or ports, or network sets changed, the previous ruleset is
 /// patched rather than assembled again (`Compiler::patch`). A change of
 /// [`Config`] starts afresh, but for its NAT settings: they change the
-/// [`nat`](crate::nat) objects and nothing else.
+/// [`nat`](mod@crate::nat) objects and nothing else.
 ///
 /// Policies in the [`Model`] are `Arc`s: an unchanged policy is recognised by
 /// identity, an edited one (`Arc::make_mut`) by comparing it.
