@@ -14,6 +14,8 @@
 //!                 oifname "cali*" accept (the host reaches its own workloads, as in Calico)
 //!                 failsafe outbound ports accept                                              (with host endpoints)
 //!                 oifname vmap @hep-to ─ goto hep-out-<if>                                    (host endpoint egress)
+//! nat-outgoing    type nat, hook postrouting: natOutgoing pool to outside every pool masquerade
+//!                 (only with natOutgoing pools; the `nat` module)
 //! ```
 //!
 //! Directions are Calico's: a workload's *ingress* is traffic to it (leaving
@@ -52,6 +54,7 @@
 //! input, output and pre-dnat (`stages::all_interfaces_dispatch`).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use api::{
@@ -70,6 +73,7 @@ use crate::model::{
     ALL_INTERFACES, Config, Endpoint, EndpointKind, EndpointToHost, Entity, Model, NetworkSet,
     Policy, PolicyScope, Profile,
 };
+use crate::nat::{self, NatOutgoing};
 use crate::sets::{SetCache, SetRegistry, SetSource, name};
 use crate::stages::{
     Features, Hop, MAP_PRE_FROM, all_interfaces, all_interfaces_chain, all_interfaces_dispatch,
@@ -110,7 +114,8 @@ pub fn compile(model: &Model) -> Ruleset {
 /// endpoint only. When nothing but policies' rules, endpoints' labels,
 /// addresses or ports, or network sets changed, the previous ruleset is
 /// patched rather than assembled again (`Compiler::patch`). A change of
-/// [`Config`] starts afresh.
+/// [`Config`] starts afresh, but for its NAT settings: they change the
+/// [`nat`](mod@crate::nat) objects and nothing else.
 ///
 /// Policies in the [`Model`] are `Arc`s: an unchanged policy is recognised by
 /// identity, an edited one (`Arc::make_mut`) by comparing it.
@@ -135,6 +140,31 @@ pub struct Compiler {
     last: Option<Last>,
     /// Made by [`compile()`] for one compilation: keeps no [`Last`].
     once: bool,
+    /// The NAT objects and what they were made from.
+    nat: Option<((NatOutgoing, Option<IpAddr>), nat::Objects)>,
+}
+
+/// Whether two configs compile policy alike: they may differ in the NAT
+/// settings, which only the NAT objects read.
+fn policy_alike(a: &Config, b: &Config) -> bool {
+    let Config {
+        node,
+        workload_prefix,
+        endpoint_to_host,
+        log_prefix,
+        failsafe_inbound,
+        failsafe_outbound,
+        nat_outgoing: _,
+        nat_outgoing_address: _,
+    } = a;
+    (node, workload_prefix, endpoint_to_host, log_prefix)
+        == (
+            &b.node,
+            &b.workload_prefix,
+            &b.endpoint_to_host,
+            &b.log_prefix,
+        )
+        && (failsafe_inbound, failsafe_outbound) == (&b.failsafe_inbound, &b.failsafe_outbound)
 }
 
 /// The last ruleset and what it was made from, as far as a patch needs.
@@ -192,13 +222,33 @@ impl Compiler {
     /// Compiles the model, reusing what the previous compilation made from
     /// the same inputs. Gives the same ruleset as [`compile()`].
     pub fn compile(&mut self, model: &Model) -> Ruleset {
-        if self.config.as_ref() != Some(&model.config) {
+        let config = &model.config;
+        if !(self.config.as_ref()).is_some_and(|c| policy_alike(c, config)) {
             *self = Compiler {
-                config: Some(model.config.clone()),
+                config: Some(config.clone()),
                 once: self.once,
                 ..Compiler::default()
             };
         }
+        let mut ruleset = self.compile_policy(model);
+        let nat_input = (&config.nat_outgoing, config.nat_outgoing_address);
+        let nat = match &mut self.nat {
+            Some((input, objects)) if (&input.0, input.1) == nat_input => objects,
+            slot => {
+                let mut objects = nat::objects(&config.nat_outgoing, config.nat_outgoing_address);
+                if let Some((_, old)) = slot {
+                    objects.keep_chain_of(old);
+                }
+                let input = (config.nat_outgoing.clone(), config.nat_outgoing_address);
+                &mut slot.insert((input, objects)).1
+            }
+        };
+        nat.add_to(&mut ruleset);
+        ruleset
+    }
+
+    /// Everything but the NAT objects.
+    fn compile_policy(&mut self, model: &Model) -> Ruleset {
         let endpoints = pair(&self.endpoints, &model.endpoints, |e| e.name.as_str());
         let network_sets = pair(&self.network_sets, &model.network_sets, |n| n.name.as_str());
         if let Some(ruleset) = self.patch(model, &endpoints, &network_sets) {
@@ -903,10 +953,7 @@ impl Pass<'_> {
             .comment("ICMPv6 neighbour discovery")
         };
         let base = |hook, rules| Chain {
-            base: Some(BaseChain {
-                hook,
-                priority: Priority::Filter,
-            }),
+            base: Some(BaseChain::filter(hook, Priority::Filter)),
             rules,
         };
         let vmap = |i, map: &str| Rule {

@@ -33,7 +33,7 @@
 //! Both drivers remember what they programmed. Before its first update a
 //! driver reads the table from the kernel once (`nft -j list table`, also for
 //! [`Netlink`](crate::Netlink)): sets and maps with their elements, chains
-//! with their hooks. Rules are read as opaque placeholders (a rule with no
+//! with their types and hooks. Rules are read as opaque placeholders (a rule with no
 //! match and no verdict, commented `kernel rule handle N`) that equal no
 //! compiled rule, so the first update replaces each kept chain once (flush and
 //! refill inside the same transaction) while sets and maps are converged
@@ -51,8 +51,8 @@ use serde_json::Value;
 
 use crate::diff::{Changes, diff};
 use crate::ir::{
-    BaseChain, Chain, Family, Hook, Priority, Rule, Ruleset, Set, SetElement, SetKey, TABLE,
-    Verdict, VerdictMap,
+    BaseChain, Chain, ChainType, Family, Hook, Priority, Rule, Ruleset, Set, SetElement, SetKey,
+    TABLE, Verdict, VerdictMap,
 };
 use crate::render::render_changes;
 
@@ -350,11 +350,22 @@ pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
             let base = match o["hook"].as_str() {
                 None => None,
                 Some(hook) => Some(BaseChain {
+                    kind: match o["type"].as_str() {
+                        Some("filter") => ChainType::Filter,
+                        Some("nat") => ChainType::Nat,
+                        other => {
+                            return Err(parse_error(
+                                at("chain", name),
+                                format!("unsupported chain type {other:?}"),
+                            ));
+                        }
+                    },
                     hook: match hook {
                         "prerouting" => Hook::Prerouting,
                         "input" => Hook::Input,
                         "forward" => Hook::Forward,
                         "output" => Hook::Output,
+                        "postrouting" => Hook::Postrouting,
                         other => {
                             return Err(parse_error(
                                 at("chain", name),
@@ -420,6 +431,8 @@ mod tests {
       {"chain": {"family": "inet", "table": "calico", "name": "forward", "handle": 5,
                  "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
       {"chain": {"family": "inet", "table": "calico", "name": "wl-in-calia", "handle": 6}},
+      {"chain": {"family": "inet", "table": "calico", "name": "nat-outgoing", "handle": 9,
+                 "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 7,
                 "expr": [{"accept": null}]}},
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 8,
@@ -450,9 +463,15 @@ mod tests {
         let forward = &r.chains["forward"];
         assert_eq!(
             forward.base,
+            Some(BaseChain::filter(Hook::Forward, Priority::Filter))
+        );
+        let nat = &r.chains["nat-outgoing"];
+        assert_eq!(
+            nat.base,
             Some(BaseChain {
-                hook: Hook::Forward,
-                priority: Priority::Filter,
+                kind: ChainType::Nat,
+                hook: Hook::Postrouting,
+                priority: Priority::SrcNat,
             })
         );
         assert_eq!(forward.rules.len(), 2);

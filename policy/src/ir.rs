@@ -12,6 +12,7 @@
 //! tells them apart from changed ones by identity before it compares rules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -54,6 +55,14 @@ impl Family {
         match net {
             IpNet::V4(_) => Family::V4,
             IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    /// The family of an address.
+    pub fn of_addr(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
         }
     }
 
@@ -124,9 +133,12 @@ pub enum Hook {
     Input,
     Forward,
     Output,
+    /// After routing, on the way out: source NAT (`natOutgoing`).
+    Postrouting,
 }
 
-/// Where in its hook a base chain runs, relative to conntrack (-200) and DNAT (-100).
+/// Where in its hook a base chain runs, relative to conntrack (-200), DNAT
+/// (-100) and SNAT (100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Priority {
     /// `raw` (-300): before conntrack; untracked policy.
@@ -136,6 +148,8 @@ pub enum Priority {
     /// `filter` (0): normal policy.
     #[default]
     Filter,
+    /// `srcnat` (100): source NAT in postrouting (`natOutgoing`).
+    SrcNat,
 }
 
 impl Priority {
@@ -145,22 +159,51 @@ impl Priority {
             Priority::Raw => -300,
             Priority::Mangle => -150,
             Priority::Filter => 0,
+            Priority::SrcNat => 100,
         }
     }
 
     /// The priority of this numeric value, if it is one of ours.
     pub fn from_value(value: i64) -> Option<Priority> {
-        [Priority::Raw, Priority::Mangle, Priority::Filter]
-            .into_iter()
-            .find(|p| i64::from(p.value()) == value)
+        [
+            Priority::Raw,
+            Priority::Mangle,
+            Priority::Filter,
+            Priority::SrcNat,
+        ]
+        .into_iter()
+        .find(|p| i64::from(p.value()) == value)
     }
 }
 
-/// What makes a chain a base chain: its hook and priority (type filter, policy accept).
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum ChainType {
+    /// `type filter`: policy.
+    #[default]
+    Filter,
+    /// `type nat`: consulted for the first packet of each connection only;
+    /// its NAT statements apply to the whole connection (`natOutgoing`).
+    Nat,
+}
+
+/// What makes a chain a base chain: its type, hook and priority (policy accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BaseChain {
+    pub kind: ChainType,
     pub hook: Hook,
     pub priority: Priority,
+}
+
+impl BaseChain {
+    /// A `type filter` base chain.
+    pub fn filter(hook: Hook, priority: Priority) -> Self {
+        BaseChain {
+            kind: ChainType::Filter,
+            hook,
+            priority,
+        }
+    }
 }
 
 /// A chain: a base chain attached to a hook, or a regular chain entered by jump or goto.
@@ -246,6 +289,21 @@ pub enum Statement {
     Log { prefix: String },
     /// `notrack`: conntrack leaves the packet alone (raw priority only).
     Notrack,
+    /// `masquerade`: the connection leaves with the address of the interface
+    /// it leaves by (nat chains in postrouting only). Ends the packet's walk
+    /// through its chain as `accept` does: the rule has no verdict.
+    Masquerade,
+    /// `snat ip|ip6 to ADDR`: the connection leaves with this address (nat
+    /// chains in postrouting only; the rule must match the address's family).
+    /// Ends the walk as [`Statement::Masquerade`] does.
+    Snat(IpAddr),
+}
+
+impl Statement {
+    /// Whether the statement ends the rule's chain walk (NAT statements do).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Statement::Masquerade | Statement::Snat(_))
+    }
 }
 
 /// How a rule ends.

@@ -39,6 +39,9 @@
 //!   policy: their base chains, maps and endpoint-chain shapes.
 //! - `failsafe` (private): Felix's failsafe ports, always allowed to and
 //!   from the host on host endpoints, ahead of host endpoint policy.
+//! - [`nat`]: `natOutgoing` pools ([`NatOutgoing`]): their sets and the
+//!   nat chain in postrouting that masquerades what leaves them for outside
+//!   every pool, as Calico's `cali-nat-outgoing`.
 //! - `memo` (private): what a [`Compiler`] keeps between compilations, keyed by
 //!   full inputs, and how a new model invalidates it.
 //! - [`render`](mod@render): [`render()`], ruleset to nft text, and
@@ -60,6 +63,7 @@ pub mod ir;
 pub mod k8s;
 mod memo;
 pub mod model;
+pub mod nat;
 pub mod netlink;
 pub mod render;
 pub mod sets;
@@ -71,5 +75,6 @@ pub use dataplane::{Dataplane, DataplaneError, Nft, converge};
 pub use diff::{Changes, diff};
 pub use ir::Ruleset;
 pub use model::{Config, Model, ModelError};
+pub use nat::NatOutgoing;
 pub use netlink::Netlink;
 pub use render::{render, render_changes};

@@ -46,6 +46,7 @@
 //! `services` matches and `http` rules are ignored.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use api::{
@@ -61,6 +62,7 @@ use ipnet::IpNet;
 
 use crate::failsafe;
 use crate::k8s;
+use crate::nat::NatOutgoing;
 
 /// The label every namespaced endpoint carries with its namespace.
 pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
@@ -147,12 +149,20 @@ pub struct Config {
     /// Traffic from the host to these ports (to `net` if given) is always
     /// allowed on host endpoints (Felix's `FailsafeOutboundHostPorts`).
     pub failsafe_outbound: Vec<ProtoPort>,
+    /// `natOutgoing` pools: what leaves them for outside every pool is
+    /// masqueraded (see the [`nat`](crate::nat) module). Default: none, and no
+    /// NAT objects in the ruleset.
+    pub nat_outgoing: NatOutgoing,
+    /// Source NAT to this address rather than masquerade, for its family
+    /// (Felix's `NATOutgoingAddress`).
+    pub nat_outgoing_address: Option<IpAddr>,
 }
 
 impl Config {
     /// This config with the FelixConfiguration settings the compiler reads
     /// (`failsafeInboundHostPorts`, `failsafeOutboundHostPorts`,
-    /// `defaultEndpointToHostAction`) taken from `spec` where it sets them.
+    /// `defaultEndpointToHostAction`, `natOutgoingAddress`) taken from `spec`
+    /// where it sets them.
     /// `Return` (hand the packet to the host's own rules) is [`EndpointToHost::Accept`]
     /// here: accepting in our table leaves the packet to the host's other
     /// tables, which is what `Return` means in Calico's iptables.
@@ -170,6 +180,9 @@ impl Config {
         }
         if let Some(ports) = &spec.failsafe_outbound_host_ports {
             self.failsafe_outbound.clone_from(ports);
+        }
+        if let Some(addr) = spec.nat_outgoing_address {
+            self.nat_outgoing_address = Some(addr);
         }
         self
     }
@@ -190,6 +203,8 @@ impl Default for Config {
                 .iter()
                 .map(|&(protocol, port)| failsafe::proto_port(protocol, port))
                 .collect(),
+            nat_outgoing: NatOutgoing::default(),
+            nat_outgoing_address: None,
         }
     }
 }

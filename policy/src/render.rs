@@ -10,8 +10,8 @@ use ipnet::IpNet;
 
 use crate::diff::Changes;
 use crate::ir::{
-    Chain, CtState, Family, Hook, Iface, Match, Priority, Rule, Ruleset, Set, SetElement, SetKey,
-    Side, Statement, TABLE, Verdict, VerdictMap,
+    Chain, ChainType, CtState, Family, Hook, Iface, Match, Priority, Rule, Ruleset, Set,
+    SetElement, SetKey, Side, Statement, TABLE, Verdict, VerdictMap,
 };
 use crate::sets::comment;
 
@@ -181,21 +181,27 @@ fn render_map(name: &str, map: &VerdictMap) -> String {
     )
 }
 
-/// `type filter hook H priority P; policy accept;` for a base chain.
+/// `type T hook H priority P; policy accept;` for a base chain.
 fn base_spec(chain: &Chain) -> Option<String> {
     chain.base.map(|base| {
+        let kind = match base.kind {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+        };
         let hook = match base.hook {
             Hook::Prerouting => "prerouting",
             Hook::Input => "input",
             Hook::Forward => "forward",
             Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
         };
         let priority = match base.priority {
             Priority::Raw => "raw",
             Priority::Mangle => "mangle",
             Priority::Filter => "filter",
+            Priority::SrcNat => "srcnat",
         };
-        format!("type filter hook {hook} priority {priority}; policy accept;")
+        format!("type {kind} hook {hook} priority {priority}; policy accept;")
     })
 }
 
@@ -405,6 +411,8 @@ fn statement(s: &Statement) -> String {
         Statement::MarkClear(bits) => format!("meta mark set meta mark & {:#010x}", !bits),
         Statement::Log { prefix } => format!("log prefix \"{}\"", comment(prefix)),
         Statement::Notrack => "notrack".to_string(),
+        Statement::Masquerade => "masquerade".to_string(),
+        Statement::Snat(addr) => format!("snat {} to {addr}", ip_word(Family::of_addr(*addr))),
     }
 }
 

@@ -5,6 +5,13 @@
 //! chain) going back, a base chain ending in its policy (accept), verdict-map
 //! lookups falling through when the interface is not in the map.
 //!
+//! Nat base chains see only the first packet of a connection (conntrack
+//! state new), as in netfilter; a `masquerade` or `snat` statement ends the
+//! walk through its chain as `accept` does and is reported in
+//! [`Trace::source_nat`] (the packet's addresses are left as they were: the
+//! address masquerading picks is the outgoing interface's, which a ruleset does
+//! not know).
+//!
 //! As in nft, an address or ICMP match implies its family or protocol: an
 //! `ip saddr != @s` never matches an IPv6 packet, `icmp type != 8` never a TCP
 //! one. Port matches only see TCP, UDP, SCTP and UDP-Lite packets (compiled
@@ -13,7 +20,7 @@
 use std::net::IpAddr;
 
 use crate::ir::{
-    CtState, Family, Hook, Iface, Match, Ruleset, SetElement, Side, Statement, Verdict,
+    ChainType, CtState, Family, Hook, Iface, Match, Ruleset, SetElement, Side, Statement, Verdict,
 };
 
 /// Deepest jump stack netfilter allows.
@@ -86,6 +93,9 @@ pub struct Trace {
     /// The packet as the chains left it (its mark, its conntrack state after
     /// `notrack`), to follow it into the next hook.
     pub after: Packet,
+    /// The source NAT a nat chain gave the connection (`masquerade` or
+    /// `snat to`), if any.
+    pub source_nat: Option<Statement>,
 }
 
 /// A ruleset that refers to something it does not define, or loops.
@@ -104,28 +114,38 @@ pub enum SimulateError {
 /// Evaluates `packet` against the ruleset.
 pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateError> {
     let mut packet = packet.clone();
-    let mut logged = Vec::new();
+    let mut walk = Walk::default();
     let mut bases: Vec<(crate::ir::Priority, &str)> = (ruleset.chains.iter())
         .filter_map(|(name, c)| {
             let b = c.base.filter(|b| b.hook == packet.hook)?;
+            // Conntrack consults nat chains for a connection's first packet only.
+            if b.kind == ChainType::Nat && packet.ct != CtState::New {
+                return None;
+            }
             Some((b.priority, name.as_str()))
         })
         .collect();
     bases.sort();
+    let mut outcome = Outcome::Accept;
     for (_, base) in bases {
-        if run_chain(ruleset, base, &mut packet, &mut logged)? == Outcome::Drop {
-            return Ok(Trace {
-                outcome: Outcome::Drop,
-                logged,
-                after: packet,
-            });
+        if run_chain(ruleset, base, &mut packet, &mut walk)? == Outcome::Drop {
+            outcome = Outcome::Drop;
+            break;
         }
     }
     Ok(Trace {
-        outcome: Outcome::Accept,
-        logged,
+        outcome,
+        logged: walk.logged,
         after: packet,
+        source_nat: walk.source_nat,
     })
+}
+
+/// What the chains did besides their verdict.
+#[derive(Default)]
+struct Walk {
+    logged: Vec<String>,
+    source_nat: Option<Statement>,
 }
 
 /// Runs one base chain: its verdict on the packet, which its statements change.
@@ -133,7 +153,7 @@ fn run_chain(
     ruleset: &Ruleset,
     base: &str,
     packet: &mut Packet,
-    logged: &mut Vec<String>,
+    walk: &mut Walk,
 ) -> Result<Outcome, SimulateError> {
     let accept = |_| Ok(Outcome::Accept);
     let mut stack: Vec<(&str, usize)> = Vec::new();
@@ -168,9 +188,13 @@ fn run_chain(
                 Statement::MarkSet(bits) => packet.mark |= bits,
                 Statement::MarkClear(bits) => packet.mark &= !bits,
                 Statement::Log { prefix } => {
-                    logged.push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
+                    (walk.logged).push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
                 }
                 Statement::Notrack => packet.ct = CtState::Untracked,
+                Statement::Masquerade | Statement::Snat(_) => {
+                    walk.source_nat = Some(s.clone());
+                    return accept(());
+                }
             }
         }
         let verdict = match &rule.verdict {

@@ -178,7 +178,7 @@ impl Features {
             ..Rule::default()
         };
         let base = |hook, priority, rules| Chain {
-            base: Some(BaseChain { hook, priority }),
+            base: Some(BaseChain::filter(hook, priority)),
             rules,
         };
         let regular = |rules| Chain { base: None, rules };

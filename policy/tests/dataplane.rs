@@ -3,18 +3,21 @@
 //! [`Netlink`](policy::Netlink), in fresh namespaces: rulesets converged one
 //! after another list exactly as each loaded fresh, and a driver of the other
 //! kind takes over the programmed table; an endpoint joining a selector
-//! touches set elements only; traffic both rulesets allow flows on through ten
-//! updates; a rejected update leaves the kernel and the driver exactly as they
-//! were.
+//! touches set elements only, and so does a change of natOutgoing pools;
+//! traffic both rulesets allow flows on through ten updates; a rejected update
+//! leaves the kernel and the driver exactly as they were.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::kernel::{Driver, fresh_listing, handles, listing, listing_diff, sorted_listing};
-use common::{cases, compile_case, compile_yaml, ready, scenario, server, tcp_connects, topology};
+use common::{
+    cases, compile_case, compile_yaml, compile_yaml_with, ready, scenario, server, tcp_connects,
+    topology,
+};
 use policy::ir::{Match, Rule, Side, Verdict};
-use policy::{Ruleset, converge};
+use policy::{Config, NatOutgoing, Ruleset, converge};
 use testkit::Netns;
 
 /// Asserts the kernel's table lists as `want` loaded fresh with `nft -f`.
@@ -38,7 +41,7 @@ fn converging_through_every_golden_ruleset_lists_as_each_loaded_fresh(driver: Dr
         .iter()
         .map(|c| (c.display().to_string(), compile_case(c)))
         .collect();
-    assert_eq!(all.len(), 16);
+    assert_eq!(all.len(), 18);
     all.push(all[0].clone());
     for (case, ruleset) in &all {
         let changes = converge(&*dp, ruleset).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -106,6 +109,44 @@ fn an_endpoint_joining_a_selector_changes_only_set_elements_in_the_kernel(driver
     assert!(changes.set_elements.values().all(|c| c.add.is_empty()));
     assert_eq!(handles(&ns), before, "no chain or rule was replaced");
     assert_lists_as_loaded_fresh(&ns, &left, "left");
+}
+
+fn a_pool_change_changes_only_the_nat_sets_in_the_kernel(driver: Driver) {
+    if !ready() {
+        return;
+    }
+    let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect();
+    let with_pools = |masquerade: &[&str], pools: &[&str]| {
+        let config = Config {
+            nat_outgoing: NatOutgoing {
+                masquerade: nets(masquerade),
+                pools: nets(pools),
+            },
+            ..Config::default()
+        };
+        compile_yaml_with(&scenario("client", 80), config)
+    };
+    let ns = Netns::new("pold").unwrap();
+    let dp = driver.make(&ns);
+    let first = with_pools(&["10.200.0.0/16"], &["10.200.0.0/16", "10.210.0.0/16"]);
+    converge(&*dp, &first).unwrap();
+    assert_lists_as_loaded_fresh(&ns, &first, "natOutgoing");
+    let before = handles(&ns);
+
+    let second = with_pools(&["10.200.0.0/16", "10.201.0.0/16"], &["10.200.0.0/16"]);
+    let changes = converge(&*dp, &second).unwrap();
+    assert!(changes.elements_only(), "{changes:#?}");
+    assert_eq!(
+        changes.set_elements.keys().collect::<Vec<_>>(),
+        ["all-pools4", "masq-pools4"]
+    );
+    assert_eq!(handles(&ns), before, "no chain or rule was replaced");
+    assert_lists_as_loaded_fresh(&ns, &second, "another pool");
+
+    let none = with_pools(&[], &["10.200.0.0/16"]);
+    converge(&*dp, &none).unwrap();
+    assert_lists_as_loaded_fresh(&ns, &none, "natOutgoing off");
+    assert!(!listing(&ns).contains("nat"), "no NAT object is left");
 }
 
 /// A ruleset with one v4 set, one v6 set and one v4 `addr . port` set of
@@ -328,4 +369,5 @@ through_both_drivers!(
     set_elements_that_touch_start_at_zero_or_reach_the_top_come_and_go,
     traffic_both_rulesets_allow_survives_ten_updates,
     a_rejected_update_leaves_the_kernel_and_the_driver_exactly_as_they_were,
+    a_pool_change_changes_only_the_nat_sets_in_the_kernel,
 );

@@ -1,6 +1,6 @@
 //! The incremental [`Compiler`] against the full [`compile`]: after random
 //! edits of the golden models (policies, tiers, endpoints, network sets,
-//! profiles, config), both give the same ruleset and the same diff from the
+//! profiles, config, natOutgoing pools), both give the same ruleset and the same diff from the
 //! previous one; and what an edit does not touch stays shared.
 
 mod common;
@@ -47,9 +47,11 @@ enum Edit {
     NextStage,
     /// Swaps the failsafe inbound and outbound ports (a config change).
     SwapFailsafe,
+    /// Picks other pools, natOutgoing ones and SNAT address (the NAT settings).
+    NatOutgoing,
 }
 
-const EDITS: [Edit; 20] = [
+const EDITS: [Edit; 21] = [
     Edit::SwapLabels,
     Edit::SwapAddrs,
     Edit::RemoveEndpoint,
@@ -70,7 +72,25 @@ const EDITS: [Edit; 20] = [
     Edit::FlipApplyOnForward,
     Edit::NextStage,
     Edit::SwapFailsafe,
+    Edit::NatOutgoing,
 ];
+
+/// Pools an [`Edit::NatOutgoing`] picks from: the golden workloads' and others.
+const POOLS: [&str; 5] = [
+    "10.65.0.0/16",
+    "10.66.0.0/16",
+    "fd00:65::/48",
+    "192.168.0.0/16",
+    "10.65.1.0/24",
+];
+
+/// The pools of [`POOLS`] whose bit is set in `bits`.
+fn pools(bits: usize) -> Vec<ipnet::IpNet> {
+    (POOLS.iter().enumerate())
+        .filter(|(i, _)| bits >> i & 1 == 1)
+        .map(|(_, p)| p.parse().expect("a CIDR"))
+        .collect()
+}
 
 /// `(tier, policy)` of the `k`-th policy of the model, counting round.
 fn policy_at(m: &Model, k: usize) -> Option<(usize, usize)> {
@@ -161,6 +181,12 @@ fn apply(m: &mut Model, edit: Edit, a: usize, b: usize, serial: usize) {
         Edit::SwapFailsafe => {
             let c = &mut m.config;
             std::mem::swap(&mut c.failsafe_inbound, &mut c.failsafe_outbound);
+        }
+        Edit::NatOutgoing => {
+            let c = &mut m.config;
+            c.nat_outgoing.pools = pools(a);
+            c.nat_outgoing.masquerade = pools(a & b);
+            c.nat_outgoing_address = (b >> POOLS.len() & 1 == 1).then(|| [192, 0, 2, 10].into());
         }
         // Rules only: what an incremental compile patches in place.
         Edit::CopyRule => {
@@ -290,4 +316,56 @@ fn an_edit_leaves_the_chains_it_does_not_touch_shared_with_the_previous_ruleset(
         }
     }
     assert_eq!(edited, compile(&model));
+}
+
+#[test]
+fn a_natoutgoing_pool_change_touches_the_nat_objects_only() {
+    let mut model = models().into_iter().next().expect("golden cases");
+    let mut compiler = Compiler::new();
+    let plain = compiler.compile(&model);
+    assert!(!plain.chains.contains_key(policy::nat::CHAIN));
+
+    model.config.nat_outgoing.masquerade = pools(0b1);
+    model.config.nat_outgoing.pools = pools(0b11);
+    let with_nat = compiler.compile(&model);
+    assert_eq!(with_nat, compile(&model));
+    let changes = diff(&plain, &with_nat);
+    assert_eq!(
+        changes.add_chains.keys().collect::<Vec<_>>(),
+        [policy::nat::CHAIN]
+    );
+    assert_eq!(
+        changes.add_sets.keys().collect::<Vec<_>>(),
+        ["all-pools4", "masq-pools4"]
+    );
+    assert!(changes.replace_chains.is_empty() && changes.remove_chains.is_empty());
+    for (name, chain) in &plain.chains {
+        assert!(
+            Arc::ptr_eq(chain, &with_nat.chains[name]),
+            "{name} is recompiled for a pool change"
+        );
+    }
+
+    // Another pool: set elements only, the nat chain shared.
+    model.config.nat_outgoing.pools = pools(0b1011);
+    let more = compiler.compile(&model);
+    assert_eq!(more, compile(&model));
+    let changes = diff(&with_nat, &more);
+    assert!(changes.elements_only(), "{changes:?}");
+    assert_eq!(
+        changes.set_elements.keys().collect::<Vec<_>>(),
+        ["all-pools4"]
+    );
+    assert!(Arc::ptr_eq(
+        &with_nat.chains[policy::nat::CHAIN],
+        &more.chains[policy::nat::CHAIN]
+    ));
+
+    // No natOutgoing pool left: no NAT object left.
+    model.config.nat_outgoing.masquerade.clear();
+    let without = compiler.compile(&model);
+    assert_eq!(without, plain);
+    let changes = diff(&more, &without);
+    assert_eq!(changes.remove_chains.len(), 1);
+    assert_eq!(changes.remove_sets.len(), 2);
 }

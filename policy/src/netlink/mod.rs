@@ -43,7 +43,7 @@ use nftnl_sys as sys;
 
 use crate::dataplane::{Dataplane, DataplaneError, Nft};
 use crate::diff::{Changes, ElementChanges, diff};
-use crate::ir::{Chain, Hook, Ruleset, SetElement, TABLE};
+use crate::ir::{Chain, ChainType, Hook, Ruleset, SetElement, TABLE};
 use batch::{Batch, BatchError, Msg, Socket};
 use ffi::Payload;
 use objects::{ElemSpec, SetIds, SetSpec, Unsupported};
@@ -114,10 +114,15 @@ impl Builder {
                 Hook::Input => 1,
                 Hook::Forward => 2,
                 Hook::Output => 3,
+                Hook::Postrouting => 4,
+            };
+            let kind = match base.kind {
+                ChainType::Filter => "filter",
+                ChainType::Nat => "nat",
             };
             c.set_u32(sys::NFTNL_CHAIN_HOOKNUM, hook)
                 .set_u32(sys::NFTNL_CHAIN_PRIO, base.priority.value() as u32)
-                .set_str(sys::NFTNL_CHAIN_TYPE, "filter")
+                .set_str(sys::NFTNL_CHAIN_TYPE, kind)
                 .set_u32(sys::NFTNL_CHAIN_POLICY, 1);
         }
         c

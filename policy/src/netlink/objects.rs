@@ -8,7 +8,7 @@
 //!   interval-end flag and verdict data;
 //! - [`Expr`]: the register-machine expressions of a rule, including lookups
 //!   that are inverted, read concatenated registers or yield a verdict;
-//! - [`rule_exprs`]: an IR [`Rule`] as the expressions `nft -f` would send for
+//! - [`rule_exprs`]: an IR [`Rule`] (NAT statements included) as the expressions `nft -f` would send for
 //!   its rendered text, dependencies (`meta nfproto`, `meta l4proto`) and
 //!   anonymous sets included, so that both list identically.
 
@@ -33,6 +33,7 @@ const PAYLOAD_TRANSPORT: u32 = 2;
 const REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
 const LOOKUP_F_INV: u32 = 1;
+const NAT_SNAT: u32 = 0;
 const DATA_VERDICT: u32 = 0xffff_ff00;
 const SET_ANONYMOUS: u32 = 0x1;
 const SET_CONSTANT: u32 = 0x2;
@@ -152,6 +153,18 @@ pub enum Expr {
         prefix: String,
     },
     Immediate(VerdictCode),
+    /// Data (an address) into a register.
+    ImmediateData {
+        dreg: u32,
+        data: Vec<u8>,
+    },
+    /// `masquerade`.
+    Masq,
+    /// Source NAT to the address in `reg` (`snat ip|ip6 to ...`).
+    Snat {
+        family: Family,
+        reg: u32,
+    },
 }
 
 impl Expr {
@@ -234,6 +247,20 @@ impl Expr {
             Expr::Log { prefix } => {
                 let mut e = new("log");
                 e.set_str(NFTNL_EXPR_LOG_PREFIX, prefix);
+                e
+            }
+            Expr::ImmediateData { dreg, data } => {
+                let mut e = new("immediate");
+                e.set_u32(NFTNL_EXPR_IMM_DREG, *dreg)
+                    .set(NFTNL_EXPR_IMM_DATA, data);
+                e
+            }
+            Expr::Masq => new("masq"),
+            Expr::Snat { family, reg } => {
+                let mut e = new("nat");
+                e.set_u32(NFTNL_EXPR_NAT_TYPE, NAT_SNAT)
+                    .set_u32(NFTNL_EXPR_NAT_FAMILY, u32::from(nfproto_byte(*family)))
+                    .set_u32(NFTNL_EXPR_NAT_REG_ADDR_MIN, *reg);
                 e
             }
             Expr::Immediate(v) => {
@@ -940,6 +967,18 @@ pub fn rule_exprs(rule: &Rule, ids: &mut SetIds) -> Result<(Vec<Expr>, Vec<AnonS
                 prefix: crate::sets::comment(prefix),
             }),
             Statement::Notrack => out.push(Expr::Notrack),
+            Statement::Masquerade => out.push(Expr::Masq),
+            Statement::Snat(addr) => {
+                let data = match addr {
+                    std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                    std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                };
+                out.push(Expr::ImmediateData { dreg: REG_1, data });
+                out.push(Expr::Snat {
+                    family: Family::of_addr(*addr),
+                    reg: REG_1,
+                });
+            }
         }
         if matches!(s, Statement::MarkSet(_) | Statement::MarkClear(_)) {
             out.push(Expr::MetaSet {

@@ -40,7 +40,8 @@ pub fn resources(path: &Path) -> Vec<api::Resource> {
 
 /// The case's resources (policy.yaml then endpoints.yaml) and its config (an
 /// optional `node` file names the local node, an optional `felix.yaml` holds
-/// a FelixConfiguration).
+/// a FelixConfiguration, an optional `pools.yaml` the IPPools whose
+/// `natOutgoing` the config carries).
 pub fn load(case: &Path) -> (Vec<api::Resource>, Config) {
     let mut all = resources(&case.join("policy.yaml"));
     all.extend(resources(&case.join("endpoints.yaml")));
@@ -55,6 +56,14 @@ pub fn load(case: &Path) -> (Vec<api::Resource>, Config) {
                 config = config.with_felix(&f.spec);
             }
         }
+    }
+    let pools = case.join("pools.yaml");
+    if pools.exists() {
+        let pools = resources(&pools);
+        config.nat_outgoing = policy::NatOutgoing::of_pools(pools.iter().filter_map(|r| match r {
+            api::Resource::IPPool(p) => Some(&p.spec),
+            _ => None,
+        }));
     }
     (all, config)
 }
