@@ -78,14 +78,9 @@ pub enum RouteTarget {
 }
 
 /// `natOutgoing`: traffic from `masquerade` to destinations outside every
-/// pool in `pools` leaves with the host's address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NatOutgoing {
-    /// CIDRs of enabled pools with `natOutgoing: true`.
-    pub masquerade: Vec<IpNet>,
-    /// CIDRs of every pool (traffic to them is never masqueraded).
-    pub pools: Vec<IpNet>,
-}
+/// pool in `pools` leaves with the host's address; the policy compiler's own
+/// type, which the policy driver puts into the ruleset's config.
+pub use policy::NatOutgoing;
 
 /// What the in-process BGP speaker should be doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
