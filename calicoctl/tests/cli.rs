@@ -617,12 +617,16 @@ fn golden_case(name: &str) -> (std::path::PathBuf, String) {
 fn policy_compile_prints_the_ruleset_for_files_and_for_the_datastore_alike() {
     let ctl = Ctl::new();
     // host-endpoint-failsafe takes its failsafe ports from a
-    // FelixConfiguration, and its host endpoints from its node.
+    // FelixConfiguration, and its host endpoints from its node; the
+    // nat-outgoing cases take their NAT from IPPools (and natOutgoingAddress
+    // from a FelixConfiguration).
     for case in [
         "allow-by-selector",
         "tiers-pass",
         "k8s-ipblock-endport",
         "host-endpoint-failsafe",
+        "nat-outgoing",
+        "nat-outgoing-address",
     ] {
         let (dir, expected) = golden_case(case);
         let node = std::fs::read_to_string(dir.join("node")).ok();

@@ -17,8 +17,9 @@ use crate::errors::Invalid;
 use super::load;
 
 /// The kinds the compiler reads.
-const POLICY_KINDS: [Kind; 10] = [
+const POLICY_KINDS: [Kind; 11] = [
     Kind::FelixConfiguration,
+    Kind::IPPool,
     Kind::Tier,
     Kind::GlobalNetworkPolicy,
     Kind::NetworkPolicy,
@@ -72,6 +73,10 @@ pub async fn run(
         &resources,
         policy::Config {
             node: request.node.clone(),
+            nat_outgoing: policy::NatOutgoing::of_pools(resources.iter().filter_map(|r| match r {
+                Resource::IPPool(pool) => Some(&pool.spec),
+                _ => None,
+            })),
             ..policy::Config::default()
         },
     );
