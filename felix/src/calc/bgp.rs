@@ -1,0 +1,446 @@
+//! BGP: what the in-process speaker should do, from BGPConfiguration
+//! `default`, this node's Node resource, the other Nodes (the node-to-node
+//! mesh) and the BGPPeers that apply to this node.
+//!
+//! - Router ID: this node's `bgp.ipv4Address` (no BGP without one).
+//! - AS: the node's `bgp.asNumber`, else the configuration's (64512).
+//! - Mesh (`nodeToNodeMeshEnabled`, default on): every other Node's BGP
+//!   address of a family this node has, at that node's AS.
+//! - BGPPeers: global (no `node`, no `nodeSelector`), for this node
+//!   (`node`), or selecting it (`nodeSelector`); each peers with `peerIP`
+//!   (which may carry a port) at `asNumber` (default: ours), or with the BGP
+//!   addresses of the other Nodes `peerSelector` selects, at their AS.
+//!   Where two resolve to one address, a per-node BGPPeer wins over a
+//!   global or selected one, which wins over the mesh (as in Calico, an
+//!   explicit peer replaces the mesh session); ties go to the first by name.
+//! - Route reflection: a node with `routeReflectorClusterID` gets that
+//!   cluster ID, and its iBGP peers that are not route reflectors of the
+//!   same cluster are its clients (as Calico's BIRD template does).
+//! - Next hop: iBGP peers keep the original next hop (no next-hop-self, as
+//!   Calico); eBGP peers get ours unless `keepOriginalNextHop`.
+//! - Never a peer with one of this node's own addresses.
+//!
+//! Passwords from Kubernetes secrets (`secretKeyRef`) cannot be resolved: a
+//! BGPPeer with one is not configured (its other end expects the key);
+//! a mesh password is ignored (every node lacks it alike). BGPPeer fields
+//! the speaker has no setting for are problems, and the peer is configured
+//! without them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use api::resources::bgp::{DEFAULT_BGP_CONFIGURATION, SourceAddress, parse_peer_ip};
+use api::selector::Selector;
+use api::{BGPConfigurationSpec, BGPPeer, Kind, Node};
+use bgpd::speaker::PeerConfig;
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+
+use super::inputs::Inputs;
+use super::problems::{Problems, subject};
+use crate::state::BgpDesired;
+
+/// Calico's default graceful restart time (`nodeMeshMaxRestartTime`).
+pub const DEFAULT_RESTART_TIME: Duration = Duration::from_secs(120);
+
+/// Why a peer is configured, as `calicoctl node status` lists its type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerKind {
+    /// The node-to-node mesh: the other node's name.
+    Mesh { node: String },
+    /// A BGPPeer with neither `node` nor `nodeSelector`.
+    Global { peer: String },
+    /// A BGPPeer for this node (`node` or `nodeSelector`).
+    Node { peer: String },
+}
+
+impl PeerKind {
+    /// The peer type as Calico's `calicoctl node status` prints it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PeerKind::Mesh { .. } => "node-to-node mesh",
+            PeerKind::Global { .. } => "global",
+            PeerKind::Node { .. } => "node specific",
+        }
+    }
+
+    /// A one-line description: the type and the Node or BGPPeer behind it.
+    pub fn description(&self) -> String {
+        match self {
+            PeerKind::Mesh { node } => format!("{} with node {node}", self.type_name()),
+            PeerKind::Global { peer } | PeerKind::Node { peer } => {
+                format!("{} BGPPeer {peer}", self.type_name())
+            }
+        }
+    }
+}
+
+/// This node as a BGP speaker.
+struct Us<'a> {
+    node: &'a Node,
+    asn: u32,
+    v4: Ipv4Addr,
+    v6: Option<Ipv6Addr>,
+    cluster_id: Option<Ipv4Addr>,
+}
+
+impl Us<'_> {
+    fn is_ours(&self, addr: IpAddr) -> bool {
+        addr == IpAddr::V4(self.v4) || self.v6.is_some_and(|v6| addr == IpAddr::V6(v6))
+    }
+
+    /// Our address of `addr`'s family.
+    fn source_for(&self, addr: IpAddr) -> Option<IpAddr> {
+        match addr {
+            IpAddr::V4(_) => Some(IpAddr::V4(self.v4)),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// One session to set up.
+#[derive(Debug, Clone)]
+struct Peer {
+    kind: PeerKind,
+    addr: IpAddr,
+    port: u16,
+    asn: u32,
+    /// The peer node's route reflector cluster, when the peer is a Node.
+    cluster_id: Option<Ipv4Addr>,
+    keep_original_next_hop: bool,
+    /// Connect from our BGP address of the peer's family.
+    from_node_ip: bool,
+}
+
+/// The speaker's settings, or `None` (a problem says why) when this node
+/// cannot run BGP.
+pub(super) fn desired(
+    inputs: &Inputs<'_>,
+    node: &str,
+    announce: BTreeSet<IpNet>,
+    problems: &mut Problems,
+) -> Option<BgpDesired> {
+    let Some(me) = inputs.nodes.get(node).copied() else {
+        problems.add(
+            format!("Node {node}"),
+            "",
+            "not found: BGP needs this node's spec.bgp.ipv4Address; no BGP",
+        );
+        return None;
+    };
+    let who = subject(Kind::Node, &me.metadata);
+    let config = inputs
+        .bgp_configs
+        .get(DEFAULT_BGP_CONFIGURATION)
+        .map(|c| c.spec.clone())
+        .unwrap_or_default();
+    let (v4, v6) = bgp_addrs(me);
+    let Some(v4) = v4 else {
+        problems.add(
+            &who,
+            "spec.bgp.ipv4Address",
+            "no IPv4 BGP address for the router ID; no BGP",
+        );
+        return None;
+    };
+    let cluster_id = me
+        .spec
+        .bgp
+        .as_ref()
+        .and_then(|b| b.route_reflector_cluster_id.as_deref())
+        .and_then(|id| {
+            id.parse()
+                .map_err(|_| {
+                    problems.add(
+                        &who,
+                        "spec.bgp.routeReflectorClusterID",
+                        format!("{id:?} is not a cluster ID in IPv4 form; not a route reflector"),
+                    );
+                })
+                .ok()
+        });
+    let us = Us {
+        node: me,
+        asn: node_asn(me, &config),
+        v4,
+        v6,
+        cluster_id,
+    };
+
+    let mut candidates: Vec<(u8, Peer)> = explicit_peers(inputs, &us, problems);
+    if config.node_to_node_mesh_enabled() {
+        if config.node_mesh_password.is_some() {
+            problems.add(
+                format!("BGPConfiguration {DEFAULT_BGP_CONFIGURATION}"),
+                "spec.nodeMeshPassword",
+                "secretKeyRef cannot be resolved (no Kubernetes secrets); the mesh runs without a password",
+            );
+        }
+        candidates.extend(mesh_peers(inputs, &us, &config).into_iter().map(|p| (2, p)));
+    }
+    candidates.sort_by_key(|(rank, _)| *rank);
+    let mut peers: BTreeMap<IpAddr, (PeerKind, PeerConfig)> = BTreeMap::new();
+    for (rank, peer) in candidates {
+        if us.is_ours(peer.addr) {
+            continue;
+        }
+        let config = peer_config(&peer, &us);
+        match peers.get(&peer.addr) {
+            None => {
+                peers.insert(peer.addr, (peer.kind, config));
+            }
+            Some((first, existing)) if rank < 2 && *existing != config => problems.add(
+                peer_subject(&peer.kind),
+                "spec.peerIP",
+                format!(
+                    "{} is already a peer ({}); ignored",
+                    peer.addr,
+                    first.description()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    Some(BgpDesired {
+        asn: us.asn,
+        router_id: v4,
+        cluster_id,
+        listen_port: config.listen_port(),
+        restart_time: config
+            .node_mesh_max_restart_time
+            .map_or(DEFAULT_RESTART_TIME, |d| d.0),
+        peers: peers.into_iter().map(|(a, (_, c))| (a, c)).collect(),
+        announce,
+    })
+}
+
+/// The one place a [`Peer`] becomes the speaker's [`PeerConfig`].
+fn peer_config(peer: &Peer, us: &Us<'_>) -> PeerConfig {
+    let ibgp = peer.asn == us.asn;
+    let mut c = PeerConfig::new(peer.addr, peer.asn);
+    c.port = peer.port;
+    c.local = peer
+        .from_node_ip
+        .then(|| us.source_for(peer.addr))
+        .flatten();
+    c.next_hop_self = !ibgp && !peer.keep_original_next_hop;
+    c.route_reflector_client = ibgp && us.cluster_id.is_some() && peer.cluster_id != us.cluster_id;
+    // The peer's kind (`peer.kind.description()`) goes here once
+    // PeerConfig has a description field.
+    c
+}
+
+/// `BGPPeer name` or `Node name`, for problems.
+fn peer_subject(kind: &PeerKind) -> String {
+    match kind {
+        PeerKind::Mesh { node } => format!("Node {node}"),
+        PeerKind::Global { peer } | PeerKind::Node { peer } => format!("BGPPeer {peer}"),
+    }
+}
+
+/// A node's BGP addresses, each only if of the right family.
+fn bgp_addrs(n: &Node) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let Some(bgp) = &n.spec.bgp else {
+        return (None, None);
+    };
+    let v4 = bgp.ipv4_address.and_then(|c| match c.0.addr() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    });
+    let v6 = bgp.ipv6_address.and_then(|c| match c.0.addr() {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    });
+    (v4, v6)
+}
+
+/// A node's BGP addresses of the families `us` has.
+fn peer_addrs(n: &Node, us: &Us<'_>) -> Vec<IpAddr> {
+    let (v4, v6) = bgp_addrs(n);
+    let v6 = v6.filter(|_| us.v6.is_some());
+    v4.map(IpAddr::V4)
+        .into_iter()
+        .chain(v6.map(IpAddr::V6))
+        .collect()
+}
+
+fn node_asn(n: &Node, config: &BGPConfigurationSpec) -> u32 {
+    n.spec
+        .bgp
+        .as_ref()
+        .and_then(|b| b.as_number)
+        .unwrap_or(config.as_number())
+        .0
+}
+
+fn node_cluster_id(n: &Node) -> Option<Ipv4Addr> {
+    n.spec
+        .bgp
+        .as_ref()?
+        .route_reflector_cluster_id
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
+/// Every other node with a BGP address, as mesh peers.
+fn mesh_peers(inputs: &Inputs<'_>, us: &Us<'_>, config: &BGPConfigurationSpec) -> Vec<Peer> {
+    let mut peers = Vec::new();
+    for (name, n) in &inputs.nodes {
+        if *name == us.node.metadata.name {
+            continue;
+        }
+        for addr in peer_addrs(n, us) {
+            peers.push(Peer {
+                kind: PeerKind::Mesh {
+                    node: name.to_string(),
+                },
+                addr,
+                port: config.listen_port(),
+                asn: node_asn(n, config),
+                cluster_id: node_cluster_id(n),
+                keep_original_next_hop: false,
+                from_node_ip: true,
+            });
+        }
+    }
+    peers
+}
+
+/// The BGPPeers that apply to this node, ranked: 0 for this node by name,
+/// 1 selected or global.
+fn explicit_peers(inputs: &Inputs<'_>, us: &Us<'_>, problems: &mut Problems) -> Vec<(u8, Peer)> {
+    let config = inputs
+        .bgp_configs
+        .get(DEFAULT_BGP_CONFIGURATION)
+        .map(|c| c.spec.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for p in &inputs.bgp_peers {
+        let who = subject(Kind::BGPPeer, &p.metadata);
+        let s = &p.spec;
+        let name = p.metadata.name.clone();
+        let (rank, kind) = if !s.node.is_empty() {
+            if s.node != us.node.metadata.name {
+                continue;
+            }
+            (0, PeerKind::Node { peer: name })
+        } else if !s.node_selector.is_empty() {
+            match Selector::parse(&s.node_selector) {
+                Ok(sel) if sel.matches(&us.node.metadata.labels) => {
+                    (1, PeerKind::Node { peer: name })
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    problems.add(
+                        &who,
+                        "spec.nodeSelector",
+                        format!("{e}; peer not configured"),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            (1, PeerKind::Global { peer: name })
+        };
+        if s.password.is_some() {
+            problems.add(
+                &who,
+                "spec.password",
+                "secretKeyRef cannot be resolved (no Kubernetes secrets); peer not configured",
+            );
+            continue;
+        }
+        note_unsupported(p, &who, problems);
+        let template = Peer {
+            kind,
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: config.listen_port(),
+            asn: s.as_number.map_or(us.asn, |a| a.0),
+            cluster_id: None,
+            keep_original_next_hop: s.keep_original_next_hop,
+            from_node_ip: s.source_address != Some(SourceAddress::None),
+        };
+        if !s.peer_ip.is_empty() {
+            match parse_peer_ip(&s.peer_ip) {
+                Ok((addr, port)) => out.push((
+                    rank,
+                    Peer {
+                        addr,
+                        port: port.unwrap_or(api::resources::bgp::DEFAULT_LISTEN_PORT),
+                        cluster_id: node_with_addr(inputs, addr).and_then(node_cluster_id),
+                        ..template
+                    },
+                )),
+                Err(e) => problems.add(&who, "spec.peerIP", format!("{e}; peer not configured")),
+            }
+        } else if !s.peer_selector.is_empty() {
+            let sel = match Selector::parse(&s.peer_selector) {
+                Ok(sel) => sel,
+                Err(e) => {
+                    problems.add(
+                        &who,
+                        "spec.peerSelector",
+                        format!("{e}; peer not configured"),
+                    );
+                    continue;
+                }
+            };
+            for (name, n) in &inputs.nodes {
+                if *name == us.node.metadata.name || !sel.matches(&n.metadata.labels) {
+                    continue;
+                }
+                for addr in peer_addrs(n, us) {
+                    out.push((
+                        rank,
+                        Peer {
+                            addr,
+                            asn: node_asn(n, &config),
+                            cluster_id: node_cluster_id(n),
+                            ..template.clone()
+                        },
+                    ));
+                }
+            }
+        } else {
+            problems.add(
+                &who,
+                "spec.peerIP",
+                "either peerIP or peerSelector is required; peer not configured",
+            );
+        }
+    }
+    out
+}
+
+/// The Node whose BGP address is `addr`.
+fn node_with_addr<'a>(inputs: &Inputs<'a>, addr: IpAddr) -> Option<&'a Node> {
+    inputs.nodes.values().copied().find(|n| {
+        let (v4, v6) = bgp_addrs(n);
+        v4.map(IpAddr::V4) == Some(addr) || v6.map(IpAddr::V6) == Some(addr)
+    })
+}
+
+/// Problems for the BGPPeer fields the speaker has no setting for.
+fn note_unsupported(p: &BGPPeer, who: &str, problems: &mut Problems) {
+    let s = &p.spec;
+    for (field, set) in [
+        ("spec.filters", !s.filters.is_empty()),
+        ("spec.maxRestartTime", s.max_restart_time.is_some()),
+        ("spec.keepaliveTime", s.keepalive_time.is_some()),
+        (
+            "spec.numAllowedLocalASNumbers",
+            s.num_allowed_local_as_numbers.is_some(),
+        ),
+        ("spec.ttlSecurity", s.ttl_security.is_some()),
+    ] {
+        if set {
+            problems.add(
+                who,
+                field,
+                "not supported; the peer is configured without it",
+            );
+        }
+    }
+}
