@@ -111,7 +111,7 @@ fn is_culprit(error: &ModelError, r: &Resource) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calc::fixtures::{snapshot, workload};
+    use crate::calc::fixtures::{snapshot_unvalidated, workload};
     use crate::calc::inputs::Inputs;
 
     fn build_for(snap: &Snapshot) -> (Model, Vec<String>) {
@@ -153,13 +153,13 @@ mod tests {
         let cases: [(&str, String, &str, &str); 3] = [
             (
                 "policy in a missing tier",
-                gnp("lost", "  tier: nowhere\n"),
-                "GlobalNetworkPolicy lost",
+                gnp("nowhere.lost", "  tier: nowhere\n"),
+                "GlobalNetworkPolicy nowhere.lost",
                 "tier \"nowhere\" does not exist",
             ),
             (
                 "bad selector",
-                gnp("broken", ""),
+                gnp("broken", "").replace("all()", "\"a ==\""),
                 "GlobalNetworkPolicy broken",
                 "selector",
             ),
@@ -177,17 +177,7 @@ mod tests {
                 workload("w", "host-a", "cali1", &["10.0.0.1"]),
             ]
             .concat();
-            let mut snap = snapshot(&yaml);
-            if case == "bad selector" {
-                for r in snap.resources.values_mut() {
-                    if let Resource::GlobalNetworkPolicy(p) = r
-                        && p.metadata.name == "broken"
-                    {
-                        p.spec.selector = "a ==".into();
-                    }
-                }
-            }
-            let (model, problems) = build_for(&snap);
+            let (model, problems) = build_for(&snapshot_unvalidated(&yaml));
             assert!(policy_names(&model).contains(&"kept".to_string()), "{case}");
             assert!(
                 model.endpoints.iter().any(|e| e.name == "default/w"),
@@ -203,18 +193,13 @@ mod tests {
 
     #[test]
     fn skipped_workloads_are_not_in_the_model_and_bad_addresses_are_dropped() {
-        let mut snap = snapshot(
+        let snap = snapshot_unvalidated(
             &[
                 workload("bad", "host-a", "eth0", &["10.0.0.1"]),
-                workload("good", "host-a", "cali1", &["10.0.0.2"]),
+                workload("good", "host-a", "cali1", &["10.0.0.2", "10.1.0.0/16"]),
             ]
             .concat(),
         );
-        for r in snap.resources.values_mut() {
-            if let Resource::WorkloadEndpoint(w) = r {
-                w.spec.ip_networks.push("10.1.0.0/16".parse().unwrap());
-            }
-        }
         let (model, _) = build_for(&snap);
         let names: Vec<_> = model.endpoints.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["default/good"]);

@@ -142,7 +142,7 @@ fn overlay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calc::fixtures::snapshot;
+    use crate::calc::fixtures::{snapshot, snapshot_unvalidated};
 
     fn settings(yaml: &str) -> (Settings, Vec<String>) {
         let snap = snapshot(yaml);
@@ -191,16 +191,10 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_problems_and_fall_back_to_defaults() {
-        // Built by hand: parse_documents would reject these values.
-        let mut snap = snapshot(&format!("{FELIX}metadata: {{name: default}}\n"));
-        for r in snap.resources.values_mut() {
-            if let api::Resource::FelixConfiguration(f) = r {
-                f.spec.vxlan_vni = Some(0);
-                f.spec.vxlan_port = Some(0);
-                f.spec.vxlan_mtu = Some(10);
-                f.spec.interface_prefix = Some(",".into());
-            }
-        }
+        let snap = snapshot_unvalidated(&format!(
+            "{FELIX}metadata: {{name: default}}\n\
+             spec: {{vxlanVNI: 0, vxlanPort: 0, vxlanMTU: 10, interfacePrefix: \",\"}}\n"
+        ));
         let mut problems = Problems::default();
         let s = Settings::read(&Inputs::read(&snap), "host-a", &mut problems);
         let problems = problems.into_vec();

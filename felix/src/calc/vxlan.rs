@@ -192,7 +192,7 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calc::fixtures::{block, node, pool, snapshot_with};
+    use crate::calc::fixtures::{block, node, pool, snapshot_unvalidated, snapshot_with};
     use crate::state::Snapshot;
 
     fn vtep_lines(vtep: &str, mac: &str) -> String {
@@ -227,7 +227,7 @@ mod tests {
             "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: host-c}\nspec:\n\
              \x20 addresses: [{address: \"fd00::3\", type: InternalIP}, {address: 192.168.0.3, type: InternalIP}]\n"
                 .to_string()
-                + &vtep_lines("10.5.0.3", "66-00-00-00-00-03")
+                + &vtep_lines("10.5.0.3", "66:00:00:00:00:03")
                 + "---\n",
             pool("vx", "10.0.0.0/16", pool_extra),
         ]
@@ -304,15 +304,7 @@ mod tests {
         for (case, extra, text) in cases {
             let yaml = node("host-a", "192.168.0.1/24", &extra)
                 + &pool("vx", "10.0.0.0/16", "  vxlanMode: Always\n");
-            let mut snap = snapshot_with(&yaml, vec![]);
-            if case == "bad MAC" {
-                for r in snap.resources.values_mut() {
-                    if let api::Resource::Node(n) = r {
-                        n.spec.vxlan_tunnel_mac_addr = Some("zz:00:00:00:00:01".into());
-                    }
-                }
-            }
-            let (out, problems) = run(&snap);
+            let (out, problems) = run(&snapshot_unvalidated(&yaml));
             assert!(out.is_none(), "{case}");
             assert!(
                 problems.iter().any(|p| p.contains(text)),

@@ -147,10 +147,10 @@ pub(super) fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calc::fixtures::{snapshot, workload};
+    use crate::calc::fixtures::{snapshot_unvalidated, workload};
 
     fn read(yaml: &str) -> (Workloads, BTreeSet<Route>, Vec<String>) {
-        let snap = snapshot(yaml);
+        let snap = snapshot_unvalidated(yaml);
         let mut problems = Problems::default();
         let w = Workloads::read(&Inputs::read(&snap), "host-a", "cali", &mut problems);
         let routes = routes(&w.local, &mut problems);
@@ -192,6 +192,7 @@ mod tests {
         let cases = [
             ("eth0", "does not start with the workload prefix"),
             ("cali0123456789abcdef", "is not a valid interface name"),
+            ("\"\"", "is empty"),
         ];
         for (iface, expected) in cases {
             let (w, routes, problems) = read(&workload("a", "host-a", iface, &["10.0.0.1"]));
@@ -240,18 +241,13 @@ mod tests {
 
     #[test]
     fn addresses_that_are_not_host_addresses_are_dropped_from_any_endpoint() {
-        let mut snap = snapshot(
+        let snap = snapshot_unvalidated(
             &[
-                workload("a", "host-a", "cali1", &["10.0.0.1"]),
-                workload("r", "host-b", "cali9", &["10.0.1.1"]),
+                workload("a", "host-a", "cali1", &["10.0.0.1", "10.9.0.0/24"]),
+                workload("r", "host-b", "cali9", &["10.0.1.1", "10.9.0.0/24"]),
             ]
             .concat(),
         );
-        for r in snap.resources.values_mut() {
-            if let api::Resource::WorkloadEndpoint(w) = r {
-                w.spec.ip_networks.push("10.9.0.0/24".parse().unwrap());
-            }
-        }
         let mut problems = Problems::default();
         let w = Workloads::read(&Inputs::read(&snap), "host-a", "cali", &mut problems);
         assert_eq!(
