@@ -26,7 +26,7 @@
 //! the speaker has no setting for are problems, and the peer is configured
 //! without them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -35,7 +35,6 @@ use api::selector::Selector;
 use api::{BGPConfigurationSpec, BGPPeer, Kind, Node};
 use bgpd::speaker::PeerConfig;
 use ipnet::IpNet;
-use std::collections::BTreeSet;
 
 use super::inputs::Inputs;
 use super::problems::{Problems, subject};
@@ -168,7 +167,7 @@ pub(super) fn desired(
         cluster_id,
     };
 
-    let mut candidates: Vec<(u8, Peer)> = explicit_peers(inputs, &us, problems);
+    let mut candidates: Vec<(u8, Peer)> = explicit_peers(inputs, &us, &config, problems);
     if config.node_to_node_mesh_enabled() {
         if config.node_mesh_password.is_some() {
             problems.add(
@@ -310,12 +309,12 @@ fn mesh_peers(inputs: &Inputs<'_>, us: &Us<'_>, config: &BGPConfigurationSpec) -
 
 /// The BGPPeers that apply to this node, ranked: 0 for this node by name,
 /// 1 selected or global.
-fn explicit_peers(inputs: &Inputs<'_>, us: &Us<'_>, problems: &mut Problems) -> Vec<(u8, Peer)> {
-    let config = inputs
-        .bgp_configs
-        .get(DEFAULT_BGP_CONFIGURATION)
-        .map(|c| c.spec.clone())
-        .unwrap_or_default();
+fn explicit_peers(
+    inputs: &Inputs<'_>,
+    us: &Us<'_>,
+    config: &BGPConfigurationSpec,
+    problems: &mut Problems,
+) -> Vec<(u8, Peer)> {
     let mut out = Vec::new();
     for p in &inputs.bgp_peers {
         let who = subject(Kind::BGPPeer, &p.metadata);
@@ -396,7 +395,7 @@ fn explicit_peers(inputs: &Inputs<'_>, us: &Us<'_>, problems: &mut Problems) -> 
                         rank,
                         Peer {
                             addr,
-                            asn: node_asn(n, &config),
+                            asn: node_asn(n, config),
                             cluster_id: node_cluster_id(n),
                             ..template.clone()
                         },
@@ -440,6 +439,280 @@ fn note_unsupported(p: &BGPPeer, who: &str, problems: &mut Problems) {
                 who,
                 field,
                 "not supported; the peer is configured without it",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calc::fixtures::{node, snapshot, snapshot_unvalidated};
+    use crate::state::Snapshot;
+
+    fn run(snap: &Snapshot) -> (Option<BgpDesired>, Vec<String>) {
+        let mut problems = Problems::default();
+        let announce = BTreeSet::from(["10.0.0.0/26".parse().unwrap()]);
+        let out = desired(&Inputs::read(snap), "host-a", announce, &mut problems);
+        (out, problems.into_vec())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn bgp_peer(name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n---\n"
+        )
+    }
+
+    fn bgp_config(spec: &str) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{{spec}}}\n---\n"
+        )
+    }
+
+    /// host-a and host-b dual-stack, host-c IPv4 only.
+    fn mesh_nodes() -> String {
+        [
+            node("host-a", "192.168.0.1/24", "    ipv6Address: fd00::1/64\n"),
+            node("host-b", "192.168.0.2/24", "    ipv6Address: fd00::2/64\n"),
+            node("host-c", "192.168.0.3/24", ""),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn the_mesh_peers_with_every_other_node_per_family_with_calicos_defaults() {
+        let (d, problems) = run(&snapshot(&mesh_nodes()));
+        assert!(problems.is_empty(), "{problems:?}");
+        let d = d.expect("BGP");
+        assert_eq!(d.asn, 64512);
+        assert_eq!(d.router_id, Ipv4Addr::new(192, 168, 0, 1));
+        assert_eq!(
+            (d.listen_port, d.restart_time, d.cluster_id),
+            (179, DEFAULT_RESTART_TIME, None)
+        );
+        assert_eq!(d.announce.len(), 1);
+        assert_eq!(
+            d.peers.keys().copied().collect::<Vec<_>>(),
+            [ip("192.168.0.2"), ip("192.168.0.3"), ip("fd00::2")]
+        );
+        let mut expected = PeerConfig::new(ip("fd00::2"), 64512);
+        expected.local = Some(ip("fd00::1"));
+        assert_eq!(d.peers[&ip("fd00::2")], expected);
+        assert_eq!(d.peers[&ip("192.168.0.3")].local, Some(ip("192.168.0.1")));
+    }
+
+    #[test]
+    fn bgp_configuration_and_the_node_set_as_port_restart_time_and_mesh() {
+        let yaml = [
+            bgp_config("asNumber: 65000, listenPort: 1790, nodeMeshMaxRestartTime: 300s"),
+            node("host-a", "192.168.0.1/24", "    asNumber: 65001\n"),
+            node("host-b", "192.168.0.2/24", ""),
+        ]
+        .concat();
+        let d = run(&snapshot(&yaml)).0.expect("BGP");
+        assert_eq!((d.asn, d.listen_port), (65001, 1790));
+        assert_eq!(d.restart_time, Duration::from_secs(300));
+        // host-b is at the cluster's AS: eBGP from our 65001, to its port.
+        let b = &d.peers[&ip("192.168.0.2")];
+        assert_eq!((b.asn, b.port, b.next_hop_self), (65000, 1790, true));
+
+        let off = bgp_config("nodeToNodeMeshEnabled: false") + &mesh_nodes();
+        assert!(run(&snapshot(&off)).0.expect("BGP").peers.is_empty());
+    }
+
+    #[test]
+    fn bgp_peers_apply_globally_per_node_and_by_node_selector() {
+        let yaml = [
+            bgp_config("nodeToNodeMeshEnabled: false"),
+            mesh_nodes(),
+            // (name, spec): which apply to host-a is in `expected` below.
+            bgp_peer("global-tor", "peerIP: \"10.9.0.1:1790\", asNumber: 65100"),
+            bgp_peer("mine", "node: host-a, peerIP: \"[fd00::9]:1791\", asNumber: 64512"),
+            bgp_peer("theirs", "node: host-b, peerIP: 10.9.0.2, asNumber: 65100"),
+            bgp_peer("selected", "nodeSelector: name == 'host-a', peerIP: 10.9.0.3, asNumber: 65100, keepOriginalNextHop: true"),
+            bgp_peer("not-selected", "nodeSelector: name == 'host-b', peerIP: 10.9.0.4, asNumber: 65100"),
+            bgp_peer("to-c", "peerSelector: \"name in {'host-a', 'host-c'}\""),
+            bgp_peer("to-self", "peerIP: 192.168.0.1, asNumber: 64512"),
+            bgp_peer("no-source", "peerIP: 10.9.0.5, asNumber: 65100, sourceAddress: None"),
+        ]
+        .concat();
+        let (d, problems) = run(&snapshot(&yaml));
+        assert!(problems.is_empty(), "{problems:?}");
+        let d = d.expect("BGP");
+        // (address, port, AS, next-hop-self, local address)
+        let expected: Vec<(IpAddr, u16, u32, bool, Option<IpAddr>)> = vec![
+            (ip("10.9.0.1"), 1790, 65100, true, Some(ip("192.168.0.1"))),
+            (ip("10.9.0.3"), 179, 65100, false, Some(ip("192.168.0.1"))),
+            (ip("10.9.0.5"), 179, 65100, true, None),
+            (
+                ip("192.168.0.3"),
+                179,
+                64512,
+                false,
+                Some(ip("192.168.0.1")),
+            ),
+            (ip("fd00::9"), 1791, 64512, false, Some(ip("fd00::1"))),
+        ];
+        let got: Vec<_> = d
+            .peers
+            .values()
+            .map(|p| (p.addr, p.port, p.asn, p.next_hop_self, p.local))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn an_explicit_peer_replaces_the_mesh_session_to_the_same_address() {
+        let yaml =
+            mesh_nodes() + &bgp_peer("b-over", "peerIP: \"192.168.0.2:1790\", asNumber: 64512");
+        let (d, problems) = run(&snapshot(&yaml));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(d.expect("BGP").peers[&ip("192.168.0.2")].port, 1790);
+    }
+
+    #[test]
+    fn two_explicit_peers_on_one_address_keep_the_per_node_one_and_report_the_other() {
+        let yaml = mesh_nodes()
+            + &bgp_peer("a-global", "peerIP: 10.9.0.1, asNumber: 65100")
+            + &bgp_peer("z-node", "node: host-a, peerIP: 10.9.0.1, asNumber: 65200");
+        let (d, problems) = run(&snapshot(&yaml));
+        assert_eq!(d.expect("BGP").peers[&ip("10.9.0.1")].asn, 65200);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("BGPPeer a-global: spec.peerIP: 10.9.0.1 is already a peer (node specific BGPPeer z-node)"));
+    }
+
+    #[test]
+    fn a_route_reflector_takes_ibgp_peers_outside_its_cluster_as_clients() {
+        let yaml = [
+            node(
+                "host-a",
+                "192.168.0.1/24",
+                "    routeReflectorClusterID: 1.0.0.1\n",
+            ),
+            node("host-b", "192.168.0.2/24", ""),
+            node(
+                "host-c",
+                "192.168.0.3/24",
+                "    routeReflectorClusterID: 1.0.0.1\n",
+            ),
+            node(
+                "host-d",
+                "192.168.0.4/24",
+                "    routeReflectorClusterID: 2.0.0.2\n",
+            ),
+            bgp_peer("tor", "peerIP: 10.9.0.1, asNumber: 65100"),
+            bgp_peer("ibgp-box", "peerIP: 10.9.0.2, asNumber: 64512"),
+        ]
+        .concat();
+        let d = run(&snapshot(&yaml)).0.expect("BGP");
+        assert_eq!(d.cluster_id, Some(Ipv4Addr::new(1, 0, 0, 1)));
+        let clients: Vec<(IpAddr, bool)> = d
+            .peers
+            .values()
+            .map(|p| (p.addr, p.route_reflector_client))
+            .collect();
+        assert_eq!(
+            clients,
+            [
+                (ip("10.9.0.1"), false),
+                (ip("10.9.0.2"), true),
+                (ip("192.168.0.2"), true),
+                (ip("192.168.0.3"), false),
+                (ip("192.168.0.4"), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_bgp_cannot_use_is_a_problem() {
+        // (case, documents, whether BGP still runs, problem text)
+        let cases = [
+            ("no node", node("host-b", "192.168.0.2/24", ""), false, "Node host-a: not found"),
+            (
+                "no IPv4 address",
+                "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: host-a}\nspec:\n  bgp: {ipv6Address: fd00::1/64}\n".into(),
+                false,
+                "Node host-a: spec.bgp.ipv4Address: no IPv4 BGP address",
+            ),
+            (
+                "bad cluster ID",
+                node("host-a", "192.168.0.1/24", "    routeReflectorClusterID: nope\n"),
+                true,
+                "spec.bgp.routeReflectorClusterID: \"nope\" is not a cluster ID",
+            ),
+            (
+                "password",
+                mesh_nodes() + &bgp_peer("secret", "peerIP: 10.9.0.1, asNumber: 65100, password: {secretKeyRef: {name: s, key: k}}"),
+                true,
+                "BGPPeer secret: spec.password: secretKeyRef cannot be resolved",
+            ),
+            (
+                "mesh password",
+                mesh_nodes() + &bgp_config("nodeMeshPassword: {secretKeyRef: {name: s, key: k}}"),
+                true,
+                "spec.nodeMeshPassword: secretKeyRef cannot be resolved",
+            ),
+            (
+                "bad selector",
+                mesh_nodes() + &bgp_peer("broken", "nodeSelector: \"a ==\", peerIP: 10.9.0.1, asNumber: 65100"),
+                true,
+                "BGPPeer broken: spec.nodeSelector:",
+            ),
+            (
+                "bad peer IP",
+                mesh_nodes() + &bgp_peer("broken", "peerIP: not-an-ip, asNumber: 65100"),
+                true,
+                "BGPPeer broken: spec.peerIP:",
+            ),
+            (
+                "filters",
+                mesh_nodes() + &bgp_peer("filtered", "peerIP: 10.9.0.1, asNumber: 65100, filters: [f]"),
+                true,
+                "BGPPeer filtered: spec.filters: not supported",
+            ),
+        ];
+        for (case, yaml, runs, text) in cases {
+            let (d, problems) = run(&snapshot_unvalidated(&yaml));
+            assert_eq!(d.is_some(), runs, "{case}");
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(text) || p.contains(text)),
+                "{case}: {problems:?}"
+            );
+            if case == "password" {
+                assert!(!d.unwrap().peers.contains_key(&ip("10.9.0.1")), "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn peer_kinds_describe_themselves_as_calicoctl_lists_them() {
+        let cases = [
+            (
+                PeerKind::Mesh { node: "b".into() },
+                "node-to-node mesh",
+                "node-to-node mesh with node b",
+            ),
+            (
+                PeerKind::Global { peer: "tor".into() },
+                "global",
+                "global BGPPeer tor",
+            ),
+            (
+                PeerKind::Node { peer: "rr".into() },
+                "node specific",
+                "node specific BGPPeer rr",
+            ),
+        ];
+        for (kind, type_name, description) in cases {
+            assert_eq!(
+                (kind.type_name(), kind.description().as_str()),
+                (type_name, description)
             );
         }
     }

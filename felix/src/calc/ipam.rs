@@ -70,7 +70,7 @@ impl Pool {
 }
 
 /// The pool holding `net`, the most specific if pools overlap.
-pub(super) fn pool_of<'p>(pools: &'p [Pool], net: IpNet) -> Option<&'p Pool> {
+pub(super) fn pool_of(pools: &[Pool], net: IpNet) -> Option<&Pool> {
     pools
         .iter()
         .filter(|p| p.cidr.contains(&net))
