@@ -27,7 +27,7 @@ pub(super) struct Pool {
     pub cidr: IpNet,
     pub enabled: bool,
     pub nat_outgoing: bool,
-    /// Announced over BGP: not `disableBGPExport` and not VXLAN.
+    /// Announced over BGP: not `disableBGPExport` and not IPv4 VXLAN.
     pub announce: bool,
     /// `vxlanMode` `Always` or `CrossSubnet` (treated as `Always`).
     pub vxlan: bool,
@@ -55,13 +55,17 @@ impl Pool {
                     "IPIP is not supported; routed without encapsulation",
                 );
             }
+            let cidr = p.spec.cidr.network();
             let vxlan = p.spec.vxlan_mode != EncapMode::Never;
+            // IPv6 VXLAN is not supported (see `vxlan`): such a pool is
+            // routed by BGP like one without encapsulation.
+            let over_vxlan = vxlan && cidr.addr().is_ipv4();
             pools.push(Pool {
                 name: p.metadata.name.clone(),
-                cidr: p.spec.cidr.network(),
+                cidr,
                 enabled: !p.spec.disabled,
                 nat_outgoing: p.spec.nat_outgoing,
-                announce: !p.spec.disable_bgp_export && !vxlan,
+                announce: !p.spec.disable_bgp_export && !over_vxlan,
                 vxlan,
             });
         }
@@ -314,5 +318,23 @@ mod tests {
                 .iter()
                 .any(|p| p.starts_with("IPPool i: spec.ipipMode"))
         );
+    }
+    #[test]
+    fn vxlan_pools_are_announced_only_where_vxlan_does_not_route_them() {
+        // (pool spec lines, announced)
+        let cases = [
+            ("  cidr: 10.0.0.0/16\n", true),
+            ("  cidr: 10.0.0.0/16\n  vxlanMode: Always\n", false),
+            ("  cidr: 10.0.0.0/16\n  vxlanMode: CrossSubnet\n", false),
+            ("  cidr: fd00::/48\n  vxlanMode: Always\n", true),
+            ("  cidr: fd00::/48\n  disableBGPExport: true\n", false),
+        ];
+        for (spec, announced) in cases {
+            let yaml = format!(
+                "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: p}}\nspec:\n{spec}"
+            );
+            let (pools, _) = pools_of(&snapshot_with(&yaml, vec![]));
+            assert_eq!(pools[0].announce, announced, "{spec}");
+        }
     }
 }

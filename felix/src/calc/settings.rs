@@ -50,13 +50,20 @@ impl Settings {
                 c.spec.clone()
             });
         }
-        let mut field = |name: &str, message: String| {
-            problems.add(
-                format!("FelixConfiguration {node_name}/default"),
-                name,
-                message,
-            )
-        };
+        // A bad value is blamed on the resource it came from.
+        let node_spec = inputs
+            .felix_configs
+            .get(node_name.as_str())
+            .map(|c| &c.spec);
+        let mut field =
+            |name: &str, in_node: fn(&FelixConfigurationSpec) -> bool, message: String| {
+                let from = if node_spec.is_some_and(in_node) {
+                    node_name.as_str()
+                } else {
+                    "default"
+                };
+                problems.add(format!("FelixConfiguration {from}"), name, message)
+            };
         let interface_prefix = match felix.interface_prefix.as_deref() {
             None => DEFAULT_INTERFACE_PREFIX.to_string(),
             Some(list) => {
@@ -69,6 +76,7 @@ impl Settings {
                 {
                     field(
                         "spec.interfacePrefix",
+                        |s| s.interface_prefix.is_some(),
                         format!(
                             "{list:?} does not start with an interface name prefix; using {DEFAULT_INTERFACE_PREFIX:?}"
                         ),
@@ -85,6 +93,7 @@ impl Settings {
             Some(v) => {
                 field(
                     "spec.vxlanVNI",
+                    |s| s.vxlan_vni.is_some(),
                     format!("VNI {v} is out of range 1-16777215; using {DEFAULT_VXLAN_VNI}"),
                 );
                 DEFAULT_VXLAN_VNI
@@ -95,6 +104,7 @@ impl Settings {
             Some(0) => {
                 field(
                     "spec.vxlanPort",
+                    |s| s.vxlan_port.is_some(),
                     format!("port 0 is not valid; using {DEFAULT_VXLAN_PORT}"),
                 );
                 DEFAULT_VXLAN_PORT
@@ -107,6 +117,7 @@ impl Settings {
             Some(m) => {
                 field(
                     "spec.vxlanMTU",
+                    |s| s.vxlan_mtu.is_some(),
                     format!("MTU {m} is out of range 576-9216; using {DEFAULT_VXLAN_MTU}"),
                 );
                 DEFAULT_VXLAN_MTU
@@ -193,7 +204,8 @@ mod tests {
     fn out_of_range_values_are_problems_and_fall_back_to_defaults() {
         let snap = snapshot_unvalidated(&format!(
             "{FELIX}metadata: {{name: default}}\n\
-             spec: {{vxlanVNI: 0, vxlanPort: 0, vxlanMTU: 10, interfacePrefix: \",\"}}\n"
+             spec: {{vxlanVNI: 0, vxlanPort: 0, vxlanMTU: 10, interfacePrefix: \",\"}}\n---\n\
+             {FELIX}metadata: {{name: node.host-a}}\nspec: {{vxlanPort: 0}}\n"
         ));
         let mut problems = Problems::default();
         let s = Settings::read(&Inputs::read(&snap), "host-a", &mut problems);
@@ -207,13 +219,16 @@ mod tests {
             ),
             (4096, 4789, 1450, "cali")
         );
-        for field in ["vxlanVNI", "vxlanPort", "vxlanMTU", "interfacePrefix"] {
-            assert!(
-                problems
-                    .iter()
-                    .any(|p| p.contains(&format!("spec.{field}"))),
-                "{field} in {problems:?}"
-            );
+        // Each problem names the resource the value came from.
+        let expected = [
+            "FelixConfiguration default: spec.interfacePrefix",
+            "FelixConfiguration default: spec.vxlanVNI",
+            "FelixConfiguration node.host-a: spec.vxlanPort",
+            "FelixConfiguration default: spec.vxlanMTU",
+        ];
+        assert_eq!(problems.len(), expected.len(), "{problems:?}");
+        for (p, e) in problems.iter().zip(expected) {
+            assert!(p.starts_with(e), "{p:?} is not {e:?}");
         }
     }
 }

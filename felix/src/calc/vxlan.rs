@@ -6,7 +6,7 @@
 //!
 //! A host's underlay address is its BGP `ipv4Address` (without the prefix
 //! length), else its first IPv4 `InternalIP` address. IPv6 VXLAN is not
-//! supported (a problem per IPv6 VXLAN pool).
+//! supported: a problem per IPv6 VXLAN pool, which BGP routes instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,7 +42,7 @@ pub(super) fn desired(
         problems.add(
             format!("IPPool {}", p.name),
             "spec.vxlanMode",
-            "IPv6 VXLAN is not supported; the pool is not routed over VXLAN",
+            "IPv6 VXLAN is not supported; the pool is routed by BGP, unencapsulated",
         );
     }
     let is_vxlan = |p: &Pool| p.vxlan && p.cidr.addr().is_ipv4();
