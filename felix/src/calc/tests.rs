@@ -256,11 +256,34 @@ fn resource() -> impl Strategy<Value = Value> {
             "spec": {"node": node, "interfaceName": iface}})
     });
     let selector = pick(&["all()", "a ==", "name == 'host-a'", "has(x)", ""]);
-    let gnp = (pick(&["g1", "missing.g2"]), selector.clone(), pick(&["default", "missing"]))
-        .prop_map(|(name, sel, tier)| {
+    let rule = pick(&[
+        json!({"action": "Deny"}),
+        json!({"action": "Pass"}),
+        json!({"action": "Log"}),
+        json!({"action": "Allow", "protocol": "TCP", "destination": {"ports": ["90:80", 80, "http"]}}),
+        json!({"action": "Allow", "destination": {"ports": [22]}}),
+        json!({"action": "Allow", "source": {"nets": ["10.0.0.1/8"], "selector": "a =="}}),
+        json!({"action": "Allow", "ipVersion": 7}),
+        json!({"action": "Allow", "protocol": "UDP", "ipVersion": 6, "source": {"nets": ["10.0.0.0/8"]}}),
+        json!({"action": "Allow", "source": {"namespaceSelector": "global()", "notSelector": "has(x)"}}),
+        json!({"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}}),
+    ]);
+    let rules = prop::collection::vec(rule, 0..3);
+    let gnp = (pick(&["g1", "missing.g2"]), selector.clone(), pick(&["default", "missing"]), rules.clone(), rules.clone())
+        .prop_map(|(name, sel, tier, ingress, egress)| {
             json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": name},
-                "spec": {"selector": sel, "tier": tier, "ingress": [{"action": "Deny"}]}})
+                "spec": {"selector": sel, "tier": tier, "ingress": ingress, "egress": egress}})
         });
+    let np =
+        (pick(&["n1", "n2"]), selector.clone(), rules.clone()).prop_map(|(name, sel, ingress)| {
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": sel, "ingress": ingress}})
+        });
+    let profile = (pick(&["kns.default", "p1"]), rules).prop_map(|(name, egress)| {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile", "metadata": {"name": name},
+            "spec": {"egress": egress, "labelsToApply": {"team": "a"}}})
+    });
     let felix = (pick(&["default", "node.host-a"]), pick(&[Value::Null, json!(0), json!(4096), json!(1 << 25)]),
         pick(&[Value::Null, json!(0), json!(8472)]), pick(&[Value::Null, json!("tap,cali"), json!(","), json!("")]),
         pick(&[Value::Null, json!(false), json!(true)]))
@@ -282,7 +305,9 @@ fn resource() -> impl Strategy<Value = Value> {
                 "spec": {"node": node, "nodeSelector": node_sel, "peerIP": peer_ip, "peerSelector": peer_sel,
                     "asNumber": asn, "password": password}})
         });
-    prop_oneof![node, pool, wep, hep, gnp, felix, bgp_config, peer]
+    prop_oneof![
+        node, pool, wep, hep, gnp, np, profile, felix, bgp_config, peer
+    ]
 }
 
 /// Blocks with small, possibly inconsistent allocation tables.
@@ -373,5 +398,7 @@ proptest! {
         if let Some(bgp) = &d.bgp {
             prop_assert!(!bgp.peers.contains_key(&IpAddr::V4(bgp.router_id)));
         }
+        // The model compiles (whatever was skipped to build it).
+        policy::compile(&d.policy);
     }
 }
