@@ -3,6 +3,8 @@
 //! mesh) and the BGPPeers that apply to this node.
 //!
 //! - Router ID: this node's `bgp.ipv4Address` (no BGP without one).
+//! - Settings from BGPConfiguration `default` only (a per-node
+//!   `node.<node>` one is a problem).
 //! - AS: the node's `bgp.asNumber`, else the configuration's (64512).
 //! - Mesh (`nodeToNodeMeshEnabled`, default on): every other Node's BGP
 //!   address of a family this node has, at that node's AS.
@@ -39,6 +41,11 @@ use ipnet::IpNet;
 use super::inputs::Inputs;
 use super::problems::{Problems, subject};
 use crate::state::BgpDesired;
+
+/// Which of two peers on one address wins: the lower rank.
+const RANK_THIS_NODE: u8 = 0;
+const RANK_SELECTED_OR_GLOBAL: u8 = 1;
+const RANK_MESH: u8 = 2;
 
 /// Calico's default graceful restart time (`nodeMeshMaxRestartTime`).
 pub const DEFAULT_RESTART_TIME: Duration = Duration::from_secs(120);
@@ -134,6 +141,14 @@ pub(super) fn desired(
         .get(DEFAULT_BGP_CONFIGURATION)
         .map(|c| c.spec.clone())
         .unwrap_or_default();
+    let node_config = format!("node.{node}");
+    if let Some(c) = inputs.bgp_configs.get(node_config.as_str()) {
+        problems.add(
+            subject(Kind::BGPConfiguration, &c.metadata),
+            "",
+            "per-node BGPConfiguration is not read; the default one applies",
+        );
+    }
     let (v4, v6) = bgp_addrs(me);
     let Some(v4) = v4 else {
         problems.add(
@@ -176,7 +191,11 @@ pub(super) fn desired(
                 "secretKeyRef cannot be resolved (no Kubernetes secrets); the mesh runs without a password",
             );
         }
-        candidates.extend(mesh_peers(inputs, &us, &config).into_iter().map(|p| (2, p)));
+        candidates.extend(
+            mesh_peers(inputs, &us, &config)
+                .into_iter()
+                .map(|p| (RANK_MESH, p)),
+        );
     }
     candidates.sort_by_key(|(rank, _)| *rank);
     let mut peers: BTreeMap<IpAddr, (PeerKind, PeerConfig)> = BTreeMap::new();
@@ -189,7 +208,7 @@ pub(super) fn desired(
             None => {
                 peers.insert(peer.addr, (peer.kind, config));
             }
-            Some((first, existing)) if rank < 2 && *existing != config => problems.add(
+            Some((first, existing)) if rank < RANK_MESH && *existing != config => problems.add(
                 peer_subject(&peer.kind),
                 "spec.peerIP",
                 format!(
@@ -307,8 +326,7 @@ fn mesh_peers(inputs: &Inputs<'_>, us: &Us<'_>, config: &BGPConfigurationSpec) -
     peers
 }
 
-/// The BGPPeers that apply to this node, ranked: 0 for this node by name,
-/// 1 selected or global.
+/// The BGPPeers that apply to this node, ranked.
 fn explicit_peers(
     inputs: &Inputs<'_>,
     us: &Us<'_>,
@@ -324,11 +342,11 @@ fn explicit_peers(
             if s.node != us.node.metadata.name {
                 continue;
             }
-            (0, PeerKind::Node { peer: name })
+            (RANK_THIS_NODE, PeerKind::Node { peer: name })
         } else if !s.node_selector.is_empty() {
             match Selector::parse(&s.node_selector) {
                 Ok(sel) if sel.matches(&us.node.metadata.labels) => {
-                    (1, PeerKind::Node { peer: name })
+                    (RANK_SELECTED_OR_GLOBAL, PeerKind::Node { peer: name })
                 }
                 Ok(_) => continue,
                 Err(e) => {
@@ -341,7 +359,7 @@ fn explicit_peers(
                 }
             }
         } else {
-            (1, PeerKind::Global { peer: name })
+            (RANK_SELECTED_OR_GLOBAL, PeerKind::Global { peer: name })
         };
         if s.password.is_some() {
             problems.add(
@@ -667,6 +685,13 @@ mod tests {
                 mesh_nodes() + &bgp_peer("broken", "peerIP: not-an-ip, asNumber: 65100"),
                 true,
                 "BGPPeer broken: spec.peerIP:",
+            ),
+            (
+                "per-node configuration",
+                mesh_nodes()
+                    + "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: node.host-a}\nspec: {listenPort: 1790}\n",
+                true,
+                "BGPConfiguration node.host-a: per-node BGPConfiguration is not read",
             ),
             (
                 "filters",
