@@ -39,6 +39,10 @@ mod tests;
 
 pub use bgp::PeerKind;
 
+use std::collections::BTreeSet;
+
+use policy::model::EndpointKind;
+
 use crate::state::{Calculated, Desired, HostSettings, Snapshot};
 
 use inputs::Inputs;
@@ -64,13 +68,15 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
     .with_felix(&settings.felix);
     let policy = policy_model::build(snapshot, &workloads, config, &mut problems);
     // Only workloads the model protects are programmed.
-    workloads.local.retain(|_, w| {
-        policy.endpoints.iter().any(|e| {
-            e.kind == policy::model::EndpointKind::Workload
-                && e.name == w.endpoint
-                && e.node == node
-        })
-    });
+    let modelled: BTreeSet<&str> = policy
+        .endpoints
+        .iter()
+        .filter(|e| e.kind == EndpointKind::Workload && e.node == node)
+        .map(|e| e.name.as_str())
+        .collect();
+    workloads
+        .local
+        .retain(|_, w| modelled.contains(w.endpoint.as_str()));
     let mut routes = workloads::routes(&workloads.local, &mut problems);
 
     let pools = Pool::read_all(&inputs, &mut problems);
