@@ -12,6 +12,10 @@
 //!   (`node`), or selecting it (`nodeSelector`); each peers with `peerIP`
 //!   (which may carry a port) at `asNumber` (default: ours), or with the BGP
 //!   addresses of the other Nodes `peerSelector` selects, at their AS.
+//!   A `peerSelector` peering goes both ways: a node the selector selects
+//!   peers with every other node in the BGPPeer's scope (so `nodeSelector:
+//!   all()`, `peerSelector: has(rr)` gives the reflectors their clients). A
+//!   `peerIP` without a port that is a Node's address uses the listen port.
 //!   Where two resolve to one address, a per-node BGPPeer wins over a
 //!   global or selected one, which wins over the mesh (as in Calico, an
 //!   explicit peer replaces the mesh session); ties go to the first by name.
@@ -20,6 +24,10 @@
 //!   same cluster are its clients (as Calico's BIRD template does).
 //! - Next hop: iBGP peers keep the original next hop (no next-hop-self, as
 //!   Calico); eBGP peers get ours unless `keepOriginalNextHop`.
+//! - Between two Calico nodes (mesh, `peerSelector`) only the end with the
+//!   textually smaller address connects; the other is passive (Calico's
+//!   unidirectional mesh, compared as Calico compares, so mixed clusters
+//!   agree).
 //! - Never a peer with one of this node's own addresses.
 //!
 //! Passwords from Kubernetes secrets (`secretKeyRef`) cannot be resolved: a
@@ -117,6 +125,9 @@ struct Peer {
     keep_original_next_hop: bool,
     /// Connect from our BGP address of the peer's family.
     from_node_ip: bool,
+    /// The peer is a Calico node that peers with us too (mesh or
+    /// `peerSelector`): only one end connects (see [`peer_config`]).
+    calico_node: bool,
 }
 
 /// The speaker's settings, or `None` (a problem says why) when this node
@@ -244,6 +255,13 @@ fn peer_config(peer: &Peer, us: &Us<'_>) -> PeerConfig {
         .flatten();
     c.next_hop_self = !ibgp && !peer.keep_original_next_hop;
     c.route_reflector_client = ibgp && us.cluster_id.is_some() && peer.cluster_id != us.cluster_id;
+    // Between two Calico nodes only the one with the (textually) smaller
+    // address connects, as Calico's BIRD configuration makes the mesh
+    // unidirectional: both ends decide alike, so exactly one is passive.
+    c.passive = peer.calico_node
+        && us
+            .source_for(peer.addr)
+            .is_some_and(|ours| peer.addr.to_string() > ours.to_string());
     // The peer's kind (`peer.kind.description()`) goes here once
     // PeerConfig has a description field.
     c
@@ -320,13 +338,17 @@ fn mesh_peers(inputs: &Inputs<'_>, us: &Us<'_>, config: &BGPConfigurationSpec) -
                 cluster_id: node_cluster_id(n),
                 keep_original_next_hop: false,
                 from_node_ip: true,
+                calico_node: true,
             });
         }
     }
     peers
 }
 
-/// The BGPPeers that apply to this node, ranked.
+/// The BGPPeers that apply to this node, ranked. A BGPPeer with a
+/// `peerSelector` peers the nodes in its scope with the nodes it selects in
+/// both directions (as Calico does: `nodeSelector: all()`, `peerSelector:
+/// rr == 'true'` gives the route reflectors their clients too).
 fn explicit_peers(
     inputs: &Inputs<'_>,
     us: &Us<'_>,
@@ -338,29 +360,39 @@ fn explicit_peers(
         let who = subject(Kind::BGPPeer, &p.metadata);
         let s = &p.spec;
         let name = p.metadata.name.clone();
-        let (rank, kind) = if !s.node.is_empty() {
-            if s.node != us.node.metadata.name {
+        let scope = match Scope::read(p) {
+            Ok(scope) => scope,
+            Err(e) => {
+                problems.add(
+                    &who,
+                    "spec.nodeSelector",
+                    format!("{e}; peer not configured"),
+                );
                 continue;
             }
-            (RANK_THIS_NODE, PeerKind::Node { peer: name })
-        } else if !s.node_selector.is_empty() {
-            match Selector::parse(&s.node_selector) {
-                Ok(sel) if sel.matches(&us.node.metadata.labels) => {
-                    (RANK_SELECTED_OR_GLOBAL, PeerKind::Node { peer: name })
-                }
-                Ok(_) => continue,
+        };
+        let peer_selector = if s.peer_ip.is_empty() && !s.peer_selector.is_empty() {
+            match Selector::parse(&s.peer_selector) {
+                Ok(sel) => Some(sel),
                 Err(e) => {
                     problems.add(
                         &who,
-                        "spec.nodeSelector",
+                        "spec.peerSelector",
                         format!("{e}; peer not configured"),
                     );
                     continue;
                 }
             }
         } else {
-            (RANK_SELECTED_OR_GLOBAL, PeerKind::Global { peer: name })
+            None
         };
+        let forward = scope.includes(us.node);
+        let reverse = peer_selector
+            .as_ref()
+            .is_some_and(|sel| sel.matches(&us.node.metadata.labels));
+        if !forward && !reverse {
+            continue;
+        }
         if s.password.is_some() {
             problems.add(
                 &who,
@@ -370,6 +402,11 @@ fn explicit_peers(
             continue;
         }
         note_unsupported(p, &who, problems);
+        let (rank, kind) = match scope {
+            Scope::Node(_) if forward => (RANK_THIS_NODE, PeerKind::Node { peer: name }),
+            Scope::Global => (RANK_SELECTED_OR_GLOBAL, PeerKind::Global { peer: name }),
+            _ => (RANK_SELECTED_OR_GLOBAL, PeerKind::Node { peer: name }),
+        };
         let template = Peer {
             kind,
             addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -378,57 +415,91 @@ fn explicit_peers(
             cluster_id: None,
             keep_original_next_hop: s.keep_original_next_hop,
             from_node_ip: s.source_address != Some(SourceAddress::None),
+            calico_node: false,
         };
-        if !s.peer_ip.is_empty() {
-            match parse_peer_ip(&s.peer_ip) {
-                Ok((addr, port)) => out.push((
-                    rank,
-                    Peer {
-                        addr,
-                        port: port.unwrap_or(api::resources::bgp::DEFAULT_LISTEN_PORT),
-                        cluster_id: node_with_addr(inputs, addr).and_then(node_cluster_id),
-                        ..template
-                    },
-                )),
-                Err(e) => problems.add(&who, "spec.peerIP", format!("{e}; peer not configured")),
-            }
-        } else if !s.peer_selector.is_empty() {
-            let sel = match Selector::parse(&s.peer_selector) {
-                Ok(sel) => sel,
-                Err(e) => {
-                    problems.add(
-                        &who,
-                        "spec.peerSelector",
-                        format!("{e}; peer not configured"),
-                    );
-                    continue;
-                }
+        if let Some(sel) = &peer_selector {
+            // The nodes the selector selects (forward) and the nodes in
+            // the BGPPeer's scope (reverse).
+            let is_peer = |n: &Node| {
+                (forward && sel.matches(&n.metadata.labels)) || (reverse && scope.includes(n))
             };
             for (name, n) in &inputs.nodes {
-                if *name == us.node.metadata.name || !sel.matches(&n.metadata.labels) {
+                if *name == us.node.metadata.name || !is_peer(n) {
                     continue;
                 }
                 for addr in peer_addrs(n, us) {
-                    out.push((
-                        rank,
-                        Peer {
-                            addr,
-                            asn: node_asn(n, config),
-                            cluster_id: node_cluster_id(n),
-                            ..template.clone()
-                        },
-                    ));
+                    let peer = Peer {
+                        addr,
+                        asn: node_asn(n, config),
+                        cluster_id: node_cluster_id(n),
+                        calico_node: true,
+                        ..template.clone()
+                    };
+                    out.push((rank, peer));
                 }
             }
-        } else {
+        } else if s.peer_ip.is_empty() {
             problems.add(
                 &who,
                 "spec.peerIP",
                 "either peerIP or peerSelector is required; peer not configured",
             );
+        } else {
+            match parse_peer_ip(&s.peer_ip) {
+                Ok((addr, port)) => {
+                    // A Calico node listens on the configured port.
+                    let node = node_with_addr(inputs, addr);
+                    let port = port.unwrap_or(match node {
+                        Some(_) => config.listen_port(),
+                        None => api::resources::bgp::DEFAULT_LISTEN_PORT,
+                    });
+                    let cluster_id = node.and_then(node_cluster_id);
+                    out.push((
+                        rank,
+                        Peer {
+                            addr,
+                            port,
+                            cluster_id,
+                            ..template
+                        },
+                    ));
+                }
+                Err(e) => problems.add(&who, "spec.peerIP", format!("{e}; peer not configured")),
+            }
         }
     }
     out
+}
+
+/// The nodes a BGPPeer applies to.
+enum Scope {
+    /// No `node` and no `nodeSelector`: every node.
+    Global,
+    /// `node`.
+    Node(String),
+    /// `nodeSelector`.
+    Selected(Selector),
+}
+
+impl Scope {
+    fn read(p: &BGPPeer) -> Result<Scope, api::selector::SelectorError> {
+        let s = &p.spec;
+        Ok(if !s.node.is_empty() {
+            Scope::Node(s.node.clone())
+        } else if !s.node_selector.is_empty() {
+            Scope::Selected(Selector::parse(&s.node_selector)?)
+        } else {
+            Scope::Global
+        })
+    }
+
+    fn includes(&self, n: &Node) -> bool {
+        match self {
+            Scope::Global => true,
+            Scope::Node(name) => n.metadata.name == *name,
+            Scope::Selected(sel) => sel.matches(&n.metadata.labels),
+        }
+    }
 }
 
 /// The Node whose BGP address is `addr`.
@@ -519,6 +590,7 @@ mod tests {
         );
         let mut expected = PeerConfig::new(ip("fd00::2"), 64512);
         expected.local = Some(ip("fd00::1"));
+        expected.passive = true; // "fd00::2" > "fd00::1": host-b connects to us.
         assert_eq!(d.peers[&ip("fd00::2")], expected);
         assert_eq!(d.peers[&ip("192.168.0.3")].local, Some(ip("192.168.0.1")));
     }
@@ -561,24 +633,30 @@ mod tests {
         let (d, problems) = run(&snapshot(&yaml));
         assert!(problems.is_empty(), "{problems:?}");
         let d = d.expect("BGP");
-        // (address, port, AS, next-hop-self, local address)
-        let expected: Vec<(IpAddr, u16, u32, bool, Option<IpAddr>)> = vec![
-            (ip("10.9.0.1"), 1790, 65100, true, Some(ip("192.168.0.1"))),
-            (ip("10.9.0.3"), 179, 65100, false, Some(ip("192.168.0.1"))),
-            (ip("10.9.0.5"), 179, 65100, true, None),
+        // (address, port, AS, next-hop-self, local address, passive)
+        let v4 = Some(ip("192.168.0.1"));
+        let expected: Vec<(IpAddr, u16, u32, bool, Option<IpAddr>, bool)> = vec![
+            (ip("10.9.0.1"), 1790, 65100, true, v4, false),
+            (ip("10.9.0.3"), 179, 65100, false, v4, false),
+            (ip("10.9.0.5"), 179, 65100, true, None, false),
+            // to-c selects host-a too, and is global: every node peers
+            // with host-a, so host-a peers with every node.
+            (ip("192.168.0.2"), 179, 64512, false, v4, true),
+            (ip("192.168.0.3"), 179, 64512, false, v4, true),
+            (ip("fd00::2"), 179, 64512, false, Some(ip("fd00::1")), true),
             (
-                ip("192.168.0.3"),
-                179,
+                ip("fd00::9"),
+                1791,
                 64512,
                 false,
-                Some(ip("192.168.0.1")),
+                Some(ip("fd00::1")),
+                false,
             ),
-            (ip("fd00::9"), 1791, 64512, false, Some(ip("fd00::1"))),
         ];
         let got: Vec<_> = d
             .peers
             .values()
-            .map(|p| (p.addr, p.port, p.asn, p.next_hop_self, p.local))
+            .map(|p| (p.addr, p.port, p.asn, p.next_hop_self, p.local, p.passive))
             .collect();
         assert_eq!(got, expected);
     }
@@ -713,6 +791,77 @@ mod tests {
                 assert!(!d.unwrap().peers.contains_key(&ip("10.9.0.1")), "{case}");
             }
         }
+    }
+
+    #[test]
+    fn a_peer_ip_without_a_port_uses_the_listen_port_when_it_is_a_calico_node() {
+        let yaml = [
+            bgp_config("nodeToNodeMeshEnabled: false, listenPort: 1790"),
+            mesh_nodes(),
+            bgp_peer("to-b", "peerIP: 192.168.0.2, asNumber: 64512"),
+            bgp_peer("tor", "peerIP: 10.9.0.1, asNumber: 65100"),
+        ]
+        .concat();
+        let d = run(&snapshot(&yaml)).0.expect("BGP");
+        assert_eq!(d.peers[&ip("192.168.0.2")].port, 1790);
+        assert_eq!(d.peers[&ip("10.9.0.1")].port, 179);
+    }
+
+    #[test]
+    fn a_peer_selector_peers_both_ways_so_reflectors_get_their_clients() {
+        let yaml = [
+            bgp_config("nodeToNodeMeshEnabled: false"),
+            node(
+                "host-a",
+                "192.168.0.1/24",
+                "    routeReflectorClusterID: 1.0.0.1\n",
+            ),
+            node("host-b", "192.168.0.2/24", ""),
+            node("host-c", "192.168.0.3/24", ""),
+            bgp_peer("to-rr", "nodeSelector: all(), peerSelector: has(rr)"),
+        ]
+        .concat()
+        .replace("labels: {name: host-a}", "labels: {name: host-a, rr: \"\"}");
+        let snap = snapshot(&yaml);
+        // (this node, its peers as (address, route reflector client))
+        let cases: [(&str, &[(&str, bool)]); 2] = [
+            ("host-a", &[("192.168.0.2", true), ("192.168.0.3", true)]),
+            ("host-b", &[("192.168.0.1", false)]),
+        ];
+        for (this, expected) in cases {
+            let mut problems = Problems::default();
+            let d =
+                desired(&Inputs::read(&snap), this, BTreeSet::new(), &mut problems).expect("BGP");
+            let got: Vec<(IpAddr, bool)> = d
+                .peers
+                .values()
+                .map(|p| (p.addr, p.route_reflector_client))
+                .collect();
+            let expected: Vec<(IpAddr, bool)> = expected.iter().map(|(a, c)| (ip(a), *c)).collect();
+            assert_eq!(got, expected, "{this}");
+        }
+    }
+
+    #[test]
+    fn between_calico_nodes_the_textually_smaller_address_connects() {
+        // (our address, the other node's, whether we wait for it)
+        let cases = [
+            ("10.0.0.1", "10.0.0.2", true),
+            ("10.0.0.2", "10.0.0.1", false),
+            // Textual, as Calico compares: "10.0.0.5" > "10.0.0.10".
+            ("10.0.0.10", "10.0.0.5", true),
+            ("10.0.0.5", "10.0.0.10", false),
+        ];
+        for (ours, theirs, passive) in cases {
+            let yaml = node("host-a", ours, "") + &node("host-b", theirs, "");
+            let d = run(&snapshot(&yaml)).0.expect("BGP");
+            assert_eq!(d.peers[&ip(theirs)].passive, passive, "{ours} vs {theirs}");
+        }
+        // An explicit peer always connects.
+        let yaml =
+            node("host-a", "10.0.0.1", "") + &bgp_peer("tor", "peerIP: 10.0.0.9, asNumber: 65100");
+        let d = run(&snapshot(&yaml)).0.expect("BGP");
+        assert!(!d.peers[&ip("10.0.0.9")].passive);
     }
 
     #[test]
