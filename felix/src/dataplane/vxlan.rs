@@ -172,10 +172,10 @@ pub fn desired_neighbours(remotes: &[VxlanRemote]) -> BTreeMap<Ipv4Addr, Neighbo
 }
 
 /// The FDB entries the remotes need: each VTEP's MAC to its underlay.
-pub fn desired_fdb(remotes: &[VxlanRemote]) -> BTreeMap<Mac, Option<IpAddr>> {
+pub fn desired_fdb(remotes: &[VxlanRemote]) -> BTreeMap<Mac, IpAddr> {
     let mut out = BTreeMap::new();
     for r in remotes {
-        out.entry(r.mac).or_insert(Some(r.underlay));
+        out.entry(r.mac).or_insert(r.underlay);
     }
     out
 }
@@ -476,16 +476,18 @@ impl VxlanDriver {
         report: &mut VxlanReport,
     ) -> Result<(), DataplaneError> {
         let desired = desired_fdb(remotes);
-        let raw: Vec<(Mac, Option<IpAddr>, NeighbourMessage)> = self
+        // Entries without a destination are the device's own unicast and
+        // multicast addresses, which the kernel lists here too.
+        let raw: Vec<(Mac, IpAddr, NeighbourMessage)> = self
             .dump_neighbours(index, AddressFamily::Bridge)
             .await?
             .into_iter()
             .filter_map(|m| {
                 let (dst, mac) = neighbour_fields(&m);
-                Some((mac?.try_into().ok()?, dst, m))
+                Some((mac?.try_into().ok()?, dst?, m))
             })
             .collect();
-        let current: Vec<(Mac, Option<IpAddr>)> = raw.iter().map(|(m, d, _)| (*m, *d)).collect();
+        let current: Vec<(Mac, IpAddr)> = raw.iter().map(|(m, d, _)| (*m, *d)).collect();
         let plan = keyed::diff(&current, &desired);
         for i in plan.delete {
             let (mac, _, m) = &raw[i];
@@ -495,7 +497,6 @@ impl VxlanDriver {
             });
         }
         for (mac, dst) in plan.set {
-            let Some(dst) = dst else { continue };
             let result = self
                 .handle
                 .neighbours()
@@ -528,6 +529,14 @@ fn neighbour_fields(m: &NeighbourMessage) -> (Option<IpAddr>, Option<Vec<u8>>) {
             }
             NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
                 dst = Some(IpAddr::V6(*v6))
+            }
+            // FDB entries (family bridge) carry their destination as bytes.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                dst = match b.len() {
+                    4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                    _ => None,
+                }
             }
             NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l.clone()),
             _ => {}
@@ -665,9 +674,6 @@ mod tests {
                 permanent: true
             }
         );
-        assert_eq!(
-            desired_fdb(std::slice::from_ref(&r))[&r.mac],
-            Some(r.underlay)
-        );
+        assert_eq!(desired_fdb(std::slice::from_ref(&r))[&r.mac], r.underlay);
     }
 }
