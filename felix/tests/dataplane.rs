@@ -191,6 +191,11 @@ async fn routes_of_our_protocol_follow_desired_as_diffs_and_others_survive() {
     assert_eq!(again.changes(), 0, "{again:?}");
     assert_eq!(routes_of(&host, "80"), ours);
 
+    // Nor does a new driver finding them there (felix restarted).
+    let mut restarted = RoutesDriver::open(namespace(&host)).await.unwrap();
+    let again = restarted.reconcile(&desired).await.unwrap();
+    assert_eq!(again.changes(), 0, "{again:?}");
+
     // The pending route's interface appears: the next apply programs it.
     let _w2 = workload(&host, "cali00000000002", "10.65.0.6");
     let report = driver.reconcile(&desired).await.unwrap();

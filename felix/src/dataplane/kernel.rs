@@ -32,6 +32,8 @@ pub enum DataplaneError {
     },
     #[error("`{command}`: {detail}")]
     Conntrack { command: String, detail: String },
+    #[error("device {device}: {reason}")]
+    Device { device: String, reason: String },
     #[error("route {route}: {reason}")]
     Route { route: String, reason: String },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]

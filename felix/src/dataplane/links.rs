@@ -176,12 +176,12 @@ impl LinksDriver {
                 let root = Path::new("/proc/sys");
                 sysctls
                     .iter()
-                    .map(|s| (sync(root, s), s.optional))
+                    .map(|s| (sync(root, s), s.optional, s.path.replace('/', ".")))
                     .collect::<Vec<_>>()
             })
             .await?;
         let mut vanished = BTreeSet::new();
-        for ((outcome, optional), owner) in outcomes.into_iter().zip(owners) {
+        for ((outcome, optional, path), owner) in outcomes.into_iter().zip(owners) {
             match (outcome, owner) {
                 (Outcome::Unchanged, _) => {}
                 (Outcome::Written, _) => report.sysctls_written += 1,
@@ -191,7 +191,7 @@ impl LinksDriver {
                     vanished.insert(name);
                 }
                 (Outcome::Missing, None) => report.failed.push(DataplaneError::Sysctl {
-                    path: "a global sysctl".to_owned(),
+                    path,
                     source: io::ErrorKind::NotFound.into(),
                 }),
                 (Outcome::Failed(e), _) => report.failed.push(e),

@@ -249,8 +249,8 @@ impl VxlanDriver {
         let index = match kernel::links(&self.handle).await?.get(VXLAN_DEVICE) {
             Some(l) => l.index,
             None => {
-                return Err(DataplaneError::Route {
-                    route: VXLAN_DEVICE.to_owned(),
+                return Err(DataplaneError::Device {
+                    device: VXLAN_DEVICE.to_owned(),
                     reason: "the device vanished right after it was made".to_owned(),
                 });
             }
