@@ -4,6 +4,7 @@
 //! inside the host namespace. Needs root, `ip`, `ping`, `nft` and
 //! `conntrack`.
 
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use felix::dataplane::{
@@ -326,7 +327,21 @@ async fn the_flows_of_a_removed_workload_are_deleted_and_the_others_kept() {
             "a workload cannot reach the host"
         );
     }
+    // And a TCP connection from each to a listener on the host.
+    let listener = host
+        .run(|| TcpListener::bind("10.99.9.1:0"))
+        .unwrap()
+        .unwrap();
+    let server = listener.local_addr().unwrap();
+    let _connections: Vec<(TcpStream, TcpStream)> = [&w1, &w2]
+        .into_iter()
+        .map(|w| {
+            let client = w.run(|| TcpStream::connect(server)).unwrap().unwrap();
+            (client, listener.accept().unwrap().0)
+        })
+        .collect();
     let flows = conntrack_list(&host);
+    assert!(flows.contains("tcp"), "{flows}");
     assert!(
         flows.contains("src=10.65.0.5") && flows.contains("src=10.65.0.6"),
         "{flows}"
@@ -345,6 +360,12 @@ async fn the_flows_of_a_removed_workload_are_deleted_and_the_others_kept() {
     let flows = conntrack_list(&host);
     assert!(!flows.contains("10.65.0.5"), "{flows}");
     assert!(flows.contains("src=10.65.0.6"), "{flows}");
+    assert!(
+        flows
+            .lines()
+            .any(|l| l.starts_with("tcp") && l.contains("src=10.65.0.6")),
+        "{flows}"
+    );
     // Nothing more was removed: nothing more to do.
     let again = conntrack.reconcile(&only_w2).await.unwrap();
     assert!(again.flushed.is_empty());

@@ -1,6 +1,6 @@
 //! The kernel drivers: workload interfaces (`links`), the routes felix owns
 //! (`routes`), the flows of removed workloads (`conntrack`) and the VXLAN
-//! device (`vxlan`). Each implements [`Driver`](crate::state::Driver): it
+//! device (`vxlan`). Each implements [`Driver`]: it
 //! reads what the kernel has, computes the difference to the
 //! [`Desired`](crate::state::Desired) state with a pure function, and applies
 //! only that. Each acts in one network [`Namespace`], so tests run them

@@ -1,5 +1,5 @@
 //! The routes felix owns: those of protocol
-//! [`ROUTE_PROTOCOL`](crate::state::ROUTE_PROTOCOL) in the main table.
+//! [`ROUTE_PROTOCOL`] in the main table.
 //! [`plan`] (pure) turns what the kernel has into what to add, replace and
 //! delete; [`RoutesDriver`] reads the table and carries that out. Routes of
 //! any other protocol (the kernel's, bgpd's) are never changed: a desired

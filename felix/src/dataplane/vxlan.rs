@@ -9,7 +9,7 @@
 //! A changed MTU, MAC, local address or learning flag is changed in place;
 //! the kernel cannot change the VNI or port of a device, so a change of
 //! either recreates it ([`plan_link`]). The other decisions are pure too
-//! ([`plan_addrs`], and [`keyed::diff`](super::keyed::diff) for neighbours
+//! ([`plan_addrs`], and [`keyed::diff`] for neighbours
 //! and FDB).
 
 use std::collections::BTreeMap;
