@@ -34,10 +34,9 @@ pub struct Desired {
     pub workloads: BTreeMap<String, WorkloadIface>,
     /// The kernel routes felix owns (protocol [`ROUTE_PROTOCOL`], main table).
     pub routes: BTreeSet<Route>,
-    /// The policy compiler's input for this host.
+    /// The policy compiler's input for this host, with masquerading of
+    /// traffic leaving `natOutgoing` pools in `policy.config.nat_outgoing`.
     pub policy: policy::Model,
-    /// Masquerading of traffic leaving `natOutgoing` pools.
-    pub nat_outgoing: NatOutgoing,
     /// The BGP speaker's settings; `None` when this host runs no BGP.
     pub bgp: Option<BgpDesired>,
     /// The VXLAN device and its peers; `None` without a `vxlanMode` pool.

@@ -66,7 +66,7 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
         ..policy::Config::default()
     }
     .with_felix(&settings.felix);
-    let policy = policy_model::build(snapshot, &workloads, config, &mut problems);
+    let mut policy = policy_model::build(snapshot, &workloads, config, &mut problems);
     // Only workloads the model protects are programmed.
     let modelled: BTreeSet<&str> = policy
         .endpoints
@@ -82,7 +82,7 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
     let pools = Pool::read_all(&inputs, &mut problems);
     let blocks = Block::read_all(&snapshot.blocks, &pools, &mut problems);
     routes.extend(ipam::blackholes(&blocks, node));
-    let nat_outgoing = ipam::nat_outgoing(&pools);
+    policy.config.nat_outgoing = ipam::nat_outgoing(&pools);
 
     let bgp = if host.bgp_enabled {
         let announce = ipam::announcements(&pools, &blocks, node, workloads.local.values());
@@ -102,7 +102,6 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
             workloads: workloads.local,
             routes,
             policy,
-            nat_outgoing,
             bgp,
             vxlan,
         },

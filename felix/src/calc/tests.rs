@@ -81,7 +81,7 @@ fn a_bgp_host_gets_its_workloads_blackholes_announcements_policy_and_nat() {
         ["192.168.0.2".parse::<IpAddr>().unwrap()]
     );
     assert_eq!(
-        desired.nat_outgoing,
+        desired.policy.config.nat_outgoing,
         NatOutgoing {
             masquerade: vec![net("10.0.0.0/16")],
             pools: vec![net("10.0.0.0/16")],
