@@ -700,7 +700,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field_that_carried_them() {
-        let cases: [(&[(&str, &str)], Option<&str>, &str); 6] = [
+        // (environment, file, the field the error names)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: [Case<'_>; 6] = [
             (&[("IP", "10.0.0.300")], None, "IP"),
             (&[("IP", "fd00::1/64")], None, "IP"),
             (&[("AS", "0")], None, "AS"),

@@ -284,7 +284,7 @@ async fn register(
     config: &DaemonConfig,
     store: Arc<dyn KvStore>,
     reg: &Registration,
-    shutdown: &mut (impl Future<Output = ()> + Unpin + futures::future::FusedFuture),
+    shutdown: &mut (impl Unpin + futures::future::FusedFuture<Output = ()>),
 ) -> bool {
     let mut failures = 0;
     let mut last = None;

@@ -76,7 +76,7 @@ impl SyncState {
 /// One decoded datastore entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Resource(Resource),
+    Resource(Box<Resource>),
     Block(AllocationBlock),
 }
 
@@ -94,7 +94,7 @@ pub fn decode(kv: &KeyValue) -> Option<Result<Entry, String>> {
             .and_then(|v| Resource::from_value(v).map_err(|e| e.to_string()))
             .map(|mut r| {
                 r.metadata_mut().resource_version = Some(kv.mod_revision.to_string());
-                Entry::Resource(r)
+                Entry::Resource(Box::new(r))
             });
         return Some(decoded);
     }
@@ -115,7 +115,7 @@ pub fn decode(kv: &KeyValue) -> Option<Result<Entry, String>> {
 fn store(snapshot: &mut Snapshot, key: &str, entry: Option<Entry>) {
     match entry {
         Some(Entry::Resource(r)) => {
-            snapshot.resources.insert(key.to_owned(), r);
+            snapshot.resources.insert(key.to_owned(), *r);
         }
         Some(Entry::Block(b)) => {
             snapshot.blocks.insert(key.to_owned(), b);

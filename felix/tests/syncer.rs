@@ -193,7 +193,8 @@ async fn changes_are_reflected(kv: Arc<dyn KvStore>) {
     })
     .await;
     assert!(matches_fresh_list(&kv, &state).await);
-    assert_eq!(state.snapshot().revision, kv.revision().await.unwrap());
+    let revision = kv.revision().await.unwrap();
+    assert_eq!(state.snapshot().revision, revision);
     task.abort();
 }
 
