@@ -8,8 +8,8 @@
 //! | datastore | `--datastore-type`, `--datastore-path`, `--etcd-endpoints` | `DATASTORE_TYPE`, `DATASTORE_PATH`, `ETCD_ENDPOINTS`, `ETCD_*` | `datastore.{type,path,etcdEndpoints,etcdCACertFile,etcdCertFile,etcdKeyFile,etcdUsername,etcdPassword}` | sqlite at `/var/lib/calico/calico.db` |
 //! | node name | `--node-name` | `NODENAME`, `FELIX_FELIXHOSTNAME` | `nodeName` | the host name |
 //! | log level | `--log-level` | `FELIX_LOGSEVERITYSCREEN` | `logLevel` | `info` |
-//! | metrics address | `--metrics-addr` | `FELIX_METRICSADDR` | `metricsAddr` | `127.0.0.1:9091` |
-//! | health address | `--health-addr` | `FELIX_HEALTHADDR` | `healthAddr` | `127.0.0.1:9099` |
+//! | metrics address | `--metrics-addr` | `FELIX_METRICSADDR`, or Calico's `FELIX_PROMETHEUSMETRICSHOST` / `…PORT` | `metricsAddr` | `127.0.0.1:9091` |
+//! | health address | `--health-addr` | `FELIX_HEALTHADDR`, or Calico's `FELIX_HEALTHHOST` / `…PORT` | `healthAddr` | `127.0.0.1:9099` |
 //! | networking backend | `--backend` | `CALICO_NETWORKING_BACKEND` | `networkingBackend` | `bird` |
 //! | IPv4 address | `--ip` | `IP` | `ip` | `autodetect` |
 //! | IPv6 address | `--ip6` | `IP6` | `ip6` | `none` |
@@ -296,6 +296,50 @@ impl Layers<'_> {
     }
 }
 
+impl Layers<'_> {
+    /// A listen address: the flag, the `addr` variable, Calico's separate
+    /// host and port variables (either one over the default's other half),
+    /// the file, the default.
+    fn addr(
+        &self,
+        flag: (&'static str, &Option<String>),
+        env: &'static str,
+        (host_env, port_env): (&'static str, &'static str),
+        file: (&'static str, &Option<String>),
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let default_addr = parse_addr(default).map_err(|m| self.error(&Source::Default, m))?;
+        if let Some(v) = self.pick(flag, &[env], ("", &None)) {
+            return self.parse(Some(v), default, parse_addr);
+        }
+        let get = |name: &str| {
+            (self.env)(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let (host, port) = (get(host_env), get(port_env));
+        if host.is_none() && port.is_none() {
+            return self.parse(self.pick(("", &None), &[], file), default, parse_addr);
+        }
+        let ip = match host {
+            Some(h) => h.parse().map_err(|_| {
+                self.error(
+                    &Source::Env(host_env),
+                    format!("{h:?} is not an IP address"),
+                )
+            })?,
+            None => default_addr.ip(),
+        };
+        let port = match port {
+            Some(p) => p
+                .parse()
+                .map_err(|_| self.error(&Source::Env(port_env), format!("{p:?} is not a port")))?,
+            None => default_addr.port(),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not an address:port such as 127.0.0.1:9091"))
@@ -408,23 +452,19 @@ impl Settings {
                 ("logLevel", &f.log_level),
             )
             .map_or_else(|| "info".to_owned(), |v| v.text.to_lowercase());
-        let metrics_addr = layers.parse(
-            layers.pick(
-                ("metrics-addr", &flags.metrics_addr),
-                &["FELIX_METRICSADDR"],
-                ("metricsAddr", &f.metrics_addr),
-            ),
+        let metrics_addr = layers.addr(
+            ("metrics-addr", &flags.metrics_addr),
+            "FELIX_METRICSADDR",
+            ("FELIX_PROMETHEUSMETRICSHOST", "FELIX_PROMETHEUSMETRICSPORT"),
+            ("metricsAddr", &f.metrics_addr),
             DEFAULT_METRICS_ADDR,
-            parse_addr,
         )?;
-        let health_addr = layers.parse(
-            layers.pick(
-                ("health-addr", &flags.health_addr),
-                &["FELIX_HEALTHADDR"],
-                ("healthAddr", &f.health_addr),
-            ),
+        let health_addr = layers.addr(
+            ("health-addr", &flags.health_addr),
+            "FELIX_HEALTHADDR",
+            ("FELIX_HEALTHHOST", "FELIX_HEALTHPORT"),
+            ("healthAddr", &f.health_addr),
             DEFAULT_HEALTH_ADDR,
-            parse_addr,
         )?;
         let backend = layers.parse(
             layers.pick(
@@ -726,6 +766,25 @@ mod tests {
             resolve(&flags, &[], None).unwrap_err().field,
             "--health-addr"
         );
+    }
+
+    #[test]
+    fn calicos_host_and_port_variables_fill_in_the_default_address() {
+        let env = [
+            ("FELIX_PROMETHEUSMETRICSPORT", "9191"),
+            ("FELIX_HEALTHHOST", "0.0.0.0"),
+        ];
+        let s = resolve(&RunArgs::default(), &env, Some("healthAddr: 127.0.0.2:1\n")).unwrap();
+        assert_eq!(s.metrics_addr, "127.0.0.1:9191".parse().unwrap());
+        assert_eq!(s.health_addr, "0.0.0.0:9099".parse().unwrap());
+        let env = [
+            ("FELIX_METRICSADDR", "127.0.0.3:1"),
+            ("FELIX_PROMETHEUSMETRICSPORT", "x"),
+        ];
+        let s = resolve(&RunArgs::default(), &env, None).unwrap();
+        assert_eq!(s.metrics_addr, "127.0.0.3:1".parse().unwrap());
+        let err = resolve(&RunArgs::default(), &[("FELIX_HEALTHPORT", "99999")], None).unwrap_err();
+        assert_eq!(err.field, "FELIX_HEALTHPORT");
     }
 
     #[test]
