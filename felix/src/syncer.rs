@@ -9,7 +9,8 @@
 //! ```
 //!
 //! One list of `/calico/` reads every resource and every IPAM block at one
-//! revision; keys outside [`RESOURCES_PREFIX`] and the blocks are skipped.
+//! revision; keys outside [`RESOURCES_PREFIX`], [`K8S_POLICIES_PREFIX`] and
+//! the blocks are skipped.
 //! Events are applied in revision order; the daemon is told "changed" once
 //! per burst (a [`Notify`] holds at most one permit, and events already
 //! queued are applied before it is given). A value that does not decode is
@@ -33,8 +34,10 @@ use tokio::sync::Notify;
 use crate::metrics::Metrics;
 use crate::state::Snapshot;
 
-/// The resources felix reads.
+/// The resources felix reads: Calico's, and Kubernetes NetworkPolicies
+/// stored beside them (as `calicoctl` stores `KubernetesNetworkPolicy`).
 pub const RESOURCES_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
+pub const K8S_POLICIES_PREFIX: &str = "/calico/resources/v3/networking.k8s.io/networkpolicies/";
 /// The one prefix listed and watched (resources and IPAM together, so one
 /// list is one revision).
 pub const WATCH_PREFIX: &str = "/calico/";
@@ -82,13 +85,17 @@ pub enum Entry {
 
 /// Whether felix keeps `key` in its snapshot.
 pub fn tracked(key: &str) -> bool {
-    key.starts_with(RESOURCES_PREFIX) || key.starts_with(BLOCKS_PREFIX)
+    is_resource(key) || key.starts_with(BLOCKS_PREFIX)
+}
+
+fn is_resource(key: &str) -> bool {
+    key.starts_with(RESOURCES_PREFIX) || key.starts_with(K8S_POLICIES_PREFIX)
 }
 
 /// Decodes a tracked key's value; `None` for keys felix does not keep.
 /// A resource carries its `mod_revision` as `metadata.resourceVersion`.
 pub fn decode(kv: &KeyValue) -> Option<Result<Entry, String>> {
-    if kv.key.starts_with(RESOURCES_PREFIX) {
+    if is_resource(&kv.key) {
         let decoded = serde_json::from_slice::<serde_json::Value>(&kv.value)
             .map_err(|e| format!("not JSON: {e}"))
             .and_then(|v| Resource::from_value(v).map_err(|e| e.to_string()))
@@ -338,6 +345,9 @@ mod tests {
     }
 
     const POOL_KEY: &str = "/calico/resources/v3/projectcalico.org/ippools/p";
+    const K8S_KEY: &str = "/calico/resources/v3/networking.k8s.io/networkpolicies/ns/np";
+    const K8S_POLICY: &str = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "np", "namespace": "ns"}, "spec": {"podSelector": {}}}"#;
 
     #[test]
     fn a_list_keeps_resources_and_blocks_and_skips_other_keys() {
@@ -347,6 +357,8 @@ mod tests {
             kv(POOL_KEY, &pool_value("10.0.0.0/16"), 5),
             kv(&block_key, &serde_json::to_vec(&block).unwrap(), 6),
             kv("/calico/ipam/v2/handle/h", b"{}", 6),
+            kv(K8S_KEY, K8S_POLICY.as_bytes(), 6),
+            kv("/calico/resources/v3/other.io/things/x", b"{}", 6),
         ];
         let (snap, bad) = snapshot_of(&kvs, 7);
         assert!(bad.is_empty(), "{bad:?}");
@@ -354,7 +366,11 @@ mod tests {
         assert_eq!(snap.blocks[&block_key], block);
         let pool = &snap.resources[POOL_KEY];
         assert_eq!(pool.metadata().resource_version.as_deref(), Some("5"));
-        assert_eq!(snap.resources.len() + snap.blocks.len(), 2);
+        assert_eq!(
+            snap.resources[K8S_KEY].kind(),
+            api::Kind::KubernetesNetworkPolicy
+        );
+        assert_eq!(snap.resources.len() + snap.blocks.len(), 3);
     }
 
     #[test]
