@@ -9,6 +9,10 @@
 //!          SIGTERM / SIGINT (the `shutdown` future) ─▶ stop; the dataplane stays as it is
 //! ```
 //!
+//! After each change the Node is registered again if the snapshot shows it
+//! missing, changed, or without the VTEP a new VXLAN pool calls for
+//! ([`node::needs_registration`]).
+//!
 //! Nothing is calculated before the first complete list of the datastore,
 //! so a restart never applies an empty state over a working dataplane; on
 //! shutdown nothing is removed. A problem (a skipped datastore entry, a
@@ -92,6 +96,9 @@ impl Slot {
 /// The loop's state between passes.
 struct Loop {
     config: DaemonConfig,
+    store: Arc<dyn KvStore>,
+    /// The last registration problem logged (logged again only when it changes).
+    registration_error: Option<String>,
     calculate: Calculate,
     metrics: Arc<Metrics>,
     slots: Vec<Slot>,
@@ -186,6 +193,26 @@ impl Loop {
         }
     }
 
+    /// Registers the Node again when the snapshot shows it missing, changed
+    /// or lacking a VTEP a new VXLAN pool calls for; the write comes back as
+    /// a change. A failure is retried at the next change.
+    async fn reconcile_node(&mut self, sync: &SyncState) {
+        let Some(reg) = &self.config.registration else {
+            return;
+        };
+        if !node::needs_registration(&sync.snapshot(), reg) {
+            return;
+        }
+        let problem = match node::register(self.store.clone(), reg).await {
+            Ok(registered) => registered.vtep_error.map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if problem.is_some() && problem != self.registration_error {
+            tracing::warn!(error = problem.as_deref(), "updating the Node failed");
+        }
+        self.registration_error = problem;
+    }
+
     /// When the earliest driver waiting for a retry is due.
     fn next_retry(&self) -> Option<Instant> {
         self.slots
@@ -222,12 +249,14 @@ pub async fn run(
         {
             return Ok(());
         }
-        let (sync, task) = Syncer::new(store, metrics.clone()).spawn();
+        let (sync, task) = Syncer::new(store.clone(), metrics.clone()).spawn();
         let mut task = AbortOnDrop(task);
         let mut drivers = drivers;
         drivers.sort_by_key(|d| driver_rank(d.name()));
         let mut state = Loop {
             config,
+            store,
+            registration_error: None,
             calculate,
             metrics: metrics.clone(),
             slots: drivers
@@ -265,6 +294,7 @@ pub async fn run(
                     // calculating from it would tear the dataplane down.
                     if sync.in_sync() || state.desired.is_some() {
                         state.recalculate(&sync);
+                        state.reconcile_node(&sync).await;
                     }
                 }
                 () = retry => {}
@@ -295,7 +325,12 @@ async fn register(
             r = node::register(store.clone(), reg) => r,
         };
         match attempt {
-            Ok(_) => return true,
+            Ok(registered) => {
+                if let Some(error) = registered.vtep_error {
+                    tracing::warn!(%error, "registered the Node without a VTEP");
+                }
+                return true;
+            }
             Err(error) => {
                 failures += 1;
                 let pause = config.backoff(failures);
@@ -554,6 +589,33 @@ mod tests {
         let bgp = node.spec.bgp.unwrap();
         assert_eq!(bgp.as_number, Some(api::AsNumber(64512)));
         assert_eq!(bgp.ipv4_address.unwrap().to_string(), "10.0.0.5/24");
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_vxlan_pool_created_later_gets_the_running_node_a_vtep() {
+        let h = Harness::start(0, &[("a", "10.1.0.0/16")]).await;
+        h.until_all_applied(1).await;
+        let mut spec = IPPoolSpec::new(Cidr("10.244.0.0/16".parse().unwrap()));
+        spec.vxlan_mode = api::resources::ippool::EncapMode::Always;
+        let store = ResourceStore::new(h.kv.clone());
+        store
+            .apply(Resource::IPPool(IPPool::new(ObjectMeta::named("vx"), spec)))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let Resource::Node(node) = store.get(Kind::Node, None, "n1").await.unwrap() else {
+                panic!("not a Node")
+            };
+            if let Some(vtep) = node.spec.ipv4_vxlan_tunnel_addr {
+                assert!(vtep.octets()[..2] == [10, 244], "{vtep}");
+                assert!(node.spec.vxlan_tunnel_mac_addr.is_some());
+                break;
+            }
+            assert!(Instant::now() < deadline, "no VTEP within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         h.stop().await;
     }
 

@@ -12,14 +12,19 @@
 //! Every write is a compare-and-swap on the Node's `resourceVersion`,
 //! retried after a conflict.
 //!
-//! [`merge`] and [`vxlan_pools`] decide (pure); [`register`] reads and
-//! writes; [`autodetect`] finds the host's address in the kernel.
+//! A VTEP that cannot be allocated (no VXLAN pool this node may use for
+//! tunnels, pools full) is reported in [`Registered::vtep_error`]; the rest
+//! is written anyway.
+//!
+//! [`merge`], [`vxlan_pools`] and [`needs_registration`] decide (pure);
+//! [`register`] reads and writes; [`autodetect`] finds the host's address
+//! in the kernel.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use api::resources::ippool::EncapMode;
+use api::resources::ippool::{AllowedUse, EncapMode};
 use api::resources::node::{NodeAddress, NodeBgpSpec};
 use api::{AsNumber, Cidr, IPPool, Kind, Node, NodeSpec, ObjectMeta, Resource};
 use datastore::ipam::IpamError;
@@ -27,6 +32,8 @@ use datastore::ipam::client::{AutoAssignArgs, Ipam};
 use datastore::ipam::select::IpUse;
 use datastore::{KvStore, ResourceStore};
 use ipnet::IpNet;
+
+use crate::state::Snapshot;
 
 /// What felix registers for this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,14 +112,39 @@ pub fn merge(existing: Option<&Node>, reg: &Registration) -> Node {
 }
 
 /// CIDRs of the enabled IPv4 pools that need VTEPs (`vxlanMode` `Always`
-/// or `CrossSubnet`).
-pub fn vxlan_pools(pools: &[IPPool]) -> Vec<IpNet> {
+/// or `CrossSubnet`) and may hand out tunnel addresses.
+pub fn vxlan_pools<'a>(pools: impl IntoIterator<Item = &'a IPPool>) -> Vec<IpNet> {
     pools
-        .iter()
+        .into_iter()
         .filter(|p| !p.spec.disabled && p.spec.vxlan_mode != EncapMode::Never)
+        .filter(|p| {
+            p.spec.allowed_uses.is_empty() || p.spec.allowed_uses.contains(&AllowedUse::Tunnel)
+        })
         .map(|p| p.spec.cidr.network())
         .filter(|c| matches!(c, IpNet::V4(_)))
         .collect()
+}
+
+/// Whether this host's Node, as the snapshot has it, lacks something
+/// [`register`] would write: it is missing, a field felix owns differs, or
+/// a VXLAN pool exists and the Node has no VTEP address in one (or no MAC).
+pub fn needs_registration(snapshot: &Snapshot, reg: &Registration) -> bool {
+    let key = ResourceStore::key(Kind::Node, None, &reg.node);
+    let Some(Resource::Node(node)) = snapshot.resources.get(&key) else {
+        return true;
+    };
+    if merge(Some(node), reg) != *node {
+        return true;
+    }
+    let pools = snapshot.resources.values().filter_map(|r| match r {
+        Resource::IPPool(p) => Some(p),
+        _ => None,
+    });
+    let vxlan = vxlan_pools(pools);
+    let in_pool = |a: Ipv4Addr| vxlan.iter().any(|p| p.contains(&IpAddr::V4(a)));
+    !vxlan.is_empty()
+        && (!node.spec.ipv4_vxlan_tunnel_addr.is_some_and(in_pool)
+            || node.spec.vxlan_tunnel_mac_addr.is_none())
 }
 
 /// A MAC in Calico's text form from random bytes, made unicast and
@@ -133,9 +165,20 @@ fn random_bytes() -> std::io::Result<[u8; 6]> {
     Ok(bytes)
 }
 
-/// Creates or updates this host's Node (see the module docs); returns it as
-/// stored.
-pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Node, NodeError> {
+/// What [`register`] wrote.
+#[derive(Debug)]
+pub struct Registered {
+    /// The Node as stored.
+    pub node: Node,
+    /// Why no VTEP address could be allocated although a VXLAN pool exists
+    /// (no pool this node may use for tunnels, the pools full, ...): the
+    /// Node was written without it.
+    pub vtep_error: Option<NodeError>,
+}
+
+/// Creates or updates this host's Node (see the module docs). A VTEP that
+/// cannot be allocated does not stop the rest from being written.
+pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Registered, NodeError> {
     let store = ResourceStore::new(kv.clone());
     let ipam = Ipam::new(kv);
     let db = |source| NodeError::Datastore {
@@ -145,6 +188,7 @@ pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Node, 
     // A VTEP address allocated by this call, kept across conflicts.
     let mut allocated: Option<Ipv4Addr> = None;
     for _ in 0..MAX_CONFLICTS {
+        let mut vtep_error = None;
         let existing = match store.get(Kind::Node, None, &reg.node).await {
             Ok(Resource::Node(n)) => Some(n),
             Ok(other) => {
@@ -171,15 +215,15 @@ pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Node, 
         if !vxlan.is_empty() {
             let holds = |a: Ipv4Addr| vxlan.iter().any(|p| p.contains(&IpAddr::V4(a)));
             if !node.spec.ipv4_vxlan_tunnel_addr.is_some_and(holds) {
-                let addr = match allocated {
-                    Some(a) => a,
-                    None => {
-                        let a = allocate_vtep(&ipam, &reg.node, &vxlan).await?;
-                        allocated = Some(a);
-                        a
+                if allocated.is_none() {
+                    match allocate_vtep(&ipam, &reg.node, &vxlan).await {
+                        Ok(a) => allocated = Some(a),
+                        Err(e) => vtep_error = Some(e),
                     }
-                };
-                node.spec.ipv4_vxlan_tunnel_addr = Some(addr);
+                }
+                if let Some(addr) = allocated {
+                    node.spec.ipv4_vxlan_tunnel_addr = Some(addr);
+                }
             }
             if node.spec.vxlan_tunnel_mac_addr.is_none() {
                 let bytes = random_bytes().map_err(|source| NodeError::Random {
@@ -192,7 +236,7 @@ pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Node, 
         if let Some(existing) = &existing
             && *existing == node
         {
-            return Ok(node);
+            return Ok(Registered { node, vtep_error });
         }
         let written = match existing {
             Some(_) => store.replace(Resource::Node(node)).await,
@@ -205,7 +249,10 @@ pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Node, 
                     vtep = ?n.spec.ipv4_vxlan_tunnel_addr,
                     "registered this host's Node"
                 );
-                return Ok(n);
+                return Ok(Registered {
+                    node: n,
+                    vtep_error,
+                });
             }
             Ok(other) => {
                 return Err(NodeError::WrongKind {
@@ -473,6 +520,37 @@ mod tests {
                 "10.4.0.0/16".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn registration_is_needed_until_the_snapshot_holds_what_felix_writes() {
+        let key = ResourceStore::key(Kind::Node, None, "n1");
+        let mut snap = Snapshot::default();
+        assert!(needs_registration(&snap, &reg()), "no Node");
+        let mut node = merge(None, &reg());
+        snap.resources
+            .insert(key.clone(), Resource::Node(node.clone()));
+        assert!(!needs_registration(&snap, &reg()));
+        let moved = Registration {
+            ipv4: Some("10.0.9.5/24".parse().unwrap()),
+            ..reg()
+        };
+        assert!(needs_registration(&snap, &moved), "an address changed");
+
+        let mut spec = api::IPPoolSpec::new(Cidr("10.244.0.0/16".parse().unwrap()));
+        spec.vxlan_mode = EncapMode::Always;
+        let pool = IPPool::new(ObjectMeta::named("vx"), spec);
+        snap.resources
+            .insert("pool".into(), Resource::IPPool(pool.clone()));
+        assert!(needs_registration(&snap, &reg()), "a VXLAN pool, no VTEP");
+        node.spec.ipv4_vxlan_tunnel_addr = Some("10.244.0.1".parse().unwrap());
+        node.spec.vxlan_tunnel_mac_addr = Some("02:00:00:00:00:01".into());
+        snap.resources.insert(key, Resource::Node(node));
+        assert!(!needs_registration(&snap, &reg()));
+
+        let mut workload_only = pool;
+        workload_only.spec.allowed_uses = vec![AllowedUse::Workload];
+        assert!(vxlan_pools([&workload_only]).is_empty());
     }
 
     #[test]

@@ -36,12 +36,18 @@ async fn stored(kv: &Arc<dyn KvStore>) -> Node {
 #[tokio::test]
 async fn the_node_is_created_then_updated_without_clobbering_others_fields() {
     let (kv, _keep) = common::sqlite();
-    let first = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let first = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
     assert_eq!(first, stored(&kv).await);
     assert_eq!(first.spec.vxlan_tunnel_mac_addr, None, "no VXLAN pool");
 
     // Registering again changes nothing (not even the resourceVersion).
-    let again = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let again = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
     assert_eq!(
         again.metadata.resource_version,
         first.metadata.resource_version
@@ -53,7 +59,10 @@ async fn the_node_is_created_then_updated_without_clobbering_others_fields() {
     theirs.spec.bgp.as_mut().unwrap().route_reflector_cluster_id = Some("224.0.0.1".into());
     apply(&kv, Resource::Node(theirs)).await;
 
-    let moved = register(kv.clone(), &reg("10.0.1.5/24")).await.unwrap();
+    let moved = register(kv.clone(), &reg("10.0.1.5/24"))
+        .await
+        .unwrap()
+        .node;
     assert_eq!(moved, stored(&kv).await);
     assert_eq!(moved.metadata.labels["rack"], "r7");
     let bgp = moved.spec.bgp.unwrap();
@@ -65,7 +74,10 @@ async fn the_node_is_created_then_updated_without_clobbering_others_fields() {
 async fn a_vxlan_pool_gets_the_node_a_vtep_from_ipam_once() {
     let (kv, _keep) = common::sqlite();
     apply(&kv, pool("vx", "10.244.0.0/16", true)).await;
-    let node = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let node = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
     let vtep = node.spec.ipv4_vxlan_tunnel_addr.expect("a VTEP address");
     assert!(
         "10.244.0.0/16"
@@ -91,7 +103,10 @@ async fn a_vxlan_pool_gets_the_node_a_vtep_from_ipam_once() {
     assert_eq!(status.attrs.get("node").map(String::as_str), Some("n1"));
 
     // A restart keeps address and MAC; nothing more is allocated.
-    let again = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let again = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
     assert_eq!(again.spec.ipv4_vxlan_tunnel_addr, Some(vtep));
     assert_eq!(again.spec.vxlan_tunnel_mac_addr, Some(mac));
     assert_eq!(
@@ -101,6 +116,25 @@ async fn a_vxlan_pool_gets_the_node_a_vtep_from_ipam_once() {
     let usage = Ipam::new(kv.clone()).usage().await.unwrap();
     let in_use: u128 = usage.pools.iter().map(|p| p.in_use).sum();
     assert_eq!(in_use, 1);
+}
+
+#[tokio::test]
+async fn a_vtep_that_cannot_be_allocated_does_not_stop_the_registration() {
+    let (kv, _keep) = common::sqlite();
+    let Resource::IPPool(mut elsewhere) = pool("vx", "10.244.0.0/16", true) else {
+        unreachable!()
+    };
+    elsewhere.spec.node_selector = "rack == 'r9'".into();
+    apply(&kv, Resource::IPPool(elsewhere)).await;
+    let registered = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let error = registered
+        .vtep_error
+        .expect("no pool this node may use")
+        .to_string();
+    assert!(error.contains("n1"), "{error}");
+    assert_eq!(registered.node, stored(&kv).await);
+    assert_eq!(registered.node.spec.ipv4_vxlan_tunnel_addr, None);
+    assert!(registered.node.spec.bgp.is_some());
 }
 
 #[tokio::test]
@@ -120,7 +154,10 @@ async fn an_address_a_crashed_run_left_under_the_handle_is_not_leaked() {
         .unwrap()
         .v4[0]
         .ip;
-    let node = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap();
+    let node = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
     let vtep = IpAddr::V4(node.spec.ipv4_vxlan_tunnel_addr.unwrap());
     let usage = ipam.usage().await.unwrap();
     let in_use: u128 = usage.pools.iter().map(|p| p.in_use).sum();
