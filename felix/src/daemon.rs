@@ -110,11 +110,21 @@ struct Loop {
 }
 
 impl Loop {
-    /// Calculates from the snapshot; a new generation if the result differs.
-    fn recalculate(&mut self, sync: &SyncState) {
-        let calculated = {
-            let snapshot = sync.snapshot();
-            (self.calculate)(&snapshot, &self.config.host)
+    /// Calculates from the snapshot (on the blocking pool: the calculation
+    /// may take a while on a large datastore); a new generation if the
+    /// result differs.
+    async fn recalculate(&mut self, sync: &SyncState) {
+        let snapshot = sync.snapshot();
+        let (calculate, host) = (self.calculate, self.config.host.clone());
+        self.metrics.set_busy(true);
+        let calculated = tokio::task::spawn_blocking(move || calculate(&snapshot, &host)).await;
+        self.metrics.set_busy(false);
+        let calculated = match calculated {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "the calculation panicked; keeping the last result");
+                return;
+            }
         };
         let now: BTreeSet<String> = calculated.problems.into_iter().collect();
         for p in now.difference(&self.problems) {
@@ -159,7 +169,9 @@ impl Loop {
             }
             let name = slot.driver.name();
             let started = Instant::now();
+            self.metrics.set_busy(true);
             let result = slot.driver.apply(desired).await;
+            self.metrics.set_busy(false);
             self.metrics
                 .apply_seconds
                 .observe(&[name], started.elapsed().as_secs_f64());
@@ -293,7 +305,7 @@ pub async fn run(
                     // Before the first complete list the snapshot is empty:
                     // calculating from it would tear the dataplane down.
                     if sync.in_sync() || state.desired.is_some() {
-                        state.recalculate(&sync);
+                        state.recalculate(&sync).await;
                         state.reconcile_node(&sync).await;
                     }
                 }

@@ -9,7 +9,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/metrics` | the exposition, `text/plain; version=0.0.4` |
-//! | `/liveness` | 200 while the daemon's loop runs, else 503 |
+//! | `/liveness` | 200 while the daemon's loop runs and no single apply or calculation has taken longer than [`STUCK_AFTER`], else 503 |
 //! | `/readiness` | 200 once every driver applied the first calculation and the datastore is in sync, else 503 |
 //!
 //! Calico serves metrics on 9091 and health on 9099; felix binds both to
@@ -18,9 +18,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -286,7 +286,15 @@ pub struct Metrics {
     bgp: Mutex<Option<Arc<dyn BgpStatus>>>,
     live: AtomicBool,
     ready: AtomicBool,
+    /// When the loop's current step (an apply, a calculation) began.
+    busy_since: Mutex<Option<Instant>>,
+    /// How long one step may take before liveness fails, in milliseconds.
+    stuck_after_ms: AtomicU64,
 }
+
+/// How long one step of the loop may take before `/liveness` fails (as
+/// Calico's felix gives its dataplane 90 s).
+pub const STUCK_AFTER: Duration = Duration::from_secs(90);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -339,6 +347,8 @@ impl Metrics {
             bgp: Mutex::new(None),
             live: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            busy_since: Mutex::new(None),
+            stuck_after_ms: AtomicU64::new(STUCK_AFTER.as_millis() as u64),
         }
     }
 
@@ -353,8 +363,20 @@ impl Metrics {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
+    /// Marks the start (`true`) or end of one step of the loop.
+    pub fn set_busy(&self, busy: bool) {
+        *self.busy_since.lock().unwrap_or_else(|e| e.into_inner()) = busy.then(Instant::now);
+    }
+    /// Changes how long one step may take (default [`STUCK_AFTER`]).
+    pub fn set_stuck_after(&self, limit: Duration) {
+        self.stuck_after_ms
+            .store(limit.as_millis() as u64, Ordering::Release);
+    }
+    /// The loop runs and is not stuck in one step.
     pub fn live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+        let limit = Duration::from_millis(self.stuck_after_ms.load(Ordering::Acquire));
+        let busy = *self.busy_since.lock().unwrap_or_else(|e| e.into_inner());
+        self.live.load(Ordering::Acquire) && busy.is_none_or(|since| since.elapsed() <= limit)
     }
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -554,6 +576,20 @@ mod tests {
         m.set_bgp_status(Arc::new(Peers(vec![peer("10.0.0.1", "Idle", 0)])));
         let text = m.render();
         assert!(!text.contains("Established"), "{text}");
+    }
+
+    #[test]
+    fn liveness_fails_while_one_step_takes_too_long() {
+        let m = Metrics::new();
+        assert!(!m.live(), "not before the loop starts");
+        m.set_live(true);
+        m.set_busy(true);
+        assert!(m.live(), "busy, within the limit");
+        m.set_stuck_after(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!m.live(), "busy beyond the limit");
+        m.set_busy(false);
+        assert!(m.live());
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! queued are applied before it is given). A value that does not decode is
 //! left out of the snapshot and logged once per key and value.
 //!
-//! The snapshot lives behind a `std::sync::Mutex`: the syncer holds it while
-//! applying events, the daemon while calculating; neither holds it across an
-//! `.await`.
+//! The snapshot is an `Arc<Snapshot>` behind a `std::sync::Mutex`, held
+//! only to swap or clone the `Arc` and to apply one event: readers take the
+//! `Arc` and calculate without holding anything, and an event arriving
+//! meanwhile is applied to a copy (`Arc::make_mut`), so the syncer never
+//! waits for a calculation.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,15 +47,19 @@ pub const WATCH_PREFIX: &str = "/calico/";
 /// What the syncer shares with the daemon.
 #[derive(Debug, Default)]
 pub struct SyncState {
-    /// Guards the snapshot; held briefly, never across an `.await`.
-    snapshot: Mutex<Snapshot>,
+    /// Guards the current snapshot; held briefly, never across an `.await`.
+    snapshot: Mutex<Arc<Snapshot>>,
     changed: Notify,
     in_sync: AtomicBool,
 }
 
 impl SyncState {
-    /// The snapshot, locked: drop the guard before awaiting anything.
-    pub fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
+    /// The current snapshot (later changes do not alter it).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.locked().clone()
+    }
+
+    fn locked(&self) -> MutexGuard<'_, Arc<Snapshot>> {
         // A panic while holding the lock leaves a whole snapshot behind:
         // events are applied one at a time.
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
@@ -242,7 +248,7 @@ impl Syncer {
                         blocks = snapshot.blocks.len(),
                         "datastore listed"
                     );
-                    *self.state.snapshot() = snapshot;
+                    *self.state.locked() = Arc::new(snapshot);
                     self.state.set_in_sync(true);
                     self.state.changed.notify_one();
                     return revision;
@@ -269,7 +275,7 @@ impl Syncer {
             loop {
                 match next {
                     Some(Ok(event)) => {
-                        let result = apply_event(&mut self.state.snapshot(), &event);
+                        let result = apply_event(Arc::make_mut(&mut self.state.locked()), &event);
                         match result {
                             Ok(c) => changed |= c,
                             Err(message) => {
