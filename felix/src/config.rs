@@ -440,10 +440,11 @@ impl Settings {
                 },
             )?;
         if node_name.is_empty() {
-            return Err(layers.error(
-                &Source::Default,
-                "the node name is empty and no host name is known; set NODENAME",
-            ));
+            return Err(ConfigError {
+                origin: "host name".into(),
+                field: "NODENAME".into(),
+                message: "no node name is set and the host name is empty".into(),
+            });
         }
         let log_level = layers
             .pick(
@@ -570,6 +571,7 @@ fn datastore_config(
         let flag = flag_values.get(name).map_or(("", &empty), |f| (f.0, f.1));
         let file_value = file_values.get(name).map(|(_, v)| v.clone());
         let file_field = file_values.get(name).map_or("", |(f, _)| f);
+        // The variable under its `'static` name, if it is one we read.
         let envs: Vec<&'static str> = ENV_NAMES.iter().copied().filter(|e| *e == name).collect();
         let picked = layers.pick(flag, &envs, (file_field, &file_value))?;
         sources.borrow_mut().insert(name.to_owned(), picked.source);
@@ -804,6 +806,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.ip, IpSetting::Address("10.1.2.3/32".parse().unwrap()));
         assert_eq!(s.ip6, IpSetting::None);
+    }
+
+    #[test]
+    fn no_node_name_and_no_host_name_is_an_error_naming_nodename() {
+        let err =
+            Settings::resolve(&RunArgs::default(), &|_| None, None, &String::new).unwrap_err();
+        assert_eq!(err.field, "NODENAME");
     }
 
     #[test]
