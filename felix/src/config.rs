@@ -92,7 +92,10 @@ pub struct ConfigError {
 /// `felix run`'s flags: each overrides the environment and the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct RunArgs {
-    /// YAML file with the settings (see the module docs for its fields).
+    /// YAML settings file: nodeName, logLevel, metricsAddr, healthAddr,
+    /// networkingBackend, ip, ip6, asNumber, bgpSocket, datastore.{type, path,
+    /// etcdEndpoints, etcdCACertFile, etcdCertFile, etcdKeyFile, etcdUsername,
+    /// etcdPassword}
     #[arg(long, value_name = "FILE", env = "FELIX_CONFIG_FILE")]
     pub config: Option<PathBuf>,
     /// `sqlite` or `etcdv3` [env: DATASTORE_TYPE]
