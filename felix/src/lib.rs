@@ -21,9 +21,12 @@
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/liveness` and
 //!   `/readiness` HTTP endpoints.
 //! - [`daemon`]: the agent's main loop tying the above together.
+//! - [`cli`]: `felix run`, wiring settings, datastore, servers, drivers and
+//!   the daemon (`src/main.rs` hands it `calc::calculate`).
 
 pub mod bgp;
 pub mod calc;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

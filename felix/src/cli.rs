@@ -1,0 +1,186 @@
+//! The `felix` command line: `felix run [--config FILE] [flags]` wires
+//! settings → datastore → metrics/health servers → drivers → daemon (which
+//! registers the Node, syncs, calculates and applies). `src/main.rs` calls
+//! [`main`] with `calc::calculate`; the calculation is a parameter so this
+//! wiring is built and checked on its own.
+//!
+//! Exit codes: 0 after SIGTERM/SIGINT (the dataplane is left as it is), 2
+//! for bad settings, 1 for anything else that stops the agent.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+
+use crate::config::{Backend, ConfigError, IpSetting, RunArgs, Settings};
+use crate::daemon::{self, DaemonConfig, DaemonError};
+use crate::metrics::{self, Metrics};
+use crate::node::{self, NodeError, Registration};
+use crate::policy_driver::PolicyDriver;
+use crate::state::{Calculate, Driver};
+
+/// felix: the per-host agent (routes, workload interfaces, policy, BGP).
+#[derive(Debug, Parser)]
+#[command(name = "felix", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+/// What stopped `felix run`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("connecting to the datastore: {0}")]
+    Datastore(#[from] datastore::Error),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "no IPv{family} address found on the default route's interface; set IP/IP6 (or --ip/--ip6) explicitly"
+    )]
+    NoAddress { family: u8 },
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Parses the command line and runs it; the process's exit code.
+pub fn main(calculate: Calculate) -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Run(args) = cli.command;
+    let settings = match Settings::load(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("felix: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %CliError::Runtime(e), "felix stopped");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings, calculate, daemon::termination())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "felix stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The host's address of one family as configured or found.
+async fn host_address(
+    setting: IpSetting,
+    family: u8,
+    required: bool,
+) -> Result<Option<IpNet>, CliError> {
+    match setting {
+        IpSetting::None => Ok(None),
+        IpSetting::Address(net) => Ok(Some(net)),
+        IpSetting::Autodetect => match node::autodetect(family).await? {
+            Some(net) => {
+                tracing::info!(%net, "autodetected this host's IPv{family} address");
+                Ok(Some(net))
+            }
+            None if required => Err(CliError::NoAddress { family }),
+            None => {
+                tracing::warn!("no IPv{family} address found to register");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Binds `addr` and serves metrics and health on it.
+async fn serve(
+    what: &'static str,
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { what, addr, source })?;
+    tracing::info!(%addr, "serving {what}");
+    Ok(tokio::spawn(metrics::serve(listener, metrics)))
+}
+
+/// `felix run` with resolved settings, until `shutdown`.
+#[allow(
+    clippy::vec_init_then_push,
+    reason = "the other drivers' construction points sit between the pushes"
+)]
+pub async fn run(
+    settings: Settings,
+    calculate: Calculate,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    tracing::info!(node = settings.node_name, backend = ?settings.backend, "felix starting");
+    let bgp = settings.backend == Backend::Bird;
+    let registration = Registration {
+        node: settings.node_name.clone(),
+        ipv4: host_address(settings.ip, 4, bgp).await?,
+        ipv6: host_address(settings.ip6, 6, false).await?,
+        as_number: settings.as_number,
+    };
+    let store = datastore::connect(&settings.datastore).await?;
+    let metrics = Arc::new(Metrics::new());
+    let mut servers = vec![serve("metrics", settings.metrics_addr, metrics.clone()).await?];
+    if settings.health_addr != settings.metrics_addr {
+        servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
+    }
+
+    // Drivers, applied in this order each pass (the daemon sorts them by
+    // `daemon::driver_rank` too): routes/links, then policy, then BGP.
+    let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
+    // LEAD: the routes / workload links / conntrack driver
+    // (`felix::dataplane`) is pushed here.
+    // LEAD: the VXLAN driver (`felix::dataplane`) is pushed here.
+    drivers.push(Box::new(
+        PolicyDriver::netlink().with_metrics(metrics.clone()),
+    ));
+    // LEAD: the BGP driver (`felix::bgp`) is pushed here when `bgp`; it
+    // should serve `settings.bgp_socket` and hand the daemon's metrics its
+    // peers with `metrics.set_bgp_status(..)`.
+
+    let config = DaemonConfig::new(settings.host(), Some(registration));
+    let result = daemon::run(config, store, calculate, drivers, metrics, shutdown).await;
+    servers.iter().for_each(|s| s.abort());
+    result.map_err(CliError::from)
+}
