@@ -57,6 +57,8 @@ pub enum CliError {
     NoAddress { family: u8 },
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error("opening the kernel dataplane: {0}")]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -142,10 +144,6 @@ async fn serve(
 }
 
 /// `felix run` with resolved settings, until `shutdown`.
-#[allow(
-    clippy::vec_init_then_push,
-    reason = "the other drivers' construction points sit between the pushes"
-)]
 pub async fn run(
     settings: Settings,
     calculate: Calculate,
@@ -168,10 +166,8 @@ pub async fn run(
 
     // Drivers, applied in this order each pass (the daemon sorts them by
     // `daemon::driver_rank` too): routes/links, then policy, then BGP.
-    let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
-    // LEAD: the routes / workload links / conntrack driver
-    // (`felix::dataplane`) is pushed here.
-    // LEAD: the VXLAN driver (`felix::dataplane`) is pushed here.
+    let mut drivers: Vec<Box<dyn Driver>> =
+        crate::dataplane::open_all(&crate::dataplane::Namespace::Current).await?;
     drivers.push(Box::new(
         PolicyDriver::netlink().with_metrics(metrics.clone()),
     ));

@@ -46,10 +46,14 @@ pub struct DaemonConfig {
     /// How long to wait after a change for more before calculating (a
     /// burst of datastore writes is calculated once).
     pub coalesce: Duration,
+    /// How soon a driver with something [pending](Driver::pending) is
+    /// applied again.
+    pub recheck: Duration,
 }
 
 impl DaemonConfig {
-    /// Defaults: backoff 250 ms to 30 s, changes coalesced over 20 ms.
+    /// Defaults: backoff 250 ms to 30 s, changes coalesced over 20 ms,
+    /// pending work rechecked every second.
     pub fn new(host: HostSettings, registration: Option<Registration>) -> Self {
         DaemonConfig {
             host,
@@ -57,6 +61,7 @@ impl DaemonConfig {
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             coalesce: Duration::from_millis(20),
+            recheck: Duration::from_secs(1),
         }
     }
 
@@ -84,12 +89,25 @@ struct Slot {
     applied: Option<u64>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Set while the driver reports something [pending](Driver::pending):
+    /// when to apply the same generation again.
+    recheck_at: Option<Instant>,
     last_error: Option<String>,
 }
 
 impl Slot {
     fn due(&self, generation: u64, now: Instant) -> bool {
-        self.applied != Some(generation) && self.retry_at.is_none_or(|t| t <= now)
+        (self.applied != Some(generation) && self.retry_at.is_none_or(|t| t <= now))
+            || self.recheck_at.is_some_and(|t| t <= now)
+    }
+
+    /// The next time this slot wants a pass with no change.
+    fn wake_at(&self, generation: u64) -> Option<Instant> {
+        let retry = self.retry_at.filter(|_| self.applied != Some(generation));
+        match (retry, self.recheck_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -183,6 +201,10 @@ impl Loop {
                     slot.applied = Some(generation);
                     slot.failures = 0;
                     slot.retry_at = None;
+                    slot.recheck_at = slot
+                        .driver
+                        .pending()
+                        .then(|| Instant::now() + self.config.recheck);
                 }
                 Err(error) => {
                     let error = error.to_string();
@@ -225,12 +247,11 @@ impl Loop {
         self.registration_error = problem;
     }
 
-    /// When the earliest driver waiting for a retry is due.
+    /// When the earliest driver waiting for a retry or a recheck is due.
     fn next_retry(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|s| s.applied != Some(self.generation))
-            .filter_map(|s| s.retry_at)
+            .filter_map(|s| s.wake_at(self.generation))
             .min()
     }
 }
@@ -278,6 +299,7 @@ pub async fn run(
                     applied: None,
                     failures: 0,
                     retry_at: None,
+                    recheck_at: None,
                     last_error: None,
                 })
                 .collect(),
@@ -429,6 +451,9 @@ mod tests {
         log: Log,
         /// Applies that fail before one succeeds.
         failures: Arc<AtomicU32>,
+        /// Successful applies after which something is still pending.
+        pending: Arc<AtomicU32>,
+        is_pending: bool,
     }
 
     #[async_trait::async_trait]
@@ -448,7 +473,14 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((self.name, desired.routes.len()));
+            self.is_pending = self
+                .pending
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
             Ok(())
+        }
+        fn pending(&self) -> bool {
+            self.is_pending
         }
     }
 
@@ -467,6 +499,16 @@ mod tests {
         /// times first) and routes, in that (wrong) order, on a store holding
         /// `pools` (name, CIDR).
         async fn start(policy_failures: u32, pools: &[(&str, &str)]) -> Harness {
+            Harness::start_pending(policy_failures, 0, pools).await
+        }
+
+        /// As `start`, with the routes driver reporting something pending
+        /// after its first `routes_pending` applies.
+        async fn start_pending(
+            policy_failures: u32,
+            routes_pending: u32,
+            pools: &[(&str, &str)],
+        ) -> Harness {
             let dir = tempfile::tempdir().unwrap();
             let kv: Arc<dyn KvStore> = Arc::new(SqliteStore::open(dir.path().join("db")).unwrap());
             for (name, cidr) in pools {
@@ -474,17 +516,19 @@ mod tests {
             }
             let log = Log::default();
             let failing = Arc::new(AtomicU32::new(policy_failures));
-            let fake = |name, failures| {
+            let fake = |name, failures, pending: u32| {
                 Box::new(Fake {
                     name,
                     log: log.clone(),
                     failures,
+                    pending: Arc::new(AtomicU32::new(pending)),
+                    is_pending: false,
                 }) as Box<dyn Driver>
             };
             let drivers = vec![
-                fake("bgp", Arc::default()),
-                fake("policy", failing.clone()),
-                fake("routes", Arc::default()),
+                fake("bgp", Arc::default(), 0),
+                fake("policy", failing.clone(), 0),
+                fake("routes", Arc::default(), routes_pending),
             ];
             let host = HostSettings {
                 node: "n1".into(),
@@ -498,6 +542,7 @@ mod tests {
             };
             let mut config = DaemonConfig::new(host, Some(registration));
             config.backoff = Duration::from_millis(20);
+            config.recheck = Duration::from_millis(20);
             let metrics = Arc::new(Metrics::new());
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let daemon = tokio::spawn(run(
@@ -585,6 +630,23 @@ mod tests {
         for chunk in names.chunks(3) {
             assert_eq!(chunk, ["routes", "policy", "bgp"], "{log:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_driver_with_something_pending_is_applied_again_without_a_change() {
+        let h = Harness::start_pending(0, 2, &[("a", "10.1.0.0/16")]).await;
+        h.until_all_applied(1).await;
+        until(|| h.applied().iter().filter(|(n, _)| *n == "routes").count() == 3).await;
+        // Nothing pending any more: no fourth apply, and the others were
+        // applied once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = h.stop().await;
+        let count = |d: &str| log.iter().filter(|(n, _)| *n == d).count();
+        assert_eq!(
+            (count("routes"), count("policy"), count("bgp")),
+            (3, 1, 1),
+            "{log:?}"
+        );
     }
 
     #[tokio::test]

@@ -137,6 +137,12 @@ pub trait Driver: Send {
     fn name(&self) -> &'static str;
     /// Makes the part of the dataplane this driver owns match `desired`.
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError>;
+    /// Whether the last apply left something waiting on the world outside
+    /// felix (a workload's veth the CNI plugin has not created yet): the
+    /// daemon applies the same `Desired` again shortly, with no change.
+    fn pending(&self) -> bool {
+        false
+    }
 }
 
 /// Whatever stopped a driver; the loop logs it and retries.

@@ -219,6 +219,10 @@ impl Driver for LinksDriver {
         );
         DataplaneError::from_all(report.failed).map_err(Into::into)
     }
+
+    fn pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -412,6 +412,10 @@ impl Driver for RoutesDriver {
         );
         DataplaneError::from_all(report.failed).map_err(Into::into)
     }
+
+    fn pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
 }
 
 #[cfg(test)]
