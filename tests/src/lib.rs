@@ -33,6 +33,8 @@
 //!   [`poll_until`].
 //! - [`require`]: [`require_root`] and [`require_programs`]: skip locally,
 //!   fail in CI.
+//! - [`traffic`]: pings, TCP probes, and long-lived TCP connections to an
+//!   echo server, between namespaces.
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 
@@ -44,6 +46,7 @@ pub mod name;
 pub mod netns;
 pub mod process;
 pub mod require;
+pub mod traffic;
 
 pub use binary::workspace_binary;
 pub use command::run_checked;
