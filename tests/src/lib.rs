@@ -35,10 +35,13 @@
 //!   fail in CI.
 //! - [`traffic`]: pings, TCP probes, and long-lived TCP connections to an
 //!   echo server, between namespaces.
+//! - [`cni`]: a small CNI runtime calling a conflist's plugins as libcni
+//!   does, and container sandboxes.
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 
 pub mod binary;
+pub mod cni;
 pub mod command;
 pub mod error;
 pub mod link;
