@@ -45,6 +45,17 @@ pub struct NetConf {
     pub port_mappings: Vec<PortMapping>,
     /// `args.cni.labels`, for the workload's labels.
     pub labels: BTreeMap<String, String>,
+    /// GC (1.1): `cni.dev/valid-attachments`, the attachments to keep.
+    pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// One attachment a runtime still uses (GC's `cni.dev/valid-attachments`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
 }
 
 /// The `ipam` section.
@@ -114,6 +125,8 @@ struct Raw {
     #[serde(default)]
     #[allow(dead_code, reason = "standard CNI field, for the runtime")]
     dns: Option<Value>,
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<Attachment>>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +304,7 @@ impl NetConf {
             prev_result,
             port_mappings: raw.runtime_config.port_mappings,
             labels,
+            valid_attachments: raw.valid_attachments,
         })
     }
 

@@ -3,13 +3,16 @@
 //! `namespace`, `pod` and `node`. ADD returns the handle's addresses if it
 //! already has some (a repeated ADD assigns nothing new); DEL releases by
 //! handle and succeeds when there is nothing to release; CHECK verifies the
-//! handle still owns the addresses.
+//! handle still owns the addresses; GC (1.1) releases the handles of
+//! containers the runtime no longer lists.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use api::{IPPool, Kind, Resource};
-use datastore::ipam::model::{AllocationBlock, IpamHandle, block_key, handle_key};
+use datastore::ipam::model::{
+    AllocationBlock, IpamHandle, block_key, handle_key, parse_handle_key,
+};
 use datastore::ipam::{AutoAssignArgs, IpUse, Ipam, IpamError, block_math};
 use datastore::{KvStore, ResourceStore};
 use ipnet::IpNet;
@@ -177,7 +180,37 @@ pub async fn check(conf: &NetConf, env: &CniEnv, kv: Arc<dyn KvStore>) -> Result
     Ok(())
 }
 
-/// Whether `kind` resources can be read: the datastore answers.
+/// GC (1.1): releases every handle of this network (`<name>.<containerID>`)
+/// whose container is not among `cni.dev/valid-attachments`; the released
+/// handles.
+pub async fn gc(conf: &NetConf, kv: Arc<dyn KvStore>) -> Result<Vec<String>> {
+    let valid = conf
+        .valid_attachments
+        .as_ref()
+        .ok_or_else(|| CniError::config("cni.dev/valid-attachments", "is required for GC"))?;
+    let prefix = handle_key(&format!("{}.", conf.name));
+    let (kvs, _) = kv.list(&prefix).await?;
+    let ipam = Ipam::new(kv);
+    let mut released = Vec::new();
+    for entry in kvs {
+        let Some(handle) = parse_handle_key(&entry.key) else {
+            continue;
+        };
+        let container = &handle[conf.name.len() + 1..];
+        if valid.iter().any(|a| a.container_id == container) {
+            continue;
+        }
+        match ipam.release_by_handle(handle).await {
+            Ok(ips) => tracing::info!(handle, ?ips, "GC released"),
+            Err(IpamError::HandleNotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        released.push(handle.to_owned());
+    }
+    Ok(released)
+}
+
+/// STATUS: the datastore answers.
 pub async fn reachable(kv: Arc<dyn KvStore>) -> Result<()> {
     ResourceStore::new(kv)
         .list(Kind::IPPool, None)

@@ -1,5 +1,5 @@
 //! The CNI plugins `calico` and `calico-ipam` (CNI spec 1.0.0, and STATUS
-//! of 1.1.0): how a container runtime asks for a workload's interface,
+//! and GC of 1.1.0): how a container runtime asks for a workload's interface,
 //! addresses and WorkloadEndpoint, with Calico's network configuration,
 //! naming and container-side plumbing.
 //!

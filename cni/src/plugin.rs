@@ -10,6 +10,8 @@
 //! not wait for felix: the endpoint carries no traffic until felix has
 //! programmed its route and policy.
 //!
+//! GC hands the configuration to the IPAM plugin.
+//!
 //! DEL removes the veth, the endpoint and the addresses, each if present;
 //! an endpoint that now belongs to another container (a newer sandbox of the
 //! same pod) is left alone with its host veth.
@@ -368,4 +370,10 @@ pub async fn check(
     }
     let plugin = delegate::find_plugin(&conf.ipam.plugin_type, &env.path)?;
     delegate::run(&plugin, Command::Check, stdin).map(|_| ())
+}
+
+/// GC (1.1): the addresses are the IPAM plugin's to collect.
+pub fn gc(conf: &NetConf, env: &CniEnv, stdin: &[u8]) -> Result<()> {
+    let plugin = delegate::find_plugin(&conf.ipam.plugin_type, &env.path)?;
+    delegate::run(&plugin, Command::Gc, stdin).map(|_| ())
 }

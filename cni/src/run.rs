@@ -84,7 +84,12 @@ pub fn dispatch(
             tracing::info_span!("cni", command = ?env.command, container = env.container_id, node);
         let _enter = span.enter();
         let kv: Arc<dyn KvStore> = datastore::connect(&conf.datastore).await.map_err(|e| {
-            CniError::new(Code::TryAgain, format!("connecting to the datastore: {e}"))
+            let code = if env.command == Command::Status {
+                Code::NotAvailable
+            } else {
+                Code::TryAgain
+            };
+            CniError::new(code, format!("connecting to the datastore: {e}"))
         })?;
         let to_json =
             |r: crate::result::CniResult| serde_json::to_value(r).expect("results serialise");
@@ -107,10 +112,8 @@ pub fn dispatch(
                 ipam::check(&conf, &env, kv).await.map(|_| None)
             }
             (_, Command::Status) => ipam::reachable(kv).await.map(|_| None),
-            (_, Command::Gc) => Err(CniError::new(
-                Code::InvalidEnv,
-                "CNI_COMMAND: GC is not supported by this plugin",
-            )),
+            (Plugin::CalicoIpam, Command::Gc) => ipam::gc(&conf, kv).await.map(|_| None),
+            (Plugin::Calico, Command::Gc) => plugin::gc(&conf, &env, stdin).map(|_| None),
         }
     })
 }

@@ -403,3 +403,58 @@ fn del_succeeds_when_the_namespace_is_already_gone() {
         .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
     host.assert_nothing_left(&c);
 }
+
+#[test]
+fn dual_stack_add_gives_a_128_and_the_link_local_gateway_and_checks_clean() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL, ("fd00:77::/120", 122)]);
+    let c = Container::new("d5a1d5a1d5a1", None);
+    let mut list = host.conflist();
+    list["plugins"][1]["ipam"]["assign_ipv6"] = json!("true");
+    let result = host
+        .add_chain(&list, &c, &no_ports())
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    let ours: Vec<&str> = result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["interface"] == 2)
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ours.len(), 2, "{result}");
+    let v6 = ours
+        .iter()
+        .find(|a| a.contains(':'))
+        .expect("an IPv6 address");
+    assert!(v6.starts_with("fd00:77::") && v6.ends_with("/128"), "{v6}");
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
+    );
+    let routes = ip_json(c.ns(), &["-6", "route", "show", "dev", "eth0"]);
+    let default = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("IPv6 default route");
+    assert_eq!(default["gateway"], "fe80::ecee:eeff:feee:eeee");
+    let addrs = ip_json(c.ns(), &["-6", "addr", "show", "dev", "eth0"]);
+    let local = v6.trim_end_matches("/128");
+    assert!(
+        addrs[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == local && a["prefixlen"] == 128),
+        "{addrs}"
+    );
+    assert_eq!(host.endpoints()[0].spec.ip_networks.len(), 2);
+    host.chain("CHECK", &list, &c, &result, &no_ports())
+        .unwrap_or_else(|o| panic!("CHECK failed: {o:?}"));
+    host.chain("DEL", &list, &c, &result, &no_ports())
+        .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
+    host.assert_nothing_left(&c);
+}

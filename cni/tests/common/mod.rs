@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use api::meta::ObjectMeta;
@@ -48,6 +48,7 @@ pub struct Host {
 #[derive(Debug)]
 pub struct Outcome {
     pub success: bool,
+    pub exit_code: Option<i32>,
     pub stdout: Value,
     pub stderr: String,
 }
@@ -166,17 +167,9 @@ impl Host {
         ResourceStore::new(self.kv().await)
     }
 
-    /// Calico's plugin config, as in Calico's conflist.
+    /// Calico's plugin config for this host's store.
     pub fn calico_conf(&self) -> Value {
-        json!({
-            "type": "calico",
-            "log_level": "debug",
-            "datastore_type": "sqlite",
-            "datastore_path": self.db.display().to_string(),
-            "nodename": NODE,
-            "mtu": 1450,
-            "ipam": {"type": "calico-ipam", "assign_ipv4": "true"}
-        })
+        calico_conf(&self.db)
     }
 
     /// `loopback`, `calico`, `portmap`: Calico's chain, loopback first.
@@ -208,35 +201,14 @@ impl Host {
             .env("CNI_CONTAINERID", &c.id)
             .env("CNI_NETNS", c.netns())
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", &self.cni_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("CNI_PATH", &self.cni_path);
         if let Some((ns, pod)) = &c.pod {
             cmd.env(
                 "CNI_ARGS",
                 format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={}", c.id),
             );
         }
-        let mut child = cmd.spawn().expect("spawn the plugin");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().expect("the plugin ran");
-        let text = String::from_utf8_lossy(&out.stdout);
-        Outcome {
-            success: out.status.success(),
-            stdout: if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{plugin} printed non-JSON {text:?}: {e}"))
-            },
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run(cmd, stdin)
     }
 
     /// A plugin's stdin in a chain, as libcni builds it.
@@ -365,6 +337,88 @@ impl Host {
             .collect();
         assert!(left.is_empty(), "endpoints left: {left:?}");
         assert!(!self.handle_exists(c), "IPAM handle of {} left", c.id);
+    }
+}
+
+/// Calico's plugin config, as in Calico's conflist, for the store `db`.
+pub fn calico_conf(db: &Path) -> Value {
+    json!({
+        "type": "calico",
+        "log_level": "debug",
+        "datastore_type": "sqlite",
+        "datastore_path": db.display().to_string(),
+        "nodename": NODE,
+        "mtu": 1450,
+        "ipam": {"type": "calico-ipam", "assign_ipv4": "true"}
+    })
+}
+
+/// `CNI_PATH`: our binaries, then the reference plugins.
+pub fn cni_path() -> String {
+    format!(
+        "{}:{REFERENCE_PLUGINS}",
+        Path::new(env!("CARGO_BIN_EXE_calico"))
+            .parent()
+            .unwrap()
+            .display()
+    )
+}
+
+/// A temporary SQLite datastore holding `pools` (CIDR, block size).
+pub fn store_with_pools(pools: &[(&str, u8)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("calico.db");
+    let resources: Vec<Resource> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, (cidr, block))| {
+            let mut spec = IPPoolSpec::new(Cidr(cidr.parse().unwrap()));
+            spec.block_size = Some(*block);
+            IPPool::new(ObjectMeta::named(format!("pool-{i}")), spec).into()
+        })
+        .collect();
+    block_on(async {
+        ResourceStore::new(open(&db).await)
+            .create_all(resources)
+            .await
+    })
+    .expect("pools");
+    (dir, db)
+}
+
+/// Opens the SQLite store at `db`.
+pub async fn open(db: &Path) -> Arc<dyn KvStore> {
+    datastore::connect(&DatastoreConfig::Sqlite {
+        path: db.to_owned(),
+    })
+    .await
+    .expect("open the store")
+}
+
+/// Runs a prepared plugin command with `stdin` to completion.
+pub fn run(mut cmd: Command, stdin: &Value) -> Outcome {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the plugin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("the plugin ran");
+    let text = String::from_utf8_lossy(&out.stdout);
+    Outcome {
+        success: out.status.success(),
+        exit_code: out.status.code(),
+        stdout: if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("the plugin printed non-JSON {text:?}: {e}"))
+        },
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
