@@ -141,6 +141,11 @@ async fn add_after_ipam(
         ));
     }
     let plan = ContainerPlan::new(&addresses);
+    // No endpoint names this veth (checked before IPAM): one left over from
+    // an earlier sandbox of the same pod is stale, as Calico treats it.
+    if netlink::delete_link(None, &w.host_veth).map_err(netlink_error)? {
+        tracing::warn!(veth = w.host_veth, "deleted a stale host veth");
+    }
     let container_mac = netlink::create_workload_veth(
         VethRequest {
             host: &w.host_veth,

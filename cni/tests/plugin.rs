@@ -387,6 +387,44 @@ fn failure_after_ipam_releases_the_addresses_again() {
 }
 
 #[test]
+fn stale_host_veth_of_an_earlier_sandbox_is_replaced() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let c = Container::new("5a1e5a1e5a1e", Some(("prod", "api-0")));
+    // Left behind by a sandbox of the same pod whose DEL never came.
+    host.ns
+        .ip([
+            "link",
+            "add",
+            &c.host_veth(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "old0",
+        ])
+        .unwrap();
+    let list = host.conflist();
+    let result = host
+        .add_chain(&list, &c, &no_ports())
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    let link = ip_json(&host.ns, &["link", "show", "dev", &c.host_veth()]);
+    assert_eq!(link[0]["address"], "ee:ee:ee:ee:ee:ee");
+    assert!(
+        ip_json(&host.ns, &["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "old0")
+    );
+    host.chain("DEL", &list, &c, &result, &no_ports())
+        .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
+    host.assert_nothing_left(&c);
+}
+
+#[test]
 fn del_succeeds_when_the_namespace_is_already_gone() {
     if !ready() {
         return;
