@@ -15,6 +15,7 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
@@ -121,13 +122,9 @@ async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>
         .await
     {
         Ok(link) => Ok(link),
-        Err(e) if is_errno(&e, libc_enodev()) => Ok(None),
+        Err(e) if is_errno(&e, Errno::ENODEV as i32) => Ok(None),
         Err(e) => Err(fail(format!("looking up link {name}"))(e)),
     }
-}
-
-const fn libc_enodev() -> i32 {
-    19
 }
 
 fn link_mac(link: &LinkMessage) -> String {
@@ -276,7 +273,7 @@ pub fn delete_link(netns: Option<&Path>, name: &str) -> Result<bool> {
         };
         match handle.link().del(link.header.index).execute().await {
             Ok(()) => Ok(true),
-            Err(e) if is_errno(&e, libc_enodev()) => Ok(false),
+            Err(e) if is_errno(&e, Errno::ENODEV as i32) => Ok(false),
             Err(e) => Err(fail(format!("deleting link {name}"))(e)),
         }
     })

@@ -425,6 +425,32 @@ fn stale_host_veth_of_an_earlier_sandbox_is_replaced() {
 }
 
 #[test]
+fn late_del_of_an_old_sandbox_leaves_the_pods_new_endpoint_alone() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let new = Container::new("0e0e0e0e0e02", Some(("prod", "db-0")));
+    let old = Container::new("0e0e0e0e0e01", Some(("prod", "db-0")));
+    let list = host.conflist();
+    let result = host
+        .add_chain(&list, &new, &no_ports())
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    host.chain("DEL", &list, &old, &result, &no_ports())
+        .unwrap_or_else(|o| panic!("late DEL failed: {o:?}"));
+    assert_eq!(
+        host.cali_links(),
+        [new.host_veth()],
+        "the new sandbox's veth stays"
+    );
+    assert_eq!(host.endpoints()[0].spec.container_id, new.id);
+    assert_eq!(host.handle_ips(&new).len(), 1);
+    host.chain("DEL", &list, &new, &result, &no_ports())
+        .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
+    host.assert_nothing_left(&new);
+}
+
+#[test]
 fn del_succeeds_when_the_namespace_is_already_gone() {
     if !ready() {
         return;
