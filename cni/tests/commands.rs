@@ -142,3 +142,67 @@ fn ipam_add_is_idempotent_and_gc_releases_only_unlisted_containers() {
         "GC released the unlisted container's address"
     );
 }
+
+#[test]
+fn ipam_on_etcd_with_tls_maps_the_etcd_fields_and_assigns_and_releases() {
+    if !testkit::require_programs(&["etcd", "openssl"]) {
+        return;
+    }
+    let etcd = datastore::testing::EtcdServer::start_tls().expect("a TLS etcd");
+    let tls = etcd.tls_files().expect("TLS files").clone();
+    common::block_on(async {
+        let kv = datastore::connect(&etcd.datastore_config()).await.unwrap();
+        let mut spec = api::IPPoolSpec::new(api::types::Cidr("10.79.0.0/24".parse().unwrap()));
+        spec.block_size = Some(28);
+        let pool = api::IPPool::new(api::ObjectMeta::named("etcd-pool"), spec);
+        datastore::ResourceStore::new(kv)
+            .create(pool.into())
+            .await
+            .unwrap();
+    });
+    let mut c = conf(Path::new("/unused"), "1.0.0");
+    let obj = c.as_object_mut().unwrap();
+    obj.remove("datastore_path");
+    obj.insert("datastore_type".into(), json!("etcdv3"));
+    obj.insert("etcd_endpoints".into(), json!(etcd.endpoint()));
+    obj.insert("etcd_ca_cert_file".into(), json!(tls.ca));
+    obj.insert("etcd_cert_file".into(), json!(tls.client_cert));
+    obj.insert("etcd_key_file".into(), json!(tls.client_key));
+    let path = cni_path();
+    let vars = |command| {
+        [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "e7cd0001"),
+            ("CNI_NETNS", "/run/netns/unused-by-ipam"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", path.as_str()),
+        ]
+    };
+    let added = run(plugin("calico-ipam", &vars("ADD")), &c).ok();
+    let address = added["ips"][0]["address"].as_str().unwrap();
+    assert!(address.starts_with("10.79.0."), "{address}");
+    let handle = etcd
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "/calico/ipam/v2/handle/k8s-pod-network.e7cd0001",
+        ])
+        .unwrap();
+    assert!(handle.contains("k8s-pod-network.e7cd0001"), "{handle}");
+    run(plugin("calico-ipam", &vars("DEL")), &c).ok();
+    run(plugin("calico-ipam", &vars("DEL")), &c).ok();
+    let handle = etcd
+        .etcdctl(&["get", "--prefix", "/calico/ipam/v2/handle/"])
+        .unwrap();
+    assert!(handle.trim().is_empty(), "the handle is gone: {handle}");
+
+    // Without the client key the config is refused, naming the field.
+    c.as_object_mut().unwrap().remove("etcd_key_file");
+    let refused = run(plugin("calico-ipam", &vars("ADD")), &c);
+    assert_eq!(refused.code(), 7);
+    assert!(
+        refused.msg().starts_with("etcd_key_file"),
+        "{}",
+        refused.msg()
+    );
+}
