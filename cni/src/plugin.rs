@@ -263,13 +263,13 @@ pub async fn del(
                 "the endpoint belongs to another container; leaving it and its veth"
             );
         }
-        found => {
+        Ok(found) => {
             note(
                 netlink::delete_link(None, &w.host_veth)
                     .map(|_| ())
                     .map_err(netlink_error),
             );
-            if let Ok(Some(_)) = found {
+            if found.is_some() {
                 note(
                     match resources
                         .delete(
@@ -284,10 +284,10 @@ pub async fn del(
                         Err(e) => Err(e.into()),
                     },
                 );
-            } else if let Err(e) = found {
-                note(Err(e));
             }
         }
+        // Whose the host veth is cannot be told: leave it for the retry.
+        Err(e) => note(Err(e)),
     }
     note(
         delegate::find_plugin(&conf.ipam.plugin_type, &env.path)

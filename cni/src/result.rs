@@ -12,6 +12,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CniResult {
+    /// Absent in some runtimes' `prevResult`; ours always sets it.
+    #[serde(default)]
     pub cni_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
