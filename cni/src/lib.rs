@@ -12,7 +12,7 @@
 //! - [`error`]: [`CniError`] with the spec's error codes and ours, and its
 //!   JSON form.
 //! - [`config`]: the network configuration on stdin, validated (pure).
-//! - [`env`]: the `CNI_*` environment and `CNI_ARGS` (pure).
+//! - [`env`](mod@env): the `CNI_*` environment and `CNI_ARGS` (pure).
 //! - [`result`]: the CNI result, read from `prevResult` and IPAM and
 //!   written on ADD (pure).
 //! - [`workload`]: Calico's names (veth, endpoint, IPAM handle), the

@@ -1,5 +1,5 @@
 //! The binaries' whole life: read stdin and the environment, dispatch the
-//! command to [`plugin`](crate::plugin) or [`ipam`](crate::ipam), print the
+//! command to [`plugin`] or [`ipam`], print the
 //! result JSON (or the error JSON) on stdout and exit 0 (or 1). Logs go to
 //! stderr at the configuration's `log_level`.
 
