@@ -7,8 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{calico_conf, cni_path, run, store_with_pools};
+use common::{calico_conf, cni_path, store_with_pools};
 use serde_json::{Value, json};
+use testkit::cni::run;
 
 fn plugin(name: &str, vars: &[(&str, &str)]) -> Command {
     let binary = Path::new(env!("CARGO_BIN_EXE_calico")).with_file_name(name);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use api::meta::ObjectMeta;
 use api::resources::policy::{Action, Profile, ProfileSpec, Rule};
 use api::{Kind, Resource};
-use common::{Container, Host, NODE, ip_json};
+use common::{Container, Host, HostVeth, NODE, ip_json};
 use serde_json::{Value, json};
 use testkit::{require_programs, require_root};
 
