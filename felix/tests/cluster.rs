@@ -50,6 +50,10 @@ fn node(n: usize) -> String {
 /// Polls `check` for up to 60 s; panics naming `what` with the cluster's logs.
 fn wait(cluster: &Cluster, what: &str, check: impl FnMut() -> bool) {
     if !poll_until(Duration::from_secs(60), Duration::from_millis(200), check) {
+        if std::env::var_os("CLUSTER_HOLD").is_some() {
+            eprintln!("{what}: holding the cluster for 600 s");
+            std::thread::sleep(Duration::from_secs(600));
+        }
         panic!("{what}: not within 60 s\n{}", cluster.logs());
     }
 }
@@ -207,7 +211,10 @@ impl Cluster {
             .arg(&socket)
             .env("DATASTORE_TYPE", "sqlite")
             .env("DATASTORE_PATH", &self.db)
-            .env("FELIX_LOGSEVERITYSCREEN", "info")
+            .env(
+                "FELIX_LOGSEVERITYSCREEN",
+                std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         host.felix = Some(Background::spawn(&mut cmd).unwrap());
@@ -218,9 +225,23 @@ impl Cluster {
         felix.stop(Duration::from_secs(10)).unwrap();
     }
 
-    /// The last lines of every log, for failure messages.
+    /// The last lines of every log and each host's routes, addresses and
+    /// VXLAN entries, for failure messages.
     fn logs(&self) -> String {
         let mut out = String::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            out += &format!("--- h{} kernel\n", i + 1);
+            for args in [
+                &["-o", "addr"][..],
+                &["route"],
+                &["neigh", "show", "dev", "vxlan.calico"],
+            ] {
+                out += &host.ns.ip(args).unwrap_or_else(|e| e.to_string());
+            }
+            if let Ok(o) = host.ns.exec("bridge", ["fdb", "show", "dev", "vxlan.calico"]) {
+                out += &String::from_utf8_lossy(&o.stdout);
+            }
+        }
         let mut files: Vec<PathBuf> = (1..=HOSTS).map(|n| self.felix_log(n)).collect();
         files.push(self.dir.path().join("bird.log"));
         for f in files {
