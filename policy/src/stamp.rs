@@ -69,7 +69,10 @@ pub fn stamped_comment(first: &Rule, hash: u64) -> String {
 pub fn read_stamp(comment: &str) -> Option<u64> {
     let at = comment.len().checked_sub(STAMP_LEN)?;
     let hex = comment.get(at..)?.strip_prefix('#')?;
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -78,13 +81,18 @@ pub fn read_stamp(comment: &str) -> Option<u64> {
 /// The comments the chain's rules are written with, in order: the first
 /// stamped, the others as [`comment`] makes them.
 pub fn written_comments(chain: &Chain) -> Vec<Option<String>> {
+    written_comments_with(chain, hash(chain))
+}
+
+/// [`written_comments`] with the chain's [`hash`] already known.
+pub fn written_comments_with(chain: &Chain, hash: u64) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = chain
         .rules
         .iter()
         .map(|r| r.comment.as_deref().map(comment))
         .collect();
     if let (Some(first), Some(slot)) = (chain.rules.first(), out.first_mut()) {
-        *slot = Some(stamped_comment(first, hash(chain)));
+        *slot = Some(stamped_comment(first, hash));
     }
     out
 }
@@ -119,7 +127,8 @@ impl Programmed {
     pub fn adopt(&mut self, desired: &Ruleset) -> usize {
         let mut adopted = Vec::new();
         for (name, listed) in &self.unadopted {
-            let (Some(want), Some(have)) = (desired.chains.get(name), self.ruleset.chains.get(name))
+            let (Some(want), Some(have)) =
+                (desired.chains.get(name), self.ruleset.chains.get(name))
             else {
                 continue;
             };
@@ -188,7 +197,13 @@ mod tests {
                 .iter()
                 .map(|(n, c)| {
                     let rules = vec![Rule::default(); c.rules.len()];
-                    (n.clone(), Arc::new(Chain { base: c.base, rules }))
+                    (
+                        n.clone(),
+                        Arc::new(Chain {
+                            base: c.base,
+                            rules,
+                        }),
+                    )
                 })
                 .collect(),
             ..Ruleset::default()
@@ -262,7 +277,12 @@ mod tests {
             .rules
             .push(Rule::default());
         assert_eq!(tampered.adopt(&desired), 0);
-        assert!(tampered.changes_to(&desired).replace_chains.contains_key("a"));
+        assert!(
+            tampered
+                .changes_to(&desired)
+                .replace_chains
+                .contains_key("a")
+        );
 
         let mut unstamped = listed_as(&desired);
         unstamped.unadopted.get_mut("a").unwrap()[0] = Some("1".into());

@@ -186,8 +186,15 @@ impl Builder {
     }
 
     fn rules(&mut self, name: &str, chain: &Chain) -> Result<(), NetlinkError> {
-        let comments = crate::stamp::written_comments(chain);
-        for ((index, rule), comment) in chain.rules.iter().enumerate().zip(comments) {
+        let rendered: Vec<String> = chain.rules.iter().map(crate::render::render_rule).collect();
+        let comments =
+            crate::stamp::written_comments_with(chain, crate::stamp::hash_rendered(&rendered));
+        for ((index, rule), (text, comment)) in chain
+            .rules
+            .iter()
+            .enumerate()
+            .zip(rendered.iter().zip(comments))
+        {
             let (exprs, anon) = objects::rule_exprs(rule, &mut self.ids).map_err(|reason| {
                 NetlinkError::Unsupported {
                     chain: name.to_string(),
@@ -195,10 +202,7 @@ impl Builder {
                     reason,
                 }
             })?;
-            let what = format!(
-                "rule {index} of chain {name} ({})",
-                crate::render::render_rule(rule)
-            );
+            let what = format!("rule {index} of chain {name} ({text})");
             for set in &anon {
                 self.set(
                     &set.spec,
