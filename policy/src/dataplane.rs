@@ -459,7 +459,7 @@ mod tests {
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 7,
                 "expr": [{"accept": null}]}},
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 8,
-                "expr": [{"drop": null}]}}
+                "comment": "x ingress[0] #00000000000000ff", "expr": [{"drop": null}]}}
     ]}"#;
 
     #[test]
@@ -500,6 +500,17 @@ mod tests {
         assert_eq!(forward.rules.len(), 2);
         assert!(forward.rules.iter().all(|r| r.verdict.is_none()));
         assert!(r.chains["wl-in-calia"].base.is_none());
+    }
+
+    #[test]
+    fn the_comments_of_listed_rules_are_read_in_order_for_adopting_chains() {
+        let (r, listed) = parse_table(LISTING).unwrap();
+        assert_eq!(
+            listed["forward"],
+            [None, Some("x ingress[0] #00000000000000ff".to_string())]
+        );
+        assert_eq!(listed.len(), 1, "chains without rules list no comments");
+        assert_eq!(r, parse_listing(LISTING).unwrap());
     }
 
     #[test]

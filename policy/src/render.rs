@@ -1,9 +1,9 @@
 //! [`render`]: the IR as nft text that `nft -f` loads: one `table inet calico
 //! { ... }` block with its sets, then its maps, then its chains, each group in
 //! name order, indented with tabs as `nft list` indents. Every rule gets a
-//! `counter`; the first rule of each chain carries the chain's
-//! [stamp](crate::stamp) in its comment. Set elements are written one per line, so that a golden-file diff
-//! shows membership changes line by line.
+//! `counter`; the first rule of each chain carries the chain's [stamp] in its
+//! comment. Set elements are written one per line, so that a golden-file
+//! diff shows membership changes line by line.
 
 use std::fmt::Write;
 
