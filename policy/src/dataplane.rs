@@ -35,11 +35,15 @@
 //! [`Netlink`](crate::Netlink)): sets and maps with their elements, chains
 //! with their types and hooks. Rules are read as opaque placeholders (a rule with no
 //! match and no verdict, commented `kernel rule handle N`) that equal no
-//! compiled rule, so the first update replaces each kept chain once (flush and
-//! refill inside the same transaction) while sets and maps are converged
-//! element by element; nothing is flushed outside a transaction, so traffic
-//! that both the old and the new rules allow is never interrupted. Either
-//! driver takes over a table the other programmed.
+//! compiled rule, together with the comment each rule has in the kernel.
+//! Before each diff, a listed chain whose [stamp](crate::stamp) and rule
+//! comments say it holds exactly the desired chain is *adopted* (taken as
+//! holding it) and left alone, handles and counters kept; every other kept
+//! chain is replaced once (flush and refill inside the same transaction)
+//! while sets and maps are converged element by element. Nothing is flushed
+//! outside a transaction, so traffic that both the old and the new rules
+//! allow is never interrupted, and a restart with an unchanged model changes
+//! nothing. Either driver takes over a table the other programmed.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -55,6 +59,7 @@ use crate::ir::{
     TABLE, Verdict, VerdictMap,
 };
 use crate::render::render_changes;
+use crate::stamp::{Listed, Programmed};
 
 /// Why reading or programming the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +111,7 @@ type CommandFn = Box<dyn Fn() -> Command + Send + Sync>;
 /// The `nft` driver.
 pub struct Nft {
     command: CommandFn,
-    programmed: Mutex<Option<Ruleset>>,
+    programmed: Mutex<Option<Programmed>>,
 }
 
 impl std::fmt::Debug for Nft {
@@ -139,7 +144,7 @@ impl Nft {
         }
     }
 
-    fn programmed(&self) -> std::sync::MutexGuard<'_, Option<Ruleset>> {
+    fn programmed(&self) -> std::sync::MutexGuard<'_, Option<Programmed>> {
         // A panic while holding the lock leaves a consistent value behind.
         self.programmed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -153,6 +158,12 @@ impl Nft {
 
     /// Reads our table from the kernel (empty when there is none).
     pub fn read_kernel(&self) -> Result<Ruleset, DataplaneError> {
+        Ok(self.read_table()?.ruleset)
+    }
+
+    /// Reads our table from the kernel with the comments of its rules, for
+    /// adopting what already holds the desired chains.
+    pub fn read_table(&self) -> Result<Programmed, DataplaneError> {
         let out = (self.command)()
             .args(["-j", "list", "table", "inet", TABLE])
             .output()
@@ -160,34 +171,36 @@ impl Nft {
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
             if stderr.contains("No such file or directory") {
-                return Ok(Ruleset::default());
+                return Ok(Programmed::default());
             }
             return Err(DataplaneError::List(stderr));
         }
-        parse_listing(&String::from_utf8_lossy(&out.stdout))
+        let (ruleset, listed) = parse_table(&String::from_utf8_lossy(&out.stdout))?;
+        Ok(Programmed::read(ruleset, listed))
     }
 }
 
 impl Dataplane for Nft {
     fn read(&self) -> Result<Ruleset, DataplaneError> {
         let mut programmed = self.programmed();
-        if let Some(r) = programmed.as_ref() {
-            return Ok(r.clone());
+        if let Some(p) = programmed.as_ref() {
+            return Ok(p.ruleset.clone());
         }
-        let kernel = self.read_kernel()?;
-        *programmed = Some(kernel.clone());
-        Ok(kernel)
+        let kernel = self.read_table()?;
+        let ruleset = kernel.ruleset.clone();
+        *programmed = Some(kernel);
+        Ok(ruleset)
     }
 
     fn changes_to(&self, desired: &Ruleset) -> Result<Changes, DataplaneError> {
         let mut programmed = self.programmed();
         if programmed.is_none() {
-            *programmed = Some(self.read_kernel()?);
+            *programmed = Some(self.read_table()?);
         }
-        Ok(diff(
-            programmed.as_ref().unwrap_or(&Ruleset::default()),
-            desired,
-        ))
+        Ok(match programmed.as_mut() {
+            Some(p) => p.changes_to(desired),
+            None => diff(&Ruleset::default(), desired),
+        })
     }
 
     fn apply(&self, changes: &Changes) -> Result<(), DataplaneError> {
@@ -213,8 +226,8 @@ impl Dataplane for Nft {
         if let Some(Err(e)) = written {
             return Err(Self::spawn_error(e));
         }
-        if let Some(r) = programmed.as_mut() {
-            changes.apply_to(r);
+        if let Some(p) = programmed.as_mut() {
+            p.applied(changes);
         }
         Ok(())
     }
@@ -300,6 +313,12 @@ fn items(o: &Value) -> &[Value] {
 /// Parses `nft -j list table inet calico` output into the IR. Rules become
 /// opaque placeholders (see the module docs).
 pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
+    Ok(parse_table(json)?.0)
+}
+
+/// [`parse_listing`], and the comment of every listed rule, chain by chain.
+pub fn parse_table(json: &str) -> Result<(Ruleset, Listed), DataplaneError> {
+    let mut listed = Listed::new();
     let doc: Value = serde_json::from_str(json).map_err(|e| parse_error("$", e.to_string()))?;
     let objects = doc["nftables"]
         .as_array()
@@ -405,9 +424,13 @@ pub fn parse_listing(json: &str) -> Result<Ruleset, DataplaneError> {
                 comment: Some(format!("kernel rule handle {}", o["handle"])),
                 ..Rule::default()
             });
+            listed
+                .entry(chain.to_string())
+                .or_default()
+                .push(o["comment"].as_str().map(str::to_string));
         }
     }
-    Ok(ruleset)
+    Ok((ruleset, listed))
 }
 
 #[cfg(test)]
@@ -436,7 +459,7 @@ mod tests {
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 7,
                 "expr": [{"accept": null}]}},
       {"rule": {"family": "inet", "table": "calico", "chain": "forward", "handle": 8,
-                "expr": [{"drop": null}]}}
+                "comment": "x ingress[0] #00000000000000ff", "expr": [{"drop": null}]}}
     ]}"#;
 
     #[test]
@@ -477,6 +500,17 @@ mod tests {
         assert_eq!(forward.rules.len(), 2);
         assert!(forward.rules.iter().all(|r| r.verdict.is_none()));
         assert!(r.chains["wl-in-calia"].base.is_none());
+    }
+
+    #[test]
+    fn the_comments_of_listed_rules_are_read_in_order_for_adopting_chains() {
+        let (r, listed) = parse_table(LISTING).unwrap();
+        assert_eq!(
+            listed["forward"],
+            [None, Some("x ingress[0] #00000000000000ff".to_string())]
+        );
+        assert_eq!(listed.len(), 1, "chains without rules list no comments");
+        assert_eq!(r, parse_listing(LISTING).unwrap());
     }
 
     #[test]

@@ -52,6 +52,9 @@
 //! - [`netlink`]: the [`Netlink`] driver on libnftnl: one batch per update in
 //!   one `sendmsg`, every acknowledgement read; sets, maps and rules nftnl 0.9
 //!   lacks; exact element deltas of interval sets.
+//! - [`stamp`]: chain stamps (a hash of each chain's rules in its first
+//!   rule's comment), by which a restarted driver adopts the chains that
+//!   already hold what it would program and leaves them alone.
 //! - [`simulate`]: evaluates a packet against a ruleset as netfilter would, for
 //!   tests and for asking "what happens to this packet".
 
@@ -69,6 +72,7 @@ pub mod render;
 pub mod sets;
 pub mod simulate;
 mod stages;
+pub mod stamp;
 
 pub use compile::{Compiler, compile};
 pub use dataplane::{Dataplane, DataplaneError, Nft, converge};

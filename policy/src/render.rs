@@ -1,8 +1,9 @@
 //! [`render`]: the IR as nft text that `nft -f` loads: one `table inet calico
 //! { ... }` block with its sets, then its maps, then its chains, each group in
 //! name order, indented with tabs as `nft list` indents. Every rule gets a
-//! `counter`. Set elements are written one per line, so that a golden-file diff
-//! shows membership changes line by line.
+//! `counter`; the first rule of each chain carries the chain's [stamp] in its
+//! comment. Set elements are written one per line, so that a golden-file
+//! diff shows membership changes line by line.
 
 use std::fmt::Write;
 
@@ -14,6 +15,7 @@ use crate::ir::{
     SetElement, SetKey, Side, Statement, TABLE, Verdict, VerdictMap,
 };
 use crate::sets::comment;
+use crate::stamp;
 
 /// The ruleset as an nft script defining table `inet calico`.
 pub fn render(ruleset: &Ruleset) -> String {
@@ -137,8 +139,8 @@ pub fn render_changes(changes: &Changes) -> String {
         block(&mut out, render_map(name, map));
     }
     for (name, chain) in changes.add_chains.iter().chain(&changes.replace_chains) {
-        for rule in &chain.rules {
-            let _ = writeln!(out, "add rule inet {TABLE} {name} {}", render_rule(rule));
+        for rule in render_rules(chain) {
+            let _ = writeln!(out, "add rule inet {TABLE} {name} {rule}");
         }
     }
     out
@@ -210,23 +212,39 @@ fn render_chain(name: &str, chain: &Chain) -> String {
     if let Some(spec) = base_spec(chain) {
         let _ = writeln!(out, "\t\t{spec}");
     }
-    for rule in &chain.rules {
-        let _ = writeln!(out, "\t\t{}", render_rule(rule));
+    for rule in render_rules(chain) {
+        let _ = writeln!(out, "\t\t{rule}");
     }
     out.push_str("\t}\n");
     out
 }
 
+/// A chain's rules as written, the first one's comment
+/// [stamped](crate::stamp).
+pub fn render_rules(chain: &Chain) -> Vec<String> {
+    let mut lines: Vec<String> = chain.rules.iter().map(render_rule).collect();
+    if let Some(first) = chain.rules.first() {
+        let stamped = stamp::stamped_comment(first, stamp::hash_rendered(&lines));
+        lines[0] = render_rule_as(first, Some(&stamped));
+    }
+    lines
+}
+
 /// One rule as nft writes it: matches, counter, statements, verdict, comment.
 pub fn render_rule(rule: &Rule) -> String {
+    render_rule_as(rule, rule.comment.as_deref().map(comment).as_deref())
+}
+
+/// [`render_rule`] with this comment (already as [`comment`] makes it).
+fn render_rule_as(rule: &Rule, comment: Option<&str>) -> String {
     let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
     parts.push("counter".to_string());
     parts.extend(rule.statements.iter().map(statement));
     if let Some(v) = &rule.verdict {
         parts.push(verdict(v));
     }
-    if let Some(c) = &rule.comment {
-        parts.push(format!("comment \"{}\"", comment(c)));
+    if let Some(c) = comment {
+        parts.push(format!("comment \"{c}\""));
     }
     parts.join(" ")
 }

@@ -34,7 +34,7 @@ use crate::model::{Endpoint, Model, NetworkSet};
 pub const MAX_NAME: usize = 64;
 
 /// Longest comment the kernel keeps on a set (`NFTNL_UDATA_COMMENT_MAXLEN` less one).
-const MAX_COMMENT: usize = 127;
+pub(crate) const MAX_COMMENT: usize = 127;
 
 /// 64-bit FNV-1a: small, stable across runs and platforms.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -98,11 +98,16 @@ fn slug(content: &str, max: usize) -> String {
 
 /// A comment nft accepts: no double quotes, at most 127 bytes.
 pub fn comment(text: &str) -> String {
+    comment_within(text, MAX_COMMENT)
+}
+
+/// [`comment`] in at most `max` bytes, to leave room for a suffix.
+pub(crate) fn comment_within(text: &str, max: usize) -> String {
     let text = text.replace('"', "'");
-    if text.len() <= MAX_COMMENT {
+    if text.len() <= max {
         return text;
     }
-    let mut end = MAX_COMMENT - 3;
+    let mut end = max - 3;
     while !text.is_char_boundary(end) {
         end -= 1;
     }

@@ -42,8 +42,9 @@ use std::sync::Mutex;
 use nftnl_sys as sys;
 
 use crate::dataplane::{Dataplane, DataplaneError, Nft};
-use crate::diff::{Changes, ElementChanges, diff};
+use crate::diff::{Changes, ElementChanges};
 use crate::ir::{Chain, ChainType, Hook, Ruleset, SetElement, TABLE};
+use crate::stamp::Programmed;
 use batch::{Batch, BatchError, Msg, Socket};
 use ffi::Payload;
 use objects::{ElemSpec, SetIds, SetSpec, Unsupported};
@@ -185,7 +186,15 @@ impl Builder {
     }
 
     fn rules(&mut self, name: &str, chain: &Chain) -> Result<(), NetlinkError> {
-        for (index, rule) in chain.rules.iter().enumerate() {
+        let rendered: Vec<String> = chain.rules.iter().map(crate::render::render_rule).collect();
+        let comments =
+            crate::stamp::written_comments_with(chain, crate::stamp::hash_rendered(&rendered));
+        for ((index, rule), (text, comment)) in chain
+            .rules
+            .iter()
+            .enumerate()
+            .zip(rendered.iter().zip(comments))
+        {
             let (exprs, anon) = objects::rule_exprs(rule, &mut self.ids).map_err(|reason| {
                 NetlinkError::Unsupported {
                     chain: name.to_string(),
@@ -193,10 +202,7 @@ impl Builder {
                     reason,
                 }
             })?;
-            let what = format!(
-                "rule {index} of chain {name} ({})",
-                crate::render::render_rule(rule)
-            );
+            let what = format!("rule {index} of chain {name} ({text})");
             for set in &anon {
                 self.set(
                     &set.spec,
@@ -208,7 +214,7 @@ impl Builder {
             r.set_str(sys::NFTNL_RULE_TABLE, TABLE)
                 .set_str(sys::NFTNL_RULE_CHAIN, name)
                 .set_u32(sys::NFTNL_RULE_FAMILY, u32::from(batch::FAMILY_INET));
-            let udata = objects::rule_userdata(rule);
+            let udata = objects::rule_userdata(comment.as_deref());
             if !udata.is_empty() {
                 r.set(sys::NFTNL_RULE_USERDATA, &udata);
             }
@@ -340,8 +346,9 @@ pub fn changes_batch(current: &Ruleset, changes: &Changes) -> Result<Batch, Netl
 /// The netlink driver: each update is one libnftnl batch sent on one
 /// `NETLINK_NETFILTER` socket, which lives in the network namespace the
 /// driver was made for. Before its first update the driver reads our table
-/// once through `nft -j` ([`Nft::read_kernel`]); from then on it tracks what
-/// it programmed and never reads the kernel again.
+/// once through `nft -j` ([`Nft::read_table`]), adopting the chains that
+/// already hold what it would program ([`stamp`](crate::stamp)); from then
+/// on it tracks what it programmed and never reads the kernel again.
 #[derive(Debug)]
 pub struct Netlink {
     /// Where the socket is opened: `None` for the namespace of the thread
@@ -357,7 +364,7 @@ pub struct Netlink {
 #[derive(Debug, Default)]
 struct State {
     socket: Option<Socket>,
-    programmed: Option<Ruleset>,
+    programmed: Option<Programmed>,
 }
 
 impl Default for Netlink {
@@ -451,23 +458,23 @@ impl Netlink {
 impl Dataplane for Netlink {
     fn read(&self) -> Result<Ruleset, DataplaneError> {
         let mut state = self.state();
-        Ok(programmed(&mut state, &self.reader)?.clone())
+        Ok(programmed(&mut state, &self.reader)?.ruleset.clone())
     }
 
     fn changes_to(&self, desired: &Ruleset) -> Result<Changes, DataplaneError> {
         let mut state = self.state();
-        Ok(diff(programmed(&mut state, &self.reader)?, desired))
+        Ok(programmed(&mut state, &self.reader)?.changes_to(desired))
     }
 
     fn apply(&self, changes: &Changes) -> Result<(), DataplaneError> {
         let mut state = self.state();
         let mut current = match state.programmed.take() {
             Some(r) => r,
-            None => self.reader.read_kernel()?,
+            None => self.reader.read_table()?,
         };
-        let sent = self.send_locked(&mut state, &current, changes);
+        let sent = self.send_locked(&mut state, &current.ruleset, changes);
         if sent.is_ok() {
-            changes.apply_to(&mut current);
+            current.applied(changes);
         }
         state.programmed = Some(current);
         Ok(sent?)
@@ -475,9 +482,12 @@ impl Dataplane for Netlink {
 }
 
 /// What the kernel holds: remembered, or read once.
-fn programmed<'a>(state: &'a mut State, reader: &Nft) -> Result<&'a mut Ruleset, DataplaneError> {
+fn programmed<'a>(
+    state: &'a mut State,
+    reader: &Nft,
+) -> Result<&'a mut Programmed, DataplaneError> {
     if state.programmed.is_none() {
-        state.programmed = Some(reader.read_kernel()?);
+        state.programmed = Some(reader.read_table()?);
     }
-    Ok(state.programmed.get_or_insert_with(Ruleset::default))
+    Ok(state.programmed.get_or_insert_with(Programmed::default))
 }

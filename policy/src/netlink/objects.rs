@@ -1006,10 +1006,11 @@ pub fn rule_exprs(rule: &Rule, ids: &mut SetIds) -> Result<(Vec<Expr>, Vec<AnonS
     Ok((out, sets))
 }
 
-/// The rule's userdata: its comment.
-pub fn rule_userdata(rule: &Rule) -> Vec<u8> {
+/// A rule's userdata: its comment (as written, see
+/// [`stamp::written_comments`](crate::stamp::written_comments)).
+pub fn rule_userdata(comment: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
-    if let Some(c) = &rule.comment {
+    if let Some(c) = comment {
         udata_comment(&mut out, UDATA_RULE_COMMENT, c);
     }
     out

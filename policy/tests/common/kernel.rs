@@ -148,3 +148,29 @@ pub fn handles(ns: &Netns) -> Vec<(String, u64, Vec<u64>)> {
     chains.sort();
     chains
 }
+
+/// (chain name, rule handle, packets counted) of every rule, from `nft -j`.
+pub fn rule_counters(ns: &Netns) -> Vec<(String, u64, u64)> {
+    let out = ns
+        .exec("nft", ["-j", "list", "table", "inet", "calico"])
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rules: Vec<(String, u64, u64)> = doc["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .map(|r| {
+            let packets = r["expr"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|e| e["counter"]["packets"].as_u64())
+                .expect("every rule counts");
+            let chain = r["chain"].as_str().unwrap().to_string();
+            (chain, r["handle"].as_u64().unwrap(), packets)
+        })
+        .collect();
+    rules.sort();
+    rules
+}
