@@ -13,8 +13,9 @@
 //! client closing its side): `status` (also what an empty request means),
 //! `peers`, or `refresh ADDRESS`; it answers in text and closes. An answer
 //! that starts with `error:` is a failure. On SIGHUP the daemon reads its
-//! configuration again and applies the peers' changed filters and export
-//! communities (`Speaker::set_policy`); other changes need a restart.
+//! configuration again and adds, removes and updates peers (a changed
+//! filter or export community does not reset the session); other changes
+//! need a restart.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -119,7 +120,7 @@ async fn run(path: &Path) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = hup.recv() => match reload_policies(&speaker, &config, path).await {
+            _ = hup.recv() => match reload_peers(&speaker, &config, path).await {
                 Ok(new) => config = new,
                 Err(e) => warn!(error = format!("{e:#}"), "configuration not reloaded"),
             },
@@ -148,22 +149,36 @@ async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads the configuration at `path` again and gives each peer whose
-/// filters or export communities changed its new policy. Returns the new
-/// configuration; peers added or removed are left for a restart.
-async fn reload_policies(speaker: &Speaker, old: &Config, path: &Path) -> Result<Config> {
+/// Reads the configuration at `path` again and applies what changed in
+/// its peers: new ones are added, missing ones removed, changed ones
+/// updated (a session reset only for a changed session parameter, a new
+/// policy otherwise). Returns the new configuration; other changes (AS,
+/// router ID, listen address, announcements) need a restart.
+async fn reload_peers(speaker: &Speaker, old: &Config, path: &Path) -> Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let new = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
-    for (index, peer) in new.peers.iter().enumerate() {
-        let Some(before) = old.peers.iter().position(|p| p.address == peer.address) else {
-            warn!(peer = %peer.address, "new peer ignored until a restart");
-            continue;
-        };
-        let policy = peer.policy(index)?;
-        if old.peers[before].policy(before)? != policy {
-            speaker.set_policy(peer.address, policy).await?;
-            info!(peer = %peer.address, "policy reloaded");
+    let (before, after) = (old.speaker()?.peers, new.speaker()?.peers);
+    for gone in before
+        .iter()
+        .filter(|b| !after.iter().any(|a| a.addr == b.addr))
+    {
+        speaker.remove_peer(gone.addr).await?;
+        info!(peer = %gone.addr, "peer removed");
+    }
+    for peer in after {
+        match before.iter().find(|b| b.addr == peer.addr) {
+            None => {
+                let addr = peer.addr;
+                speaker.add_peer(peer).await?;
+                info!(peer = %addr, "peer added");
+            }
+            Some(b) if *b != peer => {
+                let addr = peer.addr;
+                let reset = speaker.update_peer(peer).await?;
+                info!(peer = %addr, reset, "peer updated");
+            }
+            Some(_) => {}
         }
     }
     Ok(new)

@@ -90,6 +90,8 @@ pub enum SessionCmd {
     Incoming(TcpStream),
     /// Close with Cease/Administrative Shutdown and end the task.
     Stop,
+    /// Close with Cease and this subcode (RFC 4486) and end the task.
+    Cease(u8),
 }
 
 /// Per-peer session settings.
@@ -724,10 +726,14 @@ pub async fn run(
         let deadline = s.next_deadline();
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                None | Some(SessionCmd::Stop) => {
-                    s.feed(Which::Primary, Event::ManualStop).await;
+                None | Some(SessionCmd::Stop | SessionCmd::Cease(_)) => {
+                    let stop = match cmd {
+                        Some(SessionCmd::Cease(subcode)) => Event::ManualStopCease(subcode),
+                        _ => Event::ManualStop,
+                    };
+                    s.feed(Which::Primary, stop.clone()).await;
                     if s.secondary.is_some() {
-                        s.feed(Which::Secondary, Event::ManualStop).await;
+                        s.feed(Which::Secondary, stop).await;
                     }
                     return;
                 }

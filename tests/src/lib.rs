@@ -33,7 +33,9 @@
 //!   [`poll_until`].
 //! - [`require`]: [`require_root`] and [`require_programs`]: skip locally,
 //!   fail in CI.
+//! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
 
+pub mod bird;
 pub mod command;
 pub mod error;
 pub mod link;
@@ -42,6 +44,7 @@ pub mod netns;
 pub mod process;
 pub mod require;
 
+pub use bird::Bird;
 pub use command::run_checked;
 pub use error::Error;
 pub use link::veth_pair;
