@@ -415,7 +415,8 @@ impl SpeakerHandle {
     }
 }
 
-fn state_name(s: State) -> &'static str {
+/// The RFC 4271 name of a state, as BIRD prints it.
+pub fn state_name(s: State) -> &'static str {
     match s {
         State::Idle => "Idle",
         State::Connect => "Connect",

@@ -310,6 +310,20 @@ fn the_daemon_adds_and_removes_peers_on_sighup() {
         since1,
         "BIRD 1 was reset"
     );
+    // The status socket's JSON answer lists both, in order.
+    let json = run(Command::new(env!("CARGO_BIN_EXE_bgpd"))
+        .args(["status", "--json"])
+        .arg(&bgpd.status_socket));
+    let report: bgpd::status::Report = serde_json::from_str(&json).unwrap();
+    let peers: Vec<(IpAddr, &str)> = report
+        .peers
+        .iter()
+        .map(|p| (p.addr, p.state.as_str()))
+        .collect();
+    assert_eq!(
+        peers,
+        [(theirs(1), "Established"), (theirs(2), "Established")]
+    );
 
     reload(&[2]);
     wait_for("BIRD 1 to see Cease / Peer de-configured", &logs, || {
