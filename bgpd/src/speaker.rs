@@ -61,7 +61,7 @@
 //! wait until every peer not itself restarting has sent End-of-RIB, or
 //! until `fib_sync_after`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -88,6 +88,10 @@ use crate::tcp_md5::{self, Key};
 
 /// The BGP port (RFC 4271 §8.2.1.2).
 pub const BGP_PORT: u16 = 179;
+
+/// How long a new session waits, at most, for the one it replaces to
+/// close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// One configured peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +290,7 @@ impl Speaker {
             router_id: config.router_id,
             events: ev_tx,
             listener: listener.clone(),
+            closing: HashMap::new(),
             fib,
             fib_synced: false,
             deferring: config.graceful_restart.enabled && config.graceful_restart.restarting,
@@ -510,8 +515,8 @@ async fn accept(listener: Arc<TcpListener>, owner: mpsc::WeakSender<Command>) {
 struct Slot {
     config: PeerConfig,
     cmd: mpsc::UnboundedSender<SessionCmd>,
-    /// Its session task runs (not when its TCP-MD5 key could not be set).
-    started: bool,
+    /// Its session task; `None` if its TCP-MD5 key could not be set.
+    task: Option<JoinHandle<()>>,
     state: State,
     since: Instant,
     last_error: Option<String>,
@@ -547,6 +552,11 @@ struct Owner {
     events: mpsc::Sender<SessionEvent>,
     /// Shared with the acceptor; TCP-MD5 keys of peers are set on it.
     listener: Option<Arc<TcpListener>>,
+    /// Session tasks of removed peers, by address, until they end: a new
+    /// session with the same address starts only once the old one has
+    /// sent its Cease, or the peer would take the new connection for a
+    /// graceful restart (RFC 4724) and never see the Cease.
+    closing: HashMap<IpAddr, JoinHandle<()>>,
     fib: Option<FibHandle>,
     fib_synced: bool,
     /// We restarted and hold back initial tables until the peers' End-of-RIB.
@@ -639,7 +649,7 @@ impl Owner {
             }
             Command::Incoming(stream, from) => {
                 match self.slot_of(from.ip()).map(|id| &self.peers[&id]) {
-                    Ok(slot) if slot.started => {
+                    Ok(slot) if slot.task.is_some() => {
                         let _ = slot.cmd.send(SessionCmd::Incoming(stream));
                     }
                     _ => debug!(%from, "connection from an unknown address closed"),
@@ -664,6 +674,7 @@ impl Owner {
         if self.slot_of(pc.addr).is_ok() {
             return Err(SpeakerError::DuplicatePeer(pc.addr));
         }
+        let mut slot_task = None;
         let id = PeerId(self.next_id);
         self.next_id += 1;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -693,7 +704,15 @@ impl Owner {
             warn!(peer = %pc.addr, error = %e, "peer not started");
         } else {
             info!(peer = %pc.addr, asn = pc.asn, "peer added");
-            tokio::spawn(session::run(sc, cmd_rx, self.events.clone()));
+            let session = session::run(sc, cmd_rx, self.events.clone());
+            let task = match self.closing.remove(&pc.addr.to_canonical()) {
+                Some(previous) => tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, previous).await;
+                    session.await;
+                }),
+                None => tokio::spawn(session),
+            };
+            slot_task = Some(task);
         }
         self.rib.set_policy(id, pc.policy.clone());
         self.peers.insert(
@@ -701,7 +720,7 @@ impl Owner {
             Slot {
                 config: pc,
                 cmd: cmd_tx,
-                started: listener_key.is_none(),
+                task: slot_task,
                 state: State::Idle,
                 since: Instant::now(),
                 last_error: listener_key,
@@ -727,6 +746,10 @@ impl Owner {
         };
         info!(peer = %slot.config.addr, "peer removed");
         let _ = slot.cmd.send(SessionCmd::Cease(subcode));
+        self.closing.retain(|_, t| !t.is_finished());
+        if let Some(task) = slot.task {
+            self.closing.insert(slot.config.addr.to_canonical(), task);
+        }
         if let (Some(_), Some(l)) = (&slot.config.password, &self.listener) {
             let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
             if let Err(e) = tcp_md5::delete_key(l.as_fd(), v6, slot.config.addr) {

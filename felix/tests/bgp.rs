@@ -136,10 +136,10 @@ fn the_bgp_driver_follows_desired_peers_and_prefixes_without_resetting_unchanged
                 && kernel().contains(&their_route(2))
         })
         .await;
-        assert_eq!(
-            b1.protocol("felix").unwrap().since,
-            since1,
-            "BIRD 1 was reset"
+        let p = b1.protocol("felix").unwrap();
+        assert!(
+            p.same_since(&since1),
+            "BIRD 1 was reset: {p:?}, up since {since1}"
         );
 
         // The status socket lists both peers.
@@ -181,14 +181,14 @@ fn the_bgp_driver_follows_desired_peers_and_prefixes_without_resetting_unchanged
             async || !kernel().contains(&their_route(1)) && !b2.has_route(&their_route(1)),
         )
         .await;
+        eventually("BIRD 1 to see Cease / Peer de-configured", async || {
+            b1.received("Peer de-configured")
+        })
+        .await;
+        let p = b2.protocol("felix").unwrap();
         assert!(
-            b1.birdc(&["show", "protocols", "all", "felix"])
-                .contains("Peer de-configured")
-        );
-        assert_eq!(
-            b2.protocol("felix").unwrap().since,
-            since2,
-            "BIRD 2 was reset"
+            p.same_since(&since2),
+            "BIRD 2 was reset: {p:?}, up since {since2}"
         );
 
         // A new router ID restarts the speaker (gracefully: its kernel

@@ -14,6 +14,8 @@ pub struct Bird {
     pub process: Background,
     /// Its control socket (`birdc -s`).
     pub ctl: PathBuf,
+    /// Its log (everything, including NOTIFICATIONs received).
+    pub log: PathBuf,
 }
 
 /// One line of `birdc show protocols`.
@@ -52,11 +54,41 @@ pub fn bgp_conf(
     conf
 }
 
+impl Protocol {
+    /// Whether `since` names the same moment as this protocol's `Since`.
+    /// BIRD keeps the time on a monotonic clock and converts it to the
+    /// time of day as it prints, so one moment may read a millisecond or
+    /// two apart from one `show protocols` to the next.
+    pub fn same_since(&self, since: &str) -> bool {
+        match (millis_of_day(&self.since), millis_of_day(since)) {
+            (Some(a), Some(b)) => a.abs_diff(b) <= 5,
+            _ => self.since == since,
+        }
+    }
+}
+
+/// Milliseconds into the day of a BIRD time (`HH:MM:SS.mmm`, perhaps
+/// after a date).
+fn millis_of_day(since: &str) -> Option<u64> {
+    let time = since.split_whitespace().last()?;
+    let mut parts = time.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let ms: u64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    Some(
+        ((h.parse::<u64>().ok()? * 60 + m.parse::<u64>().ok()?) * 60 + secs.parse::<u64>().ok()?)
+            * 1000
+            + ms,
+    )
+}
+
 impl Bird {
     /// Writes `conf` to `dir/NAME.conf` and runs BIRD on it in `ns`, with
-    /// its control socket at `dir/NAME.ctl`.
+    /// its control socket at `dir/NAME.ctl` and its log at `dir/NAME.log`.
     pub fn start(ns: &Netns, dir: &Path, name: &str, conf: &str) -> Result<Bird, Error> {
         let path = dir.join(format!("{name}.conf"));
+        let log = dir.join(format!("{name}.log"));
+        let conf = format!("log \"{}\" all;\n{conf}", log.display());
         std::fs::write(&path, conf)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         let ctl = dir.join(format!("{name}.ctl"));
@@ -67,7 +99,7 @@ impl Bird {
             "-s".as_ref(),
             ctl.as_os_str(),
         ]))?;
-        Ok(Bird { process, ctl })
+        Ok(Bird { process, ctl, log })
     }
 
     /// `birdc ARGS` output (empty if birdc cannot run).
@@ -103,6 +135,14 @@ impl Bird {
         })
     }
 
+    /// Whether BIRD logged a NOTIFICATION received with this text (e.g.
+    /// `Peer de-configured`), which `show protocols all` shows only until
+    /// the next error or session.
+    pub fn received(&self, notification: &str) -> bool {
+        std::fs::read_to_string(&self.log)
+            .is_ok_and(|log| log.contains(&format!("Received: {notification}")))
+    }
+
     /// Whether the BGP protocol `name` is Established.
     pub fn established(&self, name: &str) -> bool {
         self.protocol(name).is_some_and(|p| p.info == "Established")
@@ -113,5 +153,23 @@ impl Bird {
         self.birdc(&["show", "route", "for", prefix])
             .lines()
             .any(|l| l.starts_with(prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_values_a_millisecond_apart_are_the_same_moment() {
+        let p = Protocol {
+            state: "up".into(),
+            since: "11:53:07.706".into(),
+            info: "Established".into(),
+        };
+        assert!(p.same_since("11:53:07.705"));
+        assert!(!p.same_since("11:53:07.806"));
+        assert!(!p.same_since("11:53:08.706"));
+        assert_eq!(millis_of_day("2026-11-29 00:00:01.5"), Some(1500));
     }
 }
