@@ -130,6 +130,9 @@ pub struct Peer {
     pub import: Option<FilterSpec>,
     #[serde(default)]
     pub export: Option<FilterSpec>,
+    /// Shown in status (what kind of peer this is).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A filter: rules tried in order, then `default` (accept).
@@ -585,6 +588,7 @@ impl Config {
                 connect_retry: Duration::from_secs(5),
                 password,
                 policy: p.policy(index)?,
+                description: p.description.clone(),
                 ..PeerConfig::new(p.address, p.asn)
             });
         }

@@ -56,6 +56,10 @@ pub enum Event {
     ManualStartPassive,
     /// (event 2)
     ManualStop,
+    /// (event 2) with this Cease subcode (RFC 4486) in place of
+    /// Administrative Shutdown: Peer De-configured, Other Configuration
+    /// Change.
+    ManualStopCease(u8),
     /// (event 9)
     ConnectRetryTimerExpires,
     /// (event 10)
@@ -327,11 +331,16 @@ impl Fsm {
             // Starting twice changes nothing (RFC 4271 §8.2.2).
             (_, E::ManualStart | E::ManualStartPassive) => {}
 
-            (S::Connect | S::Active, E::ManualStop) => {
+            (S::Connect | S::Active, E::ManualStop | E::ManualStopCease(_)) => {
                 self.fall_to_idle(now, DownReason::ManualStop, false, &mut out)
             }
             (S::OpenSent | S::OpenConfirm | S::Established, E::ManualStop) => {
                 let n = admin_shutdown();
+                out.push(Action::SendNotification(n));
+                self.fall_to_idle(now, DownReason::ManualStop, false, &mut out);
+            }
+            (S::OpenSent | S::OpenConfirm | S::Established, E::ManualStopCease(subcode)) => {
+                let n = Notification::new(code::CEASE, subcode, []);
                 out.push(Action::SendNotification(n));
                 self.fall_to_idle(now, DownReason::ManualStop, false, &mut out);
             }
@@ -791,6 +800,16 @@ mod tests {
             !a.iter()
                 .any(|x| matches!(x, Action::StartTimer(Timer::IdleHold, _)))
         );
+        assert_eq!(f.handle(T0, Event::IdleHoldTimerExpires), vec![]);
+        assert_eq!(f.state(), State::Idle);
+    }
+
+    #[test]
+    fn deconfiguring_a_peer_sends_cease_peer_deconfigured_and_stays_down() {
+        let mut f = fsm_in(State::Established);
+        let a = f.handle(T0, Event::ManualStopCease(cease::PEER_DECONFIGURED));
+        assert_eq!(sent_notification(&a), Some((6, 3)));
+        assert!(a.contains(&Action::SessionDown(DownReason::ManualStop)));
         assert_eq!(f.handle(T0, Event::IdleHoldTimerExpires), vec![]);
         assert_eq!(f.state(), State::Idle);
     }

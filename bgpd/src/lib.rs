@@ -37,6 +37,7 @@
 //! - [`fib`]: Loc-RIB best routes into a kernel table via rtnetlink, with a
 //!   pure `diff`/`merge` and a thin apply.
 //! - [`config`] (pure): the daemon's YAML configuration.
+//! - [`status`]: the status socket (text and JSON answers) and its client.
 
 pub mod attr;
 pub mod capability;
@@ -51,6 +52,7 @@ pub mod prefix;
 pub mod rib;
 pub mod session;
 pub mod speaker;
+pub mod status;
 pub mod tcp_md5;
 pub mod update;
 pub mod wire;

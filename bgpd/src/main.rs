@@ -6,15 +6,15 @@
 //! bgpd run CONFIG.yaml       # the daemon, in the foreground
 //! bgpd status SOCKET         # print peers and routes of a running daemon
 //! bgpd status --peers SOCKET # only the peers (cheap to poll)
+//! bgpd status --json SOCKET  # the peers as JSON
 //! bgpd refresh SOCKET PEER   # send ROUTE-REFRESH to PEER (RFC 2918)
 //! ```
 //!
-//! The status socket takes one request line (ended by a newline or by the
-//! client closing its side): `status` (also what an empty request means),
-//! `peers`, or `refresh ADDRESS`; it answers in text and closes. An answer
-//! that starts with `error:` is a failure. On SIGHUP the daemon reads its
-//! configuration again and applies the peers' changed filters and export
-//! communities (`Speaker::set_policy`); other changes need a restart.
+//! The status socket is `bgpd::status` (one request line per connection;
+//! text or JSON answers). On SIGHUP the daemon reads its
+//! configuration again and adds, removes and updates peers (a changed
+//! filter or export community does not reset the session); other changes
+//! need a restart.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -23,13 +23,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bgpd::config::Config;
 use bgpd::fib::{self, Fib};
-use bgpd::speaker::{self, Speaker};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use bgpd::speaker::Speaker;
+use bgpd::status::{self, Request};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 const USAGE: &str =
-    "usage: bgpd run CONFIG.yaml | bgpd status [--peers] SOCKET | bgpd refresh SOCKET PEER";
+    "usage: bgpd run CONFIG.yaml | bgpd status [--peers|--json] SOCKET | bgpd refresh SOCKET PEER";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,15 +39,20 @@ fn main() -> Result<()> {
         .context("starting the tokio runtime")?;
     match args.as_slice() {
         [cmd, path] if cmd == "run" => rt.block_on(run(Path::new(path))),
-        [cmd, socket] if cmd == "status" => rt.block_on(request(Path::new(socket), "status")),
+        [cmd, socket] if cmd == "status" => {
+            rt.block_on(request(Path::new(socket), Request::Status))
+        }
         [cmd, flag, socket] if cmd == "status" && flag == "--peers" => {
-            rt.block_on(request(Path::new(socket), "peers"))
+            rt.block_on(request(Path::new(socket), Request::Peers))
+        }
+        [cmd, flag, socket] if cmd == "status" && flag == "--json" => {
+            rt.block_on(request(Path::new(socket), Request::Json))
         }
         [cmd, socket, peer] if cmd == "refresh" => {
             let peer: IpAddr = peer
                 .parse()
                 .with_context(|| format!("{peer:?} is not an IP address"))?;
-            rt.block_on(request(Path::new(socket), &format!("refresh {peer}")))
+            rt.block_on(request(Path::new(socket), Request::Refresh(peer)))
         }
         _ => bail!("{USAGE}"),
     }
@@ -101,16 +106,14 @@ async fn run(path: &Path) -> Result<()> {
             .await
             .context("announcing")?;
     }
-    let status_socket = match &config.status_socket {
-        Some(path) => {
-            let _ = std::fs::remove_file(path);
-            Some(
-                UnixListener::bind(path)
-                    .with_context(|| format!("binding status socket {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    // The server task ends with the runtime; the watch sender lives as
+    // long as the speaker.
+    let (_status_tx, status_rx) = tokio::sync::watch::channel(Some(speaker.handle()));
+    if let Some(path) = &config.status_socket {
+        let listener = status::bind(path)
+            .with_context(|| format!("binding status socket {}", path.display()))?;
+        tokio::spawn(status::serve(listener, status_rx));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -119,22 +122,9 @@ async fn run(path: &Path) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = hup.recv() => match reload_policies(&speaker, &config, path).await {
+            _ = hup.recv() => match reload_peers(&speaker, &config, path).await {
                 Ok(new) => config = new,
                 Err(e) => warn!(error = format!("{e:#}"), "configuration not reloaded"),
-            },
-            conn = async {
-                match &status_socket {
-                    Some(l) => l.accept().await,
-                    None => std::future::pending().await,
-                }
-            } => match conn {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve_status(&speaker, stream).await {
-                        warn!(error = %e, "status request failed");
-                    }
-                }
-                Err(e) => warn!(error = %e, "status socket accept failed"),
             },
         }
     }
@@ -148,77 +138,43 @@ async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads the configuration at `path` again and gives each peer whose
-/// filters or export communities changed its new policy. Returns the new
-/// configuration; peers added or removed are left for a restart.
-async fn reload_policies(speaker: &Speaker, old: &Config, path: &Path) -> Result<Config> {
+/// Reads the configuration at `path` again and applies what changed in
+/// its peers: new ones are added, missing ones removed, changed ones
+/// updated (a session reset only for a changed session parameter, a new
+/// policy otherwise). Returns the new configuration; other changes (AS,
+/// router ID, listen address, announcements) need a restart.
+async fn reload_peers(speaker: &Speaker, old: &Config, path: &Path) -> Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let new = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
-    for (index, peer) in new.peers.iter().enumerate() {
-        let Some(before) = old.peers.iter().position(|p| p.address == peer.address) else {
-            warn!(peer = %peer.address, "new peer ignored until a restart");
-            continue;
-        };
-        let policy = peer.policy(index)?;
-        if old.peers[before].policy(before)? != policy {
-            speaker.set_policy(peer.address, policy).await?;
-            info!(peer = %peer.address, "policy reloaded");
+    let (before, after) = (old.speaker()?.peers, new.speaker()?.peers);
+    for gone in before
+        .iter()
+        .filter(|b| !after.iter().any(|a| a.addr == b.addr))
+    {
+        speaker.remove_peer(gone.addr).await?;
+        info!(peer = %gone.addr, "peer removed");
+    }
+    for peer in after {
+        match before.iter().find(|b| b.addr == peer.addr) {
+            None => {
+                let addr = peer.addr;
+                speaker.add_peer(peer).await?;
+                info!(peer = %addr, "peer added");
+            }
+            Some(b) if *b != peer => {
+                let addr = peer.addr;
+                let reset = speaker.update_peer(peer).await?;
+                info!(peer = %addr, reset, "peer updated");
+            }
+            Some(_) => {}
         }
     }
     Ok(new)
 }
 
-async fn serve_status(speaker: &Speaker, stream: UnixStream) -> Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    // A client that sends nothing gets the status, as before requests.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        BufReader::new(read).read_line(&mut line),
-    )
-    .await;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let text = match words.as_slice() {
-        ["peers"] => speaker::render_peers(&speaker.peers().await?),
-        [] | ["status"] => {
-            let peers = speaker.peers().await?;
-            let routes = speaker.routes().await?;
-            format!(
-                "{}\n{}",
-                speaker::render_peers(&peers),
-                speaker::render_routes(&routes)
-            )
-        }
-        ["refresh", peer] => match peer.parse::<IpAddr>() {
-            Ok(addr) => match speaker.refresh(addr).await {
-                Ok(families) => {
-                    let names: Vec<String> = families.iter().map(ToString::to_string).collect();
-                    format!("ROUTE-REFRESH sent to {addr} for {}\n", names.join(", "))
-                }
-                Err(e) => format!("error: {e}\n"),
-            },
-            Err(_) => format!("error: {peer:?} is not an IP address\n"),
-        },
-        _ => format!("error: unknown request {:?}\n", line.trim()),
-    };
-    write.write_all(text.as_bytes()).await?;
-    write.shutdown().await?;
-    Ok(())
-}
-
-/// Sends one request line to the status socket and prints the answer.
-async fn request(socket: &Path, line: &str) -> Result<()> {
-    let mut stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("connecting to {}", socket.display()))?;
-    stream.write_all(format!("{line}\n").as_bytes()).await?;
-    stream.shutdown().await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    if let Some(e) = text.strip_prefix("error: ") {
-        bail!("{}", e.trim_end());
-    }
-    print!("{text}");
+/// Sends one request to the status socket and prints the answer.
+async fn request(socket: &Path, request: Request) -> Result<()> {
+    print!("{}", status::query(socket, &request).await?);
     Ok(())
 }

@@ -579,6 +579,14 @@ impl Rib {
         out
     }
 
+    /// A peer was de-configured: as [`Rib::peer_down`], and its policy is
+    /// forgotten too.
+    pub fn remove_peer(&mut self, id: PeerId) -> Vec<Change> {
+        let out = self.peer_down(id);
+        self.policies.remove(&id);
+        out
+    }
+
     /// Applies an UPDATE from `peer`: `announced` prefixes with their next
     /// hops share `attrs`; `withdrawn` prefixes are removed. Announcements
     /// from a peer that is not up are ignored.

@@ -90,6 +90,8 @@ pub enum SessionCmd {
     Incoming(TcpStream),
     /// Close with Cease/Administrative Shutdown and end the task.
     Stop,
+    /// Close with Cease and this subcode (RFC 4486) and end the task.
+    Cease(u8),
 }
 
 /// Per-peer session settings.
@@ -213,6 +215,10 @@ struct Session {
     io_tx: mpsc::Sender<Io>,
     events: mpsc::Sender<SessionEvent>,
     last_error: Option<String>,
+    /// Closed connections still draining (see [`linger`]); a stopped
+    /// session ends after them, so that whoever replaces it connects only
+    /// once the peer has read our NOTIFICATION and closed.
+    lingering: Vec<JoinHandle<()>>,
 }
 
 /// Which connection an action list belongs to.
@@ -252,6 +258,30 @@ async fn connect(
     socket.connect(remote).await
 }
 
+/// How long a closed connection's reader keeps draining it, at most.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Lets a closed connection's tasks run for [`LINGER`] (a reader drains
+/// until the peer closes its side), then aborts them.
+fn linger(tasks: Vec<JoinHandle<()>>) -> Option<JoinHandle<()>> {
+    if tasks.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let deadline = Instant::now() + LINGER;
+        for mut t in tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+    }))
+}
+
+/// Reads and discards what is left on a connection until the peer closes it.
+async fn drain(stream: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8]) {
+    while let Ok(1..) = stream.read(buf).await {}
+}
+
 async fn read_loop(mut stream: tokio::net::tcp::OwnedReadHalf, ticket: u64, tx: mpsc::Sender<Io>) {
     let mut framer = wire::Framer::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -268,6 +298,8 @@ async fn read_loop(mut stream: tokio::net::tcp::OwnedReadHalf, ticket: u64, tx: 
             match framer.next_message() {
                 Ok(Some((kind, body))) => {
                     if tx.send(Io::Message { ticket, kind, body }).await.is_err() {
+                        // The session is gone: see `linger`.
+                        drain(&mut stream, &mut buf).await;
                         return;
                     }
                 }
@@ -469,8 +501,19 @@ impl Session {
                 if let Some(conn) = self.conn(which) {
                     if let Some(mut w) = conn.writer.take() {
                         let _ = w.shutdown().await;
+                        // Closing a socket with unread data makes the
+                        // kernel send RST, which can make the peer lose
+                        // the NOTIFICATION just written (and take the loss
+                        // for a graceful restart): the reader drains the
+                        // connection until the peer closes it, for LINGER
+                        // at most.
+                        let tasks = std::mem::take(&mut conn.tasks);
+                        conn.close();
+                        self.lingering.retain(|t| !t.is_finished());
+                        self.lingering.extend(linger(tasks));
+                    } else {
+                        conn.close();
                     }
-                    conn.close();
                 }
             }
             Action::SendOpen(open) => self.write(which, &open.encode()).await,
@@ -718,16 +761,24 @@ pub async fn run(
         io_tx,
         events,
         last_error: None,
+        lingering: Vec::new(),
     };
     s.feed(Which::Primary, Event::ManualStart).await;
     loop {
         let deadline = s.next_deadline();
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                None | Some(SessionCmd::Stop) => {
-                    s.feed(Which::Primary, Event::ManualStop).await;
+                None | Some(SessionCmd::Stop | SessionCmd::Cease(_)) => {
+                    let stop = match cmd {
+                        Some(SessionCmd::Cease(subcode)) => Event::ManualStopCease(subcode),
+                        _ => Event::ManualStop,
+                    };
+                    s.feed(Which::Primary, stop.clone()).await;
                     if s.secondary.is_some() {
-                        s.feed(Which::Secondary, Event::ManualStop).await;
+                        s.feed(Which::Secondary, stop).await;
+                    }
+                    for t in s.lingering.drain(..) {
+                        let _ = t.await;
                     }
                     return;
                 }

@@ -8,9 +8,9 @@
 //!                    │ mpsc, bounded (Command + oneshot reply)
 //!                    ▼
 //!  listener ──► ┌──────────┐ ──SessionCmd (unbounded)──► session task ×N ◄──► TCP
-//!  (accept,     │  owner   │ ◄──SessionEvent (bounded)──  (Fsm, reader task per
-//!  by address)  │  task    │                               connection)
-//!   Incoming ──►│ Rib      │ ──FibMsg (unbounded)──► fib task ──► rtnetlink
+//!  (accept)     │  owner   │ ◄──SessionEvent (bounded)──  (Fsm, reader task per
+//!   Incoming    │  task    │                               connection)
+//!   Command ──► │ Rib      │ ──FibMsg (unbounded)──► fib task ──► rtnetlink
 //!               └──────────┘
 //! ```
 //!
@@ -37,8 +37,15 @@
 //! Adj-RIB-Out before and after. [`Speaker::refresh`] asks a peer for its
 //! routes again with ROUTE-REFRESH (RFC 2918).
 //!
-//! A peer with a TCP-MD5 password gets its key on the listener here, at
-//! start; if that fails the peer stays Idle with the error as its last
+//! Peers come and go while running ([`Speaker::add_peer`],
+//! [`Speaker::remove_peer`], [`Speaker::update_peer`]), each under a new
+//! [`PeerId`] that is never reused, so that late events of a removed
+//! peer's session find nothing; the other sessions are not touched. The
+//! listener hands every connection to the owner, which passes it to the
+//! session of the peer it comes from.
+//!
+//! A peer with a TCP-MD5 password gets its key on the listener when it is
+//! added; if that fails the peer stays Idle with the error as its last
 //! error, rather than accept unsigned connections.
 //!
 //! The kernel table is reconciled against the Loc-RIB (removing routes
@@ -54,12 +61,13 @@
 //! wait until every peer not itself restarting has sent End-of-RIB, or
 //! until `fib_sync_after`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -71,6 +79,7 @@ use crate::fib::{FibHandle, FibTable};
 use crate::filter::PeerPolicy;
 use crate::fsm::{self, State};
 use crate::graceful_restart::{self as gr, GrConfig};
+use crate::notification::cease;
 use crate::open::Open;
 use crate::prefix::{AfiSafi, Prefix};
 use crate::rib::{self, Change, Exporter, PeerId, PeerInfo, Rib, RibConfig, Source};
@@ -79,6 +88,10 @@ use crate::tcp_md5::{self, Key};
 
 /// The BGP port (RFC 4271 §8.2.1.2).
 pub const BGP_PORT: u16 = 179;
+
+/// How long a new session waits, at most, for the one it replaces to
+/// close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// One configured peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +114,9 @@ pub struct PeerConfig {
     pub password: Option<Key>,
     /// Import/export filters and communities added on export.
     pub policy: PeerPolicy,
+    /// What kind of peer this is, for status (felix: "node-to-node mesh",
+    /// "global", "node specific").
+    pub description: Option<String>,
 }
 
 impl PeerConfig {
@@ -118,7 +134,20 @@ impl PeerConfig {
             connect_retry: Duration::from_secs(5),
             password: None,
             policy: PeerPolicy::default(),
+            description: None,
         }
+    }
+
+    /// Whether `other` differs from `self` in anything the session was
+    /// set up with (everything but the policy and the description), so
+    /// that going from one to the other needs a new session.
+    pub fn session_differs(&self, other: &PeerConfig) -> bool {
+        let plain = |c: &PeerConfig| PeerConfig {
+            policy: PeerPolicy::default(),
+            description: None,
+            ..c.clone()
+        };
+        plain(self) != plain(other)
     }
 }
 
@@ -156,6 +185,8 @@ impl SpeakerConfig {
 pub struct PeerStatus {
     pub addr: IpAddr,
     pub asn: u32,
+    /// [`PeerConfig::description`].
+    pub description: Option<String>,
     pub state: State,
     /// Time in the current state.
     pub since: Duration,
@@ -189,6 +220,8 @@ pub enum SpeakerError {
     Stopped,
     #[error("{0} is not a configured peer")]
     UnknownPeer(IpAddr),
+    #[error("{0} is already a configured peer")]
+    DuplicatePeer(IpAddr),
     #[error("the session with {0} is not established")]
     NotEstablished(IpAddr),
     #[error("{0} did not advertise the route refresh capability")]
@@ -207,6 +240,11 @@ enum Command {
         oneshot::Sender<Result<(), SpeakerError>>,
     ),
     Refresh(IpAddr, oneshot::Sender<Result<Vec<AfiSafi>, SpeakerError>>),
+    AddPeer(Box<PeerConfig>, oneshot::Sender<Result<(), SpeakerError>>),
+    RemovePeer(IpAddr, oneshot::Sender<Result<(), SpeakerError>>),
+    UpdatePeer(Box<PeerConfig>, oneshot::Sender<Result<bool, SpeakerError>>),
+    /// An inbound connection, from the listener.
+    Incoming(TcpStream, SocketAddr),
 }
 
 /// The handle to a running speaker. Dropping it stops the speaker, its
@@ -238,79 +276,34 @@ impl Speaker {
     ) -> Speaker {
         let (tx, rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(256);
-        let mut peers = Vec::new();
-        let mut by_addr = HashMap::new();
-        for (i, pc) in config.peers.iter().enumerate() {
-            let id = PeerId(i as u32);
-            let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-            let families = [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST];
-            let mut capabilities: Vec<Capability> =
-                families.map(Capability::Multiprotocol).to_vec();
-            capabilities.push(Capability::RouteRefresh);
-            capabilities.extend(config.graceful_restart.capability(&families));
-            let local = Open::new(config.asn, pc.hold_time, config.router_id, capabilities);
-            let sc = SessionConfig {
-                peer: id,
-                remote: SocketAddr::new(pc.addr, pc.port),
-                local: pc.local,
-                md5: pc.password.clone(),
-                fsm: fsm::Config {
-                    local,
-                    peer_as: pc.asn,
-                    connect_retry: pc.connect_retry,
-                    idle_hold: Duration::from_secs(1),
-                    passive: pc.passive,
-                },
-            };
-            // Without its key on the listener, a peer with a password
-            // could connect in unsigned: such a peer is left Idle.
-            let listener_key = match (&pc.password, &listener) {
-                (Some(key), Some(l)) => protect_listener(l, pc.addr, key).err(),
-                _ => None,
-            };
-            if let Some(e) = &listener_key {
-                warn!(peer = %pc.addr, error = %e, "peer not started");
-            } else {
-                tokio::spawn(session::run(sc, cmd_rx, ev_tx.clone()));
-                by_addr.insert(pc.addr.to_canonical(), cmd_tx.clone());
-            }
-            peers.push(Slot {
-                config: pc.clone(),
-                cmd: cmd_tx,
-                state: State::Idle,
-                since: Instant::now(),
-                last_error: listener_key,
-                epoch: None,
-                advertised: 0,
-                eor: false,
-                route_refresh: false,
-                peer_gr: None,
-                families: Vec::new(),
-                gr: gr::Helper::default(),
-                gr_timer: None,
-                initial_pending: false,
-            });
-        }
-        let mut rib = Rib::new(RibConfig {
+        let listener = listener.map(Arc::new);
+        let mut owner = Owner {
+            rib: Rib::new(RibConfig {
+                asn: config.asn,
+                router_id: config.router_id,
+                cluster_id: config.cluster_id,
+                always_compare_med: config.always_compare_med,
+            }),
+            peers: BTreeMap::new(),
+            next_id: 0,
             asn: config.asn,
             router_id: config.router_id,
-            cluster_id: config.cluster_id,
-            always_compare_med: config.always_compare_med,
-        });
-        for (i, pc) in config.peers.iter().enumerate() {
-            rib.set_policy(PeerId(i as u32), pc.policy.clone());
-        }
-        let owner = Owner {
-            rib,
-            peers,
+            events: ev_tx,
+            listener: listener.clone(),
+            closing: HashMap::new(),
             fib,
             fib_synced: false,
             deferring: config.graceful_restart.enabled && config.graceful_restart.restarting,
             gr: config.graceful_restart.clone(),
         };
+        for pc in &config.peers {
+            if let Err(e) = owner.add_peer(pc.clone()) {
+                warn!(peer = %pc.addr, error = %e, "peer not started");
+            }
+        }
         let mut tasks = vec![tokio::spawn(owner.run(rx, ev_rx, config.fib_sync_after))];
         if let Some(listener) = listener {
-            tasks.push(tokio::spawn(accept(listener, by_addr)));
+            tasks.push(tokio::spawn(accept(listener, tx.downgrade())));
         }
         Speaker { tx, tasks }
     }
@@ -359,11 +352,76 @@ impl Speaker {
     /// Sends ROUTE-REFRESH (RFC 2918) to `peer` for every negotiated
     /// family, which are returned; the peer then sends its routes again.
     pub async fn refresh(&self, peer: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
+        self.handle().refresh(peer).await
+    }
+
+    /// Adds a peer while running: its session starts, and the listener
+    /// accepts its connections (with its TCP-MD5 key, if any). The other
+    /// sessions are not touched.
+    pub async fn add_peer(&self, peer: PeerConfig) -> Result<(), SpeakerError> {
+        self.ask(|r| Command::AddPeer(Box::new(peer), r)).await?
+    }
+
+    /// Removes a peer: its session closes with Cease / Peer De-configured
+    /// (RFC 4486), and its routes leave the Loc-RIB, the kernel and the
+    /// other peers.
+    pub async fn remove_peer(&self, peer: IpAddr) -> Result<(), SpeakerError> {
+        self.ask(|r| Command::RemovePeer(peer, r)).await?
+    }
+
+    /// Replaces the configuration of the peer at `peer.addr`. If a session
+    /// parameter changed ([`PeerConfig::session_differs`]) only that
+    /// peer's session is reset (Cease / Other Configuration Change) and
+    /// `true` returned; a change of policy alone goes through
+    /// [`Speaker::set_policy`], without a reset.
+    pub async fn update_peer(&self, peer: PeerConfig) -> Result<bool, SpeakerError> {
+        self.ask(|r| Command::UpdatePeer(Box::new(peer), r)).await?
+    }
+
+    /// A cloneable handle for status and ROUTE-REFRESH requests (what the
+    /// status socket serves); it does not keep the speaker running.
+    pub fn handle(&self) -> SpeakerHandle {
+        SpeakerHandle(self.tx.downgrade())
+    }
+}
+
+/// A weak handle to a running [`Speaker`]: its requests fail with
+/// [`SpeakerError::Stopped`] once the speaker is dropped.
+#[derive(Debug, Clone)]
+pub struct SpeakerHandle(mpsc::WeakSender<Command>);
+
+impl SpeakerHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SpeakerError> {
+        let tx = self.0.upgrade().ok_or(SpeakerError::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply))
+            .await
+            .map_err(|_| SpeakerError::Stopped)?;
+        drop(tx);
+        rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// [`Speaker::peers`].
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// [`Speaker::routes`].
+    pub async fn routes(&self) -> Result<Vec<RouteStatus>, SpeakerError> {
+        self.ask(Command::Routes).await
+    }
+
+    /// [`Speaker::refresh`].
+    pub async fn refresh(&self, peer: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
         self.ask(|r| Command::Refresh(peer, r)).await?
     }
 }
 
-fn state_name(s: State) -> &'static str {
+/// The RFC 4271 name of a state, as BIRD prints it.
+pub fn state_name(s: State) -> &'static str {
     match s {
         State::Idle => "Idle",
         State::Connect => "Connect",
@@ -434,19 +492,17 @@ fn protect_listener(listener: &TcpListener, peer: IpAddr, key: &Key) -> Result<(
         .map_err(|e| format!("TCP-MD5: setting the key on the listener: {e}"))
 }
 
-/// Hands inbound connections to the session of the peer they come from.
-async fn accept(
-    listener: TcpListener,
-    by_addr: HashMap<IpAddr, mpsc::UnboundedSender<SessionCmd>>,
-) {
+/// Hands inbound connections to the owner, which passes each to the
+/// session of the peer it comes from (peers come and go while running).
+async fn accept(listener: Arc<TcpListener>, owner: mpsc::WeakSender<Command>) {
     loop {
         match listener.accept().await {
-            Ok((stream, from)) => match by_addr.get(&from.ip().to_canonical()) {
-                Some(tx) => {
-                    let _ = tx.send(SessionCmd::Incoming(stream));
+            Ok((stream, from)) => {
+                let Some(tx) = owner.upgrade() else { return };
+                if tx.send(Command::Incoming(stream, from)).await.is_err() {
+                    return;
                 }
-                None => debug!(%from, "connection from an unknown address closed"),
-            },
+            }
             Err(e) => {
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -459,6 +515,8 @@ async fn accept(
 struct Slot {
     config: PeerConfig,
     cmd: mpsc::UnboundedSender<SessionCmd>,
+    /// Its session task; `None` if its TCP-MD5 key could not be set.
+    task: Option<JoinHandle<()>>,
     state: State,
     since: Instant,
     last_error: Option<String>,
@@ -484,7 +542,21 @@ struct Slot {
 #[derive(Debug)]
 struct Owner {
     rib: Rib,
-    peers: Vec<Slot>,
+    /// Peers by the ID their session and the RIB know them by; IDs are
+    /// never reused, so events of a removed peer's session find no slot.
+    peers: BTreeMap<PeerId, Slot>,
+    next_id: u32,
+    asn: u32,
+    router_id: Ipv4Addr,
+    /// The sender of session events, for sessions of peers added later.
+    events: mpsc::Sender<SessionEvent>,
+    /// Shared with the acceptor; TCP-MD5 keys of peers are set on it.
+    listener: Option<Arc<TcpListener>>,
+    /// Session tasks of removed peers, by address, until they end: a new
+    /// session with the same address starts only once the old one has
+    /// sent its Cease, or the peer would take the new connection for a
+    /// graceful restart (RFC 4724) and never see the Cease.
+    closing: HashMap<IpAddr, JoinHandle<()>>,
     fib: Option<FibHandle>,
     fib_synced: bool,
     /// We restarted and hold back initial tables until the peers' End-of-RIB.
@@ -506,8 +578,7 @@ impl Owner {
             let gr_timer = self
                 .peers
                 .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.gr_timer.map(|at| (at, i)))
+                .filter_map(|(&id, s)| s.gr_timer.map(|at| (at, id)))
                 .min();
             // Session events wait while the kernel is far behind.
             let behind = fib.as_ref().is_some_and(FibHandle::is_behind);
@@ -527,15 +598,15 @@ impl Owner {
                         Some((at, _)) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => if let Some((_, i)) = gr_timer {
-                    self.peers[i].gr_timer = None;
-                    let actions = self.peers[i].gr.timer_expired();
-                    info!(peer = %self.peers[i].config.addr, "graceful restart timer expired");
-                    self.apply_gr(PeerId(i as u32), actions);
+                } => if let Some((id, slot)) = gr_timer.and_then(|(_, id)| Some((id, self.peers.get_mut(&id)?))) {
+                    slot.gr_timer = None;
+                    let actions = slot.gr.timer_expired();
+                    info!(peer = %slot.config.addr, "graceful restart timer expired");
+                    self.apply_gr(id, actions);
                 },
             }
         }
-        for slot in &self.peers {
+        for slot in self.peers.values() {
             let _ = slot.cmd.send(SessionCmd::Stop);
         }
     }
@@ -564,29 +635,169 @@ impl Owner {
             Command::Refresh(addr, reply) => {
                 let _ = reply.send(self.refresh(addr));
             }
+            Command::AddPeer(config, reply) => {
+                let _ = reply.send(self.add_peer(*config));
+            }
+            Command::RemovePeer(addr, reply) => {
+                let _ = reply.send(
+                    self.slot_of(addr)
+                        .map(|id| self.remove_peer(id, cease::PEER_DECONFIGURED)),
+                );
+            }
+            Command::UpdatePeer(config, reply) => {
+                let _ = reply.send(self.update_peer(*config));
+            }
+            Command::Incoming(stream, from) => {
+                match self.slot_of(from.ip()).map(|id| &self.peers[&id]) {
+                    Ok(slot) if slot.task.is_some() => {
+                        let _ = slot.cmd.send(SessionCmd::Incoming(stream));
+                    }
+                    _ => debug!(%from, "connection from an unknown address closed"),
+                }
+            }
         }
     }
 
-    fn slot_of(&self, addr: IpAddr) -> Result<usize, SpeakerError> {
+    fn slot_of(&self, addr: IpAddr) -> Result<PeerId, SpeakerError> {
         self.peers
             .iter()
-            .position(|s| s.config.addr.to_canonical() == addr.to_canonical())
+            .find(|(_, s)| s.config.addr.to_canonical() == addr.to_canonical())
+            .map(|(&id, _)| id)
             .ok_or(SpeakerError::UnknownPeer(addr))
     }
 
+    /// Starts a session for `pc` under a new peer ID. A peer with a
+    /// password whose key cannot be set on the listener stays Idle (with
+    /// the error as its last error) rather than accept unsigned
+    /// connections.
+    fn add_peer(&mut self, pc: PeerConfig) -> Result<(), SpeakerError> {
+        if self.slot_of(pc.addr).is_ok() {
+            return Err(SpeakerError::DuplicatePeer(pc.addr));
+        }
+        let mut slot_task = None;
+        let id = PeerId(self.next_id);
+        self.next_id += 1;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let families = [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST];
+        let mut capabilities: Vec<Capability> = families.map(Capability::Multiprotocol).to_vec();
+        capabilities.push(Capability::RouteRefresh);
+        capabilities.extend(self.gr.capability(&families));
+        let local = Open::new(self.asn, pc.hold_time, self.router_id, capabilities);
+        let sc = SessionConfig {
+            peer: id,
+            remote: SocketAddr::new(pc.addr, pc.port),
+            local: pc.local,
+            md5: pc.password.clone(),
+            fsm: fsm::Config {
+                local,
+                peer_as: pc.asn,
+                connect_retry: pc.connect_retry,
+                idle_hold: Duration::from_secs(1),
+                passive: pc.passive,
+            },
+        };
+        let listener_key = match (&pc.password, &self.listener) {
+            (Some(key), Some(l)) => protect_listener(l, pc.addr, key).err(),
+            _ => None,
+        };
+        if let Some(e) = &listener_key {
+            warn!(peer = %pc.addr, error = %e, "peer not started");
+        } else {
+            info!(peer = %pc.addr, asn = pc.asn, "peer added");
+            let session = session::run(sc, cmd_rx, self.events.clone());
+            let task = match self.closing.remove(&pc.addr.to_canonical()) {
+                Some(previous) => tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, previous).await;
+                    session.await;
+                }),
+                None => tokio::spawn(session),
+            };
+            slot_task = Some(task);
+        }
+        self.rib.set_policy(id, pc.policy.clone());
+        self.peers.insert(
+            id,
+            Slot {
+                config: pc,
+                cmd: cmd_tx,
+                task: slot_task,
+                state: State::Idle,
+                since: Instant::now(),
+                last_error: listener_key,
+                epoch: None,
+                advertised: 0,
+                eor: false,
+                route_refresh: false,
+                peer_gr: None,
+                families: Vec::new(),
+                gr: gr::Helper::default(),
+                gr_timer: None,
+                initial_pending: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops the session of `id` with Cease / `subcode`, drops its routes
+    /// (stale ones too) everywhere, and forgets the peer.
+    fn remove_peer(&mut self, id: PeerId, subcode: u8) {
+        let Some(slot) = self.peers.remove(&id) else {
+            return;
+        };
+        info!(peer = %slot.config.addr, "peer removed");
+        let _ = slot.cmd.send(SessionCmd::Cease(subcode));
+        self.closing.retain(|_, t| !t.is_finished());
+        if let Some(task) = slot.task {
+            self.closing.insert(slot.config.addr.to_canonical(), task);
+        }
+        if let (Some(_), Some(l)) = (&slot.config.password, &self.listener) {
+            let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = tcp_md5::delete_key(l.as_fd(), v6, slot.config.addr) {
+                warn!(peer = %slot.config.addr, error = %e, "TCP-MD5: removing the key from the listener");
+            }
+        }
+        let changes = self.rib.remove_peer(id);
+        self.fan_out(&changes);
+        // Its End-of-RIB may have been the one still awaited.
+        self.check_converged();
+    }
+
+    /// Applies a new configuration to an existing peer: a new session if a
+    /// session parameter changed, else only the policy (and description).
+    fn update_peer(&mut self, pc: PeerConfig) -> Result<bool, SpeakerError> {
+        let id = self.slot_of(pc.addr)?;
+        let slot = self
+            .peers
+            .get_mut(&id)
+            .ok_or(SpeakerError::UnknownPeer(pc.addr))?;
+        if slot.config.session_differs(&pc) {
+            self.remove_peer(id, cease::OTHER_CONFIGURATION_CHANGE);
+            self.add_peer(pc)?;
+            return Ok(true);
+        }
+        slot.config.description = pc.description.clone();
+        if slot.config.policy != pc.policy {
+            self.set_policy(pc.addr, pc.policy)?;
+        }
+        Ok(false)
+    }
+
     fn set_policy(&mut self, addr: IpAddr, policy: PeerPolicy) -> Result<(), SpeakerError> {
-        let i = self.slot_of(addr)?;
-        let id = PeerId(i as u32);
+        let id = self.slot_of(addr)?;
         // A peer whose initial table is held back (our graceful restart)
         // gets the whole table, with this policy, when it is released.
         let live = |slot: &Slot| slot.epoch.filter(|_| !slot.initial_pending);
-        let before = live(&self.peers[i]).map(|_| self.rib.adj_rib_out(id));
+        let before = live(&self.peers[&id]).map(|_| self.rib.adj_rib_out(id));
         let changes = self.rib.set_policy(id, policy.clone());
-        self.peers[i].config.policy = policy;
+        if let Some(slot) = self.peers.get_mut(&id) {
+            slot.config.policy = policy;
+        }
         self.fan_out_except(&changes, Some(id));
-        if let (Some(before), Some(epoch)) = (before, live(&self.peers[i])) {
+        if let (Some(before), Some(epoch)) = (before, live(&self.peers[&id])) {
             let after = self.rib.adj_rib_out(id);
-            let slot = &mut self.peers[i];
+            let Some(slot) = self.peers.get_mut(&id) else {
+                return Ok(());
+            };
             slot.advertised = after.added;
             let out = after.changes_from(&before);
             info!(peer = %addr, announce = out.announce.iter().map(|(_, v)| v.len()).sum::<usize>(), withdraw = out.withdraw.len(), "policy changed");
@@ -598,7 +809,7 @@ impl Owner {
     }
 
     fn refresh(&mut self, addr: IpAddr) -> Result<Vec<AfiSafi>, SpeakerError> {
-        let slot = &self.peers[self.slot_of(addr)?];
+        let slot = &self.peers[&self.slot_of(addr)?];
         let epoch = slot.epoch.ok_or(SpeakerError::NotEstablished(addr))?;
         if !slot.route_refresh {
             return Err(SpeakerError::NoRouteRefresh(addr));
@@ -615,12 +826,12 @@ impl Owner {
     fn status(&self) -> Vec<PeerStatus> {
         self.peers
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let counts = self.rib.counts(PeerId(i as u32));
+            .map(|(&id, s)| {
+                let counts = self.rib.counts(id);
                 PeerStatus {
                     addr: s.config.addr,
                     asn: s.config.asn,
+                    description: s.config.description.clone(),
                     state: s.state,
                     since: s.since.elapsed(),
                     last_error: s.last_error.clone(),
@@ -665,7 +876,7 @@ impl Owner {
                 state,
                 last_error,
             } => {
-                if let Some(s) = self.peers.get_mut(peer.0 as usize) {
+                if let Some(s) = self.peers.get_mut(&peer) {
                     if s.state != state {
                         s.since = Instant::now();
                     }
@@ -679,7 +890,7 @@ impl Owner {
                 negotiated,
                 local_addr,
             } => {
-                let Some(slot) = self.peers.get_mut(peer.0 as usize) else {
+                let Some(slot) = self.peers.get_mut(&peer) else {
                     return;
                 };
                 let info = PeerInfo {
@@ -713,14 +924,16 @@ impl Owner {
                 self.rib.peer_up(peer, info);
                 self.apply_gr(peer, actions);
                 if self.deferring {
-                    self.peers[peer.0 as usize].initial_pending = true;
+                    if let Some(slot) = self.peers.get_mut(&peer) {
+                        slot.initial_pending = true;
+                    }
                     self.check_converged();
                 } else {
                     self.send_initial_table(peer);
                 }
             }
             SessionEvent::Update { peer, update } => {
-                let Some(slot) = self.peers.get_mut(peer.0 as usize) else {
+                let Some(slot) = self.peers.get_mut(&peer) else {
                     return;
                 };
                 if let Some(family) = update.eor {
@@ -739,7 +952,7 @@ impl Owner {
                 self.fan_out(&changes);
             }
             SessionEvent::RouteRefresh { peer, family } => {
-                let Some(epoch) = self.peers.get(peer.0 as usize).and_then(|s| s.epoch) else {
+                let Some(epoch) = self.peers.get(&peer).and_then(|s| s.epoch) else {
                     return;
                 };
                 let mut out = self.rib.adj_rib_out(peer);
@@ -748,12 +961,10 @@ impl Owner {
                 }
                 out.announce.retain(|(_, v)| !v.is_empty());
                 out.added = 0;
-                let _ = self.peers[peer.0 as usize]
-                    .cmd
-                    .send(SessionCmd::Send { epoch, out });
+                let _ = self.peers[&peer].cmd.send(SessionCmd::Send { epoch, out });
             }
             SessionEvent::Down { peer, reason } => {
-                let Some(s) = self.peers.get_mut(peer.0 as usize) else {
+                let Some(s) = self.peers.get_mut(&peer) else {
                     return;
                 };
                 s.epoch = None;
@@ -794,9 +1005,15 @@ impl Owner {
                     self.fan_out(&changes);
                 }
                 gr::Action::StartTimer(after) => {
-                    self.peers[peer.0 as usize].gr_timer = Some(Instant::now() + after);
+                    if let Some(slot) = self.peers.get_mut(&peer) {
+                        slot.gr_timer = Some(Instant::now() + after);
+                    }
                 }
-                gr::Action::StopTimer => self.peers[peer.0 as usize].gr_timer = None,
+                gr::Action::StopTimer => {
+                    if let Some(slot) = self.peers.get_mut(&peer) {
+                        slot.gr_timer = None;
+                    }
+                }
             }
         }
     }
@@ -804,7 +1021,9 @@ impl Owner {
     /// Sends an established peer the whole Adj-RIB-Out and End-of-RIB.
     fn send_initial_table(&mut self, peer: PeerId) {
         let out = self.rib.adj_rib_out(peer);
-        let slot = &mut self.peers[peer.0 as usize];
+        let Some(slot) = self.peers.get_mut(&peer) else {
+            return;
+        };
         let Some(epoch) = slot.epoch else { return };
         slot.initial_pending = false;
         slot.advertised = out.added;
@@ -820,17 +1039,21 @@ impl Owner {
         }
         self.deferring = false;
         info!("graceful restart: route selection done, sending initial tables");
-        for i in 0..self.peers.len() {
-            if self.peers[i].initial_pending {
-                self.send_initial_table(PeerId(i as u32));
-            }
+        let pending: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.initial_pending)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in pending {
+            self.send_initial_table(id);
         }
     }
 
     /// Once the peers' End-of-RIBs are in: initial tables out (after our
     /// restart), kernel table reconciled.
     fn check_converged(&mut self) {
-        if self.peers.iter().all(|s| s.eor) {
+        if self.peers.values().all(|s| s.eor) {
             self.release_initial_tables();
             self.sync_fib();
         }
@@ -847,14 +1070,14 @@ impl Owner {
         if changes.is_empty() {
             return;
         }
-        for (i, slot) in self.peers.iter_mut().enumerate() {
+        for (&id, slot) in self.peers.iter_mut() {
             let Some(epoch) = slot
                 .epoch
-                .filter(|_| skip != Some(PeerId(i as u32)) && !slot.initial_pending)
+                .filter(|_| skip != Some(id) && !slot.initial_pending)
             else {
                 continue;
             };
-            let mut e = Exporter::new(&self.rib, PeerId(i as u32));
+            let mut e = Exporter::new(&self.rib, id);
             for c in changes {
                 e.add_change(c);
             }
@@ -949,6 +1172,7 @@ mod tests {
         let text = render_peers(&[PeerStatus {
             addr: B,
             asn: 65002,
+            description: None,
             state: State::Active,
             since: Duration::from_secs(3725),
             last_error: Some("received Cease".into()),

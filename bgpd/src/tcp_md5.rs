@@ -89,6 +89,16 @@ pub fn set_key(
     setsockopt_md5(socket, &opt)
 }
 
+/// Removes the key for `peer` from `socket` (a zero-length key is how the
+/// kernel is told to delete one). A peer without a key is not an error.
+pub fn delete_key(socket: BorrowedFd<'_>, socket_is_v6: bool, peer: IpAddr) -> io::Result<()> {
+    let opt = encode(socket_is_v6, peer, &Key(Vec::new()));
+    match setsockopt_md5(socket, &opt) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
 #[allow(unsafe_code)]
 fn setsockopt_md5(socket: BorrowedFd<'_>, opt: &[u8; OPT_LEN]) -> io::Result<()> {
     // SAFETY: `socket` is a live descriptor for the duration of the call

@@ -69,6 +69,8 @@ pub enum Command {
     Ipam(IpamArgs),
     /// Policy tools: compile policy to the nftables ruleset felix programs.
     Policy(PolicyArgs),
+    /// This host's node: its BGP sessions.
+    Node(NodeArgs),
     /// Print the client version and the datastore in use.
     Version,
     /// Print a shell completion script.
@@ -345,6 +347,32 @@ pub struct IpamConfigureArgs {
     #[arg(long, value_name = "N")]
     pub max_blocks_per_host: Option<u32>,
 }
+
+/// `node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+/// `node` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Show this host's BGP peers (address, type, state, since, info), read
+    /// from felix's BGP status socket.
+    Status(NodeStatusArgs),
+}
+
+/// `node status`.
+#[derive(Debug, Args)]
+pub struct NodeStatusArgs {
+    /// The BGP status socket of felix (or of the bgpd daemon).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_BGP_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// Where felix serves its BGP status.
+pub const DEFAULT_BGP_SOCKET: &str = "/run/calico/bgp.sock";
 
 /// Shells for `completion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

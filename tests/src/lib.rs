@@ -39,8 +39,10 @@
 //!   does, and container sandboxes.
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
+//! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
 
 pub mod binary;
+pub mod bird;
 pub mod cni;
 pub mod command;
 pub mod error;
@@ -52,6 +54,7 @@ pub mod require;
 pub mod traffic;
 
 pub use binary::workspace_binary;
+pub use bird::Bird;
 pub use command::run_checked;
 pub use error::Error;
 pub use link::veth_pair;

@@ -7,6 +7,7 @@ mod docs;
 mod get;
 mod ipam;
 mod load;
+mod node;
 mod policy;
 mod store;
 mod update;
@@ -32,6 +33,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(stdout, "{}", page.display())?;
             }
             Ok(())
+        }
+        Command::Node(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let crate::cli::NodeCommand::Status(args) = args.command;
+            runtime.block_on(node::status(&args.socket, &mut stdout))
         }
         Command::Version => {
             let config = store::select(&cli.datastore)?;
@@ -108,7 +117,7 @@ async fn resource_command(
             };
             policy::run(request, store.as_ref(), out).await
         }
-        Command::Version | Command::Completion(_) | Command::Man(_) => {
+        Command::Version | Command::Completion(_) | Command::Man(_) | Command::Node(_) => {
             unreachable!("handled without a datastore in `run`")
         }
     }

@@ -1,0 +1,285 @@
+//! The status socket: a Unix socket that answers one request per
+//! connection about a running [`Speaker`](crate::speaker::Speaker), for
+//! `bgpd status`, felix's in-process speaker and `calicoctl node status`.
+//!
+//! A request is one line, ended by a newline or by the client closing its
+//! side ([`Request`]): `status` (also what an empty request means), `peers`,
+//! `refresh ADDRESS`, or `json` (the peers as a JSON [`Report`]). The
+//! answer is text (`bgpd status` prints it) or JSON, then the server
+//! closes; an answer that starts with `error: ` is a failure, as when no
+//! speaker runs.
+//!
+//! [`serve`] takes a [`Source`], a watch of the speaker to report on, so
+//! that whoever restarts the speaker (felix on a new AS) keeps one socket.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::speaker::{self, PeerStatus, SpeakerHandle};
+
+/// The speaker a socket reports on; `None` while none runs.
+pub type Source = watch::Receiver<Option<SpeakerHandle>>;
+
+/// How long the server waits for a request line before taking the
+/// silence as `status`.
+const REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+/// A request to the status socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Peers and the Loc-RIB as text.
+    Status,
+    /// Peers only, as text.
+    Peers,
+    /// Send ROUTE-REFRESH to a peer.
+    Refresh(IpAddr),
+    /// Peers as a JSON [`Report`].
+    Json,
+}
+
+impl Request {
+    /// Reads a request line; an empty one is [`Request::Status`].
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [] | ["status"] => Ok(Request::Status),
+            ["peers"] => Ok(Request::Peers),
+            ["json"] => Ok(Request::Json),
+            ["refresh", peer] => peer
+                .parse()
+                .map(Request::Refresh)
+                .map_err(|_| format!("{peer:?} is not an IP address")),
+            _ => Err(format!("unknown request {:?}", line.trim())),
+        }
+    }
+
+    /// The request line, as [`Request::parse`] reads it.
+    pub fn line(&self) -> String {
+        match self {
+            Request::Status => "status".into(),
+            Request::Peers => "peers".into(),
+            Request::Json => "json".into(),
+            Request::Refresh(addr) => format!("refresh {addr}"),
+        }
+    }
+}
+
+/// The JSON answer: every peer in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub peers: Vec<PeerReport>,
+}
+
+/// One peer in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub addr: IpAddr,
+    pub asn: u32,
+    /// What kind of peer (felix: `node-to-node mesh`, `global`, `node specific`).
+    pub description: Option<String>,
+    /// The RFC 4271 state: `Idle`, `Connect`, `Active`, `OpenSent`,
+    /// `OpenConfirm` or `Established`.
+    pub state: String,
+    /// Seconds in that state.
+    pub since_secs: u64,
+    pub last_error: Option<String>,
+    pub received: usize,
+    pub accepted: usize,
+    pub advertised: usize,
+}
+
+impl From<&PeerStatus> for PeerReport {
+    fn from(p: &PeerStatus) -> Self {
+        PeerReport {
+            addr: p.addr,
+            asn: p.asn,
+            description: p.description.clone(),
+            state: speaker::state_name(p.state).to_owned(),
+            since_secs: p.since.as_secs(),
+            last_error: p.last_error.clone(),
+            received: p.received,
+            accepted: p.accepted,
+            advertised: p.advertised,
+        }
+    }
+}
+
+/// Why a query to the status socket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("connecting to the status socket {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to the status socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The server answered with `error: …`.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the status socket's JSON answer: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Binds the status socket at `path`, replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+}
+
+/// Answers requests on `listener` about the speaker `source` holds, each
+/// connection in its own task; returns only if accepting fails for good.
+pub async fn serve(listener: UnixListener, source: Source) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let speaker = source.borrow().clone();
+                tokio::spawn(async move {
+                    if let Err(e) = reply(speaker, stream).await {
+                        warn!(error = %e, "status request failed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "status socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn reply(speaker: Option<SpeakerHandle>, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    // A client that sends nothing gets the status, as before requests.
+    let _ = tokio::time::timeout(REQUEST_WAIT, BufReader::new(read).read_line(&mut line)).await;
+    let text = match (Request::parse(&line), speaker) {
+        (Err(e), _) => format!("error: {e}\n"),
+        (Ok(_), None) => "error: BGP is not running\n".to_owned(),
+        (Ok(request), Some(speaker)) => answer(&speaker, &request)
+            .await
+            .unwrap_or_else(|e| format!("error: {e}\n")),
+    };
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
+
+/// The answer to `request` about `speaker`.
+pub async fn answer(
+    speaker: &SpeakerHandle,
+    request: &Request,
+) -> Result<String, speaker::SpeakerError> {
+    Ok(match request {
+        Request::Peers => speaker::render_peers(&speaker.peers().await?),
+        Request::Status => {
+            let peers = speaker.peers().await?;
+            let routes = speaker.routes().await?;
+            format!(
+                "{}\n{}",
+                speaker::render_peers(&peers),
+                speaker::render_routes(&routes)
+            )
+        }
+        Request::Refresh(addr) => {
+            let families = speaker.refresh(*addr).await?;
+            let names: Vec<String> = families.iter().map(ToString::to_string).collect();
+            format!("ROUTE-REFRESH sent to {addr} for {}\n", names.join(", "))
+        }
+        Request::Json => {
+            let peers = speaker.peers().await?;
+            let report = Report {
+                peers: peers.iter().map(PeerReport::from).collect(),
+            };
+            // Plain data: serialising it cannot fail.
+            let mut text = serde_json::to_string(&report).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+    })
+}
+
+/// Sends `request` to the status socket at `path` and returns the answer
+/// (an `error: …` answer as [`QueryError::Refused`]).
+pub async fn query(path: &Path, request: &Request) -> Result<String, QueryError> {
+    let io = |source| QueryError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| QueryError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    stream
+        .write_all(format!("{}\n", request.line()).as_bytes())
+        .await
+        .map_err(io)?;
+    stream.shutdown().await.map_err(io)?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.map_err(io)?;
+    match text.strip_prefix("error: ") {
+        Some(e) => Err(QueryError::Refused(e.trim_end().to_owned())),
+        None => Ok(text),
+    }
+}
+
+/// The peers' [`Report`] from the status socket at `path`.
+pub async fn query_report(path: &Path) -> Result<Report, QueryError> {
+    let text = query(path, &Request::Json).await?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_parse_back_to_the_request() {
+        let addr: IpAddr = "10.0.0.2".parse().unwrap();
+        for r in [
+            Request::Status,
+            Request::Peers,
+            Request::Json,
+            Request::Refresh(addr),
+        ] {
+            assert_eq!(Request::parse(&r.line()), Ok(r));
+        }
+        assert_eq!(Request::parse(" \n"), Ok(Request::Status));
+        assert_eq!(
+            Request::parse("refresh bogus"),
+            Err("\"bogus\" is not an IP address".into())
+        );
+        assert_eq!(
+            Request::parse("reboot now\n"),
+            Err("unknown request \"reboot now\"".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_socket_without_a_speaker_answers_that_bgp_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bgp.sock");
+        let (_tx, rx) = watch::channel(None);
+        tokio::spawn(serve(bind(&path).unwrap(), rx));
+        let e = query_report(&path).await.unwrap_err();
+        assert!(
+            matches!(&e, QueryError::Refused(m) if m == "BGP is not running"),
+            "{e}"
+        );
+        let e = query(&dir.path().join("missing.sock"), &Request::Peers)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, QueryError::Connect { .. }), "{e}");
+    }
+}
