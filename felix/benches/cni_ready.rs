@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testkit::cni::{Container, REFERENCE_PLUGINS, Runtime};
+use testkit::cni::{Container, REFERENCE_PLUGINS, Runtime, interface_address};
 use testkit::{Background, Netns};
 
 struct Sample {
@@ -51,12 +51,8 @@ fn measure(
             .add_chain(conf, &c, &json!({}))
             .unwrap_or_else(|e| panic!("ADD: {e:?}"));
         let add = started.elapsed();
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
+        let ip = interface_address(&result, "eth0")
+            .expect("an eth0 address")
             .to_string();
         let deadline = started + Duration::from_secs(30);
         // `ping -W1` waits out a lost reply: probe with a short timeout instead.

@@ -364,6 +364,49 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(128)
 }
 
+/// The speaker's peers as the metrics show them, refreshed by a task
+/// from the driver's [`status_source`](BgpDriver::status_source) (a scrape
+/// never waits for the speaker).
+#[derive(Debug, Default)]
+pub struct PeerMetrics(std::sync::Mutex<Vec<crate::metrics::PeerStatus>>);
+
+impl crate::metrics::BgpStatus for PeerMetrics {
+    fn peers(&self) -> Vec<crate::metrics::PeerStatus> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl PeerMetrics {
+    /// Refreshes from `source` every `period` until the task is aborted.
+    pub fn spawn(
+        source: status::Source,
+        period: Duration,
+    ) -> (std::sync::Arc<PeerMetrics>, JoinHandle<()>) {
+        let cache = std::sync::Arc::new(PeerMetrics::default());
+        let out = cache.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let handle = source.borrow().clone();
+                let peers = match handle {
+                    Some(h) => h.peers().await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let peers = peers
+                    .into_iter()
+                    .map(|p| crate::metrics::PeerStatus {
+                        address: p.addr,
+                        state: bgpd::speaker::state_name(p.state).to_string(),
+                        prefixes: p.accepted as u64,
+                    })
+                    .collect();
+                *out.0.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+                tokio::time::sleep(period).await;
+            }
+        });
+        (cache, task)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,11 +10,13 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 
+use crate::bgp::{BgpDriver, BgpOptions, PeerMetrics};
 use crate::config::{Backend, ConfigError, IpSetting, RunArgs, Settings};
 use crate::daemon::{self, DaemonConfig, DaemonError};
 use crate::metrics::{self, Metrics};
@@ -57,6 +59,8 @@ pub enum CliError {
     NoAddress { family: u8 },
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error("starting the BGP driver: {0}")]
+    Bgp(#[from] crate::bgp::BgpError),
     #[error("opening the kernel dataplane: {0}")]
     Dataplane(#[from] crate::dataplane::DataplaneError),
     #[error("starting the runtime: {0}")]
@@ -171,9 +175,16 @@ pub async fn run(
     drivers.push(Box::new(
         PolicyDriver::netlink().with_metrics(metrics.clone()),
     ));
-    // LEAD: the BGP driver (`felix::bgp`) is pushed here when `bgp`; it
-    // should serve `settings.bgp_socket` and hand the daemon's metrics its
-    // peers with `metrics.set_bgp_status(..)`.
+    if bgp {
+        let driver = BgpDriver::new(BgpOptions {
+            status_socket: Some(settings.bgp_socket.clone()),
+            ..BgpOptions::default()
+        })?;
+        let (peers, task) = PeerMetrics::spawn(driver.status_source(), Duration::from_secs(5));
+        metrics.set_bgp_status(peers);
+        servers.push(task);
+        drivers.push(Box::new(driver));
+    }
 
     let config = DaemonConfig::new(settings.host(), Some(registration));
     let result = daemon::run(config, store, calculate, drivers, metrics, shutdown).await;

@@ -7,7 +7,7 @@
 //! ```text
 //!             tor (BIRD, AS 65000) 10.0.0.1/24 on br0
 //!        ┌──────────────┼──────────────┐
-//!   h1 10.0.0.11    h2 10.0.0.12    h3 10.0.0.13        AS 64512, felix each
+//!   h1 10.0.0.11    h2 10.0.0.12    h3 10.0.0.13        AS 6460N, felix each
 //!   client, anchor  web, borrower   other               workloads via CNI
 //! ```
 //!
@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use testkit::cni::{Container, REFERENCE_PLUGINS, Runtime};
+use testkit::cni::{Container, REFERENCE_PLUGINS, Runtime, interface_address};
 use testkit::traffic::{EchoServer, connect, echo, pings, tcp_connects};
 use testkit::{Background, Netns, poll_until, require_programs, require_root, veth_pair};
 
@@ -41,6 +41,12 @@ const TOR: &str = "10.0.0.1";
 
 fn host_ip(n: usize) -> String {
     format!("10.0.0.{}", 10 + n)
+}
+
+/// Each host is its own AS (Calico's AS-per-node design with a ToR): in
+/// one shared AS the hosts would drop each other's routes as AS loops.
+fn host_as(n: usize) -> u32 {
+    64600 + n as u32
 }
 
 fn node(n: usize) -> String {
@@ -169,8 +175,9 @@ impl Cluster {
         );
         for n in 1..=HOSTS {
             conf += &format!(
-                "protocol bgp h{n} from host {{ neighbor {} as 64512; }}\n",
-                host_ip(n)
+                "protocol bgp h{n} from host {{ neighbor {} as {}; }}\n",
+                host_ip(n),
+                host_as(n)
             );
         }
         let path = self.dir.path().join("bird.conf");
@@ -207,6 +214,7 @@ impl Cluster {
         let mut cmd = host.ns.cmd(env!("CARGO_BIN_EXE_felix"));
         cmd.args(["run", "--node-name", &node(n), "--backend", self.backend])
             .args(["--ip", &format!("{}/24", host_ip(n))])
+            .args(["--as", &host_as(n).to_string()])
             .arg("--bgp-socket")
             .arg(&socket)
             .env("DATASTORE_TYPE", "sqlite")
@@ -238,7 +246,10 @@ impl Cluster {
             ] {
                 out += &host.ns.ip(args).unwrap_or_else(|e| e.to_string());
             }
-            if let Ok(o) = host.ns.exec("bridge", ["fdb", "show", "dev", "vxlan.calico"]) {
+            if let Ok(o) = host
+                .ns
+                .exec("bridge", ["fdb", "show", "dev", "vxlan.calico"])
+            {
                 out += &String::from_utf8_lossy(&o.stdout);
             }
         }
@@ -296,11 +307,8 @@ impl Cluster {
         let result = rt
             .add_chain(&conf, &container, &runtime)
             .unwrap_or_else(|e| panic!("CNI ADD of {name} on h{n}: {e:?}"));
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {result}"));
+        let ip = interface_address(&result, "eth0")
+            .unwrap_or_else(|| panic!("no eth0 address in {result}"));
         container.ns().link_up("lo").unwrap();
         Workload {
             host: n,

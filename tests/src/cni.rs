@@ -222,6 +222,24 @@ impl<'a> Runtime<'a> {
     }
 }
 
+/// The first address a CNI result gives interface `ifname` (a chain's
+/// result also lists the loopback plugin's 127.0.0.1, first).
+pub fn interface_address(result: &Value, ifname: &str) -> Option<std::net::IpAddr> {
+    let interfaces = result["interfaces"].as_array()?;
+    result["ips"]
+        .as_array()?
+        .iter()
+        .find(|ip| {
+            ip["interface"]
+                .as_u64()
+                .and_then(|i| interfaces.get(usize::try_from(i).ok()?))
+                .is_some_and(|iface| iface["name"] == ifname)
+        })
+        .and_then(|ip| ip["address"].as_str())
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+}
+
 /// Runs a prepared plugin command with `stdin` to completion.
 pub fn run(mut cmd: Command, stdin: &Value) -> Outcome {
     cmd.stdin(Stdio::piped())

@@ -262,8 +262,8 @@ fn peer_config(peer: &Peer, us: &Us<'_>) -> PeerConfig {
         && us
             .source_for(peer.addr)
             .is_some_and(|ours| peer.addr.to_string() > ours.to_string());
-    // The peer's kind (`peer.kind.description()`) goes here once
-    // PeerConfig has a description field.
+    // `calicoctl node status` shows it as the PEER TYPE, as Calico does.
+    c.description = Some(peer.kind.type_name().to_string());
     c
 }
 
