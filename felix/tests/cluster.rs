@@ -19,6 +19,9 @@
 //!   gets the others' routes; workloads on different hosts reach each other.
 //! - Policy: `web` admits TCP 8080 from `app == 'client'` only; `other` is
 //!   refused, also through h2's host port 8081 (portmap → our rules).
+//! - `natOutgoing` (pool `tiny` only): anchor's traffic to the ToR leaves
+//!   with h1's address, client's keeps its own.
+//! - `calicoctl node status` shows the ToR as an established global peer.
 //! - Deleting `borrower` withdraws its /32 everywhere.
 //! - Restarting h1's felix keeps a TCP connection client → web alive, BIRD
 //!   keeps h1's routes (graceful restart), and no route of h1 changes.
@@ -371,7 +374,7 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26}
 apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata: {name: tiny}
-spec: {cidr: 10.245.0.0/30, blockSize: 30}
+spec: {cidr: 10.245.0.0/30, blockSize: 30, natOutgoing: true}
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
@@ -465,6 +468,55 @@ fn three_hosts_and_a_bird_tor_route_police_withdraw_and_survive_a_felix_restart(
         !tcp_connects(other.container.ns(), host_port),
         "the host port is policed too"
     );
+
+    // natOutgoing (pool tiny): to an address outside every pool (the ToR),
+    // anchor's traffic leaves with h1's address; client's (pool main, no
+    // natOutgoing) keeps its own, as does traffic between pools (anchor
+    // reached the borrowed address above).
+    let _tor_server = EchoServer::start(&cluster.tor, 9100, false).unwrap();
+    let mut out = connect(
+        anchor.container.ns(),
+        addr(TOR.parse().unwrap(), 9100),
+        Duration::from_secs(2),
+    )
+    .unwrap_or_else(|e| panic!("anchor reaches the ToR: {e}\n{}", cluster.logs()));
+    assert_eq!(echo(&mut out, b"out").unwrap(), b"out");
+    let mut kept = connect(
+        client.container.ns(),
+        addr(TOR.parse().unwrap(), 9100),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(echo(&mut kept, b"kept").unwrap(), b"kept");
+    let seen = cluster
+        .tor
+        .exec("ss", ["-Htn", "state", "established", "( sport = :9100 )"])
+        .unwrap();
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    assert!(
+        seen.contains(&format!("{}:", host_ip(1))) && !seen.contains(&anchor.ip.to_string()),
+        "the ToR sees h1's address for anchor: {seen}"
+    );
+    assert!(
+        seen.contains(&format!("{}:", client.ip)),
+        "the ToR sees client's own address: {seen}"
+    );
+
+    // `calicoctl node status` on h1: the ToR, a global peer, up.
+    let calicoctl = testkit::workspace_binary("calicoctl", "calicoctl").unwrap();
+    let status = Command::new(calicoctl)
+        .args(["node", "status", "--socket"])
+        .arg(cluster.dir.path().join("bgp-h1.sock"))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let row = status
+        .lines()
+        .find(|l| l.contains(TOR))
+        .unwrap_or_else(|| panic!("no ToR row in:\n{status}"));
+    for field in ["global", "up", "Established"] {
+        assert!(row.contains(field), "{field} missing: {row}");
+    }
 
     // Deleting borrower withdraws its /32 everywhere.
     cluster.delete(&borrower);
