@@ -591,6 +591,7 @@ mod tests {
         let mut expected = PeerConfig::new(ip("fd00::2"), 64512);
         expected.local = Some(ip("fd00::1"));
         expected.passive = true; // "fd00::2" > "fd00::1": host-b connects to us.
+        expected.description = Some("node-to-node mesh".into());
         assert_eq!(d.peers[&ip("fd00::2")], expected);
         assert_eq!(d.peers[&ip("192.168.0.3")].local, Some(ip("192.168.0.1")));
     }
