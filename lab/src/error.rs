@@ -39,6 +39,12 @@ pub enum RunError {
     NoNode { lab: String, node: String },
     #[error("the state file {} is not readable: {message}", path.display())]
     State { path: PathBuf, message: String },
+    #[error("{node}: no {} within 20 s; its log ends:\n{log}", path.display())]
+    NotReady {
+        node: String,
+        path: PathBuf,
+        log: String,
+    },
     #[error("{node}: `{command}` exited at once ({status}); its log {} ends:\n{log}", log_path.display())]
     DaemonExited {
         node: String,

@@ -92,6 +92,9 @@ pub struct Daemon {
     pub env: BTreeMap<String, String>,
     /// Its stdout and stderr.
     pub log: PathBuf,
+    /// A file (a control socket) that exists once the daemon is ready: the
+    /// runner waits for it before starting the next daemon.
+    pub ready: Option<PathBuf>,
 }
 
 /// One end of a link.
@@ -159,6 +162,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 let line = line_of(text, &["topology", "nodes", name, "binds"]).or(line);
                 err(line, &format!("{path}.binds"), m)
             })?;
+        let mut ready = None;
         let daemon_args = match role {
             Role::Linux | Role::Bridge => None,
             Role::Bird => {
@@ -170,6 +174,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                     )
                 })?;
                 let ctl = node_dir.join("bird.ctl");
+                ready = Some(ctl.clone());
                 Some((
                     PathBuf::from("bird"),
                     vec![
@@ -222,6 +227,17 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         show(&state_dir.join("datastore.db")),
                     );
                 }
+                // Its BGP status socket appears once its datastore is open.
+                // Felix processes opening a fresh SQLite file at the same
+                // moment may fail ("database is locked"), so the runner
+                // starts the next one only then.
+                let socket = node_dir.join("bgp.sock");
+                if env
+                    .get("CALICO_NETWORKING_BACKEND")
+                    .is_none_or(|b| b == "bird")
+                {
+                    ready = Some(socket.clone());
+                }
                 Some((
                     settings.felix.clone(),
                     vec![
@@ -229,7 +245,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         "--node-name".into(),
                         name.clone(),
                         "--bgp-socket".into(),
-                        show(&node_dir.join("bgp.sock")),
+                        show(&socket),
                     ],
                 ))
             }
@@ -242,6 +258,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
             program,
             args,
             env: env.clone(),
+            ready,
         });
         nodes.push(PlannedNode {
             name: name.clone(),

@@ -28,6 +28,9 @@ const NETNS_DIR: &str = "/run/netns";
 /// How long a daemon must stay up after start to count as started.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// How long a daemon may take to create its ready file.
+const READY: Duration = Duration::from_secs(20);
+
 /// How long `down` waits for a daemon to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -143,30 +146,53 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
         state.nodes[i].program = Some(daemon.program.display().to_string());
         state.save(&plan.state_dir)?;
         started.push((i, child, command));
+        if let Some(ready) = &daemon.ready {
+            let deadline = Instant::now() + READY;
+            while !ready.exists() {
+                if Instant::now() > deadline {
+                    return Err(RunError::NotReady {
+                        node: node.name.clone(),
+                        path: ready.clone(),
+                        log: tail(&daemon.log, 20),
+                    });
+                }
+                check_running(plan, &mut started)?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
-        for (i, child, command) in &mut started {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| RunError::io(format!("waiting for `{command}`"), e))?
-            {
-                let node = &plan.nodes[*i];
-                let log_path = node
-                    .daemon
-                    .as_ref()
-                    .map(|d| d.log.clone())
-                    .unwrap_or_default();
-                return Err(RunError::DaemonExited {
-                    node: node.name.clone(),
-                    command: command.clone(),
-                    status: status.to_string(),
-                    log: tail(&log_path, 20),
-                    log_path,
-                });
-            }
-        }
+        check_running(plan, &mut started)?;
         std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// An error naming the first started daemon that has exited, with its log.
+fn check_running(
+    plan: &Plan,
+    started: &mut [(usize, std::process::Child, String)],
+) -> Result<(), RunError> {
+    for (i, child, command) in started {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| RunError::io(format!("waiting for `{command}`"), e))?
+        {
+            let node = &plan.nodes[*i];
+            let log_path = node
+                .daemon
+                .as_ref()
+                .map(|d| d.log.clone())
+                .unwrap_or_default();
+            return Err(RunError::DaemonExited {
+                node: node.name.clone(),
+                command: command.clone(),
+                status: status.to_string(),
+                log: tail(&log_path, 20),
+                log_path,
+            });
+        }
     }
     Ok(())
 }

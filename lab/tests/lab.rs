@@ -1,7 +1,8 @@
 //! `calico-lab` end to end (root, BIRD 2): the built binary brings
 //! `tests/data/e2e.clab.yml` up (two plain nodes on a link, two BIRD routers
-//! peering, two nodes on a bridge), traffic crosses the links, the BGP
-//! session is Established in BIRD's own view, `inspect` lists the nodes,
+//! peering, a GoBGP router peering with one of them, two nodes on a bridge),
+//! traffic crosses the links, the BGP sessions are Established in BIRD's and
+//! GoBGP's own view, `inspect` lists the nodes,
 //! and `down` removes every namespace, daemon and file, with the state file
 //! and without it. Each test names its lab uniquely and its state lives in
 //! its own temporary directory; a dropped [`Lab`] runs `down`.
@@ -105,10 +106,10 @@ impl Lab {
     }
 
     fn logs(&self) -> String {
-        ["r1", "r2"]
+        ["r1/bird", "r2/bird", "g1/gobgpd"]
             .iter()
             .map(|n| {
-                let log = self.dir().join(n).join("bird.log");
+                let log = self.dir().join(format!("{n}.log"));
                 format!("{n}: {}", std::fs::read_to_string(log).unwrap_or_default())
             })
             .collect()
@@ -140,7 +141,7 @@ fn alive(pid: u32) -> bool {
 }
 
 fn ready() -> bool {
-    require_root() && require_programs(&["ip", "ping", "bird", "birdc"])
+    require_root() && require_programs(&["ip", "ping", "bird", "birdc", "gobgpd", "gobgp"])
 }
 
 fn wait(lab: &Lab, what: &str, check: impl FnMut() -> bool) {
@@ -176,7 +177,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     let ns = lab.namespaces();
     assert_eq!(
         ns,
-        ["a", "b", "c", "d", "r1", "r2", "sw"].map(|n| format!("clab-{}-{n}", lab.name))
+        ["a", "b", "c", "d", "g1", "r1", "r2", "sw"].map(|n| format!("clab-{}-{n}", lab.name))
     );
     assert!(table.contains("10.90.1.1/30"), "{table}");
 
@@ -193,7 +194,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         "exec passes the exit status on"
     );
 
-    for (node, peer) in [("r1", "r2"), ("r2", "r1")] {
+    for (node, peer) in [("r1", "r2"), ("r2", "r1"), ("r2", "g1")] {
         wait(
             &lab,
             &format!("{node}'s session to {peer} Established"),
@@ -204,6 +205,13 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
             },
         );
     }
+    wait(&lab, "g1's session to r2 Established in GoBGP", || {
+        let mut args = vec!["exec", "--name", &lab.name, "g1", "--"];
+        args.extend(["gobgp", "-u", "127.0.0.1", "-p", "50051", "neighbor"]);
+        String::from_utf8_lossy(&lab.run(&args).stdout)
+            .lines()
+            .any(|l| l.contains("10.90.4.2") && l.contains("Establ"))
+    });
     wait(&lab, "r1 learns r2's static route", || {
         lab.birdc("r1", &["show", "route", "for", "10.91.2.0/24"])
             .contains("10.91.2.0/24")
@@ -214,6 +222,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         ("a", "linux/linux", "10.90.1.1/30"),
         ("r1", "linux/bird", "10.90.2.1/30"),
         ("r2", "linux/bird", "10.90.2.2/30"),
+        ("g1", "linux/gobgp", "10.90.4.1/30"),
         ("sw", "bridge/bridge", "swp1"),
     ] {
         let ns = format!("clab-{}-{node}", lab.name);
@@ -239,7 +248,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
 
     let pids = lab.pids();
-    assert_eq!(pids.len(), 2);
+    assert_eq!(pids.len(), 3);
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
     // Nothing left is not an error.
@@ -276,6 +285,68 @@ fn an_up_that_fails_half_way_removes_what_it_made() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exit 3"), "{err}");
     assert_gone(&lab, &[]);
+}
+
+#[test]
+fn felix_hosts_share_the_labs_datastore_and_mesh_over_bgp() {
+    if !require_root() || !require_programs(&["ip", "nft"]) {
+        return;
+    }
+    let felix = testkit::workspace_binary("felix", "felix").unwrap();
+    let calicoctl = testkit::workspace_binary("calicoctl", "calicoctl").unwrap();
+    let lab = Lab::new();
+    let file = data("felix.clab.yml");
+    lab.ok(&[
+        "up",
+        file.to_str().unwrap(),
+        "--name",
+        &lab.name,
+        "--felix",
+        felix.to_str().unwrap(),
+    ]);
+    let felix_logs = || {
+        ["h1", "h2"]
+            .map(|n| {
+                let log = lab.dir().join(n).join("felix.log");
+                format!(
+                    "--- {n}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .concat()
+    };
+    assert!(lab.dir().join("datastore.db").exists(), "{}", felix_logs());
+    for (host, peer) in [("h1", "10.94.0.2"), ("h2", "10.94.0.1")] {
+        let socket = lab.dir().join(host).join("bgp.sock");
+        let ok = poll_until(Duration::from_secs(60), Duration::from_millis(300), || {
+            let out = Command::new(&calicoctl)
+                .args(["node", "status", "--socket"])
+                .arg(&socket)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.contains(peer) && l.contains("Established"))
+        });
+        assert!(
+            ok,
+            "{host}'s session to {peer} not Established\n{}",
+            felix_logs()
+        );
+    }
+    let inspect = lab.ok(&["inspect", "--name", &lab.name]);
+    assert_eq!(
+        inspect
+            .lines()
+            .filter(|l| l.contains("linux/felix") && l.contains("running"))
+            .count(),
+        2,
+        "{inspect}"
+    );
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 2);
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_gone(&lab, &pids);
 }
 
 #[test]

@@ -136,6 +136,10 @@ topology:
         ]
     );
     assert_eq!(bird.log, Path::new("/run/calico-lab/r/b/bird.log"));
+    assert_eq!(
+        bird.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/r/b/bird.ctl"))
+    );
     let gobgp = plan.nodes[1].daemon.as_ref().unwrap();
     assert_eq!(plan.nodes[1].role, Role::Gobgp);
     assert_eq!(gobgp.program, Path::new("gobgpd"));
@@ -174,6 +178,11 @@ topology:
     assert_eq!(h1.env["DATASTORE_TYPE"], "sqlite");
     assert_eq!(h1.env["DATASTORE_PATH"], "/run/calico-lab/f/datastore.db");
     assert_eq!(h1.env["IP"], "10.0.0.11/24");
+    // Started one after the other: the next once this one's socket is up.
+    assert_eq!(
+        h1.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/f/h1/bgp.sock"))
+    );
     let h2 = plan.nodes[1].daemon.as_ref().unwrap();
     assert_eq!(h2.env["DATASTORE_TYPE"], "etcdv3");
     assert!(!h2.env.contains_key("DATASTORE_PATH"));
@@ -204,14 +213,21 @@ fn the_end_to_end_topology_plans() {
     )
     .unwrap();
     let plan = plan(&text).unwrap();
-    assert_eq!(plan.nodes.len(), 7);
-    assert_eq!(plan.links.len(), 4);
+    assert_eq!(plan.nodes.len(), 8);
+    assert_eq!(plan.links.len(), 5);
     let roles: Vec<(&str, Role)> = plan
         .nodes
         .iter()
         .map(|n| (n.name.as_str(), n.role))
         .collect();
-    assert!(roles.contains(&("r1", Role::Bird)) && roles.contains(&("r2", Role::Bird)));
+    for want in [
+        ("r1", Role::Bird),
+        ("r2", Role::Bird),
+        ("g1", Role::Gobgp),
+        ("sw", Role::Bridge),
+    ] {
+        assert!(roles.contains(&want), "{want:?} in {roles:?}");
+    }
 }
 
 #[test]
