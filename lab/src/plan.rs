@@ -1,7 +1,7 @@
 //! What a topology becomes ([`Plan`], computed by [`plan`], pure): one
 //! network namespace per node named `clab-LAB-NODE`, one veth pair per link
 //! with the file's interface names, the commands each node runs, and the
-//! daemon (BIRD, GoBGP or felix) each router or host runs, with its config
+//! daemons (BIRD, GoBGP, FRR's zebra and bgpd, or felix) each router or host runs, with its config
 //! given as the bound file's host path on its command line (no mount
 //! namespace is needed). Defaults from `topology.defaults` and
 //! `topology.kinds` are merged under each node's own settings here.
@@ -16,6 +16,12 @@ use crate::topology::{Kind, NodeDefaults, Topology, line_containing, line_of};
 
 /// The label that names what a `linux` node runs, overriding its image.
 pub const ROLE_LABEL: &str = "calico-rs.role";
+
+/// Where Debian keeps FRR's daemons.
+pub const FRR_DAEMONS: &str = "/usr/lib/frr";
+
+/// The user FRR's daemons run as.
+const FRR_USER: &str = "frr";
 
 /// The prefix of every namespace (containerlab's container prefix).
 pub const PREFIX: &str = "clab";
@@ -34,6 +40,8 @@ pub enum Role {
     Gobgp,
     /// Our `felix run`.
     Felix,
+    /// FRR's zebra and bgpd on the bound `frr.conf`.
+    Frr,
 }
 
 impl Role {
@@ -44,6 +52,7 @@ impl Role {
             Role::Bird => "bird",
             Role::Gobgp => "gobgp",
             Role::Felix => "felix",
+            Role::Frr => "frr",
         }
     }
 }
@@ -81,7 +90,11 @@ pub struct PlannedNode {
     pub env: BTreeMap<String, String>,
     /// Shell commands (`sh -c`) run in the node once links are up.
     pub exec: Vec<String>,
-    pub daemon: Option<Daemon>,
+    /// Started in order, each once the previous one is ready.
+    pub daemons: Vec<Daemon>,
+    /// The user (and group) that must own the node's state directory: FRR
+    /// drops to `frr` and writes its sockets and pid files there.
+    pub owner: Option<String>,
 }
 
 /// A long-running program started in a node after its `exec` commands.
@@ -162,9 +175,9 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 let line = line_of(text, &["topology", "nodes", name, "binds"]).or(line);
                 err(line, &format!("{path}.binds"), m)
             })?;
-        let mut ready = None;
-        let daemon_args = match role {
-            Role::Linux | Role::Bridge => None,
+        // (program, arguments, ready file) of each daemon, in start order.
+        let daemons: Vec<(PathBuf, Vec<String>, Option<PathBuf>)> = match role {
+            Role::Linux | Role::Bridge => Vec::new(),
             Role::Bird => {
                 let conf = bound(&binds, |c| c.ends_with("bird.conf")).ok_or_else(|| {
                     err(
@@ -174,8 +187,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                     )
                 })?;
                 let ctl = node_dir.join("bird.ctl");
-                ready = Some(ctl.clone());
-                Some((
+                vec![(
                     PathBuf::from("bird"),
                     vec![
                         "-f".into(),
@@ -184,7 +196,8 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         "-s".into(),
                         show(&ctl),
                     ],
-                ))
+                    Some(ctl),
+                )]
             }
             Role::Gobgp => {
                 let conf = bound(&binds, |c| {
@@ -205,7 +218,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                     Some("json") => "json",
                     _ => "toml",
                 };
-                Some((
+                vec![(
                     PathBuf::from("gobgpd"),
                     vec![
                         "-f".into(),
@@ -217,7 +230,8 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         "--api-hosts".into(),
                         "127.0.0.1:50051".into(),
                     ],
-                ))
+                    None,
+                )]
             }
             Role::Felix => {
                 if !env.contains_key("DATASTORE_TYPE") {
@@ -232,13 +246,11 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 // moment may fail ("database is locked"), so the runner
                 // starts the next one only then.
                 let socket = node_dir.join("bgp.sock");
-                if env
+                let ready = env
                     .get("CALICO_NETWORKING_BACKEND")
                     .is_none_or(|b| b == "bird")
-                {
-                    ready = Some(socket.clone());
-                }
-                Some((
+                    .then(|| socket.clone());
+                vec![(
                     settings.felix.clone(),
                     vec![
                         "run".into(),
@@ -247,19 +259,62 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         "--bgp-socket".into(),
                         show(&socket),
                     ],
-                ))
+                    ready,
+                )]
+            }
+            Role::Frr => {
+                let conf = bound(&binds, |c| c.ends_with("frr.conf")).ok_or_else(|| {
+                    err(
+                        line,
+                        &path,
+                        "an frr node needs a bind to /etc/frr/frr.conf".into(),
+                    )
+                })?;
+                let zserv = node_dir.join("zserv.api");
+                let frr = |daemon: &str, ready: PathBuf| {
+                    let args = [
+                        "-f",
+                        &show(conf),
+                        "-i",
+                        &show(&node_dir.join(format!("{daemon}.pid"))),
+                        "-z",
+                        &show(&zserv),
+                        "--vty_socket",
+                        &show(&node_dir),
+                        "-u",
+                        FRR_USER,
+                        "-g",
+                        FRR_USER,
+                        "-P",
+                        "0",
+                        "--log",
+                        "stdout",
+                    ];
+                    (
+                        Path::new(FRR_DAEMONS).join(daemon),
+                        args.map(String::from).to_vec(),
+                        Some(ready),
+                    )
+                };
+                vec![
+                    frr("zebra", zserv.clone()),
+                    frr("bgpd", node_dir.join("bgpd.vty")),
+                ]
             }
         };
-        let daemon = daemon_args.map(|(program, args)| Daemon {
-            log: node_dir.join(format!(
-                "{}.log",
-                program.file_name().unwrap_or_default().to_string_lossy()
-            )),
-            program,
-            args,
-            env: env.clone(),
-            ready,
-        });
+        let daemons = daemons
+            .into_iter()
+            .map(|(program, args, ready)| Daemon {
+                log: node_dir.join(format!(
+                    "{}.log",
+                    program.file_name().unwrap_or_default().to_string_lossy()
+                )),
+                program,
+                args,
+                env: env.clone(),
+                ready,
+            })
+            .collect();
         nodes.push(PlannedNode {
             name: name.clone(),
             kind,
@@ -267,7 +322,8 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
             netns: netns_name(&lab, name),
             env,
             exec: merged.exec.unwrap_or_default(),
-            daemon,
+            daemons,
+            owner: (role == Role::Frr).then(|| FRR_USER.to_string()),
         });
     }
     let links = plan_links(topology, text, &lab, &nodes)?;
@@ -364,9 +420,9 @@ fn role(kind: Kind, settings: &NodeDefaults) -> Result<Role, String> {
             "bird" => Ok(Role::Bird),
             "gobgp" => Ok(Role::Gobgp),
             "felix" => Ok(Role::Felix),
-            "frr" => Err("role frr is not run by calico-lab yet (bird, gobgp, felix are)".into()),
+            "frr" => Ok(Role::Frr),
             other => Err(format!(
-                "unknown {ROLE_LABEL} {other:?}: expected linux, bird, gobgp or felix"
+                "unknown {ROLE_LABEL} {other:?}: expected linux, bird, gobgp, frr or felix"
             )),
         };
     }
@@ -380,9 +436,7 @@ fn role(kind: Kind, settings: &NodeDefaults) -> Result<Role, String> {
     } else if repo.contains("felix") || image.contains("calico-rs") {
         Role::Felix
     } else if repo.contains("frr") {
-        return Err(format!(
-            "image {image:?} is FRR, which calico-lab does not run yet (bird, gobgp, felix)"
-        ));
+        Role::Frr
     } else {
         Role::Linux
     })

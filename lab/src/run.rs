@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 
 use crate::error::RunError;
 use crate::plan::{PREFIX, Plan, Role};
-use crate::state::{NodeState, State};
+use crate::state::{DaemonState, NodeState, State};
 
 /// Where `ip netns` keeps namespaces.
 const NETNS_DIR: &str = "/run/netns";
@@ -58,8 +58,7 @@ pub fn up(plan: &Plan) -> Result<State, RunError> {
                 role: n.role,
                 netns: n.netns.clone(),
                 env: n.env.clone(),
-                pid: None,
-                program: None,
+                daemons: Vec::new(),
             })
             .collect(),
     };
@@ -123,74 +122,90 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
     }
     let mut started = Vec::new();
     for (i, node) in plan.nodes.iter().enumerate() {
-        let Some(daemon) = &node.daemon else { continue };
-        let log = File::create(&daemon.log)
-            .map_err(|e| RunError::io(format!("creating {}", daemon.log.display()), e))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| RunError::io(format!("opening {}", daemon.log.display()), e))?;
-        let mut cmd = in_netns(&node.netns, &daemon.program);
-        cmd.args(&daemon.args)
-            .envs(&daemon.env)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            // Its own process group: a Ctrl-C at the runner leaves it running.
-            .process_group(0);
-        let command = display(&cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|e| RunError::io(format!("starting `{command}`"), e))?;
-        // `ip netns exec` execs the program: the pid is the daemon's.
-        state.nodes[i].pid = Some(child.id());
-        state.nodes[i].program = Some(daemon.program.display().to_string());
-        state.save(&plan.state_dir)?;
-        started.push((i, child, command));
-        if let Some(ready) = &daemon.ready {
-            let deadline = Instant::now() + READY;
-            while !ready.exists() {
-                if Instant::now() > deadline {
-                    return Err(RunError::NotReady {
-                        node: node.name.clone(),
-                        path: ready.clone(),
-                        log: tail(&daemon.log, 20),
-                    });
+        if let Some(owner) = &node.owner {
+            let dir = plan.state_dir.join(&node.name);
+            checked(
+                Command::new("chown")
+                    .arg(format!("{owner}:{owner}"))
+                    .arg(&dir),
+            )?;
+        }
+        for daemon in &node.daemons {
+            let log = File::create(&daemon.log)
+                .map_err(|e| RunError::io(format!("creating {}", daemon.log.display()), e))?;
+            let err = log
+                .try_clone()
+                .map_err(|e| RunError::io(format!("opening {}", daemon.log.display()), e))?;
+            let mut cmd = in_netns(&node.netns, &daemon.program);
+            cmd.args(&daemon.args)
+                .envs(&daemon.env)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                // Its own process group: a Ctrl-C at the runner leaves it running.
+                .process_group(0);
+            let command = display(&cmd);
+            let child = cmd
+                .spawn()
+                .map_err(|e| RunError::io(format!("starting `{command}`"), e))?;
+            // `ip netns exec` execs the program: the pid is the daemon's.
+            state.nodes[i].daemons.push(DaemonState {
+                pid: child.id(),
+                program: daemon.program.display().to_string(),
+            });
+            state.save(&plan.state_dir)?;
+            started.push(Started {
+                node: node.name.clone(),
+                log: daemon.log.clone(),
+                child,
+                command,
+            });
+            if let Some(ready) = &daemon.ready {
+                let deadline = Instant::now() + READY;
+                while !ready.exists() {
+                    if Instant::now() > deadline {
+                        return Err(RunError::NotReady {
+                            node: node.name.clone(),
+                            path: ready.clone(),
+                            log: tail(&daemon.log, 20),
+                        });
+                    }
+                    check_running(&mut started)?;
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                check_running(plan, &mut started)?;
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
-        check_running(plan, &mut started)?;
+        check_running(&mut started)?;
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
 
+/// A daemon `up` started.
+struct Started {
+    node: String,
+    log: PathBuf,
+    child: std::process::Child,
+    command: String,
+}
+
 /// An error naming the first started daemon that has exited, with its log.
-fn check_running(
-    plan: &Plan,
-    started: &mut [(usize, std::process::Child, String)],
-) -> Result<(), RunError> {
-    for (i, child, command) in started {
-        if let Some(status) = child
+fn check_running(started: &mut [Started]) -> Result<(), RunError> {
+    for s in started {
+        if let Some(status) = s
+            .child
             .try_wait()
-            .map_err(|e| RunError::io(format!("waiting for `{command}`"), e))?
+            .map_err(|e| RunError::io(format!("waiting for `{}`", s.command), e))?
         {
-            let node = &plan.nodes[*i];
-            let log_path = node
-                .daemon
-                .as_ref()
-                .map(|d| d.log.clone())
-                .unwrap_or_default();
             return Err(RunError::DaemonExited {
-                node: node.name.clone(),
-                command: command.clone(),
+                node: s.node.clone(),
+                command: s.command.clone(),
                 status: status.to_string(),
-                log: tail(&log_path, 20),
-                log_path,
+                log: tail(&s.log, 20),
+                log_path: s.log.clone(),
             });
         }
     }
@@ -219,11 +234,11 @@ pub fn down(state_root: &Path, lab: &str) -> Result<Removed, RunError> {
     if let Some(state) = &state {
         for node in &state.nodes {
             namespaces.insert(node.netns.clone());
-            if let (Some(pid), Some(program)) = (node.pid, &node.program)
-                && is_program(pid, program)
-            {
-                stop(pid);
-                removed.pids.push(pid);
+            for d in &node.daemons {
+                if is_program(d.pid, &d.program) {
+                    stop(d.pid);
+                    removed.pids.push(d.pid);
+                }
             }
         }
     }
@@ -369,7 +384,7 @@ pub struct NodeStatus {
     pub netns: String,
     /// `NAME ADDR…` per interface (loopback left out).
     pub interfaces: Vec<String>,
-    /// `running`, `stopped` (daemon gone) or `absent` (no namespace).
+    /// `running`, `stopped` (a daemon gone) or `absent` (no namespace).
     pub state: &'static str,
 }
 
@@ -385,10 +400,7 @@ pub fn inspect(state: &State) -> Vec<NodeStatus> {
             } else {
                 Vec::new()
             };
-            let daemon_up = match (n.pid, &n.program) {
-                (Some(pid), Some(program)) => is_program(pid, program),
-                _ => n.program.is_none(),
-            };
+            let daemon_up = n.daemons.iter().all(|d| is_program(d.pid, &d.program));
             let state_word = match (exists, daemon_up) {
                 (false, _) => "absent",
                 (true, true) => "running",

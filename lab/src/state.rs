@@ -20,7 +20,7 @@ pub struct State {
     pub nodes: Vec<NodeState>,
 }
 
-/// One node's namespace and daemon.
+/// One node's namespace and daemons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     pub name: String,
@@ -29,11 +29,18 @@ pub struct NodeState {
     pub netns: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// The daemon's pid once started.
-    pub pid: Option<u32>,
-    /// The daemon's program, checked against `/proc/PID/cmdline` before it
-    /// is killed (the pid may have been reused).
-    pub program: Option<String>,
+    /// Its daemons, as they are started.
+    #[serde(default)]
+    pub daemons: Vec<DaemonState>,
+}
+
+/// A started daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub pid: u32,
+    /// Its program, checked against `/proc/PID/cmdline` before it is
+    /// killed (the pid may have been reused).
+    pub program: String,
 }
 
 impl State {

@@ -1,12 +1,13 @@
 //! `calico-lab` end to end (root, BIRD 2): the built binary brings
 //! `tests/data/e2e.clab.yml` up (two plain nodes on a link, two BIRD routers
-//! peering, a GoBGP router peering with one of them, two nodes on a bridge),
-//! traffic crosses the links, the BGP sessions are Established in BIRD's and
-//! GoBGP's own view, `inspect` lists the nodes,
+//! peering, a GoBGP router and an FRR router each peering with one of them,
+//! two nodes on a bridge), traffic crosses the links, the BGP sessions are
+//! Established in BIRD's, GoBGP's and FRR's own view, `inspect` lists the nodes,
 //! and `down` removes every namespace, daemon and file, with the state file
 //! and without it. Each test names its lab uniquely and its state lives in
 //! its own temporary directory; a dropped [`Lab`] runs `down`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,9 +32,12 @@ impl Lab {
     fn new() -> Lab {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let root = tempfile::tempdir().unwrap();
+        // FRR drops to user `frr`, which must reach its node's directory.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         Lab {
             name: format!("t{}x{n}", std::process::id()),
-            root: tempfile::tempdir().unwrap(),
+            root,
         }
     }
 
@@ -102,11 +106,15 @@ impl Lab {
     fn pids(&self) -> Vec<u32> {
         let text = std::fs::read_to_string(self.dir().join("state.json")).unwrap();
         let state: lab::State = serde_json::from_str(&text).unwrap();
-        state.nodes.iter().filter_map(|n| n.pid).collect()
+        state
+            .nodes
+            .iter()
+            .flat_map(|n| n.daemons.iter().map(|d| d.pid))
+            .collect()
     }
 
     fn logs(&self) -> String {
-        ["r1/bird", "r2/bird", "g1/gobgpd"]
+        ["r1/bird", "r2/bird", "g1/gobgpd", "f1/zebra", "f1/bgpd"]
             .iter()
             .map(|n| {
                 let log = self.dir().join(format!("{n}.log"));
@@ -141,7 +149,18 @@ fn alive(pid: u32) -> bool {
 }
 
 fn ready() -> bool {
-    require_root() && require_programs(&["ip", "ping", "bird", "birdc", "gobgpd", "gobgp"])
+    require_root()
+        && require_programs(&[
+            "ip",
+            "ping",
+            "bird",
+            "birdc",
+            "gobgpd",
+            "gobgp",
+            "/usr/lib/frr/zebra",
+            "/usr/lib/frr/bgpd",
+            "vtysh",
+        ])
 }
 
 fn wait(lab: &Lab, what: &str, check: impl FnMut() -> bool) {
@@ -177,7 +196,8 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     let ns = lab.namespaces();
     assert_eq!(
         ns,
-        ["a", "b", "c", "d", "g1", "r1", "r2", "sw"].map(|n| format!("clab-{}-{n}", lab.name))
+        ["a", "b", "c", "d", "f1", "g1", "r1", "r2", "sw"]
+            .map(|n| format!("clab-{}-{n}", lab.name))
     );
     assert!(table.contains("10.90.1.1/30"), "{table}");
 
@@ -194,7 +214,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         "exec passes the exit status on"
     );
 
-    for (node, peer) in [("r1", "r2"), ("r2", "r1"), ("r2", "g1")] {
+    for (node, peer) in [("r1", "r2"), ("r2", "r1"), ("r2", "g1"), ("r1", "f1")] {
         wait(
             &lab,
             &format!("{node}'s session to {peer} Established"),
@@ -212,6 +232,17 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
             .lines()
             .any(|l| l.contains("10.90.4.2") && l.contains("Establ"))
     });
+    wait(&lab, "f1's session to r1 Established in FRR", || {
+        let mut args = vec!["exec", "--name", &lab.name, "f1", "--", "vtysh"];
+        let vty = lab.dir().join("f1");
+        args.extend(["--vty_socket", vty.to_str().unwrap()]);
+        args.extend(["-c", "show bgp neighbors 10.90.5.1"]);
+        String::from_utf8_lossy(&lab.run(&args).stdout).contains("BGP state = Established")
+    });
+    wait(&lab, "r1 learns f1's network", || {
+        lab.birdc("r1", &["show", "route", "for", "10.91.4.0/24"])
+            .contains("10.91.4.0/24")
+    });
     wait(&lab, "r1 learns r2's static route", || {
         lab.birdc("r1", &["show", "route", "for", "10.91.2.0/24"])
             .contains("10.91.2.0/24")
@@ -223,6 +254,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         ("r1", "linux/bird", "10.90.2.1/30"),
         ("r2", "linux/bird", "10.90.2.2/30"),
         ("g1", "linux/gobgp", "10.90.4.1/30"),
+        ("f1", "linux/frr", "10.90.5.2/30"),
         ("sw", "bridge/bridge", "swp1"),
     ] {
         let ns = format!("clab-{}-{node}", lab.name);
@@ -248,7 +280,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
 
     let pids = lab.pids();
-    assert_eq!(pids.len(), 3);
+    assert_eq!(pids.len(), 5, "bird ×2, gobgpd, zebra and bgpd");
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
     // Nothing left is not an error.

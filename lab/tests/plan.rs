@@ -73,7 +73,7 @@ fn node_settings_override_kinds_which_override_defaults() {
     // A node without `kind` is `linux` and takes that kind's settings.
     assert_eq!(plan.nodes[1].exec, ["echo own"]);
     assert_eq!(plan.nodes[1].role, Role::Linux);
-    assert!(n1.daemon.is_none());
+    assert!(n1.daemons.is_empty());
 }
 
 #[test]
@@ -122,7 +122,7 @@ topology:
 ",
     )
     .unwrap();
-    let bird = plan.nodes[0].daemon.as_ref().unwrap();
+    let bird = &plan.nodes[0].daemons[0];
     assert_eq!(plan.nodes[0].role, Role::Bird);
     assert_eq!(bird.program, Path::new("bird"));
     assert_eq!(
@@ -140,7 +140,7 @@ topology:
         bird.ready.as_deref(),
         Some(Path::new("/run/calico-lab/r/b/bird.ctl"))
     );
-    let gobgp = plan.nodes[1].daemon.as_ref().unwrap();
+    let gobgp = &plan.nodes[1].daemons[0];
     assert_eq!(plan.nodes[1].role, Role::Gobgp);
     assert_eq!(gobgp.program, Path::new("gobgpd"));
     assert_eq!(&gobgp.args[..4], ["-f", "/abs/g.yaml", "-t", "yaml"]);
@@ -163,7 +163,7 @@ topology:
 ",
     )
     .unwrap();
-    let h1 = plan.nodes[0].daemon.as_ref().unwrap();
+    let h1 = &plan.nodes[0].daemons[0];
     assert_eq!(h1.program, Path::new("/usr/bin/felix"));
     assert_eq!(
         h1.args,
@@ -183,7 +183,7 @@ topology:
         h1.ready.as_deref(),
         Some(Path::new("/run/calico-lab/f/h1/bgp.sock"))
     );
-    let h2 = plan.nodes[1].daemon.as_ref().unwrap();
+    let h2 = &plan.nodes[1].daemons[0];
     assert_eq!(h2.env["DATASTORE_TYPE"], "etcdv3");
     assert!(!h2.env.contains_key("DATASTORE_PATH"));
 }
@@ -213,8 +213,8 @@ fn the_end_to_end_topology_plans() {
     )
     .unwrap();
     let plan = plan(&text).unwrap();
-    assert_eq!(plan.nodes.len(), 8);
-    assert_eq!(plan.links.len(), 5);
+    assert_eq!(plan.nodes.len(), 9);
+    assert_eq!(plan.links.len(), 6);
     let roles: Vec<(&str, Role)> = plan
         .nodes
         .iter()
@@ -224,6 +224,7 @@ fn the_end_to_end_topology_plans() {
         ("r1", Role::Bird),
         ("r2", Role::Bird),
         ("g1", Role::Gobgp),
+        ("f1", Role::Frr),
         ("sw", Role::Bridge),
     ] {
         assert!(roles.contains(&want), "{want:?} in {roles:?}");
@@ -276,12 +277,53 @@ fn an_unknown_role_label_is_refused_naming_its_line() {
 }
 
 #[test]
-fn frr_is_refused_until_it_is_run() {
-    let e = error(
-        "name: t\ntopology:\n  nodes:\n    n1:\n      kind: linux\n      image: quay.io/frrouting/frr:9\n",
+fn frr_runs_zebra_then_bgpd_as_frr_on_the_bound_config() {
+    let plan = plan(
+        "name: f
+topology:
+  nodes:
+    r:
+      kind: linux
+      image: quay.io/frrouting/frr:9
+      binds: [r/frr.conf:/etc/frr/frr.conf]
+",
+    )
+    .unwrap();
+    let r = &plan.nodes[0];
+    assert_eq!(r.role, Role::Frr);
+    assert_eq!(r.owner.as_deref(), Some("frr"));
+    let programs: Vec<&Path> = r.daemons.iter().map(|d| d.program.as_path()).collect();
+    assert_eq!(
+        programs,
+        [
+            Path::new("/usr/lib/frr/zebra"),
+            Path::new("/usr/lib/frr/bgpd")
+        ]
     );
-    assert_eq!(e.line, Some(6), "{e}");
-    assert!(e.message.contains("FRR"), "{e}");
+    let zebra = &r.daemons[0];
+    assert_eq!(&zebra.args[..2], ["-f", "/labs/r/frr.conf"]);
+    assert!(
+        zebra
+            .args
+            .windows(2)
+            .any(|w| w == ["-z", "/run/calico-lab/f/r/zserv.api"])
+    );
+    assert!(
+        zebra
+            .args
+            .windows(2)
+            .any(|w| w == ["--vty_socket", "/run/calico-lab/f/r"])
+    );
+    // bgpd starts once zebra's zserv socket is there.
+    assert_eq!(
+        zebra.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/f/r/zserv.api"))
+    );
+    let e = error(
+        "name: t\ntopology:\n  nodes:\n    n1:\n      kind: linux\n      labels: {calico-rs.role: frr}\n",
+    );
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("/etc/frr/frr.conf"), "{e}");
 }
 
 #[test]
