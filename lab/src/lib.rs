@@ -25,7 +25,7 @@
 //!
 //! - [`topology`]: the file's types and [`topology::parse`] (pure), with
 //!   lines named in errors.
-//! - [`plan`]: [`plan::plan`], the namespaces, links, commands and daemons a
+//! - [`plan`](mod@plan): [`plan::plan`], the namespaces, links, commands and daemons a
 //!   topology becomes (pure); defaults and kinds merged.
 //! - [`state`]: [`state::State`], what `up` made, in `STATE/state.json`.
 //! - [`run`]: the I/O: [`run::up`], [`run::down`], [`run::exec_command`],

@@ -10,6 +10,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ fn data(name: &str) -> PathBuf {
 /// A lab under test: its unique name and state root; `down` on drop.
 struct Lab {
     name: String,
-    root: TempDir,
+    root: Rc<TempDir>,
 }
 
 impl Lab {
@@ -37,7 +38,15 @@ impl Lab {
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         Lab {
             name: format!("t{}x{n}", std::process::id()),
-            root,
+            root: Rc::new(root),
+        }
+    }
+
+    /// Lab `NAME-SUFFIX` in the same state root.
+    fn sibling(&self, suffix: &str) -> Lab {
+        Lab {
+            name: format!("{}-{suffix}", self.name),
+            root: Rc::clone(&self.root),
         }
     }
 
@@ -299,6 +308,31 @@ fn down_without_the_state_file_finds_the_labs_namespaces_and_daemons() {
     std::fs::remove_file(lab.dir().join("state.json")).unwrap();
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
+}
+
+#[test]
+fn down_without_its_state_file_leaves_a_lab_whose_name_extends_its_own() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new();
+    // Lab `NAME-b` in the same state root: its namespaces `clab-NAME-b-…`
+    // also start with `clab-NAME-`.
+    let longer = lab.sibling("b");
+    let file = data("pair.clab.yml");
+    let up = |name: &str| lab.ok(&["up", file.to_str().unwrap(), "--name", name]);
+    up(&lab.name);
+    up(&longer.name);
+    std::fs::remove_file(lab.dir().join("state.json")).unwrap();
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_eq!(
+        longer.namespaces(),
+        ["a", "b"].map(|n| format!("clab-{}-{n}", longer.name))
+    );
+    let inspect = lab.ok(&["inspect", "--name", &longer.name]);
+    assert_eq!(inspect.matches("running").count(), 2, "{inspect}");
+    lab.ok(&["down", "--name", &longer.name]);
+    assert_eq!(longer.namespaces(), Vec::<String>::new());
 }
 
 #[test]
