@@ -290,6 +290,23 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
 
     let pids = lab.pids();
     assert_eq!(pids.len(), 5, "bird ×2, gobgpd, zebra and bgpd");
+
+    // A daemon that dies shows as stopped.
+    let state: lab::State =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir().join("state.json")).unwrap())
+            .unwrap();
+    let g1 = state.nodes.iter().find(|n| n.name == "g1").unwrap();
+    let gobgpd = g1.daemons[0].pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gobgpd as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait(&lab, "inspect shows g1 stopped", || {
+        lab.ok(&["inspect", "--name", &lab.name])
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("g1") && l.contains("stopped"))
+    });
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
     // Nothing left is not an error.
