@@ -1,0 +1,531 @@
+//! The thin I/O: realising a [`Plan`] ([`up`]), removing a lab ([`down`]),
+//! running a command in a node ([`exec_command`]) and reading a lab's nodes
+//! back ([`inspect`]). Everything goes through `ip` (`ip netns`, `ip -n NS
+//! link`) and `ip netns exec`, so what it makes is what an operator sees
+//! with the same tools.
+//!
+//! `up` order: state file (namespaces listed, no pids) → namespaces →
+//! bridges → veth pairs (up, bridge ports enslaved) → each node's `exec`
+//! commands → daemons (pids recorded). Any failure removes what was made.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::error::RunError;
+use crate::plan::{PREFIX, Plan, Role};
+use crate::state::{DaemonState, NodeState, State};
+
+/// Where `ip netns` keeps namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
+/// How long a daemon must stay up after start to count as started.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// How long a daemon may take to create its ready file.
+const READY: Duration = Duration::from_secs(20);
+
+/// How long `down` waits for a daemon to exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Brings the planned lab up; on failure removes whatever it made.
+pub fn up(plan: &Plan) -> Result<State, RunError> {
+    if State::path(&plan.state_dir).exists() {
+        return Err(RunError::AlreadyUp {
+            lab: plan.lab.clone(),
+            state: State::path(&plan.state_dir),
+        });
+    }
+    for node in &plan.nodes {
+        let dir = plan.state_dir.join(&node.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RunError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let mut state = State {
+        lab: plan.lab.clone(),
+        nodes: plan
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                name: n.name.clone(),
+                kind: n.kind.as_str().to_string(),
+                role: n.role,
+                netns: n.netns.clone(),
+                env: n.env.clone(),
+                daemons: Vec::new(),
+            })
+            .collect(),
+    };
+    state.save(&plan.state_dir)?;
+    match realise(plan, &mut state) {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            if let Err(cleanup) = down(plan.state_dir.parent().unwrap_or(Path::new("/")), &plan.lab)
+            {
+                eprintln!("calico-lab: cleaning up after a failed up: {cleanup}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
+    for node in &plan.nodes {
+        ip(&["netns", "add", &node.netns])?;
+        ip(&["-n", &node.netns, "link", "set", "lo", "up"])?;
+        if node.role == Role::Bridge {
+            ip(&[
+                "-n",
+                &node.netns,
+                "link",
+                "add",
+                &node.name,
+                "type",
+                "bridge",
+            ])?;
+            ip(&["-n", &node.netns, "link", "set", &node.name, "up"])?;
+        }
+    }
+    for link in &plan.links {
+        let (a, b) = (&link.a, &link.b);
+        ip(&[
+            "-n", &a.netns, "link", "add", &a.ifname, "type", "veth", "peer", "name", &b.ifname,
+            "netns", &b.netns,
+        ])?;
+        for end in [a, b] {
+            if let Some(bridge) = &end.bridge {
+                ip(&[
+                    "-n",
+                    &end.netns,
+                    "link",
+                    "set",
+                    &end.ifname,
+                    "master",
+                    bridge,
+                ])?;
+            }
+            ip(&["-n", &end.netns, "link", "set", &end.ifname, "up"])?;
+        }
+    }
+    for node in &plan.nodes {
+        for cmd in &node.exec {
+            let mut c = in_netns(&node.netns, "sh");
+            c.args(["-c", cmd]).envs(&node.env);
+            checked(&mut c)?;
+        }
+    }
+    let mut started = Vec::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        if let Some(owner) = &node.owner {
+            let dir = plan.state_dir.join(&node.name);
+            checked(
+                Command::new("chown")
+                    .arg(format!("{owner}:{owner}"))
+                    .arg(&dir),
+            )?;
+        }
+        for daemon in &node.daemons {
+            let log = File::create(&daemon.log)
+                .map_err(|e| RunError::io(format!("creating {}", daemon.log.display()), e))?;
+            let err = log
+                .try_clone()
+                .map_err(|e| RunError::io(format!("opening {}", daemon.log.display()), e))?;
+            let mut cmd = in_netns(&node.netns, &daemon.program);
+            cmd.args(&daemon.args)
+                .envs(&daemon.env)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                // Its own process group: a Ctrl-C at the runner leaves it running.
+                .process_group(0);
+            let command = display(&cmd);
+            let child = cmd
+                .spawn()
+                .map_err(|e| RunError::io(format!("starting `{command}`"), e))?;
+            // `ip netns exec` execs the program: the pid is the daemon's.
+            state.nodes[i].daemons.push(DaemonState {
+                pid: child.id(),
+                program: daemon.program.display().to_string(),
+            });
+            state.save(&plan.state_dir)?;
+            started.push(Started {
+                node: node.name.clone(),
+                log: daemon.log.clone(),
+                child,
+                command,
+            });
+            if let Some(ready) = &daemon.ready {
+                let deadline = Instant::now() + READY;
+                while !ready.exists() {
+                    if Instant::now() > deadline {
+                        return Err(RunError::NotReady {
+                            node: node.name.clone(),
+                            path: ready.clone(),
+                            log: tail(&daemon.log, 20),
+                        });
+                    }
+                    check_running(&mut started)?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        check_running(&mut started)?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A daemon `up` started.
+struct Started {
+    node: String,
+    log: PathBuf,
+    child: std::process::Child,
+    command: String,
+}
+
+/// An error naming the first started daemon that has exited, with its log.
+fn check_running(started: &mut [Started]) -> Result<(), RunError> {
+    for s in started {
+        if let Some(status) = s
+            .child
+            .try_wait()
+            .map_err(|e| RunError::io(format!("waiting for `{}`", s.command), e))?
+        {
+            return Err(RunError::DaemonExited {
+                node: s.node.clone(),
+                command: s.command.clone(),
+                status: status.to_string(),
+                log: tail(&s.log, 20),
+                log_path: s.log.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What `down` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub namespaces: Vec<String>,
+    /// Daemon pids killed from the state file.
+    pub pids: Vec<u32>,
+    /// The state directory, if it existed.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Removes lab `lab`: its daemons (from the state file), every namespace the
+/// state file lists or that is named `clab-LAB-…` and listed by no other
+/// lab's state (with every process inside it), and its state directory.
+/// Succeeds when nothing is left to remove.
+pub fn down(state_root: &Path, lab: &str) -> Result<Removed, RunError> {
+    let dir = state_root.join(lab);
+    let state = State::load(&dir)?;
+    let mut removed = Removed::default();
+    let mut namespaces = BTreeSet::new();
+    if let Some(state) = &state {
+        for node in &state.nodes {
+            namespaces.insert(node.netns.clone());
+            for d in &node.daemons {
+                if is_program(d.pid, &d.program) {
+                    stop(d.pid);
+                    removed.pids.push(d.pid);
+                }
+            }
+        }
+    }
+    let others = other_labs_namespaces(state_root, lab);
+    let prefix = format!("{PREFIX}-{lab}-");
+    if let Ok(entries) = std::fs::read_dir(NETNS_DIR) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && !others.contains(&name) {
+                namespaces.insert(name);
+            }
+        }
+    }
+    for ns in namespaces {
+        if remove_netns(&ns)? {
+            removed.namespaces.push(ns);
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| RunError::io(format!("removing {}", dir.display()), e))?;
+        removed.state_dir = Some(dir);
+    }
+    Ok(removed)
+}
+
+/// The labs with a state directory under `state_root`.
+pub fn labs(state_root: &Path) -> Vec<String> {
+    let mut labs: Vec<String> = std::fs::read_dir(state_root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| State::path(&e.path()).exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    labs.sort();
+    labs
+}
+
+/// Namespaces recorded by labs other than `lab` (so that `down a` never
+/// removes lab `a-b`'s `clab-a-b-x`).
+fn other_labs_namespaces(state_root: &Path, lab: &str) -> BTreeSet<String> {
+    labs(state_root)
+        .into_iter()
+        .filter(|l| l != lab)
+        .filter_map(|l| State::load(&state_root.join(l)).ok().flatten())
+        .flat_map(|s| s.nodes.into_iter().map(|n| n.netns))
+        .collect()
+}
+
+/// Whether `pid` still runs `program` (its argv[0] or its executable).
+fn is_program(pid: u32, program: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(argv0);
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+    base(&argv0) == base(program)
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+fn stop(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let pid = Pid::from_raw(raw);
+    if kill(pid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        // A zombie (not ours to reap) counts as gone.
+        let gone = std::fs::read_to_string(format!("/proc/{raw}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// Kills every process in namespace `name` and deletes it; `false` if it
+/// did not exist.
+fn remove_netns(name: &str) -> Result<bool, RunError> {
+    if !Path::new(NETNS_DIR).join(name).exists() {
+        return Ok(false);
+    }
+    let pids = Command::new("ip")
+        .args(["netns", "pids", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let me = std::process::id();
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        if pid > 0 && pid.unsigned_abs() != me {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    match ip(&["netns", "del", name]) {
+        Err(_) if !Path::new(NETNS_DIR).join(name).exists() => Ok(true),
+        other => other.map(|_| true),
+    }
+}
+
+/// Runs `cmd` (program and arguments) in node `node` of `state`'s lab, with
+/// the node's environment, and returns its exit status.
+pub fn exec_command(state: &State, node: &str, cmd: &[String]) -> Result<ExitStatus, RunError> {
+    let n = state
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| RunError::NoNode {
+            lab: state.lab.clone(),
+            node: node.to_string(),
+        })?;
+    let (program, args) = cmd
+        .split_first()
+        .map_or(("sh", &[][..]), |(p, a)| (p.as_str(), a));
+    let mut c = in_netns(&n.netns, program);
+    c.args(args).envs(&n.env);
+    let command = display(&c);
+    c.status()
+        .map_err(|e| RunError::io(format!("running `{command}`"), e))
+}
+
+/// One row of `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub lab: String,
+    pub node: String,
+    pub kind: String,
+    pub role: Role,
+    pub netns: String,
+    /// `NAME ADDR…` per interface (loopback left out).
+    pub interfaces: Vec<String>,
+    /// `running`, `stopped` (a daemon gone) or `absent` (no namespace).
+    pub state: &'static str,
+}
+
+/// The nodes of `state`'s lab as they are now.
+pub fn inspect(state: &State) -> Vec<NodeStatus> {
+    state
+        .nodes
+        .iter()
+        .map(|n| {
+            let exists = Path::new(NETNS_DIR).join(&n.netns).exists();
+            let interfaces = if exists {
+                interfaces(&n.netns)
+            } else {
+                Vec::new()
+            };
+            let daemon_up = n.daemons.iter().all(|d| is_program(d.pid, &d.program));
+            let state_word = match (exists, daemon_up) {
+                (false, _) => "absent",
+                (true, true) => "running",
+                (true, false) => "stopped",
+            };
+            NodeStatus {
+                lab: state.lab.clone(),
+                node: n.name.clone(),
+                kind: n.kind.clone(),
+                role: n.role,
+                netns: n.netns.clone(),
+                interfaces,
+                state: state_word,
+            }
+        })
+        .collect()
+}
+
+/// `ip -br addr` in `netns`, loopback left out, as `NAME ADDR…`.
+fn interfaces(netns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", netns, "-br", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.split('@').next()?.to_string();
+            let _state = f.next();
+            let addrs: Vec<&str> = f.collect();
+            (name != "lo").then(|| {
+                if addrs.is_empty() {
+                    name
+                } else {
+                    format!("{name} {}", addrs.join(","))
+                }
+            })
+        })
+        .collect()
+}
+
+/// The `inspect` table (pure): one line per node, interfaces joined by `; `.
+pub fn table(rows: &[NodeStatus]) -> String {
+    let header = [
+        "LAB",
+        "NODE",
+        "KIND/ROLE",
+        "NAMESPACE",
+        "STATE",
+        "INTERFACES",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.lab.clone(),
+                r.node.clone(),
+                format!("{}/{}", r.kind, r.role.as_str()),
+                r.netns.clone(),
+                r.state.to_string(),
+                r.interfaces.join("; "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: Vec<&str>| {
+        let text: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &cells {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn in_netns(netns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", netns]).arg(program);
+    c
+}
+
+fn ip(args: &[&str]) -> Result<(), RunError> {
+    checked(Command::new("ip").args(args))
+}
+
+fn checked(cmd: &mut Command) -> Result<(), RunError> {
+    let command = display(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| RunError::io(format!("running `{command}`"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(RunError::Command {
+        command,
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}
+
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `n` lines of the file at `path`.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,445 @@
+//! `calico-lab` end to end (root, BIRD 2): the built binary brings
+//! `tests/data/e2e.clab.yml` up (two plain nodes on a link, two BIRD routers
+//! peering, a GoBGP router and an FRR router each peering with one of them,
+//! two nodes on a bridge), traffic crosses the links, the BGP sessions are
+//! Established in BIRD's, GoBGP's and FRR's own view, `inspect` lists the nodes,
+//! and `down` removes every namespace, daemon and file, with the state file
+//! and without it. Each test names its lab uniquely and its state lives in
+//! its own temporary directory; a dropped [`Lab`] runs `down`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use testkit::{poll_until, require_programs, require_root};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A lab under test: its unique name and state root; `down` on drop.
+struct Lab {
+    name: String,
+    root: Rc<TempDir>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let root = tempfile::tempdir().unwrap();
+        // FRR drops to user `frr`, which must reach its node's directory.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Lab {
+            name: format!("t{}x{n}", std::process::id()),
+            root: Rc::new(root),
+        }
+    }
+
+    /// Lab `NAME-SUFFIX` in the same state root.
+    fn sibling(&self, suffix: &str) -> Lab {
+        Lab {
+            name: format!("{}-{suffix}", self.name),
+            root: Rc::clone(&self.root),
+        }
+    }
+
+    /// `calico-lab ARGS` with this lab's state root.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_calico-lab"))
+            .args(args)
+            .env("CALICO_LAB_STATE_DIR", self.root.path())
+            .output()
+            .unwrap()
+    }
+
+    /// `calico-lab ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "calico-lab {args:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn up(&self, file: &str) -> String {
+        self.ok(&["up", data(file).to_str().unwrap(), "--name", &self.name])
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.path().join(&self.name)
+    }
+
+    /// Whether `exec NODE -- CMD…` succeeds.
+    fn exec_ok(&self, node: &str, cmd: &[&str]) -> bool {
+        let mut args = vec!["exec", "--name", &self.name, node, "--"];
+        args.extend(cmd);
+        self.run(&args).status.success()
+    }
+
+    /// `birdc show protocols PEER` on router `node`.
+    fn birdc(&self, node: &str, args: &[&str]) -> String {
+        let ctl = self.dir().join(node).join("bird.ctl");
+        let mut all = vec!["exec", "--name", &self.name, node, "--", "birdc", "-s"];
+        all.push(ctl.to_str().unwrap());
+        all.extend(args);
+        String::from_utf8_lossy(&self.run(&all).stdout).into_owned()
+    }
+
+    /// Namespaces named like this lab's under /run/netns.
+    fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("clab-{}-", self.name);
+        let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The daemons' pids from the state file.
+    fn pids(&self) -> Vec<u32> {
+        let text = std::fs::read_to_string(self.dir().join("state.json")).unwrap();
+        let state: lab::State = serde_json::from_str(&text).unwrap();
+        state
+            .nodes
+            .iter()
+            .flat_map(|n| n.daemons.iter().map(|d| d.pid))
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        ["r1/bird", "r2/bird", "g1/gobgpd", "f1/zebra", "f1/bgpd"]
+            .iter()
+            .map(|n| {
+                let log = self.dir().join(format!("{n}.log"));
+                format!("{n}: {}", std::fs::read_to_string(log).unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.run(&["down", "--name", &self.name]);
+        if !out.status.success() {
+            eprintln!(
+                "down {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn ready() -> bool {
+    require_root()
+        && require_programs(&[
+            "ip",
+            "ping",
+            "bird",
+            "birdc",
+            "gobgpd",
+            "gobgp",
+            "/usr/lib/frr/zebra",
+            "/usr/lib/frr/bgpd",
+            "vtysh",
+        ])
+}
+
+fn wait(lab: &Lab, what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        poll_until(Duration::from_secs(30), Duration::from_millis(200), check),
+        "{what}: not within 30 s\n{}",
+        lab.logs()
+    );
+}
+
+fn assert_gone(lab: &Lab, pids: &[u32]) {
+    assert_eq!(lab.namespaces(), Vec::<String>::new(), "namespaces left");
+    for pid in pids {
+        assert!(
+            poll_until(
+                Duration::from_secs(5),
+                Duration::from_millis(50),
+                || !alive(*pid)
+            ),
+            "daemon {pid} still runs"
+        );
+    }
+    assert!(!lab.dir().exists(), "state directory left");
+}
+
+#[test]
+fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new();
+    let table = lab.up("e2e.clab.yml");
+    let ns = lab.namespaces();
+    assert_eq!(
+        ns,
+        ["a", "b", "c", "d", "f1", "g1", "r1", "r2", "sw"]
+            .map(|n| format!("clab-{}-{n}", lab.name))
+    );
+    assert!(table.contains("10.90.1.1/30"), "{table}");
+
+    wait(&lab, "a pings b across their link", || {
+        lab.exec_ok("a", &["ping", "-c1", "-W1", "10.90.1.2"])
+    });
+    wait(&lab, "c pings d across the bridge", || {
+        lab.exec_ok("c", &["ping", "-c1", "-W1", "10.90.3.2"])
+    });
+    // The `exec` environment comes from the file's kind defaults.
+    assert!(lab.exec_ok("a", &["sh", "-c", "test \"$LAB_ROLE\" = plain"]));
+    assert!(
+        !lab.exec_ok("a", &["false"]),
+        "exec passes the exit status on"
+    );
+
+    for (node, peer) in [("r1", "r2"), ("r2", "r1"), ("r2", "g1"), ("r1", "f1")] {
+        wait(
+            &lab,
+            &format!("{node}'s session to {peer} Established"),
+            || {
+                lab.birdc(node, &["show", "protocols", peer])
+                    .lines()
+                    .any(|l| l.starts_with(peer) && l.contains("Established"))
+            },
+        );
+    }
+    wait(&lab, "g1's session to r2 Established in GoBGP", || {
+        let mut args = vec!["exec", "--name", &lab.name, "g1", "--"];
+        args.extend(["gobgp", "-u", "127.0.0.1", "-p", "50051", "neighbor"]);
+        String::from_utf8_lossy(&lab.run(&args).stdout)
+            .lines()
+            .any(|l| l.contains("10.90.4.2") && l.contains("Establ"))
+    });
+    wait(&lab, "f1's session to r1 Established in FRR", || {
+        let mut args = vec!["exec", "--name", &lab.name, "f1", "--", "vtysh"];
+        let vty = lab.dir().join("f1");
+        args.extend(["--vty_socket", vty.to_str().unwrap()]);
+        args.extend(["-c", "show bgp neighbors 10.90.5.1"]);
+        String::from_utf8_lossy(&lab.run(&args).stdout).contains("BGP state = Established")
+    });
+    wait(&lab, "r1 learns f1's network", || {
+        lab.birdc("r1", &["show", "route", "for", "10.91.4.0/24"])
+            .contains("10.91.4.0/24")
+    });
+    wait(&lab, "r1 learns r2's static route", || {
+        lab.birdc("r1", &["show", "route", "for", "10.91.2.0/24"])
+            .contains("10.91.2.0/24")
+    });
+
+    let inspect = lab.ok(&["inspect", "--name", &lab.name]);
+    for (node, role, addr) in [
+        ("a", "linux/linux", "10.90.1.1/30"),
+        ("r1", "linux/bird", "10.90.2.1/30"),
+        ("r2", "linux/bird", "10.90.2.2/30"),
+        ("g1", "linux/gobgp", "10.90.4.1/30"),
+        ("f1", "linux/frr", "10.90.5.2/30"),
+        ("sw", "bridge/bridge", "swp1"),
+    ] {
+        let ns = format!("clab-{}-{node}", lab.name);
+        let line = inspect
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(node))
+            .unwrap_or_else(|| panic!("no {node} in\n{inspect}"));
+        for want in [role, &ns, "running", addr] {
+            assert!(line.contains(want), "{node}: {want} missing in {line}");
+        }
+    }
+
+    let again = lab.run(&[
+        "up",
+        data("e2e.clab.yml").to_str().unwrap(),
+        "--name",
+        &lab.name,
+    ]);
+    assert!(
+        !again.status.success(),
+        "a second up of the same lab is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
+
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 5, "bird ×2, gobgpd, zebra and bgpd");
+
+    // A daemon that dies shows as stopped.
+    let state: lab::State =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir().join("state.json")).unwrap())
+            .unwrap();
+    let g1 = state.nodes.iter().find(|n| n.name == "g1").unwrap();
+    let gobgpd = g1.daemons[0].pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gobgpd as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait(&lab, "inspect shows g1 stopped", || {
+        lab.ok(&["inspect", "--name", &lab.name])
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("g1") && l.contains("stopped"))
+    });
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_gone(&lab, &pids);
+    // Nothing left is not an error.
+    lab.ok(&["down", "--name", &lab.name]);
+}
+
+#[test]
+fn down_without_the_state_file_finds_the_labs_namespaces_and_daemons() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.up("e2e.clab.yml");
+    let pids = lab.pids();
+    assert!(pids.iter().all(|p| alive(*p)));
+    std::fs::remove_file(lab.dir().join("state.json")).unwrap();
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_gone(&lab, &pids);
+}
+
+#[test]
+fn down_without_its_state_file_leaves_a_lab_whose_name_extends_its_own() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new();
+    // Lab `NAME-b` in the same state root: its namespaces `clab-NAME-b-…`
+    // also start with `clab-NAME-`.
+    let longer = lab.sibling("b");
+    let file = data("pair.clab.yml");
+    let up = |name: &str| lab.ok(&["up", file.to_str().unwrap(), "--name", name]);
+    up(&lab.name);
+    up(&longer.name);
+    std::fs::remove_file(lab.dir().join("state.json")).unwrap();
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_eq!(
+        longer.namespaces(),
+        ["a", "b"].map(|n| format!("clab-{}-{n}", longer.name))
+    );
+    let inspect = lab.ok(&["inspect", "--name", &longer.name]);
+    assert_eq!(inspect.matches("running").count(), 2, "{inspect}");
+    lab.ok(&["down", "--name", &longer.name]);
+    assert_eq!(longer.namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn an_up_that_fails_half_way_removes_what_it_made() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new();
+    let out = lab.run(&[
+        "up",
+        data("failing.clab.yml").to_str().unwrap(),
+        "--name",
+        &lab.name,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exit 3"), "{err}");
+    assert_gone(&lab, &[]);
+}
+
+#[test]
+fn felix_hosts_share_the_labs_datastore_and_mesh_over_bgp() {
+    if !require_root() || !require_programs(&["ip", "nft"]) {
+        return;
+    }
+    let felix = testkit::workspace_binary("felix", "felix").unwrap();
+    let calicoctl = testkit::workspace_binary("calicoctl", "calicoctl").unwrap();
+    let lab = Lab::new();
+    let file = data("felix.clab.yml");
+    lab.ok(&[
+        "up",
+        file.to_str().unwrap(),
+        "--name",
+        &lab.name,
+        "--felix",
+        felix.to_str().unwrap(),
+    ]);
+    let felix_logs = || {
+        ["h1", "h2"]
+            .map(|n| {
+                let log = lab.dir().join(n).join("felix.log");
+                format!(
+                    "--- {n}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .concat()
+    };
+    assert!(lab.dir().join("datastore.db").exists(), "{}", felix_logs());
+    for (host, peer) in [("h1", "10.94.0.2"), ("h2", "10.94.0.1")] {
+        let socket = lab.dir().join(host).join("bgp.sock");
+        let ok = poll_until(Duration::from_secs(60), Duration::from_millis(300), || {
+            let out = Command::new(&calicoctl)
+                .args(["node", "status", "--socket"])
+                .arg(&socket)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.contains(peer) && l.contains("Established"))
+        });
+        assert!(
+            ok,
+            "{host}'s session to {peer} not Established\n{}",
+            felix_logs()
+        );
+    }
+    let inspect = lab.ok(&["inspect", "--name", &lab.name]);
+    assert_eq!(
+        inspect
+            .lines()
+            .filter(|l| l.contains("linux/felix") && l.contains("running"))
+            .count(),
+        2,
+        "{inspect}"
+    );
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 2);
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_gone(&lab, &pids);
+}
+
+#[test]
+fn a_bad_file_is_refused_naming_the_file_and_line() {
+    let lab = Lab::new();
+    let out = lab.run(&["up", data("bad-kind.clab.yml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-kind.clab.yml: line 6: topology.nodes.r1.kind: unknown variant `ceos`"),
+        "{err}"
+    );
+}

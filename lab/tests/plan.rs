@@ -1,0 +1,414 @@
+//! Parsing and planning topology files (pure, no root): defaults and kinds
+//! merged under nodes, links as veth pairs, roles from images and labels,
+//! daemons' command lines, and errors naming the line at fault.
+
+use std::path::{Path, PathBuf};
+
+use lab::plan::{Plan, Role};
+use lab::run::{NodeStatus, table};
+use lab::{Settings, TopologyError};
+
+fn settings() -> Settings {
+    Settings {
+        state_root: PathBuf::from("/run/calico-lab"),
+        file_dir: PathBuf::from("/labs"),
+        name: None,
+        felix: PathBuf::from("/usr/bin/felix"),
+    }
+}
+
+fn plan(text: &str) -> Result<Plan, TopologyError> {
+    let topology = lab::parse(text)?;
+    lab::plan(&topology, text, &settings())
+}
+
+fn error(text: &str) -> TopologyError {
+    plan(text).expect_err("the file is refused")
+}
+
+const TWO_NODES: &str = "\
+name: t
+topology:
+  defaults:
+    env:
+      A: from-defaults
+      B: from-defaults
+  kinds:
+    linux:
+      image: alpine:3
+      exec: [echo kind]
+      env:
+        B: from-kind
+        C: from-kind
+  nodes:
+    n1:
+      kind: linux
+      env:
+        C: from-node
+    n2:
+      exec: [echo own]
+  links:
+    - endpoints: [\"n1:eth1\", \"n2:e2\"]
+";
+
+#[test]
+fn node_settings_override_kinds_which_override_defaults() {
+    let plan = plan(TWO_NODES).unwrap();
+    let n1 = &plan.nodes[0];
+    assert_eq!(n1.name, "n1");
+    let env: Vec<(&str, &str)> = n1
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("A", "from-defaults"),
+            ("B", "from-kind"),
+            ("C", "from-node")
+        ]
+    );
+    assert_eq!(n1.exec, ["echo kind"]);
+    // A node without `kind` is `linux` and takes that kind's settings.
+    assert_eq!(plan.nodes[1].exec, ["echo own"]);
+    assert_eq!(plan.nodes[1].role, Role::Linux);
+    assert!(n1.daemons.is_empty());
+}
+
+#[test]
+fn nodes_become_namespaces_named_after_lab_and_node_and_links_veth_pairs() {
+    let plan = plan(TWO_NODES).unwrap();
+    assert_eq!(plan.lab, "t");
+    assert_eq!(plan.state_dir, Path::new("/run/calico-lab/t"));
+    assert_eq!(plan.nodes[0].netns, "clab-t-n1");
+    let link = &plan.links[0];
+    assert_eq!(
+        (link.a.netns.as_str(), link.a.ifname.as_str()),
+        ("clab-t-n1", "eth1")
+    );
+    assert_eq!(
+        (link.b.netns.as_str(), link.b.ifname.as_str()),
+        ("clab-t-n2", "e2")
+    );
+    assert_eq!(link.a.bridge, None);
+}
+
+#[test]
+fn the_name_flag_replaces_the_files_name() {
+    let topology = lab::parse(TWO_NODES).unwrap();
+    let mut s = settings();
+    s.name = Some("other".into());
+    let plan = lab::plan(&topology, TWO_NODES, &s).unwrap();
+    assert_eq!(plan.nodes[0].netns, "clab-other-n1");
+    assert_eq!(plan.state_dir, Path::new("/run/calico-lab/other"));
+}
+
+#[test]
+fn routers_run_their_daemon_on_the_bound_files_host_path() {
+    let plan = plan(
+        "name: r
+topology:
+  nodes:
+    b:
+      kind: linux
+      image: ghcr.io/x/bird:2.0
+      binds: [confs/b.conf:/etc/bird/bird.conf:ro]
+    g:
+      kind: linux
+      image: debian:12
+      labels: {calico-rs.role: gobgp}
+      binds: [/abs/g.yaml:/etc/gobgp/gobgpd.yaml]
+",
+    )
+    .unwrap();
+    let bird = &plan.nodes[0].daemons[0];
+    assert_eq!(plan.nodes[0].role, Role::Bird);
+    assert_eq!(bird.program, Path::new("bird"));
+    assert_eq!(
+        bird.args,
+        [
+            "-f",
+            "-c",
+            "/labs/confs/b.conf",
+            "-s",
+            "/run/calico-lab/r/b/bird.ctl"
+        ]
+    );
+    assert_eq!(bird.log, Path::new("/run/calico-lab/r/b/bird.log"));
+    assert_eq!(
+        bird.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/r/b/bird.ctl"))
+    );
+    let gobgp = &plan.nodes[1].daemons[0];
+    assert_eq!(plan.nodes[1].role, Role::Gobgp);
+    assert_eq!(gobgp.program, Path::new("gobgpd"));
+    assert_eq!(&gobgp.args[..4], ["-f", "/abs/g.yaml", "-t", "yaml"]);
+}
+
+#[test]
+fn felix_hosts_share_the_labs_datastore_unless_their_env_names_one() {
+    let plan = plan(
+        "name: f
+topology:
+  nodes:
+    h1:
+      kind: linux
+      image: calico-rs/felix:dev
+      env: {IP: 10.0.0.11/24, AS: \"64601\"}
+    h2:
+      kind: linux
+      labels: {calico-rs.role: felix}
+      env: {DATASTORE_TYPE: etcdv3, ETCD_ENDPOINTS: \"http://10.0.0.1:2379\"}
+",
+    )
+    .unwrap();
+    let h1 = &plan.nodes[0].daemons[0];
+    assert_eq!(h1.program, Path::new("/usr/bin/felix"));
+    assert_eq!(
+        h1.args,
+        [
+            "run",
+            "--node-name",
+            "h1",
+            "--bgp-socket",
+            "/run/calico-lab/f/h1/bgp.sock"
+        ]
+    );
+    assert_eq!(h1.env["DATASTORE_TYPE"], "sqlite");
+    assert_eq!(h1.env["DATASTORE_PATH"], "/run/calico-lab/f/datastore.db");
+    assert_eq!(h1.env["IP"], "10.0.0.11/24");
+    // Started one after the other: the next once this one's socket is up.
+    assert_eq!(
+        h1.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/f/h1/bgp.sock"))
+    );
+    let h2 = &plan.nodes[1].daemons[0];
+    assert_eq!(h2.env["DATASTORE_TYPE"], "etcdv3");
+    assert!(!h2.env.contains_key("DATASTORE_PATH"));
+}
+
+#[test]
+fn link_ends_on_a_bridge_node_join_its_bridge() {
+    let plan = plan(
+        "name: b
+topology:
+  nodes:
+    sw: {kind: bridge}
+    h: {kind: linux}
+  links:
+    - endpoints: [\"h:eth1\", \"sw:port1\"]
+",
+    )
+    .unwrap();
+    assert_eq!(plan.nodes[1].role, Role::Bridge);
+    assert_eq!(plan.links[0].b.bridge.as_deref(), Some("sw"));
+    assert_eq!(plan.links[0].a.bridge, None);
+}
+
+#[test]
+fn the_end_to_end_topology_plans() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e.clab.yml"),
+    )
+    .unwrap();
+    let plan = plan(&text).unwrap();
+    assert_eq!(plan.nodes.len(), 9);
+    assert_eq!(plan.links.len(), 6);
+    let roles: Vec<(&str, Role)> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.role))
+        .collect();
+    for want in [
+        ("r1", Role::Bird),
+        ("r2", Role::Bird),
+        ("g1", Role::Gobgp),
+        ("f1", Role::Frr),
+        ("sw", Role::Bridge),
+    ] {
+        assert!(roles.contains(&want), "{want:?} in {roles:?}");
+    }
+}
+
+#[test]
+fn an_unknown_kind_is_refused_naming_its_line() {
+    let e = error("name: t\ntopology:\n  nodes:\n    n1:\n      kind: nokia_srlinux\n");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert_eq!(e.path, "topology.nodes.n1.kind");
+    assert!(e.message.contains("unknown variant `nokia_srlinux`"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "line 5: topology.nodes.n1.kind: unknown variant `nokia_srlinux`, expected `linux` or `bridge`"
+    );
+}
+
+#[test]
+fn an_unsupported_node_field_is_refused_naming_its_line() {
+    let e =
+        error("name: t\ntopology:\n  nodes:\n    n1:\n      kind: linux\n      ports: [80:80]\n");
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("unknown field `ports`"), "{e}");
+}
+
+#[test]
+fn an_unknown_top_level_field_is_refused_naming_its_line() {
+    let e = error("name: t\nmgmt:\n  network: x\ntopology: {}\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("unknown field `mgmt`"), "{e}");
+}
+
+#[test]
+fn a_missing_name_is_refused() {
+    let e = error("topology: {}\n");
+    assert!(e.message.contains("missing field `name`"), "{e}");
+}
+
+#[test]
+fn an_unknown_role_label_is_refused_naming_its_line() {
+    let e = error(
+        "name: t\ntopology:\n  nodes:\n    n1:\n      kind: linux\n      labels:\n        calico-rs.role: quagga\n",
+    );
+    assert_eq!(e.line, Some(7), "{e}");
+    assert!(
+        e.message.contains("unknown calico-rs.role \"quagga\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn frr_runs_zebra_then_bgpd_as_frr_on_the_bound_config() {
+    let plan = plan(
+        "name: f
+topology:
+  nodes:
+    r:
+      kind: linux
+      image: quay.io/frrouting/frr:9
+      binds: [r/frr.conf:/etc/frr/frr.conf]
+",
+    )
+    .unwrap();
+    let r = &plan.nodes[0];
+    assert_eq!(r.role, Role::Frr);
+    assert_eq!(r.owner.as_deref(), Some("frr"));
+    let programs: Vec<&Path> = r.daemons.iter().map(|d| d.program.as_path()).collect();
+    assert_eq!(
+        programs,
+        [
+            Path::new("/usr/lib/frr/zebra"),
+            Path::new("/usr/lib/frr/bgpd")
+        ]
+    );
+    let zebra = &r.daemons[0];
+    assert_eq!(&zebra.args[..2], ["-f", "/labs/r/frr.conf"]);
+    assert!(
+        zebra
+            .args
+            .windows(2)
+            .any(|w| w == ["-z", "/run/calico-lab/f/r/zserv.api"])
+    );
+    assert!(
+        zebra
+            .args
+            .windows(2)
+            .any(|w| w == ["--vty_socket", "/run/calico-lab/f/r"])
+    );
+    // bgpd starts once zebra's zserv socket is there.
+    assert_eq!(
+        zebra.ready.as_deref(),
+        Some(Path::new("/run/calico-lab/f/r/zserv.api"))
+    );
+    let e = error(
+        "name: t\ntopology:\n  nodes:\n    n1:\n      kind: linux\n      labels: {calico-rs.role: frr}\n",
+    );
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("/etc/frr/frr.conf"), "{e}");
+}
+
+#[test]
+fn a_bird_node_without_a_config_bind_is_refused_naming_the_node() {
+    let e = error("name: t\ntopology:\n  nodes:\n    r:\n      kind: linux\n      image: bird:2\n");
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("/etc/bird/bird.conf"), "{e}");
+}
+
+#[test]
+fn a_malformed_bind_is_refused_naming_its_line() {
+    let e = error(
+        "name: t\ntopology:\n  nodes:\n    r:\n      kind: linux\n      binds: [\"nocolon\"]\n",
+    );
+    assert_eq!(e.line, Some(6), "{e}");
+    assert_eq!(e.path, "topology.nodes.r.binds");
+}
+
+const LINKED: &str =
+    "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n    b: {kind: linux}\n  links:\n";
+
+#[test]
+fn a_link_to_a_missing_node_is_refused_naming_its_line() {
+    let e = error(&format!(
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth2\", \"zz:eth1\"]\n"
+    ));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert_eq!(e.path, "topology.links[1].endpoints");
+    assert!(e.message.contains("no node \"zz\""), "{e}");
+}
+
+#[test]
+fn an_interface_used_twice_is_refused() {
+    let e = error(&format!(
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth1\", \"b:eth2\"]\n"
+    ));
+    assert!(e.message.contains("used twice"), "{e}");
+}
+
+#[test]
+fn bad_endpoints_are_refused() {
+    for (links, want) in [
+        ("    - endpoints: [\"a:eth1\"]\n", "two endpoints"),
+        ("    - endpoints: [\"a\", \"b:eth1\"]\n", "not NODE:IFNAME"),
+        (
+            "    - endpoints: [\"a:averyveryverylongname\", \"b:eth1\"]\n",
+            "1 to 15 bytes",
+        ),
+    ] {
+        let e = error(&format!("{LINKED}{links}"));
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains(want), "{links}: {e}");
+    }
+}
+
+#[test]
+fn a_link_with_an_unknown_field_is_refused_naming_its_line() {
+    let e = error(&format!(
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n      mtu: 9000\n"
+    ));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("unknown field `mtu`"), "{e}");
+}
+
+#[test]
+fn the_inspect_table_lines_up_its_columns() {
+    let row = |node: &str, role, ifs: &[&str]| NodeStatus {
+        lab: "t".into(),
+        node: node.into(),
+        kind: "linux".into(),
+        role,
+        netns: format!("clab-t-{node}"),
+        interfaces: ifs.iter().map(|s| s.to_string()).collect(),
+        state: "running",
+    };
+    let out = table(&[
+        row("a", Role::Linux, &["eth1 10.0.0.1/30"]),
+        row("router", Role::Bird, &["eth1 10.0.0.2/30", "eth2"]),
+    ]);
+    assert_eq!(
+        out,
+        "\
+LAB  NODE    KIND/ROLE    NAMESPACE      STATE    INTERFACES
+t    a       linux/linux  clab-t-a       running  eth1 10.0.0.1/30
+t    router  linux/bird   clab-t-router  running  eth1 10.0.0.2/30; eth2
+"
+    );
+}
