@@ -86,6 +86,21 @@ impl<V: Default + Clone> Family<V> {
     }
 }
 
+impl<V: Default + Clone + std::fmt::Display> Family<V> {
+    /// The exposition of a one-value-per-label-set metric (counter, gauge):
+    /// `0` for an unlabelled metric never set.
+    fn render_values(&self, out: &mut String, kind: &str) {
+        self.header(out, kind);
+        let values = self.snapshot();
+        if values.is_empty() && self.labels.is_empty() {
+            let _ = writeln!(out, "{} 0", self.name);
+        }
+        for (labels, v) in values {
+            let _ = writeln!(out, "{}{} {v}", self.name, self.label_text(&labels, None));
+        }
+    }
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
@@ -108,19 +123,7 @@ impl Counter {
         self.0.with(labels, |v| *v)
     }
     fn render(&self, out: &mut String) {
-        self.0.header(out, "counter");
-        let values = self.0.snapshot();
-        if values.is_empty() && self.0.labels.is_empty() {
-            let _ = writeln!(out, "{} 0", self.0.name);
-        }
-        for (labels, v) in values {
-            let _ = writeln!(
-                out,
-                "{}{} {v}",
-                self.0.name,
-                self.0.label_text(&labels, None)
-            );
-        }
+        self.0.render_values(out, "counter");
     }
 }
 
@@ -144,19 +147,7 @@ impl Gauge {
         *self.0.values.lock().unwrap_or_else(|e| e.into_inner()) = values.into_iter().collect();
     }
     fn render(&self, out: &mut String) {
-        self.0.header(out, "gauge");
-        let values = self.0.snapshot();
-        if values.is_empty() && self.0.labels.is_empty() {
-            let _ = writeln!(out, "{} 0", self.0.name);
-        }
-        for (labels, v) in values {
-            let _ = writeln!(
-                out,
-                "{}{} {v}",
-                self.0.name,
-                self.0.label_text(&labels, None)
-            );
-        }
+        self.0.render_values(out, "gauge");
     }
 }
 
