@@ -1,30 +1,165 @@
 #!/usr/bin/env bash
-# The quickstart: builds calicoctl, creates an embedded datastore, applies the
-# resources in examples/ and lists what is there.
-#   scripts/quickstart.sh          run it (store in /var/lib/calico/quickstart.db)
-#   scripts/quickstart.sh --down   remove the quickstart's store
+# The quickstart: builds felix, the CNI plugins, calicoctl and calico-lab,
+# brings up examples/lab/quickstart.clab.yml (three felix hosts and a BIRD 2
+# ToR in namespaces), applies its resources, adds two workloads per host
+# through the CNI plugin, then prints the reachability matrix and each host's
+# BGP status.
+#   scripts/quickstart.sh [--name LAB]          run it (lab `quickstart`)
+#   scripts/quickstart.sh [--name LAB] --down   delete the workloads, tear the lab down
+# QUICKSTART_BIN=DIR skips the package install and the build and takes the
+# binaries from DIR (the tests do so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/packages.sh
 
-export DATASTORE_TYPE=sqlite
-export DATASTORE_PATH="${DATASTORE_PATH:-/var/lib/calico/quickstart.db}"
+lab=quickstart down=""
+while (($#)); do
+  case "$1" in
+    --down) down=1 ;;
+    --name) lab="$2"; shift ;;
+    *) echo "usage: $0 [--name LAB] [--down]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
-if [ "${1:-}" = "--down" ]; then
-  rm -f "$DATASTORE_PATH" "$DATASTORE_PATH-wal" "$DATASTORE_PATH-shm"
-  echo "removed $DATASTORE_PATH"
+topology=examples/lab/quickstart.clab.yml
+resources=examples/lab/quickstart-resources.yaml
+state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
+export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
+
+if [ -n "${QUICKSTART_BIN:-}" ]; then
+  bin=$QUICKSTART_BIN
+else
+  source scripts/packages.sh
+  install_packages
+  cargo build --locked -p felix -p cni -p calicoctl -p lab
+  bin=${CARGO_TARGET_DIR:-target}/debug
+fi
+bin=$(cd "$bin" && pwd)
+export CNI_PATH=$bin:/usr/lib/cni
+
+# Workloads: host, name, app label. Each host runs two.
+WORKLOADS=(h1:client-1:client h1:web-1:web h2:web-2:web h2:db-2:db h3:client-3:client h3:db-3:db)
+
+host_ns() { echo "clab-$lab-$1"; }
+work_ns() { echo "qs-$lab-$1"; }
+
+# cni COMMAND HOST NAME APP: runs our plugin in HOST's namespace for NAME.
+cni() {
+  local cmd=$1 host=$2 name=$3 app=$4
+  local conf
+  conf=$(cat <<JSON
+{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+ "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$host",
+ "ipam": {"type": "calico-ipam"},
+ "args": {"cni": {"labels": [{"key": "app", "value": "$app"}]}}}
+JSON
+)
+  echo "$conf" | ip netns exec "$(host_ns "$host")" env \
+    CNI_COMMAND="$cmd" CNI_CONTAINERID="$lab-$name" CNI_NETNS="/var/run/netns/$(work_ns "$name")" \
+    CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" \
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$name" \
+    "$bin/calico" 2>>"$state/cni.log"
+}
+
+if [ -n "$down" ]; then
+  for w in "${WORKLOADS[@]}"; do
+    IFS=: read -r host name app <<<"$w"
+    if ip netns list | grep -qw "$(work_ns "$name")"; then
+      cni DEL "$host" "$name" "$app" >/dev/null || echo "CNI DEL of $name failed" >&2
+      ip netns del "$(work_ns "$name")"
+    fi
+  done
+  "$bin/calico-lab" down --name "$lab"
   exit 0
 fi
 
-install_packages
-cargo build --locked -p calicoctl
-ctl=target/debug/calicoctl
+if [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; then
+  echo "lab $lab is up already: run $0 --name $lab --down first" >&2
+  exit 1
+fi
 
-echo "== calicoctl apply -f examples/ (store: $DATASTORE_PATH)"
-"$ctl" apply -f examples/
-for kind in ippools bgpconfigurations bgppeers tiers globalnetworkpolicies networkpolicies \
-            globalnetworksets networksets felixconfigurations; do
-  echo
-  echo "== calicoctl get $kind -A -o wide"
-  "$ctl" get "$kind" -A -o wide
+"$bin/calico-lab" up "$topology" --name "$lab" --felix "$bin/felix"
+echo "== calicoctl apply -f $resources"
+"$bin/calicoctl" apply -f "$resources"
+
+declare -A IP
+for w in "${WORKLOADS[@]}"; do
+  IFS=: read -r host name app <<<"$w"
+  ip netns add "$(work_ns "$name")"
+  ip -n "$(work_ns "$name")" link set lo up
+  result=$(cni ADD "$host" "$name" "$app") || { cat "$state/cni.log" >&2; exit 1; }
+  addr=$(grep -o '"address": *"[0-9.]*/' <<<"$result" | head -n1 | grep -o '[0-9][0-9.]*[0-9]')
+  [ -n "$addr" ] || { echo "no address for $name in: $result" >&2; exit 1; }
+  IP[$name]=$addr
+  echo "workload $name (app=$app) on $host: $addr"
 done
+
+names=()
+for w in "${WORKLOADS[@]}"; do IFS=: read -r _ name _ <<<"$w"; names+=("$name"); done
+
+# Felix has programmed the workloads once every host routes to every one of
+# them (its own through their cali interface, the others' over BGP).
+echo "== waiting for every host to route to every workload, and for BGP"
+deadline=$((SECONDS + 90))
+for host in h1 h2 h3; do
+  for name in "${names[@]}"; do
+    until ip -n "$(host_ns "$host")" route get "${IP[$name]}" >/dev/null 2>&1; do
+      ((SECONDS < deadline)) || { echo "$host has no route to $name (${IP[$name]})" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+done
+
+for host in h1 h2 h3; do
+  until "$bin/calicoctl" node status --socket "$state/$host/bgp.sock" 2>/dev/null | grep -q Established; do
+    ((SECONDS < deadline)) || { echo "$host: no BGP session Established" >&2; exit 1; }
+    sleep 0.5
+  done
+done
+
+# probe SRC DST: ok when SRC's ping reaches DST.
+probe() { ip netns exec "$(work_ns "$1")" ping -c1 -W2 -q "${IP[$2]}" >/dev/null 2>&1; }
+
+# Policy may land a moment after the routes: wait until each workload answers
+# someone before reading the matrix.
+answers() {
+  local src
+  for src in "${names[@]}"; do
+    [ "$src" != "$1" ] && probe "$src" "$1" && return 0
+  done
+  return 1
+}
+for dst in "${names[@]}"; do
+  until answers "$dst"; do
+    ((SECONDS < deadline)) || { echo "nobody reaches $dst" >&2; exit 1; }
+    sleep 0.5
+  done
+done
+
+echo
+echo "== reachability (ping), row: from, column: to"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for src in "${names[@]}"; do
+  for dst in "${names[@]}"; do
+    [ "$src" = "$dst" ] && continue
+    (probe "$src" "$dst" && echo ok || echo denied) >"$tmp/$src-$dst" &
+  done
+done
+wait
+printf '%-10s' ""; printf '%-10s' "${names[@]}"; echo
+for src in "${names[@]}"; do
+  printf '%-10s' "$src"
+  for dst in "${names[@]}"; do
+    if [ "$src" = "$dst" ]; then printf '%-10s' "-"; else printf '%-10s' "$(cat "$tmp/$src-$dst")"; fi
+  done
+  echo
+done
+
+for host in h1 h2 h3; do
+  echo
+  echo "== $host: calicoctl node status"
+  "$bin/calicoctl" node status --socket "$state/$host/bgp.sock"
+done
+echo
+echo "tear down: $0 --name $lab --down"
