@@ -26,8 +26,15 @@ resources=examples/lab/quickstart-resources.yaml
 state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
 export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
 
+if [ -z "$down" ] && { [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; }; then
+  echo "lab $lab is up already: run $0 --name $lab --down first" >&2
+  exit 1
+fi
+
 if [ -n "${QUICKSTART_BIN:-}" ]; then
   bin=$QUICKSTART_BIN
+elif [ -n "$down" ]; then
+  bin=${CARGO_TARGET_DIR:-target}/debug
 else
   source scripts/packages.sh
   install_packages
@@ -71,11 +78,6 @@ if [ -n "$down" ]; then
   done
   "$bin/calico-lab" down --name "$lab"
   exit 0
-fi
-
-if [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; then
-  echo "lab $lab is up already: run $0 --name $lab --down first" >&2
-  exit 1
 fi
 
 "$bin/calico-lab" up "$topology" --name "$lab" --felix "$bin/felix"
