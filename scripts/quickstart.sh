@@ -6,6 +6,7 @@
 # BGP status.
 #   scripts/quickstart.sh [--name LAB]          run it (lab `quickstart`)
 #   scripts/quickstart.sh [--name LAB] --down   delete the workloads, tear the lab down
+# Workloads are plugged by the chain loopback, calico (as Calico's conflist).
 # QUICKSTART_BIN=DIR skips the package install and the build and takes the
 # binaries from DIR (the tests do so).
 set -euo pipefail
@@ -50,22 +51,41 @@ WORKLOADS=(h1:client-1:client h1:web-1:web h2:web-2:web h2:db-2:db h3:client-3:c
 host_ns() { echo "clab-$lab-$1"; }
 work_ns() { echo "qs-$lab-$1"; }
 
-# cni COMMAND HOST NAME APP: runs our plugin in HOST's namespace for NAME.
-cni() {
-  local cmd=$1 host=$2 name=$3 app=$4
-  local conf
-  conf=$(cat <<JSON
-{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
- "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$host",
- "ipam": {"type": "calico-ipam"},
- "args": {"cni": {"labels": [{"key": "app", "value": "$app"}]}}}
-JSON
-)
-  echo "$conf" | ip netns exec "$(host_ns "$host")" env \
-    CNI_COMMAND="$cmd" CNI_CONTAINERID="$lab-$name" CNI_NETNS="/var/run/netns/$(work_ns "$name")" \
+# plugin COMMAND HOST NAME PATH: runs the CNI plugin PATH in HOST's namespace
+# for workload NAME, its config on stdin; its log joins the lab's cni.log.
+plugin() {
+  ip netns exec "$(host_ns "$2")" env \
+    CNI_COMMAND="$1" CNI_CONTAINERID="$lab-$3" CNI_NETNS="/var/run/netns/$(work_ns "$3")" \
     CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" \
-    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$name" \
-    "$bin/calico" 2>>"$state/cni.log"
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$3" \
+    "$4" 2>>"$state/cni.log"
+}
+
+LOOPBACK='{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "loopback"}'
+
+# calico_conf HOST APP [PREV]: our plugin's config in the chain after loopback.
+calico_conf() {
+  local prev=""
+  [ -z "${3:-}" ] || prev=", \"prevResult\": $3"
+  cat <<JSON
+{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+ "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$1",
+ "ipam": {"type": "calico-ipam"},
+ "args": {"cni": {"labels": [{"key": "app", "value": "$2"}]}}$prev}
+JSON
+}
+
+# cni COMMAND HOST NAME APP: the chain loopback, calico (ADD in order, DEL in
+# reverse); prints calico's result.
+cni() {
+  local cmd=$1 host=$2 name=$3 app=$4 lo
+  if [ "$cmd" = ADD ]; then
+    lo=$(plugin ADD "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK") || return 1
+    plugin ADD "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$app" "$lo")"
+  else
+    plugin DEL "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$app")" || return 1
+    plugin DEL "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK"
+  fi
 }
 
 if [ -n "$down" ]; then
@@ -88,9 +108,9 @@ declare -A IP
 for w in "${WORKLOADS[@]}"; do
   IFS=: read -r host name app <<<"$w"
   ip netns add "$(work_ns "$name")"
-  ip -n "$(work_ns "$name")" link set lo up
-  result=$(cni ADD "$host" "$name" "$app") || { cat "$state/cni.log" >&2; exit 1; }
-  addr=$(grep -o '"address": *"[0-9.]*/' <<<"$result" | head -n1 | grep -o '[0-9][0-9.]*[0-9]')
+  result=$(cni ADD "$host" "$name" "$app") || { echo "CNI ADD of $name failed: $result" >&2; cat "$state/cni.log" >&2; exit 1; }
+  # eth0's address: the result lists loopback's 127.0.0.1 first.
+  addr=$(grep -o '"address": *"[0-9.]*/' <<<"$result" | grep -o '[0-9][0-9.]*[0-9]' | grep -v '^127\.' | head -n1)
   [ -n "$addr" ] || { echo "no address for $name in: $result" >&2; exit 1; }
   IP[$name]=$addr
   echo "workload $name (app=$app) on $host: $addr"

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::cni::REFERENCE_PLUGINS;
 use testkit::{require_programs, require_root};
 
 /// The quickstart under a test's own name and state root; `--down` on drop.
@@ -85,7 +86,15 @@ fn expected(src: &str, dst: &str) -> &'static str {
 
 #[test]
 fn the_quickstart_routes_polices_reports_bgp_and_tears_down() {
-    if !require_root() || !require_programs(&["ip", "ping", "bird", "birdc"]) {
+    if !require_root()
+        || !require_programs(&[
+            "ip",
+            "ping",
+            "bird",
+            "birdc",
+            &format!("{REFERENCE_PLUGINS}/loopback"),
+        ])
+    {
         return;
     }
     let qs = Quickstart::new();
