@@ -100,6 +100,9 @@ if [ -n "$down" ]; then
   exit 0
 fi
 
+# A failure from here on leaves the lab up for a look: say how to remove it.
+tmp=""
+trap 'rc=$?; [ -z "$tmp" ] || rm -rf "$tmp"; ((rc == 0)) || echo "quickstart failed; remove the lab: $0 --name $lab --down" >&2' EXIT
 "$bin/calico-lab" up "$topology" --name "$lab" --felix "$bin/felix"
 echo "== calicoctl apply -f $resources"
 "$bin/calicoctl" apply -f "$resources"
@@ -161,7 +164,6 @@ done
 echo
 echo "== reachability (ping), row: from, column: to"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 for src in "${names[@]}"; do
   for dst in "${names[@]}"; do
     [ "$src" = "$dst" ] && continue
