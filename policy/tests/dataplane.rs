@@ -11,7 +11,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::kernel::{Driver, fresh_listing, handles, listing, listing_diff, sorted_listing};
+use common::kernel::{
+    Driver, fresh_listing, handles, listing, listing_diff, sorted_listing, through_both_drivers,
+};
 use common::{
     cases, compile_case, compile_yaml, compile_yaml_with, ready, scenario, server, tcp_connects,
     topology,
@@ -348,18 +350,6 @@ fn a_rejected_update_leaves_the_kernel_and_the_driver_exactly_as_they_were(drive
     // The same update without the bad rule goes through.
     converge(&*dp, &good).unwrap();
     assert_lists_as_loaded_fresh(&ns, &good, "after the good update");
-}
-
-/// Each test once per driver: `through_nft::NAME` and `through_netlink::NAME`.
-macro_rules! through_both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod through_nft {
-            $(#[test] fn $name() { super::$name(super::Driver::Nft) })*
-        }
-        mod through_netlink {
-            $(#[test] fn $name() { super::$name(super::Driver::Netlink) })*
-        }
-    };
 }
 
 through_both_drivers!(

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::kernel::{Driver, fresh_listing, handles, listing_diff, rule_counters, sorted_listing};
+use common::kernel::{
+    Driver, fresh_listing, handles, listing_diff, rule_counters, sorted_listing,
+    through_both_drivers,
+};
 use common::{compile_yaml, pings, ready, scenario};
 use policy::{Ruleset, converge, diff, render};
 use testkit::Netns;
@@ -197,18 +200,6 @@ fn a_table_without_stamps_is_replaced_once_then_left_alone(driver: Driver) {
         assert!(changes.is_empty(), "{restarted:?}: {changes:?}");
     }
     assert_eq!(handles(&ns), after);
-}
-
-/// Each test once per driver: `through_nft::NAME` and `through_netlink::NAME`.
-macro_rules! through_both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod through_nft {
-            $(#[test] fn $name() { super::$name(super::Driver::Nft) })*
-        }
-        mod through_netlink {
-            $(#[test] fn $name() { super::$name(super::Driver::Netlink) })*
-        }
-    };
 }
 
 through_both_drivers!(

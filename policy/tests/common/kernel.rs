@@ -174,3 +174,18 @@ pub fn rule_counters(ns: &Netns) -> Vec<(String, u64, u64)> {
     rules.sort();
     rules
 }
+
+/// Each test once per driver (a test file's `fn NAME(Driver)`): `through_nft::NAME` and `through_netlink::NAME`.
+#[allow(unused_macros, reason = "each test binary uses its own part")]
+macro_rules! through_both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod through_nft {
+            $(#[test] fn $name() { super::$name(super::Driver::Nft) })*
+        }
+        mod through_netlink {
+            $(#[test] fn $name() { super::$name(super::Driver::Netlink) })*
+        }
+    };
+}
+#[allow(unused_imports, reason = "each test binary uses its own part")]
+pub(crate) use through_both_drivers;
