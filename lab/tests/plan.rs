@@ -232,6 +232,51 @@ fn the_end_to_end_topology_plans() {
 }
 
 #[test]
+fn every_example_topology_plans_with_felix_hosts_and_its_resources_beside_it() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let file = dir.join(format!("{name}.clab.yml"));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let topology = lab::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let settings = Settings {
+            file_dir: dir.clone(),
+            ..settings()
+        };
+        let plan = lab::plan(&topology, &text, &settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(plan.lab, name, "the lab is named as its directory");
+        assert!(
+            plan.nodes.iter().any(|n| n.role == Role::Felix),
+            "{name}: felix hosts"
+        );
+        // The files the daemons are given (bound configs) are there.
+        let bound = plan
+            .nodes
+            .iter()
+            .flat_map(|n| &n.daemons)
+            .flat_map(|d| &d.args)
+            .map(Path::new)
+            .filter(|a| a.starts_with(&dir));
+        for path in bound {
+            assert!(
+                path.exists(),
+                "{name}: {} is bound but missing",
+                path.display()
+            );
+        }
+        for beside in ["resources.yaml", "example.sh"] {
+            assert!(dir.join(beside).exists(), "{name}: {beside}");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["dual-stack", "quickstart", "route-reflectors"]);
+}
+
+#[test]
 fn an_unknown_kind_is_refused_naming_its_line() {
     let e = error("name: t\ntopology:\n  nodes:\n    n1:\n      kind: nokia_srlinux\n");
     assert_eq!(e.line, Some(5), "{e}");

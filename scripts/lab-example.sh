@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Runs one of the lab examples of examples/lab/ (quickstart, route-reflectors,
+# dual-stack): builds felix, the CNI plugins, calicoctl and calico-lab, brings
+# up EXAMPLE/EXAMPLE.clab.yml with calico-lab, applies EXAMPLE/resources.yaml,
+# runs the example's setup, adds its workloads through the CNI plugin, waits
+# until every host routes to every workload and every BGP session is
+# Established, then prints a ping reachability matrix per IP family and each
+# host's BGP status.
+#   scripts/lab-example.sh EXAMPLE [--name LAB]          run it (lab EXAMPLE)
+#   scripts/lab-example.sh EXAMPLE [--name LAB] --down   delete the workloads, tear the lab down
+# EXAMPLE/example.sh (sourced) says what the files cannot:
+#   WORKLOADS  HOST:NAME:LABELS entries, LABELS as k=v[,k=v]
+#   FAMILIES   the IP families to address and probe (default: 4)
+#   IPAM       the CNI `ipam` section (default: calico-ipam, IPv4 only)
+#   setup      a function run after resources.yaml is applied (default: none)
+# Workloads are plugged by the chain loopback, calico (as Calico's conflist).
+# QUICKSTART_BIN=DIR skips the package install and the build and takes the
+# binaries from DIR (the tests do so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { echo "usage: $0 EXAMPLE [--name LAB] [--down]" >&2; exit 2; }
+(($#)) || usage
+example=$1
+shift
+dir=examples/lab/$example
+[ -f "$dir/example.sh" ] || { echo "no example $example in examples/lab/" >&2; usage; }
+lab=$example down=""
+while (($#)); do
+  case "$1" in
+    --down) down=1 ;;
+    --name) (($# > 1)) || usage; lab="$2"; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+
+WORKLOADS=() FAMILIES=(4) IPAM='{"type": "calico-ipam"}'
+setup() { :; }
+# shellcheck source=/dev/null
+source "$dir/example.sh"
+
+topology=$dir/$example.clab.yml
+resources=$dir/resources.yaml
+state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
+export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
+
+if [ -z "$down" ] && { [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; }; then
+  echo "lab $lab is up already: run $0 $example --name $lab --down first" >&2
+  exit 1
+fi
+
+if [ -n "${QUICKSTART_BIN:-}" ]; then
+  bin=$QUICKSTART_BIN
+elif [ -n "$down" ]; then
+  bin=${CARGO_TARGET_DIR:-target}/debug
+else
+  source scripts/packages.sh
+  install_packages
+  cargo build --locked -p felix -p cni -p calicoctl -p lab
+  bin=${CARGO_TARGET_DIR:-target}/debug
+fi
+bin=$(cd "$bin" && pwd)
+export CNI_PATH=$bin:/usr/lib/cni
+calicoctl() { "$bin/calicoctl" "$@"; }
+
+host_ns() { echo "clab-$lab-$1"; }
+work_ns() { echo "wl-$lab-$1"; }
+
+# The workloads' hosts, in order of first appearance.
+hosts=() names=()
+for w in "${WORKLOADS[@]}"; do
+  IFS=: read -r host name _ <<<"$w"
+  [[ " ${hosts[*]} " == *" $host "* ]] || hosts+=("$host")
+  names+=("$name")
+done
+
+# plugin COMMAND HOST NAME PATH: runs the CNI plugin PATH in HOST's namespace
+# for workload NAME, its config on stdin; its log joins the lab's cni.log.
+plugin() {
+  ip netns exec "$(host_ns "$2")" env \
+    CNI_COMMAND="$1" CNI_CONTAINERID="$lab-$3" CNI_NETNS="/var/run/netns/$(work_ns "$3")" \
+    CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" \
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$3" \
+    "$4" 2>>"$state/cni.log"
+}
+
+LOOPBACK='{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "loopback"}'
+
+# calico_conf HOST LABELS [PREV]: our plugin's config in the chain after loopback.
+calico_conf() {
+  local prev="" labels="" kv
+  [ -z "${3:-}" ] || prev=", \"prevResult\": $3"
+  IFS=, read -ra kv <<<"$2"
+  for kv in "${kv[@]}"; do
+    labels+="${labels:+, }{\"key\": \"${kv%%=*}\", \"value\": \"${kv#*=}\"}"
+  done
+  cat <<JSON
+{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+ "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$1",
+ "ipam": $IPAM,
+ "args": {"cni": {"labels": [$labels]}}$prev}
+JSON
+}
+
+# cni COMMAND HOST NAME LABELS: the chain loopback, calico (ADD in order, DEL
+# in reverse); prints calico's result.
+cni() {
+  local cmd=$1 host=$2 name=$3 labels=$4 lo
+  if [ "$cmd" = ADD ]; then
+    lo=$(plugin ADD "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK") || return 1
+    plugin ADD "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$labels" "$lo")"
+  else
+    plugin DEL "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$labels")" || return 1
+    plugin DEL "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK"
+  fi
+}
+
+if [ -n "$down" ]; then
+  for w in "${WORKLOADS[@]}"; do
+    IFS=: read -r host name labels <<<"$w"
+    if ip netns list | grep -qw "$(work_ns "$name")"; then
+      cni DEL "$host" "$name" "$labels" >/dev/null || echo "CNI DEL of $name failed" >&2
+      ip netns del "$(work_ns "$name")"
+    fi
+  done
+  "$bin/calico-lab" down --name "$lab"
+  exit 0
+fi
+
+# A failure from here on leaves the lab up for a look: say how to remove it.
+tmp=""
+trap 'rc=$?; [ -z "$tmp" ] || rm -rf "$tmp"; ((rc == 0)) || echo "$example failed; remove the lab: $0 $example --name $lab --down" >&2' EXIT
+"$bin/calico-lab" up "$topology" --name "$lab" --felix "$bin/felix"
+echo "== calicoctl apply -f $resources"
+calicoctl apply -f "$resources"
+setup
+
+# The address of each workload by family: IP4[name], IP6[name].
+declare -A IP4 IP6
+addr_of() { if [ "$1" = 6 ]; then echo "${IP6[$2]:-}"; else echo "${IP4[$2]:-}"; fi; }
+for w in "${WORKLOADS[@]}"; do
+  IFS=: read -r host name labels <<<"$w"
+  ip netns add "$(work_ns "$name")"
+  result=$(cni ADD "$host" "$name" "$labels") || { echo "CNI ADD of $name failed: $result" >&2; cat "$state/cni.log" >&2; exit 1; }
+  # eth0's addresses: the result lists loopback's first.
+  for addr in $(grep -o '"address": *"[^"]*"' <<<"$result" | cut -d'"' -f4); do
+    addr=${addr%/*}
+    case "$addr" in
+      127.* | ::1) ;;
+      *:*) IP6[$name]=$addr ;;
+      *) IP4[$name]=$addr ;;
+    esac
+  done
+  for family in "${FAMILIES[@]}"; do
+    [ -n "$(addr_of "$family" "$name")" ] || { echo "no IPv$family address for $name in: $result" >&2; exit 1; }
+  done
+  echo "workload $name ($labels) on $host: ${IP4[$name]:-}${IP6[$name]:+ ${IP6[$name]}}"
+done
+
+# Felix has programmed the workloads once every host routes to every one of
+# them (its own through their cali interface, the others' over BGP or VXLAN).
+echo "== waiting for every host to route to every workload, and for BGP"
+deadline=$((SECONDS + 120))
+for host in "${hosts[@]}"; do
+  for name in "${names[@]}"; do
+    for family in "${FAMILIES[@]}"; do
+      until ip -n "$(host_ns "$host")" -"$family" route get "$(addr_of "$family" "$name")" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { echo "$host has no IPv$family route to $name ($(addr_of "$family" "$name"))" >&2; exit 1; }
+        sleep 0.5
+      done
+    done
+  done
+done
+
+# bgp_settled HOST: HOST has BGP peers and every one is Established.
+bgp_settled() {
+  local status peers up
+  status=$(calicoctl node status --socket "$state/$1/bgp.sock" 2>/dev/null) || return 1
+  peers=$(grep -cE '^\| [0-9a-f.:]+ ' <<<"$status" || true)
+  up=$(grep -E '^\| [0-9a-f.:]+ ' <<<"$status" | grep -c Established || true)
+  ((peers > 0 && peers == up))
+}
+for host in "${hosts[@]}"; do
+  [ -S "$state/$host/bgp.sock" ] || continue
+  until bgp_settled "$host"; do
+    ((SECONDS < deadline)) || { echo "$host: not every BGP session is Established" >&2; calicoctl node status --socket "$state/$host/bgp.sock" >&2 || true; exit 1; }
+    sleep 0.5
+  done
+done
+
+# probe FAMILY SRC DST: ok when SRC's ping reaches DST.
+probe() { ip netns exec "$(work_ns "$2")" ping -"$1" -c1 -W2 -q "$(addr_of "$1" "$3")" >/dev/null 2>&1; }
+
+# matrix FAMILY: one round of every probe, in parallel, as "SRC DST ok|denied" lines.
+tmp=$(mktemp -d)
+matrix() {
+  local src dst
+  for src in "${names[@]}"; do
+    for dst in "${names[@]}"; do
+      [ "$src" = "$dst" ] && continue
+      (probe "$1" "$src" "$dst" && echo ok || echo denied) >"$tmp/$src-$dst" &
+    done
+  done
+  wait
+  for src in "${names[@]}"; do
+    for dst in "${names[@]}"; do
+      [ "$src" = "$dst" ] || echo "$src $dst $(cat "$tmp/$src-$dst")"
+    done
+  done
+}
+
+# Policy is programmed in the same pass as the host's own routes, and a
+# remote host's routes arrive over BGP after its policy: the matrix should be
+# settled now. Read it until two rounds agree, in case a pass was still going.
+for family in "${FAMILIES[@]}"; do
+  previous=$(matrix "$family")
+  until current=$(matrix "$family") && [ "$current" = "$previous" ]; do
+    ((SECONDS < deadline)) || { echo "the IPv$family matrix does not settle" >&2; exit 1; }
+    previous=$current
+  done
+  echo
+  echo "== reachability (IPv$family ping), row: from, column: to"
+  printf '%-10s' ""; printf '%-10s' "${names[@]}"; echo
+  for src in "${names[@]}"; do
+    printf '%-10s' "$src"
+    for dst in "${names[@]}"; do
+      if [ "$src" = "$dst" ]; then
+        printf '%-10s' "-"
+      else
+        printf '%-10s' "$(grep "^$src $dst " <<<"$current" | cut -d' ' -f3)"
+      fi
+    done
+    echo
+  done
+done
+
+for host in "${hosts[@]}"; do
+  [ -S "$state/$host/bgp.sock" ] || continue
+  echo
+  echo "== $host: calicoctl node status"
+  calicoctl node status --socket "$state/$host/bgp.sock"
+done
+echo
+echo "tear down: $0 $example --name $lab --down"
