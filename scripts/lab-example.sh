@@ -4,13 +4,15 @@
 # up EXAMPLE/EXAMPLE.clab.yml with calico-lab, applies EXAMPLE/resources.yaml,
 # runs the example's setup, adds its workloads through the CNI plugin, waits
 # until every host routes to every workload and every BGP session is
-# Established, then prints a ping reachability matrix per IP family and each
-# host's BGP status.
+# Established, then prints reachability matrices (ping, and TCP to a port
+# every workload listens on) per IP family and each host's BGP status.
 #   scripts/lab-example.sh EXAMPLE [--name LAB]          run it (lab EXAMPLE)
 #   scripts/lab-example.sh EXAMPLE [--name LAB] --down   delete the workloads, tear the lab down
 # EXAMPLE/example.sh (sourced) says what the files cannot:
 #   WORKLOADS  HOST:NAME:LABELS entries, LABELS as k=v[,k=v]
 #   FAMILIES   the IP families to address and probe (default: 4)
+#   TCP_PORT   a port every workload listens on (iperf3 -s), probed with a
+#              TCP connect for a second matrix (default: none)
 #   IPAM       the CNI `ipam` section (default: calico-ipam, IPv4 only)
 #   setup      a function run after resources.yaml is applied (default: none)
 # Workloads are plugged by the chain loopback, calico (as Calico's conflist).
@@ -35,7 +37,7 @@ while (($#)); do
   shift
 done
 
-WORKLOADS=() FAMILIES=(4) IPAM='{"type": "calico-ipam"}'
+WORKLOADS=() FAMILIES=(4) IPAM='{"type": "calico-ipam"}' TCP_PORT=""
 setup() { :; }
 # shellcheck source=/dev/null
 source "$dir/example.sh"
@@ -121,6 +123,7 @@ if [ -n "$down" ]; then
     IFS=: read -r host name labels <<<"$w"
     if ip netns list | grep -qw "$(work_ns "$name")"; then
       cni DEL "$host" "$name" "$labels" >/dev/null || echo "CNI DEL of $name failed" >&2
+      ip netns pids "$(work_ns "$name")" | xargs -r kill  # its TCP listener
       ip netns del "$(work_ns "$name")"
     fi
   done
@@ -155,6 +158,9 @@ for w in "${WORKLOADS[@]}"; do
   for family in "${FAMILIES[@]}"; do
     [ -n "$(addr_of "$family" "$name")" ] || { echo "no IPv$family address for $name in: $result" >&2; exit 1; }
   done
+  if [ -n "$TCP_PORT" ]; then
+    ip netns exec "$(work_ns "$name")" iperf3 -s -D -p "$TCP_PORT" --logfile /dev/null
+  fi
   echo "workload $name ($labels) on $host: ${IP4[$name]:-}${IP6[$name]:+ ${IP6[$name]}}"
 done
 
@@ -189,17 +195,27 @@ for host in "${hosts[@]}"; do
   done
 done
 
-# probe FAMILY SRC DST: ok when SRC's ping reaches DST.
-probe() { ip netns exec "$(work_ns "$2")" ping -"$1" -c1 -W2 -q "$(addr_of "$1" "$3")" >/dev/null 2>&1; }
+# probe FAMILY PROBE SRC DST: ok when SRC reaches DST by PROBE: ping, or a
+# TCP connect to TCP_PORT.
+probe() {
+  local addr
+  addr=$(addr_of "$1" "$4")
+  if [ "$2" = ping ]; then
+    ip netns exec "$(work_ns "$3")" ping -"$1" -c1 -W2 -q "$addr" >/dev/null 2>&1
+  else
+    ip netns exec "$(work_ns "$3")" timeout 2 bash -c "exec 3<>/dev/tcp/$addr/$TCP_PORT" 2>/dev/null
+  fi
+}
 
-# matrix FAMILY: one round of every probe, in parallel, as "SRC DST ok|denied" lines.
+# matrix FAMILY PROBE: one round of every probe, in parallel, as "SRC DST
+# ok|denied" lines.
 tmp=$(mktemp -d)
 matrix() {
   local src dst
   for src in "${names[@]}"; do
     for dst in "${names[@]}"; do
       [ "$src" = "$dst" ] && continue
-      (probe "$1" "$src" "$dst" && echo ok || echo denied) >"$tmp/$src-$dst" &
+      (probe "$1" "$2" "$src" "$dst" && echo ok || echo denied) >"$tmp/$src-$dst" &
     done
   done
   wait
@@ -210,28 +226,35 @@ matrix() {
   done
 }
 
+probes=(ping)
+[ -z "$TCP_PORT" ] || probes+=(tcp)
 # Policy is programmed in the same pass as the host's own routes, and a
-# remote host's routes arrive over BGP after its policy: the matrix should be
-# settled now. Read it until two rounds agree, in case a pass was still going.
+# remote host's routes arrive over BGP after its policy: the matrices should
+# be settled now. Read each until two rounds agree, in case a pass was still
+# going.
 for family in "${FAMILIES[@]}"; do
-  previous=$(matrix "$family")
-  until current=$(matrix "$family") && [ "$current" = "$previous" ]; do
-    ((SECONDS < deadline)) || { echo "the IPv$family matrix does not settle" >&2; exit 1; }
-    previous=$current
-  done
-  echo
-  echo "== reachability (IPv$family ping), row: from, column: to"
-  printf '%-10s' ""; printf '%-10s' "${names[@]}"; echo
-  for src in "${names[@]}"; do
-    printf '%-10s' "$src"
-    for dst in "${names[@]}"; do
-      if [ "$src" = "$dst" ]; then
-        printf '%-10s' "-"
-      else
-        printf '%-10s' "$(grep "^$src $dst " <<<"$current" | cut -d' ' -f3)"
-      fi
+  for p in "${probes[@]}"; do
+    title="IPv$family ping"
+    [ "$p" = ping ] || title="IPv$family TCP $TCP_PORT"
+    previous=$(matrix "$family" "$p")
+    until current=$(matrix "$family" "$p") && [ "$current" = "$previous" ]; do
+      ((SECONDS < deadline)) || { echo "the $title matrix does not settle" >&2; exit 1; }
+      previous=$current
     done
     echo
+    echo "== reachability ($title), row: from, column: to"
+    printf '%-10s' ""; printf '%-10s' "${names[@]}"; echo
+    for src in "${names[@]}"; do
+      printf '%-10s' "$src"
+      for dst in "${names[@]}"; do
+        if [ "$src" = "$dst" ]; then
+          printf '%-10s' "-"
+        else
+          printf '%-10s' "$(grep "^$src $dst " <<<"$current" | cut -d' ' -f3)"
+        fi
+      done
+      echo
+    done
   done
 done
 

@@ -62,7 +62,7 @@ fn route_reflectors_carry_every_route_with_the_mesh_off_and_one_reflector_is_eno
     let report = ex.up();
 
     // Tenants alternate across the six hosts; each reaches only its own.
-    let counts = report.check_matrix(4, |from, to| kind(from) == kind(to));
+    let counts = report.check_matrix("IPv4 ping", |from, to| kind(from) == kind(to));
     assert_eq!(counts, (12, 18), "{}", report.text());
 
     // The reflectors peer with everyone, the clients with the reflectors only.
@@ -118,8 +118,14 @@ fn route_reflectors_carry_every_route_with_the_mesh_off_and_one_reflector_is_eno
         });
         assert!(settled, "{node}: {}", ex.node_status(&node));
     }
-    let hops: BTreeSet<String> = bgp_next_hops(&ex, "h3", "-4").into_iter().collect();
-    assert_eq!(hops, [1, 2, 4, 5, 6].map(host).into_iter().collect());
+    let all: BTreeSet<String> = [1, 2, 4, 5, 6].map(host).into_iter().collect();
+    let routed = poll_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        bgp_next_hops(&ex, "h3", "-4")
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            == all
+    });
+    assert!(routed, "h3: {:?}", bgp_next_hops(&ex, "h3", "-4"));
     for (from, to) in [
         ("blue-1", "blue-3"),
         ("blue-3", "blue-5"),
@@ -159,13 +165,13 @@ fn dual_stack_routes_and_polices_both_families_over_a_session_per_family() {
 
     // `web` admits clients over both families; `db` admits webs over IPv6
     // only; clients admit everyone.
-    let v4 = report.check_matrix(4, |from, to| match kind(to) {
+    let v4 = report.check_matrix("IPv4 ping", |from, to| match kind(to) {
         "web" => kind(from) == "client",
         "db" => false,
         _ => true,
     });
     assert_eq!(v4, (14, 16), "{}", report.text());
-    let v6 = report.check_matrix(6, |from, to| match kind(to) {
+    let v6 = report.check_matrix("IPv6 ping", |from, to| match kind(to) {
         "web" => kind(from) == "client",
         "db" => kind(from) == "web",
         _ => true,

@@ -1,8 +1,9 @@
 //! The README's quickstart end to end (root, BIRD 2): `scripts/quickstart.sh`
 //! with the binaries this test built, under a lab name and state root of its
 //! own, brings up `examples/lab/quickstart`, adds two workloads per host
-//! through the CNI plugin and prints the reachability matrix, which must
-//! follow the policy of its `resources.yaml` cell by cell, and every host's
+//! through the CNI plugin and prints the reachability matrices (ping and TCP
+//! 8080), which must follow the policy of its `resources.yaml` cell by cell
+//! (the two differ where a rule names the port), and every host's
 //! BGP session to the ToR must be Established; `--down` then leaves none of
 //! the lab's namespaces.
 
@@ -23,13 +24,19 @@ fn the_quickstart_routes_polices_reports_bgp_and_tears_down() {
     let qs = Example::quickstart();
     let report = qs.up();
 
-    // `web` admits only clients, `db` only webs, clients everyone.
-    let counts = report.check_matrix(4, |from, to| match app(to) {
-        "web" => app(from) == "client",
-        "db" => app(from) == "web",
-        _ => true,
-    });
-    assert_eq!(counts, (18, 12), "{}", report.text());
+    // `web` admits only clients, `db` only webs on TCP 8080, clients
+    // everyone.
+    let allowed = |tcp: bool| {
+        move |from: &str, to: &str| match app(to) {
+            "web" => app(from) == "client",
+            "db" => tcp && app(from) == "web",
+            _ => true,
+        }
+    };
+    let ping = report.check_matrix("IPv4 ping", allowed(false));
+    assert_eq!(ping, (14, 16), "{}", report.text());
+    let tcp = report.check_matrix("IPv4 TCP 8080", allowed(true));
+    assert_eq!(tcp, (18, 12), "{}", report.text());
 
     // Every host's status: the ToR, Established.
     for host in ["h1", "h2", "h3"] {

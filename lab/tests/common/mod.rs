@@ -186,9 +186,10 @@ impl Report {
         format!("{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
 
-    /// The IPv`family` matrix as (from, to, cell) for every pair.
-    pub fn matrix(&self, family: u8) -> Vec<(String, String, String)> {
-        let heading = format!("== reachability (IPv{family} ping)");
+    /// The matrix titled `title` (`IPv4 ping`, `IPv6 TCP 8080`, ...) as
+    /// (from, to, cell) for every pair.
+    pub fn matrix(&self, title: &str) -> Vec<(String, String, String)> {
+        let heading = format!("== reachability ({title})");
         let mut lines = self
             .stdout
             .lines()
@@ -215,11 +216,15 @@ impl Report {
         cells
     }
 
-    /// Checks the IPv`family` matrix cell by cell against `allowed(from,
-    /// to)`; returns the number of `ok` and `denied` cells.
-    pub fn check_matrix(&self, family: u8, allowed: impl Fn(&str, &str) -> bool) -> (usize, usize) {
+    /// Checks the matrix titled `title` cell by cell against
+    /// `allowed(from, to)`; returns the number of `ok` and `denied` cells.
+    pub fn check_matrix(
+        &self,
+        title: &str,
+        allowed: impl Fn(&str, &str) -> bool,
+    ) -> (usize, usize) {
         let (mut ok, mut denied) = (0, 0);
-        for (from, to, cell) in self.matrix(family) {
+        for (from, to, cell) in self.matrix(title) {
             let want = if from == to {
                 "-"
             } else if allowed(&from, &to) {
@@ -229,7 +234,7 @@ impl Report {
                 denied += 1;
                 "denied"
             };
-            assert_eq!(cell, want, "IPv{family} {from} → {to}\n{}", self.text());
+            assert_eq!(cell, want, "{title}: {from} → {to}\n{}", self.text());
         }
         (ok, denied)
     }
