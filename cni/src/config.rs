@@ -1,12 +1,13 @@
 //! The network configuration on stdin, as Calico's CNI config has it (pure).
 //!
-//! `name`, `cniVersion` (a [`SpecVersion`]), `type`; the datastore (`datastore_type` `etcdv3`
-//! with `etcd_endpoints` and `etcd_key_file`/`etcd_cert_file`/
-//! `etcd_ca_cert_file`, or `sqlite` with `datastore_path`), mapped onto
-//! [`DatastoreConfig`]; `nodename` / `nodename_file`; `ipam` (`type`, and for
-//! `calico-ipam` `ipv4_pools`, `ipv6_pools`, `assign_ipv4`, `assign_ipv6`);
-//! `log_level`, `mtu`; what a runtime adds when chaining (`prevResult`, in
-//! any supported version, `runtimeConfig.portMappings`, `args.cni.labels`, `capabilities`).
+//! `name`, `cniVersion` (a [`SpecVersion`]), `type`; the datastore
+//! (`datastore_type` `etcdv3` with `etcd_endpoints` and `etcd_key_file`/
+//! `etcd_cert_file`/`etcd_ca_cert_file`, or `sqlite` with `datastore_path`),
+//! mapped onto [`DatastoreConfig`]; `nodename` / `nodename_file`; `ipam`
+//! (`type`, and for `calico-ipam` `ipv4_pools`, `ipv6_pools`, `assign_ipv4`,
+//! `assign_ipv6`); `log_level`, `mtu`; what a runtime adds when chaining
+//! (`prevResult` in any supported version, `runtimeConfig.portMappings`,
+//! `args.cni.labels`, `capabilities`).
 //! Unknown fields are refused naming their path: JSON that does not parse is
 //! [`Code::Decode`], anything else [`Code::InvalidConfig`].
 
