@@ -1,12 +1,13 @@
 //! The network configuration on stdin, as Calico's CNI config has it (pure).
 //!
-//! `name`, `cniVersion`, `type`; the datastore (`datastore_type` `etcdv3`
-//! with `etcd_endpoints` and `etcd_key_file`/`etcd_cert_file`/
-//! `etcd_ca_cert_file`, or `sqlite` with `datastore_path`), mapped onto
-//! [`DatastoreConfig`]; `nodename` / `nodename_file`; `ipam` (`type`, and for
-//! `calico-ipam` `ipv4_pools`, `ipv6_pools`, `assign_ipv4`, `assign_ipv6`);
-//! `log_level`, `mtu`; what a runtime adds when chaining (`prevResult`,
-//! `runtimeConfig.portMappings`, `args.cni.labels`, `capabilities`).
+//! `name`, `cniVersion` (a [`SpecVersion`]), `type`; the datastore
+//! (`datastore_type` `etcdv3` with `etcd_endpoints` and `etcd_key_file`/
+//! `etcd_cert_file`/`etcd_ca_cert_file`, or `sqlite` with `datastore_path`),
+//! mapped onto [`DatastoreConfig`]; `nodename` / `nodename_file`; `ipam`
+//! (`type`, and for `calico-ipam` `ipv4_pools`, `ipv6_pools`, `assign_ipv4`,
+//! `assign_ipv6`); `log_level`, `mtu`; what a runtime adds when chaining
+//! (`prevResult` in any supported version, `runtimeConfig.portMappings`,
+//! `args.cni.labels`, `capabilities`).
 //! Unknown fields are refused naming their path: JSON that does not parse is
 //! [`Code::Decode`], anything else [`Code::InvalidConfig`].
 
@@ -19,9 +20,7 @@ use serde_json::Value;
 
 use crate::error::{CniError, Code, Result};
 use crate::result::CniResult;
-
-/// The CNI versions these plugins speak; results have one shape for all.
-pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
+use crate::version::SpecVersion;
 
 /// Where Calico's node writes the node name.
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
@@ -33,7 +32,7 @@ pub const CALICO_IPAM: &str = "calico-ipam";
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
     pub name: String,
-    pub cni_version: String,
+    pub cni_version: SpecVersion,
     pub plugin_type: String,
     pub datastore: DatastoreConfig,
     pub nodename: Option<String>,
@@ -193,23 +192,9 @@ pub fn requested_version(stdin: &[u8]) -> Option<String> {
     value.get("cniVersion")?.as_str().map(str::to_owned)
 }
 
-/// Checks that `version` is one we speak.
-pub fn check_version(version: &str) -> Result<()> {
-    if SUPPORTED_VERSIONS.contains(&version) {
-        Ok(())
-    } else {
-        Err(CniError::new(
-            Code::IncompatibleVersion,
-            format!(
-                "cniVersion: {version:?} is not supported; supported versions: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        ))
-    }
-}
-
-/// Reads a serde value with the failing field's path in the error.
-fn read<T: for<'de> Deserialize<'de>>(value: Value, prefix: &str) -> Result<T> {
+/// Reads a serde value with the failing field's path (after `prefix`) in
+/// the error.
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(value: Value, prefix: &str) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = match (prefix, path.as_str()) {
@@ -238,7 +223,7 @@ impl NetConf {
             ));
         }
         let raw: Raw = read(value, "")?;
-        check_version(&raw.cni_version)?;
+        let cni_version = SpecVersion::parse("cniVersion", &raw.cni_version)?;
         if raw.name.trim().is_empty() {
             return Err(CniError::config("name", "must not be empty"));
         }
@@ -270,7 +255,7 @@ impl NetConf {
         }
         let prev_result = raw
             .prev_result
-            .map(|v| read::<CniResult>(v, "prevResult"))
+            .map(|v| SpecVersion::read_result(v, "prevResult", cni_version))
             .transpose()?;
         let mut labels = BTreeMap::new();
         for (i, Label { key, value }) in raw.args.cni.labels.into_iter().enumerate() {
@@ -293,7 +278,7 @@ impl NetConf {
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         Ok(NetConf {
             name: raw.name,
-            cni_version: raw.cni_version,
+            cni_version,
             plugin_type: raw.plugin_type,
             datastore,
             nodename: nonempty(raw.nodename),

@@ -10,6 +10,7 @@ use std::process::{Command as Process, Stdio};
 use crate::env::Command;
 use crate::error::{CniError, Code, Result};
 use crate::result::CniResult;
+use crate::version::SpecVersion;
 
 /// The first `CNI_PATH` directory holding an executable `name`.
 pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
@@ -30,20 +31,30 @@ pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
         })
 }
 
-fn command_name(command: Command) -> &'static str {
-    match command {
-        Command::Add => "ADD",
-        Command::Del => "DEL",
-        Command::Check => "CHECK",
-        Command::Version => "VERSION",
-        Command::Status => "STATUS",
-        Command::Gc => "GC",
-    }
+/// ADD through `plugin` with `stdin`, a configuration in `version`; its
+/// result, read in the version the result names (else `version`).
+pub fn add(plugin: &Path, stdin: &[u8], version: SpecVersion) -> Result<CniResult> {
+    let out = exec(plugin, Command::Add, stdin)?;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        CniError::with_details(
+            Code::Decode,
+            format!("reading the result of IPAM plugin {}", plugin.display()),
+            e,
+        )
+    };
+    let value = serde_json::from_slice(&out).map_err(|e| unreadable(&e))?;
+    SpecVersion::read_result(value, "result", version).map_err(|e| unreadable(&e))
 }
 
-/// Runs `plugin` for `command` with `stdin`; the parsed result for ADD,
-/// `None` otherwise. A plugin's error JSON comes back as that error.
-pub fn run(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Option<CniResult>> {
+/// Runs `plugin` for a `command` without a result (DEL, CHECK, GC) with
+/// `stdin`.
+pub fn run(plugin: &Path, command: Command, stdin: &[u8]) -> Result<()> {
+    exec(plugin, command, stdin).map(drop)
+}
+
+/// Runs `plugin` for `command` with `stdin`; what it printed. A plugin's
+/// error JSON comes back as that error.
+fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         CniError::new(
             Code::IpamPlugin,
@@ -51,7 +62,7 @@ pub fn run(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Option<CniRe
         )
     };
     let mut child = Process::new(plugin)
-        .env("CNI_COMMAND", command_name(command))
+        .env("CNI_COMMAND", command.as_str())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -86,14 +97,5 @@ pub fn run(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Option<CniRe
             ),
         });
     }
-    if command != Command::Add {
-        return Ok(None);
-    }
-    serde_json::from_slice(&out.stdout).map(Some).map_err(|e| {
-        CniError::with_details(
-            Code::Decode,
-            format!("reading the result of IPAM plugin {}", plugin.display()),
-            e,
-        )
-    })
+    Ok(out.stdout)
 }

@@ -20,6 +20,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The `CNI_COMMAND` text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
+    }
+
     fn parse(text: &str) -> Result<Command> {
         Ok(match text {
             "ADD" => Command::Add,

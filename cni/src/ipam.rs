@@ -88,9 +88,8 @@ async fn resolve_pools(
 }
 
 /// The IPAM result for `ips` (host routes, as Calico's IPAM returns them).
-fn ipam_result(version: &str, ips: &[IpAddr]) -> CniResult {
+fn ipam_result(ips: &[IpAddr]) -> CniResult {
     CniResult {
-        cni_version: version.to_owned(),
         ips: ips
             .iter()
             .map(|ip| IpConfig {
@@ -118,7 +117,7 @@ pub async fn add(
             ?existing,
             "handle already holds addresses; returning them"
         );
-        return Ok(ipam_result(&conf.cni_version, &existing));
+        return Ok(ipam_result(&existing));
     }
     let resources = ResourceStore::new(kv.clone());
     let workload = Workload::identify(node, env);
@@ -140,7 +139,7 @@ pub async fn add(
         .map(|a| a.ip)
         .collect();
     tracing::info!(handle, ?ips, "assigned");
-    Ok(ipam_result(&conf.cni_version, &ips))
+    Ok(ipam_result(&ips))
 }
 
 /// DEL: releases the container's addresses; nothing to release is fine.

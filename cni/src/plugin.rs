@@ -109,7 +109,7 @@ pub async fn add(
         ));
     }
     let plugin = delegate::find_plugin(&conf.ipam.plugin_type, &env.path)?;
-    let ipam = delegate::run(&plugin, Command::Add, stdin)?.unwrap_or_default();
+    let ipam = delegate::add(&plugin, stdin, conf.cni_version)?;
     let mut undo = Undo {
         ipam: Some((plugin, stdin)),
         ..Undo::default()
@@ -202,7 +202,6 @@ fn result(conf: &NetConf, w: &Workload, netns: &Path, mac: &str, addresses: &[Ip
         }
     }
     let ours = CniResult {
-        cni_version: conf.cni_version.clone(),
         interfaces: vec![
             Interface {
                 name: w.host_veth.clone(),
@@ -291,7 +290,7 @@ pub async fn del(
     }
     note(
         delegate::find_plugin(&conf.ipam.plugin_type, &env.path)
-            .and_then(|plugin| delegate::run(&plugin, Command::Del, stdin).map(|_| ())),
+            .and_then(|plugin| delegate::run(&plugin, Command::Del, stdin)),
     );
     first_error.map_or(Ok(()), Err)
 }
@@ -374,11 +373,11 @@ pub async fn check(
         return Err(failed(problems));
     }
     let plugin = delegate::find_plugin(&conf.ipam.plugin_type, &env.path)?;
-    delegate::run(&plugin, Command::Check, stdin).map(|_| ())
+    delegate::run(&plugin, Command::Check, stdin)
 }
 
 /// GC (1.1): the addresses are the IPAM plugin's to collect.
 pub fn gc(conf: &NetConf, env: &CniEnv, stdin: &[u8]) -> Result<()> {
     let plugin = delegate::find_plugin(&conf.ipam.plugin_type, &env.path)?;
-    delegate::run(&plugin, Command::Gc, stdin).map(|_| ())
+    delegate::run(&plugin, Command::Gc, stdin)
 }

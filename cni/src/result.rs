@@ -1,6 +1,8 @@
-//! The CNI result (spec 1.0.0, unchanged in 1.1.0): interfaces, IPs with the
-//! index of their interface, routes and DNS; read from `prevResult` and from
-//! a delegated IPAM plugin, written on ADD (pure).
+//! The CNI result as the plugins hold it (the shape of spec 1.0.0, unchanged
+//! in 1.1.0): interfaces, IPs with the index of their interface, routes and
+//! DNS; read from `prevResult` and from a delegated IPAM plugin, written on
+//! ADD (pure). Its `cniVersion` and the other versions' formats are
+//! [`version`](crate::version)'s.
 
 use std::net::IpAddr;
 
@@ -12,9 +14,6 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CniResult {
-    /// Absent in some runtimes' `prevResult`; ours always sets it.
-    #[serde(default)]
-    pub cni_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -71,7 +70,6 @@ impl CniResult {
             ip.interface = ip.interface.map(|i| i + offset);
         }
         let mut out = prev.clone();
-        out.cni_version = self.cni_version;
         out.interfaces.extend(self.interfaces);
         out.ips.extend(self.ips);
         out.routes.extend(self.routes);

@@ -1,7 +1,8 @@
-//! The binaries' whole life: read stdin and the environment, dispatch the
-//! command to [`plugin`] or [`ipam`], print the
-//! result JSON (or the error JSON) on stdout and exit 0 (or 1). Logs go to
-//! stderr at the configuration's `log_level`.
+//! The binaries' whole life: read stdin and the environment, refuse a
+//! command the configuration's `cniVersion` does not have, dispatch the
+//! command to [`plugin`] or [`ipam`], print the result JSON in that
+//! version's format (or the error JSON) on stdout and exit 0 (or 1). Logs go
+//! to stderr at the configuration's `log_level`.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -10,9 +11,10 @@ use std::sync::Arc;
 use datastore::KvStore;
 use serde_json::json;
 
-use crate::config::{NetConf, SUPPORTED_VERSIONS, check_version, requested_version};
+use crate::config::{NetConf, requested_version};
 use crate::env::{CniEnv, Command};
 use crate::error::{CniError, Code, Result};
+use crate::version::SpecVersion;
 use crate::{ipam, plugin};
 
 /// Which of the two binaries is running.
@@ -26,9 +28,9 @@ pub enum Plugin {
 pub fn main(which: Plugin) -> ExitCode {
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
-    let version = requested_version(&stdin)
-        .filter(|v| check_version(v).is_ok())
-        .unwrap_or_else(|| SUPPORTED_VERSIONS[0].to_string());
+    // Errors answer in the version asked; the error JSON is the same in
+    // every version, so an unsupported request gets 1.0.0's.
+    let version = supported_request(&stdin).unwrap_or(SpecVersion::V1_0_0);
     let outcome = match read {
         Ok(_) => dispatch(which, &stdin, |name| std::env::var(name).ok()),
         Err(e) => Err(CniError::with_details(Code::Decode, "reading stdin", e)),
@@ -41,7 +43,7 @@ pub fn main(which: Plugin) -> ExitCode {
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(code = e.code, error = %e, "failed");
-            println!("{}", e.to_json(&version));
+            println!("{}", e.to_json(version.as_str()));
             ExitCode::from(1)
         }
     }
@@ -55,16 +57,14 @@ pub fn dispatch(
 ) -> Result<Option<serde_json::Value>> {
     let env = CniEnv::parse(&lookup)?;
     if env.command == Command::Version {
-        let asked = requested_version(stdin);
-        let version = asked
-            .filter(|v| check_version(v).is_ok())
-            .unwrap_or_else(|| SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.len() - 1].to_string());
+        let version = supported_request(stdin).unwrap_or(SpecVersion::LATEST);
         return Ok(Some(json!({
-            "cniVersion": version,
-            "supportedVersions": SUPPORTED_VERSIONS,
+            "cniVersion": version.as_str(),
+            "supportedVersions": SpecVersion::supported(),
         })));
     }
     let conf = NetConf::parse(stdin)?;
+    conf.cni_version.allows(env.command)?;
     // A second init (in tests, several calls in one process) keeps the first.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -91,8 +91,7 @@ pub fn dispatch(
             };
             CniError::new(code, format!("connecting to the datastore: {e}"))
         })?;
-        let to_json =
-            |r: crate::result::CniResult| serde_json::to_value(r).expect("results serialise");
+        let to_json = |r: crate::result::CniResult| conf.cni_version.render(&r);
         match (which, env.command) {
             (_, Command::Version) => unreachable!("answered above"),
             (Plugin::Calico, Command::Add) => plugin::add(&conf, &env, stdin, &node, kv)
@@ -116,4 +115,9 @@ pub fn dispatch(
             (Plugin::Calico, Command::Gc) => plugin::gc(&conf, &env, stdin).map(|_| None),
         }
     })
+}
+
+/// The `cniVersion` of `stdin` if it is one we speak.
+fn supported_request(stdin: &[u8]) -> Option<SpecVersion> {
+    SpecVersion::parse("cniVersion", &requested_version(stdin)?).ok()
 }

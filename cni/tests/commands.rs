@@ -1,6 +1,7 @@
-//! VERSION, STATUS, GC and the error JSON of bad invocations, called as a
-//! runtime calls the binaries; no namespaces needed (calico-ipam alone
-//! never touches one), so these run without root.
+//! VERSION, STATUS, GC, the error JSON of bad invocations and IPAM's
+//! results in each spec version, called as a runtime calls the binaries; no
+//! namespaces needed (calico-ipam alone never touches one), so these run
+//! without root.
 
 mod common;
 
@@ -28,13 +29,19 @@ fn conf(db: &Path, version: &str) -> Value {
 #[test]
 fn version_lists_the_supported_versions_in_the_version_asked() {
     for name in ["calico", "calico-ipam"] {
-        let out = run(
-            plugin(name, &[("CNI_COMMAND", "VERSION")]),
-            &json!({"cniVersion": "1.1.0"}),
-        )
-        .ok();
-        assert_eq!(out["cniVersion"], "1.1.0");
-        assert_eq!(out["supportedVersions"], json!(["1.0.0", "1.1.0"]));
+        for (asked, answered) in [
+            (json!({"cniVersion": "1.1.0"}), "1.1.0"),
+            (json!({"cniVersion": "0.3.1"}), "0.3.1"),
+            (json!({"cniVersion": "0.2.0"}), "1.1.0"),
+            (json!({}), "1.1.0"),
+        ] {
+            let out = run(plugin(name, &[("CNI_COMMAND", "VERSION")]), &asked).ok();
+            assert_eq!(out["cniVersion"], answered, "{asked}");
+            assert_eq!(
+                out["supportedVersions"],
+                json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+            );
+        }
     }
 }
 
@@ -58,9 +65,18 @@ fn bad_invocations_get_error_json_with_the_specs_codes_and_exit_1() {
 
     let mut vars = base.to_vec();
     vars.push(("CNI_COMMAND", "ADD"));
-    let old = run(plugin("calico", &vars), &conf(&db, "0.3.1"));
-    assert_eq!(old.code(), 1);
-    assert!(old.msg().contains("0.3.1"), "{}", old.msg());
+    for name in ["calico", "calico-ipam"] {
+        for version in ["0.2.0", "2.0.0", "garbage"] {
+            let refused = run(plugin(name, &vars), &conf(&db, version));
+            assert_eq!(refused.code(), 1, "{name} {version}");
+            assert_eq!(
+                refused.msg(),
+                format!(
+                    "cniVersion: {version:?} is not supported; supported versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
+                )
+            );
+        }
+    }
 
     let not_json = run(plugin("calico-ipam", &vars), &json!("just a string"));
     assert_eq!(not_json.code(), 6);
@@ -71,6 +87,85 @@ fn bad_invocations_get_error_json_with_the_specs_codes_and_exit_1() {
     assert_eq!(bad.code(), 7);
     assert!(bad.msg().starts_with("log_level"), "{}", bad.msg());
     assert_eq!(bad.stdout["cniVersion"], "1.0.0");
+
+    // Errors answer in the version asked.
+    let mut bad = conf(&db, "0.3.1");
+    bad["mtu"] = json!(1);
+    let bad = run(plugin("calico", &vars), &bad);
+    assert_eq!(
+        (bad.code(), &bad.stdout["cniVersion"]),
+        (7, &json!("0.3.1"))
+    );
+}
+
+#[test]
+fn status_and_gc_before_1_1_0_are_refused_as_incompatible() {
+    let (_dir, db) = store_with_pools(&[("10.77.0.0/24", 28)]);
+    let path = cni_path();
+    for command in ["STATUS", "GC"] {
+        let vars = [("CNI_COMMAND", command), ("CNI_PATH", path.as_str())];
+        for name in ["calico", "calico-ipam"] {
+            for version in ["0.3.1", "0.4.0", "1.0.0"] {
+                let mut c = conf(&db, version);
+                c["cni.dev/valid-attachments"] = json!([]);
+                let refused = run(plugin(name, &vars), &c);
+                assert_eq!(refused.code(), 1, "{name} {command} {version}");
+                assert_eq!(
+                    refused.msg(),
+                    format!(
+                        "cniVersion: {version} does not allow {command} (it exists from CNI 1.1.0 on)"
+                    )
+                );
+                assert_eq!(refused.stdout["cniVersion"], version);
+            }
+        }
+    }
+}
+
+#[test]
+fn ipam_answers_in_the_configurations_version() {
+    let (_dir, db) = store_with_pools(&[("10.77.0.0/24", 28), ("fd00:77::/120", 122)]);
+    let path = cni_path();
+    let vars = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "0ld5pec"),
+        ("CNI_NETNS", "/run/netns/unused-by-ipam"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", path.as_str()),
+    ];
+    let mut old = conf(&db, "0.3.1");
+    old["ipam"]["assign_ipv6"] = json!("true");
+    let out = run(plugin("calico-ipam", &vars), &old).ok();
+    assert_eq!(out["cniVersion"], "0.3.1");
+    let ips = out["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2, "{out}");
+    assert_eq!(ips[0]["version"], "4", "{out}");
+    assert!(ips[0]["address"].as_str().unwrap().starts_with("10.77.0."));
+    assert_eq!(ips[1]["version"], "6", "{out}");
+    assert!(ips[1]["address"].as_str().unwrap().starts_with("fd00:77::"));
+
+    // The same handle asked in 1.0.0: the same addresses, no `version`.
+    let mut new = old.clone();
+    new["cniVersion"] = json!("1.0.0");
+    let again = run(plugin("calico-ipam", &vars), &new).ok();
+    assert_eq!(again["cniVersion"], "1.0.0");
+    let addresses = |v: &Value| -> Vec<Value> {
+        v["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ip| ip["address"].clone())
+            .collect()
+    };
+    assert_eq!(addresses(&again), addresses(&out));
+    assert!(
+        again["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ip| ip.get("version").is_none()),
+        "{again}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use api::meta::ObjectMeta;
 use api::resources::policy::{Action, Profile, ProfileSpec, Rule};
 use api::{Kind, Resource};
-use common::{Container, Host, HostVeth, NODE, ip_json};
+use common::{Container, Host, HostVeth, NODE, Runtime, ip_json};
 use serde_json::{Value, json};
 use testkit::{require_programs, require_root};
 
@@ -30,6 +30,93 @@ fn ready() -> bool {
 
 fn no_ports() -> Value {
     json!({})
+}
+
+/// Calico's chain, in spec `version`.
+fn conflist_in(host: &Host, version: &str) -> Value {
+    let mut list = host.conflist();
+    list["cniVersion"] = json!(version);
+    list
+}
+
+/// The container side holds `ip` as a /32 on eth0 (MTU 1450), the gateway
+/// routes via 169.254.1.1 and its permanent neighbour entry.
+#[track_caller]
+fn assert_ipv4_plumbing(c: &Container, ip: &str) {
+    let addrs = ip_json(c.ns(), &["addr", "show", "dev", "eth0"]);
+    let info = &addrs[0]["addr_info"];
+    assert!(
+        info.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == ip && a["prefixlen"] == 32),
+        "{addrs}"
+    );
+    assert_eq!(addrs[0]["mtu"], 1450);
+    let routes = ip_json(c.ns(), &["route", "show", "dev", "eth0"]);
+    let default = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("default route");
+    assert_eq!(default["gateway"], "169.254.1.1");
+    assert!(
+        default["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "onlink"),
+        "{routes}"
+    );
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "169.254.1.1" && r["scope"] == "link"),
+        "{routes}"
+    );
+    let neigh = ip_json(c.ns(), &["neigh", "show", "dev", "eth0"]);
+    assert!(
+        neigh
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["dst"] == "169.254.1.1"
+                && n["lladdr"] == "ee:ee:ee:ee:ee:ee"
+                && n["state"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == "PERMANENT")),
+        "{neigh}"
+    );
+}
+
+/// The `ips` of `result` on interface `index` (our eth0 after loopback's lo
+/// and our host veth is 2).
+fn ips_on(result: &Value, index: u64) -> Vec<&Value> {
+    result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["interface"] == index)
+        .collect()
+}
+
+/// In 0.x results every IP names its family; in 1.x none does.
+#[track_caller]
+fn assert_ip_versions(result: &Value, spec: &str) {
+    for ip in result["ips"].as_array().unwrap() {
+        let address = ip["address"].as_str().unwrap();
+        let family = if address.contains(':') { "6" } else { "4" };
+        if spec.starts_with("0.") {
+            assert_eq!(ip["version"], family, "{result}");
+        } else {
+            assert!(ip.get("version").is_none(), "{result}");
+        }
+    }
 }
 
 #[test]
@@ -79,56 +166,7 @@ fn add_through_the_chain_plumbs_the_container_and_writes_the_endpoint() {
     assert_eq!(result["routes"], json!([{"dst": "0.0.0.0/0"}]));
     assert_eq!(result["cniVersion"], "1.0.0");
 
-    // The container side: the address, the gateway routes, the neighbour.
-    let addrs = ip_json(c.ns(), &["addr", "show", "dev", "eth0"]);
-    let info = &addrs[0]["addr_info"];
-    assert!(
-        info.as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["local"] == ip.as_str() && a["prefixlen"] == 32),
-        "{addrs}"
-    );
-    assert_eq!(addrs[0]["mtu"], 1450);
-    let routes = ip_json(c.ns(), &["route", "show", "dev", "eth0"]);
-    let default = routes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["dst"] == "default")
-        .expect("default route");
-    assert_eq!(default["gateway"], "169.254.1.1");
-    assert!(
-        default["flags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "onlink"),
-        "{routes}"
-    );
-    assert!(
-        routes
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["dst"] == "169.254.1.1" && r["scope"] == "link"),
-        "{routes}"
-    );
-    let neigh = ip_json(c.ns(), &["neigh", "show", "dev", "eth0"]);
-    assert!(
-        neigh
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["dst"] == "169.254.1.1"
-                && n["lladdr"] == "ee:ee:ee:ee:ee:ee"
-                && n["state"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s == "PERMANENT")),
-        "{neigh}"
-    );
+    assert_ipv4_plumbing(&c, &ip);
     // The host side: the fixed MAC, up.
     let link = ip_json(&host.ns, &["link", "show", "dev", &veth]);
     assert_eq!(link[0]["address"], "ee:ee:ee:ee:ee:ee");
@@ -469,55 +507,190 @@ fn del_succeeds_when_the_namespace_is_already_gone() {
 }
 
 #[test]
-fn dual_stack_add_gives_a_128_and_the_link_local_gateway_and_checks_clean() {
+fn dual_stack_add_gives_a_128_and_the_link_local_gateway_in_old_and_new_formats() {
     if !ready() {
         return;
     }
     let host = Host::new(&[POOL, ("fd00:77::/120", 122)]);
-    let c = Container::new("d5a1d5a1d5a1", None);
-    let mut list = host.conflist();
-    list["plugins"][1]["ipam"]["assign_ipv6"] = json!("true");
-    let result = host
-        .add_chain(&list, &c, &no_ports())
-        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
-    let ours: Vec<&str> = result["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["interface"] == 2)
-        .map(|i| i["address"].as_str().unwrap())
-        .collect();
-    assert_eq!(ours.len(), 2, "{result}");
-    let v6 = ours
-        .iter()
-        .find(|a| a.contains(':'))
-        .expect("an IPv6 address");
-    assert!(v6.starts_with("fd00:77::") && v6.ends_with("/128"), "{v6}");
-    assert_eq!(
-        result["routes"],
-        json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
-    );
-    let routes = ip_json(c.ns(), &["-6", "route", "show", "dev", "eth0"]);
-    let default = routes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["dst"] == "default")
-        .expect("IPv6 default route");
-    assert_eq!(default["gateway"], "fe80::ecee:eeff:feee:eeee");
-    let addrs = ip_json(c.ns(), &["-6", "addr", "show", "dev", "eth0"]);
-    let local = v6.trim_end_matches("/128");
-    assert!(
-        addrs[0]["addr_info"]
+    for (spec, id) in [("1.0.0", "d5a1d5a1d5a1"), ("0.3.1", "d5a10031d5a1")] {
+        let c = Container::new(id, None);
+        let mut list = conflist_in(&host, spec);
+        list["plugins"][1]["ipam"]["assign_ipv6"] = json!("true");
+        let result = host
+            .add_chain(&list, &c, &no_ports())
+            .unwrap_or_else(|o| panic!("{spec} ADD failed: {o:?}"));
+        assert_eq!(result["cniVersion"], spec);
+        assert_ip_versions(&result, spec);
+        let ours = ips_on(&result, 2);
+        assert_eq!(ours.len(), 2, "{result}");
+        let v6 = ours
+            .iter()
+            .find(|i| i["address"].as_str().unwrap().contains(':'))
+            .expect("an IPv6 address");
+        if spec == "0.3.1" {
+            assert_eq!(v6["version"], "6", "{result}");
+        }
+        let v6 = v6["address"].as_str().unwrap();
+        assert!(v6.starts_with("fd00:77::") && v6.ends_with("/128"), "{v6}");
+        assert_eq!(
+            result["routes"],
+            json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
+        );
+        let routes = ip_json(c.ns(), &["-6", "route", "show", "dev", "eth0"]);
+        let default = routes
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["local"] == local && a["prefixlen"] == 128),
-        "{addrs}"
+            .find(|r| r["dst"] == "default")
+            .expect("IPv6 default route");
+        assert_eq!(default["gateway"], "fe80::ecee:eeff:feee:eeee");
+        let addrs = ip_json(c.ns(), &["-6", "addr", "show", "dev", "eth0"]);
+        let local = v6.trim_end_matches("/128");
+        assert!(
+            addrs[0]["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["local"] == local && a["prefixlen"] == 128),
+            "{addrs}"
+        );
+        assert_eq!(host.endpoints()[0].spec.ip_networks.len(), 2);
+        if spec != "0.3.1" {
+            host.chain("CHECK", &list, &c, &result, &no_ports())
+                .unwrap_or_else(|o| panic!("CHECK failed: {o:?}"));
+        }
+        host.chain("DEL", &list, &c, &result, &no_ports())
+            .unwrap_or_else(|o| panic!("{spec} DEL failed: {o:?}"));
+        host.assert_nothing_left(&c);
+    }
+}
+
+#[test]
+fn calicos_0_3_1_conflist_runs_through_loopback_calico_and_portmap_and_del_cleans_up() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let c = Container::new("0031c0ffee31", Some(("prod", "legacy-0")));
+    let list = conflist_in(&host, "0.3.1");
+    let ports =
+        json!({"portMappings": [{"hostPort": 18081, "containerPort": 8080, "protocol": "tcp"}]});
+    let results = host
+        .runtime()
+        .add_chain_each(&list, &c, &ports)
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    let [_, calico, portmap] = &results[..] else {
+        panic!("three results: {results:?}")
+    };
+    for result in &results {
+        assert_eq!(result["cniVersion"], "0.3.1", "{result}");
+    }
+    // Debian's loopback leaves `version` out of its 0.3.1 IPs; we read
+    // that and write it in.
+    assert_ip_versions(calico, "0.3.1");
+    assert_ip_versions(portmap, "0.3.1");
+
+    // Ours: loopback's interface, then ours; eth0's IPv4 address as "4".
+    let names: Vec<&str> = calico["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lo", c.host_veth().as_str(), "eth0"], "{calico}");
+    assert!(
+        calico["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("mtu").is_none()),
+        "0.3.1 interfaces have no mtu: {calico}"
     );
-    assert_eq!(host.endpoints()[0].spec.ip_networks.len(), 2);
+    let [ours] = ips_on(calico, 2)[..] else {
+        panic!("one IP on eth0: {calico}")
+    };
+    assert_eq!(ours["version"], "4");
+    let address = ours["address"].as_str().unwrap();
+    assert!(
+        address.starts_with("10.77.0.") && address.ends_with("/32"),
+        "{address}"
+    );
+    let ip = address.trim_end_matches("/32");
+    assert_eq!(calico["routes"], json!([{"dst": "0.0.0.0/0"}]));
+    assert_ipv4_plumbing(&c, ip);
+    assert_eq!(
+        host.endpoints()[0].spec.ip_networks[0].0.to_string(),
+        address
+    );
+    assert_eq!(
+        host.handle_ips(&c),
+        [ip.parse::<std::net::IpAddr>().unwrap()]
+    );
+
+    // portmap read our result: it passes it on and forwards the port to it.
+    assert_eq!(portmap["ips"], calico["ips"]);
+    assert_eq!(portmap["interfaces"], calico["interfaces"]);
+    let nat = || {
+        let out = host.ns.exec("iptables", ["-t", "nat", "-S"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dnat = format!("--to-destination {ip}:8080");
+    assert!(nat().contains(&dnat), "no DNAT to {ip}: {}", nat());
+
+    // DEL (without prevResult, as libcni before 0.4.0) removes it all.
+    host.chain("DEL", &list, &c, portmap, &ports)
+        .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
+    host.assert_nothing_left(&c);
+    assert!(!nat().contains(&dnat), "DNAT left: {}", nat());
+    assert!(
+        ip_json(c.ns(), &["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "eth0")
+    );
+}
+
+#[test]
+fn check_runs_under_0_4_0_and_is_refused_under_0_3_1_as_the_reference_plugins_refuse_it() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let c = Container::new("0040c4ec0040", Some(("prod", "checked-0")));
+    let list = conflist_in(&host, "0.4.0");
+    let result = host
+        .add_chain(&list, &c, &no_ports())
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    assert_eq!(result["cniVersion"], "0.4.0");
+    assert_ip_versions(&result, "0.4.0");
     host.chain("CHECK", &list, &c, &result, &no_ports())
         .unwrap_or_else(|o| panic!("CHECK failed: {o:?}"));
+
+    // 0.3.1 has no CHECK: ours refuse it as loopback does, with code 1.
+    let old = conflist_in(&host, "0.3.1");
+    for (i, plugin) in [(0, "loopback"), (1, "calico"), (1, "calico-ipam")] {
+        let stdin = Runtime::plugin_stdin(&old, &old["plugins"][i], Some(&result), &no_ports());
+        let refused = host.invoke(plugin, "CHECK", &c, &stdin);
+        assert_eq!(refused.code(), 1, "{plugin}: {:?}", refused.stdout);
+        if plugin != "loopback" {
+            assert_eq!(
+                refused.msg(),
+                "cniVersion: 0.3.1 does not allow CHECK (it exists from CNI 0.4.0 on)"
+            );
+            assert_eq!(refused.stdout["cniVersion"], "0.3.1");
+        }
+    }
+
+    // Under 0.4.0 CHECK does look: a lost neighbour is found.
+    c.ns()
+        .ip(["neigh", "del", "169.254.1.1", "dev", "eth0"])
+        .unwrap();
+    let failed = host
+        .chain("CHECK", &list, &c, &result, &no_ports())
+        .unwrap_err();
+    assert_eq!(failed.code(), 104, "{:?}", failed.stdout);
+    assert_eq!(failed.stdout["cniVersion"], "0.4.0");
     host.chain("DEL", &list, &c, &result, &no_ports())
         .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
     host.assert_nothing_left(&c);

@@ -181,20 +181,33 @@ impl<'a> Runtime<'a> {
         c: &Container,
         runtime: &Value,
     ) -> Result<Value, Outcome> {
-        let mut prev: Option<Value> = None;
+        let mut results = self.add_chain_each(list, c, runtime)?;
+        Ok(results.pop().expect("a non-empty chain"))
+    }
+
+    /// ADD through the chain; each plugin's result in chain order, or the
+    /// first failure.
+    pub fn add_chain_each(
+        &self,
+        list: &Value,
+        c: &Container,
+        runtime: &Value,
+    ) -> Result<Vec<Value>, Outcome> {
+        let mut results: Vec<Value> = Vec::new();
         for plugin in list["plugins"].as_array().expect("a conflist") {
-            let stdin = Self::plugin_stdin(list, plugin, prev.as_ref(), runtime);
+            let stdin = Self::plugin_stdin(list, plugin, results.last(), runtime);
             let out = self.invoke(plugin["type"].as_str().expect("a type"), "ADD", c, &stdin);
             if !out.success {
                 return Err(out);
             }
-            prev = Some(out.stdout);
+            results.push(out.stdout);
         }
-        Ok(prev.expect("a non-empty chain"))
+        Ok(results)
     }
 
     /// DEL (reverse order) or CHECK (in order) through the chain with the
-    /// cached result; the first failure, if any.
+    /// cached result (as libcni, none for a DEL before spec 0.4.0); the
+    /// first failure, if any.
     pub fn chain(
         &self,
         command: &str,
@@ -211,8 +224,11 @@ impl<'a> Runtime<'a> {
         if command == "DEL" {
             plugins.reverse();
         }
+        let version = list["cniVersion"].as_str().unwrap_or_default();
+        let before_0_4 = ["0.1.0", "0.2.0", "0.3.0", "0.3.1"].contains(&version);
+        let prev = (command != "DEL" || !before_0_4).then_some(result);
         for plugin in plugins {
-            let stdin = Self::plugin_stdin(list, plugin, Some(result), runtime);
+            let stdin = Self::plugin_stdin(list, plugin, prev, runtime);
             let out = self.invoke(plugin["type"].as_str().expect("a type"), command, c, &stdin);
             if !out.success {
                 return Err(out);
