@@ -23,6 +23,8 @@
 //!
 //! # Layout
 //!
+//! - [`expand`](mod@expand): [`expand()`], the file's `${VAR}` expanded as
+//!   containerlab does before parsing (pure), lines kept.
 //! - [`topology`]: the file's types and [`topology::parse`] (pure), with
 //!   lines named in errors.
 //! - [`plan`](mod@plan): [`plan::plan`], the namespaces, links, commands and daemons a
@@ -33,12 +35,14 @@
 //! - [`error`]: [`TopologyError`] and [`RunError`].
 
 pub mod error;
+pub mod expand;
 pub mod plan;
 pub mod run;
 pub mod state;
 pub mod topology;
 
 pub use error::{RunError, TopologyError};
+pub use expand::expand;
 pub use plan::{Plan, Role, Settings, plan};
 pub use state::State;
 pub use topology::{Topology, parse};

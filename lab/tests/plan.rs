@@ -427,10 +427,10 @@ fn bad_endpoints_are_refused() {
 #[test]
 fn a_link_with_an_unknown_field_is_refused_naming_its_line() {
     let e = error(&format!(
-        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n      mtu: 9000\n"
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n      speed: 9000\n"
     ));
     assert_eq!(e.line, Some(8), "{e}");
-    assert!(e.message.contains("unknown field `mtu`"), "{e}");
+    assert!(e.message.contains("unknown field `speed`"), "{e}");
 }
 
 #[test]
