@@ -23,7 +23,10 @@ use crate::error::TopologyError;
 
 /// Expands the variables of `text`, each looked up with `lookup` (`None`:
 /// unset). Errors name the line.
-pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, TopologyError> {
+pub fn expand(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, TopologyError> {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let expander = Expander {

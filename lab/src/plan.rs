@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TopologyError;
 use crate::topology::{
-    Endpoint, Kind, Link, LinkType, NodeDefaults, Topology, item_lines, line_containing,
-    line_of, line_within, list_item_line,
+    Endpoint, Kind, Link, LinkType, NodeDefaults, Topology, item_lines, line_containing, line_of,
+    line_within, list_item_line,
 };
 
 /// The label that names what a `linux` node runs, overriding its image.
