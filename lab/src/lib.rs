@@ -15,7 +15,8 @@
 //!
 //! No mount namespace is made: daemons are given the host path of the bound
 //! file on their command line, so a bind means the same file under both
-//! runners. `STATE` is `STATE_ROOT/LAB` (`/run/calico-lab/LAB` by default),
+//! runners. A router's `startup-config` may stand for the bind (containerlab's
+//! `linux` kind ignores it, and so do plain and felix nodes here). `STATE` is `STATE_ROOT/LAB` (`/run/calico-lab/LAB` by default),
 //! holding `state.json`, each node's sockets and logs, and felix's datastore.
 //! Order of `up`: namespaces, links (up), `exec` commands, daemons (each
 //! started once the previous one's ready file, e.g. its control socket,
