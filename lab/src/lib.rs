@@ -15,7 +15,8 @@
 //!
 //! No mount namespace is made: daemons are given the host path of the bound
 //! file on their command line, so a bind means the same file under both
-//! runners. `STATE` is `STATE_ROOT/LAB` (`/run/calico-lab/LAB` by default),
+//! runners. A router's `startup-config` may stand for the bind (containerlab's
+//! `linux` kind ignores it, and so do plain and felix nodes here). `STATE` is `STATE_ROOT/LAB` (`/run/calico-lab/LAB` by default),
 //! holding `state.json`, each node's sockets and logs, and felix's datastore.
 //! Order of `up`: namespaces, links (up), `exec` commands, daemons (each
 //! started once the previous one's ready file, e.g. its control socket,
@@ -23,6 +24,8 @@
 //!
 //! # Layout
 //!
+//! - [`expand`](mod@expand): [`expand()`], the file's `${VAR}` expanded as
+//!   containerlab does before parsing (pure), lines kept.
 //! - [`topology`]: the file's types and [`topology::parse`] (pure), with
 //!   lines named in errors.
 //! - [`plan`](mod@plan): [`plan::plan`], the namespaces, links, commands and daemons a
@@ -33,12 +36,14 @@
 //! - [`error`]: [`TopologyError`] and [`RunError`].
 
 pub mod error;
+pub mod expand;
 pub mod plan;
 pub mod run;
 pub mod state;
 pub mod topology;
 
 pub use error::{RunError, TopologyError};
+pub use expand::expand;
 pub use plan::{Plan, Role, Settings, plan};
 pub use state::State;
 pub use topology::{Topology, parse};

@@ -129,9 +129,13 @@ fn main_() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The file's topology and its text, `${VAR}` expanded from this process's
+/// environment (lines kept, so later errors name the file's lines).
 fn read(file: &Path) -> Result<(lab::Topology, String)> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = lab::expand(&text, |name| std::env::var(name).ok())
+        .with_context(|| file.display().to_string())?;
     let topology = lab::parse(&text).with_context(|| file.display().to_string())?;
     Ok((topology, text))
 }

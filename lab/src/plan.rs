@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TopologyError;
-use crate::topology::{Kind, NodeDefaults, Topology, line_containing, line_of};
+use crate::topology::{
+    Endpoint, Kind, Link, LinkType, NodeDefaults, Topology, item_lines, line_containing, line_of,
+    line_within, list_item_line,
+};
 
 /// The label that names what a `linux` node runs, overriding its image.
 pub const ROLE_LABEL: &str = "calico-rs.role";
@@ -78,6 +81,8 @@ pub struct Plan {
     pub state_dir: PathBuf,
     pub nodes: Vec<PlannedNode>,
     pub links: Vec<PlannedLink>,
+    /// `type: dummy` links: an interface in one node.
+    pub dummies: Vec<PlannedDummy>,
 }
 
 /// One node.
@@ -95,6 +100,9 @@ pub struct PlannedNode {
     /// The user (and group) that must own the node's state directory: FRR
     /// drops to `frr` and writes its sockets and pid files there.
     pub owner: Option<String>,
+    /// Files written (path, text) before its daemons start: an embedded
+    /// `startup-config`.
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// A long-running program started in a node after its `exec` commands.
@@ -118,6 +126,8 @@ pub struct End {
     pub ifname: String,
     /// The bridge device this end joins, when its node is a bridge.
     pub bridge: Option<String>,
+    /// Its MAC address (`aa:bb:cc:dd:ee:ff`), else the kernel's choice.
+    pub mac: Option<String>,
 }
 
 /// A veth pair.
@@ -125,6 +135,15 @@ pub struct End {
 pub struct PlannedLink {
     pub a: End,
     pub b: End,
+    /// The MTU of both ends, else the kernel's default (1500).
+    pub mtu: Option<u32>,
+}
+
+/// A dummy interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDummy {
+    pub end: End,
+    pub mtu: Option<u32>,
 }
 
 /// The namespace of node `node` in lab `lab`.
@@ -175,17 +194,38 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 let line = line_of(text, &["topology", "nodes", name, "binds"]).or(line);
                 err(line, &format!("{path}.binds"), m)
             })?;
+        let mut files = Vec::new();
+        // A router's config file: the bound one, or its startup-config.
+        let mut config = |bound_to: fn(&str) -> bool, written: &str| {
+            let startup_line = || {
+                let kind = kind.as_str();
+                line_of(text, &["topology", "nodes", name, "startup-config"])
+                    .or_else(|| line_of(text, &["topology", "kinds", kind, "startup-config"]))
+                    .or_else(|| line_of(text, &["topology", "defaults", "startup-config"]))
+                    .or(line)
+            };
+            router_config(
+                bound(&binds, bound_to),
+                merged.startup_config.as_deref(),
+                &settings.file_dir,
+                &node_dir.join(written),
+                &mut files,
+            )
+            .map_err(|m| err(startup_line(), &format!("{path}.startup-config"), m))
+        };
         // (program, arguments, ready file) of each daemon, in start order.
         let daemons: Vec<(PathBuf, Vec<String>, Option<PathBuf>)> = match role {
             Role::Linux | Role::Bridge => Vec::new(),
             Role::Bird => {
-                let conf = bound(&binds, |c| c.ends_with("bird.conf")).ok_or_else(|| {
+                let conf = config(|c| c.ends_with("bird.conf"), "bird.conf")?.ok_or_else(|| {
                     err(
                         line,
                         &path,
-                        "a bird node needs a bind to /etc/bird/bird.conf".into(),
+                        "a bird node needs a startup-config or a bind to /etc/bird/bird.conf"
+                            .into(),
                     )
                 })?;
+                let conf = conf.as_path();
                 let ctl = node_dir.join("bird.ctl");
                 vec![(
                     PathBuf::from("bird"),
@@ -200,19 +240,24 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 )]
             }
             Role::Gobgp => {
-                let conf = bound(&binds, |c| {
-                    c.starts_with("/etc/gobgp/")
-                        || Path::new(c)
-                            .file_name()
-                            .is_some_and(|f| f.to_string_lossy().starts_with("gobgp"))
-                })
+                let conf = config(
+                    |c| {
+                        c.starts_with("/etc/gobgp/")
+                            || Path::new(c)
+                                .file_name()
+                                .is_some_and(|f| f.to_string_lossy().starts_with("gobgp"))
+                    },
+                    "gobgpd.toml",
+                )?
                 .ok_or_else(|| {
                     err(
                         line,
                         &path,
-                        "a gobgp node needs a bind to /etc/gobgp/gobgpd.conf".into(),
+                        "a gobgp node needs a startup-config or a bind to /etc/gobgp/gobgpd.conf"
+                            .into(),
                     )
                 })?;
+                let conf = conf.as_path();
                 let kind = match conf.extension().and_then(|e| e.to_str()) {
                     Some("yaml" | "yml") => "yaml",
                     Some("json") => "json",
@@ -263,13 +308,14 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 )]
             }
             Role::Frr => {
-                let conf = bound(&binds, |c| c.ends_with("frr.conf")).ok_or_else(|| {
+                let conf = config(|c| c.ends_with("frr.conf"), "frr.conf")?.ok_or_else(|| {
                     err(
                         line,
                         &path,
-                        "an frr node needs a bind to /etc/frr/frr.conf".into(),
+                        "an frr node needs a startup-config or a bind to /etc/frr/frr.conf".into(),
                     )
                 })?;
+                let conf = conf.as_path();
                 let zserv = node_dir.join("zserv.api");
                 let frr = |daemon: &str, ready: PathBuf| {
                     let args = [
@@ -324,61 +370,217 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
             exec: merged.exec.unwrap_or_default(),
             daemons,
             owner: (role == Role::Frr).then(|| FRR_USER.to_string()),
+            files,
         });
     }
-    let links = plan_links(topology, text, &lab, &nodes)?;
+    let (links, dummies) = plan_links(topology, text, &lab, &nodes)?;
     Ok(Plan {
         lab,
         state_dir,
         nodes,
         links,
+        dummies,
     })
 }
 
+/// The veth pairs and dummy interfaces of the file's links, each end checked
+/// (its node exists, its interface is named once, its MAC is one).
 fn plan_links(
     topology: &Topology,
     text: &str,
     lab: &str,
     nodes: &[PlannedNode],
-) -> Result<Vec<PlannedLink>, TopologyError> {
-    let links_line = line_of(text, &["topology", "links"]).unwrap_or(0);
+) -> Result<(Vec<PlannedLink>, Vec<PlannedDummy>), TopologyError> {
+    let links_line = line_of(text, &["topology", "links"]);
     let mut used = BTreeSet::new();
     let mut links = Vec::new();
+    let mut dummies = Vec::new();
     for (i, link) in topology.topology.links.iter().enumerate() {
-        let path = format!("topology.links[{i}].endpoints");
-        let [a, b] = link.endpoints.as_slice() else {
-            let line = line_containing(text, links_line, "endpoints").map(|l| l + i);
-            return Err(err(
-                line,
-                &path,
-                format!("a link has two endpoints, not {}", link.endpoints.len()),
-            ));
+        let item = links_line.and_then(|l| list_item_line(text, l, i));
+        let lines = item.map_or(0..0, |l| item_lines(text, l));
+        // The line of occurrence `nth` of `needle` in this link, else the link's.
+        let line_of_nth = |needle: &str, nth: usize| {
+            line_within(text, &lines, needle, nth)
+                .or_else(|| line_containing(text, links_line.unwrap_or(0), needle))
+                .or(item)
+                .or(links_line)
         };
-        let mut end = |e: &String| -> Result<End, TopologyError> {
-            let line = line_containing(text, links_line, e);
-            let (node, ifname) = e
-                .split_once(':')
-                .ok_or_else(|| err(line, &path, format!("endpoint {e:?} is not NODE:IFNAME")))?;
+        let path = format!("topology.links[{i}]");
+        let mtu = match link.mtu {
+            Some(mtu) if !(68..=65535).contains(&mtu) => {
+                return Err(err(
+                    line_of_nth("mtu:", 0),
+                    &format!("{path}.mtu"),
+                    format!("mtu {mtu} is not 68 to 65535"),
+                ));
+            }
+            mtu => mtu,
+        };
+        let mut end = |node: &str, ifname: &str, mac: Option<&str>, line, path: &str| {
+            let at = |m: String| err(line, path, m);
             let planned = nodes
                 .iter()
                 .find(|n| n.name == node)
-                .ok_or_else(|| err(line, &path, format!("endpoint {e:?}: no node {node:?}")))?;
-            check_ifname(ifname).map_err(|m| err(line, &path, format!("endpoint {e:?}: {m}")))?;
+                .ok_or_else(|| at(format!("endpoint {node}:{ifname}: no node {node:?}")))?;
+            check_ifname(ifname).map_err(|m| at(format!("endpoint {node}:{ifname}: {m}")))?;
             if !used.insert((node.to_string(), ifname.to_string())) {
-                return Err(err(line, &path, format!("endpoint {e:?} is used twice")));
+                return Err(at(format!("endpoint {node}:{ifname} is used twice")));
             }
+            let mac = mac
+                .map(parse_mac)
+                .transpose()
+                .map_err(|m| at(format!("endpoint {node}:{ifname}: {m}")))?;
             Ok(End {
                 node: node.to_string(),
                 netns: netns_name(lab, node),
                 ifname: ifname.to_string(),
                 bridge: (planned.kind == Kind::Bridge).then(|| bridge_device(node)),
+                mac,
             })
         };
-        let a = end(a)?;
-        let b = end(b)?;
-        links.push(PlannedLink { a, b });
+        match link.kind {
+            None => {
+                let path = format!("{path}.endpoints");
+                refuse_foreign(link, &["endpoints"], &path, line_of_nth)?;
+                let mut ends = Vec::new();
+                for e in &link.endpoints {
+                    let Endpoint::Brief(e) = e else {
+                        return Err(err(
+                            line_of_nth("node:", 0),
+                            &path,
+                            "a link without `type` is in the brief form, its endpoints \"NODE:IFNAME\"; \
+                             endpoints as mappings need `type: veth`"
+                                .into(),
+                        ));
+                    };
+                    let line = line_of_nth(e, 0);
+                    let (node, ifname) = e.split_once(':').ok_or_else(|| {
+                        err(line, &path, format!("endpoint {e:?} is not NODE:IFNAME"))
+                    })?;
+                    ends.push(end(node, ifname, None, line, &path)?);
+                }
+                let [a, b] = two(ends).map_err(|n| {
+                    err(
+                        line_of_nth("endpoints", 0),
+                        &path,
+                        format!("a link has two endpoints, not {n}"),
+                    )
+                })?;
+                links.push(PlannedLink { a, b, mtu });
+            }
+            Some(LinkType::Veth) => {
+                refuse_foreign(link, &["endpoints"], &path, line_of_nth)?;
+                let mut ends = Vec::new();
+                for (j, e) in link.endpoints.iter().enumerate() {
+                    let path = format!("{path}.endpoints[{j}]");
+                    let Endpoint::Extended(e) = e else {
+                        return Err(err(
+                            line_of_nth("endpoints", 0),
+                            &path,
+                            "a `type: veth` link's endpoints are mappings {node, interface, mac}, \
+                             not \"NODE:IFNAME\""
+                                .into(),
+                        ));
+                    };
+                    let line = line_of_nth("node:", j);
+                    ends.push(end(&e.node, &e.interface, e.mac.as_deref(), line, &path)?);
+                }
+                let [a, b] = two(ends).map_err(|n| {
+                    err(
+                        line_of_nth("endpoints", 0),
+                        &format!("{path}.endpoints"),
+                        format!("a veth link has two endpoints, not {n}"),
+                    )
+                })?;
+                links.push(PlannedLink { a, b, mtu });
+            }
+            Some(LinkType::Dummy) => {
+                let path = format!("{path}.endpoint");
+                refuse_foreign(link, &["endpoint"], &path, line_of_nth)?;
+                let e = link.endpoint.as_ref().ok_or_else(|| {
+                    err(
+                        line_of_nth("type:", 0),
+                        &path,
+                        "a dummy link needs its `endpoint: {node, interface}`".into(),
+                    )
+                })?;
+                let line = line_of_nth("node:", 0);
+                let end = end(&e.node, &e.interface, e.mac.as_deref(), line, &path)?;
+                dummies.push(PlannedDummy { end, mtu });
+            }
+            Some(other) => {
+                return Err(err(
+                    line_of_nth("type:", 0),
+                    &format!("{path}.type"),
+                    format!(
+                        "link type `{}` is not made here: calico-lab makes veth links (brief or \
+                         `type: veth`) and `type: dummy` interfaces",
+                        other.as_str()
+                    ),
+                ));
+            }
+        }
     }
-    Ok(links)
+    Ok((links, dummies))
+}
+
+/// Refuses a field of `link` that its type does not take (among those read
+/// for the types this runner refuses), naming its line.
+fn refuse_foreign(
+    link: &Link,
+    allowed: &[&str],
+    path: &str,
+    line_of_nth: impl Fn(&str, usize) -> Option<usize>,
+) -> Result<(), TopologyError> {
+    let present = [
+        ("endpoints", !link.endpoints.is_empty()),
+        ("endpoint", link.endpoint.is_some()),
+        ("host-interface", link.host_interface.is_some()),
+        ("mode", link.mode.is_some()),
+        ("remote", link.remote.is_some()),
+        ("vni", link.vni.is_some()),
+        ("udp-port", link.udp_port.is_some()),
+    ];
+    let kind = link.kind.map_or("a brief", LinkType::as_str);
+    match present
+        .iter()
+        .find(|(field, there)| *there && !allowed.contains(field))
+    {
+        Some((field, _)) => Err(err(
+            line_of_nth(&format!("{field}:"), 0),
+            path,
+            format!("`{field}` is not a field of {kind} link"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Two ends, or how many there are.
+fn two(ends: Vec<End>) -> Result<[End; 2], usize> {
+    let n = ends.len();
+    ends.try_into().map_err(|_| n)
+}
+
+/// A unicast MAC address `aa:bb:cc:dd:ee:ff` (or with `-`), lower-cased.
+fn parse_mac(text: &str) -> Result<String, String> {
+    let bad = || format!("mac {text:?} is not a unicast MAC address such as 02:42:ac:00:00:01");
+    let octets = text
+        .split([':', '-'])
+        .map(|o| {
+            (o.len() == 2)
+                .then(|| u8::from_str_radix(o, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    if octets.len() != 6 || octets[0] & 1 == 1 || octets.iter().all(|o| *o == 0) {
+        return Err(bad());
+    }
+    Ok(octets
+        .iter()
+        .map(|o| format!("{o:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
 }
 
 fn err(line: Option<usize>, path: &str, message: String) -> TopologyError {
@@ -403,6 +605,9 @@ fn merge(base: &mut NodeDefaults, over: &NodeDefaults) {
     }
     if over.binds.is_some() {
         base.binds.clone_from(&over.binds);
+    }
+    if over.startup_config.is_some() {
+        base.startup_config.clone_from(&over.startup_config);
     }
     base.env.extend(over.env.clone());
     base.labels.extend(over.labels.clone());
@@ -459,6 +664,41 @@ fn parse_bind(text: &str, dir: &Path) -> Result<Bind, String> {
         host: dir.join(host),
         container: container.to_string(),
     })
+}
+
+/// Where a router's daemon reads its configuration: the host side of its
+/// config's bind, or its `startup-config`, a file (relative to `dir`) or, when
+/// it spans lines, the text itself, to be written to `written` (pushed on
+/// `files`). Both at once are refused, and so is a URL.
+fn router_config(
+    bound: Option<&Path>,
+    startup: Option<&str>,
+    dir: &Path,
+    written: &Path,
+    files: &mut Vec<(PathBuf, String)>,
+) -> Result<Option<PathBuf>, String> {
+    let Some(startup) = startup else {
+        return Ok(bound.map(Path::to_path_buf));
+    };
+    if let Some(bound) = bound {
+        return Err(format!(
+            "both a startup-config and a bind of its config ({}) are given; keep one",
+            bound.display()
+        ));
+    }
+    if startup.contains('\n') {
+        files.push((written.to_path_buf(), startup.to_string()));
+        return Ok(Some(written.to_path_buf()));
+    }
+    if startup.starts_with("http://") || startup.starts_with("https://") {
+        return Err(format!(
+            "startup-config {startup:?}: remote files are not fetched here; download it and name the file"
+        ));
+    }
+    if startup.trim().is_empty() {
+        return Err("startup-config is empty".into());
+    }
+    Ok(Some(dir.join(startup)))
 }
 
 fn bound(binds: &[Bind], want: impl Fn(&str) -> bool) -> Option<&Path> {

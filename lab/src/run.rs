@@ -5,8 +5,9 @@
 //! with the same tools.
 //!
 //! `up` order: state file (namespaces listed, no pids) → namespaces →
-//! bridges → veth pairs (up, bridge ports enslaved) → each node's `exec`
-//! commands → daemons (pids recorded). Any failure removes what was made.
+//! bridges → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
+//! enslaved, up) → each node's `exec` commands → embedded startup-configs
+//! written → daemons (pids recorded). Any failure removes what was made.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -19,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::RunError;
-use crate::plan::{PREFIX, Plan, Role};
+use crate::plan::{End, PREFIX, Plan, Role};
 use crate::state::{DaemonState, NodeState, State};
 
 /// Where `ip netns` keeps namespaces.
@@ -99,19 +100,21 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
             "netns", &b.netns,
         ])?;
         for end in [a, b] {
-            if let Some(bridge) = &end.bridge {
-                ip(&[
-                    "-n",
-                    &end.netns,
-                    "link",
-                    "set",
-                    &end.ifname,
-                    "master",
-                    bridge,
-                ])?;
-            }
-            ip(&["-n", &end.netns, "link", "set", &end.ifname, "up"])?;
+            set_up(end, link.mtu)?;
         }
+    }
+    for dummy in &plan.dummies {
+        let end = &dummy.end;
+        ip(&[
+            "-n",
+            &end.netns,
+            "link",
+            "add",
+            &end.ifname,
+            "type",
+            "dummy",
+        ])?;
+        set_up(end, dummy.mtu)?;
     }
     for node in &plan.nodes {
         for cmd in &node.exec {
@@ -119,6 +122,10 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
             c.args(["-c", cmd]).envs(&node.env);
             checked(&mut c)?;
         }
+    }
+    for (path, text) in plan.nodes.iter().flat_map(|n| &n.files) {
+        std::fs::write(path, text)
+            .map_err(|e| RunError::io(format!("writing {}", path.display()), e))?;
     }
     let mut started = Vec::new();
     for (i, node) in plan.nodes.iter().enumerate() {
@@ -182,6 +189,24 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// Gives a new link end its MAC address and MTU (if the file sets them),
+/// makes it its bridge's port (on a bridge node) and brings it up.
+fn set_up(end: &End, mtu: Option<u32>) -> Result<(), RunError> {
+    let mtu = mtu.map(|m| m.to_string());
+    let mut args = vec!["-n", &end.netns, "link", "set", "dev", &end.ifname];
+    if let Some(mac) = &end.mac {
+        args.extend(["address", mac]);
+    }
+    if let Some(mtu) = &mtu {
+        args.extend(["mtu", mtu]);
+    }
+    if let Some(bridge) = &end.bridge {
+        args.extend(["master", bridge]);
+    }
+    args.push("up");
+    ip(&args)
 }
 
 /// A daemon `up` started.

@@ -52,9 +52,15 @@ impl Lab {
 
     /// `calico-lab ARGS` with this lab's state root.
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// `calico-lab ARGS` with this lab's state root and `env` set.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_calico-lab"))
             .args(args)
             .env("CALICO_LAB_STATE_DIR", self.root.path())
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -428,6 +434,69 @@ fn felix_hosts_share_the_labs_datastore_and_mesh_over_bgp() {
     );
     let pids = lab.pids();
     assert_eq!(pids.len(), 2);
+    lab.ok(&["down", "--name", &lab.name]);
+    assert_gone(&lab, &pids);
+}
+
+#[test]
+fn long_form_links_set_mac_and_mtu_and_bird_runs_on_its_startup_config() {
+    if !require_root() || !require_programs(&["ip", "ping", "bird", "birdc"]) {
+        return;
+    }
+    let lab = Lab::new();
+    // The name comes from `${LAB_TEST_NAME:=long}`, the router's MAC from
+    // the environment, the MTU from its `${LAB_TEST_MTU:=1400}` default.
+    let mac = "02:00:5e:93:00:11";
+    let file = data("long.clab.yml");
+    let up = lab.run_env(
+        &["up", file.to_str().unwrap()],
+        &[("LAB_TEST_NAME", &lab.name), ("LAB_TEST_MAC", mac)],
+    );
+    let log = || std::fs::read_to_string(lab.dir().join("r/bird.log")).unwrap_or_default();
+    assert!(
+        up.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        log()
+    );
+    let link = |node: &str, ifname: &str| {
+        let ns = format!("clab-{}-{node}", lab.name);
+        let out = Command::new("ip")
+            .args(["-n", &ns, "link", "show", "dev", ifname])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (node, want_mac) in [("r", mac), ("h", "02:00:5e:93:00:02")] {
+        let eth1 = link(node, "eth1");
+        assert!(eth1.contains(" mtu 1400 "), "{node}: {eth1}");
+        assert!(
+            eth1.contains(&format!("link/ether {want_mac} ")),
+            "{node}: {eth1}"
+        );
+    }
+    assert!(
+        poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            lab.exec_ok("h", &["ping", "-c1", "-W1", "10.93.0.1"])
+        }),
+        "h pings r across the long-form link"
+    );
+    let status = lab.birdc("r", &["show", "status"]);
+    assert!(
+        status.contains("Router ID is 10.93.0.1"),
+        "{status}\n{}",
+        log()
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            lab.birdc("r", &["show", "route", "for", "10.93.0.0/30"])
+                .contains("10.93.0.0/30")
+        }),
+        "BIRD's direct protocol sees eth1\n{}",
+        log()
+    );
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 1, "bird");
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
 }

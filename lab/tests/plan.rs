@@ -427,10 +427,10 @@ fn bad_endpoints_are_refused() {
 #[test]
 fn a_link_with_an_unknown_field_is_refused_naming_its_line() {
     let e = error(&format!(
-        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n      mtu: 9000\n"
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]\n      speed: 9000\n"
     ));
     assert_eq!(e.line, Some(8), "{e}");
-    assert!(e.message.contains("unknown field `mtu`"), "{e}");
+    assert!(e.message.contains("unknown field `speed`"), "{e}");
 }
 
 #[test]
@@ -456,4 +456,296 @@ t    a       linux/linux  clab-t-a       running  eth1 10.0.0.1/30
 t    router  linux/bird   clab-t-router  running  eth1 10.0.0.2/30; eth2
 "
     );
+}
+
+/// Plans `text` as `up` reads it: `${VAR}` expanded from `env` first.
+fn plan_with(text: &str, env: &[(&str, &str)]) -> Result<Plan, TopologyError> {
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let text = lab::expand(text, lookup)?;
+    let topology = lab::parse(&text)?;
+    lab::plan(&topology, &text, &settings())
+}
+
+#[test]
+fn variables_are_expanded_before_parsing_with_their_defaults() {
+    let text = "\
+name: ${LAB_NAME:=envlab}
+topology:
+  nodes:
+    r:
+      image: ${ROUTER_IMAGE}
+      binds: [r.conf:/etc/bird/bird.conf]
+      exec: [\"echo $HOME_IN_NODE\"]
+    h: {kind: linux}
+  links:
+    - endpoints: [\"r:eth1\", \"h:eth1\"]
+      mtu: ${LINK_MTU:-1400}
+";
+    let plan = plan_with(text, &[("ROUTER_IMAGE", "ghcr.io/x/bird:2")]).unwrap();
+    assert_eq!(plan.lab, "envlab");
+    assert_eq!(plan.nodes[1].name, "r");
+    assert_eq!(
+        plan.nodes[1].role,
+        Role::Bird,
+        "the image came from the environment"
+    );
+    // An unset variable without a default is left for the node's shell.
+    assert_eq!(plan.nodes[1].exec, ["echo $HOME_IN_NODE"]);
+    assert_eq!(plan.links[0].mtu, Some(1400));
+    let plan = plan_with(
+        text,
+        &[
+            ("LAB_NAME", "other"),
+            ("ROUTER_IMAGE", "debian:12"),
+            ("LINK_MTU", "9000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(plan.lab, "other");
+    assert_eq!(plan.nodes[1].role, Role::Linux);
+    assert_eq!(plan.links[0].mtu, Some(9000));
+}
+
+#[test]
+fn errors_after_expansion_name_the_files_own_lines() {
+    let text = "\
+name: t
+topology:
+  nodes:
+    a: {kind: linux}
+    r:
+      kind: ${R_KIND:=ceos}
+  links:
+    - endpoints: [\"a:eth1\", \"${PEER:=zz}:eth1\"]
+";
+    let e = plan_with(text, &[]).unwrap_err();
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("unknown variant `ceos`"), "{e}");
+    let e = plan_with(text, &[("R_KIND", "linux")]).unwrap_err();
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("no node \"zz\""), "{e}");
+    assert!(plan_with(text, &[("R_KIND", "linux"), ("PEER", "r")]).is_ok());
+    // A value that would add a line is refused on the line that uses it.
+    let e = plan_with(text, &[("PEER", "r\nx: 1")]).unwrap_err();
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("$PEER"), "{e}");
+}
+
+#[test]
+fn a_long_form_veth_link_sets_mac_and_mtu_and_mixes_with_brief_links_and_dummies() {
+    let plan = plan(&format!(
+        "{LINKED}    - endpoints: [\"a:eth1\", \"b:eth1\"]
+    - type: veth
+      endpoints:
+        - node: a
+          interface: eth2
+          mac: 02:AA:bb:00:00:01
+        - {{node: b, interface: eth2, mac: \"02-aa-bb-00-00-02\"}}
+      mtu: 9000
+      vars: {{ip: 10.0.0.1}}
+      labels: {{role: core}}
+    - type: dummy
+      endpoint: {{node: a, interface: dummy0, mac: \"02:aa:bb:00:00:03\"}}
+      mtu: 1280
+"
+    ))
+    .unwrap();
+    assert_eq!(plan.links.len(), 2);
+    let brief = &plan.links[0];
+    assert_eq!(
+        (brief.mtu, &brief.a.mac, &brief.b.mac),
+        (None, &None, &None)
+    );
+    let long = &plan.links[1];
+    assert_eq!(long.mtu, Some(9000));
+    assert_eq!(
+        (long.a.netns.as_str(), long.a.ifname.as_str()),
+        ("clab-t-a", "eth2")
+    );
+    assert_eq!(long.a.mac.as_deref(), Some("02:aa:bb:00:00:01"));
+    assert_eq!(long.b.mac.as_deref(), Some("02:aa:bb:00:00:02"));
+    let [dummy] = plan.dummies.as_slice() else {
+        panic!("{:?}", plan.dummies)
+    };
+    assert_eq!(
+        (dummy.end.netns.as_str(), dummy.end.ifname.as_str()),
+        ("clab-t-a", "dummy0")
+    );
+    assert_eq!(dummy.end.mac.as_deref(), Some("02:aa:bb:00:00:03"));
+    assert_eq!(dummy.mtu, Some(1280));
+}
+
+#[test]
+fn link_types_not_made_here_are_refused_naming_their_line() {
+    for (link, kind) in [
+        (
+            "    - type: macvlan\n      endpoint: {node: a, interface: eth1}\n      host-interface: enp0s3\n      mode: bridge\n",
+            "macvlan",
+        ),
+        (
+            "    - type: host\n      endpoint: {node: a, interface: eth1}\n      host-interface: a-eth1\n",
+            "host",
+        ),
+        (
+            "    - type: mgmt-net\n      endpoint: {node: a, interface: eth1}\n      host-interface: a-eth1\n",
+            "mgmt-net",
+        ),
+        (
+            "    - type: vxlan\n      endpoint: {node: a, interface: eth1}\n      remote: 10.0.0.9\n      vni: 100\n      udp-port: 4789\n",
+            "vxlan",
+        ),
+    ] {
+        let text = format!("{LINKED}    - endpoints: [\"a:eth2\", \"b:eth2\"]\n{link}");
+        let e = error(&text);
+        assert_eq!(e.line, Some(8), "{kind}: {e}");
+        assert_eq!(e.path, "topology.links[1].type", "{kind}");
+        assert!(
+            e.message
+                .contains(&format!("link type `{kind}` is not made here")),
+            "{e}"
+        );
+    }
+    let e = error(&format!(
+        "{LINKED}    - type: wormhole\n      endpoints: [{{node: a, interface: eth1}}]\n"
+    ));
+    assert_eq!(e.line, Some(7), "{e}");
+    assert!(e.message.contains("unknown variant `wormhole`"), "{e}");
+}
+
+#[test]
+fn bad_long_form_links_are_refused_naming_their_line() {
+    for (links, line, want) in [
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1, mac: \"01:00:5e:00:00:01\"}\n        - {node: b, interface: eth1}\n",
+            9,
+            "not a unicast MAC",
+        ),
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1}\n        - {node: b, interface: eth1, mac: \"02:00:00:00:01\"}\n",
+            10,
+            "not a unicast MAC",
+        ),
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1}\n        - {node: zz, interface: eth1}\n",
+            10,
+            "no node \"zz\"",
+        ),
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1}\n        - {node: b, interface: eth1}\n      mtu: 20\n",
+            11,
+            "mtu 20 is not 68 to 65535",
+        ),
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1}\n        - {node: b, ifname: eth1}\n",
+            10,
+            "unknown field `ifname`",
+        ),
+        (
+            "    - type: veth\n      endpoints:\n        - {node: a, interface: eth1}\n",
+            8,
+            "two endpoints, not 1",
+        ),
+        (
+            "    - type: veth\n      endpoints: [\"a:eth1\", \"b:eth1\"]\n",
+            8,
+            "endpoints are mappings",
+        ),
+        (
+            "    - endpoints:\n        - {node: a, interface: eth1}\n        - {node: b, interface: eth1}\n",
+            8,
+            "need `type: veth`",
+        ),
+        (
+            "    - type: veth\n      endpoint: {node: a, interface: eth1}\n",
+            8,
+            "`endpoint` is not a field of veth link",
+        ),
+        (
+            "    - type: dummy\n      mtu: 1500\n",
+            7,
+            "needs its `endpoint",
+        ),
+    ] {
+        let e = error(&format!("{LINKED}{links}"));
+        assert_eq!(e.line, Some(line), "{links}: {e}");
+        assert!(e.message.contains(want), "{links}: {e}");
+    }
+}
+
+#[test]
+fn a_startup_config_is_the_routers_config_file_and_linux_nodes_ignore_it() {
+    let plan = plan(
+        "name: s
+topology:
+  defaults:
+    startup-config: ignored/by-linux-nodes.cfg
+  kinds:
+    linux:
+      image: alpine:3
+  nodes:
+    b:
+      image: ghcr.io/x/bird:2
+      startup-config: configs/b.conf
+    g:
+      labels: {calico-rs.role: gobgp}
+      startup-config: /abs/g.yaml
+    f:
+      image: quay.io/frrouting/frr:9
+      startup-config: f/frr.conf
+    h: {}
+    e:
+      labels: {calico-rs.role: bird}
+      startup-config: |
+        router id 10.0.0.9;
+        protocol device { }
+",
+    )
+    .unwrap();
+    let node = |name: &str| plan.nodes.iter().find(|n| n.name == name).unwrap();
+    assert_eq!(
+        &node("b").daemons[0].args[..3],
+        ["-f", "-c", "/labs/configs/b.conf"]
+    );
+    assert_eq!(
+        &node("g").daemons[0].args[..4],
+        ["-f", "/abs/g.yaml", "-t", "yaml"]
+    );
+    assert_eq!(&node("f").daemons[0].args[..2], ["-f", "/labs/f/frr.conf"]);
+    assert_eq!(&node("f").daemons[1].args[..2], ["-f", "/labs/f/frr.conf"]);
+    // Containerlab's kind linux ignores a startup-config, and so do plain nodes.
+    assert!(node("h").daemons.is_empty() && node("h").files.is_empty());
+    // A config of several lines is the config itself, written in the node's directory.
+    let e = node("e");
+    let written = Path::new("/run/calico-lab/s/e/bird.conf");
+    assert_eq!(
+        &e.daemons[0].args[..3],
+        ["-f", "-c", written.to_str().unwrap()]
+    );
+    assert_eq!(
+        e.files,
+        [(
+            written.to_path_buf(),
+            "router id 10.0.0.9;\nprotocol device { }\n".to_string()
+        )]
+    );
+    assert!(node("b").files.is_empty());
+}
+
+#[test]
+fn a_startup_config_beside_a_bind_or_from_a_url_is_refused_naming_its_line() {
+    let e = error(
+        "name: t\ntopology:\n  nodes:\n    r:\n      image: bird:2\n      binds: [r.conf:/etc/bird/bird.conf]\n      startup-config: r2.conf\n",
+    );
+    assert_eq!(e.line, Some(7), "{e}");
+    assert_eq!(e.path, "topology.nodes.r.startup-config");
+    assert!(e.message.contains("keep one"), "{e}");
+    let e = error(
+        "name: t\ntopology:\n  kinds:\n    linux:\n      startup-config: https://example.com/r.conf\n  nodes:\n    r:\n      image: frr:9\n",
+    );
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.message.contains("not fetched"), "{e}");
 }
