@@ -43,8 +43,11 @@ pub struct DaemonConfig {
     /// doubled per consecutive failure up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
-    /// How long to wait after a change for more before calculating (a
-    /// burst of datastore writes is calculated once).
+    /// The shortest gap between two calculations. A change after a quiet
+    /// spell is calculated at once (a new container's endpoint waits for
+    /// nothing); changes within `coalesce` of the last calculation wait for
+    /// the rest of it and are calculated together, so a burst of datastore
+    /// writes costs at most one calculation per `coalesce`.
     pub coalesce: Duration,
     /// How soon a driver with something [pending](Driver::pending) is
     /// applied again.
@@ -52,7 +55,7 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
-    /// Defaults: backoff 250 ms to 30 s, changes coalesced over 20 ms,
+    /// Defaults: backoff 250 ms to 30 s, at most one calculation per 20 ms,
     /// pending work rechecked every second.
     pub fn new(host: HostSettings, registration: Option<Registration>) -> Self {
         DaemonConfig {
@@ -125,6 +128,10 @@ struct Loop {
     problems: BTreeSet<String>,
     /// Every driver has applied some generation successfully.
     applied_once: bool,
+    /// The snapshot changed since the last calculation.
+    changed: bool,
+    /// When the last calculation started (see [`DaemonConfig::coalesce`]).
+    calculated_at: Option<Instant>,
 }
 
 impl Loop {
@@ -247,6 +254,15 @@ impl Loop {
         self.registration_error = problem;
     }
 
+    /// When the next calculation is due: none without a change; at once
+    /// after a quiet spell; else `coalesce` after the last one.
+    fn calculation_due(&self) -> Option<Instant> {
+        self.changed.then(|| match self.calculated_at {
+            Some(at) => at + self.config.coalesce,
+            None => Instant::now(),
+        })
+    }
+
     /// When the earliest driver waiting for a retry or a recheck is due.
     fn next_retry(&self) -> Option<Instant> {
         self.slots
@@ -307,9 +323,15 @@ pub async fn run(
             generation: 0,
             problems: BTreeSet::new(),
             applied_once: false,
+            changed: false,
+            calculated_at: None,
         };
         loop {
             let retry = match state.next_retry() {
+                Some(at) => tokio::time::sleep_until(at).boxed(),
+                None => std::future::pending().boxed(),
+            };
+            let calculate = match state.calculation_due() {
                 Some(at) => tokio::time::sleep_until(at).boxed(),
                 None => std::future::pending().boxed(),
             };
@@ -322,14 +344,20 @@ pub async fn run(
                         Err(e) => e.to_string(),
                     }));
                 }
-                () = sync.changed() => {
-                    tokio::time::sleep(state.config.coalesce).await;
+                () = calculate => {
+                    state.changed = false;
+                    state.calculated_at = Some(Instant::now());
                     // Before the first complete list the snapshot is empty:
                     // calculating from it would tear the dataplane down.
                     if sync.in_sync() || state.desired.is_some() {
                         state.recalculate(&sync).await;
                         state.reconcile_node(&sync).await;
                     }
+                }
+                // After `calculate`: a stream of changes must not starve it.
+                () = sync.changed() => {
+                    state.changed = true;
+                    continue;
                 }
                 () = retry => {}
             }
@@ -509,6 +537,17 @@ mod tests {
             routes_pending: u32,
             pools: &[(&str, &str)],
         ) -> Harness {
+            Harness::launch(policy_failures, routes_pending, pools, None).await
+        }
+
+        /// As `start_pending`, with `coalesce` as the gap between
+        /// calculations when given.
+        async fn launch(
+            policy_failures: u32,
+            routes_pending: u32,
+            pools: &[(&str, &str)],
+            coalesce: Option<Duration>,
+        ) -> Harness {
             let dir = tempfile::tempdir().unwrap();
             let kv: Arc<dyn KvStore> = Arc::new(SqliteStore::open(dir.path().join("db")).unwrap());
             for (name, cidr) in pools {
@@ -543,6 +582,9 @@ mod tests {
             let mut config = DaemonConfig::new(host, Some(registration));
             config.backoff = Duration::from_millis(20);
             config.recheck = Duration::from_millis(20);
+            if let Some(coalesce) = coalesce {
+                config.coalesce = coalesce;
+            }
             let metrics = Arc::new(Metrics::new());
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let daemon = tokio::spawn(run(
@@ -630,6 +672,20 @@ mod tests {
         for chunk in names.chunks(3) {
             assert_eq!(chunk, ["routes", "policy", "bgp"], "{log:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_change_after_a_quiet_spell_is_calculated_at_once_and_one_right_after_waits() {
+        // An hour between calculations: the first (the initial list) must
+        // not wait for it, the next change must.
+        let hour = Duration::from_secs(3600);
+        let h = Harness::launch(0, 0, &[("a", "10.1.0.0/16")], Some(hour)).await;
+        h.until_all_applied(1).await;
+        let before = h.applied().len();
+        h.pool("b", "10.2.0.0/16").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.applied().len(), before, "{:?}", h.applied());
+        h.stop().await;
     }
 
     #[tokio::test]
