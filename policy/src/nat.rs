@@ -22,6 +22,7 @@
 //! change, and a pool change touches nothing else; the sets keep their names,
 //! so the [`diff`](crate::diff()) of a pool change is set elements only.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -57,18 +58,30 @@ pub struct NatOutgoing {
 }
 
 impl NatOutgoing {
-    /// From IPPools as Felix reads them: every pool in `pools`, the enabled
-    /// ones with `natOutgoing` in `masquerade`.
+    /// From IPPools as Felix reads them: every pool in `pools` (its
+    /// network), the enabled ones with `natOutgoing` in `masquerade`.
     pub fn of_pools<'a>(pools: impl IntoIterator<Item = &'a IPPoolSpec>) -> NatOutgoing {
-        let mut nat = NatOutgoing::default();
-        for pool in pools {
-            let cidr = pool.cidr.0;
-            if pool.nat_outgoing && !pool.disabled {
-                nat.masquerade.push(cidr);
+        NatOutgoing::of_nets(
+            pools
+                .into_iter()
+                .map(|p| (p.cidr.network(), p.nat_outgoing && !p.disabled)),
+        )
+    }
+
+    /// From each pool's network and whether it is masqueraded; both lists
+    /// sorted, without duplicates.
+    pub fn of_nets(pools: impl IntoIterator<Item = (IpNet, bool)>) -> NatOutgoing {
+        let (mut masquerade, mut all) = (BTreeSet::new(), BTreeSet::new());
+        for (net, masq) in pools {
+            if masq {
+                masquerade.insert(net);
             }
-            nat.pools.push(cidr);
+            all.insert(net);
         }
-        nat
+        NatOutgoing {
+            masquerade: masquerade.into_iter().collect(),
+            pools: all.into_iter().collect(),
+        }
     }
 }
 

@@ -167,14 +167,7 @@ pub(super) fn announcements<'w>(
 /// `natOutgoing`: enabled pools with `natOutgoing` are masqueraded; traffic
 /// to any pool is not.
 pub(super) fn nat_outgoing(pools: &[Pool]) -> NatOutgoing {
-    let set = |f: &dyn Fn(&Pool) -> bool| -> Vec<IpNet> {
-        let s: BTreeSet<IpNet> = pools.iter().filter(|p| f(p)).map(|p| p.cidr).collect();
-        s.into_iter().collect()
-    };
-    NatOutgoing {
-        masquerade: set(&|p| p.enabled && p.nat_outgoing),
-        pools: set(&|_| true),
-    }
+    NatOutgoing::of_nets(pools.iter().map(|p| (p.cidr, p.enabled && p.nat_outgoing)))
 }
 
 #[cfg(test)]
