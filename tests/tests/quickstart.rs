@@ -7,9 +7,9 @@
 //! BGP session to the ToR must be Established; `--down` then leaves none of
 //! the lab's namespaces.
 
-mod common;
+mod topology;
 
-use common::Example;
+use topology::Example;
 
 /// The workload's `app` label: its name without the host suffix.
 fn app(workload: &str) -> &str {
@@ -18,7 +18,7 @@ fn app(workload: &str) -> &str {
 
 #[test]
 fn the_quickstart_routes_polices_reports_bgp_and_tears_down() {
-    if !common::can_run() {
+    if !topology::can_run() {
         return;
     }
     let qs = Example::quickstart();
@@ -50,7 +50,7 @@ fn the_quickstart_routes_polices_reports_bgp_and_tears_down() {
     }
 
     // A second run refuses while the lab is up.
-    let again = common::Report::of(&qs.run(&[]));
+    let again = topology::Report::of(&qs.run(&[]));
     assert!(!again.success);
     assert!(again.stderr.contains("is up already"), "{}", again.stderr);
 

@@ -4,15 +4,16 @@
 //! through the CNI plugin and prints what reaches what; the tests check the
 //! matrices against the example's policy cell by cell, the BGP sessions
 //! every host has, the routes in the hosts' kernels, and that `--down`
-//! leaves nothing. (The quickstart has its own test, `quickstart.rs`.)
+//! leaves nothing. (The quickstart has its own test, `quickstart.rs`; both
+//! share `topology/`.)
 
-mod common;
+mod topology;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Example, peer_rows};
 use testkit::poll_until;
+use topology::{Example, peer_rows};
 
 /// The label value a workload's name starts with (`blue-1` → `blue`).
 fn kind(workload: &str) -> &str {
@@ -46,7 +47,7 @@ fn set(addrs: &[&str]) -> BTreeSet<String> {
 }
 
 /// Whether `from` pings `to`'s first address within two seconds.
-fn pings(ex: &Example, from: &str, to: &str, report: &common::Report) -> bool {
+fn pings(ex: &Example, from: &str, to: &str, report: &topology::Report) -> bool {
     let addr = &report.addresses(to)[0];
     ex.in_workload(from, &["ping", "-c1", "-W2", "-q", addr])
         .status
@@ -55,7 +56,7 @@ fn pings(ex: &Example, from: &str, to: &str, report: &common::Report) -> bool {
 
 #[test]
 fn route_reflectors_carry_every_route_with_the_mesh_off_and_one_reflector_is_enough() {
-    if !common::can_run() {
+    if !topology::can_run() {
         return;
     }
     let ex = Example::new("route-reflectors", "rr");
@@ -148,7 +149,7 @@ fn route_reflectors_carry_every_route_with_the_mesh_off_and_one_reflector_is_eno
 
 #[test]
 fn dual_stack_routes_and_polices_both_families_over_a_session_per_family() {
-    if !common::can_run() {
+    if !topology::can_run() {
         return;
     }
     let ex = Example::new("dual-stack", "ds");
