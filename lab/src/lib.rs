@@ -37,6 +37,7 @@
 
 pub mod error;
 pub mod expand;
+pub mod mounts;
 pub mod plan;
 pub mod run;
 pub mod state;
