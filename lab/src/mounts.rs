@@ -137,10 +137,7 @@ pub fn steps(
 pub fn submounts(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     let mut tops: Vec<PathBuf> = Vec::new();
     for target in mount_points(mountinfo) {
-        if target != dir
-            && target.starts_with(dir)
-            && !tops.iter().any(|t| target.starts_with(t))
-        {
+        if target != dir && target.starts_with(dir) && !tops.iter().any(|t| target.starts_with(t)) {
             tops.push(target);
         }
     }

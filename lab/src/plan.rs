@@ -2,8 +2,9 @@
 //! network namespace per node named `clab-LAB-NODE`, one veth pair per link
 //! with the file's interface names, the commands each node runs, and the
 //! daemons (BIRD, GoBGP, FRR's zebra and bgpd, or felix) each router or host runs, with its config
-//! given as the bound file's host path on its command line (no mount
-//! namespace is needed). Defaults from `topology.defaults` and
+//! given as the bound file's host path on its command line, and the binds of
+//! each node's mount namespace (its `binds`, a router's runtime directory
+//! and `startup-config`; realised as [`crate::mounts`] says). Defaults from `topology.defaults` and
 //! `topology.kinds` are merged under each node's own settings here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,41 +208,41 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
         // A router's config file: the bound one, or its startup-config
         // (then bound read-only at `target`, the container path, of its
         // file).
-        let mut config = |bound_to: fn(&str) -> bool,
-                          written: &str,
-                          target: &dyn Fn(&Path) -> PathBuf| {
-            let startup_line = || {
-                let kind = kind.as_str();
-                line_of(text, &["topology", "nodes", name, "startup-config"])
-                    .or_else(|| line_of(text, &["topology", "kinds", kind, "startup-config"]))
-                    .or_else(|| line_of(text, &["topology", "defaults", "startup-config"]))
-                    .or(line)
+        let mut config =
+            |bound_to: fn(&str) -> bool, written: &str, target: &dyn Fn(&Path) -> PathBuf| {
+                let startup_line = || {
+                    let kind = kind.as_str();
+                    line_of(text, &["topology", "nodes", name, "startup-config"])
+                        .or_else(|| line_of(text, &["topology", "kinds", kind, "startup-config"]))
+                        .or_else(|| line_of(text, &["topology", "defaults", "startup-config"]))
+                        .or(line)
+                };
+                let bind = bound(&binds, bound_to);
+                let conf = router_config(
+                    bind,
+                    merged.startup_config.as_deref(),
+                    &settings.file_dir,
+                    &node_dir.join(written),
+                    &mut files,
+                )
+                .map_err(|m| err(startup_line(), &format!("{path}.startup-config"), m))?;
+                if let (None, Some(conf)) = (bind, &conf) {
+                    startup_mounts.push(Mount {
+                        source: conf.clone(),
+                        target: target(conf),
+                        read_only: true,
+                    });
+                }
+                Ok::<_, TopologyError>(conf)
             };
-            let bind = bound(&binds, bound_to);
-            let conf = router_config(
-                bind,
-                merged.startup_config.as_deref(),
-                &settings.file_dir,
-                &node_dir.join(written),
-                &mut files,
-            )
-            .map_err(|m| err(startup_line(), &format!("{path}.startup-config"), m))?;
-            if let (None, Some(conf)) = (bind, &conf) {
-                startup_mounts.push(Mount {
-                    source: conf.clone(),
-                    target: target(conf),
-                    read_only: true,
-                });
-            }
-            Ok::<_, TopologyError>(conf)
-        };
         // (program, arguments, ready file) of each daemon, in start order.
         let daemons: Vec<(PathBuf, Vec<String>, Option<PathBuf>)> = match role {
             Role::Linux | Role::Bridge => Vec::new(),
             Role::Bird => {
                 let conf = config(|c| c.ends_with("bird.conf"), "bird.conf", &|_| {
                     PathBuf::from("/etc/bird/bird.conf")
-                })?.ok_or_else(|| {
+                })?
+                .ok_or_else(|| {
                     err(
                         line,
                         &path,
@@ -338,7 +339,8 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
             Role::Frr => {
                 let conf = config(|c| c.ends_with("frr.conf"), "frr.conf", &|_| {
                     PathBuf::from("/etc/frr/frr.conf")
-                })?.ok_or_else(|| {
+                })?
+                .ok_or_else(|| {
                     err(
                         line,
                         &path,

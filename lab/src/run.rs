@@ -1,13 +1,15 @@
 //! The thin I/O: realising a [`Plan`] ([`up`]), removing a lab ([`down`]),
 //! running a command in a node ([`exec_command`]) and reading a lab's nodes
 //! back ([`inspect`]). Everything goes through `ip` (`ip netns`, `ip -n NS
-//! link`) and `ip netns exec`, so what it makes is what an operator sees
-//! with the same tools.
+//! link`), `ip netns exec`, and `unshare`, `nsenter` and `mount` for mount
+//! namespaces, so what it makes is what an operator sees with the same
+//! tools.
 //!
-//! `up` order: state file (namespaces listed, no pids) → namespaces →
-//! bridges → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
-//! enslaved, up) → each node's `exec` commands → embedded startup-configs
-//! written → daemons (pids recorded). Any failure removes what was made.
+//! `up` order: state file (namespaces listed, no pids) → embedded
+//! startup-configs written → namespaces → bridges → mount namespaces (their
+//! binds, overlays for targets the host lacks) → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
+//! enslaved, up) → each node's `exec` commands → daemons (pids recorded).
+//! Any failure removes what was made.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -565,8 +567,7 @@ fn make_mount_namespaces(plan: &Plan) -> Result<(), RunError> {
     for node in &plan.nodes {
         let Some(file) = &node.mntns else { continue };
         let scratch = dir.join(&node.name).join(SCRATCH);
-        File::create(file)
-            .map_err(|e| RunError::io(format!("creating {}", file.display()), e))?;
+        File::create(file).map_err(|e| RunError::io(format!("creating {}", file.display()), e))?;
         std::fs::create_dir_all(&scratch)
             .map_err(|e| RunError::io(format!("creating {}", scratch.display()), e))?;
         checked(
@@ -613,7 +614,12 @@ fn mount_step(file: &Path, step: Step) -> Result<(), RunError> {
         } => {
             run(
                 "mkdir",
-                &["-p".as_ref(), upper.as_os_str(), work.as_os_str(), merged.as_os_str()],
+                &[
+                    "-p".as_ref(),
+                    upper.as_os_str(),
+                    work.as_os_str(),
+                    merged.as_os_str(),
+                ],
             )?;
             let options = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -634,9 +640,15 @@ fn mount_step(file: &Path, step: Step) -> Result<(), RunError> {
             for sub in mounts::submounts(&mountinfo(file)?, &at) {
                 let rel = sub.strip_prefix(&at).unwrap_or(&sub);
                 let into = merged.join(rel);
-                run("mount", &["--rbind".as_ref(), sub.as_os_str(), into.as_os_str()])?;
+                run(
+                    "mount",
+                    &["--rbind".as_ref(), sub.as_os_str(), into.as_os_str()],
+                )?;
             }
-            run("mount", &["--move".as_ref(), merged.as_os_str(), at.as_os_str()])
+            run(
+                "mount",
+                &["--move".as_ref(), merged.as_os_str(), at.as_os_str()],
+            )
         }
         Step::Create { path, kind } => match kind {
             FileKind::Dir => run("mkdir", &[path.as_os_str()]),
@@ -650,7 +662,12 @@ fn mount_step(file: &Path, step: Step) -> Result<(), RunError> {
             let options = if read_only { "bind,ro" } else { "bind" };
             run(
                 "mount",
-                &["-o".as_ref(), options.as_ref(), source.as_os_str(), target.as_os_str()],
+                &[
+                    "-o".as_ref(),
+                    options.as_ref(),
+                    source.as_os_str(),
+                    target.as_os_str(),
+                ],
             )
         }
     }
