@@ -77,9 +77,13 @@ pub fn steps(
     host: impl Fn(&Path) -> Option<FileKind>,
 ) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    // Paths made in the node (all on overlays) and the overlaid directories.
+    // Paths made in the node (all on overlays), the overlaid directories not
+    // covered by a later bind, the binds so far (target, source), and how
+    // many overlays there are.
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
     let mut overlaid: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut bound: Vec<(&Path, &Path)> = Vec::new();
+    let mut layers = 0;
     for m in mounts {
         let kind = host(&m.source).ok_or_else(|| {
             format!(
@@ -88,7 +92,20 @@ pub fn steps(
                 m.target.display()
             )
         })?;
-        let exists = |p: &Path| made.contains(p) || host(p).is_some();
+        // Whether `p` is there in the node: made, or on the host path it
+        // shows (below the last bind covering it, the bind's source).
+        let exists = |p: &Path| {
+            made.contains(p)
+                || host(&match bound.iter().rev().find(|(t, _)| p.starts_with(t)) {
+                    Some((t, source)) => match p.strip_prefix(t) {
+                        Ok(rel) if rel.as_os_str().is_empty() => source.to_path_buf(),
+                        Ok(rel) => source.join(rel),
+                        Err(_) => p.to_path_buf(),
+                    },
+                    None => p.to_path_buf(),
+                })
+                .is_some()
+        };
         if !exists(&m.target) {
             let mut missing = vec![m.target.clone()];
             let mut at = m.target.parent();
@@ -97,13 +114,16 @@ pub fn steps(
                 at = a.parent();
             }
             let at = at.unwrap_or(Path::new("/")).to_path_buf();
+            // Only what this node made or overlaid may be written to: any
+            // other directory is the host's (or a bind's source).
             if !made.contains(&at) && !overlaid.contains(&at) {
-                if overlaid.is_empty() {
+                if layers == 0 {
                     steps.push(Step::Scratch {
                         at: scratch.to_path_buf(),
                     });
                 }
-                let layer = scratch.join(overlaid.len().to_string());
+                let layer = scratch.join(layers.to_string());
+                layers += 1;
                 steps.push(Step::Overlay {
                     at: at.clone(),
                     upper: layer.join("upper"),
@@ -122,6 +142,10 @@ pub fn steps(
                 steps.push(Step::Create { path, kind });
             }
         }
+        // What the bind covers is its source's now, not ours to write.
+        made.retain(|p| !p.starts_with(&m.target));
+        overlaid.retain(|p| !p.starts_with(&m.target));
+        bound.push((&m.target, &m.source));
         steps.push(Step::Bind {
             source: m.source.clone(),
             target: m.target.clone(),

@@ -673,15 +673,14 @@ fn mount_step(file: &Path, step: Step) -> Result<(), RunError> {
     }
 }
 
-/// What `path` is on the host, following symlinks.
+/// What `path` is on the host, following symlinks; a dangling symlink
+/// counts as a file (so it is never made, which would write where it points).
 fn host_kind(path: &Path) -> Option<FileKind> {
-    std::fs::metadata(path).ok().map(|m| {
-        if m.is_dir() {
-            FileKind::Dir
-        } else {
-            FileKind::File
-        }
-    })
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Some(FileKind::Dir),
+        Ok(_) => Some(FileKind::File),
+        Err(_) => std::fs::symlink_metadata(path).ok().map(|_| FileKind::File),
+    }
 }
 
 /// The mount table of the mount namespace persisted at `file`.

@@ -985,3 +985,47 @@ fn down_unmounts_what_is_under_the_state_dir_last_first_and_finds_persisted_name
         ]
     );
 }
+
+#[test]
+fn what_a_bind_covers_is_its_sources_and_a_missing_target_below_it_gets_its_own_overlay() {
+    let steps = mounts::steps(
+        &[
+            mount("/srv", "/opt/srv", false),
+            mount("/srv/conf", "/opt/srv/dir/conf", true),
+            mount("/srv/conf", "/opt/srv/new/conf", true),
+        ],
+        Path::new("/s/.mnt"),
+        host,
+    )
+    .unwrap();
+    let targets: Vec<String> = steps
+        .iter()
+        .map(|s| match s {
+            Step::Scratch { at } => format!("scratch {}", at.display()),
+            Step::Overlay { at, upper, .. } => {
+                format!("overlay {} {}", at.display(), upper.display())
+            }
+            Step::Create { path, .. } => format!("create {}", path.display()),
+            Step::Bind { target, .. } => format!("bind {}", target.display()),
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "scratch /s/.mnt",
+            "overlay / /s/.mnt/0/upper",
+            "create /opt",
+            "create /opt/srv",
+            "bind /opt/srv",
+            // /srv/dir/conf is absent on the host: made on an overlay of
+            // /opt/srv (the host's /srv), never in /srv itself.
+            "overlay /opt/srv/dir /s/.mnt/1/upper",
+            "create /opt/srv/dir/conf",
+            "bind /opt/srv/dir/conf",
+            "overlay /opt/srv /s/.mnt/2/upper",
+            "create /opt/srv/new",
+            "create /opt/srv/new/conf",
+            "bind /opt/srv/new/conf",
+        ]
+    );
+}
