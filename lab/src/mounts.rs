@@ -14,6 +14,10 @@
 //! scratch point, the mounts below `A` bound into it, and then moved onto
 //! `A`; the missing directories and the target are made in it. Both the
 //! tmpfs and the overlays live only in the node's namespace and go with it.
+//! Below an earlier bind a path is its source's: a target missing there gets
+//! an overlay too, never a write into the source. (Overlay options are
+//! comma-separated: a state directory or ancestor whose path holds `,` or
+//! `:` makes `mount` fail, naming the command.)
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
