@@ -39,6 +39,9 @@ pub enum RunError {
     NoNode { lab: String, node: String },
     #[error("the state file {} is not readable: {message}", path.display())]
     State { path: PathBuf, message: String },
+    /// A node's mount namespace cannot be made as planned.
+    #[error("{node}: mount namespace: {message}")]
+    Mount { node: String, message: String },
     #[error("{node}: no {} within 20 s; its log ends:\n{log}", path.display())]
     NotReady {
         node: String,

@@ -2,8 +2,9 @@
 //! network namespace per node named `clab-LAB-NODE`, one veth pair per link
 //! with the file's interface names, the commands each node runs, and the
 //! daemons (BIRD, GoBGP, FRR's zebra and bgpd, or felix) each router or host runs, with its config
-//! given as the bound file's host path on its command line (no mount
-//! namespace is needed). Defaults from `topology.defaults` and
+//! given as the bound file's host path on its command line, and the binds of
+//! each node's mount namespace (its `binds`, a router's runtime directory
+//! and `startup-config`; realised as [`crate::mounts`] says). Defaults from `topology.defaults` and
 //! `topology.kinds` are merged under each node's own settings here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TopologyError;
+use crate::mounts::{Mount, NS_FILE};
 use crate::topology::{
     Endpoint, Kind, Link, LinkType, NodeDefaults, Topology, item_lines, line_containing, line_of,
     line_within, list_item_line,
@@ -103,6 +105,13 @@ pub struct PlannedNode {
     /// Files written (path, text) before its daemons start: an embedded
     /// `startup-config`.
     pub files: Vec<(PathBuf, String)>,
+    /// Binds in its mount namespace, in order: its daemon's runtime
+    /// directory (`/run/bird`, `/run/frr`) from its state directory, its
+    /// `binds`, and its router's `startup-config` at the config's container
+    /// path.
+    pub mounts: Vec<Mount>,
+    /// `STATE/NODE/mnt`, its persisted mount namespace, when it has mounts.
+    pub mntns: Option<PathBuf>,
 }
 
 /// A long-running program started in a node after its `exec` commands.
@@ -195,29 +204,45 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 err(line, &format!("{path}.binds"), m)
             })?;
         let mut files = Vec::new();
-        // A router's config file: the bound one, or its startup-config.
-        let mut config = |bound_to: fn(&str) -> bool, written: &str| {
-            let startup_line = || {
-                let kind = kind.as_str();
-                line_of(text, &["topology", "nodes", name, "startup-config"])
-                    .or_else(|| line_of(text, &["topology", "kinds", kind, "startup-config"]))
-                    .or_else(|| line_of(text, &["topology", "defaults", "startup-config"]))
-                    .or(line)
+        let mut startup_mounts = Vec::new();
+        // A router's config file: the bound one, or its startup-config
+        // (then bound read-only at `target`, the container path, of its
+        // file).
+        let mut config =
+            |bound_to: fn(&str) -> bool, written: &str, target: &dyn Fn(&Path) -> PathBuf| {
+                let startup_line = || {
+                    let kind = kind.as_str();
+                    line_of(text, &["topology", "nodes", name, "startup-config"])
+                        .or_else(|| line_of(text, &["topology", "kinds", kind, "startup-config"]))
+                        .or_else(|| line_of(text, &["topology", "defaults", "startup-config"]))
+                        .or(line)
+                };
+                let bind = bound(&binds, bound_to);
+                let conf = router_config(
+                    bind,
+                    merged.startup_config.as_deref(),
+                    &settings.file_dir,
+                    &node_dir.join(written),
+                    &mut files,
+                )
+                .map_err(|m| err(startup_line(), &format!("{path}.startup-config"), m))?;
+                if let (None, Some(conf)) = (bind, &conf) {
+                    startup_mounts.push(Mount {
+                        source: conf.clone(),
+                        target: target(conf),
+                        read_only: true,
+                    });
+                }
+                Ok::<_, TopologyError>(conf)
             };
-            router_config(
-                bound(&binds, bound_to),
-                merged.startup_config.as_deref(),
-                &settings.file_dir,
-                &node_dir.join(written),
-                &mut files,
-            )
-            .map_err(|m| err(startup_line(), &format!("{path}.startup-config"), m))
-        };
         // (program, arguments, ready file) of each daemon, in start order.
         let daemons: Vec<(PathBuf, Vec<String>, Option<PathBuf>)> = match role {
             Role::Linux | Role::Bridge => Vec::new(),
             Role::Bird => {
-                let conf = config(|c| c.ends_with("bird.conf"), "bird.conf")?.ok_or_else(|| {
+                let conf = config(|c| c.ends_with("bird.conf"), "bird.conf", &|_| {
+                    PathBuf::from("/etc/bird/bird.conf")
+                })?
+                .ok_or_else(|| {
                     err(
                         line,
                         &path,
@@ -248,6 +273,10 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                                 .is_some_and(|f| f.to_string_lossy().starts_with("gobgp"))
                     },
                     "gobgpd.toml",
+                    &|conf| {
+                        let ext = conf.extension().and_then(|e| e.to_str()).unwrap_or("toml");
+                        PathBuf::from(format!("/etc/gobgp/gobgpd.{ext}"))
+                    },
                 )?
                 .ok_or_else(|| {
                     err(
@@ -308,7 +337,10 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 )]
             }
             Role::Frr => {
-                let conf = config(|c| c.ends_with("frr.conf"), "frr.conf")?.ok_or_else(|| {
+                let conf = config(|c| c.ends_with("frr.conf"), "frr.conf", &|_| {
+                    PathBuf::from("/etc/frr/frr.conf")
+                })?
+                .ok_or_else(|| {
                     err(
                         line,
                         &path,
@@ -361,6 +393,28 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 ready,
             })
             .collect();
+        // Plain `birdc` and `vtysh` look for their daemons' sockets here.
+        let runtime = match role {
+            Role::Bird => Some("/run/bird"),
+            Role::Frr => Some("/run/frr"),
+            _ => None,
+        };
+        let mut mounts: Vec<Mount> = runtime
+            .map(|dir| Mount {
+                source: node_dir.clone(),
+                target: PathBuf::from(dir),
+                read_only: false,
+            })
+            .into_iter()
+            .collect();
+        if role != Role::Bridge {
+            mounts.extend(binds.iter().map(|b| Mount {
+                source: b.host.clone(),
+                target: PathBuf::from(&b.container),
+                read_only: b.read_only,
+            }));
+            mounts.extend(startup_mounts);
+        }
         nodes.push(PlannedNode {
             name: name.clone(),
             kind,
@@ -371,6 +425,8 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
             daemons,
             owner: (role == Role::Frr).then(|| FRR_USER.to_string()),
             files,
+            mntns: (!mounts.is_empty()).then(|| node_dir.join(NS_FILE)),
+            mounts,
         });
     }
     let (links, dummies) = plan_links(topology, text, &lab, &nodes)?;
@@ -652,6 +708,7 @@ fn role(kind: Kind, settings: &NodeDefaults) -> Result<Role, String> {
 struct Bind {
     host: PathBuf,
     container: String,
+    read_only: bool,
 }
 
 fn parse_bind(text: &str, dir: &Path) -> Result<Bind, String> {
@@ -663,6 +720,7 @@ fn parse_bind(text: &str, dir: &Path) -> Result<Bind, String> {
     Ok(Bind {
         host: dir.join(host),
         container: container.to_string(),
+        read_only: parts.get(2) == Some(&"ro"),
     })
 }
 

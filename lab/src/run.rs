@@ -1,13 +1,15 @@
 //! The thin I/O: realising a [`Plan`] ([`up`]), removing a lab ([`down`]),
 //! running a command in a node ([`exec_command`]) and reading a lab's nodes
 //! back ([`inspect`]). Everything goes through `ip` (`ip netns`, `ip -n NS
-//! link`) and `ip netns exec`, so what it makes is what an operator sees
-//! with the same tools.
+//! link`), `ip netns exec`, and `unshare`, `nsenter` and `mount` for mount
+//! namespaces, so what it makes is what an operator sees with the same
+//! tools.
 //!
-//! `up` order: state file (namespaces listed, no pids) → namespaces →
-//! bridges → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
-//! enslaved, up) → each node's `exec` commands → embedded startup-configs
-//! written → daemons (pids recorded). Any failure removes what was made.
+//! `up` order: state file (namespaces listed, no pids) → embedded
+//! startup-configs written → namespaces → bridges → mount namespaces (their
+//! binds, overlays for targets the host lacks) → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
+//! enslaved, up) → each node's `exec` commands → daemons (pids recorded).
+//! Any failure removes what was made.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -16,10 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::RunError;
+use crate::mounts::{self, FileKind, SCRATCH, Step};
 use crate::plan::{End, PREFIX, Plan, Role};
 use crate::state::{DaemonState, NodeState, State};
 
@@ -59,11 +63,16 @@ pub fn up(plan: &Plan) -> Result<State, RunError> {
                 role: n.role,
                 netns: n.netns.clone(),
                 env: n.env.clone(),
+                mntns: n.mntns.clone(),
                 daemons: Vec::new(),
             })
             .collect(),
     };
     state.save(&plan.state_dir)?;
+    for (path, text) in plan.nodes.iter().flat_map(|n| &n.files) {
+        std::fs::write(path, text)
+            .map_err(|e| RunError::io(format!("writing {}", path.display()), e))?;
+    }
     match realise(plan, &mut state) {
         Ok(()) => Ok(state),
         Err(e) => {
@@ -93,6 +102,7 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
             ip(&["-n", &node.netns, "link", "set", &node.name, "up"])?;
         }
     }
+    make_mount_namespaces(plan)?;
     for link in &plan.links {
         let (a, b) = (&link.a, &link.b);
         ip(&[
@@ -118,14 +128,10 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
     }
     for node in &plan.nodes {
         for cmd in &node.exec {
-            let mut c = in_netns(&node.netns, "sh");
+            let mut c = in_node(&node.netns, node.mntns.as_deref(), "sh");
             c.args(["-c", cmd]).envs(&node.env);
             checked(&mut c)?;
         }
-    }
-    for (path, text) in plan.nodes.iter().flat_map(|n| &n.files) {
-        std::fs::write(path, text)
-            .map_err(|e| RunError::io(format!("writing {}", path.display()), e))?;
     }
     let mut started = Vec::new();
     for (i, node) in plan.nodes.iter().enumerate() {
@@ -143,7 +149,7 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
             let err = log
                 .try_clone()
                 .map_err(|e| RunError::io(format!("opening {}", daemon.log.display()), e))?;
-            let mut cmd = in_netns(&node.netns, &daemon.program);
+            let mut cmd = in_node(&node.netns, node.mntns.as_deref(), &daemon.program);
             cmd.args(&daemon.args)
                 .envs(&daemon.env)
                 .stdin(Stdio::null())
@@ -155,7 +161,7 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
             let child = cmd
                 .spawn()
                 .map_err(|e| RunError::io(format!("starting `{command}`"), e))?;
-            // `ip netns exec` execs the program: the pid is the daemon's.
+            // `nsenter` and `ip netns exec` exec the program: the pid is the daemon's.
             state.nodes[i].daemons.push(DaemonState {
                 pid: child.id(),
                 program: daemon.program.display().to_string(),
@@ -283,6 +289,7 @@ pub fn down(state_root: &Path, lab: &str) -> Result<Removed, RunError> {
         }
     }
     if dir.exists() {
+        unmount_under(&dir)?;
         std::fs::remove_dir_all(&dir)
             .map_err(|e| RunError::io(format!("removing {}", dir.display()), e))?;
         removed.state_dir = Some(dir);
@@ -392,7 +399,7 @@ pub fn exec_command(state: &State, node: &str, cmd: &[String]) -> Result<ExitSta
     let (program, args) = cmd
         .split_first()
         .map_or(("sh", &[][..]), |(p, a)| (p.as_str(), a));
-    let mut c = in_netns(&n.netns, program);
+    let mut c = in_node(&n.netns, n.mntns.as_deref(), program);
     c.args(args).envs(&n.env);
     let command = display(&c);
     c.status()
@@ -514,10 +521,206 @@ pub fn table(rows: &[NodeStatus]) -> String {
     out
 }
 
-fn in_netns(netns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new("ip");
+/// `program` in network namespace `netns` and, if the node has one, its
+/// mount namespace `mntns` (entered first, in the runner's working
+/// directory; `ip netns exec` then remounts `/sys` in a child of it, which
+/// keeps the node's mounts).
+fn in_node(netns: &str, mntns: Option<&Path>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = match mntns {
+        Some(file) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--mount={}", file.display()));
+            if let Ok(cwd) = std::env::current_dir() {
+                // nsenter would otherwise start in the namespace's root.
+                c.arg(format!("--wd={}", cwd.display()));
+            }
+            c.args(["--", "ip"]);
+            c
+        }
+        None => Command::new("ip"),
+    };
     c.args(["netns", "exec", netns]).arg(program);
     c
+}
+
+/// `program` in the mount namespace persisted at `file`.
+fn in_mntns(file: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--mount={}", file.display()))
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// Makes each node's mount namespace (see [`crate::mounts`] for the
+/// scheme): the state directory becomes a private bind mount of itself,
+/// then per node `unshare` persists a namespace at its file, the copies of
+/// other persisted mount namespaces are dropped in it (so that none outlives
+/// its lab), and its mount steps run in it.
+fn make_mount_namespaces(plan: &Plan) -> Result<(), RunError> {
+    if plan.nodes.iter().all(|n| n.mntns.is_none()) {
+        return Ok(());
+    }
+    let dir = &plan.state_dir;
+    checked(Command::new("mount").arg("--bind").arg(dir).arg(dir))?;
+    checked(Command::new("mount").arg("--make-private").arg(dir))?;
+    for node in &plan.nodes {
+        let Some(file) = &node.mntns else { continue };
+        let scratch = dir.join(&node.name).join(SCRATCH);
+        File::create(file).map_err(|e| RunError::io(format!("creating {}", file.display()), e))?;
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| RunError::io(format!("creating {}", scratch.display()), e))?;
+        checked(
+            Command::new("unshare")
+                .arg(format!("--mount={}", file.display()))
+                .args(["--propagation", "slave", "true"]),
+        )?;
+        for other in mounts::mount_namespace_files(&mountinfo(file)?) {
+            checked(in_mntns(file, "umount").arg("-l").arg(other))?;
+        }
+        let steps = mounts::steps(&node.mounts, &scratch, host_kind).map_err(|message| {
+            RunError::Mount {
+                node: node.name.clone(),
+                message,
+            }
+        })?;
+        for step in steps {
+            mount_step(file, step)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one step in the mount namespace persisted at `file`.
+fn mount_step(file: &Path, step: Step) -> Result<(), RunError> {
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let mut c = in_mntns(file, program);
+        checked(c.args(args))
+    };
+    match step {
+        Step::Scratch { at } => run(
+            "mount",
+            &["-t", "tmpfs", "-o", "mode=0755", "calico-lab"]
+                .map(AsRef::as_ref)
+                .into_iter()
+                .chain([at.as_os_str()])
+                .collect::<Vec<_>>(),
+        ),
+        Step::Overlay {
+            at,
+            upper,
+            work,
+            merged,
+        } => {
+            run(
+                "mkdir",
+                &[
+                    "-p".as_ref(),
+                    upper.as_os_str(),
+                    work.as_os_str(),
+                    merged.as_os_str(),
+                ],
+            )?;
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                at.display(),
+                upper.display(),
+                work.display()
+            );
+            run(
+                "mount",
+                &["-t", "overlay", "-o", &options, "calico-lab"]
+                    .map(AsRef::as_ref)
+                    .into_iter()
+                    .chain([merged.as_os_str()])
+                    .collect::<Vec<_>>(),
+            )?;
+            // The overlay shows `at`'s own file system only: the mounts
+            // below `at` are bound into it before it covers `at`.
+            for sub in mounts::submounts(&mountinfo(file)?, &at) {
+                let rel = sub.strip_prefix(&at).unwrap_or(&sub);
+                let into = merged.join(rel);
+                run(
+                    "mount",
+                    &["--rbind".as_ref(), sub.as_os_str(), into.as_os_str()],
+                )?;
+            }
+            run(
+                "mount",
+                &["--move".as_ref(), merged.as_os_str(), at.as_os_str()],
+            )
+        }
+        Step::Create { path, kind } => match kind {
+            FileKind::Dir => run("mkdir", &[path.as_os_str()]),
+            FileKind::File => run("touch", &[path.as_os_str()]),
+        },
+        Step::Bind {
+            source,
+            target,
+            read_only,
+        } => {
+            let options = if read_only { "bind,ro" } else { "bind" };
+            run(
+                "mount",
+                &[
+                    "-o".as_ref(),
+                    options.as_ref(),
+                    source.as_os_str(),
+                    target.as_os_str(),
+                ],
+            )
+        }
+    }
+}
+
+/// What `path` is on the host, following symlinks; a dangling symlink
+/// counts as a file (so it is never made, which would write where it points).
+fn host_kind(path: &Path) -> Option<FileKind> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Some(FileKind::Dir),
+        Ok(_) => Some(FileKind::File),
+        Err(_) => std::fs::symlink_metadata(path).ok().map(|_| FileKind::File),
+    }
+}
+
+/// The mount table of the mount namespace persisted at `file`.
+fn mountinfo(file: &Path) -> Result<String, RunError> {
+    let mut c = in_mntns(file, "cat");
+    c.arg("/proc/self/mountinfo");
+    let command = display(&c);
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| RunError::io(format!("running `{command}`"), e))?;
+    if !out.status.success() {
+        return Err(RunError::Command {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Detaches every mount at or below `dir` on the host (the nodes' mount
+/// namespace files, the state directory's bind), last made first.
+fn unmount_under(dir: &Path) -> Result<(), RunError> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| RunError::io("reading /proc/self/mountinfo", e))?;
+    for target in mounts::mounts_under(&info, &dir) {
+        match umount2(&target, MntFlags::MNT_DETACH) {
+            // Already gone with a mount above it.
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(RunError::io(
+                    format!("unmounting {}", target.display()),
+                    e.into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ip(args: &[&str]) -> Result<(), RunError> {

@@ -29,6 +29,9 @@ pub struct NodeState {
     pub netns: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Its persisted mount namespace (`STATE/NODE/mnt`), if it has one.
+    #[serde(default)]
+    pub mntns: Option<PathBuf>,
     /// Its daemons, as they are started.
     #[serde(default)]
     pub daemons: Vec<DaemonState>,

@@ -2,9 +2,12 @@
 //! `tests/data/e2e.clab.yml` up (two plain nodes on a link, two BIRD routers
 //! peering, a GoBGP router and an FRR router each peering with one of them,
 //! two nodes on a bridge), traffic crosses the links, the BGP sessions are
-//! Established in BIRD's, GoBGP's and FRR's own view, `inspect` lists the nodes,
-//! and `down` removes every namespace, daemon and file, with the state file
-//! and without it. Each test names its lab uniquely and its state lives in
+//! Established in BIRD's, GoBGP's and FRR's own view (plain `birdc` and
+//! `vtysh`: each node's mount namespace holds its daemon's runtime directory),
+//! binds appear at their container paths, also where the host lacks the
+//! directory (which stays absent), `inspect` lists the nodes, and `down`
+//! removes every namespace, daemon, mount and file, with the state file and
+//! without it. Each test names its lab uniquely and its state lives in
 //! its own temporary directory; a dropped [`Lab`] runs `down`.
 
 use std::os::unix::fs::PermissionsExt;
@@ -93,13 +96,16 @@ impl Lab {
         self.run(&args).status.success()
     }
 
-    /// `birdc show protocols PEER` on router `node`.
+    /// `birdc ARGS` on router `node`, on its default socket `/run/bird/bird.ctl`.
     fn birdc(&self, node: &str, args: &[&str]) -> String {
-        let ctl = self.dir().join(node).join("bird.ctl");
-        let mut all = vec!["exec", "--name", &self.name, node, "--", "birdc", "-s"];
-        all.push(ctl.to_str().unwrap());
+        let mut all = vec!["exec", "--name", &self.name, node, "--", "birdc"];
         all.extend(args);
         String::from_utf8_lossy(&self.run(&all).stdout).into_owned()
+    }
+
+    /// `cat PATH` in `node`, which must succeed.
+    fn cat(&self, node: &str, path: &str) -> String {
+        self.ok(&["exec", "--name", &self.name, node, "--", "cat", path])
     }
 
     /// Namespaces named like this lab's under /run/netns.
@@ -188,6 +194,13 @@ fn wait(lab: &Lab, what: &str, check: impl FnMut() -> bool) {
 
 fn assert_gone(lab: &Lab, pids: &[u32]) {
     assert_eq!(lab.namespaces(), Vec::<String>::new(), "namespaces left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = lab.dir().canonicalize().unwrap_or(lab.dir());
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(dir.to_str().unwrap()))
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:#?}");
     for pid in pids {
         assert!(
             poll_until(
@@ -207,7 +220,19 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         return;
     }
     let lab = Lab::new();
+    // Bind targets whose directories the host lacks: they stay absent.
+    let absent: Vec<&str> = ["/opt/calico-lab-e2e", "/etc/gobgp", "/run/bird"]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    assert!(absent.contains(&"/opt/calico-lab-e2e"));
+    let host_unchanged = |when: &str| {
+        for p in &absent {
+            assert!(!Path::new(p).exists(), "{p} made on the host {when}");
+        }
+    };
     let table = lab.up("e2e.clab.yml");
+    host_unchanged("by up");
     let ns = lab.namespaces();
     assert_eq!(
         ns,
@@ -229,6 +254,25 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
         "exec passes the exit status on"
     );
 
+    // Binds at their container paths; `:ro` ones read-only.
+    let file = |f: &str| std::fs::read_to_string(data("e2e").join(f)).unwrap();
+    assert_eq!(
+        lab.cat("a", "/opt/calico-lab-e2e/note.txt"),
+        file("note.txt")
+    );
+    assert!(!lab.exec_ok("a", &["sh", "-c", "echo x >/opt/calico-lab-e2e/note.txt"]));
+    assert_eq!(lab.cat("r1", "/etc/bird/bird.conf"), file("r1.conf"));
+    assert_eq!(lab.cat("g1", "/etc/gobgp/gobgpd.toml"), file("g1.toml"));
+    assert_eq!(lab.cat("f1", "/etc/frr/frr.conf"), file("f1.conf"));
+    // A node with a mount namespace still sees its own interfaces in /sys.
+    assert!(lab.exec_ok("r1", &["test", "-e", "/sys/class/net/eth2"]));
+    if absent.contains(&"/run/bird") {
+        assert!(
+            !lab.exec_ok("a", &["test", "-e", "/run/bird"]),
+            "r1's /run/bird is its own"
+        );
+    }
+
     for (node, peer) in [("r1", "r2"), ("r2", "r1"), ("r2", "g1"), ("r1", "f1")] {
         wait(
             &lab,
@@ -249,11 +293,20 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     });
     wait(&lab, "f1's session to r1 Established in FRR", || {
         let mut args = vec!["exec", "--name", &lab.name, "f1", "--", "vtysh"];
-        let vty = lab.dir().join("f1");
-        args.extend(["--vty_socket", vty.to_str().unwrap()]);
         args.extend(["-c", "show bgp neighbors 10.90.5.1"]);
         String::from_utf8_lossy(&lab.run(&args).stdout).contains("BGP state = Established")
     });
+    let summary = lab.ok(&[
+        "exec",
+        "--name",
+        &lab.name,
+        "f1",
+        "--",
+        "vtysh",
+        "-c",
+        "show bgp summary",
+    ]);
+    assert!(summary.contains("10.90.5.1"), "{summary}");
     wait(&lab, "r1 learns f1's network", || {
         lab.birdc("r1", &["show", "route", "for", "10.91.4.0/24"])
             .contains("10.91.4.0/24")
@@ -315,6 +368,7 @@ fn a_lab_comes_up_carries_traffic_peers_over_bgp_and_goes_down_leaving_nothing()
     });
     lab.ok(&["down", "--name", &lab.name]);
     assert_gone(&lab, &pids);
+    host_unchanged("by down");
     // Nothing left is not an error.
     lab.ok(&["down", "--name", &lab.name]);
 }
@@ -480,6 +534,11 @@ fn long_form_links_set_mac_and_mtu_and_bird_runs_on_its_startup_config() {
             lab.exec_ok("h", &["ping", "-c1", "-W1", "10.93.0.1"])
         }),
         "h pings r across the long-form link"
+    );
+    // The startup-config is at the config's container path too.
+    assert_eq!(
+        lab.cat("r", "/etc/bird/bird.conf"),
+        std::fs::read_to_string(data("long/r.conf")).unwrap()
     );
     let status = lab.birdc("r", &["show", "status"]);
     assert!(

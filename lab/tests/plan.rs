@@ -1,9 +1,11 @@
 //! Parsing and planning topology files (pure, no root): defaults and kinds
 //! merged under nodes, links as veth pairs, roles from images and labels,
-//! daemons' command lines, and errors naming the line at fault.
+//! daemons' command lines, mount namespaces' steps, and errors naming the
+//! line at fault.
 
 use std::path::{Path, PathBuf};
 
+use lab::mounts::{self, FileKind, Mount, Step};
 use lab::plan::{Plan, Role};
 use lab::run::{NodeStatus, table};
 use lab::{Settings, TopologyError};
@@ -748,4 +750,282 @@ fn a_startup_config_beside_a_bind_or_from_a_url_is_refused_naming_its_line() {
     );
     assert_eq!(e.line, Some(5), "{e}");
     assert!(e.message.contains("not fetched"), "{e}");
+}
+
+/// `(source, target, read_only)` of each of a node's mounts.
+fn mounts_of(plan: &Plan, node: &str) -> Vec<(String, String, bool)> {
+    let node = plan.nodes.iter().find(|n| n.name == node).unwrap();
+    node.mounts
+        .iter()
+        .map(|m| {
+            (
+                m.source.display().to_string(),
+                m.target.display().to_string(),
+                m.read_only,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn nodes_with_binds_or_a_router_get_a_mount_namespace_with_their_runtime_dirs_binds_and_startup_config()
+ {
+    let plan = plan(
+        "name: m
+topology:
+  nodes:
+    b:
+      image: ghcr.io/x/bird:2
+      binds: [b/bird.conf:/etc/bird/bird.conf:ro, /srv/data:/data:rw]
+    e:
+      labels: {calico-rs.role: bird}
+      startup-config: |
+        router id 10.0.0.9;
+    g:
+      labels: {calico-rs.role: gobgp}
+      startup-config: g/gobgpd.yaml
+    f:
+      image: quay.io/frrouting/frr:9
+      binds: [f/frr.conf:/etc/frr/frr.conf]
+    l:
+      binds: [notes:/opt/notes:ro]
+    h: {}
+    x:
+      image: calico-rs/felix
+    sw:
+      kind: bridge
+",
+    )
+    .unwrap();
+    let own = |s: &str, t: &str, ro: bool| (s.to_string(), t.to_string(), ro);
+    assert_eq!(
+        mounts_of(&plan, "b"),
+        [
+            own("/run/calico-lab/m/b", "/run/bird", false),
+            own("/labs/b/bird.conf", "/etc/bird/bird.conf", true),
+            own("/srv/data", "/data", false),
+        ]
+    );
+    // A startup-config, written or named, is bound read-only at the config's path.
+    assert_eq!(
+        mounts_of(&plan, "e"),
+        [
+            own("/run/calico-lab/m/e", "/run/bird", false),
+            own("/run/calico-lab/m/e/bird.conf", "/etc/bird/bird.conf", true),
+        ]
+    );
+    assert_eq!(
+        mounts_of(&plan, "g"),
+        [own("/labs/g/gobgpd.yaml", "/etc/gobgp/gobgpd.yaml", true)]
+    );
+    assert_eq!(
+        mounts_of(&plan, "f"),
+        [
+            own("/run/calico-lab/m/f", "/run/frr", false),
+            own("/labs/f/frr.conf", "/etc/frr/frr.conf", false),
+        ]
+    );
+    assert_eq!(
+        mounts_of(&plan, "l"),
+        [own("/labs/notes", "/opt/notes", true)]
+    );
+    let mntns = |n: &str| {
+        plan.nodes
+            .iter()
+            .find(|p| p.name == n)
+            .unwrap()
+            .mntns
+            .clone()
+    };
+    assert_eq!(mntns("b"), Some(PathBuf::from("/run/calico-lab/m/b/mnt")));
+    assert_eq!(mntns("l"), Some(PathBuf::from("/run/calico-lab/m/l/mnt")));
+    // Plain nodes without binds, felix hosts and bridges keep the host's mounts.
+    for n in ["h", "x", "sw"] {
+        assert_eq!(mounts_of(&plan, n), [], "{n}");
+        assert_eq!(mntns(n), None, "{n}");
+    }
+}
+
+/// A host holding `/etc`, `/etc/bird`, `/run`, `/srv/conf` (a file) and
+/// `/srv/dir`.
+fn host(path: &Path) -> Option<FileKind> {
+    match path.to_str()? {
+        "/" | "/etc" | "/etc/bird" | "/run" | "/srv" | "/srv/dir" => Some(FileKind::Dir),
+        "/srv/conf" => Some(FileKind::File),
+        _ => None,
+    }
+}
+
+fn mount(source: &str, target: &str, read_only: bool) -> Mount {
+    Mount {
+        source: source.into(),
+        target: target.into(),
+        read_only,
+    }
+}
+
+#[test]
+fn a_target_the_host_has_is_bound_in_place() {
+    let steps = mounts::steps(
+        &[mount("/srv/conf", "/etc/bird", true)],
+        Path::new("/s/.mnt"),
+        host,
+    )
+    .unwrap();
+    assert_eq!(
+        steps,
+        [Step::Bind {
+            source: "/srv/conf".into(),
+            target: "/etc/bird".into(),
+            read_only: true
+        }]
+    );
+}
+
+#[test]
+fn missing_targets_are_made_on_one_overlay_of_their_nearest_existing_ancestor() {
+    let steps = mounts::steps(
+        &[
+            mount("/srv/dir", "/run/bird", false),
+            mount("/srv/conf", "/etc/gobgp/conf.d/gobgpd.toml", true),
+            mount("/srv/conf", "/etc/gobgp/other.toml", false),
+            mount("/srv/dir", "/run/frr", false),
+        ],
+        Path::new("/s/.mnt"),
+        host,
+    )
+    .unwrap();
+    let overlay = |at: &str, n: &str| Step::Overlay {
+        at: at.into(),
+        upper: format!("/s/.mnt/{n}/upper").into(),
+        work: format!("/s/.mnt/{n}/work").into(),
+        merged: format!("/s/.mnt/{n}/merged").into(),
+    };
+    let create = |path: &str, kind| Step::Create {
+        path: path.into(),
+        kind,
+    };
+    let bind = |source: &str, target: &str, read_only| Step::Bind {
+        source: source.into(),
+        target: target.into(),
+        read_only,
+    };
+    assert_eq!(
+        steps,
+        [
+            Step::Scratch {
+                at: "/s/.mnt".into()
+            },
+            overlay("/run", "0"),
+            create("/run/bird", FileKind::Dir),
+            bind("/srv/dir", "/run/bird", false),
+            overlay("/etc", "1"),
+            create("/etc/gobgp", FileKind::Dir),
+            create("/etc/gobgp/conf.d", FileKind::Dir),
+            create("/etc/gobgp/conf.d/gobgpd.toml", FileKind::File),
+            bind("/srv/conf", "/etc/gobgp/conf.d/gobgpd.toml", true),
+            // /etc/gobgp was made on the overlay: no second one.
+            create("/etc/gobgp/other.toml", FileKind::File),
+            bind("/srv/conf", "/etc/gobgp/other.toml", false),
+            create("/run/frr", FileKind::Dir),
+            bind("/srv/dir", "/run/frr", false),
+        ]
+    );
+}
+
+#[test]
+fn a_bind_whose_source_is_missing_is_refused_naming_it() {
+    let e = mounts::steps(
+        &[mount("/srv/gone", "/etc/x", true)],
+        Path::new("/s/.mnt"),
+        host,
+    )
+    .unwrap_err();
+    assert!(e.contains("/srv/gone") && e.contains("/etc/x"), "{e}");
+}
+
+const MOUNTINFO: &str = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:5 / /run/netns rw shared:5 - tmpfs tmpfs rw
+31 30 0:4 net:[4026532300] /run/netns/a rw shared:5 - nsfs nsfs rw
+32 22 0:40 / /run/user/0 rw - tmpfs tmpfs rw
+33 22 254:0 /tmp/st /tmp/st rw - ext4 /dev/vda rw
+34 33 0:4 mnt:[4026532400] /tmp/st/r1/mnt rw - nsfs nsfs rw
+35 33 0:4 mnt:[4026532401] /tmp/st/with\\040space/mnt rw - nsfs nsfs rw
+36 22 0:41 / /runner rw - tmpfs tmpfs rw
+";
+
+#[test]
+fn an_overlay_carries_the_top_mounts_below_its_directory() {
+    assert_eq!(
+        mounts::submounts(MOUNTINFO, Path::new("/run")),
+        [PathBuf::from("/run/netns"), PathBuf::from("/run/user/0")]
+    );
+    assert_eq!(
+        mounts::submounts(MOUNTINFO, Path::new("/etc")),
+        Vec::<PathBuf>::new()
+    );
+}
+
+#[test]
+fn down_unmounts_what_is_under_the_state_dir_last_first_and_finds_persisted_namespaces() {
+    assert_eq!(
+        mounts::mounts_under(MOUNTINFO, Path::new("/tmp/st")),
+        [
+            PathBuf::from("/tmp/st/with space/mnt"),
+            PathBuf::from("/tmp/st/r1/mnt"),
+            PathBuf::from("/tmp/st"),
+        ]
+    );
+    assert_eq!(
+        mounts::mount_namespace_files(MOUNTINFO),
+        [
+            PathBuf::from("/tmp/st/r1/mnt"),
+            PathBuf::from("/tmp/st/with space/mnt")
+        ]
+    );
+}
+
+#[test]
+fn what_a_bind_covers_is_its_sources_and_a_missing_target_below_it_gets_its_own_overlay() {
+    let steps = mounts::steps(
+        &[
+            mount("/srv", "/opt/srv", false),
+            mount("/srv/conf", "/opt/srv/dir/conf", true),
+            mount("/srv/conf", "/opt/srv/new/conf", true),
+        ],
+        Path::new("/s/.mnt"),
+        host,
+    )
+    .unwrap();
+    let targets: Vec<String> = steps
+        .iter()
+        .map(|s| match s {
+            Step::Scratch { at } => format!("scratch {}", at.display()),
+            Step::Overlay { at, upper, .. } => {
+                format!("overlay {} {}", at.display(), upper.display())
+            }
+            Step::Create { path, .. } => format!("create {}", path.display()),
+            Step::Bind { target, .. } => format!("bind {}", target.display()),
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "scratch /s/.mnt",
+            "overlay / /s/.mnt/0/upper",
+            "create /opt",
+            "create /opt/srv",
+            "bind /opt/srv",
+            // /srv/dir/conf is absent on the host: made on an overlay of
+            // /opt/srv (the host's /srv), never in /srv itself.
+            "overlay /opt/srv/dir /s/.mnt/1/upper",
+            "create /opt/srv/dir/conf",
+            "bind /opt/srv/dir/conf",
+            "overlay /opt/srv /s/.mnt/2/upper",
+            "create /opt/srv/new",
+            "create /opt/srv/new/conf",
+            "bind /opt/srv/new/conf",
+        ]
+    );
 }
