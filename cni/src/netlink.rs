@@ -137,16 +137,28 @@ fn link_mac(link: &LinkMessage) -> String {
         .unwrap_or_default()
 }
 
+/// What [`create_workload_veth`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedVeth {
+    /// The container side's MAC.
+    pub mac: String,
+    /// A stale link called `req.host` was there and has been deleted.
+    pub replaced_stale: bool,
+}
+
 /// Creates the veth pair, host side `req.host` (MAC [`HOST_MAC`], up) in
 /// this namespace, container side `req.container` in `req.netns`, and
-/// configures the container side as `plan` says. Returns the container
-/// side's MAC. On failure nothing is left: the pair is deleted again.
-pub fn create_workload_veth(req: VethRequest<'_>, plan: &ContainerPlan) -> Result<String> {
+/// configures the container side as `plan` says. A link already called
+/// `req.host` here is stale (the caller has checked that no endpoint names
+/// it) and is deleted first, on the same netlink connection. On failure
+/// nothing is left: the pair is deleted again.
+pub fn create_workload_veth(req: VethRequest<'_>, plan: &ContainerPlan) -> Result<CreatedVeth> {
     let netns = File::open(req.netns).map_err(|e| NetlinkError {
         action: format!("opening network namespace {}", req.netns.display()),
         message: e.to_string(),
     })?;
-    in_netns(None, |handle| async move {
+    let replaced_stale = in_netns(None, |handle| async move {
+        let replaced_stale = delete_by_name(&handle, req.host).await?;
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(req.container)
             .setns_by_fd(netns.as_raw_fd());
@@ -171,7 +183,8 @@ pub fn create_workload_veth(req: VethRequest<'_>, plan: &ContainerPlan) -> Resul
                 req.host,
                 req.container,
                 req.netns.display()
-            )))
+            )))?;
+        Ok(replaced_stale)
     })?;
     let configured = in_netns(Some(req.netns), |handle| {
         configure_container(handle, req.container, plan)
@@ -181,7 +194,10 @@ pub fn create_workload_veth(req: VethRequest<'_>, plan: &ContainerPlan) -> Resul
     {
         tracing::error!(veth = req.host, error = %e, "rolling back the veth failed");
     }
-    configured
+    configured.map(|mac| CreatedVeth {
+        mac,
+        replaced_stale,
+    })
 }
 
 async fn configure_container(handle: Handle, ifname: &str, plan: &ContainerPlan) -> Result<String> {
@@ -268,15 +284,20 @@ pub fn delete_link(netns: Option<&Path>, name: &str) -> Result<bool> {
         return Ok(false);
     }
     in_netns(netns, |handle| async move {
-        let Some(link) = link_by_name(&handle, name).await? else {
-            return Ok(false);
-        };
-        match handle.link().del(link.header.index).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) if is_errno(&e, Errno::ENODEV as i32) => Ok(false),
-            Err(e) => Err(fail(format!("deleting link {name}"))(e)),
-        }
+        delete_by_name(&handle, name).await
     })
+}
+
+/// Deletes link `name` on `handle`'s namespace; `Ok(false)` if it is not there.
+async fn delete_by_name(handle: &Handle, name: &str) -> Result<bool> {
+    let Some(link) = link_by_name(handle, name).await? else {
+        return Ok(false);
+    };
+    match handle.link().del(link.header.index).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if is_errno(&e, Errno::ENODEV as i32) => Ok(false),
+        Err(e) => Err(fail(format!("deleting link {name}"))(e)),
+    }
 }
 
 /// The host side of the veth, if present.

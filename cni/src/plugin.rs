@@ -142,11 +142,9 @@ async fn add_after_ipam(
     }
     let plan = ContainerPlan::new(&addresses);
     // No endpoint names this veth (checked before IPAM): one left over from
-    // an earlier sandbox of the same pod is stale, as Calico treats it.
-    if netlink::delete_link(None, &w.host_veth).map_err(netlink_error)? {
-        tracing::warn!(veth = w.host_veth, "deleted a stale host veth");
-    }
-    let container_mac = netlink::create_workload_veth(
+    // an earlier sandbox of the same pod is stale, as Calico treats it, and
+    // is replaced.
+    let veth = netlink::create_workload_veth(
         VethRequest {
             host: &w.host_veth,
             container: &env.ifname,
@@ -156,6 +154,10 @@ async fn add_after_ipam(
         &plan,
     )
     .map_err(netlink_error)?;
+    if veth.replaced_stale {
+        tracing::warn!(veth = w.host_veth, "deleted a stale host veth");
+    }
+    let container_mac = veth.mac;
     undo.veth = Some(w.host_veth.clone());
     ensure_profile(resources, w).await?;
     let endpoint = w.endpoint(&addresses, &container_mac, &conf.labels);
@@ -178,8 +180,18 @@ async fn add_after_ipam(
     Ok(result(conf, w, netns, &container_mac, &addresses))
 }
 
-/// Creates the namespace's profile unless it exists; never overwrites.
+/// Creates the namespace's profile unless it exists; never overwrites. It
+/// is read first: it is there for all but a namespace's first container,
+/// and a read takes no write lock (whatever the read fails on, the create
+/// decides as before).
 async fn ensure_profile(resources: &ResourceStore, w: &Workload) -> Result<()> {
+    if resources
+        .get(Kind::Profile, None, &w.profile_name())
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
     match resources.create(w.namespace_profile().into()).await {
         Ok(_) | Err(datastore::Error::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(CniError::new(

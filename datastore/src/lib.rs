@@ -10,7 +10,8 @@
 //!   `update`, `put` and `delete` are built on `txn` once for every backend.
 //! - [`sqlite`]: [`SqliteStore`], one SQLite file (WAL) shared by several
 //!   processes; an event log table serves watches from old revisions and a
-//!   poller thread carries other processes' commits to watchers.
+//!   thread woken by inotify on the WAL carries other processes' commits to
+//!   watchers.
 //! - [`etcd`]: [`EtcdStore`], the same trait on an etcd v3 cluster (several
 //!   endpoints, TLS, user and password); watches survive etcd restarts.
 //! - [`resources`]: [`ResourceStore`], typed `projectcalico.org/v3`
@@ -44,4 +45,4 @@ pub use kv::{
     Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
 };
 pub use resources::{Batch, BatchWrite, Refusal, ResourceStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};

@@ -14,8 +14,10 @@
 //! ```text
 //!  writer (spawn_blocking) --commit--> notify (watch::Sender<Revision>) <--+
 //!                                          |                            |
-//!  poller thread: PRAGMA data_version every 20 ms, publishes the          |
-//!  revision when another connection (or process) committed --------------+
+//!  sqlite-commits thread (commits): woken by inotify on the WAL (each  |
+//!  writer announces its commits), else every fallback period; checks    |
+//!  PRAGMA data_version, publishes the revision when another connection  |
+//!  (or process) committed -----------------------------------------------+
 //!                                          v
 //!  one tokio task per Watch: read log rows after its cursor
 //!  (spawn_blocking), send them on its mpsc; wait for notify; stop when
@@ -23,10 +25,15 @@
 //! ```
 //!
 //! rusqlite is blocking, so every query runs in `spawn_blocking`.
+//!
+//! [`commits`] owns how another process's commit is noticed: inotify on the
+//! WAL, the writers' announcement, the fallback check.
+
+mod commits;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,8 +45,9 @@ use crate::kv::{
     KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent, prefix_end,
 };
 
-/// How often the poller checks the file for commits of other processes.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often, by default, watches check for other processes' commits that
+/// no inotify event announced (see [`commits`]).
+pub const DEFAULT_FALLBACK_CHECK: Duration = Duration::from_secs(1);
 /// How long a writer waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Log rows read per watch fetch.
@@ -76,8 +84,29 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 1), ('compact_revision', 0);
 ";
 
+/// How a [`SqliteStore`] is opened ([`SqliteStore::open_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Revisions of history kept by automatic compaction (`None`: keep
+    /// everything until [`KvStore::compact`]).
+    pub retain: Option<Revision>,
+    /// How often watches look for other processes' commits without an
+    /// inotify event; where inotify is unavailable they look every 20 ms
+    /// instead (if that is sooner).
+    pub fallback_check: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            retain: Some(DEFAULT_RETAINED_REVISIONS),
+            fallback_check: DEFAULT_FALLBACK_CHECK,
+        }
+    }
+}
+
 /// A [`KvStore`] on one SQLite file. Cheap to clone; clones share the
-/// connections, the poller and the watch counter.
+/// connections, the commit watcher and the watch counter.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -98,7 +127,9 @@ struct Inner {
     active: Arc<AtomicUsize>,
     /// Revisions of history kept by automatic compaction (`None`: keep all).
     retain: Option<Revision>,
-    poller: Once,
+    /// The commit watcher's fallback period.
+    fallback_check: Duration,
+    commit_watcher: Once,
 }
 
 impl SqliteStore {
@@ -114,6 +145,21 @@ impl SqliteStore {
     /// once the history is twice that long, a write compacts it back down.
     /// `None` keeps everything until [`KvStore::compact`].
     pub fn open_with_retention(path: impl AsRef<Path>, retain: Option<Revision>) -> Result<Self> {
+        Self::open_with(
+            path,
+            SqliteOptions {
+                retain,
+                ..SqliteOptions::default()
+            },
+        )
+    }
+
+    /// As [`SqliteStore::open`], with `options`. Blocking.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let SqliteOptions {
+            retain,
+            fallback_check,
+        } = options;
         let path = path.as_ref().to_path_buf();
         if let Some(r) = retain.filter(|r| *r < 1) {
             return Err(Error::Backend(format!(
@@ -126,32 +172,10 @@ impl SqliteStore {
             })?;
         }
         let mut write = open_connection(&path)?;
-        let tx = write.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(SCHEMA)?;
-        let version: Option<i64> = tx
-            .query_row(
-                "SELECT value FROM meta WHERE name = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match version {
-            None => {
-                tx.execute(
-                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
-                )?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(Error::Backend(format!(
-                    "{}: schema version {other} is not supported (this build knows {SCHEMA_VERSION})",
-                    path.display()
-                )));
-            }
-        }
-        let revision = meta(&tx, "revision")?;
-        tx.commit()?;
+        let revision = match current_revision(&mut write) {
+            Some(revision) => revision,
+            None => set_up_schema(&mut write, &path)?,
+        };
         let read = open_connection(&path)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -161,7 +185,8 @@ impl SqliteStore {
                 notify: watch::Sender::new(revision),
                 active: Arc::new(AtomicUsize::new(0)),
                 retain,
-                poller: Once::new(),
+                fallback_check,
+                commit_watcher: Once::new(),
             }),
         })
     }
@@ -182,16 +207,24 @@ impl SqliteStore {
             .map_err(|e| Error::Backend(format!("blocking task failed: {e}")))?
     }
 
-    /// Starts the cross-process poller thread once per store.
-    fn ensure_poller(&self) {
-        self.inner.poller.call_once(|| {
+    /// Starts the commit watcher thread once per store. Its inotify watch
+    /// is in place before this returns, so no later commit goes unnoticed.
+    fn ensure_commit_watcher(&self) {
+        self.inner.commit_watcher.call_once(|| {
             let weak = Arc::downgrade(&self.inner);
             let path = self.inner.path.clone();
+            let fallback = self.inner.fallback_check;
+            let events = commits::WalEvents::watch(&path)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, path = %path.display(),
+                        "no inotify on the store's directory; polling for other processes' commits");
+                })
+                .ok();
             let spawned = std::thread::Builder::new()
-                .name("sqlite-poller".into())
-                .spawn(move || poll(&path, &weak));
+                .name("sqlite-commits".into())
+                .spawn(move || commits::run(&path, &weak, events, fallback));
             if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the sqlite poller; cross-process watches will lag");
+                tracing::error!(error = %e, "cannot start the sqlite commit watcher; cross-process watches will not see changes");
             }
         });
     }
@@ -223,6 +256,50 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
+}
+
+/// The revision of a store whose schema is already this build's, read
+/// without the write lock (the common case: every process but the first
+/// opens an existing store); `None` for anything else, which
+/// [`set_up_schema`] then handles.
+fn current_revision(conn: &mut Connection) -> Option<Revision> {
+    let tx = conn.transaction().ok()?;
+    let version = meta(&tx, "schema_version").ok()?;
+    let revision = meta(&tx, "revision").ok()?;
+    tx.commit().ok()?;
+    (version == SCHEMA_VERSION).then_some(revision)
+}
+
+/// Creates what is missing of the schema under the write lock, checks its
+/// version; the revision.
+fn set_up_schema(conn: &mut Connection, path: &Path) -> Result<Revision> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    let version: Option<i64> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match version {
+        None => {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => {
+            return Err(Error::Backend(format!(
+                "{}: schema version {other} is not supported (this build knows {SCHEMA_VERSION})",
+                path.display()
+            )));
+        }
+    }
+    let revision = meta(&tx, "revision")?;
+    tx.commit()?;
+    Ok(revision)
 }
 
 /// A poisoned mutex only means a thread panicked while holding it; the
@@ -328,8 +405,12 @@ fn append_log(
 }
 
 /// Executes `txn` in one `BEGIN IMMEDIATE` transaction, compacting history
-/// beyond `retain` revisions on the way.
-fn run_txn(conn: &mut Connection, txn: &Txn, retain: Option<Revision>) -> Result<TxnResponse> {
+/// beyond `retain` revisions on the way; whether it wrote anything.
+fn run_txn(
+    conn: &mut Connection,
+    txn: &Txn,
+    retain: Option<Revision>,
+) -> Result<(TxnResponse, bool)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = meta(&tx, "revision")?;
     let mut succeeded = true;
@@ -404,11 +485,14 @@ fn run_txn(conn: &mut Connection, txn: &Txn, retain: Option<Revision>) -> Result
         current
     };
     tx.commit()?;
-    Ok(TxnResponse {
-        succeeded,
-        revision,
-        results,
-    })
+    Ok((
+        TxnResponse {
+            succeeded,
+            revision,
+            results,
+        },
+        writes > 0,
+    ))
 }
 
 /// Drops the history below `revision` and records it as the compact revision.
@@ -482,41 +566,6 @@ fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Res
         revision,
         compact_revision,
     })
-}
-
-/// The body of the poller thread: publishes the revision whenever the file
-/// changed (`data_version` moves when any other connection commits). Ends
-/// when the store is dropped.
-fn poll(path: &Path, store: &Weak<Inner>) {
-    let conn = match open_connection(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "sqlite poller cannot open the store");
-            return;
-        }
-    };
-    let mut last_version = None;
-    loop {
-        std::thread::sleep(POLL_INTERVAL);
-        let Some(inner) = store.upgrade() else { return };
-        let changed = conn
-            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-            .map_err(Error::from)
-            .and_then(|v| {
-                let changed = last_version != Some(v);
-                last_version = Some(v);
-                if changed {
-                    meta(&conn, "revision").map(Some)
-                } else {
-                    Ok(None)
-                }
-            });
-        match changed {
-            Ok(Some(revision)) => inner.publish(revision),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, path = %path.display(), "sqlite poll failed"),
-        }
-    }
 }
 
 /// Counts a running watch task; decrements when the task ends.
@@ -615,7 +664,10 @@ impl KvStore for SqliteStore {
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         txn.check()?;
         self.blocking(move |inner| {
-            let resp = run_txn(&mut lock(&inner.write), &txn, inner.retain)?;
+            let (resp, wrote) = run_txn(&mut lock(&inner.write), &txn, inner.retain)?;
+            if wrote {
+                commits::announce(&inner.path);
+            }
             inner.publish(resp.revision);
             Ok(resp)
         })
@@ -623,7 +675,7 @@ impl KvStore for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<Watch> {
-        self.ensure_poller();
+        self.ensure_commit_watcher();
         let (current, compact) = self
             .blocking(|inner| {
                 let conn = lock(&inner.read);

@@ -1,8 +1,9 @@
 //! Behaviour specific to the SQLite backend, beyond the conformance suite.
 
+use std::path::Path;
 use std::time::Duration;
 
-use datastore::{Error, KvStore, SqliteStore, WatchEvent};
+use datastore::{DatastoreConfig, Error, KvStore, SqliteOptions, SqliteStore, Watch, WatchEvent};
 
 #[tokio::test]
 async fn open_creates_parent_directories_and_state_survives_reopening() {
@@ -117,4 +118,72 @@ async fn history_beyond_the_retention_is_compacted_automatically() {
         panic!("the last 5 revisions are kept")
     };
     assert_eq!(kv.mod_revision, last - 4);
+}
+
+/// Runs `datastore-worker put-now <key> 1 0` against the store at `path`:
+/// one write by another process, through its own connections.
+async fn put_from_another_process(path: &Path, key: &str) {
+    let cfg = DatastoreConfig::Sqlite {
+        path: path.to_path_buf(),
+    };
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_datastore-worker"))
+        .args(["put-now", key, "1", "0"])
+        .envs(cfg.to_env())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "worker failed: {out:?}");
+}
+
+/// A checkpoint that empties the WAL and truncates it to zero bytes, from a
+/// connection of its own; the next commit restarts the WAL from its start.
+fn truncate_wal(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let (busy, frames): (i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((busy, frames), (0, 0), "the checkpoint ran to completion");
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).unwrap();
+    assert_eq!(wal.len(), 0, "the WAL is truncated");
+}
+
+/// The key of the watch's next event, a put, which must come well before
+/// an hour-long fallback check.
+async fn next_put_key(watch: &mut Watch) -> String {
+    match tokio::time::timeout(Duration::from_secs(60), watch.next()).await {
+        Ok(Some(Ok(WatchEvent::Put(kv)))) => kv.key,
+        other => panic!("expected a put well before the fallback check, got {other:?}"),
+    }
+}
+
+/// With the fallback check an hour away, only the WAL's change
+/// notification can bring another process's commit to a watch in time: it
+/// does, also after a checkpoint truncated and restarted the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_in_another_process_wakes_a_watch_without_waiting_for_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wake.db");
+    let store = SqliteStore::open_with(
+        &path,
+        SqliteOptions {
+            fallback_check: Duration::from_secs(3600),
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let mut watch = store.watch("/wake/", 0).await.unwrap();
+    // A local write, seen: the watch task has made its first read and now
+    // reads again only when woken.
+    store.put("/wake/local", b"here".to_vec()).await.unwrap();
+    assert_eq!(next_put_key(&mut watch).await, "/wake/local");
+    for round in 0..3 {
+        if round == 2 {
+            truncate_wal(&path);
+        }
+        let key = format!("/wake/remote-{round}");
+        put_from_another_process(&path, &key).await;
+        assert_eq!(next_put_key(&mut watch).await, key, "round {round}");
+    }
 }
