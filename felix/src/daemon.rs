@@ -55,7 +55,7 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
-    /// Defaults: backoff 250 ms to 30 s, at most one calculation per 20 ms,
+    /// Defaults: backoff 250 ms to 30 s, at most one calculation per 5 ms,
     /// pending work rechecked every second.
     pub fn new(host: HostSettings, registration: Option<Registration>) -> Self {
         DaemonConfig {
@@ -63,7 +63,7 @@ impl DaemonConfig {
             registration,
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
-            coalesce: Duration::from_millis(20),
+            coalesce: Duration::from_millis(5),
             recheck: Duration::from_secs(1),
         }
     }
