@@ -527,28 +527,22 @@ pub fn table(rows: &[NodeStatus]) -> String {
 /// keeps the node's mounts).
 fn in_node(netns: &str, mntns: Option<&Path>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = match mntns {
-        Some(file) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--mount={}", file.display()));
-            if let Ok(cwd) = std::env::current_dir() {
-                // nsenter would otherwise start in the namespace's root.
-                c.arg(format!("--wd={}", cwd.display()));
-            }
-            c.args(["--", "ip"]);
-            c
-        }
+        Some(file) => in_mntns(file, "ip"),
         None => Command::new("ip"),
     };
     c.args(["netns", "exec", netns]).arg(program);
     c
 }
 
-/// `program` in the mount namespace persisted at `file`.
+/// `program` in the mount namespace persisted at `file`, in the runner's
+/// working directory (nsenter would otherwise start in the namespace's root).
 fn in_mntns(file: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("nsenter");
-    c.arg(format!("--mount={}", file.display()))
-        .arg("--")
-        .arg(program);
+    c.arg(format!("--mount={}", file.display()));
+    if let Ok(cwd) = std::env::current_dir() {
+        c.arg(format!("--wd={}", cwd.display()));
+    }
+    c.arg("--").arg(program);
     c
 }
 
@@ -685,21 +679,7 @@ fn host_kind(path: &Path) -> Option<FileKind> {
 
 /// The mount table of the mount namespace persisted at `file`.
 fn mountinfo(file: &Path) -> Result<String, RunError> {
-    let mut c = in_mntns(file, "cat");
-    c.arg("/proc/self/mountinfo");
-    let command = display(&c);
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| RunError::io(format!("running `{command}`"), e))?;
-    if !out.status.success() {
-        return Err(RunError::Command {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    stdout_of(in_mntns(file, "cat").arg("/proc/self/mountinfo"))
 }
 
 /// Detaches every mount at or below `dir` on the host (the nodes' mount
@@ -728,13 +708,18 @@ fn ip(args: &[&str]) -> Result<(), RunError> {
 }
 
 fn checked(cmd: &mut Command) -> Result<(), RunError> {
+    stdout_of(cmd).map(drop)
+}
+
+/// Runs `cmd`; its stdout, or an error naming it with its stderr.
+fn stdout_of(cmd: &mut Command) -> Result<String, RunError> {
     let command = display(cmd);
     let out = cmd
         .stdin(Stdio::null())
         .output()
         .map_err(|e| RunError::io(format!("running `{command}`"), e))?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(RunError::Command {
         command,
