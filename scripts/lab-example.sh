@@ -58,7 +58,7 @@ elif [ -n "$down" ]; then
   bin=${CARGO_TARGET_DIR:-target}/debug
 else
   source scripts/packages.sh
-  install_packages
+  install_packages lab
   cargo build --locked -p felix -p cni -p calicoctl -p lab
   bin=${CARGO_TARGET_DIR:-target}/debug
 fi

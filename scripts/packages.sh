@@ -1,32 +1,91 @@
-# Sourced by the other scripts: installs the Debian packages the project needs.
+# Sourced by the other scripts: installs the Debian packages the project needs,
+# then checks that every command the scripts, examples and tests call is there.
 # Idempotent and quiet when everything is present.
+#   install_packages lab   what building and the lab examples need (the quickstart)
+#   install_packages all   that and what the tests need (scripts/test.sh)
+#
+# Each entry is `package: the commands we call from it` (absolute paths for
+# programs outside PATH). Commands from Debian's essential set (bash,
+# coreutils, util-linux's mount/nsenter/unshare, findutils, grep, sed) are
+# listed too, so a missing one is named rather than failing later.
 
-# Packages the builds and tests need (see README.md, "What the tests need").
-PACKAGES=(
-  build-essential pkg-config          # C toolchain for -sys crates (rusqlite bundles SQLite)
-  libnftnl-dev libmnl-dev nftables    # nftables dataplane (policy)
-  protobuf-compiler                   # etcd-client runs protoc at build time
-  iproute2 iputils-ping iperf3        # namespaces, veths, traffic
-  conntrack                           # felix flushes a removed workload's flows
-  containernetworking-plugins iptables # reference CNI plugins (loopback, portmap: iptables) chained with ours
-  bird2 gobgpd frr exabgp             # real BGP peers for interop tests
-  etcd-server etcd-client openssl     # the etcd datastore backend tests (TLS certificates by openssl)
+# Building, and the lab examples (scripts/lab-example.sh, calico-lab).
+PACKAGES_LAB=(
+  "build-essential: cc make"             # C toolchain for -sys crates (rusqlite bundles SQLite)
+  "pkg-config: pkg-config"
+  "libnftnl-dev:"                        # nftables dataplane (policy links libnftnl)
+  "libmnl-dev:"
+  "protobuf-compiler: protoc"            # etcd-client runs protoc at build time,
+  "libprotobuf-dev:"                     # which needs the well-known .proto files
+  "ca-certificates:"                     # cargo fetches crates over TLS
+  "nftables: nft"
+  "iproute2: ip bridge ss tc"            # namespaces, veths, routes
+  "iputils-ping: ping"
+  "procps: sysctl kill"                  # calico-lab sets sysctls in its nodes
+  "util-linux: nsenter unshare mount umount"
+  "iperf3: iperf3"                       # the examples' TCP listener; throughput tests
+  "conntrack: conntrack"                 # felix flushes a removed workload's flows
+  "containernetworking-plugins: /usr/lib/cni/loopback /usr/lib/cni/portmap /usr/lib/cni/ptp /usr/lib/cni/host-local"
+  "iptables: iptables"                   # portmap programs its DNAT with iptables
+  "bird2: bird birdc"                    # the quickstart's ToR; interop tests
+  "coreutils: timeout sleep seq cat chown"
+  "bash: bash"
 )
 
+# The tests, on top of the lab's.
+PACKAGES_TEST=(
+  "gobgpd: gobgpd gobgp"                 # real BGP peers for interop tests
+  "frr: vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd"
+  "etcd-server: etcd"                    # the etcd datastore backend tests
+  "etcd-client: etcdctl"
+  "openssl: openssl"                     # etcd TLS certificates
+  "python3: python3"                     # UDP probes in the policy tests
+  "podman: podman"                       # a real CNI-calling container runtime
+  "runc: runc"                           # podman's OCI runtime
+  "busybox-static: busybox"              # the test containers' root file system
+)
+
+# _packages GROUP: the entries of GROUP (lab or all), one per line.
+_packages() {
+  printf '%s\n' "${PACKAGES_LAB[@]}"
+  [ "$1" = lab ] || printf '%s\n' "${PACKAGES_TEST[@]}"
+}
+
+# missing_commands GROUP: prints each command of GROUP that cannot be run.
+missing_commands() {
+  local entry cmd
+  while IFS= read -r entry; do
+    for cmd in ${entry#*:}; do
+      if [[ $cmd == /* ]]; then [ -x "$cmd" ] || echo "$cmd (${entry%%:*})"
+      else command -v "$cmd" >/dev/null || echo "$cmd (${entry%%:*})"; fi
+    done
+  done < <(_packages "$1")
+}
+
 install_packages() {
-  local missing=() p
-  for p in "${PACKAGES[@]}"; do
+  local group=${1:-all} missing=() entry p
+  case "$group" in lab|all) ;; *) echo "install_packages: group lab or all, not $group" >&2; return 2 ;; esac
+  while IFS= read -r entry; do
+    p=${entry%%:*}
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts some daemons on install where an init system runs; the tests
-  # start their own instances in their own namespaces, so stop the system ones.
-  for svc in bird frr gobgpd etcd; do
-    $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
-  done
+  done < <(_packages "$group")
+  if ((${#missing[@]})); then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts some daemons on install where an init system runs; the tests
+    # start their own instances in their own namespaces, so stop the system ones.
+    for svc in bird frr gobgpd etcd containerd; do
+      $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
+  fi
+  local absent
+  absent=$(missing_commands "$group")
+  if [ -n "$absent" ]; then
+    echo "installed, yet these commands are missing (command, package):" >&2
+    echo "$absent" | sed 's/^/  /' >&2
+    return 1
+  fi
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/packages.sh
-install_packages
+install_packages all
 
 cargo fmt --all --check
 cargo test --workspace --locked
