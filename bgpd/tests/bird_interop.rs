@@ -313,7 +313,7 @@ kernel: {{ table: 100, protocol: 201 }}
     );
     wait_for(&format!("our kernel to get {bird_prefix}"), &[&log], || {
         ns_us
-            .ip([ip_family, "route", "show", "table", "100", "proto", "201"])
+            .table_routes([ip_family, "route", "show", "table", "100", "proto", "201"])
             .unwrap()
             .contains(&format!("{bird_prefix} via {birds}"))
     });

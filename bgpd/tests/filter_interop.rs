@@ -107,7 +107,7 @@ fn filters_communities_and_route_refresh_work_with_bird() {
     let birdc = |args: &[&str]| run(Command::new("birdc").arg("-s").arg(&bird_sock).args(args));
     let our_table = || {
         ns_us
-            .ip(["route", "show", "table", "100", "proto", "201"])
+            .table_routes(["route", "show", "table", "100", "proto", "201"])
             .unwrap()
     };
     let peer_counts = || bgpd.peer_fields(BIRDS).get(4..7).map(<[String]>::to_vec);

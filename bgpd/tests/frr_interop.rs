@@ -138,8 +138,8 @@ kernel: {{ table: 100, protocol: 201 }}
     };
     let our_table = |family: &str| {
         ns_us
-            .ip([family, "route", "show", "table", "100", "proto", "201"])
-            .unwrap_or_default() // "FIB table does not exist" before the first route
+            .table_routes([family, "route", "show", "table", "100", "proto", "201"])
+            .unwrap()
     };
 
     wait_for("both sessions Established on our side", &logs, || {

@@ -75,7 +75,10 @@ impl CniArgs {
             let value = Some(value.to_owned()).filter(|v| !v.is_empty());
             match key {
                 "IgnoreUnknown" => {
-                    ignore_unknown = matches!(value.as_deref(), Some("1" | "true" | "True"))
+                    // As libcni's `UnmarshallableBool`: 1 or true, in any case.
+                    ignore_unknown = value
+                        .as_deref()
+                        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
                 }
                 "K8S_POD_NAMESPACE" => args.pod_namespace = value,
                 "K8S_POD_NAME" => args.pod_name = value,
@@ -90,13 +93,15 @@ impl CniArgs {
                 format!("unknown key {key:?} (set IgnoreUnknown=1 to ignore it)"),
             ));
         }
-        if args.pod_name.is_some() != args.pod_namespace.is_some() {
-            return Err(CniError::env(
-                "CNI_ARGS",
-                "K8S_POD_NAME and K8S_POD_NAMESPACE must be given together",
-            ));
-        }
         Ok(args)
+    }
+
+    /// The pod's namespace and name, when both are given. One alone names no
+    /// pod: podman sends `K8S_POD_NAME` without a namespace, so that the
+    /// plugin does not look for a Kubernetes pod, and Calico's plugin then
+    /// takes the container as a plain CNI workload. So do we.
+    pub fn pod(&self) -> Option<(&str, &str)> {
+        Some((self.pod_namespace.as_deref()?, self.pod_name.as_deref()?))
     }
 }
 
@@ -222,6 +227,35 @@ mod tests {
         assert_eq!(env.command, Command::Add);
         assert_eq!(env.path.len(), 2);
         assert_eq!(env.args.pod_name.as_deref(), Some("front-1"));
+    }
+
+    #[test]
+    fn a_pod_name_without_a_namespace_names_no_pod() {
+        // What podman 4 sends.
+        let args = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web-1").unwrap();
+        assert_eq!(args.pod_name.as_deref(), Some("web-1"));
+        assert_eq!(args.pod(), None);
+        let args = CniArgs::parse("K8S_POD_NAMESPACE=shop").unwrap();
+        assert_eq!(args.pod(), None);
+        let args = CniArgs::parse("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1").unwrap();
+        assert_eq!(args.pod(), Some(("shop", "web-1")));
+        assert_eq!(CniArgs::parse("").unwrap().pod(), None);
+    }
+
+    #[test]
+    fn ignore_unknown_is_read_as_libcni_reads_it() {
+        for on in ["1", "true", "TRUE", "True"] {
+            assert!(
+                CniArgs::parse(&format!("IgnoreUnknown={on};X=1")).is_ok(),
+                "{on}"
+            );
+        }
+        for off in ["0", "false", "yes", ""] {
+            assert!(
+                CniArgs::parse(&format!("IgnoreUnknown={off};X=1")).is_err(),
+                "{off}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (pure): the host veth name, the WorkloadEndpoint (name, namespace, labels,
 //! profile), the IPAM handle and attributes, and the namespace's profile.
 //!
-//! With a pod (`K8S_POD_NAMESPACE`/`K8S_POD_NAME`): veth `cali` + the first
+//! With a pod (both `K8S_POD_NAMESPACE` and `K8S_POD_NAME`): veth `cali` + the first
 //! 11 hex characters of SHA-1(`<namespace>.<pod>`), endpoint
 //! `<node>-k8s-<pod>-<ifname>` in the pod's namespace, orchestrator `k8s`.
 //! Without: veth `cali` + the first 11 characters of the container ID,
@@ -62,26 +62,25 @@ pub fn veth_name_for_pod(namespace: &str, pod: &str) -> String {
 impl Workload {
     /// Identifies the container of `env` on `node`.
     pub fn identify(node: &str, env: &CniEnv) -> Workload {
-        let (orchestrator, namespace, workload, pod, host_veth) =
-            match (&env.args.pod_namespace, &env.args.pod_name) {
-                (Some(ns), Some(pod)) => (
-                    "k8s",
-                    ns.clone(),
-                    pod.clone(),
-                    Some(pod.clone()),
-                    veth_name_for_pod(ns, pod),
-                ),
-                _ => {
-                    let short: String = env.container_id.chars().take(11).collect();
-                    (
-                        "cni",
-                        "default".to_string(),
-                        env.container_id.clone(),
-                        None,
-                        format!("{VETH_PREFIX}{short}"),
-                    )
-                }
-            };
+        let (orchestrator, namespace, workload, pod, host_veth) = match env.args.pod() {
+            Some((ns, pod)) => (
+                "k8s",
+                ns.to_owned(),
+                pod.to_owned(),
+                Some(pod.to_owned()),
+                veth_name_for_pod(ns, pod),
+            ),
+            None => {
+                let short: String = env.container_id.chars().take(11).collect();
+                (
+                    "cni",
+                    "default".to_string(),
+                    env.container_id.clone(),
+                    None,
+                    format!("{VETH_PREFIX}{short}"),
+                )
+            }
+        };
         let endpoint_name = [node, orchestrator, &workload, &env.ifname]
             .map(escape)
             .join("-");
@@ -247,6 +246,25 @@ mod tests {
         assert_eq!(w.endpoint_name, "node--1-cni-0123456789abcdef0123-eth0");
         assert_eq!((w.namespace.as_str(), w.orchestrator), ("default", "cni"));
         assert_eq!(w.profile_name(), "kns.default");
+    }
+
+    #[test]
+    fn a_podman_container_is_a_valid_cni_endpoint() {
+        // podman: a 64-hex container ID and K8S_POD_NAME without a namespace.
+        let id = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let mut env = env(None);
+        env.container_id = id.into();
+        env.args.pod_name = Some("web".into());
+        let w = Workload::identify("host-a", &env);
+        assert_eq!((w.orchestrator, w.pod.as_deref()), ("cni", None));
+        assert_eq!(w.endpoint_name, format!("host--a-cni-{id}-eth0"));
+        assert_eq!(w.host_veth, "cali9f86d081884");
+        let wep = w.endpoint(
+            &["10.65.0.5/26".parse().unwrap()],
+            "aa:bb:cc:dd:ee:ff",
+            &BTreeMap::new(),
+        );
+        assert_eq!(api::Resource::from(wep).validate(), Ok(()));
     }
 
     #[test]

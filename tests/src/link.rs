@@ -19,6 +19,22 @@ impl Netns {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `ip -n NAME args...`, a `route show table N ...`, and returns the
+    /// routes it lists: none while table `N` does not exist yet (the kernel
+    /// creates a table with its first route, and `ip` fails on one it lacks).
+    pub fn table_routes<I, S>(&self, args: I) -> Result<String, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        match self.ip(args) {
+            Err(Error::Command { stderr, .. }) if stderr.contains("FIB table does not exist") => {
+                Ok(String::new())
+            }
+            other => other,
+        }
+    }
+
     /// Sets link `ifname` up.
     pub fn link_up(&self, ifname: &str) -> Result<(), Error> {
         self.ip(["link", "set", ifname, "up"]).map(drop)

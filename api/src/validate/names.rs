@@ -29,12 +29,23 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+/// A DNS-1123 subdomain: dot-separated parts of `a-z0-9-`, each starting
+/// and ending alphanumeric, at most 253 characters in all. As Kubernetes'
+/// `IsDNS1123Subdomain` (and so Calico's names), a part may be longer than a
+/// label's 63 characters: a CNI endpoint name holds a 64-character
+/// container ID.
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     if s.len() > SUBDOMAIN_MAX {
         return Err(format!("{s:?} is longer than {SUBDOMAIN_MAX} characters"));
     }
-    if s.is_empty() || s.split('.').any(|l| dns1123_label(l).is_err()) {
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
+            && is_lower_alnum(b[0])
+            && is_lower_alnum(b[b.len() - 1])
+    };
+    if !s.split('.').all(part_ok) {
         return Err(format!(
             "{s:?} is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and '.', \
              starting and ending with a letter or digit)"
@@ -142,6 +153,15 @@ mod tests {
         ] {
             assert!(dns1123_subdomain(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn subdomain_parts_may_be_longer_than_a_label() {
+        // `<node>-cni-<64 hex>-eth0`, the name of a podman container's endpoint.
+        let name = format!("host1-cni-{}-eth0", "0123456789abcdef".repeat(4));
+        assert!(dns1123_subdomain(&name).is_ok());
+        assert!(dns1123_subdomain(&format!("{}.b", "a".repeat(200))).is_ok());
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
     }
 
     #[test]
