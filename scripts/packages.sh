@@ -43,6 +43,7 @@ PACKAGES_TEST=(
   "podman: podman"                       # a real CNI-calling container runtime
   "runc: runc"                           # podman's OCI runtime
   "busybox-static: busybox"              # the test containers' root file system
+  "debootstrap: debootstrap"             # clean Debian roots (scripts/debian-root.sh)
 )
 
 # _packages GROUP: the entries of GROUP (lab or all), one per line.
