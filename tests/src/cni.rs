@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::debian::{ROOT_PATH, Root};
 use crate::netns::Netns;
 
 /// Where Debian's containernetworking-plugins (loopback, portmap, ...) live.
@@ -101,6 +102,8 @@ impl Container {
 pub struct Runtime<'a> {
     host: &'a Netns,
     cni_path: String,
+    /// Plugins installed in this root file system, run chrooted into it.
+    root: Option<&'a Root>,
 }
 
 impl<'a> Runtime<'a> {
@@ -110,6 +113,19 @@ impl<'a> Runtime<'a> {
         Runtime {
             host,
             cni_path: cni_path.into(),
+            root: None,
+        }
+    }
+
+    /// A runtime running the plugins installed in `root` (found on
+    /// `cni_path` inside it) chrooted into it, inside `host`: as a runtime
+    /// on a machine with that file system would. `CNI_NETNS` paths must be
+    /// visible inside ([`Root::bind_netns`]).
+    pub fn in_root(host: &'a Netns, root: &'a Root, cni_path: impl Into<String>) -> Self {
+        Runtime {
+            host,
+            cni_path: cni_path.into(),
+            root: Some(root),
         }
     }
 
@@ -121,15 +137,28 @@ impl<'a> Runtime<'a> {
     /// Runs one plugin binary with `stdin` for `command` on `c`, inside
     /// the host namespace, as a runtime does.
     pub fn invoke(&self, plugin: &str, command: &str, c: &Container, stdin: &Value) -> Outcome {
+        let outside = |p: &Path| match self.root {
+            Some(root) => root.file(&p.to_string_lossy()),
+            None => p.to_path_buf(),
+        };
         let binary = self
             .cni_path
             .split(':')
             .map(|d| Path::new(d).join(plugin))
-            .find(|p| p.is_file())
+            .find(|p| outside(p).is_file())
             .unwrap_or_else(|| panic!("plugin {plugin} not in {}", self.cni_path));
-        let mut cmd = self.host.cmd(&binary);
+        let (mut cmd, path) = match self.root {
+            Some(root) => (
+                root.cmd_in(self.host, &binary.to_string_lossy()),
+                ROOT_PATH.to_owned(),
+            ),
+            None => (
+                self.host.cmd(&binary),
+                std::env::var("PATH").unwrap_or_default(),
+            ),
+        };
         cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATH", path)
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", &c.id)
             .env("CNI_NETNS", c.netns())

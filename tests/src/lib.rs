@@ -40,11 +40,15 @@
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 //! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
+//! - [`debian`]: clean Debian roots ([`debian::Base`]) and throw-away
+//!   copies of them ([`debian::Root`]) to install packages into and run
+//!   programs in with `chroot`.
 
 pub mod binary;
 pub mod bird;
 pub mod cni;
 pub mod command;
+pub mod debian;
 pub mod error;
 pub mod link;
 pub mod name;

@@ -188,7 +188,7 @@ fn remove_netns(name: &str) -> Result<(), Error> {
 }
 
 /// Whether process `pid` exists (a zombie counts).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
