@@ -448,6 +448,34 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_conflist_chains_loopback_calico_and_portmap_on_the_embedded_store() {
+        let list: Value =
+            serde_json::from_str(include_str!("../../packaging/deb/10-calico.conflist")).unwrap();
+        let types: Vec<&str> = list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["loopback", "calico", "portmap"]);
+        assert_eq!(list["cniVersion"], "0.3.1");
+        // The calico plugin's configuration, as libcni hands it over.
+        let mut plugin = list["plugins"][1].clone();
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        let conf = parse(&plugin).unwrap();
+        assert_eq!(conf.datastore, DatastoreConfig::default());
+        assert_eq!(
+            conf.nodename_file.as_deref(),
+            Some(Path::new(DEFAULT_NODENAME_FILE))
+        );
+        assert_eq!(conf.ipam.plugin_type, CALICO_IPAM);
+        assert!(conf.ipam.assign_ipv4 && !conf.ipam.assign_ipv6);
+        assert_eq!(conf.mtu, Some(1500));
+        assert_eq!(conf.log_level, tracing::Level::INFO);
+    }
+
+    #[test]
     fn calico_config_with_sqlite_is_read() {
         let conf = parse(&base()).unwrap();
         assert_eq!(

@@ -538,6 +538,28 @@ spec:
     }
 
     #[test]
+    fn the_packaged_calicoctl_cfg_names_the_embedded_store_and_its_examples_parse() {
+        let text = include_str!("../../packaging/deb/calicoctl.cfg");
+        let path = Path::new("/etc/calico/calicoctl.cfg");
+        assert_eq!(
+            DatastoreConfig::from_yaml(text, path).unwrap(),
+            DatastoreConfig::default()
+        );
+        // The commented-out etcd settings, made active, are what they say.
+        let etcd: String = text
+            .lines()
+            .map(|l| l.replacen("  #etcd", "  etcd", 1) + "\n")
+            .collect::<String>()
+            .replace("datastoreType: sqlite", "datastoreType: etcdv3");
+        let DatastoreConfig::Etcd(etcd) = DatastoreConfig::from_yaml(&etcd, path).unwrap() else {
+            panic!("an etcd configuration")
+        };
+        assert_eq!(etcd.endpoints, ["https://10.0.0.1:2379"]);
+        assert_eq!(etcd.key_file, Some("/etc/calico/etcd-key.pem".into()));
+        assert_eq!(etcd.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
     fn unknown_field_in_the_file_is_named() {
         let text = CALICOCTL_CFG.replace("etcdCACertFile", "etcdCaCertFile");
         let err = DatastoreConfig::from_yaml(&text, Path::new("c.cfg")).unwrap_err();

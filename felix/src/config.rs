@@ -818,6 +818,50 @@ mod tests {
         assert_eq!(err.field, "NODENAME");
     }
 
+    /// `packaging/deb/felix.yaml` with its commented-out settings
+    /// (`#key: value`) made active.
+    fn uncommented(text: &str) -> String {
+        text.lines()
+            .map(|line| {
+                let body = line.trim_start();
+                let indent = &line[..line.len() - body.len()];
+                match body.strip_prefix('#') {
+                    Some(setting)
+                        if setting.split_once(':').is_some_and(|(key, _)| {
+                            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric())
+                        }) =>
+                    {
+                        format!("{indent}{setting}\n")
+                    }
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_settings_file_parses_and_changes_nothing() {
+        let text = include_str!("../../packaging/deb/felix.yaml");
+        let defaults = resolve(&RunArgs::default(), &[], None).unwrap();
+        assert_eq!(
+            resolve(&RunArgs::default(), &[], Some(text)).unwrap(),
+            defaults
+        );
+        // Its commented-out examples are valid settings too.
+        let all = uncommented(text);
+        let s = resolve(&RunArgs::default(), &[], Some(&all)).unwrap();
+        assert_eq!(s.node_name, "host-1");
+        assert_eq!(s.as_number, Some(64513));
+        let etcd = all.replace("type: sqlite", "type: etcdv3");
+        let s = resolve(&RunArgs::default(), &[], Some(&etcd)).unwrap();
+        let DatastoreConfig::Etcd(etcd) = &s.datastore else {
+            panic!("{:?}", s.datastore)
+        };
+        assert_eq!(etcd.endpoints, ["https://10.0.0.1:2379"]);
+        assert!(etcd.ca_cert_file.is_some() && etcd.cert_file.is_some() && etcd.key_file.is_some());
+        assert_eq!(etcd.username.as_deref(), Some("felix"));
+    }
+
     #[test]
     fn empty_values_count_as_unset() {
         let s = resolve(&RunArgs::default(), &[("NODENAME", "  ")], Some("")).unwrap();
