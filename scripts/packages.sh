@@ -22,13 +22,13 @@ PACKAGES_LAB=(
   "iproute2: ip bridge ss tc"            # namespaces, veths, routes
   "iputils-ping: ping"
   "procps: sysctl kill"                  # calico-lab sets sysctls in its nodes
-  "util-linux: nsenter unshare mount umount"
+  "util-linux: nsenter unshare mount umount setpriv"
   "iperf3: iperf3"                       # the examples' TCP listener; throughput tests
   "conntrack: conntrack"                 # felix flushes a removed workload's flows
   "containernetworking-plugins: /usr/lib/cni/loopback /usr/lib/cni/portmap /usr/lib/cni/ptp /usr/lib/cni/host-local"
   "iptables: iptables"                   # portmap programs its DNAT with iptables
   "bird2: bird birdc"                    # the quickstart's ToR; interop tests
-  "coreutils: timeout sleep seq cat chown"
+  "coreutils: timeout sleep seq cat chown chroot sha256sum"
   "bash: bash"
 )
 
@@ -44,6 +44,9 @@ PACKAGES_TEST=(
   "runc: runc"                           # podman's OCI runtime
   "busybox-static: busybox"              # the test containers' root file system
   "debootstrap: debootstrap"             # clean Debian roots (scripts/debian-root.sh)
+  "dpkg-dev: dpkg-deb dpkg-shlibdeps"    # scripts/package.sh builds the .deb
+  "binutils: objcopy strip readelf"      # package.sh strips and splits debug info
+  "systemd: systemd-analyze"             # the package tests verify the unit
 )
 
 # _packages GROUP: the entries of GROUP (lab or all), one per line.
