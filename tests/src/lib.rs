@@ -40,6 +40,8 @@
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 //! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
+//! - [`podman`]: [`Podman`], the real podman (CNI backend) in a host
+//!   namespace with state of its own, containers on a busybox root.
 
 pub mod binary;
 pub mod bird;
@@ -49,6 +51,7 @@ pub mod error;
 pub mod link;
 pub mod name;
 pub mod netns;
+pub mod podman;
 pub mod process;
 pub mod require;
 pub mod traffic;
@@ -60,5 +63,6 @@ pub use error::Error;
 pub use link::veth_pair;
 pub use name::ifname;
 pub use netns::{Netns, remove_stale};
+pub use podman::Podman;
 pub use process::{Background, poll_until};
 pub use require::{require_programs, require_root};
