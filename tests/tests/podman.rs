@@ -364,7 +364,7 @@ fn stopping_a_container_frees_its_address_and_its_endpoint() {
         .unwrap();
     assert_eq!(id.len(), 64, "podman's container IDs are 64 hex characters");
     let endpoint = format!("h1-cni-{id}-eth0");
-    assert_eq!(cluster.endpoints(), [endpoint.clone()]);
+    assert_eq!(cluster.endpoints(), [endpoint]);
     assert!(cluster.owner(addr).contains(&id), "{}", cluster.owner(addr));
     let route = || host.ns.ip(["route", "show", &addr.to_string()]).unwrap();
     cluster.wait("felix to route to the container", || {
