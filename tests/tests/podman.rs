@@ -144,6 +144,8 @@ impl Cluster {
                 .args(["--ip", &format!("{}/24", host_ip(i))])
                 .arg("--bgp-socket")
                 .arg(self.dir.path().join(format!("bgp-{name}.sock")))
+                .arg("--nodename-file")
+                .arg(self.nodename_file(&name))
                 .env("DATASTORE_TYPE", "sqlite")
                 .env("DATASTORE_PATH", &self.db)
                 .stdout(log.try_clone().unwrap())
@@ -159,6 +161,10 @@ impl Cluster {
         podman
             .add_network("10-calico", &self.conflist(&name))
             .unwrap();
+        let written = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            std::fs::read_to_string(self.nodename_file(&name)).is_ok_and(|n| n == name)
+        });
+        assert!(written, "felix on {name} did not write its node name");
         Host {
             podman,
             _felix: felix,
@@ -166,8 +172,14 @@ impl Cluster {
         }
     }
 
+    /// Where felix on `node` writes its node name, for the plugin to read.
+    fn nodename_file(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node).join("nodename")
+    }
+
     /// Calico's conflist (`calico` with `calico-ipam`, then `portmap`), on
-    /// the embedded store, for node `node`.
+    /// the embedded store, for node `node` (whose name the plugin reads from
+    /// the file felix writes, as Calico's conflist has it).
     fn conflist(&self, node: &str) -> Value {
         json!({
             "cniVersion": "0.3.1",
@@ -178,7 +190,7 @@ impl Cluster {
                     "log_level": "info",
                     "datastore_type": "sqlite",
                     "datastore_path": self.db.display().to_string(),
-                    "nodename": node,
+                    "nodename_file": self.nodename_file(node).display().to_string(),
                     "mtu": 1500,
                     "ipam": {"type": "calico-ipam", "ipv4_pools": [POOL]}
                 },
