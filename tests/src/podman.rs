@@ -2,8 +2,9 @@
 //! from a test's host namespace, with state of its own: storage, run and
 //! temporary directories, `containers.conf` and the CNI network directory
 //! all live in one directory of the test's, so nothing of the machine's
-//! podman is read or touched. Containers run on a [`busybox_rootfs`] (no
-//! image, no registry).
+//! podman is read or touched. Containers run on a
+//! [`busybox_rootfs`](crate::container::busybox_rootfs) (no image, no
+//! registry).
 //!
 //! podman is entered with `nsenter --net=` rather than `ip netns exec`,
 //! which remounts `/sys` so that runc finds no cgroup mount; and the
@@ -18,10 +19,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::command::run_checked;
+use crate::container::{Containers, busybox_rootfs, create_dir, unmount_below, write};
 use crate::{Error, Netns};
-
-/// The busybox applets a test container uses.
-const APPLETS: &[&str] = &["sh", "httpd", "printf", "ping", "nc", "sleep", "cat", "ip"];
 
 /// podman running in one host namespace, with its own state directory.
 #[derive(Debug)]
@@ -157,29 +156,11 @@ impl Podman {
             )),
         }
     }
+}
 
-    /// Whether container `from` fetches `http://addr:port/` within 2 s (the
-    /// containers serve with busybox `httpd`; busybox `nc` asks, as the
-    /// static busybox's `wget` crashes in a root without NSS libraries).
-    pub fn fetches(&self, from: &str, addr: IpAddr, port: u16) -> bool {
-        let ask = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {addr} {port}");
-        self.podman(["exec", from, "sh", "-c", &ask])
-            .is_ok_and(|reply| reply.starts_with("HTTP/1.") && reply.contains(" 200 "))
-    }
-
-    /// Whether one ping from container `from` to `addr` is answered within 2 s.
-    pub fn pings(&self, from: &str, addr: IpAddr) -> bool {
-        self.podman([
-            "exec",
-            from,
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            &addr.to_string(),
-        ])
-        .is_ok()
+impl Containers for Podman {
+    fn exec(&self, name: &str, args: &[&str]) -> Result<String, Error> {
+        self.podman(["exec", name].iter().chain(args))
     }
 }
 
@@ -212,69 +193,6 @@ fn container_ulimits(limits: &str) -> Vec<String> {
             format!("\"{name}={n}:{n}\"")
         })
         .collect()
-}
-
-/// A root file system of busybox (Debian's `busybox-static`) in `dir`: its
-/// applets a test uses, and `/www/index.html` for `httpd -h /www`.
-pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf, Error> {
-    let busybox = which("busybox")?;
-    for sub in ["bin", "etc", "proc", "sys", "dev", "tmp", "www"] {
-        create_dir(&dir.join(sub))?;
-    }
-    std::fs::copy(&busybox, dir.join("bin/busybox")).map_err(|e| {
-        Error::io(
-            format!("copying {} into {}", busybox.display(), dir.display()),
-            e,
-        )
-    })?;
-    for applet in APPLETS {
-        let link = dir.join("bin").join(applet);
-        if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link)
-                .map_err(|e| Error::io(format!("linking {}", link.display()), e))?;
-        }
-    }
-    write(&dir.join("www/index.html"), "hello\n")?;
-    Ok(dir.to_path_buf())
-}
-
-/// `program`'s path on `PATH`.
-fn which(program: &str) -> Result<PathBuf, Error> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::io(
-                format!("{program} is not on PATH"),
-                std::io::ErrorKind::NotFound,
-            )
-        })
-}
-
-/// Lazily unmounts every mount point at or below `dir`, deepest first.
-fn unmount_below(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = Command::new("umount").args(["-l", p]).output();
-    }
-}
-
-fn create_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
-}
-
-fn write(path: &Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]

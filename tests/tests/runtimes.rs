@@ -1,15 +1,16 @@
-//! podman, a real container runtime, on the `calico` network (root): podman
-//! 4.3 with its CNI backend and runc, as Debian packages them, calls our
-//! plugins as it calls any CNI plugin, from a host namespace running felix on
-//! the embedded store. Nothing is adapted for the test: podman sends its own
-//! `CNI_ARGS` (`K8S_POD_NAME` without a namespace) and 64-character
-//! container IDs.
+//! Real container runtimes on the `calico` network (root): podman 4.3 with
+//! its CNI backend, and containerd 1.6's `ctr run --cni`, both with runc as
+//! Debian packages them, call our plugins as they call any CNI plugin, from
+//! a host namespace running felix on the embedded store. Nothing is adapted
+//! for the test: podman sends its own `CNI_ARGS` (`K8S_POD_NAME` without a
+//! namespace) and 64-character container IDs, `ctr` none at all.
 //!
 //! ```text
 //!                 lan (bridge br0)
 //!          ┌──────────┴──────────┐
 //!    h1 10.0.0.1/24        h2 10.0.0.2/24     AS 64512, the node-to-node mesh
 //!    felix, podman         felix, podman      one SQLite store
+//!    (containerd)          (containerd)       started where a test uses it
 //! ```
 //!
 //! - Two containers on one host reach each other; a NetworkPolicy admits
@@ -18,7 +19,12 @@
 //!   `portmap`, and our rules police what arrives that way.
 //! - `podman stop` frees the container's address, endpoint, veth and route.
 //! - A container on h2 reaches one on h1 over the BGP mesh.
+//! - containerd: two `ctr` containers reach each other, the policy denies
+//!   the rest, deleting the task frees the address and endpoint; a podman
+//!   container on h2 reaches a containerd one on h1. (`ctr` has no port
+//!   mappings, so `portmap` is tested through podman only.)
 
+use std::cell::OnceCell;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,7 +34,10 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use testkit::cni::REFERENCE_PLUGINS;
 use testkit::traffic::tcp_connects;
-use testkit::{Background, Netns, Podman, poll_until, require_programs, require_root, veth_pair};
+use testkit::{
+    Background, Containerd, Containers, Netns, Podman, poll_until, require_programs, require_root,
+    veth_pair,
+};
 
 const POOL: &str = "10.88.0.0/16";
 
@@ -47,6 +56,18 @@ const SERVE: &[&str] = &[
     "httpd -p 8080 -h /www && exec httpd -f -p 9090 -h /www",
 ];
 
+/// Admits TCP 8080 to every endpoint of namespace `default`, nothing else.
+const HTTP_ONLY: &str = "
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: http-only, namespace: default}
+spec:
+  selector: all()
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}
+";
+
 fn host_ip(n: usize) -> String {
     format!("10.0.0.{n}")
 }
@@ -56,6 +77,8 @@ fn ready() -> bool {
         && require_programs(&[
             "podman",
             "runc",
+            "containerd",
+            "ctr",
             "busybox",
             "nsenter",
             "iptables",
@@ -88,7 +111,8 @@ impl Bins {
 }
 
 struct Host {
-    /// Dropped first: its containers go while felix still runs.
+    /// Dropped first: their containers go while felix still runs.
+    containerd: OnceCell<Containerd>,
     podman: Podman,
     _felix: Background,
     ns: Netns,
@@ -166,6 +190,7 @@ impl Cluster {
         });
         assert!(written, "felix on {name} did not write its node name");
         Host {
+            containerd: OnceCell::new(),
             podman,
             _felix: felix,
             ns,
@@ -201,6 +226,21 @@ impl Cluster {
 
     fn host(&self, i: usize) -> &Host {
         &self.hosts[i - 1]
+    }
+
+    /// containerd on host `i`, started on first use with the same network.
+    fn containerd(&self, i: usize) -> &Containerd {
+        self.host(i).containerd.get_or_init(|| {
+            let name = format!("h{i}");
+            let ctd = Containerd::start(
+                &self.host(i).ns,
+                &self.dir.path().join(format!("containerd-{name}")),
+                &[self.bins.cni.clone(), REFERENCE_PLUGINS.into()],
+            )
+            .unwrap_or_else(|e| panic!("starting containerd on {name}: {e}"));
+            ctd.add_network("10-calico", &self.conflist(&name)).unwrap();
+            ctd
+        })
     }
 
     fn calicoctl(&self) -> Command {
@@ -306,18 +346,7 @@ fn containers_reach_each_other_and_a_network_policy_denies_the_rest() {
     assert!(podman.pings("client", web));
     assert!(podman.fetches("web", client, 8080), "and the other way");
 
-    cluster.calicoctl_apply(
-        "
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: http-only, namespace: default}
-spec:
-  selector: all()
-  types: [Ingress]
-  ingress:
-  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}
-",
-    );
+    cluster.calicoctl_apply(HTTP_ONLY);
     cluster.wait("the policy to deny 9090", || {
         !podman.fetches("client", web, 9090)
     });
@@ -426,5 +455,64 @@ fn a_container_on_another_host_is_reached_over_the_bgp_mesh() {
     assert!(
         routes.contains(&format!("via {} dev eth0", host_ip(1))),
         "{routes}"
+    );
+}
+
+#[test]
+fn ctr_containers_reach_each_other_under_policy_and_deleting_a_task_frees_it() {
+    if !ready() {
+        return;
+    }
+    let cluster = Cluster::start(1);
+    let ctd = cluster.containerd(1);
+    ctd.run("web", SERVE).unwrap();
+    ctd.run("client", SERVE).unwrap();
+    let web = ctd.address("web").unwrap();
+    let client = ctd.address("client").unwrap();
+    assert_eq!(
+        cluster.endpoints(),
+        ["h1-cni-testkit--client-eth0", "h1-cni-testkit--web-eth0"],
+        "ctr's container IDs are <namespace>-<name>"
+    );
+    cluster.wait("client to fetch from web on 8080", || {
+        ctd.fetches("client", web, 8080)
+    });
+    assert!(ctd.fetches("web", client, 9090));
+    cluster.calicoctl_apply(HTTP_ONLY);
+    cluster.wait("the policy to deny 9090", || {
+        !ctd.fetches("client", web, 9090)
+    });
+    assert!(ctd.fetches("client", web, 8080), "8080 stays admitted");
+
+    ctd.remove("web").unwrap();
+    assert_eq!(cluster.endpoints(), ["h1-cni-testkit--client-eth0"]);
+    assert!(
+        !cluster.owner(web).contains("testkit-web"),
+        "{}",
+        cluster.owner(web)
+    );
+    cluster.wait("felix to remove web's route", || {
+        cluster
+            .host(1)
+            .ns
+            .ip(["route", "show", &web.to_string()])
+            .unwrap()
+            .is_empty()
+    });
+}
+
+#[test]
+fn a_podman_container_reaches_a_containerd_container_on_another_host() {
+    if !ready() {
+        return;
+    }
+    let cluster = Cluster::start(2);
+    let ctd = cluster.containerd(1);
+    ctd.run("web", SERVE).unwrap();
+    let web = ctd.address("web").unwrap();
+    cluster.run(2, "client", &[]);
+    cluster.wait(
+        "podman's client on h2 to fetch from ctr's web on h1",
+        || cluster.host(2).podman.fetches("client", web, 8080),
     );
 }
