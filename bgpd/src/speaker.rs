@@ -67,8 +67,9 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use task::Task;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -248,21 +249,18 @@ enum Command {
 }
 
 /// The handle to a running speaker. Dropping it stops the speaker, its
-/// sessions (with a Cease NOTIFICATION) and its listener.
+/// sessions (with a Cease NOTIFICATION) and its listener;
+/// [`Speaker::abandon`] stops it without NOTIFICATION, for a restart.
 #[derive(Debug)]
 pub struct Speaker {
+    /// Its owner task ends by itself once this closes, after stopping its
+    /// sessions with a Cease; so it is not held here.
     tx: mpsc::Sender<Command>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        // The owner task ends when `tx` closes and stops its sessions;
-        // the listener does not see that, so it is aborted here.
-        if let Some(listener) = self.tasks.get(1) {
-            listener.abort();
-        }
-    }
+    /// Set by [`Speaker::abandon`].
+    abandon: watch::Sender<bool>,
+    /// The acceptor of inbound connections, which does not see `tx` close:
+    /// aborted with the speaker.
+    _listener: Option<Task<()>>,
 }
 
 impl Speaker {
@@ -301,11 +299,14 @@ impl Speaker {
                 warn!(peer = %pc.addr, error = %e, "peer not started");
             }
         }
-        let mut tasks = vec![tokio::spawn(owner.run(rx, ev_rx, config.fib_sync_after))];
-        if let Some(listener) = listener {
-            tasks.push(tokio::spawn(accept(listener, tx.downgrade())));
+        let (abandon, abandoned) = watch::channel(false);
+        tokio::spawn(owner.run(rx, ev_rx, abandoned, config.fib_sync_after));
+        let listener = listener.map(|l| Task::spawn(accept(l, tx.downgrade())));
+        Speaker {
+            tx,
+            abandon,
+            _listener: listener,
         }
-        Speaker { tx, tasks }
     }
 
     async fn ask<T>(
@@ -318,6 +319,14 @@ impl Speaker {
             .await
             .map_err(|_| SpeakerError::Stopped)?;
         rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Stops the speaker for a restart: every session drops its connection
+    /// without a NOTIFICATION, as if the process had died, so peers that
+    /// help us restart (RFC 4724) keep our routes until we are back; the
+    /// kernel routes stay. Dropping the speaker instead sends a Cease.
+    pub fn abandon(self) {
+        self.abandon.send_replace(true);
     }
 
     /// Originates `prefix` with `attrs` (ORIGIN defaults to IGP; next hop
@@ -569,6 +578,7 @@ impl Owner {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::Receiver<SessionEvent>,
+        mut abandoned: watch::Receiver<bool>,
         fib_sync_after: Duration,
     ) {
         let sync_at = tokio::time::sleep(fib_sync_after);
@@ -583,9 +593,21 @@ impl Owner {
             // Session events wait while the kernel is far behind.
             let behind = fib.as_ref().is_some_and(FibHandle::is_behind);
             tokio::select! {
+                // A dropped sender (the speaker gone without abandoning)
+                // is an error here, and the branch waits for nothing.
+                Ok(()) = abandoned.changed() => if *abandoned.borrow() {
+                    self.abandon();
+                    break;
+                },
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
-                    None => break,
+                    None => {
+                        // `abandon` sets the flag before the handle goes.
+                        if *abandoned.borrow() {
+                            self.abandon();
+                        }
+                        break;
+                    }
                 },
                 Some(ev) = events.recv(), if !behind => self.event(ev),
                 () = async { if let Some(f) = &fib { f.applied().await } }, if behind => {}
@@ -608,6 +630,17 @@ impl Owner {
         }
         for slot in self.peers.values() {
             let _ = slot.cmd.send(SessionCmd::Stop);
+        }
+    }
+
+    /// Tells every session to drop its connections without a NOTIFICATION.
+    fn abandon(&mut self) {
+        info!(
+            peers = self.peers.len(),
+            "closing every session without NOTIFICATION, for a restart"
+        );
+        for slot in self.peers.values() {
+            let _ = slot.cmd.send(SessionCmd::Abandon);
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
+use task::Task;
 use tokio::net::TcpListener;
 
 use crate::bgp::{BgpDriver, BgpOptions, PeerMetrics};
@@ -164,12 +165,12 @@ async fn serve(
     what: &'static str,
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-) -> Result<tokio::task::JoinHandle<()>, CliError> {
+) -> Result<Task<()>, CliError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Bind { what, addr, source })?;
     tracing::info!(%addr, "serving {what}");
-    Ok(tokio::spawn(metrics::serve(listener, metrics)))
+    Ok(Task::spawn(metrics::serve(listener, metrics)))
 }
 
 /// `felix run` with resolved settings, until `shutdown`.
@@ -191,6 +192,7 @@ pub async fn run(
     }
     let store = datastore::connect(&settings.datastore).await?;
     let metrics = Arc::new(Metrics::new());
+    // The servers and the status poller; dropped (aborted) once the daemon ends.
     let mut servers = vec![serve("metrics", settings.metrics_addr, metrics.clone()).await?];
     if settings.health_addr != settings.metrics_addr {
         servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
@@ -216,6 +218,6 @@ pub async fn run(
 
     let config = DaemonConfig::new(settings.host(), Some(registration));
     let result = daemon::run(config, store, calculate, drivers, metrics, shutdown).await;
-    servers.iter().for_each(|s| s.abort());
+    drop(servers);
     result.map_err(CliError::from)
 }

@@ -298,8 +298,8 @@ pub async fn run(
         {
             return Ok(());
         }
-        let (sync, task) = Syncer::new(store.clone(), metrics.clone()).spawn();
-        let mut task = AbortOnDrop(task);
+        // The syncer's task ends with the loop (dropped, it is aborted).
+        let (sync, mut task) = Syncer::new(store.clone(), metrics.clone()).spawn();
         let mut drivers = drivers;
         drivers.sort_by_key(|d| driver_rank(d.name()));
         let mut state = Loop {
@@ -338,7 +338,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                joined = &mut task.0 => {
+                joined = &mut task => {
                     return Err(DaemonError::Syncer(match joined {
                         Ok(()) => "it returned".into(),
                         Err(e) => e.to_string(),
@@ -408,15 +408,6 @@ async fn register(
                 }
             }
         }
-    }
-}
-
-/// Aborts the task when dropped (the syncer ends with the loop).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
