@@ -314,6 +314,9 @@ impl Driver for BgpDriver {
     fn name(&self) -> &'static str {
         "bgp"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Bgp
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let Some(d) = &desired.bgp else {

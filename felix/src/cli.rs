@@ -198,8 +198,7 @@ pub async fn run(
         servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
     }
 
-    // Drivers, applied in this order each pass (the daemon sorts them by
-    // `daemon::driver_rank` too): routes/links, then policy, then BGP.
+    // Drivers; the daemon applies them by their `Stage` each pass.
     let mut drivers: Vec<Box<dyn Driver>> =
         crate::dataplane::open_all(&crate::dataplane::Namespace::Current).await?;
     drivers.push(Box::new(

@@ -74,17 +74,6 @@ impl DaemonConfig {
     }
 }
 
-/// Where a driver goes in each pass: kernel routes and links first (a
-/// workload's interface exists before its rules name it), then policy,
-/// then BGP (routes are announced once they can be reached).
-pub fn driver_rank(name: &str) -> u8 {
-    match name {
-        "routes" | "links" | "conntrack" | "vxlan" => 0,
-        "bgp" => 2,
-        _ => 1,
-    }
-}
-
 /// One driver and where it stands.
 struct Slot {
     driver: Box<dyn Driver>,
@@ -301,7 +290,7 @@ pub async fn run(
         // The syncer's task ends with the loop (dropped, it is aborted).
         let (sync, mut task) = Syncer::new(store.clone(), metrics.clone()).spawn();
         let mut drivers = drivers;
-        drivers.sort_by_key(|d| driver_rank(d.name()));
+        drivers.sort_by_key(|d| d.stage());
         let mut state = Loop {
             config,
             store,
@@ -440,7 +429,7 @@ mod tests {
     use datastore::{ResourceStore, SqliteStore};
 
     use super::*;
-    use crate::state::{Calculated, DriverError, Route, RouteTarget, Snapshot};
+    use crate::state::{Calculated, DriverError, Route, RouteTarget, Snapshot, Stage};
 
     /// A blackhole route per pool; pools named `bad-…` are skipped as
     /// problems; other resources are ignored.
@@ -479,6 +468,13 @@ mod tests {
     impl Driver for Fake {
         fn name(&self) -> &'static str {
             self.name
+        }
+        fn stage(&self) -> Stage {
+            match self.name {
+                "bgp" => Stage::Bgp,
+                "policy" => Stage::Policy,
+                _ => Stage::Kernel,
+            }
         }
         async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
             if self

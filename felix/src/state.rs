@@ -135,6 +135,8 @@ pub const VXLAN_DEVICE: &str = "vxlan.calico";
 pub trait Driver: Send {
     /// Short name for logs and metrics (`routes`, `policy`, `bgp`, …).
     fn name(&self) -> &'static str;
+    /// Where the driver goes in each pass.
+    fn stage(&self) -> Stage;
     /// Makes the part of the dataplane this driver owns match `desired`.
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError>;
     /// Whether the last apply left something waiting on the world outside
@@ -143,6 +145,20 @@ pub trait Driver: Send {
     fn pending(&self) -> bool {
         false
     }
+}
+
+/// The order drivers apply in, each pass: kernel routes and links first (a
+/// workload's interface exists before its rules name it), then policy, then
+/// BGP (routes are announced once they can be reached). Drivers of one
+/// stage keep the order they were given in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Links, routes, conntrack, VXLAN.
+    Kernel,
+    /// The nftables ruleset.
+    Policy,
+    /// The BGP speaker.
+    Bgp,
 }
 
 /// Whatever stopped a driver; the loop logs it and retries.
