@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::node::{self, Registration};
-use crate::state::{Calculate, Desired, Driver, HostSettings};
+use crate::state::{Calculate, Desired, Driver, HostSettings, Problem, ProblemKind};
 use crate::syncer::{SyncState, Syncer};
 
 /// How the loop runs.
@@ -114,7 +114,7 @@ struct Loop {
     slots: Vec<Slot>,
     desired: Option<Desired>,
     generation: u64,
-    problems: BTreeSet<String>,
+    problems: BTreeSet<Problem>,
     /// Every driver has applied some generation successfully.
     applied_once: bool,
     /// The snapshot changed since the last calculation.
@@ -140,14 +140,15 @@ impl Loop {
                 return;
             }
         };
-        let now: BTreeSet<String> = calculated.problems.into_iter().collect();
+        let now: BTreeSet<Problem> = calculated.problems.into_iter().collect();
         for p in now.difference(&self.problems) {
-            tracing::warn!(problem = %p, "datastore entry skipped");
+            tracing::warn!(kind = p.kind.as_str(), problem = %p, "datastore entry not used as written");
         }
         self.problems = now;
-        self.metrics
-            .calc_problems
-            .set(&[], self.problems.len() as f64);
+        for kind in ProblemKind::ALL {
+            let n = self.problems.iter().filter(|p| p.kind == kind).count();
+            self.metrics.calc_problems.set(&[kind.as_str()], n as f64);
+        }
         if self.desired.as_ref() != Some(&calculated.desired) {
             self.generation += 1;
             self.record(&calculated.desired);
@@ -438,8 +439,12 @@ mod tests {
         for r in snapshot.resources.values() {
             if let Resource::IPPool(p) = r {
                 if p.metadata.name.starts_with("bad-") {
-                    out.problems
-                        .push(format!("IPPool({}): bad", p.metadata.name));
+                    out.problems.push(Problem {
+                        kind: ProblemKind::Skipped,
+                        resource: format!("IPPool {}", p.metadata.name),
+                        field: String::new(),
+                        message: "bad".into(),
+                    });
                 } else {
                     out.desired.routes.insert(Route {
                         dst: p.spec.cidr.network(),
@@ -763,7 +768,7 @@ mod tests {
         h.until_all_applied(1).await;
         // A bad pool changes the datastore but not the desired state...
         h.pool("bad-x", "10.9.0.0/16").await;
-        until(|| h.metrics.calc_problems.get(&[]) == 1.0).await;
+        until(|| h.metrics.calc_problems.get(&["skipped"]) == 1.0).await;
         // ... and the next real change is applied once more, not twice.
         h.pool("b", "10.2.0.0/16").await;
         h.until_all_applied(2).await;

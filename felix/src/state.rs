@@ -176,11 +176,69 @@ pub struct HostSettings {
 }
 
 /// The calculation's result: what to program, and what in the datastore it
-/// had to skip (each naming the resource and field at fault).
+/// could not use as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Calculated {
     pub desired: Desired,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Something in the datastore the calculation could not use as written.
+/// Displayed as `<resource>: <field>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The resource at fault: `Kind name` or `Kind namespace/name`
+    /// (`WorkloadEndpoint default/pod-a`).
+    pub resource: String,
+    /// The field at fault (`spec.peerIP`), or empty for the whole resource.
+    pub field: String,
+    pub message: String,
+}
+
+/// What a [`Problem`] costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProblemKind {
+    /// The resource, or a part of it (a peer, an address), is not used.
+    Skipped,
+    /// A field this project does not support; the rest is used without it.
+    Unsupported,
+    /// A value is used in a nearby way (a pool's host bits dropped,
+    /// `CrossSubnet` as `Always`).
+    Approximated,
+    /// A feature is off on this host for want of something (its Node, an
+    /// address, a VTEP): no BGP, no VXLAN, no policy.
+    Disabled,
+}
+
+impl ProblemKind {
+    /// The name metrics and listings use: `skipped`, `unsupported`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Skipped => "skipped",
+            ProblemKind::Unsupported => "unsupported",
+            ProblemKind::Approximated => "approximated",
+            ProblemKind::Disabled => "disabled",
+        }
+    }
+
+    /// Every kind, in order.
+    pub const ALL: [ProblemKind; 4] = [
+        ProblemKind::Skipped,
+        ProblemKind::Unsupported,
+        ProblemKind::Approximated,
+        ProblemKind::Disabled,
+    ];
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.resource, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.resource, self.field, self.message)
+        }
+    }
 }
 
 /// The calculation's signature (`calc::calculate`), as the daemon takes it.
