@@ -429,68 +429,6 @@ impl SpeakerHandle {
     }
 }
 
-/// The RFC 4271 name of a state, as BIRD prints it.
-pub fn state_name(s: State) -> &'static str {
-    match s {
-        State::Idle => "Idle",
-        State::Connect => "Connect",
-        State::Active => "Active",
-        State::OpenSent => "OpenSent",
-        State::OpenConfirm => "OpenConfirm",
-        State::Established => "Established",
-    }
-}
-
-/// Peers as a table in the manner of `birdc show protocols`.
-pub fn render_peers(peers: &[PeerStatus]) -> String {
-    let mut out = format!(
-        "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
-        "Peer", "AS", "State", "Since", "Received", "Accepted", "Advertised", "Info"
-    );
-    for p in peers {
-        let s = p.since.as_secs();
-        out.push_str(&format!(
-            "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
-            p.addr.to_string(),
-            p.asn,
-            state_name(p.state),
-            format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
-            p.received,
-            p.accepted,
-            p.advertised,
-            p.last_error.as_deref().unwrap_or("")
-        ));
-    }
-    out
-}
-
-/// The Loc-RIB in the manner of `birdc show route`; a reflected route
-/// also shows its ORIGINATOR_ID and CLUSTER_LIST.
-pub fn render_routes(routes: &[RouteStatus]) -> String {
-    let mut out = String::new();
-    for r in routes {
-        let from = r.from.map_or("local".to_string(), |a| a.to_string());
-        let path: Vec<String> = r.as_path.iter().map(u32::to_string).collect();
-        let hops: Vec<String> = r.next_hops.iter().map(IpAddr::to_string).collect();
-        out.push_str(&format!(
-            "{:<43} from {:<39} as_path [{}] via [{}]",
-            r.prefix.to_string(),
-            from,
-            path.join(" "),
-            hops.join(", ")
-        ));
-        if let Some(id) = r.originator_id {
-            out.push_str(&format!(" originator {id}"));
-        }
-        if !r.cluster_list.is_empty() {
-            let ids: Vec<String> = r.cluster_list.iter().map(Ipv4Addr::to_string).collect();
-            out.push_str(&format!(" cluster_list [{}]", ids.join(" ")));
-        }
-        out.push('\n');
-    }
-    out
-}
-
 /// Sets `peer`'s TCP-MD5 key on the listening socket, naming what failed.
 fn protect_listener(listener: &TcpListener, peer: IpAddr, key: &Key) -> Result<(), String> {
     let v6 = listener
@@ -1200,38 +1138,6 @@ mod tests {
             .find(|r| r.prefix == p(prefix))
     }
 
-    #[test]
-    fn peer_table_lists_state_uptime_counts_and_last_error() {
-        let text = render_peers(&[PeerStatus {
-            addr: B,
-            asn: 65002,
-            description: None,
-            state: State::Active,
-            since: Duration::from_secs(3725),
-            last_error: Some("received Cease".into()),
-            received: 3,
-            accepted: 2,
-            advertised: 1,
-        }]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("Peer "));
-        let fields: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(
-            fields,
-            [
-                "127.0.0.2",
-                "65002",
-                "Active",
-                "01:02:05",
-                "3",
-                "2",
-                "1",
-                "received",
-                "Cease"
-            ]
-        );
-    }
-
     #[tokio::test]
     async fn two_speakers_exchange_announce_and_withdraw_over_ebgp() {
         let (la, pa) = listen(A).await;
@@ -1347,7 +1253,8 @@ mod tests {
         assert_eq!(r.originator_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
         assert_eq!(r.cluster_list, vec![Ipv4Addr::new(2, 2, 2, 2)]);
         assert!(
-            render_routes(&[r]).ends_with("originator 1.1.1.1 cluster_list [2.2.2.2]\n"),
+            crate::status::render_routes(&[r])
+                .ends_with("originator 1.1.1.1 cluster_list [2.2.2.2]\n"),
             "reflection attributes shown"
         );
         // C announces: B reflects to its client A, not back to C.

@@ -403,7 +403,7 @@ impl PeerMetrics {
                     .into_iter()
                     .map(|p| crate::metrics::PeerStatus {
                         address: p.addr,
-                        state: bgpd::speaker::state_name(p.state).to_string(),
+                        state: p.state.to_string(),
                         prefixes: p.accepted as u64,
                     })
                     .collect();
