@@ -202,7 +202,8 @@ impl Cluster {
         self.dir.path().join(node).join("nodename")
     }
 
-    /// Calico's conflist (`calico` with `calico-ipam`, then `portmap`), on
+    /// The package's conflist (`loopback`, `calico` with `calico-ipam`, then
+    /// `portmap`; the runtime's libcni hands loopback's result on), on
     /// the embedded store, for node `node` (whose name the plugin reads from
     /// the file felix writes, as Calico's conflist has it).
     fn conflist(&self, node: &str) -> Value {
@@ -210,6 +211,7 @@ impl Cluster {
             "cniVersion": "0.3.1",
             "name": "calico",
             "plugins": [
+                {"type": "loopback"},
                 {
                     "type": "calico",
                     "log_level": "info",
