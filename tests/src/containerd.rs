@@ -5,16 +5,17 @@
 //! plugin off, so it reads no CNI files of the machine's). `ctr run --cni`
 //! sets the network up itself, reading `/etc/cni/net.d` and calling plugins
 //! from `/opt/cni/bin`, paths it has no option for; so every `ctr` runs in a
-//! mount namespace of its own where an overlay over `/etc` and one over
-//! `/opt` put this harness's network directory and plugins at those paths
-//! (the machine's files stay untouched). Containers run in the foreground
+//! mount namespace of its own where overlays over `/etc` and `/opt` put
+//! this harness's network directory and plugins at those paths, and one
+//! over `/var` keeps libcni's cache (`/var/lib/cni`) the harness's (the
+//! machine's files stay untouched). Containers run in the foreground
 //! (`ctr run --rm`), as `ctr` 1.6 tears the network of no detached
 //! container down. The image is a busybox root
 //! imported once: podman packs it as an OCI archive, `ctr images import`
 //! reads it.
 //!
 //! ```text
-//! unshare --mount ─ overlays: /etc/cni/net.d ← DIR/net.d, /opt/cni/bin ← DIR/bin
+//! unshare --mount ─ overlays: /etc/cni/net.d ← DIR/net.d, /opt/cni/bin ← DIR/bin, /var
 //!   └ nsenter --net=HOST ctr --address DIR/containerd.sock -n testkit …
 //! ```
 
@@ -48,7 +49,7 @@ dir=$1 net=$2 ns=$3; shift 3
 mount --make-rprivate /
 mkdir -p "$dir/ovl"
 ovl=$(mktemp -d "$dir/ovl/XXXXXX")   # a work dir serves one mount at a time
-for top in etc opt; do
+for top in etc opt var; do
   mkdir -p "$ovl/$top/upper" "$ovl/$top/work"
   mount -t overlay overlay -o "lowerdir=/$top,upperdir=$ovl/$top/upper,workdir=$ovl/$top/work" "/$top"
 done

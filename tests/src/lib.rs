@@ -46,6 +46,8 @@
 //!   namespace with state of its own, containers on a busybox root.
 //! - [`containerd`]: [`Containerd`], the real containerd and `ctr run
 //!   --cni` likewise, `ctr` in a mount namespace of its own.
+//! - [`machine`]: [`Machine`](machine::Machine), a host for one test: a
+//!   network namespace and its own layer over this machine's system.
 
 pub mod binary;
 pub mod bird;
@@ -55,6 +57,7 @@ pub mod container;
 pub mod containerd;
 pub mod error;
 pub mod link;
+pub mod machine;
 pub mod name;
 pub mod netns;
 pub mod podman;

@@ -44,11 +44,8 @@ impl Podman {
             host: host.path(),
             dir: dir.to_path_buf(),
         };
-        let limits = std::fs::read_to_string("/proc/self/limits")
-            .map_err(|e| Error::io("reading /proc/self/limits", e))?;
         let conf = format!(
-            "[containers]\n\
-             default_ulimits = [{}]\n\
+            "{}\
              [network]\n\
              network_backend = \"cni\"\n\
              cni_plugin_dirs = [{}]\n\
@@ -57,7 +54,7 @@ impl Podman {
              cgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n\
              events_logfile_path = {:?}\n",
-            container_ulimits(&limits).join(", "),
+            container_ulimits_conf()?,
             dirs.join(", "),
             podman.net_dir().display().to_string(),
             dir.join("events.log").display().to_string(),
@@ -171,6 +168,17 @@ impl Drop for Podman {
         let _ = self.podman(["rm", "--all", "--force", "--time", "0"]);
         unmount_below(&self.dir);
     }
+}
+
+/// The `[containers]` table of a `containers.conf` that keeps the
+/// containers' limits within this process's (see [`container_ulimits`]).
+pub fn container_ulimits_conf() -> Result<String, Error> {
+    let limits = std::fs::read_to_string("/proc/self/limits")
+        .map_err(|e| Error::io("reading /proc/self/limits", e))?;
+    Ok(format!(
+        "[containers]\ndefault_ulimits = [{}]\n",
+        container_ulimits(&limits).join(", ")
+    ))
 }
 
 /// podman's `default_ulimits` for the containers: 4,096 open files and
