@@ -37,7 +37,8 @@
 //! - [`fib`]: Loc-RIB best routes into a kernel table via rtnetlink, with a
 //!   pure `diff`/`merge` and a thin apply.
 //! - [`config`] (pure): the daemon's YAML configuration.
-//! - [`status`]: the status socket (text and JSON answers) and its client.
+//! - [`status`]: the status socket (text and JSON answers), its client, and
+//!   the tables it answers with (`birdc show protocols` / `show route` style).
 
 pub mod attr;
 pub mod capability;

@@ -34,11 +34,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use task::Task;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -92,6 +92,10 @@ pub enum SessionCmd {
     Stop,
     /// Close with Cease and this subcode (RFC 4486) and end the task.
     Cease(u8),
+    /// Drop the connections without a NOTIFICATION and end the task: the
+    /// peer sees the TCP connection go, as when the process dies, and
+    /// keeps our routes while it helps us restart (RFC 4724 §4.2).
+    Abandon,
 }
 
 /// Per-peer session settings.
@@ -161,7 +165,8 @@ struct Conn {
     ticket: Option<u64>,
     writer: Option<OwnedWriteHalf>,
     local_addr: Option<IpAddr>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Its connect attempt or reader (and writer); aborted with the Conn.
+    tasks: Vec<Task<()>>,
     timers: [Option<Instant>; 4],
 }
 
@@ -192,15 +197,7 @@ impl Conn {
         self.ticket = None;
         self.writer = None;
         self.local_addr = None;
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.close();
+        self.tasks.clear();
     }
 }
 
@@ -218,7 +215,7 @@ struct Session {
     /// Closed connections still draining (see [`linger`]); a stopped
     /// session ends after them, so that whoever replaces it connects only
     /// once the peer has read our NOTIFICATION and closed.
-    lingering: Vec<JoinHandle<()>>,
+    lingering: Vec<Task<()>>,
 }
 
 /// Which connection an action list belongs to.
@@ -262,17 +259,16 @@ async fn connect(
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Lets a closed connection's tasks run for [`LINGER`] (a reader drains
-/// until the peer closes its side), then aborts them.
-fn linger(tasks: Vec<JoinHandle<()>>) -> Option<JoinHandle<()>> {
+/// until the peer closes its side); those still running then are dropped,
+/// and so aborted.
+fn linger(tasks: Vec<Task<()>>) -> Option<Task<()>> {
     if tasks.is_empty() {
         return None;
     }
-    Some(tokio::spawn(async move {
+    Some(Task::spawn(async move {
         let deadline = Instant::now() + LINGER;
         for mut t in tasks {
-            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
-                t.abort();
-            }
+            let _ = tokio::time::timeout_at(deadline, &mut t).await;
         }
     }))
 }
@@ -358,7 +354,7 @@ impl Session {
         conn.outbound = outbound;
         conn.writer = Some(w);
         conn.local_addr = local;
-        conn.tasks.push(tokio::spawn(read_loop(r, ticket, tx)));
+        conn.tasks.push(Task::spawn(read_loop(r, ticket, tx)));
     }
 
     /// Feeds one event to a connection's FSM and carries out its actions.
@@ -492,7 +488,7 @@ impl Session {
                 let Some(conn) = self.conn(which) else { return };
                 conn.close();
                 conn.ticket = Some(ticket);
-                conn.tasks.push(tokio::spawn(async move {
+                conn.tasks.push(Task::spawn(async move {
                     let result = connect(remote, local, md5).await;
                     let _ = tx.send(Io::Connected { ticket, result }).await;
                 }));
@@ -768,6 +764,8 @@ pub async fn run(
         let deadline = s.next_deadline();
         tokio::select! {
             cmd = commands.recv() => match cmd {
+                // Returning drops the connections (and aborts their tasks).
+                Some(SessionCmd::Abandon) => return,
                 None | Some(SessionCmd::Stop | SessionCmd::Cease(_)) => {
                     let stop = match cmd {
                         Some(SessionCmd::Cease(subcode)) => Event::ManualStopCease(subcode),

@@ -67,8 +67,9 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use task::Task;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -248,21 +249,18 @@ enum Command {
 }
 
 /// The handle to a running speaker. Dropping it stops the speaker, its
-/// sessions (with a Cease NOTIFICATION) and its listener.
+/// sessions (with a Cease NOTIFICATION) and its listener;
+/// [`Speaker::abandon`] stops it without NOTIFICATION, for a restart.
 #[derive(Debug)]
 pub struct Speaker {
+    /// Its owner task ends by itself once this closes, after stopping its
+    /// sessions with a Cease; so it is not held here.
     tx: mpsc::Sender<Command>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        // The owner task ends when `tx` closes and stops its sessions;
-        // the listener does not see that, so it is aborted here.
-        if let Some(listener) = self.tasks.get(1) {
-            listener.abort();
-        }
-    }
+    /// Set by [`Speaker::abandon`].
+    abandon: watch::Sender<bool>,
+    /// The acceptor of inbound connections, which does not see `tx` close:
+    /// aborted with the speaker.
+    _listener: Option<Task<()>>,
 }
 
 impl Speaker {
@@ -301,11 +299,14 @@ impl Speaker {
                 warn!(peer = %pc.addr, error = %e, "peer not started");
             }
         }
-        let mut tasks = vec![tokio::spawn(owner.run(rx, ev_rx, config.fib_sync_after))];
-        if let Some(listener) = listener {
-            tasks.push(tokio::spawn(accept(listener, tx.downgrade())));
+        let (abandon, abandoned) = watch::channel(false);
+        tokio::spawn(owner.run(rx, ev_rx, abandoned, config.fib_sync_after));
+        let listener = listener.map(|l| Task::spawn(accept(l, tx.downgrade())));
+        Speaker {
+            tx,
+            abandon,
+            _listener: listener,
         }
-        Speaker { tx, tasks }
     }
 
     async fn ask<T>(
@@ -318,6 +319,14 @@ impl Speaker {
             .await
             .map_err(|_| SpeakerError::Stopped)?;
         rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Stops the speaker for a restart: every session drops its connection
+    /// without a NOTIFICATION, as if the process had died, so peers that
+    /// help us restart (RFC 4724) keep our routes until we are back; the
+    /// kernel routes stay. Dropping the speaker instead sends a Cease.
+    pub fn abandon(self) {
+        self.abandon.send_replace(true);
     }
 
     /// Originates `prefix` with `attrs` (ORIGIN defaults to IGP; next hop
@@ -420,68 +429,6 @@ impl SpeakerHandle {
     }
 }
 
-/// The RFC 4271 name of a state, as BIRD prints it.
-pub fn state_name(s: State) -> &'static str {
-    match s {
-        State::Idle => "Idle",
-        State::Connect => "Connect",
-        State::Active => "Active",
-        State::OpenSent => "OpenSent",
-        State::OpenConfirm => "OpenConfirm",
-        State::Established => "Established",
-    }
-}
-
-/// Peers as a table in the manner of `birdc show protocols`.
-pub fn render_peers(peers: &[PeerStatus]) -> String {
-    let mut out = format!(
-        "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
-        "Peer", "AS", "State", "Since", "Received", "Accepted", "Advertised", "Info"
-    );
-    for p in peers {
-        let s = p.since.as_secs();
-        out.push_str(&format!(
-            "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
-            p.addr.to_string(),
-            p.asn,
-            state_name(p.state),
-            format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
-            p.received,
-            p.accepted,
-            p.advertised,
-            p.last_error.as_deref().unwrap_or("")
-        ));
-    }
-    out
-}
-
-/// The Loc-RIB in the manner of `birdc show route`; a reflected route
-/// also shows its ORIGINATOR_ID and CLUSTER_LIST.
-pub fn render_routes(routes: &[RouteStatus]) -> String {
-    let mut out = String::new();
-    for r in routes {
-        let from = r.from.map_or("local".to_string(), |a| a.to_string());
-        let path: Vec<String> = r.as_path.iter().map(u32::to_string).collect();
-        let hops: Vec<String> = r.next_hops.iter().map(IpAddr::to_string).collect();
-        out.push_str(&format!(
-            "{:<43} from {:<39} as_path [{}] via [{}]",
-            r.prefix.to_string(),
-            from,
-            path.join(" "),
-            hops.join(", ")
-        ));
-        if let Some(id) = r.originator_id {
-            out.push_str(&format!(" originator {id}"));
-        }
-        if !r.cluster_list.is_empty() {
-            let ids: Vec<String> = r.cluster_list.iter().map(Ipv4Addr::to_string).collect();
-            out.push_str(&format!(" cluster_list [{}]", ids.join(" ")));
-        }
-        out.push('\n');
-    }
-    out
-}
-
 /// Sets `peer`'s TCP-MD5 key on the listening socket, naming what failed.
 fn protect_listener(listener: &TcpListener, peer: IpAddr, key: &Key) -> Result<(), String> {
     let v6 = listener
@@ -569,6 +516,7 @@ impl Owner {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::Receiver<SessionEvent>,
+        mut abandoned: watch::Receiver<bool>,
         fib_sync_after: Duration,
     ) {
         let sync_at = tokio::time::sleep(fib_sync_after);
@@ -583,9 +531,21 @@ impl Owner {
             // Session events wait while the kernel is far behind.
             let behind = fib.as_ref().is_some_and(FibHandle::is_behind);
             tokio::select! {
+                // A dropped sender (the speaker gone without abandoning)
+                // is an error here, and the branch waits for nothing.
+                Ok(()) = abandoned.changed() => if *abandoned.borrow() {
+                    self.abandon();
+                    break;
+                },
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
-                    None => break,
+                    None => {
+                        // `abandon` sets the flag before the handle goes.
+                        if *abandoned.borrow() {
+                            self.abandon();
+                        }
+                        break;
+                    }
                 },
                 Some(ev) = events.recv(), if !behind => self.event(ev),
                 () = async { if let Some(f) = &fib { f.applied().await } }, if behind => {}
@@ -608,6 +568,17 @@ impl Owner {
         }
         for slot in self.peers.values() {
             let _ = slot.cmd.send(SessionCmd::Stop);
+        }
+    }
+
+    /// Tells every session to drop its connections without a NOTIFICATION.
+    fn abandon(&mut self) {
+        info!(
+            peers = self.peers.len(),
+            "closing every session without NOTIFICATION, for a restart"
+        );
+        for slot in self.peers.values() {
+            let _ = slot.cmd.send(SessionCmd::Abandon);
         }
     }
 
@@ -1167,38 +1138,6 @@ mod tests {
             .find(|r| r.prefix == p(prefix))
     }
 
-    #[test]
-    fn peer_table_lists_state_uptime_counts_and_last_error() {
-        let text = render_peers(&[PeerStatus {
-            addr: B,
-            asn: 65002,
-            description: None,
-            state: State::Active,
-            since: Duration::from_secs(3725),
-            last_error: Some("received Cease".into()),
-            received: 3,
-            accepted: 2,
-            advertised: 1,
-        }]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("Peer "));
-        let fields: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(
-            fields,
-            [
-                "127.0.0.2",
-                "65002",
-                "Active",
-                "01:02:05",
-                "3",
-                "2",
-                "1",
-                "received",
-                "Cease"
-            ]
-        );
-    }
-
     #[tokio::test]
     async fn two_speakers_exchange_announce_and_withdraw_over_ebgp() {
         let (la, pa) = listen(A).await;
@@ -1314,7 +1253,8 @@ mod tests {
         assert_eq!(r.originator_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
         assert_eq!(r.cluster_list, vec![Ipv4Addr::new(2, 2, 2, 2)]);
         assert!(
-            render_routes(&[r]).ends_with("originator 1.1.1.1 cluster_list [2.2.2.2]\n"),
+            crate::status::render_routes(&[r])
+                .ends_with("originator 1.1.1.1 cluster_list [2.2.2.2]\n"),
             "reflection attributes shown"
         );
         // C announces: B reflects to its client A, not back to C.

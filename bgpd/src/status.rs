@@ -12,7 +12,7 @@
 //! [`serve`] takes a [`Source`], a watch of the speaker to report on, so
 //! that whoever restarts the speaker (felix on a new AS) keeps one socket.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::speaker::{self, PeerStatus, SpeakerHandle};
+use crate::speaker::{PeerStatus, RouteStatus, SpeakerError, SpeakerHandle};
 
 /// The speaker a socket reports on; `None` while none runs.
 pub type Source = watch::Receiver<Option<SpeakerHandle>>;
@@ -101,7 +101,7 @@ impl From<&PeerStatus> for PeerReport {
             addr: p.addr,
             asn: p.asn,
             description: p.description.clone(),
-            state: speaker::state_name(p.state).to_owned(),
+            state: p.state.to_string(),
             since_secs: p.since.as_secs(),
             last_error: p.last_error.clone(),
             received: p.received,
@@ -175,20 +175,13 @@ async fn reply(speaker: Option<SpeakerHandle>, stream: UnixStream) -> std::io::R
 }
 
 /// The answer to `request` about `speaker`.
-pub async fn answer(
-    speaker: &SpeakerHandle,
-    request: &Request,
-) -> Result<String, speaker::SpeakerError> {
+pub async fn answer(speaker: &SpeakerHandle, request: &Request) -> Result<String, SpeakerError> {
     Ok(match request {
-        Request::Peers => speaker::render_peers(&speaker.peers().await?),
+        Request::Peers => render_peers(&speaker.peers().await?),
         Request::Status => {
             let peers = speaker.peers().await?;
             let routes = speaker.routes().await?;
-            format!(
-                "{}\n{}",
-                speaker::render_peers(&peers),
-                speaker::render_routes(&routes)
-            )
+            format!("{}\n{}", render_peers(&peers), render_routes(&routes))
         }
         Request::Refresh(addr) => {
             let families = speaker.refresh(*addr).await?;
@@ -240,6 +233,56 @@ pub async fn query_report(path: &Path) -> Result<Report, QueryError> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// Peers as a table in the manner of `birdc show protocols`.
+pub fn render_peers(peers: &[PeerStatus]) -> String {
+    let mut out = format!(
+        "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
+        "Peer", "AS", "State", "Since", "Received", "Accepted", "Advertised", "Info"
+    );
+    for p in peers {
+        let s = p.since.as_secs();
+        out.push_str(&format!(
+            "{:<40} {:<10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}\n",
+            p.addr.to_string(),
+            p.asn,
+            p.state.as_str(),
+            format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+            p.received,
+            p.accepted,
+            p.advertised,
+            p.last_error.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+/// The Loc-RIB in the manner of `birdc show route`; a reflected route
+/// also shows its ORIGINATOR_ID and CLUSTER_LIST.
+pub fn render_routes(routes: &[RouteStatus]) -> String {
+    let mut out = String::new();
+    for r in routes {
+        let from = r.from.map_or("local".to_string(), |a| a.to_string());
+        let path: Vec<String> = r.as_path.iter().map(u32::to_string).collect();
+        let hops: Vec<String> = r.next_hops.iter().map(IpAddr::to_string).collect();
+        out.push_str(&format!(
+            "{:<43} from {:<39} as_path [{}] via [{}]",
+            r.prefix.to_string(),
+            from,
+            path.join(" "),
+            hops.join(", ")
+        ));
+        if let Some(id) = r.originator_id {
+            out.push_str(&format!(" originator {id}"));
+        }
+        if !r.cluster_list.is_empty() {
+            let ids: Vec<String> = r.cluster_list.iter().map(Ipv4Addr::to_string).collect();
+            out.push_str(&format!(" cluster_list [{}]", ids.join(" ")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +324,37 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, QueryError::Connect { .. }), "{e}");
+    }
+
+    #[test]
+    fn peer_table_lists_state_uptime_counts_and_last_error() {
+        let text = render_peers(&[PeerStatus {
+            addr: "127.0.0.2".parse().unwrap(),
+            asn: 65002,
+            description: None,
+            state: crate::fsm::State::Active,
+            since: Duration::from_secs(3725),
+            last_error: Some("received Cease".into()),
+            received: 3,
+            accepted: 2,
+            advertised: 1,
+        }]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("Peer "));
+        let fields: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            fields,
+            [
+                "127.0.0.2",
+                "65002",
+                "Active",
+                "01:02:05",
+                "3",
+                "2",
+                "1",
+                "received",
+                "Cease"
+            ]
+        );
     }
 }

@@ -360,3 +360,23 @@ async fn inbound_connection_established_while_ours_is_opening_gets_the_table() {
     assert_eq!(seen, vec![p("10.1.0.0/24")]);
     assert_eq!(speaker.peers().await.unwrap()[0].state, State::Established);
 }
+
+#[tokio::test]
+async fn a_dropped_speaker_sends_cease_administrative_shutdown() {
+    let (speaker, mut peer) = established(90).await;
+    drop(speaker);
+    let n = peer.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (6, 2), "{n}");
+}
+
+#[tokio::test]
+async fn an_abandoned_speaker_closes_without_a_notification() {
+    // What felix does when it exits for a restart: the peer sees the
+    // connection go and, helping with graceful restart, keeps the routes.
+    let (speaker, mut peer) = established(90).await;
+    speaker.abandon();
+    while let Some((kind, _)) = peer.recv().await {
+        // The initial table's End-of-RIB may come first.
+        assert_ne!(kind, MessageType::Notification);
+    }
+}

@@ -96,10 +96,9 @@ where
                             action: "opening a netlink socket".into(),
                             message: e.to_string(),
                         })?;
-                    let task = tokio::spawn(connection);
-                    let out = make(handle).await;
-                    task.abort();
-                    out
+                    // The connection's task lives as long as `make` needs it.
+                    let _connection = task::Task::spawn(connection);
+                    make(handle).await
                 })
             })
             .join()

@@ -168,7 +168,12 @@ impl SpecVersion {
         };
         let result: CniResult = crate::config::read(value, &format!("{field}."))?;
         for (i, (family, ip)) in families.iter().zip(&result.ips).enumerate() {
-            let Some(family) = family else { continue };
+            // An empty version is what libcni itself writes into a 0.3.1
+            // prevResult (podman 4.3 passes loopback's result on so): the
+            // address tells the family, as libcni's own parser takes it.
+            let Some(family) = family.as_ref().filter(|f| f.as_str() != Some("")) else {
+                continue;
+            };
             let expected = if ip.address.addr().is_ipv4() {
                 "4"
             } else {
@@ -321,6 +326,23 @@ mod tests {
                     .unwrap();
             assert_eq!(back, plain, "{v}");
         }
+    }
+
+    #[test]
+    fn a_0_x_ip_with_an_empty_version_takes_its_family_from_the_address() {
+        // Byte for byte what podman 4.3's libcni passes on from loopback.
+        let value = json!({
+            "cniVersion": "0.3.1",
+            "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": "/run/netns/x"}],
+            "ips": [
+                {"version": "", "interface": 0, "address": "127.0.0.1/8"},
+                {"version": "", "interface": 0, "address": "::1/128"}
+            ],
+            "dns": {}
+        });
+        let result = SpecVersion::read_result(value, "prevResult", SpecVersion::V0_3_1).unwrap();
+        assert_eq!(result.ips.len(), 2);
+        assert_eq!(result.ips[1].address.to_string(), "::1/128");
     }
 
     #[test]

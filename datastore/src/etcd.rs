@@ -47,8 +47,8 @@ use tokio::sync::{OnceCell, mpsc};
 use crate::config::EtcdConfig;
 use crate::error::{Error, Result};
 use crate::kv::{
-    Check, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
-    prefix_end,
+    ActiveWatch, Check, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch,
+    WatchEvent, prefix_end,
 };
 
 /// Events buffered per watch before the watch task waits for its reader.
@@ -410,22 +410,6 @@ fn watch_event(event: &etcd_client::Event) -> Result<WatchEvent> {
             prev: convert_opt(event.prev_kv())?,
         },
     })
-}
-
-/// Counts a running watch task; decrements when the task ends.
-struct ActiveWatch(Arc<AtomicUsize>);
-
-impl ActiveWatch {
-    fn new(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for ActiveWatch {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Why a watch stream could not be (re)created.

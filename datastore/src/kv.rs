@@ -8,6 +8,9 @@
 //! (`create`, `update`, `put`, `delete`) are provided on top of [`KvStore::txn`]
 //! so that every backend gets exactly the same conflict semantics.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -386,6 +389,24 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Counts a running watch task for [`KvStore::active_watches`]; held by the
+/// task, it decrements the count when the task ends.
+#[derive(Debug)]
+pub(crate) struct ActiveWatch(Arc<AtomicUsize>);
+
+impl ActiveWatch {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for ActiveWatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::kv::{
-    KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent, prefix_end,
+    ActiveWatch, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
+    prefix_end,
 };
 
 /// How often, by default, watches check for other processes' commits that
@@ -566,22 +567,6 @@ fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Res
         revision,
         compact_revision,
     })
-}
-
-/// Counts a running watch task; decrements when the task ends.
-struct ActiveWatch(Arc<AtomicUsize>);
-
-impl ActiveWatch {
-    fn new(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for ActiveWatch {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// The watch task: delivers log rows after the cursor until the receiver is

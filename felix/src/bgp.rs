@@ -20,8 +20,9 @@
 //! - A changed AS, router ID, cluster ID, listen port or restart time
 //!   ([`Settings`]) restarts the speaker.
 //! - `None` stops it (Cease to every peer) and removes its routes from
-//!   the kernel. Dropping the driver (felix exiting) stops the speaker but
-//!   leaves the kernel routes, for the graceful restart that follows.
+//!   the kernel. Dropping the driver (felix exiting) abandons the speaker:
+//!   its sessions close without a NOTIFICATION, so the peers keep our
+//!   routes for the graceful restart that follows, and so do we.
 //!
 //! What the speaker has been told is recorded one operation at a time, so
 //! an apply that fails half-way is finished by the next one.
@@ -37,6 +38,7 @@ use bgpd::graceful_restart::MAX_RESTART_TIME;
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig, SpeakerError, SpeakerHandle};
 use bgpd::status;
 use ipnet::IpNet;
+use task::Task;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -150,6 +152,7 @@ pub fn plan_announce(
 struct Running {
     settings: Settings,
     speaker: Speaker,
+    /// Ends by itself once the speaker lets go of the FIB's queue.
     fib_task: JoinHandle<()>,
     peers: BTreeMap<IpAddr, PeerConfig>,
     announced: BTreeSet<IpNet>,
@@ -160,7 +163,8 @@ pub struct BgpDriver {
     options: BgpOptions,
     running: Option<Running>,
     status: watch::Sender<Option<SpeakerHandle>>,
-    status_task: Option<JoinHandle<()>>,
+    /// Serves the status socket; aborted with the driver.
+    status_task: Option<Task<()>>,
 }
 
 impl std::fmt::Debug for BgpDriver {
@@ -174,9 +178,10 @@ impl std::fmt::Debug for BgpDriver {
 
 impl Drop for BgpDriver {
     fn drop(&mut self) {
-        if let Some(task) = &self.status_task {
-            task.abort();
+        if let Some(running) = self.running.take() {
+            running.speaker.abandon();
         }
+        self.status_task.take();
         if let Some(path) = &self.options.status_socket {
             let _ = std::fs::remove_file(path);
         }
@@ -198,7 +203,7 @@ impl BgpDriver {
                     path: path.clone(),
                     source,
                 })?;
-                Some(tokio::spawn(status::serve(listener, source)))
+                Some(Task::spawn(status::serve(listener, source)))
             }
             None => None,
         };
@@ -309,6 +314,9 @@ impl Driver for BgpDriver {
     fn name(&self) -> &'static str {
         "bgp"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Bgp
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let Some(d) = &desired.bgp else {
@@ -377,14 +385,14 @@ impl crate::metrics::BgpStatus for PeerMetrics {
 }
 
 impl PeerMetrics {
-    /// Refreshes from `source` every `period` until the task is aborted.
+    /// Refreshes from `source` every `period` until the task is dropped.
     pub fn spawn(
         source: status::Source,
         period: Duration,
-    ) -> (std::sync::Arc<PeerMetrics>, JoinHandle<()>) {
+    ) -> (std::sync::Arc<PeerMetrics>, Task<()>) {
         let cache = std::sync::Arc::new(PeerMetrics::default());
         let out = cache.clone();
-        let task = tokio::spawn(async move {
+        let task = Task::spawn(async move {
             loop {
                 let handle = source.borrow().clone();
                 let peers = match handle {
@@ -395,7 +403,7 @@ impl PeerMetrics {
                     .into_iter()
                     .map(|p| crate::metrics::PeerStatus {
                         address: p.addr,
-                        state: bgpd::speaker::state_name(p.state).to_string(),
+                        state: p.state.to_string(),
                         prefixes: p.accepted as u64,
                     })
                     .collect();

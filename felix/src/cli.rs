@@ -8,12 +8,14 @@
 //! for bad settings, 1 for anything else that stops the agent.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
+use task::Task;
 use tokio::net::TcpListener;
 
 use crate::bgp::{BgpDriver, BgpOptions, PeerMetrics};
@@ -65,6 +67,11 @@ pub enum CliError {
     Dataplane(#[from] crate::dataplane::DataplaneError),
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("writing the node name to {}: {source}", path.display())]
+    NodenameFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Parses the command line and runs it; the process's exit code.
@@ -134,17 +141,36 @@ async fn host_address(
     }
 }
 
+/// Writes the node name into `path` (its directory made if missing), for
+/// the CNI plugin's `nodename_file`: into a temporary file renamed over
+/// `path`, so that a plugin never reads half a name.
+fn write_nodename(path: &Path, node: &str) -> Result<(), CliError> {
+    let failed = |source| CliError::NodenameFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, node).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)?;
+    tracing::info!(path = %path.display(), "wrote the node name");
+    Ok(())
+}
+
 /// Binds `addr` and serves metrics and health on it.
 async fn serve(
     what: &'static str,
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-) -> Result<tokio::task::JoinHandle<()>, CliError> {
+) -> Result<Task<()>, CliError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Bind { what, addr, source })?;
     tracing::info!(%addr, "serving {what}");
-    Ok(tokio::spawn(metrics::serve(listener, metrics)))
+    Ok(Task::spawn(metrics::serve(listener, metrics)))
 }
 
 /// `felix run` with resolved settings, until `shutdown`.
@@ -161,15 +187,18 @@ pub async fn run(
         ipv6: host_address(settings.ip6, 6, false).await?,
         as_number: settings.as_number,
     };
+    if let Some(path) = &settings.nodename_file {
+        write_nodename(path, &settings.node_name)?;
+    }
     let store = datastore::connect(&settings.datastore).await?;
     let metrics = Arc::new(Metrics::new());
+    // The servers and the status poller; dropped (aborted) once the daemon ends.
     let mut servers = vec![serve("metrics", settings.metrics_addr, metrics.clone()).await?];
     if settings.health_addr != settings.metrics_addr {
         servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
     }
 
-    // Drivers, applied in this order each pass (the daemon sorts them by
-    // `daemon::driver_rank` too): routes/links, then policy, then BGP.
+    // Drivers; the daemon applies them by their `Stage` each pass.
     let mut drivers: Vec<Box<dyn Driver>> =
         crate::dataplane::open_all(&crate::dataplane::Namespace::Current).await?;
     drivers.push(Box::new(
@@ -188,6 +217,6 @@ pub async fn run(
 
     let config = DaemonConfig::new(settings.host(), Some(registration));
     let result = daemon::run(config, store, calculate, drivers, metrics, shutdown).await;
-    servers.iter().for_each(|s| s.abort());
+    drop(servers);
     result.map_err(CliError::from)
 }

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::node::{self, Registration};
-use crate::state::{Calculate, Desired, Driver, HostSettings};
+use crate::state::{Calculate, Desired, Driver, HostSettings, Problem, ProblemKind};
 use crate::syncer::{SyncState, Syncer};
 
 /// How the loop runs.
@@ -74,17 +74,6 @@ impl DaemonConfig {
     }
 }
 
-/// Where a driver goes in each pass: kernel routes and links first (a
-/// workload's interface exists before its rules name it), then policy,
-/// then BGP (routes are announced once they can be reached).
-pub fn driver_rank(name: &str) -> u8 {
-    match name {
-        "routes" | "links" | "conntrack" | "vxlan" => 0,
-        "bgp" => 2,
-        _ => 1,
-    }
-}
-
 /// One driver and where it stands.
 struct Slot {
     driver: Box<dyn Driver>,
@@ -125,7 +114,7 @@ struct Loop {
     slots: Vec<Slot>,
     desired: Option<Desired>,
     generation: u64,
-    problems: BTreeSet<String>,
+    problems: BTreeSet<Problem>,
     /// Every driver has applied some generation successfully.
     applied_once: bool,
     /// The snapshot changed since the last calculation.
@@ -151,14 +140,15 @@ impl Loop {
                 return;
             }
         };
-        let now: BTreeSet<String> = calculated.problems.into_iter().collect();
+        let now: BTreeSet<Problem> = calculated.problems.into_iter().collect();
         for p in now.difference(&self.problems) {
-            tracing::warn!(problem = %p, "datastore entry skipped");
+            tracing::warn!(kind = p.kind.as_str(), problem = %p, "datastore entry not used as written");
         }
         self.problems = now;
-        self.metrics
-            .calc_problems
-            .set(&[], self.problems.len() as f64);
+        for kind in ProblemKind::ALL {
+            let n = self.problems.iter().filter(|p| p.kind == kind).count();
+            self.metrics.calc_problems.set(&[kind.as_str()], n as f64);
+        }
         if self.desired.as_ref() != Some(&calculated.desired) {
             self.generation += 1;
             self.record(&calculated.desired);
@@ -298,10 +288,10 @@ pub async fn run(
         {
             return Ok(());
         }
-        let (sync, task) = Syncer::new(store.clone(), metrics.clone()).spawn();
-        let mut task = AbortOnDrop(task);
+        // The syncer's task ends with the loop (dropped, it is aborted).
+        let (sync, mut task) = Syncer::new(store.clone(), metrics.clone()).spawn();
         let mut drivers = drivers;
-        drivers.sort_by_key(|d| driver_rank(d.name()));
+        drivers.sort_by_key(|d| d.stage());
         let mut state = Loop {
             config,
             store,
@@ -338,7 +328,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                joined = &mut task.0 => {
+                joined = &mut task => {
                     return Err(DaemonError::Syncer(match joined {
                         Ok(()) => "it returned".into(),
                         Err(e) => e.to_string(),
@@ -411,15 +401,6 @@ async fn register(
     }
 }
 
-/// Aborts the task when dropped (the syncer ends with the loop).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Completes on SIGTERM or SIGINT (the daemon's `shutdown`).
 pub async fn termination() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -449,7 +430,7 @@ mod tests {
     use datastore::{ResourceStore, SqliteStore};
 
     use super::*;
-    use crate::state::{Calculated, DriverError, Route, RouteTarget, Snapshot};
+    use crate::state::{Calculated, DriverError, Route, RouteTarget, Snapshot, Stage};
 
     /// A blackhole route per pool; pools named `bad-…` are skipped as
     /// problems; other resources are ignored.
@@ -458,8 +439,12 @@ mod tests {
         for r in snapshot.resources.values() {
             if let Resource::IPPool(p) = r {
                 if p.metadata.name.starts_with("bad-") {
-                    out.problems
-                        .push(format!("IPPool({}): bad", p.metadata.name));
+                    out.problems.push(Problem {
+                        kind: ProblemKind::Skipped,
+                        resource: format!("IPPool {}", p.metadata.name),
+                        field: String::new(),
+                        message: "bad".into(),
+                    });
                 } else {
                     out.desired.routes.insert(Route {
                         dst: p.spec.cidr.network(),
@@ -488,6 +473,13 @@ mod tests {
     impl Driver for Fake {
         fn name(&self) -> &'static str {
             self.name
+        }
+        fn stage(&self) -> Stage {
+            match self.name {
+                "bgp" => Stage::Bgp,
+                "policy" => Stage::Policy,
+                _ => Stage::Kernel,
+            }
         }
         async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
             if self
@@ -776,7 +768,7 @@ mod tests {
         h.until_all_applied(1).await;
         // A bad pool changes the datastore but not the desired state...
         h.pool("bad-x", "10.9.0.0/16").await;
-        until(|| h.metrics.calc_problems.get(&[]) == 1.0).await;
+        until(|| h.metrics.calc_problems.get(&["skipped"]) == 1.0).await;
         // ... and the next real change is applied once more, not twice.
         h.pool("b", "10.2.0.0/16").await;
         h.until_all_applied(2).await;

@@ -326,8 +326,8 @@ impl Metrics {
             ),
             calc_problems: Gauge::new(
                 "felix_calc_problems",
-                "Datastore entries the last calculation had to skip.",
-                &[],
+                "What the last calculation could not use as written, by kind (skipped, unsupported, approximated, disabled).",
+                &["kind"],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
             bgp_prefixes: Gauge::new(

@@ -348,8 +348,9 @@ pub async fn autodetect(family: u8) -> Result<Option<IpNet>, NodeError> {
 
     let fail = |message: String| NodeError::Autodetect { family, message };
     let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| fail(e.to_string()))?;
-    let conn = tokio::spawn(conn);
-    let result = async {
+    // The connection's task lives as long as the queries below.
+    let _conn = task::Task::spawn(conn);
+    async {
         let msg = if family == 4 {
             rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build()
         } else {
@@ -395,9 +396,7 @@ pub async fn autodetect(family: u8) -> Result<Option<IpNet>, NodeError> {
         }
         Ok(pick_address(&oifs, &addrs))
     }
-    .await;
-    conn.abort();
-    result
+    .await
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ impl Driver for PolicyDriver {
     fn name(&self) -> &'static str {
         "policy"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Policy
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         self.apply_model(&desired.policy).await.map(|_| ())

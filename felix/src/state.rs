@@ -135,6 +135,8 @@ pub const VXLAN_DEVICE: &str = "vxlan.calico";
 pub trait Driver: Send {
     /// Short name for logs and metrics (`routes`, `policy`, `bgp`, …).
     fn name(&self) -> &'static str;
+    /// Where the driver goes in each pass.
+    fn stage(&self) -> Stage;
     /// Makes the part of the dataplane this driver owns match `desired`.
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError>;
     /// Whether the last apply left something waiting on the world outside
@@ -143,6 +145,20 @@ pub trait Driver: Send {
     fn pending(&self) -> bool {
         false
     }
+}
+
+/// The order drivers apply in, each pass: kernel routes and links first (a
+/// workload's interface exists before its rules name it), then policy, then
+/// BGP (routes are announced once they can be reached). Drivers of one
+/// stage keep the order they were given in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Links, routes, conntrack, VXLAN.
+    Kernel,
+    /// The nftables ruleset.
+    Policy,
+    /// The BGP speaker.
+    Bgp,
 }
 
 /// Whatever stopped a driver; the loop logs it and retries.
@@ -160,11 +176,69 @@ pub struct HostSettings {
 }
 
 /// The calculation's result: what to program, and what in the datastore it
-/// had to skip (each naming the resource and field at fault).
+/// could not use as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Calculated {
     pub desired: Desired,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Something in the datastore the calculation could not use as written.
+/// Displayed as `<resource>: <field>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The resource at fault: `Kind name` or `Kind namespace/name`
+    /// (`WorkloadEndpoint default/pod-a`).
+    pub resource: String,
+    /// The field at fault (`spec.peerIP`), or empty for the whole resource.
+    pub field: String,
+    pub message: String,
+}
+
+/// What a [`Problem`] costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProblemKind {
+    /// The resource, or a part of it (a peer, an address), is not used.
+    Skipped,
+    /// A field this project does not support; the rest is used without it.
+    Unsupported,
+    /// A value is used in a nearby way (a pool's host bits dropped,
+    /// `CrossSubnet` as `Always`).
+    Approximated,
+    /// A feature is off on this host for want of something (its Node, an
+    /// address, a VTEP): no BGP, no VXLAN, no policy.
+    Disabled,
+}
+
+impl ProblemKind {
+    /// The name metrics and listings use: `skipped`, `unsupported`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Skipped => "skipped",
+            ProblemKind::Unsupported => "unsupported",
+            ProblemKind::Approximated => "approximated",
+            ProblemKind::Disabled => "disabled",
+        }
+    }
+
+    /// Every kind, in order.
+    pub const ALL: [ProblemKind; 4] = [
+        ProblemKind::Skipped,
+        ProblemKind::Unsupported,
+        ProblemKind::Approximated,
+        ProblemKind::Disabled,
+    ];
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.resource, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.resource, self.field, self.message)
+        }
+    }
 }
 
 /// The calculation's signature (`calc::calculate`), as the daemon takes it.

@@ -31,6 +31,7 @@ use api::Resource;
 use datastore::ipam::model::{AllocationBlock, BLOCKS_PREFIX, parse_block_key};
 use datastore::{KeyValue, KvStore, WatchEvent};
 use futures::FutureExt;
+use task::Task;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -320,9 +321,9 @@ impl Syncer {
 
     /// Starts the syncer on the current runtime; the task stops when the
     /// handle is aborted or dropped by the runtime.
-    pub fn spawn(self) -> (Arc<SyncState>, tokio::task::JoinHandle<()>) {
+    pub fn spawn(self) -> (Arc<SyncState>, Task<()>) {
         let state = self.state();
-        (state, tokio::spawn(self.run()))
+        (state, Task::spawn(self.run()))
     }
 }
 

@@ -16,7 +16,7 @@ use common::{apply, nft_handles, nft_listing, until};
 use datastore::ResourceStore;
 use felix::cli;
 use felix::config::{RunArgs, Settings};
-use felix::state::{Calculated, Desired, HostSettings, Snapshot};
+use felix::state::{Calculated, Desired, HostSettings, Problem, ProblemKind, Snapshot};
 use policy::{Config, Model};
 use testkit::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +37,12 @@ fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
             problems: Vec::new(),
         },
         Err(e) => Calculated {
-            problems: vec![e.to_string()],
+            problems: vec![Problem {
+                kind: ProblemKind::Disabled,
+                resource: "policy".into(),
+                field: String::new(),
+                message: e.to_string(),
+            }],
             ..Calculated::default()
         },
     }

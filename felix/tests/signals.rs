@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use felix::daemon::{self, DaemonConfig};
 use felix::metrics::Metrics;
-use felix::state::{Calculated, Desired, Driver, DriverError, HostSettings, Snapshot};
+use felix::state::{Calculated, Desired, Driver, DriverError, HostSettings, Snapshot, Stage};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -20,6 +20,9 @@ struct Recorder(Arc<Mutex<Vec<usize>>>);
 impl Driver for Recorder {
     fn name(&self) -> &'static str {
         "routes"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Kernel
     }
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         self.0.lock().unwrap().push(desired.workloads.len());

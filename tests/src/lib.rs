@@ -40,6 +40,14 @@
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 //! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
+//! - [`container`]: what the runtimes share: [`Containers`] (probes run
+//!   inside a container), the busybox root file system, unmounting.
+//! - [`podman`]: [`Podman`], the real podman (CNI backend) in a host
+//!   namespace with state of its own, containers on a busybox root.
+//! - [`containerd`]: [`Containerd`], the real containerd and `ctr run
+//!   --cni` likewise, `ctr` in a mount namespace of its own.
+//! - [`machine`]: [`Machine`](machine::Machine), a host for one test: a
+//!   network namespace and its own layer over this machine's system.
 //! - [`debian`]: clean Debian roots ([`debian::Base`]) and throw-away
 //!   copies of them ([`debian::Root`]) to install packages into and run
 //!   programs in with `chroot`.
@@ -48,11 +56,15 @@ pub mod binary;
 pub mod bird;
 pub mod cni;
 pub mod command;
+pub mod container;
+pub mod containerd;
 pub mod debian;
 pub mod error;
 pub mod link;
+pub mod machine;
 pub mod name;
 pub mod netns;
+pub mod podman;
 pub mod process;
 pub mod require;
 pub mod traffic;
@@ -60,9 +72,12 @@ pub mod traffic;
 pub use binary::workspace_binary;
 pub use bird::Bird;
 pub use command::run_checked;
+pub use container::Containers;
+pub use containerd::Containerd;
 pub use error::Error;
 pub use link::veth_pair;
 pub use name::ifname;
 pub use netns::{Netns, remove_stale};
+pub use podman::Podman;
 pub use process::{Background, poll_until};
 pub use require::{require_programs, require_root};

@@ -47,7 +47,7 @@ use bgpd::speaker::PeerConfig;
 use ipnet::IpNet;
 
 use super::inputs::Inputs;
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 use crate::state::BgpDesired;
 
 /// Which of two peers on one address wins: the lower rank.
@@ -140,6 +140,7 @@ pub(super) fn desired(
 ) -> Option<BgpDesired> {
     let Some(me) = inputs.nodes.get(node).copied() else {
         problems.add(
+            ProblemKind::Disabled,
             format!("Node {node}"),
             "",
             "not found: BGP needs this node's spec.bgp.ipv4Address; no BGP",
@@ -155,6 +156,7 @@ pub(super) fn desired(
     let node_config = format!("node.{node}");
     if let Some(c) = inputs.bgp_configs.get(node_config.as_str()) {
         problems.add(
+            ProblemKind::Unsupported,
             subject(Kind::BGPConfiguration, &c.metadata),
             "",
             "per-node BGPConfiguration is not read; the default one applies",
@@ -163,6 +165,7 @@ pub(super) fn desired(
     let (v4, v6) = bgp_addrs(me);
     let Some(v4) = v4 else {
         problems.add(
+            ProblemKind::Disabled,
             &who,
             "spec.bgp.ipv4Address",
             "no IPv4 BGP address for the router ID; no BGP",
@@ -178,6 +181,7 @@ pub(super) fn desired(
             id.parse()
                 .map_err(|_| {
                     problems.add(
+                        ProblemKind::Disabled,
                         &who,
                         "spec.bgp.routeReflectorClusterID",
                         format!("{id:?} is not a cluster ID in IPv4 form; not a route reflector"),
@@ -196,7 +200,7 @@ pub(super) fn desired(
     let mut candidates: Vec<(u8, Peer)> = explicit_peers(inputs, &us, &config, problems);
     if config.node_to_node_mesh_enabled() {
         if config.node_mesh_password.is_some() {
-            problems.add(
+            problems.add(ProblemKind::Unsupported,
                 format!("BGPConfiguration {DEFAULT_BGP_CONFIGURATION}"),
                 "spec.nodeMeshPassword",
                 "secretKeyRef cannot be resolved (no Kubernetes secrets); the mesh runs without a password",
@@ -220,6 +224,7 @@ pub(super) fn desired(
                 peers.insert(peer.addr, (peer.kind, config));
             }
             Some((first, existing)) if rank < RANK_MESH && *existing != config => problems.add(
+                ProblemKind::Skipped,
                 peer_subject(&peer.kind),
                 "spec.peerIP",
                 format!(
@@ -364,6 +369,7 @@ fn explicit_peers(
             Ok(scope) => scope,
             Err(e) => {
                 problems.add(
+                    ProblemKind::Skipped,
                     &who,
                     "spec.nodeSelector",
                     format!("{e}; peer not configured"),
@@ -376,6 +382,7 @@ fn explicit_peers(
                 Ok(sel) => Some(sel),
                 Err(e) => {
                     problems.add(
+                        ProblemKind::Skipped,
                         &who,
                         "spec.peerSelector",
                         format!("{e}; peer not configured"),
@@ -395,6 +402,7 @@ fn explicit_peers(
         }
         if s.password.is_some() {
             problems.add(
+                ProblemKind::Unsupported,
                 &who,
                 "spec.password",
                 "secretKeyRef cannot be resolved (no Kubernetes secrets); peer not configured",
@@ -440,6 +448,7 @@ fn explicit_peers(
             }
         } else if s.peer_ip.is_empty() {
             problems.add(
+                ProblemKind::Skipped,
                 &who,
                 "spec.peerIP",
                 "either peerIP or peerSelector is required; peer not configured",
@@ -464,7 +473,12 @@ fn explicit_peers(
                         },
                     ));
                 }
-                Err(e) => problems.add(&who, "spec.peerIP", format!("{e}; peer not configured")),
+                Err(e) => problems.add(
+                    ProblemKind::Skipped,
+                    &who,
+                    "spec.peerIP",
+                    format!("{e}; peer not configured"),
+                ),
             }
         }
     }
@@ -525,6 +539,7 @@ fn note_unsupported(p: &BGPPeer, who: &str, problems: &mut Problems) {
     ] {
         if set {
             problems.add(
+                ProblemKind::Unsupported,
                 who,
                 field,
                 "not supported; the peer is configured without it",
@@ -543,7 +558,7 @@ mod tests {
         let mut problems = Problems::default();
         let announce = BTreeSet::from(["10.0.0.0/26".parse().unwrap()]);
         let out = desired(&Inputs::read(snap), "host-a", announce, &mut problems);
-        (out, problems.into_vec())
+        (out, problems.into_lines())
     }
 
     fn ip(s: &str) -> IpAddr {

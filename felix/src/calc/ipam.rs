@@ -17,7 +17,7 @@ use datastore::ipam::model::{ATTR_NODE, AllocationBlock};
 use ipnet::IpNet;
 
 use super::inputs::Inputs;
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 use crate::state::{NatOutgoing, Route, RouteTarget, WorkloadIface};
 
 /// An IPPool as the calculation uses it.
@@ -39,10 +39,16 @@ impl Pool {
         for p in &inputs.pools {
             let who = subject(Kind::IPPool, &p.metadata);
             if let Err(e) = p.spec.cidr.check_network() {
-                problems.add(&who, "spec.cidr", format!("{e}; using the network"));
+                problems.add(
+                    ProblemKind::Approximated,
+                    &who,
+                    "spec.cidr",
+                    format!("{e}; using the network"),
+                );
             }
             if p.spec.vxlan_mode == EncapMode::CrossSubnet {
                 problems.add(
+                    ProblemKind::Approximated,
                     &who,
                     "spec.vxlanMode",
                     "CrossSubnet is treated as Always (every other host is reached over VXLAN)",
@@ -50,6 +56,7 @@ impl Pool {
             }
             if p.spec.ipip_mode != EncapMode::Never {
                 problems.add(
+                    ProblemKind::Unsupported,
                     &who,
                     "spec.ipipMode",
                     "IPIP is not supported; routed without encapsulation",
@@ -110,6 +117,7 @@ impl<'a> Block<'a> {
                     block: b,
                 }),
                 None => problems.add(
+                    ProblemKind::Skipped,
                     format!("IPAM block {key}"),
                     "cidr",
                     format!("{cidr} is not inside any IPPool; ignored"),
@@ -183,7 +191,7 @@ mod tests {
     fn pools_of(snap: &Snapshot) -> (Vec<Pool>, Vec<String>) {
         let mut problems = Problems::default();
         let pools = Pool::read_all(&Inputs::read(snap), &mut problems);
-        (pools, problems.into_vec())
+        (pools, problems.into_lines())
     }
 
     fn iface(addrs: &[&str]) -> WorkloadIface {
@@ -216,7 +224,7 @@ mod tests {
         let (pools, _) = pools_of(&snap);
         let mut problems = Problems::default();
         let blocks = Block::read_all(&snap.blocks, &pools, &mut problems);
-        let problems = problems.into_vec();
+        let problems = problems.into_lines();
         assert_eq!(problems.len(), 1);
         assert!(
             problems[0].contains("10.9.0.0/26 is not inside any IPPool"),

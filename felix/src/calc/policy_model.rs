@@ -26,7 +26,7 @@
 use api::{Kind, Resource};
 use policy::{Model, ModelError};
 
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 use super::workloads::Workloads;
 use crate::state::Snapshot;
 
@@ -60,6 +60,7 @@ pub(super) fn build(
             .collect();
         if culprits.is_empty() {
             problems.add(
+                ProblemKind::Disabled,
                 "policy",
                 "",
                 format!("{error}; programming no endpoints and no policies"),
@@ -72,6 +73,7 @@ pub(super) fn build(
         for i in culprits.into_iter().rev() {
             let r = resources.remove(i);
             problems.add(
+                ProblemKind::Skipped,
                 subject(r.kind(), r.metadata()),
                 "",
                 format!("{error}; skipped"),
@@ -122,7 +124,7 @@ mod tests {
             ..policy::Config::default()
         };
         let model = build(snap, &w, config, &mut problems);
-        (model, problems.into_vec())
+        (model, problems.into_lines())
     }
 
     fn policy_names(model: &Model) -> Vec<String> {

@@ -6,7 +6,7 @@ use api::{FelixConfigurationSpec, Kind};
 use serde_json::Value;
 
 use super::inputs::Inputs;
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 
 /// Felix's `InterfacePrefix` default.
 pub(super) const DEFAULT_INTERFACE_PREFIX: &str = "cali";
@@ -46,7 +46,12 @@ impl Settings {
         let node_name = format!("node.{node}");
         if let Some(c) = inputs.felix_configs.get(node_name.as_str()) {
             felix = overlay(&felix, &c.spec).unwrap_or_else(|e| {
-                problems.add(subject(Kind::FelixConfiguration, &c.metadata), "spec", e);
+                problems.add(
+                    ProblemKind::Skipped,
+                    subject(Kind::FelixConfiguration, &c.metadata),
+                    "spec",
+                    e,
+                );
                 c.spec.clone()
             });
         }
@@ -62,7 +67,12 @@ impl Settings {
                 } else {
                     "default"
                 };
-                problems.add(format!("FelixConfiguration {from}"), name, message)
+                problems.add(
+                    ProblemKind::Skipped,
+                    format!("FelixConfiguration {from}"),
+                    name,
+                    message,
+                )
             };
         let interface_prefix = match felix.interface_prefix.as_deref() {
             None => DEFAULT_INTERFACE_PREFIX.to_string(),
@@ -159,7 +169,7 @@ mod tests {
         let snap = snapshot(yaml);
         let mut problems = Problems::default();
         let s = Settings::read(&Inputs::read(&snap), "host-a", &mut problems);
-        (s, problems.into_vec())
+        (s, problems.into_lines())
     }
 
     const FELIX: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n";
@@ -228,7 +238,7 @@ mod tests {
         ];
         assert_eq!(problems.len(), expected.len(), "{problems:?}");
         for (p, e) in problems.iter().zip(expected) {
-            assert!(p.starts_with(e), "{p:?} is not {e:?}");
+            assert!(p.to_string().starts_with(e), "{p} is not {e:?}");
         }
     }
 }

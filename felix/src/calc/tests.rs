@@ -183,7 +183,9 @@ fn a_host_endpoint_claiming_a_workloads_interface_is_skipped_and_the_workload_ke
     assert_eq!(desired.workloads.keys().collect::<Vec<_>>(), ["cali1"]);
     assert_eq!(problems.len(), 2, "{problems:?}"); // the skip, and no Node for BGP
     assert!(
-        problems[0].starts_with("HostEndpoint thief: endpoints default/w1 and thief both claim")
+        problems[0]
+            .to_string()
+            .starts_with("HostEndpoint thief: endpoints default/w1 and thief both claim")
     );
 }
 

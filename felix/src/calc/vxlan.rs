@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use super::inputs::Inputs;
 use super::ipam::{Block, Pool};
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 use super::settings::Settings;
 use crate::state::{Route, RouteTarget, VXLAN_DEVICE, VxlanDesired, VxlanRemote};
 
@@ -40,6 +40,7 @@ pub(super) fn desired(
 ) -> Option<(VxlanDesired, BTreeSet<Route>)> {
     for p in pools.iter().filter(|p| p.vxlan && p.cidr.addr().is_ipv6()) {
         problems.add(
+            ProblemKind::Unsupported,
             format!("IPPool {}", p.name),
             "spec.vxlanMode",
             "IPv6 VXLAN is not supported; the pool is routed by BGP, unencapsulated",
@@ -51,6 +52,7 @@ pub(super) fn desired(
     }
     let Some(me) = inputs.nodes.get(node) else {
         problems.add(
+            ProblemKind::Disabled,
             format!("Node {node}"),
             "",
             "not found: VXLAN pools need this node's VTEP; no VXLAN",
@@ -59,6 +61,7 @@ pub(super) fn desired(
     };
     let vtep = vtep_of(me, problems).or_else(|| {
         problems.add(
+            ProblemKind::Disabled,
             subject(Kind::Node, &me.metadata),
             "spec.ipv4VXLANTunnelAddr",
             "this node has no complete VTEP (address, MAC and underlay address); no VXLAN",
@@ -73,6 +76,7 @@ pub(super) fn desired(
         if let Some(v) = vtep_of(n, problems) {
             if v.addr == vtep.addr {
                 problems.add(
+                    ProblemKind::Skipped,
                     subject(Kind::Node, &n.metadata),
                     "spec.ipv4VXLANTunnelAddr",
                     format!("{} is also this node's VTEP; not a VXLAN peer", v.addr),
@@ -111,6 +115,7 @@ pub(super) fn desired(
     }
     for host in unreachable {
         problems.add(
+            ProblemKind::Disabled,
             format!("Node {host}"),
             "spec.ipv4VXLANTunnelAddr",
             "the node has VXLAN pool addresses but no complete VTEP; its addresses are not routed",
@@ -143,6 +148,7 @@ fn vtep_of(n: &Node, problems: &mut Problems) -> Option<Vtep> {
     let text = n.spec.vxlan_tunnel_mac_addr.as_deref()?;
     let Some(mac) = parse_mac(text) else {
         problems.add(
+            ProblemKind::Skipped,
             subject(Kind::Node, &n.metadata),
             "spec.vxlanTunnelMACAddr",
             format!("{text:?} is not a MAC address"),
@@ -206,7 +212,7 @@ mod tests {
         let pools = Pool::read_all(&inputs, &mut problems);
         let blocks = Block::read_all(&snap.blocks, &pools, &mut problems);
         let out = desired(&inputs, &pools, &blocks, &settings, "host-a", &mut problems);
-        (out, problems.into_vec())
+        (out, problems.into_lines())
     }
 
     fn via(dst: &str, gw: &str) -> Route {

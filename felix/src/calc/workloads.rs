@@ -17,7 +17,7 @@ use api::{Cidr, Kind};
 use ipnet::IpNet;
 
 use super::inputs::Inputs;
-use super::problems::{Problems, subject};
+use super::problems::{ProblemKind, Problems, subject};
 use super::settings::MAX_INTERFACE_NAME;
 use crate::state::{Route, RouteTarget, WorkloadIface};
 
@@ -51,6 +51,7 @@ impl Workloads {
                     addrs.push(c.0);
                 } else {
                     problems.add(
+                        ProblemKind::Skipped,
                         &who,
                         &format!("spec.ipNetworks[{i}]"),
                         format!("{c} is not a host address (/32 or /128); ignored"),
@@ -82,6 +83,7 @@ impl Workloads {
             };
             if let Some(why) = bad_name {
                 problems.add(
+                    ProblemKind::Skipped,
                     &who,
                     "spec.interfaceName",
                     format!("{why}; endpoint not programmed"),
@@ -101,6 +103,7 @@ impl Workloads {
         }
         for (iface, keys) in by_iface.into_iter().filter(|(_, k)| k.len() > 1) {
             problems.add(
+                ProblemKind::Skipped,
                 format!("WorkloadEndpoints {}", keys.join(", ")),
                 "spec.interfaceName",
                 format!("all claim interface {iface:?}; none is programmed"),
@@ -123,6 +126,7 @@ pub(super) fn routes(
         for addr in &w.addrs {
             if let Some(first) = owner.get(addr) {
                 problems.add(
+                    ProblemKind::Skipped,
                     format!("WorkloadEndpoint {}", w.endpoint),
                     "spec.ipNetworks",
                     format!(
@@ -154,7 +158,7 @@ mod tests {
         let mut problems = Problems::default();
         let w = Workloads::read(&Inputs::read(&snap), "host-a", "cali", &mut problems);
         let routes = routes(&w.local, &mut problems);
-        (w, routes, problems.into_vec())
+        (w, routes, problems.into_lines())
     }
 
     fn route(dst: &str, iface: &str) -> Route {
@@ -256,7 +260,7 @@ mod tests {
         );
         assert_eq!(w.cleaned.len(), 2);
         assert!(w.cleaned.values().all(|c| c.len() == 1));
-        let problems = problems.into_vec();
+        let problems = problems.into_lines();
         assert!(problems[0].contains("spec.ipNetworks[1]: 10.9.0.0/24 is not a host address"));
     }
 }

@@ -176,6 +176,9 @@ impl Driver for ConntrackDriver {
     fn name(&self) -> &'static str {
         "conntrack"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Kernel
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let report = self.reconcile(desired).await?;

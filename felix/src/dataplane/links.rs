@@ -208,6 +208,9 @@ impl Driver for LinksDriver {
     fn name(&self) -> &'static str {
         "links"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Kernel
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let report = self.reconcile(desired).await?;

@@ -400,6 +400,9 @@ impl Driver for RoutesDriver {
     fn name(&self) -> &'static str {
         "routes"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Kernel
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let report = self.reconcile(desired).await?;

@@ -567,6 +567,9 @@ impl Driver for VxlanDriver {
     fn name(&self) -> &'static str {
         "vxlan"
     }
+    fn stage(&self) -> crate::state::Stage {
+        crate::state::Stage::Kernel
+    }
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let report = self.reconcile(desired).await?;
