@@ -882,12 +882,15 @@ mod tests {
     }
 
     #[test]
-    fn the_packaged_settings_file_parses_and_changes_nothing() {
+    fn the_packaged_settings_file_parses_and_changes_only_the_nodename_file() {
         let text = include_str!("../../packaging/deb/felix.yaml");
         let defaults = resolve(&RunArgs::default(), &[], None).unwrap();
         assert_eq!(
             resolve(&RunArgs::default(), &[], Some(text)).unwrap(),
-            defaults
+            Settings {
+                nodename_file: Some("/var/lib/calico/nodename".into()),
+                ..defaults
+            }
         );
         // Its commented-out examples are valid settings too.
         let all = uncommented(text);

@@ -108,11 +108,19 @@ impl Machine {
             .filter(|p| p.exists())
     }
 
-    /// A command running `program` inside the machine (both namespaces).
+    /// A command running `program` inside the machine (both namespaces),
+    /// in `/`.
     pub fn cmd(&self, program: &str) -> Command {
+        self.cmd_in(program, Path::new("/"))
+    }
+
+    /// As [`Machine::cmd`], in directory `cwd` of the machine (entering a
+    /// mount namespace leaves the working directory behind).
+    pub fn cmd_in(&self, program: &str, cwd: &Path) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--mount={}", self.mnt().display()))
             .arg(format!("--net={}", self.ns.path().display()))
+            .arg(format!("--wd={}", cwd.display()))
             .arg(program);
         cmd
     }
@@ -126,10 +134,9 @@ impl Machine {
         cwd: &Path,
     ) -> Result<Output, Error> {
         run_checked(
-            self.cmd("sh")
+            self.cmd_in("sh", cwd)
                 .args(["-ec", script])
                 .envs(env)
-                .current_dir(cwd)
                 .stdin(Stdio::null()),
         )
     }
@@ -190,11 +197,10 @@ impl Machine {
             .map_err(|e| Error::io("duplicating a log file", e))?;
         // `exec`: the daemon is the process stopped on drop.
         let daemon = Background::spawn(
-            self.cmd("sh")
+            self.cmd_in("sh", cwd)
                 .arg("-c")
                 .arg(format!("exec {script}"))
                 .envs(env)
-                .current_dir(cwd)
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(err),
