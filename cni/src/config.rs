@@ -351,6 +351,34 @@ fn datastore_config(raw: &Raw) -> Result<DatastoreConfig> {
         }
         other => CniError::config("datastore_type", other),
     })
+    .and_then(|config| match &config {
+        // A runtime runs the plugin in a directory of its choosing.
+        DatastoreConfig::Sqlite { path } if path.is_relative() => Err(CniError::config(
+            "datastore_path",
+            format!("{:?} is not an absolute path", path.display().to_string()),
+        )),
+        _ => Ok(config),
+    })
+}
+
+impl NetConf {
+    /// Whether the embedded store's file is there: the plugin uses felix's
+    /// store and never makes one (a wrong `datastore_path` would otherwise
+    /// get an empty store of its own, and the container an address no one
+    /// routes). `exists` stands in for the file system.
+    pub fn check_store(&self, exists: impl Fn(&Path) -> bool) -> Result<()> {
+        match &self.datastore {
+            DatastoreConfig::Sqlite { path } if !exists(path) => Err(CniError::config(
+                "datastore_path",
+                format!(
+                    "{} does not exist: felix makes the embedded store; give the file felix \
+                     uses (its datastore.path)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn ipam_config(raw: RawIpam) -> Result<IpamConf> {
@@ -436,6 +464,25 @@ mod tests {
             "nodename": "node-1",
             "ipam": {"type": "calico-ipam", "ipv4_pools": ["10.65.0.0/16"], "assign_ipv6": "false"}
         })
+    }
+
+    #[test]
+    fn a_relative_or_missing_store_path_is_refused_naming_datastore_path() {
+        let mut v = base();
+        v["datastore_path"] = json!("calico.db");
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.starts_with("datastore_path: "), "{}", e.msg);
+        let conf = parse(&base()).unwrap();
+        let e = conf.check_store(|_| false).unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(
+            e.msg
+                .starts_with("datastore_path: /tmp/c.db does not exist"),
+            "{}",
+            e.msg
+        );
+        assert!(conf.check_store(|p| p == Path::new("/tmp/c.db")).is_ok());
     }
 
     fn parse(v: &Value) -> Result<NetConf> {

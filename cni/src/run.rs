@@ -86,6 +86,12 @@ pub fn dispatch(
         let span =
             tracing::info_span!("cni", command = ?env.command, container = env.container_id, node);
         let _enter = span.enter();
+        conf.check_store(|p| p.exists())
+            .map_err(|e| match env.command {
+                // STATUS: the plugin cannot serve (yet): felix has made no store.
+                Command::Status => CniError::new(Code::NotAvailable, e.msg),
+                _ => e,
+            })?;
         let kv: Arc<dyn KvStore> = datastore::connect(&conf.datastore).await.map_err(|e| {
             let code = if env.command == Command::Status {
                 Code::NotAvailable

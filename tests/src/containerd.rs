@@ -196,9 +196,14 @@ impl Containerd {
         let err = file
             .try_clone()
             .map_err(|e| Error::io("duplicating the log file", e))?;
+        // runc's state of this containerd's own: another instance (a test
+        // running beside) may run a container of the same ID.
+        let runc_root = self.dir.join("runc");
         let mut foreground = Background::spawn(
             self.ctr_cmd()
-                .args(["run", "--rm", "--cni", IMAGE, name])
+                .args(["run", "--rm", "--cni", "--runc-root"])
+                .arg(&runc_root)
+                .args([IMAGE, name])
                 .args(command)
                 .stdin(Stdio::null())
                 .stdout(file)

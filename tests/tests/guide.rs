@@ -455,11 +455,15 @@ fn the_install_guide_works_as_written() {
         });
         assert!(up, "{host}: {}\n{}", guide.node_status(host), guide.logs());
     }
-    // The ToR learned host1's block (the one web's address is in).
+    // The ToR learns host1's block (the one web's address is in).
     let tor = guide.machine("tor");
-    let routes = tor
-        .sh("birdc show route", &BTreeMap::new(), Path::new("/"))
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_else(|e| e.to_string());
-    assert!(routes.contains("10.244."), "{routes}");
+    let routes = || {
+        tor.sh("birdc show route", &BTreeMap::new(), Path::new("/"))
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let learned = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        routes().contains("10.244.")
+    });
+    assert!(learned, "{}\n{}", routes(), guide.logs());
 }
