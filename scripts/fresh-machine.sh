@@ -24,7 +24,11 @@
 # even curl and ca-certificates, which rustup's installer needs (the
 # toolchain is mounted instead), so the machine is barer than a real user's.
 # Whatever the two commands need they must install themselves, through
-# scripts/packages.sh: a missing package there fails this proof.
+# scripts/packages.sh: a missing package there fails this proof. What the
+# root does get is the machine's site setup: its local CA certificates
+# (/usr/local/share/ca-certificates: a TLS-intercepting egress proxy's, say),
+# which count only once the commands install ca-certificates, and, from
+# podman, its /etc/resolv.conf and /etc/hosts.
 #
 # The container is separate from the machine's podman: its own storage
 # (--root, --runroot under the work dir, vfs driver), its own containers.conf
@@ -119,7 +123,10 @@ pid_max=$(cat /proc/sys/kernel/pid_max)
 [ "$nofile" != unlimited ] || nofile=1048576
 if [ "$nproc" = unlimited ] || ((nproc > pid_max)); then nproc=$pid_max; fi
 
+# The machine's network namespaces now, to show that the lab's never
+# appear among them.
 netns_before=$(ip netns list 2>/dev/null | cut -d' ' -f1 | sort)
+lab_netns=$work/lab-netns
 
 # The steps run so far: name, seconds, result.
 steps=() secs=() results=()
@@ -138,6 +145,15 @@ cleanup() {
   if [ -n "$started" ]; then
     pod rm -f -t 0 "$ctr" >/dev/null 2>&1 || echo "fresh-machine: could not remove container $ctr" >&2
   fi
+  # The lab's namespaces were in the container's own /run: none of them may
+  # be on the machine now unless it was there before.
+  if [ -s "$lab_netns" ]; then
+    left=$(comm -12 <(sort "$lab_netns") <(ip netns list 2>/dev/null | cut -d' ' -f1 | sort | comm -13 <(echo "$netns_before") -))
+    if [ -n "$left" ]; then
+      echo "fresh-machine: the lab's network namespaces are on this machine: $(tr '\n' ' ' <<<"$left")" >&2
+      rc=1
+    fi
+  fi
   # Nothing of ours may stay mounted (podman unmounts the container's shm on
   # rm): removing a tree with a mount inside would reach into it.
   left=$(awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo)
@@ -153,10 +169,6 @@ cleanup() {
   else
     rm -rf --one-file-system "$work"
   fi
-  # The container's namespaces were in its own /run: none may show up here.
-  local new
-  new=$(comm -13 <(echo "$netns_before") <(ip netns list 2>/dev/null | cut -d' ' -f1 | sort) | grep . || true)
-  [ -z "$new" ] || echo "note: network namespaces new on this machine since the start (not made in the container, whose /run is its own): $new" >&2
   exit "$rc"
 }
 trap cleanup EXIT
@@ -200,6 +212,10 @@ clone() {
 }
 
 start() {
+  # The machine's local CAs, where the root's ca-certificates will look.
+  if [ -d /usr/local/share/ca-certificates ]; then
+    cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/" || return 1
+  fi
   # PID 1 is a shell that waits, so it reaps the daemons the lab and the
   # tests leave to it (podman here has no --init binary).
   pod run -d --name "$ctr" --privileged --network host \
@@ -208,6 +224,12 @@ start() {
     -e PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --rootfs "$root" bash -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done' &&
     in_root 'cargo --version && rustc --version && cargo fmt --version && . /etc/os-release && echo "$PRETTY_NAME"'
+}
+
+# The quickstart's --down, after noting the lab's namespaces.
+down() {
+  in_root 'ls /run/netns' >"$lab_netns" && echo "the lab's namespaces: $(tr '\n' ' ' <"$lab_netns")" &&
+    in_root "$quickstart --down"
 }
 
 # No network namespace left in the container's /run/netns, and no process
@@ -235,7 +257,7 @@ started=1
 step start start
 if [ "$only" != test ]; then
   step quickstart in_root "$quickstart"
-  step down in_root "$quickstart --down"
+  step down down
 fi
 if [ "$only" != quickstart ]; then
   step test in_root "$tests"
