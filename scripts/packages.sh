@@ -41,7 +41,8 @@ PACKAGES_TEST=(
   "openssl: openssl"                     # etcd TLS certificates
   "python3: python3"                     # UDP probes in the policy tests
   "podman: podman"                       # a real CNI-calling container runtime
-  "runc: runc"                           # podman's OCI runtime
+  "runc: runc"                           # podman's and containerd's OCI runtime
+  "containerd: containerd ctr"           # a second real runtime (ctr run --cni)
   "busybox-static: busybox"              # the test containers' root file system
   "debootstrap: debootstrap"             # clean Debian roots (scripts/debian-root.sh)
 )

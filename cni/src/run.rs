@@ -66,8 +66,11 @@ pub fn dispatch(
     let conf = NetConf::parse(stdin)?;
     conf.cni_version.allows(env.command)?;
     // A second init (in tests, several calls in one process) keeps the first.
+    // Runtimes keep the plugin's stderr in their logs: colours only on a terminal.
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(conf.log_level)
         .with_target(false)
         .try_init();

@@ -19,8 +19,8 @@
 //!   batch writes in one transaction that name every resource refused.
 //! - [`config`]: [`DatastoreConfig`] from the environment or a
 //!   `CalicoAPIConfig` file, and [`connect`].
-//! - [`conformance`]: the backend conformance suite, written once against
-//!   the trait and run by each backend's tests.
+//! - `conformance` (feature `testing`): the backend conformance suite,
+//!   written once against the trait and run by each backend's tests.
 //! - [`error`]: the crate's [`Error`].
 //! - [`ipam`]: Calico-style IP address management (blocks affine to hosts,
 //!   handles, reservations) on any [`KvStore`], under `/calico/ipam/v2/`.
@@ -28,6 +28,7 @@
 //!   loopback ports with a temporary data directory, optionally with TLS.
 
 pub mod config;
+#[cfg(feature = "testing")]
 pub mod conformance;
 pub mod error;
 pub mod etcd;

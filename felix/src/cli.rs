@@ -8,6 +8,7 @@
 //! for bad settings, 1 for anything else that stops the agent.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,11 @@ pub enum CliError {
     Dataplane(#[from] crate::dataplane::DataplaneError),
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("writing the node name to {}: {source}", path.display())]
+    NodenameFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Parses the command line and runs it; the process's exit code.
@@ -134,6 +140,25 @@ async fn host_address(
     }
 }
 
+/// Writes the node name into `path` (its directory made if missing), for
+/// the CNI plugin's `nodename_file`: into a temporary file renamed over
+/// `path`, so that a plugin never reads half a name.
+fn write_nodename(path: &Path, node: &str) -> Result<(), CliError> {
+    let failed = |source| CliError::NodenameFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, node).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)?;
+    tracing::info!(path = %path.display(), "wrote the node name");
+    Ok(())
+}
+
 /// Binds `addr` and serves metrics and health on it.
 async fn serve(
     what: &'static str,
@@ -161,6 +186,9 @@ pub async fn run(
         ipv6: host_address(settings.ip6, 6, false).await?,
         as_number: settings.as_number,
     };
+    if let Some(path) = &settings.nodename_file {
+        write_nodename(path, &settings.node_name)?;
+    }
     let store = datastore::connect(&settings.datastore).await?;
     let metrics = Arc::new(Metrics::new());
     let mut servers = vec![serve("metrics", settings.metrics_addr, metrics.clone()).await?];

@@ -15,6 +15,13 @@
 //! | IPv6 address | `--ip6` | `IP6` | `ip6` | `none` |
 //! | AS number | `--as` | `AS` | `asNumber` | none (the cluster's) |
 //! | BGP status socket | `--bgp-socket` | `FELIX_BGPSOCKET` | `bgpSocket` | `/run/calico/bgp.sock` |
+//! | node name file | `--nodename-file` | `CALICO_NODENAME_FILE` | `nodenameFile` | none |
+//!
+//! The node name file is where felix writes its node name at start, for the
+//! CNI plugin's `nodename_file` (Calico's calico-node always writes
+//! `/var/lib/calico/nodename`; here it is a setting, which the package's
+//! `/etc/calico/felix.yaml` sets to that path, so that felix run by hand or
+//! by a test writes nothing outside what it is given).
 //!
 //! FelixConfiguration resources are read from the datastore by the
 //! calculation; these are the settings needed before the datastore is
@@ -55,6 +62,8 @@ pub struct Settings {
     /// This node's AS number (Node `bgp.asNumber`); `None` keeps the cluster's.
     pub as_number: Option<u32>,
     pub bgp_socket: PathBuf,
+    /// Where to write the node name at start, if anywhere.
+    pub nodename_file: Option<PathBuf>,
 }
 
 /// Calico's `CALICO_NETWORKING_BACKEND`: how traffic reaches other hosts.
@@ -134,6 +143,10 @@ pub struct RunArgs {
     /// BGP status socket [env: FELIX_BGPSOCKET; default: /run/calico/bgp.sock]
     #[arg(long)]
     pub bgp_socket: Option<String>,
+    /// File to write the node name into at start, for the CNI plugin's
+    /// nodename_file [env: CALICO_NODENAME_FILE; default: none]
+    #[arg(long)]
+    pub nodename_file: Option<String>,
 }
 
 /// The settings file: every field optional, unknown fields refused.
@@ -151,6 +164,7 @@ struct FileSettings {
     ip6: Option<String>,
     as_number: Option<serde_yaml::Value>,
     bgp_socket: Option<String>,
+    nodename_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -507,6 +521,13 @@ impl Settings {
                 ("bgpSocket", &f.bgp_socket),
             )
             .map_or_else(|| DEFAULT_BGP_SOCKET.into(), |v| PathBuf::from(v.text));
+        let nodename_file = layers
+            .pick(
+                ("nodename-file", &flags.nodename_file),
+                &["CALICO_NODENAME_FILE"],
+                ("nodenameFile", &f.nodename_file),
+            )
+            .map(|v| PathBuf::from(v.text));
         Ok(Settings {
             datastore,
             node_name,
@@ -518,6 +539,7 @@ impl Settings {
             ip6,
             as_number,
             bgp_socket,
+            nodename_file,
         })
     }
 
@@ -647,6 +669,7 @@ mod tests {
         assert_eq!(s.as_number, None);
         assert_eq!(s.log_level, "info");
         assert_eq!(s.bgp_socket, Path::new("/run/calico/bgp.sock"));
+        assert_eq!(s.nodename_file, None, "nothing written unless asked");
         assert_eq!(s.datastore, DatastoreConfig::default());
         assert!(s.host().bgp_enabled);
     }
@@ -666,6 +689,25 @@ mod tests {
         assert_eq!(s.log_level, "warn");
         assert_eq!(s.backend, Backend::None);
         assert!(!s.host().bgp_enabled);
+    }
+
+    #[test]
+    fn the_nodename_file_is_a_flag_a_variable_or_a_file_field() {
+        let file = Some("nodenameFile: /var/lib/calico/nodename\n");
+        let s = resolve(&RunArgs::default(), &[], file).unwrap();
+        assert_eq!(
+            s.nodename_file.as_deref(),
+            Some(Path::new("/var/lib/calico/nodename"))
+        );
+        let env = [("CALICO_NODENAME_FILE", "/run/n")];
+        let s = resolve(&RunArgs::default(), &env, file).unwrap();
+        assert_eq!(s.nodename_file.as_deref(), Some(Path::new("/run/n")));
+        let flags = RunArgs {
+            nodename_file: Some("/tmp/n".into()),
+            ..RunArgs::default()
+        };
+        let s = resolve(&flags, &env, file).unwrap();
+        assert_eq!(s.nodename_file.as_deref(), Some(Path::new("/tmp/n")));
     }
 
     #[test]

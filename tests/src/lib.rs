@@ -40,15 +40,24 @@
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
 //!   built if needed.
 //! - [`bird`]: [`Bird`], BIRD 2 as a BGP peer, read back through `birdc`.
+//! - [`container`]: what the runtimes share: [`Containers`] (probes run
+//!   inside a container), the busybox root file system, unmounting.
+//! - [`podman`]: [`Podman`], the real podman (CNI backend) in a host
+//!   namespace with state of its own, containers on a busybox root.
+//! - [`containerd`]: [`Containerd`], the real containerd and `ctr run
+//!   --cni` likewise, `ctr` in a mount namespace of its own.
 
 pub mod binary;
 pub mod bird;
 pub mod cni;
 pub mod command;
+pub mod container;
+pub mod containerd;
 pub mod error;
 pub mod link;
 pub mod name;
 pub mod netns;
+pub mod podman;
 pub mod process;
 pub mod require;
 pub mod traffic;
@@ -56,9 +65,12 @@ pub mod traffic;
 pub use binary::workspace_binary;
 pub use bird::Bird;
 pub use command::run_checked;
+pub use container::Containers;
+pub use containerd::Containerd;
 pub use error::Error;
 pub use link::veth_pair;
 pub use name::ifname;
 pub use netns::{Netns, remove_stale};
+pub use podman::Podman;
 pub use process::{Background, poll_until};
 pub use require::{require_programs, require_root};

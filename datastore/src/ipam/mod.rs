@@ -26,15 +26,16 @@
 //! - [`check`]: the pure consistency check behind `ipam check` (blocks, handles,
 //!   affinities, Nodes and WorkloadEndpoints) and its [`Report`].
 //! - [`client`]: [`Ipam`], the thin I/O layer: read, decide, transact, retry.
-//! - [`suite`]: concurrency and crash cases written against a
-//!   [`DatastoreConfig`](crate::DatastoreConfig), run by each backend's tests,
-//!   and the `ipam-worker` binary's logic.
+//! - `suite` (feature `testing`): concurrency and crash cases written
+//!   against a [`DatastoreConfig`](crate::DatastoreConfig), run by each
+//!   backend's tests, and the `ipam-worker` binary's logic.
 
 pub mod block_math;
 pub mod check;
 pub mod client;
 pub mod model;
 pub mod select;
+#[cfg(feature = "testing")]
 pub mod suite;
 
 use std::net::IpAddr;
