@@ -113,6 +113,9 @@ EOF
 export CONTAINERS_CONF=$pstate/containers.conf
 pod() { podman --root "$pstate/root" --runroot "$pstate/run" --storage-driver vfs "$@"; }
 ctr=fresh-machine-$$
+# The container's cgroups (and conmon's) under a parent of our own, removed
+# on exit.
+cgroup_parent=/$ctr
 started=""
 
 # podman and runc cannot raise a limit above the hard one (nor nproc above
@@ -145,6 +148,11 @@ cleanup() {
   if [ -n "$started" ]; then
     pod rm -f -t 0 "$ctr" >/dev/null 2>&1 || echo "fresh-machine: could not remove container $ctr" >&2
   fi
+  local cg
+  for cg in /sys/fs/cgroup"$cgroup_parent" /sys/fs/cgroup/*"$cgroup_parent"; do
+    [ ! -d "$cg" ] || find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null ||
+      echo "fresh-machine: could not remove cgroup $cg" >&2
+  done
   # The lab's namespaces were in the container's own /run: none of them may
   # be on the machine now unless it was there before.
   if [ -s "$lab_netns" ]; then
@@ -217,8 +225,11 @@ start() {
     cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/" || return 1
   fi
   # PID 1 is a shell that waits, so it reaps the daemons the lab and the
-  # tests leave to it (podman here has no --init binary).
+  # tests leave to it (podman here has no --init binary). No pids limit:
+  # podman's default of 2048 tasks is not a fresh machine's, and the test
+  # suite's threads exceed it.
   pod run -d --name "$ctr" --privileged --network host \
+    --cgroup-parent "$cgroup_parent" --pids-limit -1 \
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
     -v "$rustup_home:/root/.rustup:ro" -v "$cargo_bin:/root/.cargo/bin:ro" \
     -e PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
