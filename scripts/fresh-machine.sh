@@ -45,8 +45,9 @@
 #     --keep          keep the work dir (root, logs) for inspection
 # Needs root, podman, runc, debootstrap and git (scripts/packages.sh installs
 # the first three: install_packages all), a Rust toolchain installed by
-# rustup, and Debian's mirror and crates.io within reach. Takes about
-# 25 minutes on 2 cores (a full build and the whole test suite).
+# rustup, about 20 GiB free for the work dir, and Debian's mirror and
+# crates.io within reach. Takes about 25 minutes on 2 cores (a full build and
+# the whole test suite).
 set -euo pipefail
 
 usage() {
@@ -92,6 +93,12 @@ mapfile -t commands < <(git -C "$repo" show "$commit:README.md" | awk '
 ((${#commands[@]} == 2)) || die "the README's \"Two commands\" block has ${#commands[@]} commands, not 2: ${commands[*]}"
 quickstart=${commands[0]} tests=${commands[1]}
 [[ $quickstart == *quickstart* ]] || die "the first of the README's two commands is not the quickstart: $quickstart"
+
+# The root ends up with the whole suite's build in it.
+probe=${work:-${TMPDIR:-/var/tmp}}
+until [ -d "$probe" ]; do probe=$(dirname "$probe"); done
+free_gib=$(($(df --output=avail -k "$probe" | tail -1) / 1024 / 1024))
+((free_gib >= 20)) || die "needs about 20 GiB free in $probe, has $free_gib GiB"
 
 if [ -z "$work" ]; then
   work=$(mktemp -d "${TMPDIR:-/var/tmp}/fresh-machine.XXXXXX")
