@@ -35,14 +35,14 @@
 # (file locks and tmp dir under the work dir, cgroupfs, runc). The network
 # namespaces the lab and the tests make live in the container's /run and go
 # with it. On exit (also on failure or Ctrl-C) the container and the podman
-# state are removed, and the root unless --keep.
+# state are removed, and the root unless --keep; the logs stay in the work dir.
 #
 #   scripts/fresh-machine.sh [--ref REF] [--only quickstart|test] [--workdir DIR] [--keep]
 #     --ref REF       the commit to clone (default HEAD)
 #     --only STEP     run only the quickstart (with its --down), or only the tests
 #     --workdir DIR   where the root, podman's state and the logs go (must not
 #                     exist or be empty; default a new ${TMPDIR:-/var/tmp}/fresh-machine.XXXXXX)
-#     --keep          keep the work dir (root, logs) for inspection
+#     --keep          keep the root too, for inspection
 # Needs root, podman, runc, debootstrap and git (scripts/packages.sh installs
 # the first three: install_packages all), a Rust toolchain installed by
 # rustup, about 20 GiB free for the work dir, and Debian's mirror and
@@ -178,11 +178,10 @@ cleanup() {
     rc=1
   elif [ -n "$keep" ]; then
     echo "kept: $work (root: $root, logs: $logs)"
-  elif ((rc != 0)); then
-    rm -rf --one-file-system "$root" "$pstate"
-    echo "logs kept in $logs"
   else
-    rm -rf --one-file-system "$work"
+    rm -rf --one-file-system "$root" "$pstate"
+    rm -f "$lab_netns"
+    echo "logs kept in $logs"
   fi
   exit "$rc"
 }
