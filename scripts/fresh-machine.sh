@@ -46,7 +46,7 @@
 # Needs root, podman, runc, debootstrap and git (scripts/packages.sh installs
 # the first three: install_packages all), a Rust toolchain installed by
 # rustup, about 20 GiB free for the work dir, and Debian's mirror and
-# crates.io within reach. Takes about 25 minutes on 2 cores (a full build and
+# crates.io within reach. Takes about 15 minutes on 2 cores (a full build and
 # the whole test suite).
 set -euo pipefail
 
