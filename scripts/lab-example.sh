@@ -47,6 +47,13 @@ resources=$dir/resources.yaml
 state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
 export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
 
+# The packages first: the check below needs `ip` (iproute2), which a fresh
+# machine may lack.
+if [ -z "${QUICKSTART_BIN:-}" ] && [ -z "$down" ]; then
+  source scripts/packages.sh
+  install_packages lab
+fi
+
 if [ -z "$down" ] && { [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; }; then
   echo "lab $lab is up already: run $0 $example --name $lab --down first" >&2
   exit 1
@@ -57,8 +64,6 @@ if [ -n "${QUICKSTART_BIN:-}" ]; then
 elif [ -n "$down" ]; then
   bin=${CARGO_TARGET_DIR:-target}/debug
 else
-  source scripts/packages.sh
-  install_packages lab
   cargo build --locked -p felix -p cni -p calicoctl -p lab
   bin=${CARGO_TARGET_DIR:-target}/debug
 fi

@@ -22,7 +22,7 @@ PACKAGES_LAB=(
   "iproute2: ip bridge ss tc"            # namespaces, veths, routes
   "iputils-ping: ping"
   "procps: sysctl kill"                  # calico-lab sets sysctls in its nodes
-  "util-linux: nsenter unshare mount umount setpriv"
+  "util-linux: nsenter unshare mount umount setpriv taskset"
   "iperf3: iperf3"                       # the examples' TCP listener; throughput tests
   "conntrack: conntrack"                 # felix flushes a removed workload's flows
   "containernetworking-plugins: /usr/lib/cni/loopback /usr/lib/cni/portmap /usr/lib/cni/ptp /usr/lib/cni/host-local"

@@ -337,7 +337,7 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                 )]
             }
             Role::Frr => {
-                let conf = config(|c| c.ends_with("frr.conf"), "frr.conf", &|_| {
+                config(|c| c.ends_with("frr.conf"), "frr.conf", &|_| {
                     PathBuf::from("/etc/frr/frr.conf")
                 })?
                 .ok_or_else(|| {
@@ -347,12 +347,18 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         "an frr node needs a startup-config or a bind to /etc/frr/frr.conf".into(),
                     )
                 })?;
-                let conf = conf.as_path();
+                // FRR reads its config after dropping to `frr`, who may not
+                // pass through the host path (a lab under /root): it reads
+                // it where the node sees it, in the node's mount namespace.
+                let seen_at = binds
+                    .iter()
+                    .find(|b| b.container.ends_with("frr.conf"))
+                    .map_or_else(|| "/etc/frr/frr.conf".into(), |b| b.container.clone());
                 let zserv = node_dir.join("zserv.api");
                 let frr = |daemon: &str, ready: PathBuf| {
                     let args = [
                         "-f",
-                        &show(conf),
+                        &seen_at,
                         "-i",
                         &show(&node_dir.join(format!("{daemon}.pid"))),
                         "-z",

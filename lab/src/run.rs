@@ -19,6 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, umount2};
+use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -564,11 +565,7 @@ fn make_mount_namespaces(plan: &Plan) -> Result<(), RunError> {
         File::create(file).map_err(|e| RunError::io(format!("creating {}", file.display()), e))?;
         std::fs::create_dir_all(&scratch)
             .map_err(|e| RunError::io(format!("creating {}", scratch.display()), e))?;
-        checked(
-            Command::new("unshare")
-                .arg(format!("--mount={}", file.display()))
-                .args(["--propagation", "slave", "true"]),
-        )?;
+        persist_mount_namespace(file)?;
         for other in mounts::mount_namespace_files(&mountinfo(file)?) {
             checked(in_mntns(file, "umount").arg("-l").arg(other))?;
         }
@@ -583,6 +580,61 @@ fn make_mount_namespaces(plan: &Plan) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// Persists a new mount namespace at `file` (`unshare --mount=FILE
+/// --propagation slave`), pinned to each CPU in turn if it fails at first.
+///
+/// The kernel binds a mount namespace's file only in a namespace with a
+/// lower ID (fs/namespace.c `mnt_ns_loop`), and since Linux 6.18 namespace
+/// IDs come from per-CPU batches (`gen_cookie_next`): made on another CPU
+/// than ours was, a newer namespace may get a lower ID, and `unshare` fails
+/// with EINVAL. Never so in the initial namespace (its ID is fixed and low),
+/// often in a container. One made on the CPU that made ours always gets a
+/// higher ID, and a thread's CPU affinity is inherited by what it spawns.
+/// Every online CPU is tried, not only those we may run on now: ours may
+/// have been made on one outside our affinity.
+fn persist_mount_namespace(file: &Path) -> Result<(), RunError> {
+    let unshare = || {
+        let mut c = Command::new("unshare");
+        c.arg(format!("--mount={}", file.display()))
+            .args(["--propagation", "slave", "true"]);
+        checked(&mut c)
+    };
+    let first = match unshare() {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    for cpu in cpu_list(&online) {
+        let pinned = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut one = CpuSet::new();
+                    one.set(cpu).ok()?;
+                    sched_setaffinity(Pid::from_raw(0), &one).ok()?;
+                    Some(unshare())
+                })
+                .join()
+        });
+        if let Ok(Some(Ok(()))) = pinned {
+            return Ok(());
+        }
+    }
+    Err(first)
+}
+
+/// The CPUs of a kernel CPU list (`0-3,8`, as in
+/// /sys/devices/system/cpu/online); what does not parse is left out.
+fn cpu_list(text: &str) -> Vec<usize> {
+    text.trim()
+        .split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((a, b)) => Some(a.parse().ok()?..=b.parse().ok()?),
+            None => part.parse().ok().map(|c| c..=c),
+        })
+        .flatten()
+        .collect()
 }
 
 /// Runs one step in the mount namespace persisted at `file`.
@@ -741,4 +793,17 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_list;
+
+    #[test]
+    fn a_cpu_list_expands_its_ranges_and_skips_what_does_not_parse() {
+        assert_eq!(cpu_list("0-1\n"), [0, 1]);
+        assert_eq!(cpu_list("0,2-4,7"), [0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list(""), Vec::<usize>::new());
+        assert_eq!(cpu_list("x,3"), [3]);
+    }
 }

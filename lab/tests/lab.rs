@@ -412,6 +412,50 @@ fn down_without_its_state_file_leaves_a_lab_whose_name_extends_its_own() {
     assert_eq!(longer.namespaces(), Vec::<String>::new());
 }
 
+/// A node's mount namespace is persisted also when calico-lab runs in a
+/// mount namespace made on another CPU than its own (a container's, say):
+/// on Linux 6.18 the new namespace's ID may then be the lower one, which the
+/// kernel refuses to bind (see `persist_mount_namespace`). For every ordered
+/// pair of CPUs: `up` (pinned to the second) in a namespace made on the
+/// first, `exec` reads the bind, `down`, all inside that namespace.
+#[test]
+fn a_nodes_mount_namespace_persists_from_a_namespace_made_on_any_cpu() {
+    if !require_root() || !require_programs(&["ip", "taskset", "unshare"]) {
+        return;
+    }
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap())
+        .collect();
+    let bin = env!("CARGO_BIN_EXE_calico-lab");
+    let file = data("bind.clab.yml");
+    for &outer in &cpus {
+        for &inner in cpus.iter().filter(|&&c| c != outer) {
+            let lab = Lab::new();
+            let name = &lab.name;
+            let script = format!(
+                "taskset -c {inner} {bin} up {file} --name {name} && \
+                 {bin} exec --name {name} a -- cat /mnt/pair.clab.yml >/dev/null; \
+                 rc=$?; {bin} down --name {name}; exit $rc",
+                file = file.display()
+            );
+            let out = Command::new("taskset")
+                .args(["-c", &outer.to_string(), "unshare", "--mount"])
+                .args(["--propagation", "slave", "sh", "-c", &script])
+                .env("CALICO_LAB_STATE_DIR", lab.root.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "namespace made on CPU {outer}, calico-lab on CPU {inner}: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(lab.namespaces(), Vec::<String>::new());
+        }
+    }
+}
+
 #[test]
 fn an_up_that_fails_half_way_removes_what_it_made() {
     if !ready() {

@@ -348,7 +348,8 @@ topology:
         ]
     );
     let zebra = &r.daemons[0];
-    assert_eq!(&zebra.args[..2], ["-f", "/labs/r/frr.conf"]);
+    // At its container path: `frr` may not pass through the host path.
+    assert_eq!(&zebra.args[..2], ["-f", "/etc/frr/frr.conf"]);
     assert!(
         zebra
             .args
@@ -716,8 +717,16 @@ topology:
         &node("g").daemons[0].args[..4],
         ["-f", "/abs/g.yaml", "-t", "yaml"]
     );
-    assert_eq!(&node("f").daemons[0].args[..2], ["-f", "/labs/f/frr.conf"]);
-    assert_eq!(&node("f").daemons[1].args[..2], ["-f", "/labs/f/frr.conf"]);
+    // FRR reads it where its startup-config is bound, /etc/frr/frr.conf.
+    assert_eq!(&node("f").daemons[0].args[..2], ["-f", "/etc/frr/frr.conf"]);
+    assert_eq!(&node("f").daemons[1].args[..2], ["-f", "/etc/frr/frr.conf"]);
+    assert!(
+        node("f")
+            .mounts
+            .iter()
+            .any(|m| m.source == Path::new("/labs/f/frr.conf")
+                && m.target == Path::new("/etc/frr/frr.conf"))
+    );
     // Containerlab's kind linux ignores a startup-config, and so do plain nodes.
     assert!(node("h").daemons.is_empty() && node("h").files.is_empty());
     // A config of several lines is the config itself, written in the node's directory.
