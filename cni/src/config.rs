@@ -326,6 +326,24 @@ impl NetConf {
                 )
             })
     }
+
+    /// Whether the embedded store's file is there: the plugin uses felix's
+    /// store and never makes one (a wrong `datastore_path` would otherwise
+    /// get an empty store of its own, and the container an address no one
+    /// routes). `exists` stands in for the file system.
+    pub fn check_store(&self, exists: impl Fn(&Path) -> bool) -> Result<()> {
+        match &self.datastore {
+            DatastoreConfig::Sqlite { path } if !exists(path) => Err(CniError::config(
+                "datastore_path",
+                format!(
+                    "{} does not exist: felix makes the embedded store; give the file felix \
+                     uses (its datastore.path)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The datastore settings; errors name the CNI config field (the lowercase
@@ -359,26 +377,6 @@ fn datastore_config(raw: &Raw) -> Result<DatastoreConfig> {
         )),
         _ => Ok(config),
     })
-}
-
-impl NetConf {
-    /// Whether the embedded store's file is there: the plugin uses felix's
-    /// store and never makes one (a wrong `datastore_path` would otherwise
-    /// get an empty store of its own, and the container an address no one
-    /// routes). `exists` stands in for the file system.
-    pub fn check_store(&self, exists: impl Fn(&Path) -> bool) -> Result<()> {
-        match &self.datastore {
-            DatastoreConfig::Sqlite { path } if !exists(path) => Err(CniError::config(
-                "datastore_path",
-                format!(
-                    "{} does not exist: felix makes the embedded store; give the file felix \
-                     uses (its datastore.path)",
-                    path.display()
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn ipam_config(raw: RawIpam) -> Result<IpamConf> {

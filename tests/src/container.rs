@@ -2,11 +2,10 @@
 //! [`Containerd`](crate::Containerd)) share: [`Containers`], probes run inside
 //! a container by its runtime; [`busybox_rootfs`], the test containers' root
 //! (Debian's static busybox, the applets the tests use, a page for
-//! `httpd`); and [`unmount_below`], cleaning up what a runtime left mounted.
+//! `httpd`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::Error;
 
@@ -38,7 +37,8 @@ const APPLETS: &[&str] = &["sh", "httpd", "printf", "ping", "nc", "sleep", "cat"
 /// A root file system of busybox (Debian's `busybox-static`) in `dir`: its
 /// applets a test uses, and `/www/index.html` for `httpd -h /www`.
 pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf, Error> {
-    let busybox = which("busybox")?;
+    let busybox = crate::require::find_program("busybox")
+        .ok_or_else(|| Error::io("busybox is not on PATH", std::io::ErrorKind::NotFound))?;
     for sub in ["bin", "etc", "proc", "sys", "dev", "tmp", "www"] {
         create_dir(&dir.join(sub))?;
     }
@@ -57,37 +57,6 @@ pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf, Error> {
     }
     write(&dir.join("www/index.html"), "hello\n")?;
     Ok(dir.to_path_buf())
-}
-
-/// `program`'s path on `PATH`.
-fn which(program: &str) -> Result<PathBuf, Error> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::io(
-                format!("{program} is not on PATH"),
-                std::io::ErrorKind::NotFound,
-            )
-        })
-}
-
-/// Lazily unmounts every mount point at or below `dir`, deepest first.
-pub fn unmount_below(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = Command::new("umount").args(["-l", p]).output();
-    }
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {

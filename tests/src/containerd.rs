@@ -30,7 +30,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::command::run_checked;
-use crate::container::{Containers, busybox_rootfs, create_dir, unmount_below, write};
+use crate::container::{Containers, busybox_rootfs, create_dir, write};
+use crate::mounts::unmount_below;
 use crate::process::{Background, poll_until};
 use crate::{Error, Netns};
 

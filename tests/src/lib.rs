@@ -48,6 +48,7 @@
 //!   --cni` likewise, `ctr` in a mount namespace of its own.
 //! - [`machine`]: [`Machine`](machine::Machine), a host for one test: a
 //!   network namespace and its own layer over this machine's system.
+//! - [`mounts`]: mount points below a directory, and unmounting them.
 //! - [`debian`]: clean Debian roots ([`debian::Base`]) and throw-away
 //!   copies of them ([`debian::Root`]) to install packages into and run
 //!   programs in with `chroot`.
@@ -62,6 +63,7 @@ pub mod debian;
 pub mod error;
 pub mod link;
 pub mod machine;
+pub mod mounts;
 pub mod name;
 pub mod netns;
 pub mod podman;

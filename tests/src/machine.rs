@@ -21,7 +21,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::command::run_checked;
-use crate::container::{create_dir, unmount_below, write};
+use crate::container::{create_dir, write};
+use crate::mounts::unmount_below;
 use crate::process::Background;
 use crate::{Error, Netns};
 

@@ -19,7 +19,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::command::run_checked;
-use crate::container::{Containers, busybox_rootfs, create_dir, unmount_below, write};
+use crate::container::{Containers, busybox_rootfs, create_dir, write};
+use crate::mounts::unmount_below;
 use crate::{Error, Netns};
 
 /// podman running in one host namespace, with its own state directory.

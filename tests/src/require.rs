@@ -4,7 +4,7 @@
 //! skipped, so it panics instead.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// What to do about a requirement (pure decision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +72,19 @@ pub fn require_programs(programs: &[&str]) -> bool {
 }
 
 fn on_path(program: &str) -> bool {
+    find_program(program).is_some()
+}
+
+/// Where `program` is: on `PATH`, or the path itself when it has a `/`.
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
-        return Path::new(program).is_file();
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
     }
     std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

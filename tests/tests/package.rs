@@ -455,10 +455,7 @@ fn installed_felix_keeps_a_flow_across_an_upgrade_and_removal_keeps_the_datastor
         m.root.file("/usr/bin/felix"),
         "the new felix runs the new file"
     );
-    for i in 0..10 {
-        flow.check(&format!("after the upgrade {i}"), &logs);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    flow.holds("after the upgrade", &logs);
     assert_eq!(
         settled_dataplane(&m),
         dataplane,
@@ -741,10 +738,7 @@ fn under_systemd_install_starts_nothing_and_an_upgrade_restarts_felix_hitlessly(
         "the new felix not ready:\n{}",
         logs()
     );
-    for i in 0..10 {
-        flow.check(&format!("after the upgrade {i}"), &logs);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    flow.holds("after the upgrade", &logs);
     assert_eq!(
         settled_dataplane(&m),
         dataplane,

@@ -430,7 +430,8 @@ fn stopping_a_container_frees_its_address_and_its_endpoint() {
     cluster.wait("felix to remove the route", || route().is_empty());
     host.podman.podman(["rm", "web"]).unwrap();
 
-    // The address is free again: the next container may get it.
+    // The host goes on: the next container gets an address and is the one
+    // endpoint.
     let again = cluster.run(1, "again", &[]);
     assert_eq!(cluster.endpoints().len(), 1);
     assert!(matches!(again, IpAddr::V4(_)));

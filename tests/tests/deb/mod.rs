@@ -465,6 +465,15 @@ impl Flow {
         }
     }
 
+    /// Checks the flow ten times over a second, each message `what N`.
+    #[track_caller]
+    pub fn holds(&mut self, what: &str, logs: &dyn Fn() -> String) {
+        for i in 0..10 {
+            self.check(&format!("{what} {i}"), logs);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Sends `message` and checks it comes back.
     #[track_caller]
     pub fn check(&mut self, message: &str, logs: &dyn Fn() -> String) {
