@@ -3,10 +3,11 @@
 //!
 //! The protocol core is pure: wire codec, OPEN and capability negotiation,
 //! UPDATE validation per RFC 7606, the RFC 4271 §8 state machine, and the
-//! RIBs with best-path selection and export rules. None of it touches a
-//! socket, a clock or a logger. Around it sit thin tokio tasks: one session
-//! task per peer, the speaker task that owns the RIB, and the FIB task that
-//! talks rtnetlink.
+//! RIBs with best-path selection and export rules, and what the speaker
+//! and each peer's connections decide (`speaker::core`, `peer_fsm`). None
+//! of it touches a socket or a clock: time is an argument. Around it sit
+//! thin tokio tasks that only carry out: one session task per peer, the
+//! owner task of the speaker, and the FIB task that talks rtnetlink.
 //!
 //! Every decoder is `fn(&[u8]) -> Result<_, Notification>`, panic-free on any
 //! input, and owned by this crate: zettabgp 0.6.0 is only a dev-dependency,
@@ -29,11 +30,16 @@
 //!   text, and the well-known communities' export rules (RFC 1997).
 //! - [`graceful_restart`] (pure): Graceful Restart (RFC 4724): our capability,
 //!   and per peer the helper deciding which routes stay stale and when they go.
-//! - [`session`]: the tokio task per peer that runs the FSM over TCP:
-//!   connecting, accepting, collision resolution, timers, message I/O.
+//! - `peer_fsm` (pure): one peer's up to two connections, each with its
+//!   [`fsm`], and their collision (RFC 4271 §6.8).
+//! - [`session`]: the tokio task per peer that carries out `peer_fsm` over
+//!   TCP: connecting, accepting, timers, message I/O.
 //! - [`tcp_md5`]: TCP-MD5 keys (RFC 2385) on sockets, per peer address.
-//! - [`speaker`]: the owner task of the RIB and its handle (`announce`,
-//!   `withdraw`, `peers`, `routes`); fans changes out to sessions and FIB.
+//! - [`speaker`]: the speaker's handle (`announce`, `withdraw`, `peers`,
+//!   `routes`); its pure core `speaker::core` decides what the RIB's changes
+//!   mean for the sessions and the FIB, its owner task carries that out.
+//! - `replay` (tests): recorded runs of the pure cores, replayed
+//!   (`tests/replay/`).
 //! - [`fib`]: Loc-RIB best routes into a kernel table via rtnetlink, with a
 //!   pure `diff`/`merge` and a thin apply.
 //! - [`config`] (pure): the daemon's YAML configuration.
@@ -49,7 +55,10 @@ pub mod fsm;
 pub mod graceful_restart;
 pub mod notification;
 pub mod open;
+pub(crate) mod peer_fsm;
 pub mod prefix;
+#[cfg(test)]
+mod replay;
 pub mod rib;
 pub mod session;
 pub mod speaker;

@@ -1,35 +1,21 @@
-//! The session task: one tokio task per configured peer, carrying out what
-//! the pure [`Fsm`] decides over real TCP connections.
+//! The session task: one tokio task per configured peer, carrying out over
+//! real TCP connections what the pure [`PeerFsm`] decides (which holds the
+//! [`fsm::Fsm`] of each of up to two connections and resolves their
+//! collision). With a TCP-MD5 key ([`SessionConfig::md5`]) our connecting
+//! socket is signed (RFC 2385); inbound connections are signed by the
+//! listener.
 //!
-//! The task owns up to two connections to its peer: the primary one, whose
-//! FSM lives as long as the session (it connects, or waits for the
-//! listener to hand it an inbound connection, and restarts itself after
-//! errors), and, while the primary one is between OpenSent and
-//! OpenConfirm, a second inbound one with its own FSM. When either reaches
-//! OpenConfirm with the other in OpenConfirm too, [`resolve_collision`]
-//! picks the survivor (RFC 4271 §6.8) and the loser is fed
-//! [`Event::OpenCollisionDump`]; a connection that reaches OpenConfirm
-//! while the other is Established loses. An inbound connection while
-//! Established is closed.
+//! ```text
+//!  speaker ──SessionCmd──► ┌──────────────┐ ──SessionEvent──► speaker (bounded:
+//!  reader task per conn ──►│ PeerFsm      │   a slow speaker slows reading)
+//!   (framed messages)      │ ConnIo ×1..2 │ ──bytes──► TCP
+//!  timers (deadlines) ───► └──────────────┘
+//! ```
 //!
-//! With a TCP-MD5 key ([`SessionConfig::md5`]) our connecting socket is
-//! signed (RFC 2385); inbound connections are signed by the listener.
-//!
-//! Each connection has a reader task that frames bytes with
-//! [`wire::Framer`] and passes whole messages back; decoding happens here,
-//! where the negotiated parameters are known. Timers are deadlines kept per
-//! connection, set and cleared by [`Action::StartTimer`] and
-//! [`Action::StopTimer`]; the loop sleeps until the earliest one and feeds
-//! its expiry back as an event.
-//!
-//! To the speaker the task reports state changes, an established session
-//! (with a fresh epoch number), decoded UPDATEs, ROUTE-REFRESH requests
-//! and the end of the session, over a bounded channel: a slow speaker
-//! slows reading from the socket, which TCP turns into backpressure on the
-//! peer. The speaker sends back [`SessionCmd`]s over an unbounded channel,
-//! so it never waits for a session; outgoing batches carry the epoch they
-//! were computed for and are dropped if the session has since restarted.
+//! Outgoing batches carry the epoch of the session they were computed for
+//! and are dropped if the session has since restarted.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -43,9 +29,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::attr::{DecodeContext, EncodeContext};
-use crate::fsm::{self, Action, DownReason, Event, Fsm, Keep, State, Timer, resolve_collision};
+use crate::fsm::{self, Action, DownReason, Event, State, Timer};
 use crate::notification::Notification;
 use crate::open::{Negotiated, Open};
+use crate::peer_fsm::{self, ConnId, Output, PeerFsm, reason_text};
 use crate::prefix::AfiSafi;
 use crate::rib::{Outgoing, PeerId};
 use crate::tcp_md5::{self, Key};
@@ -157,42 +144,20 @@ fn expiry(t: Timer) -> Event {
     }
 }
 
-/// One TCP connection (or attempt at one) and its FSM.
-struct Conn {
-    fsm: Fsm,
-    outbound: bool,
+/// The I/O of one connection (or attempt at one); its FSM is in the
+/// [`PeerFsm`].
+#[derive(Debug, Default)]
+struct ConnIo {
     /// Ticket of the current stream or connect attempt.
     ticket: Option<u64>,
     writer: Option<OwnedWriteHalf>,
     local_addr: Option<IpAddr>,
-    /// Its connect attempt or reader (and writer); aborted with the Conn.
+    /// Its connect attempt or reader (and writer); aborted with the ConnIo.
     tasks: Vec<Task<()>>,
     timers: [Option<Instant>; 4],
 }
 
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("state", &self.fsm.state())
-            .field("outbound", &self.outbound)
-            .field("ticket", &self.ticket)
-            .finish()
-    }
-}
-
-impl Conn {
-    fn new(config: &fsm::Config) -> Self {
-        Conn {
-            fsm: Fsm::new(config.clone()),
-            outbound: false,
-            ticket: None,
-            writer: None,
-            local_addr: None,
-            tasks: Vec::new(),
-            timers: [None; 4],
-        }
-    }
-
+impl ConnIo {
     fn close(&mut self) {
         self.ticket = None;
         self.writer = None;
@@ -207,33 +172,14 @@ struct Session {
     start: Instant,
     next_ticket: u64,
     epoch: u64,
-    primary: Conn,
-    secondary: Option<Conn>,
+    fsm: PeerFsm,
+    conns: HashMap<ConnId, ConnIo>,
     io_tx: mpsc::Sender<Io>,
     events: mpsc::Sender<SessionEvent>,
-    last_error: Option<String>,
     /// Closed connections still draining (see [`linger`]); a stopped
     /// session ends after them, so that whoever replaces it connects only
     /// once the peer has read our NOTIFICATION and closed.
     lingering: Vec<Task<()>>,
-}
-
-/// Which connection an action list belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Primary,
-    Secondary,
-}
-
-fn reason_text(r: &DownReason) -> String {
-    match r {
-        DownReason::ManualStop => "stopped".into(),
-        DownReason::HoldTimerExpired => "hold timer expired".into(),
-        DownReason::NotificationSent(n) => format!("sent {n}"),
-        DownReason::NotificationReceived(n) => format!("received {n}"),
-        DownReason::ConnectionLost => "connection lost".into(),
-        DownReason::UnexpectedEvent => "unexpected event".into(),
-    }
 }
 
 async fn connect(
@@ -319,21 +265,11 @@ impl Session {
         self.start.elapsed()
     }
 
-    fn conn(&mut self, which: Which) -> Option<&mut Conn> {
-        match which {
-            Which::Primary => Some(&mut self.primary),
-            Which::Secondary => self.secondary.as_mut(),
-        }
-    }
-
-    fn find(&self, ticket: u64) -> Option<Which> {
-        if self.primary.ticket == Some(ticket) {
-            Some(Which::Primary)
-        } else if self.secondary.as_ref().and_then(|c| c.ticket) == Some(ticket) {
-            Some(Which::Secondary)
-        } else {
-            None
-        }
+    fn find(&self, ticket: u64) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.ticket == Some(ticket))
+            .map(|(&id, _)| id)
     }
 
     fn ticket(&mut self) -> u64 {
@@ -342,130 +278,59 @@ impl Session {
     }
 
     /// Attaches a connected stream to a connection and starts its reader.
-    fn attach(&mut self, which: Which, stream: TcpStream, outbound: bool) {
+    fn attach(&mut self, id: ConnId, stream: TcpStream) {
         let ticket = self.ticket();
         let tx = self.io_tx.clone();
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok().map(|a| a.ip().to_canonical());
         let (r, w) = stream.into_split();
-        let Some(conn) = self.conn(which) else { return };
+        let conn = self.conns.entry(id).or_default();
         conn.close();
         conn.ticket = Some(ticket);
-        conn.outbound = outbound;
         conn.writer = Some(w);
         conn.local_addr = local;
         conn.tasks.push(Task::spawn(read_loop(r, ticket, tx)));
     }
 
-    /// Feeds one event to a connection's FSM and carries out its actions.
-    async fn feed(&mut self, which: Which, event: Event) {
+    /// Feeds one input to the [`PeerFsm`] and carries out its outputs;
+    /// `stream` is the inbound connection of an [`peer_fsm::Input::Incoming`].
+    async fn handle(&mut self, input: peer_fsm::Input, mut stream: Option<TcpStream>) {
         let now = self.now();
-        let Some(conn) = self.conn(which) else { return };
-        let before = conn.fsm.state();
-        let actions = conn.fsm.handle(now, event);
-        for a in actions {
-            self.act(which, a).await;
-        }
-        let Some(conn) = self.conn(which) else { return };
-        let after = conn.fsm.state();
-        if before != after {
-            debug!(peer = %self.config.remote, ?which, ?before, ?after, "state");
-            if after == State::OpenConfirm {
-                self.check_collision(which).await;
-            }
-            // A second connection that reaches Established while the
-            // primary is still opening becomes the primary: routes are sent
-            // on the primary, and the other one loses its collision later.
-            let which = match (which, after, self.secondary.as_mut()) {
-                (Which::Secondary, State::Established, Some(second)) => {
-                    std::mem::swap(&mut self.primary, second);
-                    Which::Primary
+        for output in self.fsm.handle(now, input) {
+            match output {
+                Output::Act(id, action) => self.act(id, action).await,
+                Output::Attach(id) => {
+                    if let Some(stream) = stream.take() {
+                        self.attach(id, stream);
+                    }
                 }
-                _ => which,
-            };
-            if which == Which::Primary {
-                self.report_state().await;
+                Output::Refuse => debug!(peer = %self.config.remote, "inbound connection refused"),
+                Output::Release(id) => {
+                    self.conns.remove(&id);
+                }
+                Output::State { state, last_error } => {
+                    debug!(peer = %self.config.remote, %state, "state");
+                    let _ = self
+                        .events
+                        .send(SessionEvent::State {
+                            peer: self.config.peer,
+                            state,
+                            last_error,
+                        })
+                        .await;
+                }
             }
         }
-        self.tidy().await;
     }
 
-    /// Drops a secondary connection that went Idle, and promotes one that
-    /// outlived a primary which lost a collision.
-    async fn tidy(&mut self) {
-        if self
-            .secondary
-            .as_ref()
-            .is_some_and(|c| c.fsm.state() == State::Idle)
-        {
-            self.secondary = None;
-        }
-        let primary_lost = matches!(
-            self.primary.fsm.last_down(),
-            Some(DownReason::NotificationSent(n))
-                if n.code == crate::notification::code::CEASE
-                    && n.subcode == crate::notification::cease::CONNECTION_COLLISION_RESOLUTION
-        ) && self.primary.fsm.state() == State::Idle;
-        if primary_lost && let Some(second) = self.secondary.take() {
-            self.primary = second;
-            self.report_state().await;
-        }
+    /// Feeds one event to a connection's FSM.
+    async fn feed(&mut self, id: ConnId, event: Event) {
+        self.handle(peer_fsm::Input::Event(id, event), None).await;
     }
 
-    async fn report_state(&mut self) {
-        let state = self.primary.fsm.state();
-        if let Some(r) = self.primary.fsm.last_down() {
-            self.last_error = Some(reason_text(r));
-        }
-        let _ = self
-            .events
-            .send(SessionEvent::State {
-                peer: self.config.peer,
-                state,
-                last_error: self.last_error.clone(),
-            })
-            .await;
-    }
-
-    async fn check_collision(&mut self, which: Which) {
-        let other = match which {
-            Which::Primary => Which::Secondary,
-            Which::Secondary => Which::Primary,
-        };
-        let (Some(me), Some(them)) = (
-            self.conn_ref(which).map(|c| (c.fsm.state(), c.outbound)),
-            self.conn_ref(other).map(|c| (c.fsm.state(), c.outbound)),
-        ) else {
-            return;
-        };
-        let loser = match them.0 {
-            State::Established => which,
-            State::OpenConfirm => {
-                let local = &self.config.fsm.local;
-                let Some(n) = self.conn_ref(which).and_then(|c| c.fsm.negotiated()) else {
-                    return;
-                };
-                let keep = resolve_collision(local.bgp_id, local.asn(), n.peer_id, n.peer_as);
-                let keep_outbound = keep == Keep::Outbound;
-                if me.1 == keep_outbound { other } else { which }
-            }
-            _ => return,
-        };
-        info!(peer = %self.config.remote, ?loser, "connection collision");
-        Box::pin(self.feed(loser, Event::OpenCollisionDump)).await;
-    }
-
-    fn conn_ref(&self, which: Which) -> Option<&Conn> {
-        match which {
-            Which::Primary => Some(&self.primary),
-            Which::Secondary => self.secondary.as_ref(),
-        }
-    }
-
-    async fn write(&mut self, which: Which, bytes: &[u8]) {
+    async fn write(&mut self, id: ConnId, bytes: &[u8]) {
         let remote = self.config.remote;
-        let Some(conn) = self.conn(which) else { return };
-        let Some(w) = conn.writer.as_mut() else {
+        let Some(w) = self.conns.get_mut(&id).and_then(|c| c.writer.as_mut()) else {
             return;
         };
         if let Err(e) = w.write_all(bytes).await {
@@ -473,11 +338,13 @@ impl Session {
             // `Io::Closed`; feeding the failure here, in the middle of an
             // action list, would run the rest of that list in a new state.
             debug!(peer = %remote, error = %e, "write failed");
-            conn.writer = None;
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.writer = None;
+            }
         }
     }
 
-    async fn act(&mut self, which: Which, action: Action) {
+    async fn act(&mut self, id: ConnId, action: Action) {
         match action {
             Action::Connect => {
                 let ticket = self.ticket();
@@ -485,7 +352,7 @@ impl Session {
                 let local = self.config.local;
                 let md5 = self.config.md5.clone();
                 let tx = self.io_tx.clone();
-                let Some(conn) = self.conn(which) else { return };
+                let conn = self.conns.entry(id).or_default();
                 conn.close();
                 conn.ticket = Some(ticket);
                 conn.tasks.push(Task::spawn(async move {
@@ -494,7 +361,7 @@ impl Session {
                 }));
             }
             Action::CloseConnection => {
-                if let Some(conn) = self.conn(which) {
+                if let Some(conn) = self.conns.get_mut(&id) {
                     if let Some(mut w) = conn.writer.take() {
                         let _ = w.shutdown().await;
                         // Closing a socket with unread data makes the
@@ -512,26 +379,25 @@ impl Session {
                     }
                 }
             }
-            Action::SendOpen(open) => self.write(which, &open.encode()).await,
-            Action::SendKeepalive => self.write(which, &wire::keepalive()).await,
+            Action::SendOpen(open) => self.write(id, &open.encode()).await,
+            Action::SendKeepalive => self.write(id, &wire::keepalive()).await,
             Action::SendNotification(n) => {
                 warn!(peer = %self.config.remote, notification = %n, "sending NOTIFICATION");
-                self.write(which, &n.encode(wire::MAX_MESSAGE_LEN)).await
+                self.write(id, &n.encode(wire::MAX_MESSAGE_LEN)).await
             }
             Action::StartTimer(t, d) => {
-                if let Some(conn) = self.conn(which) {
-                    conn.timers[timer_index(t)] = Some(Instant::now() + d);
-                }
+                self.conns.entry(id).or_default().timers[timer_index(t)] = Some(Instant::now() + d);
             }
             Action::StopTimer(t) => {
-                if let Some(conn) = self.conn(which) {
+                if let Some(conn) = self.conns.get_mut(&id) {
                     conn.timers[timer_index(t)] = None;
                 }
             }
             Action::SessionEstablished(negotiated) => {
                 self.epoch += 1;
                 let local_addr = self
-                    .conn_ref(which)
+                    .conns
+                    .get(&id)
                     .and_then(|c| c.local_addr)
                     .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
                 info!(peer = %self.config.remote, "established");
@@ -559,12 +425,12 @@ impl Session {
     }
 
     /// Handles one framed message on a connection.
-    async fn message(&mut self, which: Which, kind: MessageType, body: Vec<u8>) {
-        let Some(conn) = self.conn_ref(which) else {
+    async fn message(&mut self, id: ConnId, kind: MessageType, body: Vec<u8>) {
+        let Some(fsm) = self.fsm.fsm(id) else {
             return;
         };
-        let negotiated = conn.fsm.negotiated().cloned();
-        let established = conn.fsm.state() == State::Established;
+        let negotiated = fsm.negotiated().cloned();
+        let established = fsm.state() == State::Established;
         let event = match kind {
             MessageType::Open => match Open::decode(&body) {
                 Ok(open) => Event::BgpOpen(open),
@@ -594,7 +460,7 @@ impl Session {
             MessageType::Update => {
                 let Some(n) = negotiated.filter(|_| established) else {
                     // UPDATE before Established: FSM error (RFC 6608).
-                    self.feed(which, Event::UpdateMsg).await;
+                    self.feed(id, Event::UpdateMsg).await;
                     return;
                 };
                 let ctx = DecodeContext {
@@ -609,7 +475,7 @@ impl Session {
                                   action = ?e.action, notification = %e.notification,
                                   "malformed attribute");
                         }
-                        self.feed(which, Event::UpdateMsg).await;
+                        self.feed(id, Event::UpdateMsg).await;
                         let _ = self
                             .events
                             .send(SessionEvent::Update {
@@ -623,78 +489,56 @@ impl Session {
                 }
             }
         };
-        self.feed(which, event).await;
+        self.feed(id, event).await;
     }
 
     async fn io(&mut self, io: Io) {
         match io {
             Io::Connected { ticket, result } => {
-                let Some(which) = self.find(ticket) else {
+                let Some(id) = self.find(ticket) else {
                     return;
                 };
                 match result {
                     Ok(stream) => {
-                        self.attach(which, stream, true);
-                        self.feed(which, Event::TcpConnectionConfirmed).await;
+                        self.attach(id, stream);
+                        self.handle(peer_fsm::Input::Connected(id), None).await;
                     }
                     Err(e) => {
                         debug!(peer = %self.config.remote, error = %e, "connect failed");
-                        if let Some(c) = self.conn(which) {
+                        if let Some(c) = self.conns.get_mut(&id) {
                             c.close();
                         }
-                        self.feed(which, Event::TcpConnectionFails).await;
+                        self.feed(id, Event::TcpConnectionFails).await;
                     }
                 }
             }
             Io::Message { ticket, kind, body } => {
-                if let Some(which) = self.find(ticket) {
-                    self.message(which, kind, body).await;
+                if let Some(id) = self.find(ticket) {
+                    self.message(id, kind, body).await;
                 }
             }
             Io::FramingError {
                 ticket,
                 notification,
             } => {
-                if let Some(which) = self.find(ticket) {
-                    self.feed(which, Event::MessageError(notification)).await;
+                if let Some(id) = self.find(ticket) {
+                    self.feed(id, Event::MessageError(notification)).await;
                 }
             }
             Io::Closed { ticket } => {
-                if let Some(which) = self.find(ticket) {
-                    if let Some(c) = self.conn(which) {
+                if let Some(id) = self.find(ticket) {
+                    if let Some(c) = self.conns.get_mut(&id) {
                         c.writer = None;
                     }
-                    self.feed(which, Event::TcpConnectionFails).await;
+                    self.feed(id, Event::TcpConnectionFails).await;
                 }
             }
-        }
-    }
-
-    async fn incoming(&mut self, stream: TcpStream) {
-        match self.primary.fsm.state() {
-            State::Idle | State::Connect | State::Active => {
-                // An inbound connection replaces a pending attempt.
-                if self.primary.fsm.state() == State::Idle {
-                    self.feed(Which::Primary, Event::ManualStartPassive).await;
-                }
-                self.attach(Which::Primary, stream, false);
-                self.feed(Which::Primary, Event::TcpConnectionConfirmed)
-                    .await;
-            }
-            State::OpenSent | State::OpenConfirm if self.secondary.is_none() => {
-                let mut conn = Conn::new(&self.config.fsm);
-                conn.fsm.handle(self.now(), Event::ManualStartPassive);
-                self.secondary = Some(conn);
-                self.attach(Which::Secondary, stream, false);
-                self.feed(Which::Secondary, Event::TcpConnectionConfirmed)
-                    .await;
-            }
-            _ => debug!(peer = %self.config.remote, "inbound connection refused"),
         }
     }
 
     async fn send(&mut self, out: Outgoing) {
-        let Some(n) = self.primary.fsm.negotiated().cloned() else {
+        let (primary, fsm) = self.fsm.primary();
+        let Some(n) = fsm.negotiated().cloned() else {
             return;
         };
         let ctx = EncodeContext {
@@ -713,24 +557,20 @@ impl Session {
             }
         }
         if !bytes.is_empty() {
-            self.write(Which::Primary, &bytes).await;
-            self.feed(Which::Primary, Event::UpdateSent).await;
+            self.write(primary, &bytes).await;
+            self.feed(primary, Event::UpdateSent).await;
         }
     }
 
-    fn next_deadline(&self) -> Option<(Which, Timer, Instant)> {
-        let mut best: Option<(Which, Timer, Instant)> = None;
-        let conns = [
-            (Which::Primary, Some(&self.primary)),
-            (Which::Secondary, self.secondary.as_ref()),
-        ];
-        for (which, conn) in conns {
-            let Some(conn) = conn else { continue };
+    /// The earliest timer of any connection.
+    fn next_deadline(&self) -> Option<(ConnId, Timer, Instant)> {
+        let mut best: Option<(ConnId, Timer, Instant)> = None;
+        for (&id, conn) in &self.conns {
             for t in TIMERS {
                 if let Some(at) = conn.timers[timer_index(t)]
                     && best.is_none_or(|(_, _, b)| at < b)
                 {
-                    best = Some((which, t, at));
+                    best = Some((id, t, at));
                 }
             }
         }
@@ -746,20 +586,18 @@ pub async fn run(
     events: mpsc::Sender<SessionEvent>,
 ) {
     let (io_tx, mut io_rx) = mpsc::channel(64);
-    let primary = Conn::new(&config.fsm);
     let mut s = Session {
+        fsm: PeerFsm::new(config.fsm.clone()),
         config,
         start: Instant::now(),
         next_ticket: 0,
         epoch: 0,
-        primary,
-        secondary: None,
+        conns: HashMap::new(),
         io_tx,
         events,
-        last_error: None,
         lingering: Vec::new(),
     };
-    s.feed(Which::Primary, Event::ManualStart).await;
+    s.handle(peer_fsm::Input::Start, None).await;
     loop {
         let deadline = s.next_deadline();
         tokio::select! {
@@ -771,32 +609,31 @@ pub async fn run(
                         Some(SessionCmd::Cease(subcode)) => Event::ManualStopCease(subcode),
                         _ => Event::ManualStop,
                     };
-                    s.feed(Which::Primary, stop.clone()).await;
-                    if s.secondary.is_some() {
-                        s.feed(Which::Secondary, stop).await;
-                    }
+                    s.handle(peer_fsm::Input::Stop(stop), None).await;
                     for t in s.lingering.drain(..) {
                         let _ = t.await;
                     }
                     return;
                 }
-                Some(SessionCmd::Incoming(stream)) => s.incoming(stream).await,
+                Some(SessionCmd::Incoming(stream)) => s.handle(peer_fsm::Input::Incoming, Some(stream)).await,
                 Some(SessionCmd::Send { epoch, out }) => {
-                    if epoch == s.epoch && s.primary.fsm.can_send_updates() {
+                    if epoch == s.epoch && s.fsm.primary().1.can_send_updates() {
                         s.send(out).await;
                     }
                 }
                 Some(SessionCmd::RouteRefresh { epoch, families }) => {
-                    if epoch == s.epoch && s.primary.fsm.can_send_updates() {
+                    let (primary, fsm) = s.fsm.primary();
+                    if epoch == s.epoch && fsm.can_send_updates() {
                         let bytes: Vec<u8> = families.into_iter().flat_map(|family| RouteRefresh { family }.encode()).collect();
-                        s.write(Which::Primary, &bytes).await;
+                        s.write(primary, &bytes).await;
                     }
                 }
                 Some(SessionCmd::EndOfRib { epoch }) => {
-                    if epoch == s.epoch && s.primary.fsm.can_send_updates() {
-                        let families = s.primary.fsm.negotiated().map(|n| n.families.clone()).unwrap_or_default();
+                    let (primary, fsm) = s.fsm.primary();
+                    if epoch == s.epoch && fsm.can_send_updates() {
+                        let families = fsm.negotiated().map(|n| n.families.clone()).unwrap_or_default();
                         let bytes: Vec<u8> = families.into_iter().flat_map(update::end_of_rib).collect();
-                        s.write(Which::Primary, &bytes).await;
+                        s.write(primary, &bytes).await;
                     }
                 }
             },
@@ -807,11 +644,11 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                if let Some((which, t, _)) = deadline {
-                    if let Some(c) = s.conn(which) {
+                if let Some((id, t, _)) = deadline {
+                    if let Some(c) = s.conns.get_mut(&id) {
                         c.timers[timer_index(t)] = None;
                     }
-                    s.feed(which, expiry(t)).await;
+                    s.feed(id, expiry(t)).await;
                 }
             }
         }

@@ -311,3 +311,120 @@ pub(crate) async fn accept(listener: Arc<TcpListener>, owner: mpsc::WeakSender<C
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::attr::{AsPath, Origin, PathAttrs};
+    use crate::capability::{GrFamily, GracefulRestart};
+    use crate::fsm::DownReason;
+    use crate::open::Negotiated;
+    use crate::speaker::{PeerConfig, SpeakerConfig};
+    use crate::update::Update;
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+    async fn routes(tx: &mpsc::Sender<Command>) -> Vec<RouteStatus> {
+        let (reply, rx) = oneshot::channel();
+        tx.send(Command::Routes(reply)).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    /// The owner task with one passive peer (its session waits for a
+    /// connection that never comes); session events are fed by the test.
+    fn owner(
+        config: SpeakerConfig,
+    ) -> (
+        mpsc::Sender<Command>,
+        mpsc::Sender<SessionEvent>,
+        watch::Sender<bool>,
+    ) {
+        let (tx, rx) = mpsc::channel(8);
+        let (ev_tx, ev_rx) = mpsc::channel(8);
+        let mut owner = Owner::new(
+            Core::new(&config, Instant::now(), false),
+            ev_tx.clone(),
+            None,
+            None,
+        );
+        let peer = PeerConfig {
+            passive: true,
+            ..PeerConfig::new(PEER, 65002)
+        };
+        owner.feed(Input::AddPeer(Box::new(peer)), None);
+        let (abandon, abandoned) = watch::channel(false);
+        tokio::spawn(owner.run(rx, ev_rx, abandoned));
+        (tx, ev_tx, abandon)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_owner_task_drops_a_lost_peers_stale_routes_when_its_restart_time_is_up() {
+        let (tx, events, _abandon) = owner(SpeakerConfig::new(65001, Ipv4Addr::new(1, 1, 1, 1)));
+        let peer = PeerId(0);
+        let negotiated = Negotiated {
+            local_as: 65001,
+            peer_as: 65002,
+            peer_id: Ipv4Addr::new(2, 2, 2, 2),
+            four_octet_as: true,
+            families: vec![AfiSafi::IPV4_UNICAST],
+            hold_time: 90,
+            keepalive_time: 30,
+            route_refresh: true,
+            enhanced_route_refresh: false,
+            extended_message: false,
+            peer_graceful_restart: Some(GracefulRestart {
+                restarting: false,
+                notification: false,
+                restart_time: 60,
+                families: vec![GrFamily {
+                    family: AfiSafi::IPV4_UNICAST,
+                    forwarding_preserved: true,
+                }],
+            }),
+            peer_fqdn: None,
+        };
+        let update = Update {
+            announced: vec!["10.2.0.0/24".parse().unwrap()],
+            attrs: PathAttrs {
+                next_hop: Some(Ipv4Addr::new(127, 0, 0, 2)),
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::sequence([65002])),
+                ..PathAttrs::default()
+            },
+            ..Update::default()
+        };
+        for ev in [
+            SessionEvent::Established {
+                peer,
+                epoch: 1,
+                negotiated,
+                local_addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            },
+            SessionEvent::Update {
+                peer,
+                update: Box::new(update),
+            },
+            SessionEvent::Down {
+                peer,
+                reason: DownReason::ConnectionLost,
+            },
+        ] {
+            events.send(ev).await.unwrap();
+        }
+        // The owner takes commands and events in no set order: wait (not
+        // in time, which is paused) for it to have taken the events.
+        for _ in 0..1000 {
+            if routes(&tx).await.len() == 1 && events.capacity() == events.max_capacity() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(routes(&tx).await.len(), 1, "kept, stale, while it restarts");
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(routes(&tx).await.len(), 1, "59 s of its 60 s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(routes(&tx).await, vec![], "its restart time is up");
+    }
+}

@@ -1,18 +1,8 @@
-//! Replay tests of the speaker's [`Core`]: each script under
-//! `tests/replay/speaker/` is a recorded run, inputs at their time, each
-//! followed by the outputs expected, indented. The test feeds the inputs
-//! and writes the transcript it gets in the same form; it must equal the
-//! script. `BLESS=1` rewrites the scripts from what the core does.
-//!
-//! ```text
-//! speaker as 65001 id 1.1.1.1 fib          -- the SpeakerConfig (first line)
-//! at 0 add-peer 10.0.0.2 as 65002          -- an input, at 0 s
-//!     start 10.0.0.2:179 as 65002          -- an output it must give
-//! ```
+//! Replay tests of the speaker's [`Core`] (see `crate::replay`): the
+//! scripts under `tests/replay/speaker/`.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,6 +15,7 @@ use crate::fsm::{DownReason, State};
 use crate::notification::Notification;
 use crate::open::Negotiated;
 use crate::prefix::{AfiSafi, Prefix};
+use crate::replay::{At, Replay, list};
 use crate::rib::{Outgoing, PeerId};
 use crate::session::{SessionCmd, SessionEvent};
 use crate::update::Update;
@@ -38,31 +29,10 @@ struct Run {
     peers: Vec<(PeerId, IpAddr)>,
 }
 
-/// Where a script is, for errors.
-struct At<'a> {
-    file: &'a Path,
-    line: usize,
-}
-
-impl At<'_> {
-    fn fail(&self, what: impl std::fmt::Display) -> ! {
-        panic!("{}:{}: {what}", self.file.display(), self.line)
-    }
-}
-
-fn parse<T: std::str::FromStr>(at: &At<'_>, what: &str, word: Option<&str>) -> T
-where
-    T::Err: std::fmt::Display,
-{
-    let word = word.unwrap_or_else(|| at.fail(format!("{what} expected")));
-    word.parse()
-        .unwrap_or_else(|e| at.fail(format!("{what} {word:?}: {e}")))
-}
-
 fn prefixes(at: &At<'_>, word: Option<&str>) -> Vec<Prefix> {
-    let list: String = parse(at, "prefix list", word);
+    let list: String = at.parse("prefix list", word);
     list.split(',')
-        .map(|p| parse(at, "prefix", Some(p)))
+        .map(|p| at.parse("prefix", Some(p)))
         .collect()
 }
 
@@ -84,13 +54,13 @@ fn speaker(at: &At<'_>, line: &str) -> (SpeakerConfig, bool) {
     let mut fib = false;
     while let Some(word) = words.next() {
         match word {
-            "as" => config.asn = parse(at, "AS number", words.next()),
-            "id" => config.router_id = parse(at, "router ID", words.next()),
+            "as" => config.asn = at.parse("AS number", words.next()),
+            "id" => config.router_id = at.parse("router ID", words.next()),
             "fib" => fib = true,
             "restarting" => config.graceful_restart.restarting = true,
             "no-gr" => config.graceful_restart.enabled = false,
             "fib-sync-after" => {
-                config.fib_sync_after = Duration::from_secs(parse(at, "seconds", words.next()))
+                config.fib_sync_after = Duration::from_secs(at.parse("seconds", words.next()))
             }
             other => at.fail(format!("unknown speaker setting {other:?}")),
         }
@@ -100,11 +70,11 @@ fn speaker(at: &At<'_>, line: &str) -> (SpeakerConfig, bool) {
 
 /// `ADDR as ASN [rr-client] [next-hop-self] [passive] [password]`.
 fn peer_config(at: &At<'_>, words: &mut std::str::SplitWhitespace<'_>) -> PeerConfig {
-    let addr = parse(at, "peer address", words.next());
+    let addr = at.parse("peer address", words.next());
     if words.next() != Some("as") {
         at.fail("`as ASN` expected after the peer address");
     }
-    let mut pc = PeerConfig::new(addr, parse(at, "AS number", words.next()));
+    let mut pc = PeerConfig::new(addr, at.parse("AS number", words.next()));
     for word in words {
         match word {
             "rr-client" => pc.route_reflector_client = true,
@@ -118,7 +88,7 @@ fn peer_config(at: &At<'_>, words: &mut std::str::SplitWhitespace<'_>) -> PeerCo
 
 impl Run {
     fn peer(&self, at: &At<'_>, word: Option<&str>) -> PeerId {
-        let addr: IpAddr = parse(at, "peer address", word);
+        let addr: IpAddr = at.parse("peer address", word);
         self.peers
             .iter()
             .rev()
@@ -139,12 +109,12 @@ impl Run {
         let mut words = line.split_whitespace();
         let verb = words.next().unwrap_or_default();
         let input = match verb {
-            "announce" => Input::Announce(parse(at, "prefix", words.next()), PathAttrs::default()),
-            "withdraw" => Input::Withdraw(parse(at, "prefix", words.next())),
+            "announce" => Input::Announce(at.parse("prefix", words.next()), PathAttrs::default()),
+            "withdraw" => Input::Withdraw(at.parse("prefix", words.next())),
             "add-peer" => Input::AddPeer(Box::new(peer_config(at, &mut words))),
             "update-peer" => Input::UpdatePeer(Box::new(peer_config(at, &mut words))),
-            "remove-peer" => Input::RemovePeer(parse(at, "peer address", words.next())),
-            "refresh" => Input::Refresh(parse(at, "peer address", words.next())),
+            "remove-peer" => Input::RemovePeer(at.parse("peer address", words.next())),
+            "refresh" => Input::Refresh(at.parse("peer address", words.next())),
             "not-started" => Input::NotStarted {
                 peer: self.peer(at, words.next()),
                 error: words.by_ref().collect::<Vec<_>>().join(" "),
@@ -186,9 +156,7 @@ impl Run {
             }
             other => at.fail(format!("unknown input {other:?}")),
         };
-        if let Some(extra) = words.next() {
-            at.fail(format!("unexpected {extra:?}"));
-        }
+        at.done(words);
         Some(input)
     }
 
@@ -225,9 +193,9 @@ impl Run {
                 let mut route_refresh = true;
                 while let Some(word) = words.next() {
                     match word {
-                        "epoch" => epoch = parse(at, "epoch", words.next()),
-                        "as" => peer_as = parse(at, "AS number", words.next()),
-                        "gr" => gr = Some(parse(at, "restart time", words.next())),
+                        "epoch" => epoch = at.parse("epoch", words.next()),
+                        "as" => peer_as = at.parse("AS number", words.next()),
+                        "gr" => gr = Some(at.parse("restart time", words.next())),
                         "no-route-refresh" => route_refresh = false,
                         other => at.fail(format!("unknown session parameter {other:?}")),
                     }
@@ -273,12 +241,12 @@ impl Run {
                     match word {
                         "announce" => update.announced = prefixes(at, words.next()),
                         "withdraw" => update.withdrawn = prefixes(at, words.next()),
-                        "via" => update.attrs.next_hop = Some(parse(at, "next hop", words.next())),
+                        "via" => update.attrs.next_hop = Some(at.parse("next hop", words.next())),
                         "path" => {
-                            let list: String = parse(at, "AS list", words.next());
+                            let list: String = at.parse("AS list", words.next());
                             as_path = list
                                 .split(',')
-                                .map(|a| parse(at, "AS number", Some(a)))
+                                .map(|a| at.parse("AS number", Some(a)))
                                 .collect();
                         }
                         other => at.fail(format!("unknown UPDATE part {other:?}")),
@@ -374,11 +342,6 @@ fn answer(r: Result<String, super::SpeakerError>) -> String {
     }
 }
 
-fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    let items: Vec<String> = items.iter().map(T::to_string).collect();
-    format!("[{}]", items.join(" "))
-}
-
 /// `: announce P,P via NH path A,B; withdraw P,P`.
 fn routes(out: &Outgoing) -> String {
     let mut s = String::new();
@@ -406,77 +369,29 @@ fn routes(out: &Outgoing) -> String {
     s.replacen(';', ":", 1)
 }
 
-/// Runs one script, returning its transcript.
-fn replay(file: &Path, script: &str) -> String {
-    let mut out = String::new();
-    let mut run: Option<Run> = None;
-    for (i, line) in script.lines().enumerate() {
-        let at = At { file, line: i + 1 };
-        if line.starts_with("    ") {
-            continue; // an expected output: the transcript has the real ones
+impl Replay for Run {
+    fn start(at: &At<'_>, line: &str) -> Self {
+        let (config, fib) = speaker(at, line);
+        let start = Instant::now();
+        Run {
+            core: Core::new(&config, start, fib),
+            start,
+            asn: config.asn,
+            peers: Vec::new(),
         }
-        out.push_str(line);
-        out.push('\n');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some(run) = run.as_mut() else {
-            let (config, fib) = speaker(&at, line);
-            let start = Instant::now();
-            run = Some(Run {
-                core: Core::new(&config, start, fib),
-                start,
-                asn: config.asn,
-                peers: Vec::new(),
-            });
-            continue;
-        };
-        let Some(rest) = line.strip_prefix("at ") else {
-            at.fail("an input line starts with `at SECONDS`");
-        };
-        let (secs, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        let now = run.start + Duration::from_secs(parse(&at, "seconds", Some(secs)));
-        if let Some(input) = run.input(&at, now, rest, &mut out) {
-            for output in run.core.handle(now, input) {
-                run.output(output, &mut out);
+    }
+
+    fn step(&mut self, at: &At<'_>, now: Duration, line: &str, out: &mut String) {
+        let now = self.start + now;
+        if let Some(input) = self.input(at, now, line, out) {
+            for output in self.core.handle(now, input) {
+                self.output(output, out);
             }
         }
     }
-    out
-}
-
-fn scripts() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/replay/speaker");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "replay"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
 fn every_recorded_speaker_run_replays_to_its_expected_outputs() {
-    let bless = std::env::var_os("BLESS").is_some();
-    let files = scripts();
-    assert!(files.len() >= 5, "scripts missing: {files:?}");
-    let mut failed = Vec::new();
-    for file in files {
-        let script = std::fs::read_to_string(&file).unwrap();
-        let got = replay(&file, &script);
-        if got == script {
-            continue;
-        }
-        if bless {
-            std::fs::write(&file, &got).unwrap();
-        } else {
-            failed.push(format!("{}:\n{got}", file.display()));
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "transcripts differ from the scripts (BLESS=1 rewrites them):\n{}",
-        failed.join("\n")
-    );
+    crate::replay::check::<Run>("speaker", 7);
 }
