@@ -110,6 +110,7 @@ pub enum Event {
 }
 
 impl Event {
+    #[cfg(any(test, feature = "testing"))]
     /// One of 16 representative events for a code (taken modulo 16), with
     /// `peer` as the OPEN received: how the fuzz target and the property
     /// tests turn bytes into event sequences.
@@ -221,11 +222,13 @@ impl Fsm {
         self.state
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// When the current state was entered (the `now` of that event).
     pub fn since(&self) -> Duration {
         self.since
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn connect_retry_counter(&self) -> u32 {
         self.connect_retry_counter
     }

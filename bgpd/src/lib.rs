@@ -14,6 +14,11 @@
 //! a reference decoder in tests (see README.md).
 //!
 //! # Layout
+//! What felix, calicoctl and the daemon use is public: [`speaker`],
+//! [`status`], [`fib`], [`config`], [`filter`], [`graceful_restart`],
+//! [`prefix`] and the path attributes re-exported here. The rest is
+//! crate-private; the `testing` feature makes it public for the
+//! integration tests, benchmarks and fuzz targets.
 //! - [`wire`]: framing and header checks (RFC 4271 §4.1, §6.1; RFC 8654),
 //!   KEEPALIVE and ROUTE-REFRESH.
 //! - [`notification`]: the NOTIFICATION message and names of codes/subcodes.
@@ -46,25 +51,44 @@
 //! - [`status`]: the status socket (text and JSON answers), its client, and
 //!   the tables it answers with (`birdc show protocols` / `show route` style).
 
-pub mod attr;
-pub mod capability;
+// What felix, calicoctl and the daemon use.
 pub mod config;
 pub mod fib;
 pub mod filter;
-pub mod fsm;
 pub mod graceful_restart;
-pub mod notification;
-pub mod open;
-pub(crate) mod peer_fsm;
 pub mod prefix;
-#[cfg(test)]
-mod replay;
-pub mod rib;
-pub mod session;
 pub mod speaker;
 pub mod status;
-pub mod tcp_md5;
-pub mod update;
-pub mod wire;
 
+/// Declares modules that are crate-private, and public only with the
+/// `testing` feature, through which the crate's integration tests,
+/// benchmarks and fuzz targets reach the codec and the FSM.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        #[cfg(not(feature = "testing"))]
+        pub(crate) mod $name;
+    )*};
+}
+
+internal!(
+    attr,
+    capability,
+    fsm,
+    notification,
+    open,
+    rib,
+    session,
+    tcp_md5,
+    update,
+    wire
+);
+pub(crate) mod peer_fsm;
+#[cfg(test)]
+mod replay;
+
+pub use attr::{Aggregator, AsPath, LargeCommunity, Origin, PathAttrs, RawAttr};
+pub use fsm::State;
 pub use notification::Notification;
+pub use tcp_md5::Key;

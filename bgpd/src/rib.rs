@@ -101,6 +101,7 @@ impl Path {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Failed an import check: kept in the Adj-RIB-In, never selected.
     pub fn rejected(&self) -> bool {
         self.rejected
@@ -179,6 +180,7 @@ struct Table {
 }
 
 impl Table {
+    #[cfg(any(test, feature = "testing"))]
     fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
@@ -339,6 +341,7 @@ impl Rib {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn config(&self) -> &RibConfig {
         &self.config
     }
@@ -347,15 +350,18 @@ impl Rib {
         self.peers.get(&id)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// The number of prefixes with at least one path.
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.table.len() == 0
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// The number of distinct interned attribute sets (for introspection).
     pub fn interned_attrs(&self) -> usize {
         self.interner.set.len()
@@ -948,6 +954,7 @@ impl Rib {
         Some(out)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// The Adj-RIB-Out entry of `prefix` for `to`.
     pub fn export(&self, to: PeerId, prefix: &Prefix) -> Option<RouteAttrs> {
         self.best(prefix)

@@ -202,6 +202,7 @@ impl Update {
         out
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Encodes this UPDATE as a whole message. MP_REACH_NLRI and
     /// MP_UNREACH_NLRI go first (RFC 7606 §5.1).
     pub fn encode(&self, ctx: &EncodeContext) -> Result<Vec<u8>, EncodeError> {

@@ -162,6 +162,7 @@ impl Framer {
         Self::default()
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Raises the limit to 65535 once Extended Message is negotiated.
     pub fn set_max_len(&mut self, max_len: usize) {
         self.max_len = max_len;

@@ -32,11 +32,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bgpd::attr::{Origin, PathAttrs};
 use bgpd::fib::{self, Fib, FibConfig, FibError, FibTable};
 use bgpd::graceful_restart::MAX_RESTART_TIME;
 use bgpd::speaker::{PeerConfig, Speaker, SpeakerConfig, SpeakerError, SpeakerHandle};
 use bgpd::status;
+use bgpd::{Origin, PathAttrs};
 use ipnet::IpNet;
 use task::Task;
 use tokio::net::{TcpListener, TcpSocket};
