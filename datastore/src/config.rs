@@ -102,18 +102,26 @@ impl Setting {
         }
     }
 
-    fn yaml(self) -> &'static str {
+    /// Its name in a CalicoAPIConfig's spec.
+    fn field(self) -> &'static str {
         match self {
-            Setting::DatastoreType => "spec.datastoreType",
-            Setting::DatastorePath => "spec.datastorePath",
-            Setting::EtcdEndpoints => "spec.etcdEndpoints",
-            Setting::EtcdCaCertFile => "spec.etcdCACertFile",
-            Setting::EtcdCertFile => "spec.etcdCertFile",
-            Setting::EtcdKeyFile => "spec.etcdKeyFile",
-            Setting::EtcdUsername => "spec.etcdUsername",
-            Setting::EtcdPassword => "spec.etcdPassword",
+            Setting::DatastoreType => "datastoreType",
+            Setting::DatastorePath => "datastorePath",
+            Setting::EtcdEndpoints => "etcdEndpoints",
+            Setting::EtcdCaCertFile => "etcdCACertFile",
+            Setting::EtcdCertFile => "etcdCertFile",
+            Setting::EtcdKeyFile => "etcdKeyFile",
+            Setting::EtcdUsername => "etcdUsername",
+            Setting::EtcdPassword => "etcdPassword",
         }
     }
+}
+
+/// Every datastore setting as (its environment variable, its name in a
+/// CalicoAPIConfig's spec), as [`DatastoreConfig::from_env_lookup`] reads
+/// them: what other configuration files (felix's) map onto.
+pub fn settings() -> impl Iterator<Item = (&'static str, &'static str)> {
+    Setting::ALL.into_iter().map(|s| (s.env(), s.field()))
 }
 
 /// Where settings come from, to name them in errors.
@@ -129,16 +137,16 @@ impl Origin<'_> {
             Origin::File(p) => p.display().to_string(),
         }
     }
-    fn field(&self, s: Setting) -> &'static str {
+    fn field(&self, s: Setting) -> String {
         match self {
-            Origin::Env => s.env(),
-            Origin::File(_) => s.yaml(),
+            Origin::Env => s.env().into(),
+            Origin::File(_) => format!("spec.{}", s.field()),
         }
     }
     fn error(&self, s: Setting, message: impl Into<String>) -> Error {
         Error::Config {
             origin: self.name(),
-            field: self.field(s).into(),
+            field: self.field(s),
             message: message.into(),
         }
     }

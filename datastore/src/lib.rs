@@ -39,7 +39,7 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{DatastoreConfig, EtcdConfig, connect};
+pub use config::{DatastoreConfig, EtcdConfig, connect, settings};
 pub use error::{Error, Result};
 pub use etcd::EtcdStore;
 pub use kv::{

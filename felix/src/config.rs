@@ -167,62 +167,41 @@ struct FileSettings {
     nodename_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileDatastore {
-    #[serde(rename = "type")]
-    datastore_type: Option<String>,
-    path: Option<String>,
-    etcd_endpoints: Option<String>,
-    #[serde(rename = "etcdCACertFile")]
-    etcd_ca_cert_file: Option<String>,
-    etcd_cert_file: Option<String>,
-    etcd_key_file: Option<String>,
-    etcd_username: Option<String>,
-    etcd_password: Option<String>,
+/// The settings file's `datastore:` mapping: `type` and `path`, and the
+/// etcd settings under their CalicoAPIConfig names ([`datastore::settings`]).
+type FileDatastore = BTreeMap<String, String>;
+
+/// The name in felix's settings file of a datastore setting, by its
+/// CalicoAPIConfig name.
+fn file_name(field: &'static str) -> &'static str {
+    match field {
+        "datastoreType" => "type",
+        "datastorePath" => "path",
+        other => other,
+    }
 }
 
-impl FileDatastore {
-    /// The file's datastore settings by the environment variable they stand for.
-    fn by_env(&self) -> BTreeMap<&'static str, (&'static str, String)> {
-        [
-            ("DATASTORE_TYPE", "datastore.type", &self.datastore_type),
-            ("DATASTORE_PATH", "datastore.path", &self.path),
-            (
-                "ETCD_ENDPOINTS",
-                "datastore.etcdEndpoints",
-                &self.etcd_endpoints,
-            ),
-            (
-                "ETCD_CA_CERT_FILE",
-                "datastore.etcdCACertFile",
-                &self.etcd_ca_cert_file,
-            ),
-            (
-                "ETCD_CERT_FILE",
-                "datastore.etcdCertFile",
-                &self.etcd_cert_file,
-            ),
-            (
-                "ETCD_KEY_FILE",
-                "datastore.etcdKeyFile",
-                &self.etcd_key_file,
-            ),
-            (
-                "ETCD_USERNAME",
-                "datastore.etcdUsername",
-                &self.etcd_username,
-            ),
-            (
-                "ETCD_PASSWORD",
-                "datastore.etcdPassword",
-                &self.etcd_password,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(env, field, v)| v.clone().map(|v| (env, (field, v))))
+/// The file's datastore settings by the environment variable they stand
+/// for, as (file field, value); a name felix does not know is refused.
+fn file_by_env(
+    file: &FileDatastore,
+    layers: &Layers<'_>,
+) -> Result<BTreeMap<&'static str, (String, String)>, ConfigError> {
+    let known: BTreeMap<&str, &'static str> = datastore::settings()
+        .map(|(env, field)| (file_name(field), env))
+        .collect();
+    file.iter()
+        .map(|(name, value)| match known.get(name.as_str()) {
+            Some(&env) => Ok((env, (format!("datastore.{name}"), value.clone()))),
+            None => Err(layers.error(
+                &Source::File(format!("datastore.{name}")),
+                format!(
+                    "unknown datastore setting; expected one of {}",
+                    known.keys().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        })
         .collect()
-    }
 }
 
 /// Where a value came from, to name it in errors.
@@ -252,7 +231,7 @@ impl Layers<'_> {
         &self,
         flag: (&'static str, &Option<String>),
         envs: &[&'static str],
-        file: (&'static str, &Option<String>),
+        file: (&str, &Option<String>),
     ) -> Option<Value> {
         let non_empty = |v: &Option<String>| {
             v.as_deref()
@@ -589,15 +568,18 @@ fn datastore_config(
     ]
     .into_iter()
     .collect();
-    let file_values = file.by_env();
+    let file_values = file_by_env(file, layers)?;
     let sources = std::cell::RefCell::new(BTreeMap::<String, Source>::new());
     let lookup = |name: &str| -> Option<String> {
         let empty = None;
         let flag = flag_values.get(name).map_or(("", &empty), |f| (f.0, f.1));
         let file_value = file_values.get(name).map(|(_, v)| v.clone());
-        let file_field = file_values.get(name).map_or("", |(f, _)| f);
+        let file_field = file_values.get(name).map_or("", |(f, _)| f.as_str());
         // The variable under its `'static` name, if it is one we read.
-        let envs: Vec<&'static str> = ENV_NAMES.iter().copied().filter(|e| *e == name).collect();
+        let envs: Vec<&'static str> = datastore::settings()
+            .map(|(env, _)| env)
+            .filter(|e| *e == name)
+            .collect();
         let picked = layers.pick(flag, &envs, (file_field, &file_value))?;
         sources.borrow_mut().insert(name.to_owned(), picked.source);
         Some(picked.text)
@@ -621,18 +603,6 @@ fn datastore_config(
         },
     })
 }
-
-/// The variables [`DatastoreConfig::from_env_lookup`] reads.
-const ENV_NAMES: [&str; 8] = [
-    "DATASTORE_TYPE",
-    "DATASTORE_PATH",
-    "ETCD_ENDPOINTS",
-    "ETCD_CA_CERT_FILE",
-    "ETCD_CERT_FILE",
-    "ETCD_KEY_FILE",
-    "ETCD_USERNAME",
-    "ETCD_PASSWORD",
-];
 
 #[cfg(test)]
 mod tests {
@@ -756,6 +726,17 @@ mod tests {
                 path: "/tmp/f.db".into()
             }
         );
+    }
+
+    #[test]
+    fn an_unknown_datastore_setting_in_the_file_is_refused_by_name() {
+        // CalicoAPIConfig's name for the path is not felix's.
+        let file = "datastore:\n  datastorePath: /tmp/x.db\n";
+        let err = resolve(&RunArgs::default(), &[], Some(file)).unwrap_err();
+        assert_eq!(err.origin, "/etc/felix.yaml");
+        assert_eq!(err.field, "datastore.datastorePath");
+        assert!(err.message.contains("expected one of"), "{}", err.message);
+        assert!(err.message.contains("path"), "{}", err.message);
     }
 
     #[test]
