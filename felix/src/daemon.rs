@@ -75,7 +75,7 @@ impl DaemonConfig {
 }
 
 /// One driver and where it stands.
-struct Slot {
+struct TrackedDriver {
     driver: Box<dyn Driver>,
     /// The generation it last applied successfully.
     applied: Option<u64>,
@@ -87,13 +87,13 @@ struct Slot {
     last_error: Option<String>,
 }
 
-impl Slot {
+impl TrackedDriver {
     fn due(&self, generation: u64, now: Instant) -> bool {
         (self.applied != Some(generation) && self.retry_at.is_none_or(|t| t <= now))
             || self.recheck_at.is_some_and(|t| t <= now)
     }
 
-    /// The next time this slot wants a pass with no change.
+    /// The next time this driver wants a pass with no change.
     fn wake_at(&self, generation: u64) -> Option<Instant> {
         let retry = self.retry_at.filter(|_| self.applied != Some(generation));
         match (retry, self.recheck_at) {
@@ -104,14 +104,14 @@ impl Slot {
 }
 
 /// The loop's state between passes.
-struct Loop {
+struct Reconciler {
     config: DaemonConfig,
     store: Arc<dyn KvStore>,
     /// The last registration problem logged (logged again only when it changes).
     registration_error: Option<String>,
     calculate: Calculate,
     metrics: Arc<Metrics>,
-    slots: Vec<Slot>,
+    drivers: Vec<TrackedDriver>,
     desired: Option<Desired>,
     generation: u64,
     problems: BTreeSet<Problem>,
@@ -123,7 +123,7 @@ struct Loop {
     calculated_at: Option<Instant>,
 }
 
-impl Loop {
+impl Reconciler {
     /// Calculates from the snapshot (on the blocking pool: the calculation
     /// may take a while on a large datastore); a new generation if the
     /// result differs.
@@ -178,47 +178,47 @@ impl Loop {
             return;
         };
         let generation = self.generation;
-        for slot in &mut self.slots {
-            if !slot.due(generation, Instant::now()) {
+        for tracked in &mut self.drivers {
+            if !tracked.due(generation, Instant::now()) {
                 continue;
             }
-            let name = slot.driver.name();
+            let name = tracked.driver.name();
             let started = Instant::now();
             self.metrics.set_busy(true);
-            let result = slot.driver.apply(desired).await;
+            let result = tracked.driver.apply(desired).await;
             self.metrics.set_busy(false);
             self.metrics
                 .apply_seconds
                 .observe(&[name], started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    if slot.last_error.take().is_some() {
+                    if tracked.last_error.take().is_some() {
                         tracing::info!(driver = name, "driver recovered");
                     }
-                    slot.applied = Some(generation);
-                    slot.failures = 0;
-                    slot.retry_at = None;
-                    slot.recheck_at = slot
+                    tracked.applied = Some(generation);
+                    tracked.failures = 0;
+                    tracked.retry_at = None;
+                    tracked.recheck_at = tracked
                         .driver
                         .pending()
                         .then(|| Instant::now() + self.config.recheck);
                 }
                 Err(error) => {
                     let error = error.to_string();
-                    slot.failures += 1;
-                    let pause = self.config.backoff(slot.failures);
-                    slot.retry_at = Some(Instant::now() + pause);
+                    tracked.failures += 1;
+                    let pause = self.config.backoff(tracked.failures);
+                    tracked.retry_at = Some(Instant::now() + pause);
                     self.metrics.apply_errors.inc(&[name]);
-                    if slot.last_error.as_deref() == Some(&error) {
+                    if tracked.last_error.as_deref() == Some(&error) {
                         tracing::debug!(driver = name, %error, retry_in = ?pause, "apply failed again");
                     } else {
                         tracing::warn!(driver = name, %error, retry_in = ?pause, "apply failed; retrying");
-                        slot.last_error = Some(error);
+                        tracked.last_error = Some(error);
                     }
                 }
             }
         }
-        if !self.applied_once && self.slots.iter().all(|s| s.applied.is_some()) {
+        if !self.applied_once && self.drivers.iter().all(|s| s.applied.is_some()) {
             tracing::info!(generation, "dataplane programmed");
             self.applied_once = true;
         }
@@ -255,7 +255,7 @@ impl Loop {
 
     /// When the earliest driver waiting for a retry or a recheck is due.
     fn next_retry(&self) -> Option<Instant> {
-        self.slots
+        self.drivers
             .iter()
             .filter_map(|s| s.wake_at(self.generation))
             .min()
@@ -292,15 +292,15 @@ pub async fn run(
         let (sync, mut task) = Syncer::new(store.clone(), metrics.clone()).spawn();
         let mut drivers = drivers;
         drivers.sort_by_key(|d| d.stage());
-        let mut state = Loop {
+        let mut state = Reconciler {
             config,
             store,
             registration_error: None,
             calculate,
             metrics: metrics.clone(),
-            slots: drivers
+            drivers: drivers
                 .into_iter()
-                .map(|driver| Slot {
+                .map(|driver| TrackedDriver {
                     driver,
                     applied: None,
                     failures: 0,
