@@ -93,6 +93,10 @@ pub struct PeerReport {
     pub received: usize,
     pub accepted: usize,
     pub advertised: usize,
+    /// Established sessions that ended since the peer was configured
+    /// (absent from older felix: 0).
+    #[serde(default)]
+    pub flaps: u64,
 }
 
 impl From<&PeerStatus> for PeerReport {
@@ -107,6 +111,7 @@ impl From<&PeerStatus> for PeerReport {
             received: p.received,
             accepted: p.accepted,
             advertised: p.advertised,
+            flaps: p.flaps,
         }
     }
 }
@@ -338,6 +343,7 @@ mod tests {
             received: 3,
             accepted: 2,
             advertised: 1,
+            flaps: 0,
         }]);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("Peer "));

@@ -405,6 +405,9 @@ impl PeerMetrics {
                         address: p.addr,
                         state: p.state.to_string(),
                         prefixes: p.accepted as u64,
+                        advertised: p.advertised as u64,
+                        flaps: p.flaps,
+                        last_error: p.last_error,
                     })
                     .collect();
                 *out.0.lock().unwrap_or_else(|e| e.into_inner()) = peers;

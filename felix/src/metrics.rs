@@ -57,6 +57,10 @@ impl<V: Default + Clone> Family<V> {
             .or_default())
     }
 
+    fn replace_all(&self, values: impl IntoIterator<Item = (Labels, V)>) {
+        *self.values.lock().unwrap_or_else(|e| e.into_inner()) = values.into_iter().collect();
+    }
+
     fn snapshot(&self) -> BTreeMap<Labels, V> {
         self.values
             .lock()
@@ -122,6 +126,11 @@ impl Counter {
     pub fn get(&self, labels: &[&str]) -> u64 {
         self.0.with(labels, |v| *v)
     }
+    /// Replaces every label set at once, for counts kept elsewhere (a BGP
+    /// peer's flaps, counted by the speaker).
+    pub fn replace_all(&self, values: impl IntoIterator<Item = (Vec<String>, u64)>) {
+        self.0.replace_all(values);
+    }
     fn render(&self, out: &mut String) {
         self.0.render_values(out, "counter");
     }
@@ -144,7 +153,7 @@ impl Gauge {
     /// Replaces every label set at once (for values read whole, such as
     /// peers by state: states no longer present disappear).
     pub fn replace_all(&self, values: impl IntoIterator<Item = (Vec<String>, f64)>) {
-        *self.0.values.lock().unwrap_or_else(|e| e.into_inner()) = values.into_iter().collect();
+        self.0.replace_all(values);
     }
     fn render(&self, out: &mut String) {
         self.0.render_values(out, "gauge");
@@ -247,6 +256,12 @@ pub struct PeerStatus {
     pub state: String,
     /// Prefixes received from the peer and accepted.
     pub prefixes: u64,
+    /// Prefixes advertised to the peer.
+    pub advertised: u64,
+    /// Established sessions that ended since the peer was configured.
+    pub flaps: u64,
+    /// Why the session last failed, if it did.
+    pub last_error: Option<String>,
 }
 
 /// Something that knows the BGP peers (the BGP driver implements it).
@@ -273,7 +288,11 @@ pub struct Metrics {
     /// Problems the calculation reported on its last run.
     pub calc_problems: Gauge,
     bgp_peers: Gauge,
+    bgp_peer_state: Gauge,
     bgp_prefixes: Gauge,
+    bgp_advertised: Gauge,
+    bgp_flaps: Counter,
+    bgp_last_error: Gauge,
     bgp: Mutex<Option<Arc<dyn BgpStatus>>>,
     live: AtomicBool,
     ready: AtomicBool,
@@ -330,10 +349,30 @@ impl Metrics {
                 &["kind"],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
+            bgp_peer_state: Gauge::new(
+                "felix_bgp_peer_state",
+                "Each BGP peer's session state (1 for the current one).",
+                &["peer", "state"],
+            ),
             bgp_prefixes: Gauge::new(
                 "felix_bgp_prefixes_received",
                 "Prefixes accepted from each BGP peer.",
                 &["peer"],
+            ),
+            bgp_advertised: Gauge::new(
+                "felix_bgp_prefixes_advertised",
+                "Prefixes advertised to each BGP peer.",
+                &["peer"],
+            ),
+            bgp_flaps: Counter::new(
+                "felix_bgp_session_flaps_total",
+                "Established sessions with each BGP peer that ended.",
+                &["peer"],
+            ),
+            bgp_last_error: Gauge::new(
+                "felix_bgp_peer_last_error",
+                "Why each BGP peer's session last failed (1 for the error; no series without one).",
+                &["peer", "error"],
             ),
             bgp: Mutex::new(None),
             live: AtomicBool::new(false),
@@ -384,11 +423,27 @@ impl Metrics {
             }
             self.bgp_peers
                 .replace_all(by_state.into_iter().map(|(s, n)| (vec![s], n)));
-            self.bgp_prefixes.replace_all(
+            let per_peer = |value: fn(&PeerStatus) -> f64| {
                 peers
                     .iter()
-                    .map(|p| (vec![p.address.to_string()], p.prefixes as f64)),
+                    .map(move |p| (vec![p.address.to_string()], value(p)))
+            };
+            self.bgp_prefixes
+                .replace_all(per_peer(|p| p.prefixes as f64));
+            self.bgp_advertised
+                .replace_all(per_peer(|p| p.advertised as f64));
+            self.bgp_flaps
+                .replace_all(peers.iter().map(|p| (vec![p.address.to_string()], p.flaps)));
+            self.bgp_peer_state.replace_all(
+                peers
+                    .iter()
+                    .map(|p| (vec![p.address.to_string(), p.state.clone()], 1.0)),
             );
+            self.bgp_last_error
+                .replace_all(peers.iter().filter_map(|p| {
+                    let error = p.last_error.clone()?;
+                    Some((vec![p.address.to_string(), error], 1.0))
+                }));
         }
         let mut out = String::new();
         self.endpoints.render(&mut out);
@@ -400,7 +455,11 @@ impl Metrics {
         self.resyncs.render(&mut out);
         self.calc_problems.render(&mut out);
         self.bgp_peers.render(&mut out);
+        self.bgp_peer_state.render(&mut out);
         self.bgp_prefixes.render(&mut out);
+        self.bgp_advertised.render(&mut out);
+        self.bgp_flaps.render(&mut out);
+        self.bgp_last_error.render(&mut out);
         out
     }
 
@@ -545,6 +604,9 @@ mod tests {
             address: a.parse().unwrap(),
             state: state.into(),
             prefixes,
+            advertised: prefixes + 1,
+            flaps: 2,
+            last_error: (state == "Active").then(|| "connection refused".into()),
         };
         m.set_bgp_status(Arc::new(Peers(vec![
             peer("10.0.0.1", "Established", 4),
@@ -564,9 +626,25 @@ mod tests {
             text.contains("felix_bgp_prefixes_received{peer=\"10.0.0.1\"} 4\n"),
             "{text}"
         );
+        for line in [
+            "felix_bgp_peer_state{peer=\"10.0.0.3\",state=\"Active\"} 1",
+            "felix_bgp_prefixes_advertised{peer=\"10.0.0.1\"} 5",
+            "# TYPE felix_bgp_session_flaps_total counter",
+            "felix_bgp_session_flaps_total{peer=\"10.0.0.2\"} 2",
+            "felix_bgp_peer_last_error{peer=\"10.0.0.3\",error=\"connection refused\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("felix_bgp_peer_last_error{peer=\"10.0.0.1\""),
+            "no error, no series: {text}"
+        );
         m.set_bgp_status(Arc::new(Peers(vec![peer("10.0.0.1", "Idle", 0)])));
         let text = m.render();
-        assert!(!text.contains("Established"), "{text}");
+        assert!(!text.contains("state=\"Established\""), "{text}");
     }
 
     #[test]

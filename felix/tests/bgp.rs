@@ -4,14 +4,15 @@
 //! adds a peer without resetting the first (BIRD's own `Since` unchanged),
 //! withdraws a prefix, removes a peer, and with `bgp: None` stops the
 //! speaker and clears its kernel routes. Assertions read BIRD (`birdc`),
-//! the host's kernel (`ip route`) and the status socket.
+//! the host's kernel (`ip route`), the status socket and the metrics.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bgpd::speaker::PeerConfig;
-use felix::bgp::{BgpDriver, BgpOptions};
+use felix::bgp::{BgpDriver, BgpOptions, PeerMetrics};
+use felix::metrics::Metrics;
 use felix::state::{BgpDesired, Desired, Driver};
 use testkit::{Bird, Netns, bird, require_programs, require_root, veth_pair};
 
@@ -156,6 +157,54 @@ fn the_bgp_driver_follows_desired_peers_and_prefixes_without_resetting_unchanged
                 (theirs(2), "Established", Some("global"))
             ]
         );
+
+        // The metrics show each session, what went each way, and, once
+        // BIRD 1 resets its session, one flap.
+        let metrics = Metrics::new();
+        let (peers, _refresh) =
+            PeerMetrics::spawn(driver.status_source(), Duration::from_millis(100));
+        metrics.set_bgp_status(peers);
+        let has = |text: &str, line: String| text.lines().any(|l| l == line);
+        eventually("the metrics to show both sessions", async || {
+            let text = metrics.render();
+            [1, 2].iter().all(|&n| {
+                has(
+                    &text,
+                    format!(
+                        "felix_bgp_peer_state{{peer=\"{}\",state=\"Established\"}} 1",
+                        theirs(n)
+                    ),
+                ) && has(
+                    &text,
+                    format!("felix_bgp_prefixes_received{{peer=\"{}\"}} 1", theirs(n)),
+                ) && has(
+                    &text,
+                    format!("felix_bgp_session_flaps_total{{peer=\"{}\"}} 0", theirs(n)),
+                )
+            }) && has(
+                &text,
+                format!("felix_bgp_prefixes_advertised{{peer=\"{}\"}} 2", theirs(1)),
+            )
+        })
+        .await;
+        b1.birdc(&["restart", "felix"]);
+        eventually("the metrics to count BIRD 1's reset", async || {
+            let text = metrics.render();
+            has(
+                &text,
+                format!("felix_bgp_session_flaps_total{{peer=\"{}\"}} 1", theirs(1)),
+            ) && has(
+                &text,
+                format!(
+                    "felix_bgp_peer_state{{peer=\"{}\",state=\"Established\"}} 1",
+                    theirs(1)
+                ),
+            ) && text.contains(&format!(
+                "felix_bgp_peer_last_error{{peer=\"{}\",error=\"received Cease",
+                theirs(1)
+            ))
+        })
+        .await;
 
         // The /26 withdrawn, a borrowed /32 announced.
         driver

@@ -108,6 +108,8 @@ struct Peer {
     gr_timer: Option<Instant>,
     /// Established while we defer our initial tables (our own restart).
     initial_pending: bool,
+    /// Established sessions that ended.
+    flaps: u64,
 }
 
 impl Peer {
@@ -245,6 +247,7 @@ impl Core {
                     received: counts.received,
                     accepted: counts.accepted,
                     advertised: p.advertised,
+                    flaps: p.flaps,
                 }
             })
             .collect()
@@ -341,6 +344,7 @@ impl Core {
                 gr: gr::Helper::default(),
                 gr_timer: None,
                 initial_pending: false,
+                flaps: 0,
             },
         );
         Ok(())
@@ -549,6 +553,7 @@ impl Core {
                 };
                 p.epoch = None;
                 p.advertised = 0;
+                p.flaps += 1;
                 p.initial_pending = false;
                 let routes = self.rib.adj_rib_in(peer).map(|(p, _)| p);
                 let actions = p.gr.session_down(

@@ -144,6 +144,9 @@ pub struct PeerStatus {
     pub accepted: usize,
     /// Prefixes in the Adj-RIB-Out.
     pub advertised: usize,
+    /// Established sessions that ended (session flaps), since the peer
+    /// was added.
+    pub flaps: u64,
 }
 
 /// One Loc-RIB entry, for introspection.

@@ -128,13 +128,14 @@ impl Run {
                 for s in self.core.status(now) {
                     let _ = writeln!(
                         out,
-                        "    {} {} for {} s received {} accepted {} advertised {}{}",
+                        "    {} {} for {} s received {} accepted {} advertised {} flaps {}{}",
                         s.addr,
                         s.state,
                         s.since.as_secs(),
                         s.received,
                         s.accepted,
                         s.advertised,
+                        s.flaps,
                         s.last_error.map(|e| format!(" ({e})")).unwrap_or_default()
                     );
                 }

@@ -184,6 +184,7 @@ mod tests {
             received: 0,
             accepted: 0,
             advertised: 0,
+            flaps: 0,
         }
     }
 
