@@ -12,6 +12,8 @@ use crate::nat::{self, NatOutgoing};
 use crate::sets::SetRegistry;
 
 mod patch;
+#[cfg(test)]
+mod tests;
 
 use patch::Previous;
 

@@ -34,6 +34,8 @@ use crate::stages::{Features, all_interfaces};
 mod base;
 mod endpoint;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use base::{MAP_HEP_FROM, MAP_HEP_TO, MAP_WL_FROM, MAP_WL_TO};
 pub(crate) use endpoint::{Step, endpoint_chain};

@@ -13,6 +13,8 @@
 
 mod incremental;
 mod lower;
+#[cfg(test)]
+mod testing;
 
 pub use incremental::{Compiler, Fallback, Outcome};
 pub(crate) use lower::{

@@ -277,3 +277,40 @@ fn split_ports(ports: &[Port]) -> (Vec<(u16, u16)>, Vec<&str>) {
     (merged, named)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_ports_merge_into_sorted_ranges_and_named_ones_come_apart() {
+        let ports = [
+            Port::Range { min: 90, max: 100 },
+            Port::Named("http".into()),
+            Port::Number(80),
+            Port::Number(101),
+            Port::Named("dns".into()),
+            Port::Named("http".into()),
+            Port::Number(81),
+        ];
+        assert_eq!(
+            split_ports(&ports),
+            (vec![(80, 81), (90, 101)], vec!["dns", "http"])
+        );
+    }
+
+    #[test]
+    fn only_selectors_nets_and_named_ports_need_a_family() {
+        let mut e = Entity {
+            ports: vec![Port::Number(80)],
+            ..Entity::default()
+        };
+        assert!(!needs_family(&e));
+        e.not_ports.push(Port::Named("http".into()));
+        assert!(needs_family(&e));
+        let nets = Entity {
+            not_nets: vec!["10.0.0.0/8".parse().expect("a CIDR")],
+            ..Entity::default()
+        };
+        assert!(needs_family(&nets));
+    }
+}
