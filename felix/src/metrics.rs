@@ -287,6 +287,11 @@ pub struct Metrics {
     pub resyncs: Counter,
     /// Problems the calculation reported on its last run.
     pub calc_problems: Gauge,
+    /// Policy compilations, by `path` (`patched`: the previous ruleset
+    /// patched; `full`: compiled again) and, for a full one, the `reason` a
+    /// patch could not do ([`policy::compile::Fallback::as_str`]; empty for
+    /// `patched`).
+    pub policy_compiles: Counter,
     bgp_peers: Gauge,
     bgp_peer_state: Gauge,
     bgp_prefixes: Gauge,
@@ -347,6 +352,11 @@ impl Metrics {
                 "felix_calc_problems",
                 "What the last calculation could not use as written, by kind (skipped, unsupported, approximated, disabled).",
                 &["kind"],
+            ),
+            policy_compiles: Counter::new(
+                "felix_policy_compiles_total",
+                "Policy compilations, by path (patched, full) and the reason for a full one (first_compile, config_changed, tiers_changed, ...).",
+                &["path", "reason"],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
             bgp_peer_state: Gauge::new(
@@ -454,6 +464,7 @@ impl Metrics {
         self.apply_errors.render(&mut out);
         self.resyncs.render(&mut out);
         self.calc_problems.render(&mut out);
+        self.policy_compiles.render(&mut out);
         self.bgp_peers.render(&mut out);
         self.bgp_peer_state.render(&mut out);
         self.bgp_prefixes.render(&mut out);
@@ -577,6 +588,8 @@ mod tests {
         m.apply_errors.inc(&["policy"]);
         m.apply_seconds.observe(&["routes"], 0.003);
         m.apply_seconds.observe(&["routes"], 2.0);
+        m.policy_compiles.inc(&["full", "first_compile"]);
+        m.policy_compiles.inc(&["patched", ""]);
         let text = m.render();
         for line in [
             "# TYPE felix_active_local_endpoints gauge",
@@ -589,6 +602,9 @@ mod tests {
             "felix_dataplane_apply_seconds_sum{driver=\"routes\"} 2.003",
             "felix_dataplane_apply_seconds_count{driver=\"routes\"} 2",
             "felix_resyncs_total 0",
+            "# TYPE felix_policy_compiles_total counter",
+            "felix_policy_compiles_total{path=\"full\",reason=\"first_compile\"} 1",
+            "felix_policy_compiles_total{path=\"patched\",reason=\"\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -10,11 +10,14 @@
 //! old and new rules both allow is never interrupted by a restart.
 //!
 //! Compilation and the netlink exchange are blocking; they run on tokio's
-//! blocking pool, the compiler moved there and back.
+//! blocking pool, the compiler moved there and back. Each compilation is
+//! logged (debug) and counted with how the compiler made it: the previous
+//! ruleset patched, or a full compile and why ([`policy::compile::Outcome`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use policy::compile::{Fallback, Outcome};
 use policy::{Compiler, Dataplane, converge};
 
 use crate::metrics::Metrics;
@@ -75,10 +78,14 @@ impl PolicyDriver {
         let mut compiler = self.compiler.take().unwrap_or_default();
         let dataplane = self.dataplane.clone();
         let model = model.clone();
-        let (compiler, result) = tokio::task::spawn_blocking(move || {
+        let (compiler, outcome, result) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let ruleset = compiler.compile(&model);
             let compiled = started.elapsed();
+            let outcome = compiler.outcome().map(labels);
+            if let Some((path, reason)) = outcome {
+                tracing::debug!(?compiled, path, reason, "policy compiled");
+            }
             let result = converge(&*dataplane, &ruleset).map(|changes| {
                 tracing::debug!(
                     ?compiled,
@@ -92,10 +99,13 @@ impl PolicyDriver {
                     sets: ruleset.sets.len(),
                 }
             });
-            (compiler, result)
+            (compiler, outcome, result)
         })
         .await?;
         self.compiler = Some(compiler);
+        if let (Some(m), Some((path, reason))) = (&self.metrics, outcome) {
+            m.policy_compiles.inc(&[path, reason]);
+        }
         let applied = result?;
         if let Some(m) = &self.metrics {
             m.rules.set(&[], applied.rules as f64);
@@ -103,6 +113,14 @@ impl PolicyDriver {
         }
         Ok(applied)
     }
+}
+
+/// The `path` and `reason` labels of an outcome (no reason for a patch).
+fn labels(outcome: Outcome) -> (&'static str, &'static str) {
+    (
+        outcome.path(),
+        outcome.fallback().map_or("", Fallback::as_str),
+    )
 }
 
 #[async_trait::async_trait]
@@ -116,5 +134,43 @@ impl Driver for PolicyDriver {
 
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         self.apply_model(&desired.policy).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use policy::{Changes, DataplaneError, Model, Ruleset};
+
+    use super::*;
+
+    /// A dataplane that holds what it is given.
+    #[derive(Debug, Default)]
+    struct Held(Mutex<Ruleset>);
+
+    impl Dataplane for Held {
+        fn read(&self) -> Result<Ruleset, DataplaneError> {
+            Ok(self.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        }
+        fn apply(&self, changes: &Changes) -> Result<(), DataplaneError> {
+            changes.apply_to(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn each_compilation_is_counted_by_path_and_reason() {
+        let metrics = Arc::new(Metrics::new());
+        let mut driver = PolicyDriver::new(Arc::new(Held::default())).with_metrics(metrics.clone());
+        let mut model = Model::default();
+        driver.apply_model(&model).await.unwrap();
+        driver.apply_model(&model).await.unwrap();
+        model.config.log_prefix = "other".into();
+        driver.apply_model(&model).await.unwrap();
+        let count = |path, reason| metrics.policy_compiles.get(&[path, reason]);
+        assert_eq!(count("full", "first_compile"), 1);
+        assert_eq!(count("patched", ""), 1);
+        assert_eq!(count("full", "config_changed"), 1);
     }
 }

@@ -32,9 +32,11 @@
 //! - [`sets`]: one named set per selector, `nets` list and named port; set
 //!   and chain naming (readable, or slug plus content hash); set members.
 //! - [`ir`]: the ruleset IR ([`Ruleset`]): sets, verdict maps, chains, rules.
-//! - [`compile`](mod@compile): [`compile()`], model to ruleset; the shape of the
-//!   ruleset is documented there. [`Compiler`] compiles a model after an edit,
-//!   reusing the chains and sets the edit did not touch.
+//! - [`compile`](mod@compile): [`compile()`], model to ruleset by the pure
+//!   pass (`compile::lower`; the shape of the ruleset is in `lower::base`).
+//!   [`Compiler`] compiles a model after an edit, patching the previous
+//!   ruleset or reusing the chains and sets the edit did not touch, and says
+//!   which ([`compile::Outcome`], [`compile::Fallback`]).
 //! - `stages` (private): untracked, pre-DNAT and forwarded host endpoint
 //!   policy: their base chains, maps and endpoint-chain shapes.
 //! - `failsafe` (private): Felix's failsafe ports, always allowed to and
@@ -42,8 +44,9 @@
 //! - [`nat`]: `natOutgoing` pools ([`NatOutgoing`]): their sets and the
 //!   nat chain in postrouting that masquerades what leaves them for outside
 //!   every pool, as Calico's `cali-nat-outgoing`.
-//! - `memo` (private): what a [`Compiler`] keeps between compilations, keyed by
-//!   full inputs, and how a new model invalidates it.
+//! - `memo` (private): what the compiler keeps so as not to make anything
+//!   twice (within a compilation, and a [`Compiler`] between compilations),
+//!   keyed by full inputs, and how a new model invalidates it.
 //! - [`render`](mod@render): [`render()`], ruleset to nft text, and
 //!   [`render_changes`], changes to one incremental nft script.
 //! - [`diff`](mod@diff): [`diff()`], two rulesets to [`Changes`].

@@ -1,5 +1,8 @@
-//! What a [`Compiler`](crate::compile::Compiler) keeps from one compilation to
-//! the next, and how a new model invalidates it.
+//! What the compiler keeps ([`Memo`]) so as not to make anything twice from
+//! the same inputs: within one lowering ([`compile()`](crate::compile())
+//! starts from an empty memo) and from one compilation of a
+//! [`Compiler`](crate::compile::Compiler) to the next; and how a new model
+//! invalidates it.
 //!
 //! Everything kept is keyed by its full input and compared on reuse, so a
 //! cache can only make a compilation faster, never different:
@@ -9,10 +12,11 @@
 //! - an endpoint chain by what it is made of ([`Step`]s: the policy chains it
 //!   jumps to, the tiers' ends, the profiles), so endpoints selected by the same
 //!   policies share one chain;
+//! - the base and dispatch chains by the stages the model uses ([`Features`]);
 //! - which local endpoints each policy selector selects ([`Selections`]),
 //!   brought up to date by re-evaluating the selector on changed endpoints only;
-//! - sets ([`SetCache`](crate::sets::SetCache)), forgotten when a changed
-//!   endpoint or network set may be a member.
+//! - sets ([`SetCache`]), forgotten when a changed endpoint or network set may
+//!   be a member.
 //!
 //! Which endpoints changed comes from [`pair`]ing the previous model's
 //! endpoints with the new ones by name. Entries a compilation did not use are
@@ -24,9 +28,13 @@ use std::sync::Arc;
 
 use api::selector::Expr;
 
+use crate::compile::{
+    CompiledChain, Lowering, Step, endpoint_chain, policy_chain_names, profile_chain_names,
+};
 use crate::ir::Chain;
-use crate::model::{Endpoint, Model};
-use crate::sets::SetSource;
+use crate::model::{Endpoint, Model, Policy, PolicyScope, Profile};
+use crate::sets::{SetCache, SetSource};
+use crate::stages::{Features, Hop};
 
 /// A hash map with [`FxHasher`]: the caches hash selectors and chain names on
 /// every compilation, where SipHash's resistance to chosen keys buys nothing
@@ -80,24 +88,6 @@ impl Hasher for FxHasher {
     }
 }
 
-/// One part of an endpoint chain; the chain is a function of its steps.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// Jump to a policy chain, return if it allowed.
-    Policy { chain: Arc<str>, display: Arc<str> },
-    /// The end of a tier that had policies: its default action, clear PASS.
-    TierEnd { tier: Arc<str>, deny: bool },
-    /// Jump to a profile chain, return if it allowed.
-    Profile { chain: Arc<str>, profile: Arc<str> },
-}
-
-/// A compiled chain with the sets its rules asked for (name, source), in order.
-#[derive(Debug)]
-pub struct CompiledChain {
-    pub chain: Arc<Chain>,
-    pub sets: Vec<(String, SetSource)>,
-}
-
 /// A policy or profile (`S`) with its chains, one per direction, compiled
 /// when first needed.
 #[derive(Debug)]
@@ -130,6 +120,34 @@ impl<S> Compiled<S> {
     }
 }
 
+impl Compiled<Arc<Policy>> {
+    /// A policy's chain names, no chain compiled yet.
+    pub fn of_policy(policy: &Arc<Policy>, used: u64) -> Self {
+        let names = policy_chain_names(policy);
+        Compiled::new(policy.clone(), policy.display_name(), names, used)
+    }
+}
+
+impl Compiled<Profile> {
+    /// A profile's chain names, no chain compiled yet.
+    pub fn of_profile(name: &str, profile: &Profile, used: u64) -> Self {
+        let names = profile_chain_names(name);
+        Compiled::new(profile.clone(), name.to_string(), names, used)
+    }
+}
+
+/// Whether two versions of a policy compile to the same chains: the same
+/// policy, or the same name, scope, types and rules (its selector and order
+/// only place the chains).
+fn same_chains(a: &Arc<Policy>, b: &Arc<Policy>) -> bool {
+    Arc::ptr_eq(a, b)
+        || a.name == b.name
+            && a.scope == b.scope
+            && a.types == b.types
+            && a.ingress == b.ingress
+            && a.egress == b.egress
+}
+
 /// How the endpoints (or network sets) of two models correspond.
 #[derive(Debug, Default)]
 pub struct Pairing {
@@ -139,6 +157,20 @@ pub struct Pairing {
     pub changed_new: Vec<usize>,
     /// Old items with no equal new one (changed or removed).
     pub changed_old: Vec<usize>,
+}
+
+impl Pairing {
+    /// The changed items: old versions from `old`, then new ones from `new`.
+    pub fn changed<'a, T>(&self, old: &'a [T], new: &'a [T]) -> Vec<&'a T> {
+        (self.changed_old.iter().map(|&i| &old[i]))
+            .chain(self.changed_new.iter().map(|&j| &new[j]))
+            .collect()
+    }
+
+    /// Whether nothing changed.
+    pub fn is_unchanged(&self) -> bool {
+        self.changed_old.is_empty() && self.changed_new.is_empty()
+    }
 }
 
 /// Pairs `old` items with `new` ones of the same name; pairs that are equal
@@ -242,6 +274,125 @@ impl Selections {
     /// Drops the entries this compilation did not use.
     pub fn retain_used(&mut self, generation: u64) {
         self.entries.retain(|_, (_, used)| *used == generation);
+    }
+}
+
+/// The chains, selections and sets a lowering makes, for the next lowering
+/// (of the same model, or of the next model in a
+/// [`Compiler`](crate::compile::Compiler)) to take rather than make.
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// Numbers the lowerings; each entry records the last that used it.
+    pub generation: u64,
+    policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
+    profiles: FastMap<String, Compiled<Profile>>,
+    endpoint_chains: FastMap<(Hop, Vec<Step>), (Arc<Chain>, u64)>,
+    /// Base and dispatch chains: they depend on the config and the features only.
+    base_chains: FastMap<String, Arc<Chain>>,
+    base_features: Features,
+    /// The sets the base chains use (failsafe `net`s).
+    base_sets: Vec<(String, SetSource)>,
+    pub selections: Selections,
+    pub sets: SetCache,
+}
+
+impl Memo {
+    /// What is kept for the policy's name, if anything.
+    pub fn policy_kept(&self, policy: &Policy) -> Option<&Compiled<Arc<Policy>>> {
+        self.policies.get(&policy.scope)?.get(&policy.name)
+    }
+
+    /// What is kept for the policy's name, to change.
+    pub fn policy_kept_mut(&mut self, policy: &Policy) -> Option<&mut Compiled<Arc<Policy>>> {
+        self.policies.get_mut(&policy.scope)?.get_mut(&policy.name)
+    }
+
+    /// What is kept for the profile `name`, if anything.
+    pub fn profile_kept(&self, name: &str) -> Option<&Compiled<Profile>> {
+        self.profiles.get(name)
+    }
+
+    /// Drops every entry the last lowering did not use.
+    pub fn retain_used(&mut self) {
+        let generation = self.generation;
+        for by_name in self.policies.values_mut() {
+            by_name.retain(|_, p| p.used == generation);
+        }
+        self.policies.retain(|_, by_name| !by_name.is_empty());
+        self.profiles.retain(|_, p| p.used == generation);
+        self.endpoint_chains
+            .retain(|_, (_, used)| *used == generation);
+        self.selections.retain_used(generation);
+    }
+
+    /// Puts the base and dispatch chains for `features` into `lowering`
+    /// (before any other chain): those kept for the same features, else new.
+    pub fn base_chains(&mut self, lowering: &mut Lowering<'_>, features: Features) {
+        if self.base_chains.is_empty() || self.base_features != features {
+            self.base_sets = lowering.add_base_chains(features);
+            self.base_chains.clone_from(lowering.chains());
+            self.base_features = features;
+        } else {
+            lowering.add_kept_base_chains(&self.base_chains, &self.base_sets);
+        }
+    }
+
+    /// The enforced endpoints `selector` selects (indices into the model's
+    /// endpoints, ascending).
+    pub fn selected(&mut self, model: &Model, selector: &Expr) -> &[usize] {
+        self.selections.get(model, selector, self.generation)
+    }
+
+    /// The policy's chain names, and its chains made already: those kept
+    /// when the policy compiles to the same chains, else none yet.
+    pub fn policy(&mut self, policy: &Arc<Policy>) -> &mut Compiled<Arc<Policy>> {
+        let generation = self.generation;
+        if !self.policies.contains_key(&policy.scope) {
+            self.policies
+                .insert(policy.scope.clone(), FastMap::default());
+        }
+        let by_name = (self.policies.get_mut(&policy.scope)).expect("inserted above when missing");
+        let name = policy.name.as_str();
+        if !(by_name.get(name)).is_some_and(|kept| same_chains(&kept.source, policy)) {
+            by_name.insert(policy.name.clone(), Compiled::of_policy(policy, generation));
+        }
+        let entry = by_name
+            .get_mut(name)
+            .expect("inserted above when missing or stale");
+        entry.used = generation;
+        entry
+    }
+
+    /// The chain names of the profile `name`, and its chains made already:
+    /// those kept when the profile is unchanged, else none yet.
+    pub fn profile(&mut self, name: &str, profile: &Profile) -> &mut Compiled<Profile> {
+        let generation = self.generation;
+        if !(self.profiles.get(name)).is_some_and(|kept| kept.source == *profile) {
+            let fresh = Compiled::of_profile(name, profile, generation);
+            self.profiles.insert(name.to_string(), fresh);
+        }
+        let entry = (self.profiles.get_mut(name)).expect("inserted above when missing or stale");
+        entry.used = generation;
+        entry
+    }
+
+    /// The endpoint chain of these steps in this hop: one chain for every
+    /// endpoint with the same steps, kept while some endpoint has them.
+    pub fn endpoint_chain(&mut self, hop: Hop, steps: Vec<Step>) -> Arc<Chain> {
+        let generation = self.generation;
+        let key = (hop, steps);
+        match self.endpoint_chains.get_mut(&key) {
+            Some((chain, used)) => {
+                *used = generation;
+                chain.clone()
+            }
+            None => {
+                let chain = Arc::new(endpoint_chain(hop, &key.1));
+                self.endpoint_chains
+                    .insert(key, (chain.clone(), generation));
+                chain
+            }
+        }
     }
 }
 

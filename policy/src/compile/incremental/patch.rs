@@ -1,0 +1,364 @@
+//! The previous ruleset patched, when the only changes since are
+//!
+//! - to the rules of policies (same name, scope, selector, types and stage,
+//!   same place): the chains of the directions whose rules changed are
+//!   compiled again and replaced, sets no rule uses any more dropped and new
+//!   ones added;
+//! - to endpoints' labels, addresses or ports (same kind, name, node,
+//!   interface and profiles, same place), as long as every policy selects
+//!   some endpoint exactly when it did: their endpoint chains are made again,
+//!   and the sets they may be members of;
+//! - to network sets: the sets they may be members of are made again.
+//!
+//! First [`Compiler::plan`] checks all that, naming the first [`Fallback`]
+//! it meets; only then is the ruleset changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api::resources::policy::TierDefaultAction;
+
+use super::{Compiler, Fallback};
+use crate::compile::lower::{
+    DIRECTIONS, Lowering, Target, count_uses, endpoint_chain_name, endpoint_steps, origin,
+    tier_names,
+};
+use crate::ir::{Ruleset, Set};
+use crate::memo::{FastMap, Pairing, enforced};
+use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Profile};
+use crate::sets::SetRegistry;
+use crate::stages::{Features, Hop, all_interfaces};
+
+/// The last ruleset and what it was made from, as far as a patch needs.
+#[derive(Debug)]
+pub(super) struct Previous {
+    pub ruleset: Ruleset,
+    /// Every policy, tier after tier.
+    policies: Vec<Arc<Policy>>,
+    tiers: Vec<(String, TierDefaultAction, usize)>,
+    profiles: BTreeMap<String, Profile>,
+    set_uses: FastMap<String, usize>,
+}
+
+impl Previous {
+    /// What a patch of `ruleset`, lowered from `model`, needs.
+    pub fn of(ruleset: Ruleset, model: &Model, set_uses: FastMap<String, usize>) -> Previous {
+        Previous {
+            ruleset,
+            policies: (model.tiers.iter())
+                .flat_map(|t| t.policies.iter().cloned())
+                .collect(),
+            tiers: tier_layout(model),
+            profiles: model.profiles.clone(),
+            set_uses,
+        }
+    }
+
+    /// The sets after a patch: those `refreshed` as the patch `made` them,
+    /// those no rule uses any more dropped, new ones added.
+    fn settle_sets(&mut self, mut made: BTreeMap<String, Set>, refreshed: Vec<String>) {
+        for name in refreshed {
+            if let Some(set) = made.remove(&name) {
+                self.ruleset.sets.insert(name, set);
+            }
+        }
+        let uses = &mut self.set_uses;
+        uses.retain(|_, uses| *uses > 0);
+        (self.ruleset.sets).retain(|name, _| uses.contains_key(name));
+        for (name, set) in made {
+            if uses.contains_key(&name) {
+                self.ruleset.sets.entry(name).or_insert(set);
+            }
+        }
+    }
+}
+
+/// What places the policies: each tier's name, default action and size.
+fn tier_layout(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
+    (model.tiers.iter())
+        .map(|t| (t.name.clone(), t.default_action, t.policies.len()))
+        .collect()
+}
+
+/// Whether two versions of an endpoint get the same chains in the same place
+/// (they may differ in labels, addresses and ports).
+fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
+    (a.kind, &a.name, &a.node, &a.interface, &a.profiles)
+        == (b.kind, &b.name, &b.node, &b.interface, &b.profiles)
+}
+
+/// An edited policy: its place among all policies, the new version, and
+/// which directions' chains the previous ruleset holds.
+type Edited<'m> = (usize, &'m Arc<Policy>, [bool; 2]);
+
+/// A relabelled endpoint that gets chains, and the policies selecting it
+/// ((tier, index), in order).
+type Selecting = (usize, Vec<(usize, usize)>);
+
+/// What a patch changes, checked.
+struct Plan<'m> {
+    /// Endpoints changed in place (indices, ascending).
+    relabelled: Vec<usize>,
+    selecting: Vec<Selecting>,
+    edited: Vec<Edited<'m>>,
+}
+
+impl Compiler {
+    /// The previous ruleset patched to `model`, or why it cannot be.
+    pub(super) fn patch(
+        &mut self,
+        model: &Model,
+        endpoints: &Pairing,
+        network_sets: &Pairing,
+    ) -> Result<Ruleset, Fallback> {
+        let mut previous = self.previous.take().ok_or(Fallback::FirstCompile)?;
+        let plan = self.plan(&previous, model, endpoints)?;
+
+        let changed_endpoints: Vec<&Endpoint> = (plan.relabelled.iter())
+            .flat_map(|&i| [&self.endpoints[i], &model.endpoints[i]])
+            .collect();
+        let changed_sets = network_sets.changed(&self.network_sets, &model.network_sets);
+        let stale = (self.memo.sets).invalidate(&changed_endpoints, &changed_sets);
+        let cache = std::mem::take(&mut self.memo.sets);
+        let mut lowering = Lowering::new(
+            model,
+            SetRegistry::with_cache(model, cache, self.memo.generation),
+        );
+        for edited in plan.edited {
+            self.patch_policy(&mut lowering, &mut previous, edited);
+        }
+        let refreshed: Vec<String> = (stale.into_iter())
+            .filter(|(name, _)| previous.ruleset.sets.contains_key(name))
+            .map(|(name, source)| {
+                lowering.make_set_again(&name, &source);
+                name
+            })
+            .collect();
+
+        self.memo.selections.update(model, endpoints);
+        self.patch_endpoints(model, &mut previous.ruleset, plan.selecting);
+        for &i in &plan.relabelled {
+            self.endpoints[i].clone_from(&model.endpoints[i]);
+        }
+        if !network_sets.is_unchanged() {
+            self.network_sets.clone_from(&model.network_sets);
+        }
+
+        let made = lowering.finish();
+        self.memo.sets = made.sets;
+        previous.settle_sets(made.ruleset.sets, refreshed);
+        let ruleset = previous.ruleset.clone();
+        self.previous = Some(previous);
+        Ok(ruleset)
+    }
+
+    /// Checks that `model` differs from the previous one only as a patch
+    /// allows, and finds what to patch.
+    fn plan<'m>(
+        &self,
+        previous: &Previous,
+        model: &'m Model,
+        endpoints: &Pairing,
+    ) -> Result<Plan<'m>, Fallback> {
+        let tiers = tier_layout(model);
+        let heads =
+            |tiers: &[(String, TierDefaultAction, usize)]| -> Vec<(String, TierDefaultAction)> {
+                (tiers.iter())
+                    .map(|(name, action, _)| (name.clone(), *action))
+                    .collect()
+            };
+        if heads(&tiers) != heads(&previous.tiers) {
+            return Err(Fallback::TiersChanged);
+        }
+        if tiers != previous.tiers {
+            return Err(Fallback::PolicyAddedOrRemoved);
+        }
+        if model.profiles != previous.profiles {
+            return Err(Fallback::ProfilesChanged);
+        }
+        let relabelled = self.relabelled(model, endpoints)?;
+        if !self.memo.selections.keep_emptiness(model, &relabelled) {
+            return Err(Fallback::SelectionEmptiedOrFilled);
+        }
+        // A relabelled host endpoint may gain or lose stage chains.
+        if !Features::of(model).is_empty()
+            && (relabelled.iter()).any(|&i| model.endpoints[i].kind == EndpointKind::Host)
+        {
+            return Err(Fallback::HostEndpointRelabelled);
+        }
+        let selecting = self.selecting(model, &relabelled)?;
+        let edited = self.edited(previous, model)?;
+        Ok(Plan {
+            relabelled,
+            selecting,
+            edited,
+        })
+    }
+
+    /// The endpoints changed in place: same place, same chains.
+    fn relabelled(&self, model: &Model, endpoints: &Pairing) -> Result<Vec<usize>, Fallback> {
+        if self.endpoints.len() != model.endpoints.len() {
+            return Err(Fallback::EndpointAddedOrRemoved);
+        }
+        let mut relabelled = Vec::new();
+        for (i, paired) in endpoints.remap.iter().enumerate() {
+            match paired {
+                Some(j) if *j == i => {}
+                Some(_) => return Err(Fallback::EndpointsReordered),
+                None if placed_alike(&self.endpoints[i], &model.endpoints[i]) => {
+                    relabelled.push(i);
+                }
+                None => return Err(Fallback::EndpointReplaced),
+            }
+        }
+        Ok(relabelled)
+    }
+
+    /// The policies selecting each relabelled endpoint that gets chains,
+    /// and the profiles it falls back on: all compiled already.
+    fn selecting(&self, model: &Model, relabelled: &[usize]) -> Result<Vec<Selecting>, Fallback> {
+        let mut selecting = Vec::new();
+        for &i in relabelled {
+            let ep = &model.endpoints[i];
+            let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
+            let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
+            if !enforced(model, ep) || ep.kind == EndpointKind::Host && outranked {
+                continue;
+            }
+            let mut policies = Vec::new();
+            for (t, tier) in model.tiers.iter().enumerate() {
+                for (j, policy) in tier.policies.iter().enumerate() {
+                    if policy.selector.matches(&ep.labels) {
+                        self.memo
+                            .policy_kept(policy)
+                            .ok_or(Fallback::PolicyNotKept)?;
+                        policies.push((t, j));
+                    }
+                }
+            }
+            for profile in ep.profiles.iter() {
+                if model.profiles.contains_key(profile) && self.memo.profile_kept(profile).is_none()
+                {
+                    return Err(Fallback::ProfileNotKept);
+                }
+            }
+            selecting.push((i, policies));
+        }
+        Ok(selecting)
+    }
+
+    /// The edited policies, and which of their chains the ruleset holds.
+    fn edited<'m>(
+        &self,
+        previous: &Previous,
+        model: &'m Model,
+    ) -> Result<Vec<Edited<'m>>, Fallback> {
+        let mut edited = Vec::new();
+        let policies = model.tiers.iter().flat_map(|t| &t.policies);
+        for (flat, (old, policy)) in previous.policies.iter().zip(policies).enumerate() {
+            if Arc::ptr_eq(old, policy) {
+                continue;
+            }
+            if (&old.name, &old.scope) != (&policy.name, &policy.scope) {
+                return Err(Fallback::PolicyReplaced);
+            }
+            if old.selector != policy.selector {
+                return Err(Fallback::PolicySelectorChanged);
+            }
+            if old.types != policy.types {
+                return Err(Fallback::PolicyTypesChanged);
+            }
+            if (old.stage, old.apply_on_forward) != (policy.stage, policy.apply_on_forward) {
+                return Err(Fallback::PolicyStageChanged);
+            }
+            let kept = self
+                .memo
+                .policy_kept(policy)
+                .ok_or(Fallback::PolicyNotKept)?;
+            if !Arc::ptr_eq(&kept.source, old) {
+                return Err(Fallback::KeptChainsDiffer);
+            }
+            let mut held = [false; 2];
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                if old.rules(direction).is_none() {
+                    continue;
+                }
+                match (
+                    previous.ruleset.chains.get(&*kept.names[d]),
+                    &kept.chains[d],
+                ) {
+                    (Some(chain), Some(compiled)) if Arc::ptr_eq(chain, &compiled.chain) => {
+                        held[d] = true;
+                    }
+                    (None, _) => {}
+                    _ => return Err(Fallback::KeptChainsDiffer),
+                }
+            }
+            edited.push((flat, policy, held));
+        }
+        Ok(edited)
+    }
+
+    /// Replaces the chains of an edited policy's directions whose rules
+    /// changed (those the ruleset holds), counting the sets they use.
+    fn patch_policy(
+        &mut self,
+        lowering: &mut Lowering<'_>,
+        previous: &mut Previous,
+        (flat, policy, held): Edited<'_>,
+    ) {
+        previous.policies[flat] = policy.clone();
+        let entry = (self.memo.policy_kept_mut(policy)).expect("checked by Compiler::edited");
+        let unchanged = DIRECTIONS.map(|d| entry.source.rules(d) == policy.rules(d));
+        entry.source = policy.clone();
+        for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+            let old = entry.chains[d].take();
+            if !held[d] {
+                continue;
+            }
+            // The direction the edit left alone keeps its chain.
+            if old.is_some() && unchanged[d] {
+                entry.chains[d] = old;
+                continue;
+            }
+            let rules = policy.rules(direction).unwrap_or_default();
+            let compiled = lowering.compile_chain(rules, &origin("", &entry.display, direction));
+            if let Some(old) = old {
+                count_uses(&mut previous.set_uses, &old.sets, -1);
+            }
+            count_uses(&mut previous.set_uses, &compiled.sets, 1);
+            (previous.ruleset.chains).insert(entry.names[d].to_string(), compiled.chain.clone());
+            entry.chains[d] = Some(compiled);
+        }
+    }
+
+    /// Makes the filter chains of the relabelled endpoints again, from the
+    /// kept policy and profile chains.
+    fn patch_endpoints(&mut self, model: &Model, ruleset: &mut Ruleset, selecting: Vec<Selecting>) {
+        let tiers = tier_names(model);
+        for (i, policies) in selecting {
+            let ep = &model.endpoints[i];
+            let interface = ep.interface.as_deref().unwrap_or_default();
+            for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+                let memo = &self.memo;
+                let steps =
+                    endpoint_steps(model, &tiers, &policies, ep, Hop::Filter, direction, |r| {
+                        let names = match r {
+                            Target::Policy(t, j) => {
+                                let policy = &model.tiers[t].policies[j];
+                                memo.policy_kept(policy)?.names_display(d)
+                            }
+                            Target::Profile(profile) => {
+                                model.profiles.get(profile)?;
+                                memo.profile_kept(profile)?.names_display(d)
+                            }
+                        };
+                        Some(names)
+                    });
+                let chain = self.memo.endpoint_chain(Hop::Filter, steps);
+                let name = endpoint_chain_name(ep, Hop::Filter, direction, interface);
+                ruleset.chains.insert(name, chain);
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The pure pass on small models: which chains, maps and rules it makes.
+
+use std::sync::Arc;
+
+use super::{Lowering, Step, endpoint_chain};
+use crate::compile::testing::{SHOP, model};
+use crate::ir::{Hook, Iface, MARK_ALLOW, Match, Ruleset, Side, Statement, Verdict};
+use crate::memo::Memo;
+use crate::sets::SetRegistry;
+use crate::stages::Hop;
+
+fn lower(yaml: &str) -> Ruleset {
+    let model = model(yaml);
+    let lowering = Lowering::new(&model, SetRegistry::new(&model));
+    lowering.lower(&mut Memo::default()).ruleset
+}
+
+/// Each rule of a chain as (verdict, comment).
+fn outline(rs: &Ruleset, chain: &str) -> Vec<(Option<Verdict>, Option<String>)> {
+    let chain = (rs.chains.get(chain)).unwrap_or_else(|| panic!("no chain {chain}"));
+    (chain.rules.iter())
+        .map(|r| (r.verdict.clone(), r.comment.clone()))
+        .collect()
+}
+
+fn jump(chain: &str, comment: &str) -> (Option<Verdict>, Option<String>) {
+    (Some(Verdict::Jump(chain.into())), Some(comment.into()))
+}
+
+#[test]
+fn each_local_workload_gets_an_ingress_and_an_egress_chain_behind_the_workload_maps() {
+    let rs = lower(SHOP);
+    let entries = |map: &str| -> Vec<(String, Verdict)> {
+        (rs.maps[map].elements.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let goto = |chain: &str| Verdict::Goto(chain.into());
+    assert_eq!(
+        entries("wl-to"),
+        [
+            ("caliback".into(), goto("wl-in-caliback")),
+            ("califront".into(), goto("wl-in-califront")),
+        ]
+    );
+    assert_eq!(
+        entries("wl-from"),
+        [
+            ("caliback".into(), goto("wl-out-caliback")),
+            ("califront".into(), goto("wl-out-califront")),
+        ]
+    );
+    assert!(rs.maps["hep-from"].elements.is_empty());
+    assert!(!rs.chains.keys().any(|c| c.contains("caliremote")));
+}
+
+#[test]
+fn an_endpoint_chain_jumps_to_its_policies_in_order_then_to_its_profiles_and_fails_closed() {
+    let rs = lower(SHOP);
+    let allowed = (Some(Verdict::Return), None);
+    assert_eq!(
+        outline(&rs, "wl-in-caliback"),
+        [
+            (Some(Verdict::Drop), None),
+            (None, None),
+            jump("gnp-in-partners", "policy partners"),
+            allowed.clone(),
+            jump("np-in-shop/backend", "policy shop/backend"),
+            allowed.clone(),
+            (
+                Some(Verdict::Drop),
+                Some("tier default: default deny".into())
+            ),
+            (None, None),
+            // The profile the model lacks (`missing`) is left out.
+            jump("pro-in-open", "profile open"),
+            allowed,
+            (
+                Some(Verdict::Drop),
+                Some("no policy or profile allowed".into())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn endpoints_with_the_same_steps_get_the_same_chain() {
+    let rs = lower(SHOP);
+    assert_eq!(rs.chains["wl-out-califront"], rs.chains["wl-out-caliback"]);
+    assert_ne!(rs.chains["wl-in-califront"], rs.chains["wl-in-caliback"]);
+}
+
+#[test]
+fn a_policy_gets_a_chain_per_direction_it_has_once_it_selects_a_local_endpoint() {
+    let rs = lower(SHOP);
+    for chain in [
+        "np-in-shop/backend",
+        "gnp-in-partners",
+        "pro-in-open",
+        "pro-out-open",
+    ] {
+        assert!(rs.chains.contains_key(chain), "{chain}");
+    }
+    for chain in [
+        "np-out-shop/backend",
+        "gnp-in-remote-only",
+        "gnp-out-remote-only",
+    ] {
+        assert!(!rs.chains.contains_key(chain), "{chain}");
+    }
+}
+
+#[test]
+fn a_rule_becomes_one_nft_rule_per_family_its_selector_needs() {
+    let rs = lower(SHOP);
+    let rules = &rs.chains["np-in-shop/backend"].rules;
+    assert_eq!(rules.len(), 2);
+    for rule in rules {
+        assert_eq!(rule.comment.as_deref(), Some("shop/backend ingress[0]"));
+        assert_eq!(rule.statements, [Statement::MarkSet(MARK_ALLOW)]);
+        assert_eq!(rule.verdict, Some(Verdict::Return));
+        let port = Match::Ports {
+            side: Side::Destination,
+            ranges: vec![(8080, 8080)],
+            negate: false,
+        };
+        assert!(rule.matches.contains(&port), "{:?}", rule.matches);
+    }
+    let families: Vec<u8> = (rules.iter())
+        .flat_map(|r| &r.matches)
+        .filter_map(|m| match m {
+            Match::Addr { family, set, .. } => {
+                assert!(rs.sets.contains_key(set), "{set}");
+                Some(family.number())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(families, [4, 6]);
+}
+
+#[test]
+fn a_rule_becomes_no_nft_rule_in_a_family_it_cannot_match() {
+    let rs = lower(&format!(
+        "{SHOP}---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: from-v6-net}}
+spec:
+  selector: app == \"frontend\"
+  ingress: [{{action: Allow, source: {{nets: [\"fd00::/8\"]}}}}]
+"
+    ));
+    let rules = &rs.chains["gnp-in-from-v6-net"].rules;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(
+        matches!(&rules[0].matches[..], [Match::Addr { family, .. }] if family.number() == 6),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn the_base_chains_hand_workload_traffic_to_the_maps() {
+    let rs = lower(SHOP);
+    let hook = |chain: &str| rs.chains[chain].base.as_ref().map(|b| b.hook);
+    assert_eq!(hook("forward"), Some(Hook::Forward));
+    assert_eq!(hook("input"), Some(Hook::Input));
+    assert_eq!(hook("output"), Some(Hook::Output));
+    assert_eq!(hook("from-wl"), None);
+    assert_eq!(
+        outline(&rs, "forward"),
+        [
+            (Some(Verdict::Accept), None),
+            jump("from-wl", "workload egress"),
+            jump("to-wl", "workload ingress"),
+        ]
+    );
+    let vmap = Verdict::Vmap {
+        iface: Iface::In,
+        map: "wl-from".into(),
+    };
+    assert_eq!(
+        outline(&rs, "from-wl"),
+        [
+            (Some(vmap), None),
+            (
+                Some(Verdict::Drop),
+                Some("unknown workload interface".into())
+            ),
+        ]
+    );
+    // No stage policy, no host endpoint: no stage chains.
+    assert_eq!(rs.chains.values().filter(|c| c.base.is_some()).count(), 3);
+}
+
+#[test]
+fn a_tier_that_passes_by_default_ends_without_a_drop() {
+    let policy = |chain: &str| Step::Policy {
+        chain: chain.into(),
+        display: chain.into(),
+    };
+    let tier_end = |deny| Step::TierEnd {
+        tier: Arc::from("t"),
+        deny,
+    };
+    let passing = endpoint_chain(Hop::Filter, &[policy("p"), tier_end(false)]);
+    let denying = endpoint_chain(Hop::Filter, &[policy("p"), tier_end(true)]);
+    assert_eq!(denying.rules.len(), passing.rules.len() + 1);
+    let drop_count = |c: &crate::ir::Chain| {
+        (c.rules.iter())
+            .filter(|r| r.verdict == Some(Verdict::Drop))
+            .count()
+    };
+    // ct state invalid and the fail-closed end; then the tier's default deny.
+    assert_eq!((drop_count(&passing), drop_count(&denying)), (2, 3));
+}
