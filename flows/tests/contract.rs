@@ -37,7 +37,10 @@ fn normalised(mut file: FileDescriptorProto) -> FileDescriptorProto {
 }
 
 fn names<T>(items: &[T], name: impl Fn(&T) -> Option<&str>) -> Vec<&str> {
-    items.iter().map(|item| name(item).unwrap_or_default()).collect()
+    items
+        .iter()
+        .map(|item| name(item).unwrap_or_default())
+        .collect()
 }
 
 #[test]
