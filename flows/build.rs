@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // FlowCollector's `Connect` rpc would collide with the generated
         // `connect` constructor: clients are made with `new(channel)`.
         .build_transport(false)
+        // Undecodable requests are InvalidArgument (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_protos(&["proto/goldmane.proto"], &["proto"])?;
     Ok(())
 }

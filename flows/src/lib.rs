@@ -20,8 +20,10 @@
 //! - [`shared`]: [`Flows`], the aggregator and the hub behind one lock.
 //! - [`server`]: the gRPC services on a listener the caller binds.
 //! - [`wire`]: conversions between our types and the protobuf ones.
-//! - [`proto`]: the generated code of `proto/goldmane.proto`.
+//! - [`proto`]: the generated code of `proto/goldmane.proto`; `codec`, its
+//!   codec (undecodable messages are InvalidArgument).
 
+mod codec;
 pub mod filter;
 pub mod hub;
 pub mod key;
