@@ -42,9 +42,9 @@ impl<U: prost::Message + Default> Decoder for InvalidArgumentDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0
-            .decode(buf)
-            .map_err(|status| Status::invalid_argument(format!("undecodable message: {}", status.message())))
+        self.0.decode(buf).map_err(|status| {
+            Status::invalid_argument(format!("undecodable message: {}", status.message()))
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use flows::log::{Action, Counters, Endpoint, FiveTuple, PolicyHit, PolicyKind, PolicyTrace, Reporter};
+use flows::log::{
+    Action, Counters, Endpoint, FiveTuple, PolicyHit, PolicyKind, PolicyTrace, Reporter,
+};
 use flows::{Config, FlowLog, Flows};
 use tokio::sync::oneshot;
 
@@ -65,7 +67,12 @@ pub fn denied(start: i64) -> FlowLog {
     log.tuple.dest_port = 443;
     log.dest = Endpoint::network(false);
     log.action = Action::Deny;
-    log.counters = Counters { packets_out: 1, bytes_out: 60, connections_started: 1, ..Counters::default() };
+    log.counters = Counters {
+        packets_out: 1,
+        bytes_out: 60,
+        connections_started: 1,
+        ..Counters::default()
+    };
     log.policies = PolicyTrace {
         enforced: vec![PolicyHit {
             kind: PolicyKind::GlobalNetworkPolicy,
@@ -106,8 +113,11 @@ impl TestClock {
 
     pub fn flows(&self) -> Flows {
         let clock = Arc::clone(&self.0);
-        Flows::with_clock(Config::default(), Arc::new(move || clock.load(Ordering::SeqCst)))
-            .expect("the default configuration is valid")
+        Flows::with_clock(
+            Config::default(),
+            Arc::new(move || clock.load(Ordering::SeqCst)),
+        )
+        .expect("the default configuration is valid")
     }
 }
 
@@ -120,7 +130,9 @@ pub struct Server {
 
 impl Server {
     pub async fn start(flows: Flows) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
         let addr = listener.local_addr().expect("its address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -131,7 +143,10 @@ impl Server {
                 panic!("{err}");
             }
         });
-        Server { addr, stop: Some(stop) }
+        Server {
+            addr,
+            stop: Some(stop),
+        }
     }
 
     pub async fn channel(&self) -> tonic::transport::Channel {
