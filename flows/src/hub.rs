@@ -78,3 +78,85 @@ impl Hub {
         self.streams.iter().filter(|s| !s.tx.is_closed()).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::key::{FlowKey, Labels};
+    use crate::log::{Action, Counters, Endpoint, FiveTuple, FlowLog, PolicyTrace, Reporter};
+
+    fn flow(action: Action) -> Flow {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let log = FlowLog {
+            tuple: FiveTuple {
+                source: ip,
+                dest: ip,
+                protocol: 17,
+                source_port: 1,
+                dest_port: 53,
+            },
+            source: Endpoint::workload("a", "b", &[]),
+            dest: Endpoint::network(true),
+            dest_service: None,
+            reporter: Reporter::Dst,
+            action,
+            policies: PolicyTrace::default(),
+            counters: Counters::default(),
+            start: 0,
+            end: 1,
+        };
+        Flow {
+            id: 1,
+            key: Arc::new(FlowKey::of(&log)),
+            start: 0,
+            end: 15,
+            source_labels: Labels::default(),
+            dest_labels: Labels::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn a_stream_gets_what_passes_its_filter_and_a_full_one_loses_the_rest() {
+        let mut hub = Hub::default();
+        let deny_only = Filter {
+            actions: Some(vec![Action::Deny]),
+            ..Filter::default()
+        };
+        let mut rx = hub.subscribe(deny_only, 1).expect("room");
+        hub.publish(&[flow(Action::Allow), flow(Action::Deny), flow(Action::Deny)]);
+        let got = rx.try_recv().expect("one flow");
+        let action = got.flow.and_then(|f| f.key).map(|k| k.action);
+        assert_eq!(action, Some(proto::Action::Deny.into()));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(
+            hub.dropped(),
+            1,
+            "the second denied flow: the channel held one"
+        );
+    }
+
+    #[test]
+    fn a_stream_whose_client_left_is_removed_and_the_number_is_bounded() {
+        let mut hub = Hub::default();
+        let rx = hub.subscribe(Filter::default(), 1).expect("room");
+        drop(rx);
+        hub.publish(&[flow(Action::Allow)]);
+        assert_eq!((hub.streams(), hub.dropped()), (0, 0));
+        let kept: Vec<_> = (0..MAX_STREAMS)
+            .map(|_| hub.subscribe(Filter::default(), 1).expect("room"))
+            .collect();
+        assert_eq!(
+            hub.subscribe(Filter::default(), 1).err(),
+            Some(TooManyStreams)
+        );
+        drop(kept);
+        assert!(
+            hub.subscribe(Filter::default(), 1).is_ok(),
+            "closed streams make room"
+        );
+    }
+}

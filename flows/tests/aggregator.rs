@@ -5,15 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use flows::FlowLog;
-use flows::log::{
-    Action, Counters, Endpoint, FiveTuple, PolicyHit, PolicyKind, PolicyTrace, Reporter,
-};
+use flows::log::{Action, Counters, Endpoint, PolicyHit, PolicyKind};
 use flows::proto;
 use flows::query::{HintsQuery, ListQuery};
 use flows::store::{Aggregator, Config, Refused};
 
-/// A bucket boundary (a multiple of 15).
-const T0: i64 = 1_800_000_000;
+mod support;
+
+use support::T0;
 
 fn hit(
     kind: PolicyKind,
@@ -35,44 +34,22 @@ fn hit(
     }
 }
 
-/// web (ns shop) to db (ns data) on TCP `port`, allowed by shop/allow-db.
+/// support's allowed flow (web to db, shop/allow-db) to `port`, with its
+/// own labels and counters.
 fn log(start: i64, port: u16) -> FlowLog {
-    FlowLog {
-        tuple: FiveTuple {
-            source: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-            dest: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-            protocol: 6,
-            source_port: 40000,
-            dest_port: port,
-        },
-        source: Endpoint::workload("shop", "web-*", &[("app", "web"), ("pod", "1")]),
-        dest: Endpoint::workload("data", "db-*", &[("app", "db")]),
-        dest_service: None,
-        reporter: Reporter::Src,
-        action: Action::Allow,
-        policies: PolicyTrace {
-            enforced: vec![hit(
-                PolicyKind::CalicoNetworkPolicy,
-                "shop",
-                "allow-db",
-                "default",
-                Action::Allow,
-                0,
-            )],
-            pending: vec![],
-        },
-        counters: Counters {
-            packets_in: 1,
-            packets_out: 2,
-            bytes_in: 100,
-            bytes_out: 200,
-            connections_started: 1,
-            connections_completed: 0,
-            connections_live: 1,
-        },
-        start,
-        end: start + 1,
-    }
+    let mut l = support::allowed(start);
+    l.tuple.dest_port = port;
+    l.source = Endpoint::workload("shop", "web-*", &[("app", "web"), ("pod", "1")]);
+    l.counters = Counters {
+        packets_in: 1,
+        packets_out: 2,
+        bytes_in: 100,
+        bytes_out: 200,
+        connections_started: 1,
+        connections_completed: 0,
+        connections_live: 1,
+    };
+    l
 }
 
 fn denied(start: i64, port: u16) -> FlowLog {
