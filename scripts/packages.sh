@@ -5,7 +5,8 @@
 #   install_packages all   that and what the tests need (scripts/test.sh)
 #
 # Each entry is `package: the commands we call from it` (absolute paths for
-# programs outside PATH). Commands from Debian's essential set (bash,
+# programs outside PATH; `py:MODULE` for a Python module that Debian's
+# /usr/bin/python3 must import). Commands from Debian's essential set (bash,
 # coreutils, util-linux's mount/nsenter/unshare, findutils, grep, sed) are
 # listed too, so a missing one is named rather than failing later.
 
@@ -48,6 +49,8 @@ PACKAGES_TEST=(
   "dpkg-dev: dpkg-deb dpkg-shlibdeps"    # scripts/package.sh builds the .deb
   "binutils: objcopy strip readelf"      # package.sh strips and splits debug info
   "systemd: systemd-analyze"             # the package tests verify the unit
+  "python3-grpcio: py:grpc"              # flows/tests/python.rs: a Goldmane client not ours,
+  "python3-grpc-tools: py:grpc_tools"    # generated from Goldmane's .proto at test time
 )
 
 # _packages GROUP: the entries of GROUP (lab or all), one per line.
@@ -61,7 +64,9 @@ missing_commands() {
   local entry cmd
   while IFS= read -r entry; do
     for cmd in ${entry#*:}; do
-      if [[ $cmd == /* ]]; then [ -x "$cmd" ] || echo "$cmd (${entry%%:*})"
+      if [[ $cmd == py:* ]]; then
+        /usr/bin/python3 -c "import ${cmd#py:}" 2>/dev/null || echo "$cmd (${entry%%:*})"
+      elif [[ $cmd == /* ]]; then [ -x "$cmd" ] || echo "$cmd (${entry%%:*})"
       else command -v "$cmd" >/dev/null || echo "$cmd (${entry%%:*})"; fi
     done
   done < <(_packages "$1")

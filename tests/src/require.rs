@@ -71,6 +71,25 @@ pub fn require_programs(programs: &[&str]) -> bool {
     )
 }
 
+/// True when `python` (a path, e.g. Debian's `/usr/bin/python3`) imports
+/// every module. Otherwise prints which do not import and returns false, or
+/// panics in CI.
+pub fn require_python_modules(python: &str, modules: &[&str]) -> bool {
+    let imports = |module: &&str| {
+        std::process::Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let missing: Vec<&str> = modules.iter().copied().filter(|m| !imports(m)).collect();
+    check(
+        missing.is_empty(),
+        &format!("{python} modules not found: {}", missing.join(", ")),
+    )
+}
+
 fn on_path(program: &str) -> bool {
     find_program(program).is_some()
 }
