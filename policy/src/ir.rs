@@ -285,8 +285,9 @@ pub enum Statement {
     MarkSet(u32),
     /// `meta mark set meta mark & ~bits`.
     MarkClear(u32),
-    /// `log prefix "..."`.
-    Log { prefix: String },
+    /// `log prefix "..."`, to the kernel log; with a group, `log prefix
+    /// "..." group N` to that NFLOG group instead (flow logs read it).
+    Log { prefix: String, group: Option<u16> },
     /// `notrack`: conntrack leaves the packet alone (raw priority only).
     Notrack,
     /// `masquerade`: the connection leaves with the address of the interface

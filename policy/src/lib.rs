@@ -65,6 +65,7 @@ pub mod compile;
 pub mod dataplane;
 pub mod diff;
 mod failsafe;
+pub mod flowlog;
 pub mod ir;
 pub mod k8s;
 mod memo;

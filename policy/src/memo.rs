@@ -31,6 +31,7 @@ use api::selector::Expr;
 use crate::compile::{
     CompiledChain, Lowering, Step, endpoint_chain, policy_chain_names, profile_chain_names,
 };
+use crate::flowlog::ChainLog;
 use crate::ir::Chain;
 use crate::model::{Endpoint, Model, Policy, PolicyScope, Profile};
 use crate::sets::{SetCache, SetSource};
@@ -277,6 +278,9 @@ impl Selections {
     }
 }
 
+/// What an endpoint chain is made of: its hop, how it logs, its steps.
+type EndpointChainKey = (Hop, Option<ChainLog>, Vec<Step>);
+
 /// The chains, selections and sets a lowering makes, for the next lowering
 /// (of the same model, or of the next model in a
 /// [`Compiler`](crate::compile::Compiler)) to take rather than make.
@@ -286,7 +290,7 @@ pub struct Memo {
     pub generation: u64,
     policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
     profiles: FastMap<String, Compiled<Profile>>,
-    endpoint_chains: FastMap<(Hop, Vec<Step>), (Arc<Chain>, u64)>,
+    endpoint_chains: FastMap<EndpointChainKey, (Arc<Chain>, u64)>,
     /// Base and dispatch chains: they depend on the config and the features only.
     base_chains: FastMap<String, Arc<Chain>>,
     base_features: Features,
@@ -378,16 +382,21 @@ impl Memo {
 
     /// The endpoint chain of these steps in this hop: one chain for every
     /// endpoint with the same steps, kept while some endpoint has them.
-    pub fn endpoint_chain(&mut self, hop: Hop, steps: Vec<Step>) -> Arc<Chain> {
+    pub fn endpoint_chain(
+        &mut self,
+        hop: Hop,
+        log: Option<ChainLog>,
+        steps: Vec<Step>,
+    ) -> Arc<Chain> {
         let generation = self.generation;
-        let key = (hop, steps);
+        let key = (hop, log, steps);
         match self.endpoint_chains.get_mut(&key) {
             Some((chain, used)) => {
                 *used = generation;
                 chain.clone()
             }
             None => {
-                let chain = Arc::new(endpoint_chain(hop, &key.1));
+                let chain = Arc::new(endpoint_chain(hop, log, &key.2));
                 self.endpoint_chains
                     .insert(key, (chain.clone(), generation));
                 chain

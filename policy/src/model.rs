@@ -156,6 +156,9 @@ pub struct Config {
     /// Source NAT to this address rather than masquerade, for its family
     /// (Felix's `NATOutgoingAddress`).
     pub nat_outgoing_address: Option<IpAddr>,
+    /// Rules that decide new connections log them to this NFLOG group
+    /// (the [`flowlog`](crate::flowlog) module); `None`: no flow logs.
+    pub flow_logs: Option<crate::flowlog::FlowLogs>,
 }
 
 impl Config {
@@ -205,6 +208,7 @@ impl Default for Config {
                 .collect(),
             nat_outgoing: NatOutgoing::default(),
             nat_outgoing_address: None,
+            flow_logs: None,
         }
     }
 }

@@ -427,7 +427,14 @@ fn statement(s: &Statement) -> String {
     match s {
         Statement::MarkSet(bits) => format!("meta mark set meta mark | {bits:#010x}"),
         Statement::MarkClear(bits) => format!("meta mark set meta mark & {:#010x}", !bits),
-        Statement::Log { prefix } => format!("log prefix \"{}\"", comment(prefix)),
+        Statement::Log {
+            prefix,
+            group: None,
+        } => format!("log prefix \"{}\"", comment(prefix)),
+        Statement::Log {
+            prefix,
+            group: Some(group),
+        } => format!("log prefix \"{}\" group {group}", comment(prefix)),
         Statement::Notrack => "notrack".to_string(),
         Statement::Masquerade => "masquerade".to_string(),
         Statement::Snat(addr) => format!("snat {} to {addr}", ip_word(Family::of_addr(*addr))),

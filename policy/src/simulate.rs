@@ -187,7 +187,7 @@ fn run_chain(
             match s {
                 Statement::MarkSet(bits) => packet.mark |= bits,
                 Statement::MarkClear(bits) => packet.mark &= !bits,
-                Statement::Log { prefix } => {
+                Statement::Log { prefix, .. } => {
                     (walk.logged).push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
                 }
                 Statement::Notrack => packet.ct = CtState::Untracked,

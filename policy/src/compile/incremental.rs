@@ -179,15 +179,21 @@ fn policy_alike(a: &Config, b: &Config) -> bool {
         failsafe_outbound,
         nat_outgoing: _,
         nat_outgoing_address: _,
+        flow_logs,
     } = a;
-    (node, workload_prefix, endpoint_to_host, log_prefix)
-        == (
-            &b.node,
-            &b.workload_prefix,
-            &b.endpoint_to_host,
-            &b.log_prefix,
-        )
-        && (failsafe_inbound, failsafe_outbound) == (&b.failsafe_inbound, &b.failsafe_outbound)
+    (
+        node,
+        workload_prefix,
+        endpoint_to_host,
+        log_prefix,
+        flow_logs,
+    ) == (
+        &b.node,
+        &b.workload_prefix,
+        &b.endpoint_to_host,
+        &b.log_prefix,
+        &b.flow_logs,
+    ) && (failsafe_inbound, failsafe_outbound) == (&b.failsafe_inbound, &b.failsafe_outbound)
 }
 
 impl Compiler {

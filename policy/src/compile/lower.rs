@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use api::resources::policy::PolicyType;
 
+use crate::flowlog;
 use crate::ir::{Chain, Rule, Ruleset, VerdictMap};
 use crate::memo::{Compiled, FastMap, Memo};
 use crate::model::{ALL_INTERFACES, EndpointKind, Model, Policy, PolicyScope};
@@ -141,6 +142,16 @@ impl<'m> Lowering<'m> {
         }
     }
 
+    /// The NFLOG group deciding rules log to, when flow logs are on and
+    /// the chain `logs`.
+    pub(crate) fn flow_log_group(&self, logs: bool) -> Option<u16> {
+        self.model
+            .config
+            .flow_logs
+            .filter(|_| logs)
+            .map(|f| f.group)
+    }
+
     /// Makes the set `name` from `source` again.
     pub(crate) fn make_set_again(&mut self, name: &str, source: &SetSource) {
         self.sets.make_again(name, source);
@@ -165,7 +176,7 @@ impl<'m> Lowering<'m> {
         let entry = memo.policy(policy);
         for (d, direction) in DIRECTIONS.into_iter().enumerate() {
             if let Some(rules) = policy.rules(direction) {
-                self.add_rule_chain(entry, d, rules, "");
+                self.add_rule_chain(entry, d, rules, "", flowlog::logs(policy.stage));
             }
         }
         PolicyNames {
@@ -188,28 +199,35 @@ impl<'m> Lowering<'m> {
             PolicyType::Ingress => &source.ingress,
             PolicyType::Egress => &source.egress,
         };
-        self.add_rule_chain(entry, d, rules, "profile ");
+        self.add_rule_chain(entry, d, rules, "profile ", true);
         Some(entry.names_display(d))
     }
 
     /// Puts chain `d` of a policy or profile in the ruleset, unless a chain
     /// of its name is there already: the one `entry` holds, else one compiled
     /// from `rules` (its comments say `kind`, the name and the direction),
-    /// which `entry` then holds.
+    /// which `entry` then holds. With flow logs on, its deciding rules log
+    /// (unless `logs` is false: untracked policy).
     fn add_rule_chain<S>(
         &mut self,
         entry: &mut Compiled<S>,
         d: usize,
         rules: &[crate::model::Rule],
         kind: &str,
+        logs: bool,
     ) {
         let name = &*entry.names[d];
         if self.chains.contains_key(name) {
             return;
         }
         let display = &entry.display;
+        let log = self.flow_log_group(logs);
         let compiled = entry.chains[d].get_or_insert_with(|| {
-            self.compile_chain(rules, &origin(kind, display, DIRECTIONS[d]))
+            self.compile_chain(
+                rules,
+                &origin(kind, display, DIRECTIONS[d]),
+                log.map(|g| (g, name)),
+            )
         });
         self.add_sets(&compiled.sets);
         self.chains.insert(name.to_string(), compiled.chain.clone());

@@ -151,6 +151,7 @@ pub enum Expr {
     Notrack,
     Log {
         prefix: String,
+        group: Option<u16>,
     },
     Immediate(VerdictCode),
     /// Data (an address) into a register.
@@ -244,9 +245,12 @@ impl Expr {
             }
             Expr::Counter => new("counter"),
             Expr::Notrack => new("notrack"),
-            Expr::Log { prefix } => {
+            Expr::Log { prefix, group } => {
                 let mut e = new("log");
                 e.set_str(NFTNL_EXPR_LOG_PREFIX, prefix);
+                if let Some(group) = group {
+                    e.set(NFTNL_EXPR_LOG_GROUP, &group.to_ne_bytes());
+                }
                 e
             }
             Expr::ImmediateData { dreg, data } => {
@@ -963,8 +967,9 @@ pub fn rule_exprs(rule: &Rule, ids: &mut SetIds) -> Result<(Vec<Expr>, Vec<AnonS
         match s {
             Statement::MarkSet(bits) => mark_load(&mut out, !bits, *bits),
             Statement::MarkClear(bits) => mark_load(&mut out, !bits, 0),
-            Statement::Log { prefix } => out.push(Expr::Log {
+            Statement::Log { prefix, group } => out.push(Expr::Log {
                 prefix: crate::sets::comment(prefix),
+                group: *group,
             }),
             Statement::Notrack => out.push(Expr::Notrack),
             Statement::Masquerade => out.push(Expr::Masq),

@@ -23,6 +23,7 @@ use crate::compile::lower::{
     DIRECTIONS, Lowering, Target, count_uses, endpoint_chain_name, endpoint_steps, origin,
     tier_names,
 };
+use crate::flowlog::{self, ChainLog};
 use crate::ir::{Ruleset, Set};
 use crate::memo::{FastMap, Pairing, enforced};
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Profile};
@@ -322,7 +323,13 @@ impl Compiler {
                 continue;
             }
             let rules = policy.rules(direction).unwrap_or_default();
-            let compiled = lowering.compile_chain(rules, &origin("", &entry.display, direction));
+            let log = lowering.flow_log_group(flowlog::logs(policy.stage));
+            let chain = &*entry.names[d];
+            let compiled = lowering.compile_chain(
+                rules,
+                &origin("", &entry.display, direction),
+                log.map(|g| (g, chain)),
+            );
             if let Some(old) = old {
                 count_uses(&mut previous.set_uses, &old.sets, -1);
             }
@@ -355,7 +362,11 @@ impl Compiler {
                         };
                         Some(names)
                     });
-                let chain = self.memo.endpoint_chain(Hop::Filter, steps);
+                let log = (model.config.flow_logs).map(|f| ChainLog {
+                    group: f.group,
+                    ingress: flowlog::is_ingress(direction),
+                });
+                let chain = self.memo.endpoint_chain(Hop::Filter, log, steps);
                 let name = endpoint_chain_name(ep, Hop::Filter, direction, interface);
                 ruleset.chains.insert(name, chain);
             }

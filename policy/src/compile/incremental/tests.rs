@@ -247,3 +247,23 @@ fn every_fallback_has_its_own_label() {
     assert_eq!(Outcome::Patched.path(), "patched");
     assert_eq!(full(Fallback::FirstCompile).path(), "full");
 }
+
+#[test]
+fn turning_flow_logs_on_recompiles_and_edits_under_them_are_patched_alike() {
+    let logs = Some(crate::flowlog::FlowLogs { group: 20 });
+    assert_eq!(
+        shop_after(|m| m.config.flow_logs = logs),
+        full(Fallback::ConfigChanged)
+    );
+    let mut logging = model(SHOP);
+    logging.config.flow_logs = logs;
+    let relabelled = outcome_of(&logging, |m| {
+        let e = endpoint(m, "frontend");
+        m.endpoints[e].labels.insert("app".into(), "other".into());
+    });
+    let edited = outcome_of(&logging, |m| {
+        let rule = policy(m, "backend").ingress[0].clone();
+        policy(m, "backend").ingress.push(rule);
+    });
+    assert_eq!((relabelled, edited), (Outcome::Patched, Outcome::Patched));
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use api::resources::policy::{PolicyType, TierDefaultAction};
 
 use super::{Lowering, Policies, direction_index, direction_word, regular};
+use crate::flowlog::{self, ChainLog, Decider, tier_key};
 use crate::ir::{Chain, MARK_PASS, Match, Rule, Statement, Verdict};
 use crate::memo::Memo;
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy};
@@ -102,7 +103,13 @@ impl Lowering<'_> {
                     },
                 );
                 let chain = endpoint_chain_name(ep, hop, direction, interface);
-                let made = memo.endpoint_chain(hop, steps);
+                let log = self
+                    .flow_log_group(hop != Hop::Untracked)
+                    .map(|group| ChainLog {
+                        group,
+                        ingress: flowlog::is_ingress(direction),
+                    });
+                let made = memo.endpoint_chain(hop, log, steps);
                 self.chains.insert(chain.clone(), made);
                 let map = match (ep.kind, direction) {
                     _ if hop != Hop::Filter => hop.host_map(direction).unwrap_or_default(),
@@ -200,8 +207,9 @@ pub fn endpoint_chain_name(
 ///
 /// The other hops differ in their first and last rules and in what follows
 /// an Allow (the `stages` module: [`Hop::prelude`], [`Hop::on_allow`],
-/// [`Hop::last`]).
-pub fn endpoint_chain(hop: Hop, steps: &[Step]) -> Chain {
+/// [`Hop::last`]). With `log`, a tier's default deny and the last drop log
+/// their [`Decider`] first.
+pub fn endpoint_chain(hop: Hop, log: Option<ChainLog>, steps: &[Step]) -> Chain {
     let pass_clear = || {
         vec![Match::Mark {
             mask: MARK_PASS,
@@ -220,10 +228,16 @@ pub fn endpoint_chain(hop: Hop, steps: &[Step]) -> Chain {
             }
             Step::TierEnd { tier, deny } => {
                 if *deny {
-                    rules.push(
-                        Rule::new(pass_clear(), Verdict::Drop)
-                            .comment(format!("tier {tier}: default deny")),
-                    );
+                    let mut rule = Rule::new(pass_clear(), Verdict::Drop)
+                        .comment(format!("tier {tier}: default deny"));
+                    if let Some(log) = log {
+                        let decider = Decider::TierEnd {
+                            ingress: log.ingress,
+                            tier: tier_key(tier),
+                        };
+                        rule.statements.insert(0, decider.log(log.group));
+                    }
+                    rules.push(rule);
                 }
                 rules.push(Rule {
                     statements: vec![Statement::MarkClear(MARK_PASS)],
@@ -239,6 +253,14 @@ pub fn endpoint_chain(hop: Hop, steps: &[Step]) -> Chain {
             }
         }
     }
-    rules.extend(hop.last());
+    rules.extend(hop.last().map(|mut last| {
+        if let Some(log) = log.filter(|_| last.verdict == Some(Verdict::Drop)) {
+            let decider = Decider::NoMatch {
+                ingress: log.ingress,
+            };
+            last.statements.insert(0, decider.log(log.group));
+        }
+        last
+    }));
     regular(rules)
 }

@@ -14,6 +14,7 @@ use api::{
 };
 
 use super::{Lowering, regular};
+use crate::flowlog::{Decider, Decision};
 use crate::ir::{Chain, Family, MARK_ALLOW, MARK_PASS, Match, Rule, Side, Statement, Verdict};
 use crate::model::Entity;
 use crate::sets::SetSource;
@@ -27,35 +28,58 @@ pub struct CompiledChain {
 
 impl Lowering<'_> {
     /// A policy or profile chain of these rules (`origin` names them in
-    /// comments), with the sets they asked for.
+    /// comments), with the sets they asked for. With `log` (an NFLOG group
+    /// and the chain's name), each Allow, Deny and Pass rule first logs its
+    /// [`Decider`] there.
     pub(crate) fn compile_chain(
         &mut self,
         rules: &[crate::model::Rule],
         origin: &str,
+        log: Option<(u16, &str)>,
     ) -> CompiledChain {
         self.sets.start_log();
-        let compiled = self.rules(rules, origin);
+        let compiled = self.rules(rules, origin, log);
         CompiledChain {
             chain: Arc::new(regular(compiled)),
             sets: self.sets.take_log(),
         }
     }
 
-    fn rules(&mut self, rules: &[crate::model::Rule], origin: &str) -> Vec<Rule> {
+    fn rules(
+        &mut self,
+        rules: &[crate::model::Rule],
+        origin: &str,
+        log: Option<(u16, &str)>,
+    ) -> Vec<Rule> {
         let mut out = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let comment = format!("{origin}[{i}]");
-            let (statements, verdict) = match rule.action {
+            let (mut statements, verdict) = match rule.action {
                 Action::Allow => (vec![Statement::MarkSet(MARK_ALLOW)], Some(Verdict::Return)),
                 Action::Pass => (vec![Statement::MarkSet(MARK_PASS)], Some(Verdict::Return)),
                 Action::Deny => (vec![], Some(Verdict::Drop)),
                 Action::Log => (
                     vec![Statement::Log {
                         prefix: format!("{} ", self.model.config.log_prefix),
+                        group: None,
                     }],
                     None,
                 ),
             };
+            let decision = match rule.action {
+                Action::Allow => Some(Decision::Allow),
+                Action::Deny => Some(Decision::Deny),
+                Action::Pass => Some(Decision::Pass),
+                Action::Log => None,
+            };
+            if let (Some((group, chain)), Some(decision)) = (log, decision) {
+                let decider = Decider::Rule {
+                    chain: chain.to_string(),
+                    index: i,
+                    decision,
+                };
+                statements.insert(0, decider.log(group));
+            }
             for matches in self.rule_matches(rule) {
                 out.push(Rule {
                     matches,

@@ -203,8 +203,8 @@ fn a_tier_that_passes_by_default_ends_without_a_drop() {
         tier: Arc::from("t"),
         deny,
     };
-    let passing = endpoint_chain(Hop::Filter, &[policy("p"), tier_end(false)]);
-    let denying = endpoint_chain(Hop::Filter, &[policy("p"), tier_end(true)]);
+    let passing = endpoint_chain(Hop::Filter, None, &[policy("p"), tier_end(false)]);
+    let denying = endpoint_chain(Hop::Filter, None, &[policy("p"), tier_end(true)]);
     assert_eq!(denying.rules.len(), passing.rules.len() + 1);
     let drop_count = |c: &crate::ir::Chain| {
         (c.rules.iter())
@@ -213,4 +213,109 @@ fn a_tier_that_passes_by_default_ends_without_a_drop() {
     };
     // ct state invalid and the fail-closed end; then the tier's default deny.
     assert_eq!((drop_count(&passing), drop_count(&denying)), (2, 3));
+}
+
+/// The shop compiled with flow logs to NFLOG group 20.
+fn lower_logging(yaml: &str) -> (crate::model::Model, Ruleset) {
+    let mut model = model(yaml);
+    model.config.flow_logs = Some(crate::flowlog::FlowLogs { group: 20 });
+    let lowering = Lowering::new(&model, SetRegistry::new(&model));
+    let rs = lowering.lower(&mut Memo::default()).ruleset;
+    (model, rs)
+}
+
+/// The flow-log prefixes of a chain's rules, in order (`None`: no log).
+fn logged(rs: &Ruleset, chain: &str) -> Vec<Option<String>> {
+    (rs.chains[chain].rules.iter())
+        .map(|r| {
+            r.statements.iter().find_map(|s| match s {
+                Statement::Log {
+                    prefix,
+                    group: Some(20),
+                } => Some(prefix.clone()),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn with_flow_logs_each_deciding_rule_logs_a_prefix_the_index_resolves() {
+    use crate::flowlog::{Decision, Hit, Index, Source};
+    let (model, rs) = lower_logging(SHOP);
+    let policy_chain = "np-in-shop/backend";
+    // One rule per family, each logging the model rule it comes from.
+    assert_eq!(
+        logged(&rs, policy_chain),
+        [
+            Some(format!("R A 0 {policy_chain}")),
+            Some(format!("R A 0 {policy_chain}"))
+        ]
+    );
+    // The endpoint chain logs its own drops, ingress: the default tier's
+    // end (its policies select the backend), and the last rule.
+    let wl = logged(&rs, "wl-in-caliback");
+    let drops: Vec<&String> = wl.iter().flatten().collect();
+    assert_eq!(drops, ["T i default", "N i"], "{wl:?}");
+    assert_eq!(
+        logged(&rs, "wl-out-califront").last(),
+        Some(&Some("N o".to_string()))
+    );
+
+    let text = crate::render::render(&rs);
+    assert!(
+        text.contains(&format!("log prefix \"R A 0 {policy_chain}\" group 20")),
+        "{text}"
+    );
+
+    let index = Index::new(&model);
+    let Some(Hit::Rule {
+        origin,
+        rule,
+        decision,
+    }) = index.resolve(&format!("R A 0 {policy_chain}"))
+    else {
+        panic!("not resolved")
+    };
+    assert_eq!(
+        (
+            origin.source,
+            origin.namespace.as_str(),
+            origin.name.as_str()
+        ),
+        (Source::NetworkPolicy, "shop", "backend")
+    );
+    assert_eq!(
+        (origin.tier.as_str(), origin.ingress, rule, decision),
+        ("default", true, 0, Decision::Allow)
+    );
+    let Some(Hit::Rule { origin, .. }) = index.resolve("R A 0 pro-out-open") else {
+        panic!("the profile's chain is not resolved")
+    };
+    assert_eq!((origin.source, origin.ingress), (Source::Profile, false));
+    assert_eq!(index.resolve("R A 0 np-in-nowhere"), None);
+    assert_eq!(index.resolve("N i"), Some(Hit::NoMatch { ingress: true }));
+}
+
+#[test]
+fn a_tiers_default_deny_logs_its_tier_and_without_flow_logs_nothing_logs() {
+    let yaml = format!(
+        "{SHOP}---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: security}}\nspec: {{order: 1}}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: security.quarantine}}\nspec:\n  tier: security\n  selector: app == \"backend\"\n  ingress: [{{action: Deny, source: {{nets: [192.0.2.0/24]}}}}]\n"
+    );
+    let (_, rs) = lower_logging(&yaml);
+    let wl = logged(&rs, "wl-in-caliback");
+    assert!(wl.contains(&Some("T i security".to_string())), "{wl:?}");
+    assert!(
+        logged(&rs, "gnp-in-security.quarantine")
+            .contains(&Some("R D 0 gnp-in-security.quarantine".into())),
+        "{:?}",
+        logged(&rs, "gnp-in-security.quarantine")
+    );
+    let plain = lower(&yaml);
+    let logs = (plain.chains.values())
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.statements)
+        .filter(|s| matches!(s, Statement::Log { group: Some(_), .. }))
+        .count();
+    assert_eq!(logs, 0);
 }
