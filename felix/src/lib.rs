@@ -18,6 +18,7 @@
 //!   conntrack, VXLAN).
 //! - [`policy_driver`]: the nftables driver (incremental compiler + netlink).
 //! - [`bgp`]: the BGP driver around an in-process `bgpd::Speaker`.
+//! - [`flowlog`]: flow logs from NFLOG and conntrack, into the flow API.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/liveness` and
 //!   `/readiness` HTTP endpoints.
 //! - [`daemon`]: the agent's main loop tying the above together.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod flowlog;
 pub mod metrics;
 pub mod node;
 pub mod policy_driver;
