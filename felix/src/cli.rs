@@ -19,8 +19,9 @@ use task::Task;
 use tokio::net::TcpListener;
 
 use crate::bgp::{BgpDriver, BgpOptions, PeerMetrics};
-use crate::config::{Backend, ConfigError, IpSetting, RunArgs, Settings};
+use crate::config::{Backend, ConfigError, FLOW_LOG_GROUP, IpSetting, RunArgs, Settings};
 use crate::daemon::{self, DaemonConfig, DaemonError};
+use crate::flowlog::{self, run::FlowLogDriver, run::SharedLookup};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeError, Registration};
 use crate::policy_driver::PolicyDriver;
@@ -160,6 +161,43 @@ fn write_nodename(path: &Path, node: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The flow store, its API on `addr` and the reader: tasks to hold, and
+/// the driver that hands them each model.
+async fn start_flow_logs(
+    addr: SocketAddr,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+) -> Result<(FlowLogDriver, Vec<Task<()>>), CliError> {
+    let what = "the flow API";
+    let flows = flows::Flows::new(flows::Config::default()).map_err(|e| CliError::Bind {
+        what,
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { what, addr, source })?;
+    tracing::info!(%addr, "flow API listening");
+    let api = flows.clone();
+    let lookup = SharedLookup::default();
+    let tasks = vec![
+        Task::spawn(async move {
+            if let Err(e) = flows::serve(listener, api, std::future::pending()).await {
+                tracing::error!(error = %e, "flow API stopped");
+            }
+        }),
+        Task::spawn(flows.clone().roll_every(Duration::from_secs(1))),
+        Task::spawn(flowlog::run::run(
+            lookup.clone(),
+            flows,
+            FLOW_LOG_GROUP,
+            interval,
+            metrics,
+        )),
+    ];
+    Ok((FlowLogDriver::new(lookup), tasks))
+}
+
 /// Binds `addr` and serves metrics and health on it.
 async fn serve(
     what: &'static str,
@@ -212,6 +250,13 @@ pub async fn run(
         let (peers, task) = PeerMetrics::spawn(driver.status_source(), Duration::from_secs(5));
         metrics.set_bgp_status(peers);
         servers.push(task);
+        drivers.push(Box::new(driver));
+    }
+
+    if let Some(addr) = settings.flows_addr {
+        let interval = settings.flow_logs_flush_interval;
+        let (driver, tasks) = start_flow_logs(addr, interval, metrics.clone()).await?;
+        servers.extend(tasks);
         drivers.push(Box::new(driver));
     }
 

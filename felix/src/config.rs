@@ -16,6 +16,8 @@
 //! | AS number | `--as` | `AS` | `asNumber` | none (the cluster's) |
 //! | BGP status socket | `--bgp-socket` | `FELIX_BGPSOCKET` | `bgpSocket` | `/run/calico/bgp.sock` |
 //! | node name file | `--nodename-file` | `CALICO_NODENAME_FILE` | `nodenameFile` | none |
+//! | flow API address | `--flows-addr` | `FELIX_FLOWSADDR` | `flowsAddr` | `127.0.0.1:7443`; `none`: no flow logs |
+//! | flow log flush interval | `--flow-logs-flush-interval` | `FELIX_FLOWLOGSFLUSHINTERVAL` | `flowLogsFlushInterval` | `15s` |
 //!
 //! The node name file is where felix writes its node name at start, for the
 //! CNI plugin's `nodename_file` (Calico's calico-node always writes
@@ -30,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use datastore::DatastoreConfig;
 use ipnet::IpNet;
@@ -41,6 +44,10 @@ use crate::state::HostSettings;
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 /// Liveness and readiness, as Calico's felix (`HealthPort`).
 pub const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:9099";
+/// The NFLOG group the ruleset logs flows to.
+pub const FLOW_LOG_GROUP: u16 = 20;
+/// Where the flow API (Goldmane's `Flows` service) listens, as Goldmane.
+pub const DEFAULT_FLOWS_ADDR: &str = "127.0.0.1:7443";
 /// Where the BGP speaker answers status queries (`calicoctl node status`).
 pub const DEFAULT_BGP_SOCKET: &str = "/run/calico/bgp.sock";
 
@@ -64,6 +71,11 @@ pub struct Settings {
     pub bgp_socket: PathBuf,
     /// Where to write the node name at start, if anywhere.
     pub nodename_file: Option<PathBuf>,
+    /// Where the flow API listens; `None`: no flow logs at all.
+    pub flows_addr: Option<SocketAddr>,
+    /// How often connections' counts go into the flow store (Calico's
+    /// `flowLogsFlushInterval`); the store aggregates in 15 s buckets.
+    pub flow_logs_flush_interval: Duration,
 }
 
 /// Calico's `CALICO_NETWORKING_BACKEND`: how traffic reaches other hosts.
@@ -147,6 +159,14 @@ pub struct RunArgs {
     /// nodename_file [env: CALICO_NODENAME_FILE; default: none]
     #[arg(long)]
     pub nodename_file: Option<String>,
+    /// Flow API address, `none` for no flow logs [env: FELIX_FLOWSADDR;
+    /// default: 127.0.0.1:7443]
+    #[arg(long)]
+    pub flows_addr: Option<String>,
+    /// How often flows are flushed, `15s` or seconds
+    /// [env: FELIX_FLOWLOGSFLUSHINTERVAL; default: 15s]
+    #[arg(long)]
+    pub flow_logs_flush_interval: Option<String>,
 }
 
 /// The settings file: every field optional, unknown fields refused.
@@ -165,6 +185,8 @@ struct FileSettings {
     as_number: Option<serde_yaml::Value>,
     bgp_socket: Option<String>,
     nodename_file: Option<String>,
+    flows_addr: Option<String>,
+    flow_logs_flush_interval: Option<String>,
 }
 
 /// The settings file's `datastore:` mapping: `type` and `path`, and the
@@ -507,6 +529,27 @@ impl Settings {
                 ("nodenameFile", &f.nodename_file),
             )
             .map(|v| PathBuf::from(v.text));
+        let flows_addr = layers.parse(
+            layers.pick(
+                ("flows-addr", &flags.flows_addr),
+                &["FELIX_FLOWSADDR"],
+                ("flowsAddr", &f.flows_addr),
+            ),
+            DEFAULT_FLOWS_ADDR,
+            |v| match v {
+                "none" => Ok(None),
+                v => parse_addr(v).map(Some),
+            },
+        )?;
+        let flow_logs_flush_interval = layers.parse(
+            layers.pick(
+                ("flow-logs-flush-interval", &flags.flow_logs_flush_interval),
+                &["FELIX_FLOWLOGSFLUSHINTERVAL"],
+                ("flowLogsFlushInterval", &f.flow_logs_flush_interval),
+            ),
+            "15s",
+            parse_seconds,
+        )?;
         Ok(Settings {
             datastore,
             node_name,
@@ -519,6 +562,8 @@ impl Settings {
             as_number,
             bgp_socket,
             nodename_file,
+            flows_addr,
+            flow_logs_flush_interval,
         })
     }
 
@@ -542,7 +587,21 @@ impl Settings {
         HostSettings {
             node: self.node_name.clone(),
             bgp_enabled: self.backend == Backend::Bird,
+            flow_logs: self.flows_addr.map(|_| policy::flowlog::FlowLogs {
+                group: FLOW_LOG_GROUP,
+            }),
         }
+    }
+}
+
+/// A whole number of seconds, at least 1, as `15s` or `15`.
+fn parse_seconds(v: &str) -> Result<Duration, String> {
+    let n = v.strip_suffix('s').unwrap_or(v);
+    match n.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "{v:?} is not a whole number of seconds above 0 (as 15s)"
+        )),
     }
 }
 
@@ -726,6 +785,32 @@ mod tests {
                 path: "/tmp/f.db".into()
             }
         );
+    }
+
+    #[test]
+    fn flow_logs_are_on_at_7443_unless_the_address_is_none_and_flush_every_15_s() {
+        let s = resolve(&RunArgs::default(), &[], None).unwrap();
+        assert_eq!(s.flows_addr, Some("127.0.0.1:7443".parse().unwrap()));
+        assert_eq!(s.flow_logs_flush_interval, Duration::from_secs(15));
+        assert!(s.host().flow_logs.is_some());
+        let s = resolve(
+            &RunArgs::default(),
+            &[
+                ("FELIX_FLOWSADDR", "none"),
+                ("FELIX_FLOWLOGSFLUSHINTERVAL", "2"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!((s.flows_addr, s.host().flow_logs), (None, None));
+        assert_eq!(s.flow_logs_flush_interval, Duration::from_secs(2));
+        let err = resolve(
+            &RunArgs::default(),
+            &[],
+            Some("flowLogsFlushInterval: 0s\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "flowLogsFlushInterval");
     }
 
     #[test]

@@ -564,6 +564,7 @@ mod tests {
             let host = HostSettings {
                 node: "n1".into(),
                 bgp_enabled: true,
+                flow_logs: None,
             };
             let registration = Registration {
                 node: "n1".into(),
@@ -791,6 +792,7 @@ mod tests {
         let host = HostSettings {
             node: "n".into(),
             bgp_enabled: false,
+            flow_logs: None,
         };
         let c = DaemonConfig::new(host, None);
         assert_eq!(c.backoff(1), Duration::from_millis(250));

@@ -287,6 +287,12 @@ pub struct Metrics {
     pub resyncs: Counter,
     /// Problems the calculation reported on its last run.
     pub calc_problems: Gauge,
+    /// What the flow-log reader saw, by `event`: packets `logged`, `lost`
+    /// (NFLOG sequence gaps), socket `overrun`s, `malformed` messages,
+    /// `unresolved` prefixes, connections `evicted` from a full table,
+    /// flows `dropped` by the store's bound, and `stream_dropped` (a slow
+    /// API client's).
+    pub flowlog_events: Counter,
     /// Policy compilations, by `path` (`patched`: the previous ruleset
     /// patched; `full`: compiled again) and, for a full one, the `reason` a
     /// patch could not do ([`policy::compile::Fallback::as_str`]; empty for
@@ -357,6 +363,11 @@ impl Metrics {
                 "felix_policy_compiles_total",
                 "Policy compilations, by path (patched, full) and the reason for a full one (first_compile, config_changed, tiers_changed, ...).",
                 &["path", "reason"],
+            ),
+            flowlog_events: Counter::new(
+                "felix_flowlog_events_total",
+                "What the flow-log reader saw: packets logged, lost, overruns, malformed messages, unresolved prefixes, evicted connections, dropped flows.",
+                &["event"],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
             bgp_peer_state: Gauge::new(
@@ -464,6 +475,7 @@ impl Metrics {
         self.apply_errors.render(&mut out);
         self.resyncs.render(&mut out);
         self.calc_problems.render(&mut out);
+        self.flowlog_events.render(&mut out);
         self.policy_compiles.render(&mut out);
         self.bgp_peers.render(&mut out);
         self.bgp_peer_state.render(&mut out);

@@ -153,6 +153,10 @@ pub trait Driver: Send {
 /// stage keep the order they were given in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    /// What watches the dataplane rather than programs it (flow logs take
+    /// the model first, to resolve what the ruleset about to be applied
+    /// logs).
+    Observe,
     /// Links, routes, conntrack, VXLAN.
     Kernel,
     /// The nftables ruleset.
@@ -173,6 +177,9 @@ pub struct HostSettings {
     /// Run the BGP speaker (Calico's `CALICO_NETWORKING_BACKEND=bird`);
     /// `false` for VXLAN-only or policy-only hosts.
     pub bgp_enabled: bool,
+    /// The ruleset logs each new connection's deciding rules to this
+    /// NFLOG group (the `flowlog` module); `None`: no flow logs.
+    pub flow_logs: Option<policy::flowlog::FlowLogs>,
 }
 
 /// The calculation's result: what to program, and what in the datastore it

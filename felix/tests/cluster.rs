@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use flows::proto::{self, flows_client::FlowsClient};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use testkit::cni::{Container, REFERENCE_PLUGINS, Runtime, interface_address};
@@ -79,6 +80,62 @@ fn stays(cluster: &Cluster, what: &str, mut check: impl FnMut() -> bool) {
 struct Host {
     ns: Netns,
     felix: Option<Background>,
+}
+
+/// The flows host `n`'s felix lists on its flow API (127.0.0.1:7443 in
+/// the host's namespace), through a client generated from the `.proto`.
+fn flows(cluster: &Cluster, n: usize) -> Vec<proto::Flow> {
+    cluster
+        .host(n)
+        .ns
+        .block_on(|| async {
+            let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:7443");
+            let Ok(channel) = endpoint.connect().await else {
+                return Vec::new();
+            };
+            let listed = FlowsClient::new(channel)
+                .list(proto::FlowListRequest::default())
+                .await;
+            listed.map_or_else(
+                |_| Vec::new(),
+                |r| {
+                    r.into_inner()
+                        .flows
+                        .into_iter()
+                        .filter_map(|f| f.flow)
+                        .collect()
+                },
+            )
+        })
+        .unwrap()
+}
+
+/// A flow of `flows` into `web` on TCP 8080 from the workload labelled
+/// `app == from`, as the destination's host reports it, with this action.
+fn flow_to_web<'f>(
+    flows: &'f [proto::Flow],
+    from: &str,
+    action: proto::Action,
+) -> Option<&'f proto::Flow> {
+    flows.iter().find(|f| {
+        f.key.as_ref().is_some_and(|k| {
+            k.dest_port == 8080
+                && k.reporter == proto::Reporter::Dst as i32
+                && k.action == action as i32
+        }) && f.source_labels.iter().any(|l| l == &format!("app={from}"))
+            && f.dest_labels.iter().any(|l| l == "app=web")
+    })
+}
+
+/// The policies that decided a flow, as (kind, name, tier, rule index).
+fn enforced(flow: &proto::Flow) -> Vec<(i32, String, String, i64)> {
+    let trace = flow.key.as_ref().and_then(|k| k.policies.as_ref());
+    trace
+        .map(|t| &t.enforced_policies)
+        .into_iter()
+        .flatten()
+        .map(|h| (h.kind, h.name.clone(), h.tier.clone(), h.rule_index))
+        .collect()
 }
 
 struct Workload {
@@ -220,6 +277,7 @@ impl Cluster {
             .args(["--as", &host_as(n).to_string()])
             .arg("--bgp-socket")
             .arg(&socket)
+            .args(["--flow-logs-flush-interval", "1"])
             .env("DATASTORE_TYPE", "sqlite")
             .env("DATASTORE_PATH", &self.db)
             .env(
@@ -451,6 +509,32 @@ fn three_hosts_and_a_bird_tor_route_police_withdraw_and_survive_a_felix_restart(
     assert!(
         !pings(client.container.ns(), &web.ip.to_string()),
         "policy admits only TCP 8080"
+    );
+    // Flow logs: web's host lists client's connection with the policy rule
+    // that allowed it, other's with the tier's end that denied it.
+    wait(
+        &cluster,
+        "h2's flow API lists both connections to web",
+        || {
+            let flows = flows(&cluster, 2);
+            let allowed = flow_to_web(&flows, "client", proto::Action::Allow).map(enforced);
+            let denied = flow_to_web(&flows, "other", proto::Action::Deny).map(enforced);
+            allowed.is_some_and(|e| {
+                e.contains(&(
+                    proto::PolicyKind::CalicoNetworkPolicy as i32,
+                    "web".into(),
+                    "default".into(),
+                    0,
+                ))
+            }) && denied.is_some_and(|e| {
+                e.contains(&(
+                    proto::PolicyKind::EndOfTier as i32,
+                    String::new(),
+                    "default".into(),
+                    -1,
+                ))
+            })
+        },
     );
     wait(
         &cluster,

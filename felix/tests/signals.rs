@@ -46,6 +46,7 @@ async fn sigterm_stops_the_loop_without_touching_the_dataplane() {
     let host = HostSettings {
         node: "n1".into(),
         bgp_enabled: false,
+        flow_logs: None,
     };
     let daemon = tokio::spawn(daemon::run(
         DaemonConfig::new(host, None),

@@ -265,7 +265,12 @@ impl ConntrackSocket {
 /// there is none).
 pub async fn delete(orig: &crate::Tuple) -> io::Result<()> {
     let socket = socket()?;
-    request(&socket, &conntrack::delete_request(1, orig), "deleting a connection").await
+    request(
+        &socket,
+        &conntrack::delete_request(1, orig),
+        "deleting a connection",
+    )
+    .await
 }
 
 /// Every connection in this network namespace's table, with counters.

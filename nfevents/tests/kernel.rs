@@ -25,10 +25,16 @@ fn namespace() -> Netns {
     let ns = Netns::new("nfev").unwrap();
     ns.exec("ip", ["link", "set", "lo", "up"]).unwrap();
     let mut nft = ns.cmd("nft");
-    nft.args(["-f", "/dev/stdin"]).stdin(std::process::Stdio::piped());
+    nft.args(["-f", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped());
     let mut child = nft.spawn().unwrap();
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(RULES.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(RULES.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "nft refused the rules");
     // Per namespace: counters on every connection.
     ns.exec("sysctl", ["-qw", "net.netfilter.nf_conntrack_acct=1"])
@@ -68,8 +74,13 @@ fn a_logged_connection_is_read_from_nflog_and_conntrack() {
         .await
         .unwrap();
         // A second listener for the group is refused.
-        let busy = NflogSocket::bind(GroupConfig::new(GROUP)).await.unwrap_err();
-        assert!(busy.to_string().contains("binding the NFLOG group 7"), "{busy}");
+        let busy = NflogSocket::bind(GroupConfig::new(GROUP))
+            .await
+            .unwrap_err();
+        assert!(
+            busy.to_string().contains("binding the NFLOG group 7"),
+            "{busy}"
+        );
         let mut events = ConntrackSocket::subscribe(&[conntrack::GROUP_DESTROY]).unwrap();
 
         let client = connection().await;
@@ -82,7 +93,10 @@ fn a_logged_connection_is_read_from_nflog_and_conntrack() {
         let l = &logged[0];
         assert_eq!((l.group, l.prefix.as_str(), l.hook), (GROUP, "test:A:1", 3));
         let t = l.headers.tuple;
-        assert_eq!((t.src, t.sport, t.dport), (client.ip(), client.port(), 8080));
+        assert_eq!(
+            (t.src, t.sport, t.dport),
+            (client.ip(), client.port(), 8080)
+        );
         assert_eq!(l.headers.tcp_flags.map(|f| f & 0x02), Some(0x02), "a SYN");
         assert!(l.seq.is_some());
         assert_eq!(log.stats().lost, 0);

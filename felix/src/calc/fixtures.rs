@@ -77,6 +77,7 @@ pub(crate) fn host(node: &str) -> HostSettings {
     HostSettings {
         node: node.to_string(),
         bgp_enabled: true,
+        flow_logs: None,
     }
 }
 

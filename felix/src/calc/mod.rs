@@ -63,6 +63,7 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
     let config = policy::Config {
         node: Some(node.to_string()),
         workload_prefix: settings.interface_prefix.clone(),
+        flow_logs: host.flow_logs,
         ..policy::Config::default()
     }
     .with_felix(&settings.felix);

@@ -385,7 +385,7 @@ proptest! {
         bgp_enabled in any::<bool>(),
     ) {
         let snap = snapshot_of(values, blocks);
-        let host = HostSettings { node: "host-a".into(), bgp_enabled };
+        let host = HostSettings { node: "host-a".into(), bgp_enabled, flow_logs: None };
         let first = calculate(&snap, &host);
         prop_assert_eq!(&first, &calculate(&snap, &host));
         let d = &first.desired;

@@ -11,6 +11,8 @@
 //!
 //! - [`identity`] (pure): who an address is.
 //! - [`correlate`] (pure): decisions and counters joined per connection.
+//! - [`run`]: the driver handing models over, and the reader.
 
 pub mod correlate;
 pub mod identity;
+pub mod run;
