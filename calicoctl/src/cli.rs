@@ -71,6 +71,9 @@ pub enum Command {
     Policy(PolicyArgs),
     /// This host's node: its BGP sessions.
     Node(NodeArgs),
+    /// Flows through this host and the policy rule that decided each, from
+    /// felix's flow API (Goldmane's): the last ones, or live with --follow.
+    Flows(FlowsArgs),
     /// Print the client version and the datastore in use.
     Version,
     /// Print a shell completion script.
@@ -370,6 +373,65 @@ pub struct NodeStatusArgs {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_BGP_SOCKET)]
     pub socket: PathBuf,
 }
+
+/// `flows`.
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// felix's flow API (Goldmane's Flows service).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_FLOWS_SERVER)]
+    pub server: String,
+    /// Print flows as they are aggregated (every 15 s) until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// How many of the latest flows to list.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub last: usize,
+    /// From how many seconds ago.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub since: u32,
+    /// Flows with an end in this namespace.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Flows with an end of this name (`name` or `ns/name`).
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// Flows with an end whose labels match this selector.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Flows with this action (repeatable).
+    #[arg(long, value_enum)]
+    pub action: Vec<FlowAction>,
+    /// Flows a policy of this name took part in (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Flows to this destination port (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Flows of this protocol: tcp, udp, icmp, ... (repeatable).
+    #[arg(long, value_name = "PROTO")]
+    pub protocol: Vec<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: FlowOutput,
+}
+
+/// A flow's action, for `flows --action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowAction {
+    Allow,
+    Deny,
+    Pass,
+}
+
+/// How `flows` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Where felix serves its flow API.
+pub const DEFAULT_FLOWS_SERVER: &str = "127.0.0.1:7443";
 
 /// Where felix serves its BGP status.
 pub const DEFAULT_BGP_SOCKET: &str = "/run/calico/bgp.sock";

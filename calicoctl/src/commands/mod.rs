@@ -4,6 +4,7 @@
 //! Every resource command validates all its input before writing anything.
 
 mod docs;
+pub mod flows;
 mod get;
 mod ipam;
 mod load;
@@ -41,6 +42,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .context("starting the async runtime")?;
             let crate::cli::NodeCommand::Status(args) = args.command;
             runtime.block_on(node::status(&args.socket, &mut stdout))
+        }
+        Command::Flows(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(flows::run(&args, &mut stdout))
         }
         Command::Version => {
             let config = store::select(&cli.datastore)?;
@@ -117,7 +125,11 @@ async fn resource_command(
             };
             policy::run(request, store.as_ref(), out).await
         }
-        Command::Version | Command::Completion(_) | Command::Man(_) | Command::Node(_) => {
+        Command::Version
+        | Command::Completion(_)
+        | Command::Man(_)
+        | Command::Node(_)
+        | Command::Flows(_) => {
             unreachable!("handled without a datastore in `run`")
         }
     }
