@@ -83,12 +83,16 @@ pub fn compile_yaml(yaml: &str) -> Ruleset {
 
 /// As [`compile_yaml`], for the host and settings of `config`.
 pub fn compile_yaml_with(yaml: &str, config: Config) -> Ruleset {
+    policy::compile(&model_yaml(yaml, config))
+}
+
+/// The model of YAML given inline, for the host and settings of `config`.
+pub fn model_yaml(yaml: &str, config: Config) -> Model {
     let resources = api::parse_documents("inline", yaml).unwrap_or_else(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("{}", lines.join("\n"))
     });
-    let model = Model::from_resources(&resources, config).expect("model builds");
-    policy::compile(&model)
+    Model::from_resources(&resources, config).expect("model builds")
 }
 
 /// Whether the kernel tests can run here (root, `nft`, `ip`, `python3`, ...).
