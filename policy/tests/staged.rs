@@ -7,58 +7,40 @@ mod common;
 use std::net::IpAddr;
 
 use api::{Kind, StagedAction};
-use common::{cases, load, model_yaml};
+use common::{cases, load, model_yaml, model_yaml_error};
 use policy::ir::Hook;
 use policy::model::PolicyScope;
 use policy::simulate::{Outcome, Packet, simulate};
 use policy::{Config, Model, ModelError, Ruleset};
 
-/// Staged policies of every kind and action, selecting everything: a
-/// deny-all of each kind, and staged deletes of policies that may or may not
-/// exist.
-const STAGED: &str = "
----
-apiVersion: projectcalico.org/v3
-kind: StagedGlobalNetworkPolicy
-metadata: {name: staged-deny-all}
-spec:
-  order: 1
-  selector: all()
-  ingress: [{action: Deny}]
-  egress: [{action: Deny}]
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: staged-deny-all, namespace: shop}
-spec:
-  selector: all()
-  ingress: [{action: Deny}]
-  egress: [{action: Deny}]
----
-apiVersion: projectcalico.org/v3
-kind: StagedKubernetesNetworkPolicy
-metadata: {name: staged-isolate, namespace: shop}
-spec:
-  podSelector: {}
-  policyTypes: [Ingress, Egress]
----
-apiVersion: projectcalico.org/v3
-kind: StagedGlobalNetworkPolicy
-metadata: {name: default-deny-apps}
-spec: {stagedAction: Delete}
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: allow-b, namespace: shop}
-spec: {stagedAction: Delete}
-";
-
+/// The shipped example: staged policies of every kind and both actions.
 fn staged() -> Vec<api::Resource> {
-    api::parse_documents("staged", STAGED).expect("staged policies parse")
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/staged-policy.yaml"
+    );
+    common::resources(std::path::Path::new(path))
 }
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+/// A `kind` (NetworkPolicy or StagedNetworkPolicy) `shop/allow-b` letting
+/// clients reach every endpoint on TCP `port`, and letting all out.
+fn allow_b(kind: &str, port: u16) -> String {
+    format!(
+        "
+---
+apiVersion: projectcalico.org/v3
+kind: {kind}
+metadata: {{name: allow-b, namespace: shop}}
+spec:
+  selector: all()
+  ingress: [{{action: Allow, protocol: TCP, source: {{selector: role == 'client'}}, destination: {{ports: [{port}]}}}}]
+  egress: [{{action: Allow}}]
+"
+    )
 }
 
 /// Workloads a (10.65.0.1, role client) and b (10.65.0.2) in namespace
@@ -76,15 +58,8 @@ apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {{name: b, namespace: shop, labels: {{app: b}}}}
 spec: {{node: node1, interfaceName: calib, ipNetworks: [10.65.0.2/32]}}
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {{name: allow-b, namespace: shop}}
-spec:
-  selector: all()
-  ingress: [{{action: Allow, protocol: TCP, source: {{selector: role == 'client'}}, destination: {{ports: [80]}}}}]
-  egress: [{{action: Allow}}]
-{extra}"
+{}{extra}",
+        allow_b("NetworkPolicy", 80)
     );
     model_yaml(&yaml, Config::default())
 }
@@ -114,7 +89,7 @@ fn staged_policies_leave_every_golden_ruleset_byte_for_byte_unchanged() {
         let without = Model::from_resources(&resources, config.clone()).unwrap();
         let with_staged = [resources, staged()].concat();
         let with = Model::from_resources(&with_staged, config).unwrap();
-        assert_eq!(with.staged.len(), 5, "{}", case.display());
+        assert_eq!(with.staged.len(), 4, "{}", case.display());
         assert_eq!(with.tiers, without.tiers, "{}", case.display());
         let text = policy::render(&policy::compile(&with));
         assert_eq!(
@@ -150,18 +125,7 @@ fn a_staged_deny_all_denies_only_in_the_would_be_ruleset() {
 
 #[test]
 fn a_staged_set_replaces_the_enforced_policy_of_its_name() {
-    let model = shop(
-        "
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: allow-b, namespace: shop}
-spec:
-  selector: all()
-  ingress: [{action: Allow, protocol: TCP, source: {selector: role == 'client'}, destination: {ports: [8080]}}]
-  egress: [{action: Allow}]
-",
-    );
+    let model = shop(&allow_b("StagedNetworkPolicy", 8080));
     let would_be = model.with_staged_enforced();
     let names: Vec<String> = would_be.tiers[0]
         .policies
@@ -213,23 +177,16 @@ spec: {stagedAction: Delete}
 #[test]
 fn a_staged_policy_is_converted_exactly_as_its_enforced_kind() {
     let enforced = shop("");
-    let staged = shop(
-        "
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: allow-b, namespace: shop}
-spec:
-  selector: all()
-  ingress: [{action: Allow, protocol: TCP, source: {selector: role == 'client'}, destination: {ports: [80]}}]
-  egress: [{action: Allow}]
+    let staged = shop(&format!(
+        "{}
 ---
 apiVersion: projectcalico.org/v3
 kind: StagedKubernetesNetworkPolicy
-metadata: {name: api, namespace: shop}
-spec: {podSelector: {matchLabels: {app: b}}}
+metadata: {{name: api, namespace: shop}}
+spec: {{podSelector: {{matchLabels: {{app: b}}}}}}
 ",
-    );
+        allow_b("StagedNetworkPolicy", 80)
+    ));
     assert_eq!(staged.staged.len(), 2);
     let snp = &staged.staged[0];
     assert_eq!(snp.kind, Kind::StagedNetworkPolicy);
@@ -252,17 +209,14 @@ spec: {podSelector: {matchLabels: {app: b}}}
 
 #[test]
 fn a_staged_policy_in_a_missing_tier_is_an_error_naming_it() {
-    let resources = api::parse_documents(
-        "staged",
+    let err = model_yaml_error(
         "
 apiVersion: projectcalico.org/v3
 kind: StagedGlobalNetworkPolicy
 metadata: {name: gone.p}
 spec: {tier: gone, selector: all()}
 ",
-    )
-    .unwrap();
-    let err = Model::from_resources(&resources, Config::default()).unwrap_err();
+    );
     assert!(
         matches!(
             &err,

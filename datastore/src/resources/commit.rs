@@ -13,7 +13,9 @@ use super::{
 use crate::error::{Error, Result};
 use crate::kv::{Compare, Op, OpResult, Revision, Txn};
 
-/// One change of [`ResourceStore::commit`].
+/// One change of [`ResourceStore::commit`]. (A commit holds a handful: the
+/// size of an inline resource costs nothing worth boxing it for.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Create or replace the resource, as [`ResourceStore::apply`]; with a
@@ -31,7 +33,7 @@ pub enum Change {
 
 /// A change ready to go into the transaction.
 enum Step {
-    Put(Prepared),
+    Put(Box<Prepared>),
     Delete {
         key: String,
         expected: Option<Revision>,
@@ -115,7 +117,7 @@ impl ResourceStore {
 
     fn step(&self, change: Change) -> Result<Step> {
         Ok(match change {
-            Change::Apply(resource) => Step::Put(Prepared::new(resource)?),
+            Change::Apply(resource) => Step::Put(Box::new(Prepared::new(resource)?)),
             Change::Delete {
                 kind,
                 namespace,
