@@ -46,6 +46,17 @@ macro_rules! with_kinds {
             /// `networking.k8s.io/v1` NetworkPolicy.
             KubernetesNetworkPolicy: k8s, namespaced,
                 ["KubernetesNetworkPolicy", "kubernetesnetworkpolicies", "knp", "knps"];
+            /// A NetworkPolicy staged, not enforced.
+            StagedNetworkPolicy: staged, namespaced,
+                ["StagedNetworkPolicy", "stagednetworkpolicies", "stagedpolicy", "stagedpolicies",
+                 "snp", "spol", "spols"];
+            /// A GlobalNetworkPolicy staged, not enforced.
+            StagedGlobalNetworkPolicy: staged, cluster,
+                ["StagedGlobalNetworkPolicy", "stagedglobalnetworkpolicies", "sgnp", "sgnps"];
+            /// A Kubernetes NetworkPolicy staged, not enforced (a Calico kind).
+            StagedKubernetesNetworkPolicy: staged, namespaced,
+                ["StagedKubernetesNetworkPolicy", "stagedkubernetesnetworkpolicies",
+                 "stagedkubernetespolicy", "stagedkubernetespolicies", "sknp", "skpol", "skpols"];
         }
     };
 }
@@ -122,6 +133,17 @@ impl Kind {
     /// The lowercase plural used in datastore keys, e.g. `"globalnetworkpolicies"`.
     pub fn plural(self) -> &'static str {
         self.names()[1]
+    }
+
+    /// The enforced kind a staged kind stages (`StagedNetworkPolicy` →
+    /// `NetworkPolicy`, ...); `None` for kinds that are not staged ones.
+    pub fn enforced(self) -> Option<Kind> {
+        match self {
+            Kind::StagedNetworkPolicy => Some(Kind::NetworkPolicy),
+            Kind::StagedGlobalNetworkPolicy => Some(Kind::GlobalNetworkPolicy),
+            Kind::StagedKubernetesNetworkPolicy => Some(Kind::KubernetesNetworkPolicy),
+            _ => None,
+        }
     }
 
     /// Looks a kind up by any name `calicoctl` accepts: the kind, its plural or a short

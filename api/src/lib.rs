@@ -7,8 +7,9 @@
 //! - [`kind`]: [`Kind`], every resource kind with its API group, plural and short names.
 //! - [`meta`]: [`ObjectMeta`], the `metadata` block.
 //! - [`resources`]: one module per resource family (`ippool`, `ipam`, `node`, `bgp`,
-//!   `policy`, `networkset`, `endpoints`, `felix`, `k8s`) holding each kind's spec,
-//!   defaults and validation.
+//!   `policy`, `networkset`, `endpoints`, `felix`, `k8s`, `staged`) holding each
+//!   kind's spec, defaults and validation; a staged policy's spec is its
+//!   enforced kind's plus `stagedAction`.
 //! - [`resource`]: [`Resource`], any one resource; strict reading from JSON values.
 //! - [`document`]: [`parse_documents`], files of YAML or JSON documents to resources.
 //! - [`types`]: value types shared by resources ([`Port`], [`Protocol`], [`AsNumber`],
@@ -44,6 +45,11 @@ pub use resources::{
     policy::{
         Action, EntityRule, GlobalNetworkPolicy, GlobalNetworkPolicySpec, NetworkPolicy,
         NetworkPolicySpec, PolicyType, Profile, ProfileSpec, Rule, Tier, TierSpec,
+    },
+    staged::{
+        StagedAction, StagedGlobalNetworkPolicy, StagedGlobalNetworkPolicySpec,
+        StagedKubernetesNetworkPolicy, StagedKubernetesNetworkPolicySpec, StagedNetworkPolicy,
+        StagedNetworkPolicySpec, StagedSpec,
     },
 };
 pub use types::{AsNumber, Cidr, GoDuration, Port, Protocol};

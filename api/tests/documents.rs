@@ -47,6 +47,9 @@ fn every_example_file_parses_and_validates() {
         Kind::GlobalNetworkSet,
         Kind::KubernetesNetworkPolicy,
         Kind::FelixConfiguration,
+        Kind::StagedNetworkPolicy,
+        Kind::StagedGlobalNetworkPolicy,
+        Kind::StagedKubernetesNetworkPolicy,
     ] {
         assert!(kinds.contains(&kind), "no example of {kind}");
     }

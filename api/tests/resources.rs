@@ -730,6 +730,181 @@ fn kubernetes_network_policy_checks_peers_ports_and_expressions() {
     );
 }
 
+// ---- Staged policies ----
+
+#[test]
+fn staged_network_policy_is_a_network_policy_spec_with_a_staged_action() {
+    let r = assert_valid(&doc(
+        "StagedNetworkPolicy",
+        "{name: deny-all, namespace: shop, resourceVersion: '9'}",
+        "{order: 10, selector: all(), ingress: [{action: Deny}]}",
+    ));
+    assert_eq!(
+        r.to_value()["spec"],
+        json!({
+            "stagedAction": "Set",
+            "tier": "default",
+            "order": 10,
+            "selector": "all()",
+            "types": ["Ingress"],
+            "ingress": [{"action": "Deny"}]
+        }),
+        "the enforced kind's defaults, stagedAction Set by default and first"
+    );
+    assert_eq!(Resource::from_value(r.to_value()).as_ref(), Ok(&r));
+    let Resource::StagedNetworkPolicy(staged) = &r else {
+        panic!("read as {:?}", r.kind())
+    };
+    let (action, enforced) = staged.to_enforced();
+    assert_eq!(action, api::StagedAction::Set);
+    assert_eq!(enforced.metadata.display_name(), "shop/deny-all");
+    assert_eq!(enforced.metadata.resource_version, None, "the staged one's");
+    assert_eq!(enforced.spec, staged.spec.policy);
+    let (_, as_resource) = r.to_enforced().unwrap();
+    assert_eq!(as_resource.kind(), Kind::NetworkPolicy);
+    assert_eq!(as_resource.validate(), Ok(()));
+}
+
+#[test]
+fn staged_policies_are_validated_as_their_enforced_kinds() {
+    let errs = problems(&doc(
+        "StagedNetworkPolicy",
+        "{name: p, namespace: shop}",
+        "{selector: 'app ==', ingress: [{action: Allow, destination: {ports: [80]}}]}",
+    ));
+    assert!(
+        errs[0].starts_with("spec.selector: invalid selector \"app ==\""),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errs[1..],
+        ["spec.ingress[0].destination.ports: ports need protocol TCP, UDP, SCTP or UDPLite"]
+    );
+    assert_eq!(
+        problems(&doc(
+            "StagedGlobalNetworkPolicy",
+            "{name: p}",
+            "{tier: security, preDNAT: true}"
+        )),
+        [
+            "metadata.name: a policy in tier \"security\" must be named \"security.<name>\", not \"p\"",
+            "spec.applyOnForward: must be true when preDNAT is true",
+        ]
+    );
+    assert_eq!(
+        problems(&doc(
+            "StagedKubernetesNetworkPolicy",
+            "{name: p, namespace: shop}",
+            "{podSelector: {matchExpressions: [{key: app, operator: In}]}}"
+        )),
+        ["spec.podSelector.matchExpressions[0].values: are required with In and NotIn"]
+    );
+    assert_eq!(
+        problems(&doc(
+            "StagedGlobalNetworkPolicy",
+            "{name: p, namespace: x}",
+            "{}"
+        )),
+        ["metadata.namespace: StagedGlobalNetworkPolicy is not namespaced"]
+    );
+}
+
+#[test]
+fn a_staged_action_other_than_set_or_delete_is_refused_naming_the_field() {
+    for kind in [
+        "StagedNetworkPolicy",
+        "StagedGlobalNetworkPolicy",
+        "StagedKubernetesNetworkPolicy",
+    ] {
+        let err = read_error(&doc(
+            kind,
+            "{name: p, namespace: shop}",
+            "{stagedAction: Learn}",
+        ));
+        assert_eq!(
+            err, "spec.stagedAction: unknown variant `Learn`, expected `Set` or `Delete`",
+            "{kind}"
+        );
+    }
+    let err = read_error(&doc(
+        "StagedNetworkPolicy",
+        "{name: p, namespace: shop}",
+        "{stagedAction: Set, ingress: [{action: Allow, colour: red}]}",
+    ));
+    assert!(
+        err.starts_with("spec.ingress[0].colour: unknown field `colour`"),
+        "the enforced spec's paths and strictness: {err}"
+    );
+}
+
+#[test]
+fn a_staged_delete_names_the_policy_and_nothing_else() {
+    let r = assert_valid(&doc(
+        "StagedGlobalNetworkPolicy",
+        "{name: security.old}",
+        "{stagedAction: Delete, tier: security}",
+    ));
+    assert_eq!(
+        r.to_value()["spec"],
+        json!({"stagedAction": "Delete", "tier": "security"}),
+        "no types inferred for a Delete"
+    );
+    assert_eq!(
+        read(&doc(
+            "StagedNetworkPolicy",
+            "{name: old, namespace: shop}",
+            "{stagedAction: Delete}"
+        ))
+        .to_value()["spec"],
+        json!({"stagedAction": "Delete", "tier": "default"})
+    );
+    assert_eq!(
+        problems(&doc(
+            "StagedNetworkPolicy",
+            "{name: old, namespace: shop}",
+            "{stagedAction: Delete, selector: all(), ingress: [{action: Deny}]}"
+        )),
+        [
+            "spec.selector: must be left out when stagedAction is Delete: a staged Delete only names the policy to delete",
+            "spec.ingress: must be left out when stagedAction is Delete: a staged Delete only names the policy to delete",
+        ]
+    );
+    assert_eq!(
+        problems(&doc(
+            "StagedKubernetesNetworkPolicy",
+            "{name: old, namespace: shop}",
+            "{stagedAction: Delete, podSelector: {matchLabels: {app: a}}}"
+        )),
+        [
+            "spec.podSelector: must be left out when stagedAction is Delete: a staged Delete only names the policy to delete"
+        ]
+    );
+    assert_valid(&doc(
+        "StagedKubernetesNetworkPolicy",
+        "{name: old, namespace: shop}",
+        "{stagedAction: Delete}",
+    ));
+}
+
+#[test]
+fn staged_kubernetes_network_policy_is_a_calico_kind_with_a_kubernetes_spec() {
+    let r = assert_valid(&doc(
+        "StagedKubernetesNetworkPolicy",
+        "{name: api, namespace: shop}",
+        "{podSelector: {matchLabels: {app: api}}, egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}]}]}",
+    ));
+    let v = r.to_value();
+    assert_eq!(v["apiVersion"], json!("projectcalico.org/v3"));
+    assert_eq!(v["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let (_, enforced) = r.to_enforced().unwrap();
+    assert_eq!(enforced.kind(), Kind::KubernetesNetworkPolicy);
+    assert_eq!(enforced.to_value()["spec"], {
+        let mut spec = v["spec"].clone();
+        spec.as_object_mut().unwrap().remove("stagedAction");
+        spec
+    });
+}
+
 // ---- Kinds, metadata and value types ----
 
 #[test]
@@ -749,13 +924,27 @@ fn kinds_are_found_by_name_plural_and_short_form() {
         ("felixconfig", Kind::FelixConfiguration),
         ("ipamconfig", Kind::IPAMConfiguration),
         ("knp", Kind::KubernetesNetworkPolicy),
+        ("snp", Kind::StagedNetworkPolicy),
+        ("stagedpolicies", Kind::StagedNetworkPolicy),
+        ("sgnp", Kind::StagedGlobalNetworkPolicy),
+        ("sknp", Kind::StagedKubernetesNetworkPolicy),
+        (
+            "stagedkubernetesnetworkpolicy",
+            Kind::StagedKubernetesNetworkPolicy,
+        ),
     ] {
         assert_eq!(Kind::from_name(name), Some(kind), "{name}");
     }
     assert_eq!(Kind::from_name("pods"), None);
     assert_eq!(Kind::GlobalNetworkPolicy.plural(), "globalnetworkpolicies");
     assert_eq!(Kind::BGPConfiguration.plural(), "bgpconfigurations");
-    assert_eq!(Kind::ALL.len(), 17);
+    assert_eq!(Kind::ALL.len(), 20);
+    assert_eq!(Kind::StagedNetworkPolicy.plural(), "stagednetworkpolicies");
+    assert_eq!(
+        Kind::StagedKubernetesNetworkPolicy.enforced(),
+        Some(Kind::KubernetesNetworkPolicy)
+    );
+    assert_eq!(Kind::NetworkPolicy.enforced(), None);
     let namespaced: Vec<Kind> = Kind::ALL
         .iter()
         .copied()
@@ -767,7 +956,9 @@ fn kinds_are_found_by_name_plural_and_short_form() {
             Kind::NetworkPolicy,
             Kind::NetworkSet,
             Kind::WorkloadEndpoint,
-            Kind::KubernetesNetworkPolicy
+            Kind::KubernetesNetworkPolicy,
+            Kind::StagedNetworkPolicy,
+            Kind::StagedKubernetesNetworkPolicy,
         ]
     );
 }

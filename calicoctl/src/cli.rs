@@ -67,7 +67,8 @@ pub enum Command {
     /// IP address management: usage, who owns an address, consistency
     /// check, release, pool split and configuration.
     Ipam(IpamArgs),
-    /// Policy tools: compile policy to the nftables ruleset felix programs.
+    /// Policy tools: compile policy to the nftables ruleset felix programs;
+    /// promote a staged policy to the policy it stages.
     Policy(PolicyArgs),
     /// This host's node: its BGP sessions.
     Node(NodeArgs),
@@ -227,6 +228,26 @@ pub enum PolicyCommand {
     /// `nft -f`) compiled from the policy, endpoints and network sets in
     /// `-f`, or in the datastore when `-f` is not given.
     Compile(PolicyCompileArgs),
+    /// Enforce a staged policy: a stagedAction Set creates or replaces the
+    /// enforced policy of its name with its spec, a Delete deletes it; the
+    /// staged policy is deleted in the same transaction (all or nothing).
+    Promote(PolicyPromoteArgs),
+}
+
+/// `policy promote`.
+#[derive(Debug, Args)]
+pub struct PolicyPromoteArgs {
+    /// The staged kind: StagedNetworkPolicy, StagedGlobalNetworkPolicy or
+    /// StagedKubernetesNetworkPolicy (case-insensitive; plural and short
+    /// forms such as snp, sgnp and sknp accepted).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Name of the staged policy (and of the policy it stages).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Namespace of a namespaced staged policy (default: "default").
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// `policy compile`.
@@ -252,6 +273,11 @@ pub struct PolicyCompileArgs {
     /// shown replaced; sets and maps are compared element by element.
     #[arg(long)]
     pub diff: bool,
+    /// Compile as if the staged policies were enforced (a staged Set
+    /// replacing or adding the policy of its name, a Delete removing it):
+    /// the ruleset promoting them all would give.
+    #[arg(long)]
+    pub staged: bool,
 }
 
 /// `ipam`.
@@ -524,6 +550,35 @@ mod tests {
         };
         assert_eq!(args.strict_affinity, Some(true));
         assert!(Cli::try_parse_from(["calicoctl", "ipam", "configure"]).is_err());
+    }
+
+    #[test]
+    fn policy_promote_takes_a_kind_a_name_and_a_namespace() {
+        let cli = Cli::try_parse_from([
+            "calicoctl",
+            "policy",
+            "promote",
+            "snp",
+            "deny",
+            "-n",
+            "shop",
+        ])
+        .unwrap();
+        let Command::Policy(PolicyArgs {
+            command: PolicyCommand::Promote(args),
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(
+            (
+                args.kind.as_str(),
+                args.name.as_str(),
+                args.namespace.as_deref()
+            ),
+            ("snp", "deny", Some("shop"))
+        );
+        assert!(Cli::try_parse_from(["calicoctl", "policy", "promote", "snp"]).is_err());
     }
 
     #[test]

@@ -146,7 +146,10 @@ fn columns(kind: &str) -> (&'static [Column], &'static [Column]) {
                 ("PROFILES", "spec.profiles"),
             ],
         ),
-        "NetworkPolicy" | "GlobalNetworkPolicy" => (
+        "NetworkPolicy"
+        | "GlobalNetworkPolicy"
+        | "StagedNetworkPolicy"
+        | "StagedGlobalNetworkPolicy" => (
             &[NAME, ("TIER", "spec.tier")],
             &[
                 NAME,
@@ -159,6 +162,7 @@ fn columns(kind: &str) -> (&'static [Column], &'static [Column]) {
             const C: &[Column] = &[NAME, ("ORDER", "spec.order")];
             (C, C)
         }
+        "StagedKubernetesNetworkPolicy" => (&[NAME], &[NAME, ("PODSELECTOR", "spec.podSelector")]),
         "Profile" => (&[NAME], &[NAME, ("LABELS", "spec.labelsToApply")]),
         "NetworkSet" | "GlobalNetworkSet" => (&[NAME], &[NAME, ("NETS", "spec.nets")]),
         _ => (&[NAME], &[NAME, ("LABELS", "metadata.labels")]),

@@ -553,6 +553,7 @@ fn the_examples_directory_applies_and_every_resource_reads_back() {
         "globalnetworkpolicies",
         "globalnetworksets",
         "felixconfigurations",
+        "stagedglobalnetworkpolicies",
     ] {
         let listed = ctl.run(&["get", kind, "-o", "json"]).ok().json();
         let names = items(&listed);
@@ -570,6 +571,10 @@ fn the_examples_directory_applies_and_every_resource_reads_back() {
         .ok()
         .json();
     assert!(!items(&listed).is_empty(), "namespaced policies read back");
+    for kind in ["stagednetworkpolicies", "stagedkubernetesnetworkpolicies"] {
+        let listed = ctl.run(&["get", kind, "-A", "-o", "json"]).ok().json();
+        assert!(!items(&listed).is_empty(), "{kind} read back");
+    }
     // Applying the same files again changes nothing and still succeeds.
     ctl.run(&["apply", "-f", examples]).ok();
 }

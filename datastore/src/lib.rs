@@ -16,7 +16,8 @@
 //!   endpoints, TLS, user and password); watches survive etcd restarts.
 //! - [`resources`]: [`ResourceStore`], typed `projectcalico.org/v3`
 //!   resources under Calico's etcdv3 keys, `resourceVersion` = `mod_revision`;
-//!   batch writes in one transaction that name every resource refused.
+//!   batch writes in one transaction that name every resource refused, and
+//!   [`Change`]s (applies and deletes) committed together or not at all.
 //! - [`config`]: [`DatastoreConfig`] from the environment or a
 //!   `CalicoAPIConfig` file, and [`connect`].
 //! - `conformance` (feature `testing`): the backend conformance suite,
@@ -45,5 +46,5 @@ pub use etcd::EtcdStore;
 pub use kv::{
     Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
 };
-pub use resources::{Batch, BatchWrite, Refusal, ResourceStore};
+pub use resources::{Batch, BatchWrite, Change, Refusal, ResourceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};

@@ -19,6 +19,10 @@ use std::sync::Arc;
 
 use api::{Kind, Resource};
 
+mod commit;
+
+pub use commit::Change;
+
 use crate::error::{Error, Result};
 use crate::kv::{Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn};
 
@@ -272,10 +276,11 @@ impl ResourceStore {
                 message: "appears more than once in one batch".into(),
             });
         }
-        let checked: Vec<(usize, &Prepared)> = prepared
+        let checked: Vec<Checked<'_>> = prepared
             .iter()
             .enumerate()
             .filter(|(_, p)| batch != Batch::Apply || p.expected.is_some())
+            .map(|(i, p)| (i, p.key.as_str(), p.expected))
             .collect();
         let compares = prepared.iter().flat_map(|p| match batch {
             Batch::Apply => p.compares(),
@@ -288,7 +293,7 @@ impl ResourceStore {
         let txn = Txn::new()
             .when(compares)
             .and_then(prepared.iter().map(|p| Op::put(&p.key, p.value.clone())))
-            .or_else(checked.iter().map(|(_, p)| Op::get(&p.key)));
+            .or_else(checked.iter().map(|(_, key, _)| Op::get(*key)));
         let resp = self.kv.txn(txn).await?;
         if !resp.succeeded {
             let refused = mismatches(&checked, &resp.results, batch);
@@ -394,25 +399,29 @@ impl BatchWrite {
     }
 }
 
+/// A key a batch checks: its position in the batch, the key, and the
+/// revision it must still be at, if any.
+type Checked<'a> = (usize, &'a str, Option<Revision>);
+
 /// Every resource whose check did not hold, from the failure branch's gets
 /// (one per checked resource, in order).
-fn mismatches(checked: &[(usize, &Prepared)], results: &[OpResult], batch: Batch) -> Vec<Refusal> {
+fn mismatches(checked: &[Checked<'_>], results: &[OpResult], batch: Batch) -> Vec<Refusal> {
     checked
         .iter()
         .zip(results)
-        .filter_map(|((index, p), result)| {
+        .filter_map(|((index, key, expected), result)| {
             let OpResult::Get { kv } = result else {
                 return None;
             };
-            let key = p.key.clone();
-            match (kv, p.expected) {
+            let key = key.to_string();
+            match (kv, expected) {
                 (Some(_), _) if batch == Batch::Create => Some(Error::AlreadyExists { key }),
                 (None, _) if batch == Batch::Create => None,
                 (None, _) => Some(Error::NotFound { key }),
-                (Some(kv), Some(expected)) if kv.mod_revision != expected => {
+                (Some(kv), Some(expected)) if kv.mod_revision != *expected => {
                     Some(Error::Conflict {
                         key,
-                        expected,
+                        expected: *expected,
                         actual: kv.mod_revision,
                     })
                 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use api::{Kind, Resource};
 use datastore::resources::ResourceStore;
-use datastore::{Batch, BatchWrite, Error, KvStore, Refusal, SqliteStore};
+use datastore::{Batch, BatchWrite, Change, Error, KvStore, Refusal, SqliteStore};
 use serde_json::json;
 
 fn store() -> (tempfile::TempDir, Arc<dyn KvStore>, ResourceStore) {
@@ -459,4 +459,79 @@ async fn a_refused_batch_names_every_resource_at_fault_and_writes_nothing() {
     assert_eq!(kv.revision().await.unwrap(), before + 1, "one transaction");
     assert_eq!(cidr_of(&stored[1]), "10.8.0.0/16");
     assert_eq!(version(&stored[0]), (before + 1).to_string());
+}
+
+#[test]
+fn staged_policies_are_keyed_under_their_own_plurals() {
+    assert_eq!(
+        ResourceStore::key(Kind::StagedNetworkPolicy, Some("prod"), "deny"),
+        "/calico/resources/v3/projectcalico.org/stagednetworkpolicies/prod/deny"
+    );
+    assert_eq!(
+        ResourceStore::key(Kind::StagedGlobalNetworkPolicy, None, "deny"),
+        "/calico/resources/v3/projectcalico.org/stagedglobalnetworkpolicies/deny"
+    );
+    assert_eq!(
+        ResourceStore::key(Kind::StagedKubernetesNetworkPolicy, Some("prod"), "deny"),
+        "/calico/resources/v3/projectcalico.org/stagedkubernetesnetworkpolicies/prod/deny"
+    );
+}
+
+#[tokio::test]
+async fn commit_applies_and_deletes_in_one_transaction_or_not_at_all() {
+    let (_dir, kv, store) = store();
+    let p = store.create(pool("p", "10.1.0.0/16")).await.unwrap();
+    store.create(pool("q", "10.2.0.0/16")).await.unwrap();
+    let delete = |name: &str, resource_version: Option<String>| Change::Delete {
+        kind: Kind::IPPool,
+        namespace: None,
+        name: name.into(),
+        resource_version,
+    };
+    let before = kv.revision().await.unwrap();
+    let refused = store
+        .commit(vec![
+            Change::Apply(pool("a", "10.5.0.0/16")),
+            delete("gone", None),
+            delete("p", Some("1000".into())),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        refusals(refused),
+        [(1, "gone".into(), "missing"), (2, "p".into(), "stale")]
+    );
+    assert_eq!(kv.revision().await.unwrap(), before, "nothing written");
+
+    let outcome = store
+        .commit(vec![
+            Change::Apply(pool("a", "10.5.0.0/16")),
+            delete("p", Some(version(&p))),
+            delete("q", None),
+        ])
+        .await
+        .unwrap();
+    let BatchWrite::Written(done) = outcome else {
+        panic!("expected the changes written, got {outcome:?}")
+    };
+    assert_eq!(kv.revision().await.unwrap(), before + 1, "one transaction");
+    assert_eq!(cidr_of(&done[0]), "10.5.0.0/16");
+    assert_eq!(cidr_of(&done[1]), "10.1.0.0/16", "the deleted resource");
+    let names: Vec<String> = store
+        .list(Kind::IPPool, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.metadata().name.clone())
+        .collect();
+    assert_eq!(names, ["a"]);
+
+    let err = store
+        .commit(vec![
+            Change::Apply(pool("a", "10.6.0.0/16")),
+            delete("a", None),
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("appears more than once"), "{err}");
 }

@@ -28,6 +28,9 @@
 //! - [`model`]: the input model ([`Model`]) built from `api` resources:
 //!   tiers with their ordered policies, profiles, endpoints and network sets
 //!   with effective labels, selectors scoped as Calico scopes them.
+//! - [`staged`]: staged policies in the model ([`Model::staged`]), never
+//!   compiled, and the model as if they were enforced
+//!   ([`Model::with_staged_enforced`]), for pending verdicts.
 //! - [`k8s`]: Kubernetes NetworkPolicy mapped to a Calico NetworkPolicy.
 //! - [`sets`]: one named set per selector, `nets` list and named port; set
 //!   and chain naming (readable, or slug plus content hash); set members.
@@ -75,6 +78,7 @@ pub mod netlink;
 pub mod render;
 pub mod sets;
 pub mod simulate;
+pub mod staged;
 mod stages;
 pub mod stamp;
 
@@ -86,3 +90,4 @@ pub use model::{Config, Model, ModelError};
 pub use nat::NatOutgoing;
 pub use netlink::Netlink;
 pub use render::{render, render_changes};
+pub use staged::StagedPolicy;

@@ -41,6 +41,12 @@
 //! stands for every host interface without an endpoint of its own; one per
 //! node ([`ModelError::WildcardHostEndpoint`] otherwise).
 //!
+//! # Staged policies
+//!
+//! Staged kinds are converted as their enforced kinds are, but kept in
+//! [`Model::staged`], outside the tiers the compiler reads (see
+//! [`staged`](crate::staged)).
+//!
 //! # Left to later slices
 //!
 //! `services` matches and `http` rules are ignored.
@@ -63,6 +69,7 @@ use ipnet::IpNet;
 use crate::failsafe;
 use crate::k8s;
 use crate::nat::NatOutgoing;
+use crate::staged::StagedPolicy;
 
 /// The label every namespaced endpoint carries with its namespace.
 pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
@@ -108,6 +115,14 @@ pub enum ModelError {
         endpoint: String,
         interface: String,
         prefix: String,
+    },
+    /// A staged policy cannot become a model's, for `error` (its tier is
+    /// missing, a selector does not parse).
+    #[error("{kind} {name}: {error}")]
+    Staged {
+        kind: api::Kind,
+        name: String,
+        error: Box<ModelError>,
     },
     /// A second host endpoint for all interfaces (`*`) on one node.
     #[error(
@@ -362,6 +377,9 @@ pub struct Model {
     pub profiles: BTreeMap<String, Profile>,
     pub endpoints: Vec<Endpoint>,
     pub network_sets: Vec<NetworkSet>,
+    /// Staged policies: never compiled, kept for evaluation (see the
+    /// [`staged`](crate::staged) module and [`Model::with_staged_enforced`]).
+    pub staged: Vec<StagedPolicy>,
 }
 
 impl Model {
@@ -378,7 +396,7 @@ impl Model {
     /// (`parse_documents` does); policy types are inferred here too when absent.
     pub fn from_resources(resources: &[Resource], config: Config) -> Result<Model, ModelError> {
         let mut tiers: BTreeMap<String, Tier> = BTreeMap::new();
-        let mut profile_labels: BTreeMap<&str, &BTreeMap<String, String>> = BTreeMap::new();
+        let mut profile_labels: ProfileLabels<'_> = BTreeMap::new();
         let mut profiles = BTreeMap::new();
         for r in resources {
             match r {
@@ -425,155 +443,56 @@ impl Model {
             ..Model::default()
         };
         for r in resources {
-            let (tier, policy) = match r {
-                Resource::GlobalNetworkPolicy(p) => {
-                    let name = &p.metadata.name;
-                    let s = &p.spec;
-                    let mut selector = vec![parse(name, "spec.selector", &s.selector)?];
-                    if !s.namespace_selector.is_empty() {
-                        selector.push(namespace_part(parse(
-                            name,
-                            "spec.namespaceSelector",
-                            &s.namespace_selector,
-                        )?));
+            if let Some((tier, policy)) = enforced_policy(r)? {
+                tier_named(&mut tiers, tier, &policy.display_name())?
+                    .policies
+                    .push(Arc::new(policy));
+            } else if let Some(staged) = StagedPolicy::of(r)? {
+                tier_named(
+                    &mut tiers,
+                    staged.tier.clone(),
+                    &staged.policy.display_name(),
+                )
+                .map_err(|error| ModelError::Staged {
+                    kind: staged.kind,
+                    name: r.metadata().display_name(),
+                    error: Box::new(error),
+                })?;
+                model.staged.push(staged);
+            } else {
+                match r {
+                    Resource::WorkloadEndpoint(w) => {
+                        model.endpoints.push(workload_endpoint(w, &profile_labels))
                     }
-                    if !s.service_account_selector.is_empty() {
-                        let sa = parse(
-                            name,
-                            "spec.serviceAccountSelector",
-                            &s.service_account_selector,
-                        )?;
-                        selector.push(prefix_keys(sa, SERVICE_ACCOUNT_PREFIX));
+                    Resource::HostEndpoint(h) => {
+                        let endpoint = host_endpoint(h, &profile_labels, &model.endpoints)?;
+                        model.endpoints.push(endpoint);
                     }
-                    let policy = Policy {
-                        name: name.clone(),
-                        scope: PolicyScope::Global,
-                        order: s.order,
-                        selector: conjunction(selector),
-                        types: types_or_inferred(&s.types, &s.ingress, &s.egress),
-                        ingress: convert_rules(name, "spec.ingress", &s.ingress, None)?,
-                        egress: convert_rules(name, "spec.egress", &s.egress, None)?,
-                        stage: if s.do_not_track {
-                            Stage::Untracked
-                        } else if s.pre_dnat {
-                            Stage::PreDnat
-                        } else {
-                            Stage::Normal
-                        },
-                        apply_on_forward: s.apply_on_forward,
-                    };
-                    (tier_name(&s.tier), policy)
-                }
-                Resource::NetworkPolicy(p) => namespaced_policy(p)?,
-                Resource::KubernetesNetworkPolicy(p) => namespaced_policy(&k8s::convert(p))?,
-                Resource::WorkloadEndpoint(w) => {
-                    let s = &w.spec;
-                    let ns = w.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut implicit = BTreeMap::new();
-                    implicit.insert(LABEL_NAMESPACE.to_string(), ns.to_string());
-                    if !s.orchestrator.is_empty() {
-                        implicit.insert(LABEL_ORCHESTRATOR.to_string(), s.orchestrator.clone());
-                    }
-                    let mut inherited = namespace_labels(ns, &profile_labels);
-                    if !s.service_account_name.is_empty() {
-                        implicit.insert(
-                            LABEL_SERVICE_ACCOUNT.to_string(),
-                            s.service_account_name.clone(),
-                        );
-                        let sa_profile = format!("ksa.{ns}.{}", s.service_account_name);
-                        if let Some(labels) = profile_labels.get(sa_profile.as_str()) {
-                            inherited.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        }
-                    }
-                    let labels = effective_labels(
-                        inherited,
-                        &s.profiles,
-                        &profile_labels,
-                        implicit,
-                        &w.metadata.labels,
-                    );
-                    model.endpoints.push(Endpoint {
-                        kind: EndpointKind::Workload,
-                        name: w.metadata.display_name(),
-                        node: s.node.clone(),
-                        interface: Some(s.interface_name.clone()),
-                        addrs: s.ip_networks.iter().map(|c| c.0).collect(),
-                        labels,
-                        profiles: s.profiles.clone(),
-                        ports: s.ports.clone(),
-                    });
-                    continue;
-                }
-                Resource::HostEndpoint(h) => {
-                    let s = &h.spec;
-                    let labels = effective_labels(
-                        BTreeMap::new(),
-                        &s.profiles,
-                        &profile_labels,
-                        BTreeMap::new(),
-                        &h.metadata.labels,
-                    );
-                    if s.interface_name == ALL_INTERFACES
-                        && let Some(first) = model.endpoints.iter().find(|e| {
-                            e.kind == EndpointKind::Host
-                                && e.node == s.node
-                                && e.interface.as_deref() == Some(ALL_INTERFACES)
-                        })
-                    {
-                        return Err(ModelError::WildcardHostEndpoint {
-                            endpoint: h.metadata.name.clone(),
-                            node: s.node.clone(),
-                            first: first.name.clone(),
+                    Resource::NetworkSet(n) => {
+                        let ns = n.metadata.namespace.as_deref().unwrap_or_default();
+                        let implicit =
+                            BTreeMap::from([(LABEL_NAMESPACE.to_string(), ns.to_string())]);
+                        let inherited = namespace_labels(ns, &profile_labels);
+                        model.network_sets.push(NetworkSet {
+                            name: n.metadata.display_name(),
+                            nets: n.spec.nets.iter().map(|c| c.network()).collect(),
+                            labels: effective_labels(
+                                inherited,
+                                &[],
+                                &profile_labels,
+                                implicit,
+                                &n.metadata.labels,
+                            ),
                         });
                     }
-                    model.endpoints.push(Endpoint {
-                        kind: EndpointKind::Host,
-                        name: h.metadata.name.clone(),
-                        node: s.node.clone(),
-                        interface: Some(s.interface_name.clone()).filter(|i| !i.is_empty()),
-                        addrs: s.expected_ips.iter().map(|ip| IpNet::from(*ip)).collect(),
-                        labels,
-                        profiles: s.profiles.clone(),
-                        ports: s.ports.clone(),
-                    });
-                    continue;
-                }
-                Resource::NetworkSet(n) => {
-                    let ns = n.metadata.namespace.as_deref().unwrap_or_default();
-                    let implicit = BTreeMap::from([(LABEL_NAMESPACE.to_string(), ns.to_string())]);
-                    let inherited = namespace_labels(ns, &profile_labels);
-                    model.network_sets.push(NetworkSet {
-                        name: n.metadata.display_name(),
-                        nets: n.spec.nets.iter().map(|c| c.network()).collect(),
-                        labels: effective_labels(
-                            inherited,
-                            &[],
-                            &profile_labels,
-                            implicit,
-                            &n.metadata.labels,
-                        ),
-                    });
-                    continue;
-                }
-                Resource::GlobalNetworkSet(n) => {
-                    model.network_sets.push(NetworkSet {
+                    Resource::GlobalNetworkSet(n) => model.network_sets.push(NetworkSet {
                         name: n.metadata.name.clone(),
                         nets: n.spec.nets.iter().map(|c| c.network()).collect(),
                         labels: n.metadata.labels.clone(),
-                    });
-                    continue;
+                    }),
+                    _ => {}
                 }
-                _ => continue,
-            };
-            let display = policy.display_name();
-            tiers
-                .get_mut(&tier)
-                .ok_or(ModelError::MissingTier {
-                    policy: display,
-                    tier,
-                })?
-                .policies
-                .push(Arc::new(policy));
+            }
         }
         model.tiers = tiers.into_values().collect();
         model.sort();
@@ -602,6 +521,9 @@ impl Model {
         self.endpoints
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         self.network_sets.sort_by(|a, b| a.name.cmp(&b.name));
+        self.staged.sort_by(|a, b| {
+            (a.kind, a.policy.display_name()).cmp(&(b.kind, b.policy.display_name()))
+        });
     }
 
     fn check_interfaces(&self) -> Result<(), ModelError> {
@@ -631,8 +553,156 @@ impl Model {
     }
 }
 
+/// Effective labels of resources by profile name, as profiles apply them.
+type ProfileLabels<'a> = BTreeMap<&'a str, &'a BTreeMap<String, String>>;
+
+/// The tier a policy goes in; [`ModelError::MissingTier`] if none is defined.
+fn tier_named<'t>(
+    tiers: &'t mut BTreeMap<String, Tier>,
+    tier: String,
+    policy: &str,
+) -> Result<&'t mut Tier, ModelError> {
+    match tiers.get_mut(&tier) {
+        Some(t) => Ok(t),
+        None => Err(ModelError::MissingTier {
+            policy: policy.to_string(),
+            tier,
+        }),
+    }
+}
+
+/// The tier and policy of an enforced policy resource (GlobalNetworkPolicy,
+/// NetworkPolicy, Kubernetes NetworkPolicy); `None` for other kinds.
+pub(crate) fn enforced_policy(r: &Resource) -> Result<Option<(String, Policy)>, ModelError> {
+    Ok(Some(match r {
+        Resource::GlobalNetworkPolicy(p) => global_policy(p)?,
+        Resource::NetworkPolicy(p) => namespaced_policy(p)?,
+        Resource::KubernetesNetworkPolicy(p) => namespaced_policy(&k8s::convert(p))?,
+        _ => return Ok(None),
+    }))
+}
+
+/// A workload endpoint with its effective labels.
+fn workload_endpoint(w: &api::WorkloadEndpoint, profile_labels: &ProfileLabels<'_>) -> Endpoint {
+    let s = &w.spec;
+    let ns = w.metadata.namespace.as_deref().unwrap_or_default();
+    let mut implicit = BTreeMap::new();
+    implicit.insert(LABEL_NAMESPACE.to_string(), ns.to_string());
+    if !s.orchestrator.is_empty() {
+        implicit.insert(LABEL_ORCHESTRATOR.to_string(), s.orchestrator.clone());
+    }
+    let mut inherited = namespace_labels(ns, profile_labels);
+    if !s.service_account_name.is_empty() {
+        implicit.insert(
+            LABEL_SERVICE_ACCOUNT.to_string(),
+            s.service_account_name.clone(),
+        );
+        let sa_profile = format!("ksa.{ns}.{}", s.service_account_name);
+        if let Some(labels) = profile_labels.get(sa_profile.as_str()) {
+            inherited.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let labels = effective_labels(
+        inherited,
+        &s.profiles,
+        profile_labels,
+        implicit,
+        &w.metadata.labels,
+    );
+    Endpoint {
+        kind: EndpointKind::Workload,
+        name: w.metadata.display_name(),
+        node: s.node.clone(),
+        interface: Some(s.interface_name.clone()),
+        addrs: s.ip_networks.iter().map(|c| c.0).collect(),
+        labels,
+        profiles: s.profiles.clone(),
+        ports: s.ports.clone(),
+    }
+}
+
+/// A host endpoint with its labels; a second one for all interfaces of a
+/// node (among `endpoints`, those so far) is an error.
+fn host_endpoint(
+    h: &api::HostEndpoint,
+    profile_labels: &ProfileLabels<'_>,
+    endpoints: &[Endpoint],
+) -> Result<Endpoint, ModelError> {
+    let s = &h.spec;
+    if s.interface_name == ALL_INTERFACES
+        && let Some(first) = endpoints.iter().find(|e| {
+            e.kind == EndpointKind::Host
+                && e.node == s.node
+                && e.interface.as_deref() == Some(ALL_INTERFACES)
+        })
+    {
+        return Err(ModelError::WildcardHostEndpoint {
+            endpoint: h.metadata.name.clone(),
+            node: s.node.clone(),
+            first: first.name.clone(),
+        });
+    }
+    Ok(Endpoint {
+        kind: EndpointKind::Host,
+        name: h.metadata.name.clone(),
+        node: s.node.clone(),
+        interface: Some(s.interface_name.clone()).filter(|i| !i.is_empty()),
+        addrs: s.expected_ips.iter().map(|ip| IpNet::from(*ip)).collect(),
+        labels: effective_labels(
+            BTreeMap::new(),
+            &s.profiles,
+            profile_labels,
+            BTreeMap::new(),
+            &h.metadata.labels,
+        ),
+        profiles: s.profiles.clone(),
+        ports: s.ports.clone(),
+    })
+}
+
+/// A GlobalNetworkPolicy's tier and its policy, its namespace and service
+/// account selectors ANDed into its selector.
+pub(crate) fn global_policy(p: &api::GlobalNetworkPolicy) -> Result<(String, Policy), ModelError> {
+    let name = &p.metadata.name;
+    let s = &p.spec;
+    let mut selector = vec![parse(name, "spec.selector", &s.selector)?];
+    if !s.namespace_selector.is_empty() {
+        selector.push(namespace_part(parse(
+            name,
+            "spec.namespaceSelector",
+            &s.namespace_selector,
+        )?));
+    }
+    if !s.service_account_selector.is_empty() {
+        let sa = parse(
+            name,
+            "spec.serviceAccountSelector",
+            &s.service_account_selector,
+        )?;
+        selector.push(prefix_keys(sa, SERVICE_ACCOUNT_PREFIX));
+    }
+    let policy = Policy {
+        name: name.clone(),
+        scope: PolicyScope::Global,
+        order: s.order,
+        selector: conjunction(selector),
+        types: types_or_inferred(&s.types, &s.ingress, &s.egress),
+        ingress: convert_rules(name, "spec.ingress", &s.ingress, None)?,
+        egress: convert_rules(name, "spec.egress", &s.egress, None)?,
+        stage: if s.do_not_track {
+            Stage::Untracked
+        } else if s.pre_dnat {
+            Stage::PreDnat
+        } else {
+            Stage::Normal
+        },
+        apply_on_forward: s.apply_on_forward,
+    };
+    Ok((tier_name(&s.tier), policy))
+}
+
 /// A NetworkPolicy's tier and its policy, selectors scoped to its namespace.
-fn namespaced_policy(p: &api::NetworkPolicy) -> Result<(String, Policy), ModelError> {
+pub(crate) fn namespaced_policy(p: &api::NetworkPolicy) -> Result<(String, Policy), ModelError> {
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let name = p.metadata.display_name();
     let s = &p.spec;
@@ -684,10 +754,7 @@ fn types_or_inferred(
 }
 
 /// The inherited namespace labels of a resource in `ns`.
-fn namespace_labels(
-    ns: &str,
-    profile_labels: &BTreeMap<&str, &BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
+fn namespace_labels(ns: &str, profile_labels: &ProfileLabels<'_>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([(format!("{NAMESPACE_PREFIX}{LABEL_NAME}"), ns.to_string())]);
     if let Some(ns_labels) = profile_labels.get(format!("kns.{ns}").as_str()) {
         labels.extend(ns_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -699,7 +766,7 @@ fn namespace_labels(
 fn effective_labels(
     mut labels: BTreeMap<String, String>,
     profiles: &[String],
-    profile_labels: &BTreeMap<&str, &BTreeMap<String, String>>,
+    profile_labels: &ProfileLabels<'_>,
     implicit: BTreeMap<String, String>,
     own: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {

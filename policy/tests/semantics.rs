@@ -6,7 +6,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{cases, compile_case, compile_yaml};
+use common::{cases, compile_case, compile_yaml, model_yaml_error};
 use policy::ir::{CtState, Hook};
 use policy::simulate::{Outcome, Packet, simulate};
 use policy::{Config, Model, ModelError, Ruleset};
@@ -767,8 +767,7 @@ spec:
 
 #[test]
 fn a_policy_in_a_missing_tier_is_an_error_naming_both() {
-    let resources = api::parse_documents(
-        "inline",
+    let err = model_yaml_error(
         "
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -777,9 +776,7 @@ spec:
   tier: security
   selector: all()
 ",
-    )
-    .unwrap();
-    let err = Model::from_resources(&resources, Config::default()).unwrap_err();
+    );
     assert_eq!(
         err,
         ModelError::MissingTier {

@@ -140,3 +140,4 @@ pub mod k8s;
 pub mod networkset;
 pub mod node;
 pub mod policy;
+pub mod staged;

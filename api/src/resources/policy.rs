@@ -381,6 +381,24 @@ macro_rules! policy_spec {
                 }
             }
         }
+
+        /// A policy is identified by its name and tier.
+        impl super::staged::Stageable for $name {
+            fn identity(&self) -> Self {
+                let mut identity = Self {
+                    tier: self.tier.clone(),
+                    ..Self::default()
+                };
+                identity.default_identity();
+                identity
+            }
+
+            fn default_identity(&mut self) {
+                if self.tier.is_empty() {
+                    self.tier = DEFAULT_TIER.to_string();
+                }
+            }
+        }
     };
 }
 

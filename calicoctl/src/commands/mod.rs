@@ -10,6 +10,7 @@ mod ipam;
 mod load;
 mod node;
 mod policy;
+mod promote;
 mod store;
 mod update;
 mod write;
@@ -18,7 +19,7 @@ use std::io::Write as _;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PolicyCommand};
 use crate::errors::Invalid;
 
 /// Runs one parsed command line.
@@ -117,14 +118,20 @@ async fn resource_command(
             let request = ipam::Request::from_args(args.command)?;
             ipam::run(&store::open(datastore).await?, request, out).await
         }
-        Command::Policy(args) => {
-            let request = policy::Request::from_args(args.command);
-            let store = match request.needs_store() {
-                true => Some(store::open(datastore).await?),
-                false => None,
-            };
-            policy::run(request, store.as_ref(), out).await
-        }
+        Command::Policy(args) => match args.command {
+            PolicyCommand::Compile(args) => {
+                let request = policy::Request::from_args(args);
+                let store = match request.needs_store() {
+                    true => Some(store::open(datastore).await?),
+                    false => None,
+                };
+                policy::run(request, store.as_ref(), out).await
+            }
+            PolicyCommand::Promote(args) => {
+                let target = promote::Target::from_args(&args)?;
+                promote::run(&store::open(datastore).await?, &target, out).await
+            }
+        },
         Command::Version
         | Command::Completion(_)
         | Command::Man(_)

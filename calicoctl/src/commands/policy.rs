@@ -1,7 +1,8 @@
 //! `calicoctl policy compile`: the nftables ruleset that felix would program
 //! for the policy in files (or in the datastore), as nft text that loads with
 //! `nft -f`; with `--diff`, the one incremental transaction that would turn
-//! what the kernel holds now into it.
+//! what the kernel holds now into it; with `--staged`, the ruleset as if the
+//! staged policies were enforced. (`policy promote` is in `promote`.)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,19 +12,22 @@ use api::{Kind, Resource};
 use datastore::ResourceStore;
 use policy::Dataplane as _;
 
-use crate::cli::{FileArgs, PolicyCommand};
+use crate::cli::{FileArgs, PolicyCompileArgs};
 use crate::errors::Invalid;
 
 use super::load;
 
 /// The kinds the compiler reads.
-const POLICY_KINDS: [Kind; 11] = [
+const POLICY_KINDS: [Kind; 14] = [
     Kind::FelixConfiguration,
     Kind::IPPool,
     Kind::Tier,
     Kind::GlobalNetworkPolicy,
     Kind::NetworkPolicy,
     Kind::KubernetesNetworkPolicy,
+    Kind::StagedGlobalNetworkPolicy,
+    Kind::StagedNetworkPolicy,
+    Kind::StagedKubernetesNetworkPolicy,
     Kind::Profile,
     Kind::WorkloadEndpoint,
     Kind::HostEndpoint,
@@ -31,17 +35,17 @@ const POLICY_KINDS: [Kind; 11] = [
     Kind::GlobalNetworkSet,
 ];
 
-/// A parsed `policy` command.
+/// A parsed `policy compile` command.
 #[derive(Debug)]
 pub struct Request {
     files: Option<FileArgs>,
     node: Option<String>,
     diff: bool,
+    staged: bool,
 }
 
 impl Request {
-    pub fn from_args(command: PolicyCommand) -> Self {
-        let PolicyCommand::Compile(args) = command;
+    pub fn from_args(args: PolicyCompileArgs) -> Self {
         Self {
             files: args.filename.map(|filename: PathBuf| FileArgs {
                 filename,
@@ -49,6 +53,7 @@ impl Request {
             }),
             node: args.node,
             diff: args.diff,
+            staged: args.staged,
         }
     }
 
@@ -80,8 +85,11 @@ pub async fn run(
             ..policy::Config::default()
         },
     );
-    let model = policy::Model::from_resources(&resources, config)
+    let mut model = policy::Model::from_resources(&resources, config)
         .map_err(|e| Invalid::new(format!("cannot compile: {e}")))?;
+    if request.staged {
+        model = model.with_staged_enforced();
+    }
     let desired = policy::compile(&model);
     if request.diff {
         let programmed = policy::Nft::new()

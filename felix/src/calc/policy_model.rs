@@ -11,6 +11,8 @@
 //!   bad selector, is skipped: its tier cannot be ordered or its selector
 //!   matched, and every other policy still applies (an endpoint it would have
 //!   selected falls through to the policies after it, and to default deny);
+//!   a staged policy so broken is skipped alone (never the enforced policy
+//!   of its name);
 //! - a second host endpoint for all interfaces of a node, or the second of
 //!   two endpoints claiming one interface, is skipped: the first still
 //!   protects the interface;
@@ -98,6 +100,9 @@ fn is_culprit(error: &ModelError, r: &Resource) -> bool {
             }
             _ => false,
         },
+        ModelError::Staged {
+            kind, name: staged, ..
+        } => r.kind() == *kind && name == *staged,
         ModelError::DuplicateInterface { second, .. } => {
             matches!(r.kind(), Kind::WorkloadEndpoint | Kind::HostEndpoint) && name == *second
         }
@@ -152,7 +157,7 @@ mod tests {
     #[test]
     fn resources_that_break_the_model_are_skipped_and_the_rest_still_applies() {
         // (case, extra documents, the skipped resource, the problem's text)
-        let cases: [(&str, String, &str, &str); 3] = [
+        let cases: [(&str, String, &str, &str); 4] = [
             (
                 "policy in a missing tier",
                 gnp("nowhere.lost", "  tier: nowhere\n"),
@@ -163,6 +168,14 @@ mod tests {
                 "bad selector",
                 gnp("broken", "").replace("all()", "\"a ==\""),
                 "GlobalNetworkPolicy broken",
+                "selector",
+            ),
+            (
+                "staged policy of the same name with a bad selector",
+                gnp("kept", "")
+                    .replace("GlobalNetworkPolicy", "StagedGlobalNetworkPolicy")
+                    .replace("all()", "\"a ==\""),
+                "StagedGlobalNetworkPolicy kept",
                 "selector",
             ),
             (

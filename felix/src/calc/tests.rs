@@ -189,6 +189,34 @@ fn a_host_endpoint_claiming_a_workloads_interface_is_skipped_and_the_workload_ke
     );
 }
 
+#[test]
+fn a_staged_deny_all_is_in_the_policy_model_but_not_in_the_ruleset() {
+    let without = calculate(&two_hosts(), &host("host-a"));
+    let mut staged = two_hosts();
+    let deny_all = "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\n\
+                    metadata: {name: deny-everything}\n\
+                    spec: {order: 1, selector: all(), ingress: [{action: Deny}], egress: [{action: Deny}]}\n";
+    staged
+        .resources
+        .extend(snapshot_with(deny_all, vec![]).resources);
+    let with = calculate(&staged, &host("host-a"));
+    assert!(with.problems.is_empty(), "{:?}", with.problems);
+    let (with, without) = (with.desired.policy, without.desired.policy);
+    assert_eq!(with.staged.len(), 1);
+    assert_eq!(with.staged[0].name, "deny-everything");
+    assert_eq!(with.tiers, without.tiers);
+    assert_eq!(
+        policy::render(&policy::compile(&with)),
+        policy::render(&policy::compile(&without)),
+        "byte for byte"
+    );
+    assert_ne!(
+        policy::compile(&with.with_staged_enforced()),
+        policy::compile(&without),
+        "enforced, it would change the ruleset"
+    );
+}
+
 // ---- property: never panics, deterministic ----
 
 fn pick<T: Clone + std::fmt::Debug + 'static>(

@@ -83,12 +83,24 @@ pub fn compile_yaml(yaml: &str) -> Ruleset {
 
 /// As [`compile_yaml`], for the host and settings of `config`.
 pub fn compile_yaml_with(yaml: &str, config: Config) -> Ruleset {
-    let resources = api::parse_documents("inline", yaml).unwrap_or_else(|errors| {
+    policy::compile(&model_yaml(yaml, config))
+}
+
+/// The model of YAML given inline, for the host and settings of `config`.
+pub fn model_yaml(yaml: &str, config: Config) -> Model {
+    Model::from_resources(&parse_yaml(yaml), config).expect("model builds")
+}
+
+/// Why YAML given inline (valid documents) makes no model.
+pub fn model_yaml_error(yaml: &str) -> policy::ModelError {
+    Model::from_resources(&parse_yaml(yaml), Config::default()).expect_err("model fails")
+}
+
+fn parse_yaml(yaml: &str) -> Vec<api::Resource> {
+    api::parse_documents("inline", yaml).unwrap_or_else(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("{}", lines.join("\n"))
-    });
-    let model = Model::from_resources(&resources, config).expect("model builds");
-    policy::compile(&model)
+    })
 }
 
 /// Whether the kernel tests can run here (root, `nft`, `ip`, `python3`, ...).
