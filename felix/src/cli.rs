@@ -161,13 +161,14 @@ fn write_nodename(path: &Path, node: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The flow store, its API on `addr` and the reader: tasks to hold, and
-/// the driver that hands them each model.
+/// The flow store, its API on `addr` and the reader of `lookup`'s model:
+/// the tasks to hold.
 async fn start_flow_logs(
     addr: SocketAddr,
     interval: Duration,
+    lookup: SharedLookup,
     metrics: Arc<Metrics>,
-) -> Result<(FlowLogDriver, Vec<Task<()>>), CliError> {
+) -> Result<Vec<Task<()>>, CliError> {
     let what = "the flow API";
     let flows = flows::Flows::new(flows::Config::default()).map_err(|e| CliError::Bind {
         what,
@@ -179,7 +180,6 @@ async fn start_flow_logs(
         .map_err(|source| CliError::Bind { what, addr, source })?;
     tracing::info!(%addr, "flow API listening");
     let api = flows.clone();
-    let lookup = SharedLookup::default();
     let tasks = vec![
         Task::spawn(async move {
             if let Err(e) = flows::serve(listener, api, std::future::pending()).await {
@@ -188,14 +188,14 @@ async fn start_flow_logs(
         }),
         Task::spawn(flows.clone().roll_every(Duration::from_secs(1))),
         Task::spawn(flowlog::run::run(
-            lookup.clone(),
+            lookup,
             flows,
             FLOW_LOG_GROUP,
             interval,
             metrics,
         )),
     ];
-    Ok((FlowLogDriver::new(lookup), tasks))
+    Ok(tasks)
 }
 
 /// Binds `addr` and serves metrics and health on it.
@@ -253,11 +253,17 @@ pub async fn run(
         drivers.push(Box::new(driver));
     }
 
+    // The model's chains, for rule counters and flow logs.
+    let lookup = SharedLookup::default();
+    drivers.push(Box::new(FlowLogDriver::new(lookup.clone())));
+    servers.push(crate::rule_metrics::spawn(
+        lookup.clone(),
+        metrics.clone(),
+        settings.flow_logs_flush_interval,
+    ));
     if let Some(addr) = settings.flows_addr {
         let interval = settings.flow_logs_flush_interval;
-        let (driver, tasks) = start_flow_logs(addr, interval, metrics.clone()).await?;
-        servers.extend(tasks);
-        drivers.push(Box::new(driver));
+        servers.extend(start_flow_logs(addr, interval, lookup, metrics.clone()).await?);
     }
 
     let config = DaemonConfig::new(settings.host(), Some(registration));

@@ -74,7 +74,8 @@ pub struct Settings {
     /// Where the flow API listens; `None`: no flow logs at all.
     pub flows_addr: Option<SocketAddr>,
     /// How often connections' counts go into the flow store (Calico's
-    /// `flowLogsFlushInterval`); the store aggregates in 15 s buckets.
+    /// `flowLogsFlushInterval`; the store aggregates in 15 s buckets), and
+    /// how often the rule counters in `/metrics` are read.
     pub flow_logs_flush_interval: Duration,
 }
 

@@ -17,6 +17,7 @@
 //! - [`dataplane`]: the kernel drivers (routes, workload interfaces,
 //!   conntrack, VXLAN).
 //! - [`policy_driver`]: the nftables driver (incremental compiler + netlink).
+//! - [`rule_metrics`]: per-rule packet and byte counters into `/metrics`.
 //! - [`bgp`]: the BGP driver around an in-process `bgpd::Speaker`.
 //! - [`flowlog`]: flow logs from NFLOG and conntrack, into the flow API.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/liveness` and
@@ -35,5 +36,6 @@ pub mod flowlog;
 pub mod metrics;
 pub mod node;
 pub mod policy_driver;
+pub mod rule_metrics;
 pub mod state;
 pub mod syncer;

@@ -293,6 +293,13 @@ pub struct Metrics {
     /// flows `dropped` by the store's bound, and `stream_dropped` (a slow
     /// API client's).
     pub flowlog_events: Counter,
+    /// Packets and bytes each policy and profile rule counted, by `tier`,
+    /// `kind`, `namespace`, `policy`, `rule`, `direction` (the busiest
+    /// rules only: see `rule_metrics`).
+    pub rule_packets: Counter,
+    pub rule_bytes: Counter,
+    /// Rules left out of those two by the cardinality guard.
+    pub rule_series_left_out: Gauge,
     /// Policy compilations, by `path` (`patched`: the previous ruleset
     /// patched; `full`: compiled again) and, for a full one, the `reason` a
     /// patch could not do ([`policy::compile::Fallback::as_str`]; empty for
@@ -312,6 +319,9 @@ pub struct Metrics {
     /// How long one step may take before liveness fails, in milliseconds.
     stuck_after_ms: AtomicU64,
 }
+
+/// The labels of a rule's counters.
+const RULE_LABELS: &[&str] = &["tier", "kind", "namespace", "policy", "rule", "direction"];
 
 /// How long one step of the loop may take before `/liveness` fails (as
 /// Calico's felix gives its dataplane 90 s).
@@ -368,6 +378,21 @@ impl Metrics {
                 "felix_flowlog_events_total",
                 "What the flow-log reader saw: packets logged, lost, overruns, malformed messages, unresolved prefixes, evicted connections, dropped flows.",
                 &["event"],
+            ),
+            rule_packets: Counter::new(
+                "felix_policy_rule_packets_total",
+                "Packets each policy and profile rule counted (the busiest rules).",
+                RULE_LABELS,
+            ),
+            rule_bytes: Counter::new(
+                "felix_policy_rule_bytes_total",
+                "Bytes each policy and profile rule counted (the busiest rules).",
+                RULE_LABELS,
+            ),
+            rule_series_left_out: Gauge::new(
+                "felix_policy_rule_series_left_out",
+                "Counted rules left out of the rule counters by the cardinality guard.",
+                &[],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
             bgp_peer_state: Gauge::new(
@@ -476,6 +501,9 @@ impl Metrics {
         self.resyncs.render(&mut out);
         self.calc_problems.render(&mut out);
         self.flowlog_events.render(&mut out);
+        self.rule_packets.render(&mut out);
+        self.rule_bytes.render(&mut out);
+        self.rule_series_left_out.render(&mut out);
         self.policy_compiles.render(&mut out);
         self.bgp_peers.render(&mut out);
         self.bgp_peer_state.render(&mut out);

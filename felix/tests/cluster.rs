@@ -127,6 +127,23 @@ fn flow_to_web<'f>(
     })
 }
 
+/// `/metrics` of host `n`'s felix (127.0.0.1:9091 in its namespace).
+fn metrics(cluster: &Cluster, n: usize) -> String {
+    use std::io::{Read, Write};
+    cluster
+        .host(n)
+        .ns
+        .run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9091").ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out)
+        })
+        .unwrap()
+        .unwrap_or_default()
+}
+
 /// The policies that decided a flow, as (kind, name, tier, rule index).
 fn enforced(flow: &proto::Flow) -> Vec<(i32, String, String, i64)> {
     let trace = flow.key.as_ref().and_then(|k| k.policies.as_ref());
@@ -534,6 +551,18 @@ fn three_hosts_and_a_bird_tor_route_police_withdraw_and_survive_a_felix_restart(
                     -1,
                 ))
             })
+        },
+    );
+    // And the rule that let client in counted its packets.
+    let web_rule = "felix_policy_rule_packets_total{tier=\"default\",kind=\"NetworkPolicy\",namespace=\"default\",policy=\"web\",rule=\"0\",direction=\"ingress\"} ";
+    wait(
+        &cluster,
+        "h2's /metrics counts the packets of policy web's rule 0",
+        || {
+            metrics(&cluster, 2)
+                .lines()
+                .filter_map(|l| l.strip_prefix(web_rule))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
         },
     );
     wait(

@@ -65,6 +65,7 @@
 //!   tests and for asking "what happens to this packet".
 
 pub mod compile;
+pub mod counters;
 pub mod dataplane;
 pub mod diff;
 mod failsafe;

@@ -33,6 +33,11 @@ pub struct Lookup {
 }
 
 impl Lookup {
+    /// The current model's chains.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
     fn resolve(&self, prefix: &str) -> Option<Hit> {
         self.index
             .resolve(prefix)
