@@ -64,6 +64,21 @@ fn get<'a>(bytes: &'a [u8], at: usize, len: usize, what: &'static str) -> Result
     })
 }
 
+/// A later fragment: no transport header, so no ports.
+fn fragment(proto: u8, src: IpAddr, dst: IpAddr, len: u32) -> Headers {
+    Headers {
+        tuple: Tuple {
+            proto,
+            src,
+            dst,
+            sport: 0,
+            dport: 0,
+        },
+        len,
+        tcp_flags: None,
+    }
+}
+
 /// Parses the headers of an IP packet (IPv4 or IPv6, by its version nibble).
 pub fn parse(bytes: &[u8]) -> Result<Headers, Error> {
     let first = get(bytes, 0, 1, "IP version")?[0];
@@ -84,18 +99,7 @@ pub fn parse(bytes: &[u8]) -> Result<Headers, Error> {
             let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
             let proto = h[9];
             if fragment_offset != 0 {
-                let tuple = Tuple {
-                    proto,
-                    src: src.into(),
-                    dst: dst.into(),
-                    sport: 0,
-                    dport: 0,
-                };
-                return Ok(Headers {
-                    tuple,
-                    len,
-                    tcp_flags: None,
-                });
+                return Ok(fragment(proto, src.into(), dst.into(), len));
             }
             (proto, IpAddr::V4(src), IpAddr::V4(dst), len, ihl)
         }
@@ -117,18 +121,7 @@ pub fn parse(bytes: &[u8]) -> Result<Headers, Error> {
                 if next == 44 {
                     let offset = u16::from_be_bytes([ext[2], ext[3]]) >> 3;
                     if offset != 0 {
-                        let tuple = Tuple {
-                            proto: ext[0],
-                            src: src.into(),
-                            dst: dst.into(),
-                            sport: 0,
-                            dport: 0,
-                        };
-                        return Ok(Headers {
-                            tuple,
-                            len,
-                            tcp_flags: None,
-                        });
+                        return Ok(fragment(ext[0], src.into(), dst.into(), len));
                     }
                     next = ext[0];
                     at += 8;

@@ -28,21 +28,6 @@ const SECONDS: u64 = 3;
 const CONCURRENCY: usize = 64;
 const PORT: u16 = 7000;
 
-/// b admits a on PORT, after every generated policy.
-const ALLOW: &str = "---
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: conns, namespace: ns-1}
-spec:
-  order: 100000
-  selector: app == 'app-1'
-  ingress:
-    - action: Allow
-      protocol: TCP
-      source: {namespaceSelector: all(), selector: role == 'r-0'}
-      destination: {ports: [7000]}
-";
-
 fn enter(netns: &Path) {
     let file = std::fs::File::open(netns).unwrap();
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
@@ -133,7 +118,8 @@ fn main() {
         (a.iface.as_str(), a.v4.as_str(), a.v6.as_str()),
         (b.iface.as_str(), b.v4.as_str(), b.v6.as_str()),
     ];
-    let yaml = format!("{}{ALLOW}", cluster(1_000, 1_000, &fixed));
+    let allow = common::admit_first_to_second("conns", PORT);
+    let yaml = format!("{}{allow}", cluster(1_000, 1_000, &fixed));
     let mut m = model(&resources(&yaml));
     m.config.flow_logs = Some(policy::flowlog::FlowLogs { group: GROUP });
     let ruleset = policy::compile(&m);

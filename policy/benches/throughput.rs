@@ -31,22 +31,6 @@ const ENDPOINTS: usize = 1_000;
 const ROUNDS: usize = 3;
 const SECONDS: &str = "3";
 
-/// The policy letting a (endpoint 0: role r-0 in ns-0) reach b (endpoint 1: app-1
-/// in ns-1) on iperf3's port, ordered after every generated policy.
-const IPERF: &str = "---
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: iperf, namespace: ns-1}
-spec:
-  order: 100000
-  selector: app == 'app-1'
-  ingress:
-    - action: Allow
-      protocol: TCP
-      source: {namespaceSelector: all(), selector: role == 'r-0'}
-      destination: {ports: [5201]}
-";
-
 fn addr(e: usize) -> String {
     format!("10.202.{}.{}", e / 250, e % 250 + 1)
 }
@@ -156,7 +140,8 @@ fn main() {
         (a.iface.as_str(), a.v4.as_str(), a.v6.as_str()),
         (b.iface.as_str(), b.v4.as_str(), b.v6.as_str()),
     ];
-    let yaml = format!("{}{IPERF}", cluster(ENDPOINTS, POLICIES, &fixed));
+    let admit = common::admit_first_to_second("iperf", 5201);
+    let yaml = format!("{}{admit}", cluster(ENDPOINTS, POLICIES, &fixed));
     let ruleset = policy::compile(&model(&resources(&yaml)));
     let rules: usize = ruleset.chains.values().map(|c| c.rules.len()).sum();
     let compiled = policy::render(&ruleset);

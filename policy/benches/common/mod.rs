@@ -87,6 +87,27 @@ spec:
     y
 }
 
+/// NetworkPolicy `name` letting endpoint 0 of [`cluster`] (role r-0) reach
+/// endpoint 1 (app-1 in ns-1) on TCP `port`, ordered after every generated
+/// policy: the measured flow's.
+pub fn admit_first_to_second(name: &str, port: u16) -> String {
+    format!(
+        "---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: {name}, namespace: ns-1}}
+spec:
+  order: 100000
+  selector: app == 'app-1'
+  ingress:
+    - action: Allow
+      protocol: TCP
+      source: {{namespaceSelector: all(), selector: role == 'r-0'}}
+      destination: {{ports: [{port}]}}
+"
+    )
+}
+
 /// Policy `k` of [`cluster`], allowing TCP `port` in.
 pub fn policy(k: usize, port: u16) -> String {
     let app = k % APPS;
