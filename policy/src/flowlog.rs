@@ -258,6 +258,11 @@ impl Index {
         index
     }
 
+    /// The policy or profile (and direction) a chain holds the rules of.
+    pub fn origin(&self, chain: &str) -> Option<&Origin> {
+        self.chains.get(chain)
+    }
+
     /// What a logged prefix says, if it names something of this model.
     pub fn resolve(&self, prefix: &str) -> Option<Hit> {
         Some(match Decider::parse(prefix)? {
