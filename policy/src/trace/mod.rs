@@ -126,6 +126,7 @@ pub struct Direction {
     /// `ingress` or `egress`.
     pub direction: String,
     pub endpoint: Option<String>,
+    pub address: IpAddr,
     /// Whether the packet got here (an ingress is not reached when the
     /// egress denied; it is then shown as it would decide).
     pub reached: bool,
@@ -236,8 +237,8 @@ pub fn trace(model: &Model, query: &Query) -> Result<Trace, TraceError> {
     })
 }
 
-fn end_name(d: &Direction) -> &str {
-    d.endpoint.as_deref().unwrap_or("the other end")
+fn end_name(d: &Direction) -> String {
+    d.endpoint.clone().unwrap_or_else(|| d.address.to_string())
 }
 
 /// The comment of the last rule that dropped the packet.
@@ -279,6 +280,7 @@ impl Reader<'_> {
         let mut out = Direction {
             direction: word.to_string(),
             endpoint: end.endpoint.map(|e| e.name.clone()),
+            address: end.addr,
             reached: true,
             policies: Vec::new(),
             verdict: None,
