@@ -227,6 +227,51 @@ pub enum PolicyCommand {
     /// `nft -f`) compiled from the policy, endpoints and network sets in
     /// `-f`, or in the datastore when `-f` is not given.
     Compile(PolicyCompileArgs),
+    /// Would this packet pass, and why: every tier, policy and rule the
+    /// first packet of a connection from --src to --dst meets in the
+    /// compiled ruleset, in both directions (egress of the source, ingress
+    /// of the destination), why each earlier rule did not match, and the
+    /// verdict. Offline: nothing is sent.
+    Trace(PolicyTraceArgs),
+}
+
+/// `policy trace`.
+#[derive(Debug, Args)]
+pub struct PolicyTraceArgs {
+    /// The source: an endpoint (`ns/name` of a workload, `name` of a host
+    /// endpoint), an IP address, or a label set `[ns:]key=value,...` (a pod
+    /// with those labels in namespace ns, default "default").
+    #[arg(long, value_name = "END")]
+    pub src: String,
+    /// The destination, as --src.
+    #[arg(long, value_name = "END")]
+    pub dst: String,
+    /// tcp, udp, icmp, icmpv6, sctp, udplite or a number.
+    #[arg(long, value_name = "PROTO", default_value = "tcp")]
+    pub protocol: String,
+    /// The destination port (protocols with ports).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// IP version (default: an address end's, else 4 when both ends have one).
+    #[arg(long, value_name = "4|6", value_parser = clap::value_parser!(u8).range(4..=6))]
+    pub ip_version: Option<u8>,
+    /// A file, a directory or `-`; without it, the datastore's resources.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filename: Option<PathBuf>,
+    /// Namespace for namespaced resources in `-f` whose metadata names none.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        requires = "filename"
+    )]
+    pub namespace: Option<String>,
+    /// Trace as this node's felix enforces: only its endpoints' policy
+    /// (default: every endpoint's).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: FlowOutput,
 }
 
 /// `policy compile`.
@@ -422,7 +467,7 @@ pub enum FlowAction {
     Pass,
 }
 
-/// How `flows` prints.
+/// How `flows` and `policy trace` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlowOutput {
     Table,

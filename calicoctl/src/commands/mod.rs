@@ -11,6 +11,7 @@ mod load;
 mod node;
 mod policy;
 mod store;
+mod trace;
 mod update;
 mod write;
 
@@ -118,7 +119,7 @@ async fn resource_command(
             ipam::run(&store::open(datastore).await?, request, out).await
         }
         Command::Policy(args) => {
-            let request = policy::Request::from_args(args.command);
+            let request = policy::Request::from_args(args.command)?;
             let store = match request.needs_store() {
                 true => Some(store::open(datastore).await?),
                 false => None,

@@ -1,7 +1,8 @@
 //! `calicoctl policy compile`: the nftables ruleset that felix would program
 //! for the policy in files (or in the datastore), as nft text that loads with
 //! `nft -f`; with `--diff`, the one incremental transaction that would turn
-//! what the kernel holds now into it.
+//! what the kernel holds now into it. `calicoctl policy trace` reads the same
+//! resources into the same model and explains one packet (module `trace`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::cli::{FileArgs, PolicyCommand};
 use crate::errors::Invalid;
 
 use super::load;
+use super::trace::TraceRequest;
 
 /// The kinds the compiler reads.
 const POLICY_KINDS: [Kind; 11] = [
@@ -36,20 +38,36 @@ const POLICY_KINDS: [Kind; 11] = [
 pub struct Request {
     files: Option<FileArgs>,
     node: Option<String>,
-    diff: bool,
+    what: What,
+}
+
+/// What a `policy` command does with the model.
+#[derive(Debug)]
+enum What {
+    Compile { diff: bool },
+    Trace(TraceRequest),
 }
 
 impl Request {
-    pub fn from_args(command: PolicyCommand) -> Self {
-        let PolicyCommand::Compile(args) = command;
-        Self {
-            files: args.filename.map(|filename: PathBuf| FileArgs {
+    pub fn from_args(command: PolicyCommand) -> Result<Self, Invalid> {
+        let files = |filename: Option<PathBuf>, namespace| {
+            filename.map(|filename| FileArgs {
                 filename,
-                namespace: args.namespace,
-            }),
-            node: args.node,
-            diff: args.diff,
-        }
+                namespace,
+            })
+        };
+        Ok(match command {
+            PolicyCommand::Compile(args) => Self {
+                files: files(args.filename, args.namespace),
+                node: args.node,
+                what: What::Compile { diff: args.diff },
+            },
+            PolicyCommand::Trace(args) => Self {
+                what: What::Trace(TraceRequest::from_args(&args)?),
+                files: files(args.filename, args.namespace),
+                node: args.node,
+            },
+        })
     }
 
     /// Whether the resources come from the datastore (no `-f`).
@@ -58,13 +76,13 @@ impl Request {
     }
 }
 
-/// Compiles and prints; `store` is used only when no `-f` was given.
+/// Compiles and prints, or traces; `store` is used only when no `-f` was given.
 pub async fn run(
     request: Request,
     store: Option<&ResourceStore>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let resources = match (&request.files, store) {
+    let mut resources = match (&request.files, store) {
         (Some(files), _) => load::resources(files)?,
         (None, Some(store)) => from_store(store).await?,
         (None, None) => unreachable!("a request without -f is given a store"),
@@ -80,10 +98,16 @@ pub async fn run(
             ..policy::Config::default()
         },
     );
-    let model = policy::Model::from_resources(&resources, config)
-        .map_err(|e| Invalid::new(format!("cannot compile: {e}")))?;
-    let desired = policy::compile(&model);
-    if request.diff {
+    let diff = match request.what {
+        What::Compile { diff } => diff,
+        What::Trace(trace) => {
+            let query = trace.query(&mut resources, request.node.as_deref())?;
+            let model = model(&resources, config)?;
+            return trace.print(&model, &query, out);
+        }
+    };
+    let desired = policy::compile(&model(&resources, config)?);
+    if diff {
         let programmed = policy::Nft::new()
             .read()
             .context("reading the programmed table (nft -j list table inet calico)")?;
@@ -97,6 +121,11 @@ pub async fn run(
         write!(out, "{}", policy::render(&desired))?;
     }
     Ok(())
+}
+
+fn model(resources: &[Resource], config: policy::Config) -> Result<policy::Model, Invalid> {
+    policy::Model::from_resources(resources, config)
+        .map_err(|e| Invalid::new(format!("cannot compile: {e}")))
 }
 
 /// `config` with the settings of the FelixConfigurations among `resources`
