@@ -255,6 +255,15 @@ pub struct PolicyTraceArgs {
     /// IP version (default: an address end's, else 4 when both ends have one).
     #[arg(long, value_name = "4|6", value_parser = clap::value_parser!(u8).range(4..=6))]
     pub ip_version: Option<u8>,
+    #[command(flatten)]
+    pub model: PolicyModelArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: FlowOutput,
+}
+
+/// Where `policy compile` and `policy trace` read the model from.
+#[derive(Debug, Args)]
+pub struct PolicyModelArgs {
     /// A file, a directory or `-`; without it, the datastore's resources.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub filename: Option<PathBuf>,
@@ -266,31 +275,17 @@ pub struct PolicyTraceArgs {
         requires = "filename"
     )]
     pub namespace: Option<String>,
-    /// Trace as this node's felix enforces: only its endpoints' policy
-    /// (default: every endpoint's).
+    /// Only this node's endpoints get chains, as its felix compiles and
+    /// enforces them (default: every endpoint's).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: FlowOutput,
 }
 
 /// `policy compile`.
 #[derive(Debug, Args)]
 pub struct PolicyCompileArgs {
-    /// A file, a directory or `-`; without it, the datastore's resources.
-    #[arg(short = 'f', long = "filename", value_name = "PATH")]
-    pub filename: Option<PathBuf>,
-    /// Namespace for namespaced resources in `-f` whose metadata names none.
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        value_name = "NS",
-        requires = "filename"
-    )]
-    pub namespace: Option<String>,
-    /// Compile chains only for this node's endpoints (as its felix would).
-    #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    #[command(flatten)]
+    pub model: PolicyModelArgs,
     /// Print the one nft transaction that turns the kernel's current
     /// `inet calico` table into this ruleset, instead of the whole ruleset.
     /// Needs root. Chains read from the kernel count as changed, so they are

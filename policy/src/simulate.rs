@@ -328,8 +328,7 @@ fn matches(ruleset: &Ruleset, m: &Match, p: &Packet) -> Result<bool, SimulateErr
             code,
             negate,
         } => {
-            let proto = if *f == Family::V4 { 1 } else { 58 };
-            if family != *f || p.proto != proto {
+            if family != *f || p.proto != f.icmp_protocol() {
                 false
             } else {
                 let hit = types.contains(&p.icmp_type) && code.is_none_or(|c| c == p.icmp_code);

@@ -50,23 +50,20 @@ enum What {
 
 impl Request {
     pub fn from_args(command: PolicyCommand) -> Result<Self, Invalid> {
-        let files = |filename: Option<PathBuf>, namespace| {
-            filename.map(|filename| FileArgs {
-                filename,
-                namespace,
-            })
+        let (model, what) = match command {
+            PolicyCommand::Compile(args) => (args.model, What::Compile { diff: args.diff }),
+            PolicyCommand::Trace(args) => {
+                let what = What::Trace(TraceRequest::from_args(&args)?);
+                (args.model, what)
+            }
         };
-        Ok(match command {
-            PolicyCommand::Compile(args) => Self {
-                files: files(args.filename, args.namespace),
-                node: args.node,
-                what: What::Compile { diff: args.diff },
-            },
-            PolicyCommand::Trace(args) => Self {
-                what: What::Trace(TraceRequest::from_args(&args)?),
-                files: files(args.filename, args.namespace),
-                node: args.node,
-            },
+        Ok(Self {
+            files: model.filename.map(|filename: PathBuf| FileArgs {
+                filename,
+                namespace: model.namespace,
+            }),
+            node: model.node,
+            what,
         })
     }
 

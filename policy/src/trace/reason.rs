@@ -38,8 +38,7 @@ pub fn explain(ruleset: &Ruleset, m: &Match, rule: Option<&Rule>, packet: &Packe
                 None => format!("type {}", list(types)),
             };
             let field = if *negate { "notICMP" } else { "icmp" };
-            let proto = if *f == Family::V4 { 1 } else { 58 };
-            if family != *f || packet.proto != proto {
+            if family != *f || packet.proto != f.icmp_protocol() {
                 format!(
                     "{field} {want} (ICMP of {}): the packet is {} {}",
                     v(*f),
