@@ -253,10 +253,11 @@ pub struct PolicyTraceArgs {
     #[arg(long, value_name = "PORT", default_value_t = 80)]
     pub port: u16,
     /// IP version (default: an address end's, else 4 when both ends have one).
-    #[arg(long, value_name = "4|6", value_parser = clap::value_parser!(u8).range(4..=6))]
-    pub ip_version: Option<u8>,
+    #[arg(long, value_name = "4|6", value_parser = ["4", "6"])]
+    pub ip_version: Option<String>,
     #[command(flatten)]
     pub model: PolicyModelArgs,
+    /// Output format: text, or the trace as JSON or YAML.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: FlowOutput,
 }

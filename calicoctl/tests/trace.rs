@@ -144,6 +144,7 @@ fn bad_ends_ports_and_protocols_are_errors_naming_the_flag() {
         (["--src", "shop/web", "--dst", "a=b,c"], "--dst"),
         (["--src", "shop/web", "--port", "http"], "--port"),
         (["--src", "shop/web", "--protocol", "tcpx"], "--protocol"),
+        (["--src", "shop/web", "--ip-version", "5"], "--ip-version"),
     ] {
         let mut all = vec!["policy", "trace", "-f", &file];
         all.extend(args);

@@ -63,8 +63,8 @@ impl TraceRequest {
             dst: spec(&args.dst).map_err(|e| Invalid::new(format!("--dst {:?}: {e}", args.dst)))?,
             protocol,
             port: args.port,
-            family: args.ip_version.map(|v| match v {
-                6 => Family::V6,
+            family: args.ip_version.as_deref().map(|v| match v {
+                "6" => Family::V6,
                 _ => Family::V4,
             }),
             output: args.output,
