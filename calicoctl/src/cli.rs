@@ -232,6 +232,12 @@ pub enum PolicyCommand {
     /// enforced policy of its name with its spec, a Delete deletes it; the
     /// staged policy is deleted in the same transaction (all or nothing).
     Promote(PolicyPromoteArgs),
+    /// Would this packet pass, and why: every tier, policy and rule the
+    /// first packet of a connection from --src to --dst meets in the
+    /// compiled ruleset, in both directions (egress of the source, ingress
+    /// of the destination), why each earlier rule did not match, and the
+    /// verdict. Offline: nothing is sent.
+    Trace(PolicyTraceArgs),
 }
 
 /// `policy promote`.
@@ -250,9 +256,36 @@ pub struct PolicyPromoteArgs {
     pub namespace: Option<String>,
 }
 
-/// `policy compile`.
+/// `policy trace`.
 #[derive(Debug, Args)]
-pub struct PolicyCompileArgs {
+pub struct PolicyTraceArgs {
+    /// The source: an endpoint (`ns/name` of a workload, `name` of a host
+    /// endpoint), an IP address, or a label set `[ns:]key=value,...` (a pod
+    /// with those labels in namespace ns, default "default").
+    #[arg(long, value_name = "END")]
+    pub src: String,
+    /// The destination, as --src.
+    #[arg(long, value_name = "END")]
+    pub dst: String,
+    /// tcp, udp, icmp, icmpv6, sctp, udplite or a number.
+    #[arg(long, value_name = "PROTO", default_value = "tcp")]
+    pub protocol: String,
+    /// The destination port (protocols with ports).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// IP version (default: an address end's, else 4 when both ends have one).
+    #[arg(long, value_name = "4|6", value_parser = ["4", "6"])]
+    pub ip_version: Option<String>,
+    #[command(flatten)]
+    pub model: PolicyModelArgs,
+    /// Output format: text, or the trace as JSON or YAML.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: FlowOutput,
+}
+
+/// Where `policy compile` and `policy trace` read the model from.
+#[derive(Debug, Args)]
+pub struct PolicyModelArgs {
     /// A file, a directory or `-`; without it, the datastore's resources.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub filename: Option<PathBuf>,
@@ -264,9 +297,17 @@ pub struct PolicyCompileArgs {
         requires = "filename"
     )]
     pub namespace: Option<String>,
-    /// Compile chains only for this node's endpoints (as its felix would).
+    /// Only this node's endpoints get chains, as its felix compiles and
+    /// enforces them (default: every endpoint's).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+}
+
+/// `policy compile`.
+#[derive(Debug, Args)]
+pub struct PolicyCompileArgs {
+    #[command(flatten)]
+    pub model: PolicyModelArgs,
     /// Print the one nft transaction that turns the kernel's current
     /// `inet calico` table into this ruleset, instead of the whole ruleset.
     /// Needs root. Chains read from the kernel count as changed, so they are
@@ -448,7 +489,7 @@ pub enum FlowAction {
     Pass,
 }
 
-/// How `flows` prints.
+/// How `flows` and `policy trace` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlowOutput {
     Table,

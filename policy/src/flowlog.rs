@@ -258,7 +258,7 @@ impl Index {
         index
     }
 
-    /// The policy or profile whose rules chain `chain` holds.
+    /// The policy or profile (and direction) a chain holds the rules of.
     pub fn origin(&self, chain: &str) -> Option<&Origin> {
         self.chains.get(chain)
     }

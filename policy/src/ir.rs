@@ -66,6 +66,14 @@ impl Family {
         }
     }
 
+    /// The ICMP protocol of the family: ICMP (1) or ICMPv6 (58).
+    pub fn icmp_protocol(self) -> u8 {
+        match self {
+            Family::V4 => 1,
+            Family::V6 => 58,
+        }
+    }
+
     /// `4` or `6`.
     pub fn number(self) -> u8 {
         match self {

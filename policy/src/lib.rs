@@ -63,6 +63,9 @@
 //!   already hold what it would program and leaves them alone.
 //! - [`simulate`]: evaluates a packet against a ruleset as netfilter would, for
 //!   tests and for asking "what happens to this packet".
+//! - [`trace`](mod@trace): [`trace()`], would this packet pass and why: the
+//!   compiled ruleset walked, read back as tiers, policies and rules, with
+//!   the reason each earlier rule did not match (`calicoctl policy trace`).
 
 pub mod compile;
 pub mod counters;
@@ -82,6 +85,7 @@ pub mod simulate;
 pub mod staged;
 mod stages;
 pub mod stamp;
+pub mod trace;
 
 pub use compile::{Compiler, compile};
 pub use dataplane::{Dataplane, DataplaneError, Nft, converge};
@@ -92,3 +96,4 @@ pub use nat::NatOutgoing;
 pub use netlink::Netlink;
 pub use render::{render, render_changes};
 pub use staged::StagedPolicy;
+pub use trace::trace;

@@ -16,6 +16,10 @@
 //! `ip saddr != @s` never matches an IPv6 packet, `icmp type != 8` never a TCP
 //! one. Port matches only see TCP, UDP, SCTP and UDP-Lite packets (compiled
 //! rules always match the protocol before ports).
+//!
+//! [`walk`] gives the same [`Trace`] with every rule the packet reached, in
+//! order, and the first of its matches that failed ([`Visit`]), for
+//! explaining a verdict (the [`trace`](crate::trace) module).
 
 use std::net::IpAddr;
 
@@ -111,8 +115,31 @@ pub enum SimulateError {
     TooDeep(String),
 }
 
+/// One rule a packet reached: its chain, its place there, and the first of
+/// its matches that failed (`None`: every match held and its statements and
+/// verdict applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    pub chain: String,
+    pub rule: usize,
+    pub failed: Option<usize>,
+}
+
+/// A [`Trace`] with the rules the packet reached, in the order it reached them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Walked {
+    pub trace: Trace,
+    pub visits: Vec<Visit>,
+}
+
 /// Evaluates `packet` against the ruleset.
 pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateError> {
+    walk(ruleset, packet).map(|w| w.trace)
+}
+
+/// Evaluates `packet` against the ruleset as [`simulate`] does, recording
+/// every rule it reached.
+pub fn walk(ruleset: &Ruleset, packet: &Packet) -> Result<Walked, SimulateError> {
     let mut packet = packet.clone();
     let mut walk = Walk::default();
     let mut bases: Vec<(crate::ir::Priority, &str)> = (ruleset.chains.iter())
@@ -133,11 +160,14 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
             break;
         }
     }
-    Ok(Trace {
-        outcome,
-        logged: walk.logged,
-        after: packet,
-        source_nat: walk.source_nat,
+    Ok(Walked {
+        trace: Trace {
+            outcome,
+            logged: walk.logged,
+            after: packet,
+            source_nat: walk.source_nat,
+        },
+        visits: walk.visits,
     })
 }
 
@@ -146,6 +176,7 @@ pub fn simulate(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, SimulateErr
 struct Walk {
     logged: Vec<String>,
     source_nat: Option<Statement>,
+    visits: Vec<Visit>,
 }
 
 /// Runs one base chain: its verdict on the packet, which its statements change.
@@ -172,15 +203,20 @@ fn run_chain(
                 None => return accept(()),
             }
         };
-        current.1 += 1;
-        let mut all = true;
-        for m in &rule.matches {
+        let mut failed = None;
+        for (i, m) in rule.matches.iter().enumerate() {
             if !matches(ruleset, m, packet)? {
-                all = false;
+                failed = Some(i);
                 break;
             }
         }
-        if !all {
+        walk.visits.push(Visit {
+            chain: current.0.to_string(),
+            rule: current.1,
+            failed,
+        });
+        current.1 += 1;
+        if failed.is_some() {
             continue;
         }
         for s in &rule.statements {
@@ -246,14 +282,14 @@ fn family_of(addr: IpAddr) -> Family {
     }
 }
 
-fn port_of(p: &Packet, side: Side) -> Option<u16> {
+pub(crate) fn port_of(p: &Packet, side: Side) -> Option<u16> {
     matches!(p.proto, 6 | 17 | 132 | 136).then_some(match side {
         Side::Source => p.sport,
         Side::Destination => p.dport,
     })
 }
 
-fn addr_of(p: &Packet, side: Side) -> IpAddr {
+pub(crate) fn addr_of(p: &Packet, side: Side) -> IpAddr {
     match side {
         Side::Source => p.src,
         Side::Destination => p.dst,
@@ -292,8 +328,7 @@ fn matches(ruleset: &Ruleset, m: &Match, p: &Packet) -> Result<bool, SimulateErr
             code,
             negate,
         } => {
-            let proto = if *f == Family::V4 { 1 } else { 58 };
-            if family != *f || p.proto != proto {
+            if family != *f || p.proto != f.icmp_protocol() {
                 false
             } else {
                 let hit = types.contains(&p.icmp_type) && code.is_none_or(|c| c == p.icmp_code);

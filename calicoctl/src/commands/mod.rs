@@ -12,6 +12,7 @@ mod node;
 mod policy;
 mod promote;
 mod store;
+mod trace;
 mod update;
 mod write;
 
@@ -119,17 +120,17 @@ async fn resource_command(
             ipam::run(&store::open(datastore).await?, request, out).await
         }
         Command::Policy(args) => match args.command {
-            PolicyCommand::Compile(args) => {
-                let request = policy::Request::from_args(args);
+            PolicyCommand::Promote(args) => {
+                let target = promote::Target::from_args(&args)?;
+                promote::run(&store::open(datastore).await?, &target, out).await
+            }
+            command => {
+                let request = policy::Request::from_args(command)?;
                 let store = match request.needs_store() {
                     true => Some(store::open(datastore).await?),
                     false => None,
                 };
                 policy::run(request, store.as_ref(), out).await
-            }
-            PolicyCommand::Promote(args) => {
-                let target = promote::Target::from_args(&args)?;
-                promote::run(&store::open(datastore).await?, &target, out).await
             }
         },
         Command::Version

@@ -2,7 +2,9 @@
 //! for the policy in files (or in the datastore), as nft text that loads with
 //! `nft -f`; with `--diff`, the one incremental transaction that would turn
 //! what the kernel holds now into it; with `--staged`, the ruleset as if the
-//! staged policies were enforced. (`policy promote` is in `promote`.)
+//! staged policies were enforced. `calicoctl policy trace` reads the same
+//! resources into the same model and explains one packet (module `trace`).
+//! (`policy promote` is in `promote`.)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,10 +14,11 @@ use api::{Kind, Resource};
 use datastore::ResourceStore;
 use policy::Dataplane as _;
 
-use crate::cli::{FileArgs, PolicyCompileArgs};
+use crate::cli::{FileArgs, PolicyCommand};
 use crate::errors::Invalid;
 
 use super::load;
+use super::trace::TraceRequest;
 
 /// The kinds the compiler reads.
 const POLICY_KINDS: [Kind; 14] = [
@@ -40,21 +43,44 @@ const POLICY_KINDS: [Kind; 14] = [
 pub struct Request {
     files: Option<FileArgs>,
     node: Option<String>,
-    diff: bool,
-    staged: bool,
+    what: What,
+}
+
+/// What a `policy` command does with the model.
+#[derive(Debug)]
+enum What {
+    Compile { diff: bool, staged: bool },
+    Trace(TraceRequest),
 }
 
 impl Request {
-    pub fn from_args(args: PolicyCompileArgs) -> Self {
-        Self {
-            files: args.filename.map(|filename: PathBuf| FileArgs {
+    pub fn from_args(command: PolicyCommand) -> Result<Self, Invalid> {
+        let (model, what) = match command {
+            PolicyCommand::Compile(args) => {
+                let what = What::Compile {
+                    diff: args.diff,
+                    staged: args.staged,
+                };
+                (args.model, what)
+            }
+            PolicyCommand::Trace(args) => {
+                let what = What::Trace(TraceRequest::from_args(&args)?);
+                (args.model, what)
+            }
+            PolicyCommand::Promote(_) => {
+                return Err(Invalid::new(
+                    "policy promote changes the datastore; it reads no model",
+                ));
+            }
+        };
+        Ok(Self {
+            files: model.filename.map(|filename: PathBuf| FileArgs {
                 filename,
-                namespace: args.namespace,
+                namespace: model.namespace,
             }),
-            node: args.node,
-            diff: args.diff,
-            staged: args.staged,
-        }
+            node: model.node,
+            what,
+        })
     }
 
     /// Whether the resources come from the datastore (no `-f`).
@@ -63,13 +89,13 @@ impl Request {
     }
 }
 
-/// Compiles and prints; `store` is used only when no `-f` was given.
+/// Compiles and prints, or traces; `store` is used only when no `-f` was given.
 pub async fn run(
     request: Request,
     store: Option<&ResourceStore>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let resources = match (&request.files, store) {
+    let mut resources = match (&request.files, store) {
         (Some(files), _) => load::resources(files)?,
         (None, Some(store)) => from_store(store).await?,
         (None, None) => unreachable!("a request without -f is given a store"),
@@ -85,13 +111,20 @@ pub async fn run(
             ..policy::Config::default()
         },
     );
-    let mut model = policy::Model::from_resources(&resources, config)
-        .map_err(|e| Invalid::new(format!("cannot compile: {e}")))?;
-    if request.staged {
+    let (diff, staged) = match request.what {
+        What::Compile { diff, staged } => (diff, staged),
+        What::Trace(trace) => {
+            let query = trace.query(&mut resources, request.node.as_deref())?;
+            let model = model(&resources, config)?;
+            return trace.print(&model, &query, out);
+        }
+    };
+    let mut model = model(&resources, config)?;
+    if staged {
         model = model.with_staged_enforced();
     }
     let desired = policy::compile(&model);
-    if request.diff {
+    if diff {
         let programmed = policy::Nft::new()
             .read()
             .context("reading the programmed table (nft -j list table inet calico)")?;
@@ -105,6 +138,11 @@ pub async fn run(
         write!(out, "{}", policy::render(&desired))?;
     }
     Ok(())
+}
+
+fn model(resources: &[Resource], config: policy::Config) -> Result<policy::Model, Invalid> {
+    policy::Model::from_resources(resources, config)
+        .map_err(|e| Invalid::new(format!("cannot compile: {e}")))
 }
 
 /// `config` with the settings of the FelixConfigurations among `resources`

@@ -39,8 +39,8 @@ mod rules;
 mod tests;
 
 pub use base::{MAP_HEP_FROM, MAP_HEP_TO, MAP_WL_FROM, MAP_WL_TO};
-pub(crate) use endpoint::{Step, endpoint_chain};
-pub(super) use endpoint::{Target, endpoint_chain_name, endpoint_steps, tier_names};
+pub(crate) use endpoint::{Step, endpoint_chain, endpoint_chain_name};
+pub(super) use endpoint::{Target, endpoint_steps, tier_names};
 pub(crate) use rules::CompiledChain;
 
 /// One lowering of a model: the sets made so far, the chains and maps.

@@ -286,23 +286,7 @@ impl Lab {
 
     /// Every ordered pair of distinct workloads × `services` × both families.
     pub fn matrix(&self, services: &[Service]) -> Vec<Probe> {
-        let n = self.workloads.len();
-        let mut probes = Vec::new();
-        for from in 0..n {
-            for to in (0..n).filter(|&to| to != from) {
-                for &service in services {
-                    for family in FAMILIES {
-                        probes.push(Probe {
-                            from,
-                            to,
-                            service,
-                            family,
-                        });
-                    }
-                }
-            }
-        }
-        probes
+        matrix(self.workloads.len(), services)
     }
 
     /// The matrix as a table: one row per pair, one column per service and
@@ -353,6 +337,26 @@ impl Lab {
         }
         out
     }
+}
+
+/// Every ordered pair of distinct workloads of `n` × `services` × both families.
+pub fn matrix(n: usize, services: &[Service]) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    for from in 0..n {
+        for to in (0..n).filter(|&to| to != from) {
+            for &service in services {
+                for family in FAMILIES {
+                    probes.push(Probe {
+                        from,
+                        to,
+                        service,
+                        family,
+                    });
+                }
+            }
+        }
+    }
+    probes
 }
 
 /// An [`Nft`] driver for `ns`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub mod kernel;
 pub mod lab;
+pub mod scenarios;
 
 use policy::ir::Hook;
 use policy::simulate::{Outcome, Packet, simulate};
