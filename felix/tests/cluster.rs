@@ -146,9 +146,21 @@ fn metrics(cluster: &Cluster, n: usize) -> String {
 
 /// The policies that decided a flow, as (kind, name, tier, rule index).
 fn enforced(flow: &proto::Flow) -> Vec<(i32, String, String, i64)> {
+    hits(flow, |t| &t.enforced_policies)
+}
+
+/// The policies that would decide it with the staged ones enforced.
+fn pending(flow: &proto::Flow) -> Vec<(i32, String, String, i64)> {
+    hits(flow, |t| &t.pending_policies)
+}
+
+fn hits(
+    flow: &proto::Flow,
+    which: impl Fn(&proto::PolicyTrace) -> &Vec<proto::PolicyHit>,
+) -> Vec<(i32, String, String, i64)> {
     let trace = flow.key.as_ref().and_then(|k| k.policies.as_ref());
     trace
-        .map(|t| &t.enforced_policies)
+        .map(which)
         .into_iter()
         .flatten()
         .map(|h| (h.kind, h.name.clone(), h.tier.clone(), h.rule_index))
@@ -473,6 +485,17 @@ spec:
     destination: {ports: [8080]}
   egress:
   - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: block-client, namespace: default}
+spec:
+  order: 1
+  selector: app == 'web'
+  types: [Ingress]
+  ingress:
+  - action: Deny
+    source: {selector: app == 'client'}
 ";
 
 #[test]
@@ -534,7 +557,18 @@ fn three_hosts_and_a_bird_tor_route_police_withdraw_and_survive_a_felix_restart(
         "h2's flow API lists both connections to web",
         || {
             let flows = flows(&cluster, 2);
-            let allowed = flow_to_web(&flows, "client", proto::Action::Allow).map(enforced);
+            // The staged block-client would deny it; it still flows.
+            let would_deny = flow_to_web(&flows, "client", proto::Action::Allow).is_some_and(|f| {
+                pending(f).contains(&(
+                    proto::PolicyKind::StagedNetworkPolicy as i32,
+                    "block-client".into(),
+                    "default".into(),
+                    0,
+                ))
+            });
+            let allowed = flow_to_web(&flows, "client", proto::Action::Allow)
+                .map(enforced)
+                .filter(|_| would_deny);
             let denied = flow_to_web(&flows, "other", proto::Action::Deny).map(enforced);
             allowed.is_some_and(|e| {
                 e.contains(&(

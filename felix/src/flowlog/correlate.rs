@@ -51,6 +51,8 @@ struct Tracked {
     egress: Vec<Hit>,
     ingress: Vec<Hit>,
     denied: bool,
+    /// What egress and ingress would meet with the staged policies.
+    pending: [Vec<PolicyHit>; 2],
     start: i64,
     /// Last logged packet or conntrack report.
     seen: i64,
@@ -108,12 +110,21 @@ impl Correlator {
     }
 
     /// A logged packet of `len` bytes: `hit` is the decision its prefix
-    /// names (`None`: unresolved, counted).
-    pub fn logged(&mut self, now: i64, tuple: Tuple, len: u32, hit: Option<Hit>, ids: &Identities) {
+    /// names (`None`: unresolved, counted). Whether it is a connection not
+    /// seen before (see [`Correlator::set_pending`]).
+    pub fn logged(
+        &mut self,
+        now: i64,
+        tuple: Tuple,
+        len: u32,
+        hit: Option<Hit>,
+        ids: &Identities,
+    ) -> bool {
         let Some(hit) = hit else {
             self.stats.unresolved += 1;
-            return;
+            return false;
         };
+        let new = !self.conns.contains_key(&tuple);
         if !self.conns.contains_key(&tuple) && self.conns.len() >= self.max {
             self.evict_oldest();
         }
@@ -123,6 +134,7 @@ impl Correlator {
             egress: Vec::new(),
             ingress: Vec::new(),
             denied: false,
+            pending: [Vec::new(), Vec::new()],
             start: now,
             seen: now,
             orig: (0, 0),
@@ -152,6 +164,15 @@ impl Correlator {
             // A dropped packet never reaches conntrack: count it here.
             conn.orig.0 += 1;
             conn.orig.1 += u64::from(len);
+        }
+        new
+    }
+
+    /// What a connection's egress and ingress would meet with the staged
+    /// policies enforced: its flow logs' pending policies.
+    pub fn set_pending(&mut self, tuple: &Tuple, pending: [Vec<PolicyHit>; 2]) {
+        if let Some(t) = self.conns.get_mut(tuple) {
+            t.pending = pending;
         }
     }
 
@@ -249,7 +270,10 @@ impl Correlator {
                     connections_live: u64::from(allowed && !t.ended),
                 }
             };
-            for (reporter, trace) in [(Reporter::Src, &t.egress), (Reporter::Dst, &t.ingress)] {
+            for (reporter, trace, pending) in [
+                (Reporter::Src, &t.egress, &t.pending[0]),
+                (Reporter::Dst, &t.ingress, &t.pending[1]),
+            ] {
                 let Some(last) = trace.last() else { continue };
                 out.push(FlowLog {
                     tuple: FiveTuple {
@@ -269,7 +293,7 @@ impl Correlator {
                     },
                     policies: PolicyTrace {
                         enforced: trace.iter().map(policy_hit).collect(),
-                        pending: Vec::new(),
+                        pending: pending.clone(),
                     },
                     counters: counters(reporter),
                     start,
@@ -422,8 +446,15 @@ mod tests {
             &ids,
         );
         c.conntrack(2, &conn(t, Event::New, (3, 180), (2, 120)));
+        let would_deny = policy_hit(&Hit::TierEnd {
+            tier: "default".into(),
+            ingress: true,
+        });
+        c.set_pending(&t, [Vec::new(), vec![would_deny.clone()]]);
         let logs = c.flush(0, 15);
         assert_eq!(logs.len(), 2);
+        assert_eq!(by(&logs, Reporter::Dst).policies.pending, [would_deny]);
+        assert!(by(&logs, Reporter::Src).policies.pending.is_empty());
         let (src, dst) = (by(&logs, Reporter::Src), by(&logs, Reporter::Dst));
         assert_eq!((src.action, dst.action), (Action::Allow, Action::Allow));
         assert_eq!(

@@ -11,8 +11,10 @@
 //!
 //! - [`identity`] (pure): who an address is.
 //! - [`correlate`] (pure): decisions and counters joined per connection.
+//! - [`pending`]: the staged policies' would-be verdicts, traced.
 //! - [`run`]: the driver handing models over, and the reader.
 
 pub mod correlate;
 pub mod identity;
+pub mod pending;
 pub mod run;

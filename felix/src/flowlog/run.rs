@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::correlate::Correlator;
 use super::identity::Identities;
+use super::pending::Pending;
 use crate::metrics::Metrics;
 use crate::state::{Desired, Driver, DriverError, Stage};
 
@@ -30,6 +31,8 @@ pub struct Lookup {
     index: Index,
     previous: Index,
     ids: Identities,
+    /// The would-be ruleset, when the model stages policies.
+    pending: Option<Pending>,
 }
 
 impl Lookup {
@@ -76,10 +79,13 @@ impl Driver for FlowLogDriver {
     async fn apply(&mut self, desired: &Desired) -> Result<(), DriverError> {
         let model = &desired.policy;
         let index = Index::new(model);
+        // Compiled before taking the lock the reader needs.
+        let pending = Pending::new(model);
         let mut lookup = self.lookup.lock().unwrap_or_else(|e| e.into_inner());
         let ids = Identities::new(model, Some(&lookup.ids), now() as u64);
         lookup.previous = std::mem::replace(&mut lookup.index, index);
         lookup.ids = ids;
+        lookup.pending = pending;
         Ok(())
     }
 }
@@ -142,7 +148,11 @@ pub async fn run(
                     let lookup = lookup.lock().unwrap_or_else(|e| e.into_inner());
                     for l in batch {
                         let hit = lookup.resolve(&l.prefix);
-                        correlator.logged(at, l.headers.tuple, l.headers.len, hit, &lookup.ids);
+                        let tuple = l.headers.tuple;
+                        let new = correlator.logged(at, tuple, l.headers.len, hit, &lookup.ids);
+                        if let (true, Some(pending)) = (new, &lookup.pending) {
+                            correlator.set_pending(&tuple, pending.hits(&tuple));
+                        }
                     }
                 }
                 Err(e) => {

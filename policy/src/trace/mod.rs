@@ -154,6 +154,13 @@ pub struct PolicyStep {
     chain: String,
 }
 
+impl PolicyStep {
+    /// Its chain in the ruleset (the key of [`Index::origin`]).
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+}
+
 /// How a policy ended for the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,22 +192,65 @@ pub struct RuleStep {
 
 /// Traces the query's packet through the ruleset `compile(model)` gives.
 pub fn trace(model: &Model, query: &Query) -> Result<Trace, TraceError> {
+    Tracer::new(model.clone()).trace(query)
+}
+
+/// A model compiled once, to trace many packets through (flow logs'
+/// pending verdicts trace each new connection).
+#[derive(Debug)]
+pub struct Tracer {
+    model: Model,
+    ruleset: Ruleset,
+    index: Index,
+}
+
+impl Tracer {
+    pub fn new(model: Model) -> Tracer {
+        let ruleset = crate::compile(&model);
+        let index = Index::new(&model);
+        Tracer {
+            model,
+            ruleset,
+            index,
+        }
+    }
+
+    /// The model traced.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Its chains, to name the policy of a [`PolicyStep::chain`].
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Traces the query's packet.
+    pub fn trace(&self, query: &Query) -> Result<Trace, TraceError> {
+        traced(&self.model, &self.ruleset, &self.index, query)
+    }
+}
+
+fn traced(
+    model: &Model,
+    ruleset: &Ruleset,
+    index: &Index,
+    query: &Query,
+) -> Result<Trace, TraceError> {
     let plan = ends::plan(model, query)?;
-    let ruleset = crate::compile(model);
-    let index = Index::new(model);
     let reader = Reader {
         model,
-        ruleset: &ruleset,
-        index: &index,
+        ruleset,
+        index,
     };
-    let walked = simulate::walk(&ruleset, &plan.packet)?;
+    let walked = simulate::walk(ruleset, &plan.packet)?;
     let egress = reader.direction(&walked.visits, &plan.src, PolicyType::Egress, &plan.packet);
     let mut ingress =
         reader.direction(&walked.visits, &plan.dst, PolicyType::Ingress, &plan.packet);
     if egress.verdict == Some(Decision::Deny) && ingress.verdict.is_none() && plan.dst.local {
         // Not reached: what it would decide for the packet coming from outside.
         let alone = ends::packet_alone(&plan, query);
-        let visits = simulate::walk(&ruleset, &alone)?.visits;
+        let visits = simulate::walk(ruleset, &alone)?.visits;
         ingress = reader.direction(&visits, &plan.dst, PolicyType::Ingress, &alone);
         ingress.reached = false;
     }
@@ -213,7 +263,7 @@ pub fn trace(model: &Model, query: &Query) -> Result<Trace, TraceError> {
             .into_iter()
             .find(|d| d.reached && d.verdict == Some(Decision::Deny))
             .map(|d| format!("{} of {}: {}", d.direction, end_name(d), d.decided_by))
-            .unwrap_or_else(|| last_drop(&ruleset, &walked.visits)),
+            .unwrap_or_else(|| last_drop(ruleset, &walked.visits)),
         Decision::Allow => [&egress, &ingress]
             .into_iter()
             .map(|d| format!("{} of {}: {}", d.direction, end_name(d), d.decided_by))
