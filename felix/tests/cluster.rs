@@ -127,6 +127,54 @@ fn flow_to_web<'f>(
     })
 }
 
+/// Python grpcio, with code generated from Goldmane's own api.proto (the
+/// copy `flows` tests with), listing host `n`'s flows from inside its
+/// namespace: a line per flow, `source-label dest-label port reporter
+/// action tier/name/rule` of the last enforced hit.
+fn goldmane_list(cluster: &Cluster, n: usize) -> String {
+    const PYTHON: &str = "/usr/bin/python3";
+    assert!(
+        testkit::require::require_python_modules(PYTHON, &["grpc", "grpc_tools"]),
+        "python3-grpcio and python3-grpc-tools are needed"
+    );
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows/tests/goldmane");
+    let generated = tempfile::tempdir().unwrap();
+    let status = Command::new(PYTHON)
+        .args(["-m", "grpc_tools.protoc"])
+        .arg(format!("--proto_path={}", proto.display()))
+        .arg(format!("--python_out={}", generated.path().display()))
+        .arg(format!("--grpc_python_out={}", generated.path().display()))
+        .arg("api.proto")
+        .status()
+        .unwrap();
+    assert!(status.success(), "grpc_tools.protoc: {status}");
+    let script = r#"
+import grpc, api_pb2 as pb, api_pb2_grpc as rpc
+stub = rpc.FlowsStub(grpc.insecure_channel("127.0.0.1:7443"))
+for r in stub.List(pb.FlowListRequest(), timeout=10).flows:
+    k, f = r.flow.Key, r.flow
+    app = lambda labels: next((l for l in labels if l.startswith("app=")), "-")
+    h = k.policies.enforced_policies[-1]
+    print(app(f.source_labels), app(f.dest_labels), k.dest_port,
+          pb.Reporter.Name(k.reporter), pb.Action.Name(k.action),
+          "%s/%s/%d" % (h.tier, h.name, h.rule_index))
+"#;
+    let out = cluster
+        .host(n)
+        .ns
+        .cmd(PYTHON)
+        .args(["-c", script])
+        .env("PYTHONPATH", generated.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `/metrics` of host `n`'s felix (127.0.0.1:9091 in its namespace).
 fn metrics(cluster: &Cluster, n: usize) -> String {
     use std::io::{Read, Write};
@@ -587,6 +635,20 @@ fn three_hosts_and_a_bird_tor_route_police_withdraw_and_survive_a_felix_restart(
             })
         },
     );
+    // A client that is not ours, generated from Goldmane's own .proto,
+    // lists the same flows through h2's API.
+    let listed = goldmane_list(&cluster, 2);
+    for (from, action, decided) in [
+        ("client", "Allow", "default/web/0"),
+        ("other", "Deny", "default//-1"),
+    ] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l == format!("app={from} app=web 8080 Dst {action} {decided}")),
+            "no {from} flow in the Python client's list:\n{listed}"
+        );
+    }
     // And the rule that let client in counted its packets.
     let web_rule = "felix_policy_rule_packets_total{tier=\"default\",kind=\"NetworkPolicy\",namespace=\"default\",policy=\"web\",rule=\"0\",direction=\"ingress\"} ";
     wait(
