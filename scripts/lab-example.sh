@@ -5,7 +5,8 @@
 # runs the example's setup, adds its workloads through the CNI plugin, waits
 # until every host routes to every workload and every BGP session is
 # Established, then prints reachability matrices (ping, and TCP to a port
-# every workload listens on) per IP family and each host's BGP status.
+# every workload listens on) per IP family, each host's BGP status and, with
+# a flow aggregator in the lab, the command listing the cluster's flows.
 #   scripts/lab-example.sh EXAMPLE [--name LAB]          run it (lab EXAMPLE)
 #   scripts/lab-example.sh EXAMPLE [--name LAB] --down   delete the workloads, tear the lab down
 # EXAMPLE/example.sh (sourced) says what the files cannot:
@@ -64,7 +65,7 @@ if [ -n "${QUICKSTART_BIN:-}" ]; then
 elif [ -n "$down" ]; then
   bin=${CARGO_TARGET_DIR:-target}/debug
 else
-  cargo build --locked -p felix -p cni -p calicoctl -p lab
+  cargo build --locked -p felix -p flows -p cni -p calicoctl -p lab
   bin=${CARGO_TARGET_DIR:-target}/debug
 fi
 bin=$(cd "$bin" && pwd)
@@ -268,6 +269,13 @@ for host in "${hosts[@]}"; do
   echo
   echo "== $host: calicoctl node status"
   calicoctl node status --socket "$state/$host/bgp.sock"
+done
+# A flow aggregator in the lab (a goldmane node): where to read its flows.
+for socket in "$state"/*/goldmane.sock; do
+  [ -S "$socket" ] || continue
+  echo
+  echo "== the cluster's flows (aggregated every 15 s; --follow to watch, --action deny for denials):"
+  echo "  DATASTORE_TYPE=sqlite DATASTORE_PATH=$DATASTORE_PATH $bin/calicoctl flows --server unix:$socket"
 done
 echo
 echo "tear down: $0 $example --name $lab --down"

@@ -49,6 +49,7 @@ BINARIES=(
   "calicoctl /usr/bin"
   "bgpd /usr/bin"
   "calico-lab /usr/bin"
+  "goldmane /usr/bin"
   "calico /opt/cni/bin"
   "calico-ipam /opt/cni/bin"
 )
@@ -66,7 +67,7 @@ FILES=(
 if [ -z "$bin_dir" ]; then
   # The CNI plugins in their own profile (Cargo.toml: release-cni, for size).
   export CARGO_TARGET_DIR=$target
-  cargo build --release --locked -p felix -p calicoctl -p bgpd -p lab >&2
+  cargo build --release --locked -p felix -p calicoctl -p bgpd -p lab -p flows >&2
   cargo build --profile release-cni --locked -p cni >&2
   binary() {
     case "$1" in

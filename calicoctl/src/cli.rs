@@ -72,8 +72,8 @@ pub enum Command {
     Policy(PolicyArgs),
     /// This host's node: its BGP sessions.
     Node(NodeArgs),
-    /// Flows through this host and the policy rule that decided each, from
-    /// felix's flow API (Goldmane's): the last ones, or live with --follow.
+    /// Flows and the policy rule that decided each, from felix's flow API or
+    /// the cluster's goldmane: the last ones, or live with --follow.
     Flows(FlowsArgs),
     /// Print the client version and the datastore in use.
     Version,
@@ -259,8 +259,8 @@ pub struct PolicyPromoteArgs {
 /// `policy trace`.
 #[derive(Debug, Args)]
 pub struct PolicyTraceArgs {
-    /// The source: an endpoint (`ns/name` of a workload, `name` of a host
-    /// endpoint), an IP address, or a label set `[ns:]key=value,...` (a pod
+    /// The source: an endpoint (`ns/name` of a workload, or `ns/pod` as
+    /// flow logs name it; `name` of a host endpoint), an IP address, or a label set `[ns:]key=value,...` (a pod
     /// with those labels in namespace ns, default "default").
     #[arg(long, value_name = "END")]
     pub src: String,
@@ -276,6 +276,11 @@ pub struct PolicyTraceArgs {
     /// IP version (default: an address end's, else 4 when both ends have one).
     #[arg(long, value_name = "4|6", value_parser = ["4", "6"])]
     pub ip_version: Option<String>,
+    /// Trace as if the staged policies were enforced: the pending verdict
+    /// that flow logs report (a staged Set replaces its policy, a staged
+    /// Delete removes it).
+    #[arg(long)]
+    pub staged: bool,
     #[command(flatten)]
     pub model: PolicyModelArgs,
     /// Output format: text, or the trace as JSON or YAML.
@@ -444,7 +449,8 @@ pub struct NodeStatusArgs {
 /// `flows`.
 #[derive(Debug, Args)]
 pub struct FlowsArgs {
-    /// felix's flow API (Goldmane's Flows service).
+    /// The flow API (Goldmane's Flows service): this host's felix, or the
+    /// cluster's goldmane (`HOST:PORT` or `unix:PATH`).
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_FLOWS_SERVER)]
     pub server: String,
     /// Print flows as they are aggregated (every 15 s) until interrupted.

@@ -1,7 +1,8 @@
 //! `calicoctl policy trace` run as a binary on a resource file (and on the
 //! same resources applied to a datastore): the tiers, policies and rules an
 //! allowed and a denied packet meet, why earlier rules did not match, the
-//! verdict; `-o json`; errors naming the flag at fault.
+//! verdict; `-o json`; `--staged`, the pending verdict; ends by pod name;
+//! errors naming the flag at fault.
 
 mod common;
 
@@ -154,4 +155,66 @@ fn bad_ends_ports_and_protocols_are_errors_naming_the_flag() {
         let run = ctl.run(&all).fails_with(2);
         assert!(run.stderr.contains(flag), "{flag}: {run:?}");
     }
+}
+
+#[test]
+fn staged_traces_the_pending_verdict_with_the_staged_policies_enforced() {
+    let ctl = Ctl::new();
+    let dir = tempfile::tempdir().expect("a directory");
+    std::fs::copy(shop(), dir.path().join("shop.yaml")).expect("a copy");
+    std::fs::write(
+        dir.path().join("staged.yaml"),
+        "apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: lock-db, namespace: shop}
+spec:
+  order: 1
+  selector: app == 'db'
+  types: [Ingress]
+  ingress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: host-k8s-queue--7-eth0, namespace: shop, labels: {app: queue}}
+spec: {node: host, orchestrator: k8s, pod: queue-7, endpoint: eth0, interfaceName: caliqueue, ipNetworks: [10.0.0.7/32], profiles: [kns.shop]}
+",
+    )
+    .expect("a file");
+    let dir = dir.path().to_str().expect("UTF-8");
+    let args = [
+        "policy", "trace", "-f", dir, "--src", "shop/web", "--dst", "shop/db",
+    ];
+    let args = [&args[..], &["--port", "5432"]].concat();
+    // Enforced: the staged policy changes nothing.
+    let out = ctl.run(&args).ok().stdout;
+    assert!(out.contains("\nverdict: ALLOW ("), "{out}");
+    assert!(!out.contains("lock-db"), "{out}");
+    let out = ctl.run(&[&args[..], &["--staged"]].concat()).ok().stdout;
+    assert!(
+        out.starts_with("(staged policies enforced: the pending verdict)\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l == "    NetworkPolicy shop/lock-db: deny"),
+        "{out}"
+    );
+    assert!(out.contains("\nverdict: DENY ("), "{out}");
+
+    // A workload is also its pod's name, as flow logs show it.
+    let by_pod = [
+        "policy",
+        "trace",
+        "-f",
+        dir,
+        "--src",
+        "shop/queue-7",
+        "--dst",
+        "shop/web",
+    ];
+    let out = ctl.run(&by_pod).ok().stdout;
+    assert!(
+        out.starts_with("shop/host-k8s-queue--7-eth0 (10.0.0.7) -> shop/web (10.0.0.1)"),
+        "{out}"
+    );
 }

@@ -161,11 +161,13 @@ fn write_nodename(path: &Path, node: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The flow store, its API on `addr` and the reader of `lookup`'s model:
-/// the tasks to hold.
+/// The flow store, its API on `addr` and the reader of `lookup`'s model,
+/// pushing to the cluster's aggregator at `goldmane` if set: the tasks to
+/// hold.
 async fn start_flow_logs(
     addr: SocketAddr,
     interval: Duration,
+    goldmane: Option<&str>,
     lookup: SharedLookup,
     metrics: Arc<Metrics>,
 ) -> Result<Vec<Task<()>>, CliError> {
@@ -179,6 +181,14 @@ async fn start_flow_logs(
         .await
         .map_err(|source| CliError::Bind { what, addr, source })?;
     tracing::info!(%addr, "flow API listening");
+    let pusher = goldmane
+        .map(|server| flows::push::Pusher::spawn(server, flows::push::DEFAULT_CAPACITY))
+        .transpose()
+        .map_err(|e| CliError::Bind {
+            what: "the flow aggregator",
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let api = flows.clone();
     let tasks = vec![
         Task::spawn(async move {
@@ -190,6 +200,7 @@ async fn start_flow_logs(
         Task::spawn(flowlog::run::run(
             lookup,
             flows,
+            pusher,
             FLOW_LOG_GROUP,
             interval,
             metrics,
@@ -263,7 +274,8 @@ pub async fn run(
     ));
     if let Some(addr) = settings.flows_addr {
         let interval = settings.flow_logs_flush_interval;
-        servers.extend(start_flow_logs(addr, interval, lookup, metrics.clone()).await?);
+        let goldmane = settings.flow_logs_goldmane_server.as_deref();
+        servers.extend(start_flow_logs(addr, interval, goldmane, lookup, metrics.clone()).await?);
     }
 
     let config = DaemonConfig::new(settings.host(), Some(registration));

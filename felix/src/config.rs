@@ -18,6 +18,7 @@
 //! | node name file | `--nodename-file` | `CALICO_NODENAME_FILE` | `nodenameFile` | none |
 //! | flow API address | `--flows-addr` | `FELIX_FLOWSADDR` | `flowsAddr` | `127.0.0.1:7443`; `none`: no flow logs |
 //! | flow log flush interval | `--flow-logs-flush-interval` | `FELIX_FLOWLOGSFLUSHINTERVAL` | `flowLogsFlushInterval` | `15s` |
+//! | cluster flow aggregator | `--flow-logs-goldmane-server` | `FELIX_FLOWLOGSGOLDMANESERVER` | `flowLogsGoldmaneServer` | none: this host's flows stay here |
 //!
 //! The node name file is where felix writes its node name at start, for the
 //! CNI plugin's `nodename_file` (Calico's calico-node always writes
@@ -77,6 +78,9 @@ pub struct Settings {
     /// `flowLogsFlushInterval`; the store aggregates in 15 s buckets), and
     /// how often the rule counters in `/metrics` are read.
     pub flow_logs_flush_interval: Duration,
+    /// The cluster's flow aggregator (`goldmane`) each flush is pushed to,
+    /// as `host:port` or `unix:PATH` (Calico's `flowLogsGoldmaneServer`).
+    pub flow_logs_goldmane_server: Option<String>,
 }
 
 /// Calico's `CALICO_NETWORKING_BACKEND`: how traffic reaches other hosts.
@@ -168,6 +172,10 @@ pub struct RunArgs {
     /// [env: FELIX_FLOWLOGSFLUSHINTERVAL; default: 15s]
     #[arg(long)]
     pub flow_logs_flush_interval: Option<String>,
+    /// The cluster's flow aggregator to push flows to, `host:port` or
+    /// `unix:PATH` [env: FELIX_FLOWLOGSGOLDMANESERVER; default: none]
+    #[arg(long)]
+    pub flow_logs_goldmane_server: Option<String>,
 }
 
 /// The settings file: every field optional, unknown fields refused.
@@ -188,6 +196,7 @@ struct FileSettings {
     nodename_file: Option<String>,
     flows_addr: Option<String>,
     flow_logs_flush_interval: Option<String>,
+    flow_logs_goldmane_server: Option<String>,
 }
 
 /// The settings file's `datastore:` mapping: `type` and `path`, and the
@@ -551,6 +560,23 @@ impl Settings {
             "15s",
             parse_seconds,
         )?;
+        let flow_logs_goldmane_server = layers.parse(
+            layers.pick(
+                (
+                    "flow-logs-goldmane-server",
+                    &flags.flow_logs_goldmane_server,
+                ),
+                &["FELIX_FLOWLOGSGOLDMANESERVER"],
+                ("flowLogsGoldmaneServer", &f.flow_logs_goldmane_server),
+            ),
+            "",
+            |v| match v {
+                "" | "none" => Ok(None),
+                v => flows::push::endpoint(v)
+                    .map(|_| Some(v.to_string()))
+                    .map_err(|e| e.to_string()),
+            },
+        )?;
         Ok(Settings {
             datastore,
             node_name,
@@ -565,6 +591,7 @@ impl Settings {
             nodename_file,
             flows_addr,
             flow_logs_flush_interval,
+            flow_logs_goldmane_server,
         })
     }
 
@@ -812,6 +839,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "flowLogsFlushInterval");
+    }
+
+    #[test]
+    fn flows_are_pushed_to_the_goldmane_server_only_when_one_is_named() {
+        let s = resolve(&RunArgs::default(), &[], None).unwrap();
+        assert_eq!(s.flow_logs_goldmane_server, None);
+        let env = [("FELIX_FLOWLOGSGOLDMANESERVER", "10.0.0.2:7443")];
+        let s = resolve(&RunArgs::default(), &env, None).unwrap();
+        assert_eq!(
+            s.flow_logs_goldmane_server.as_deref(),
+            Some("10.0.0.2:7443")
+        );
+        let file = "flowLogsGoldmaneServer: unix:/run/goldmane.sock\n";
+        let s = resolve(&RunArgs::default(), &[], Some(file)).unwrap();
+        assert_eq!(
+            s.flow_logs_goldmane_server.as_deref(),
+            Some("unix:/run/goldmane.sock")
+        );
+        let env = [("FELIX_FLOWLOGSGOLDMANESERVER", "no such host")];
+        let err = resolve(&RunArgs::default(), &env, None).unwrap_err();
+        assert_eq!(err.field, "FELIX_FLOWLOGSGOLDMANESERVER");
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Metrics {
             ),
             flowlog_events: Counter::new(
                 "felix_flowlog_events_total",
-                "What the flow-log reader saw: packets logged, lost, overruns, malformed messages, unresolved prefixes, evicted connections, dropped flows.",
+                "What the flow-log reader saw: packets logged, lost, overruns, malformed messages, unresolved prefixes, evicted connections, dropped flows; flows pushed to the cluster aggregator, sent again, dropped.",
                 &["event"],
             ),
             rule_packets: Counter::new(

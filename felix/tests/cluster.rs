@@ -132,22 +132,8 @@ fn flow_to_web<'f>(
 /// namespace: a line per flow, `source-label dest-label port reporter
 /// action tier/name/rule` of the last enforced hit.
 fn goldmane_list(cluster: &Cluster, n: usize) -> String {
-    const PYTHON: &str = "/usr/bin/python3";
-    assert!(
-        testkit::require::require_python_modules(PYTHON, &["grpc", "grpc_tools"]),
-        "python3-grpcio and python3-grpc-tools are needed"
-    );
-    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows/tests/goldmane");
-    let generated = tempfile::tempdir().unwrap();
-    let status = Command::new(PYTHON)
-        .args(["-m", "grpc_tools.protoc"])
-        .arg(format!("--proto_path={}", proto.display()))
-        .arg(format!("--python_out={}", generated.path().display()))
-        .arg(format!("--grpc_python_out={}", generated.path().display()))
-        .arg("api.proto")
-        .status()
-        .unwrap();
-    assert!(status.success(), "grpc_tools.protoc: {status}");
+    let client = testkit::goldmane::PythonClient::generate()
+        .expect("python3-grpcio and python3-grpc-tools are needed");
     let script = r#"
 import grpc, api_pb2 as pb, api_pb2_grpc as rpc
 stub = rpc.FlowsStub(grpc.insecure_channel("127.0.0.1:7443"))
@@ -162,9 +148,9 @@ for r in stub.List(pb.FlowListRequest(), timeout=10).flows:
     let out = cluster
         .host(n)
         .ns
-        .cmd(PYTHON)
+        .cmd(testkit::goldmane::PYTHON)
         .args(["-c", script])
-        .env("PYTHONPATH", generated.path())
+        .env("PYTHONPATH", client.path())
         .output()
         .unwrap();
     assert!(

@@ -19,6 +19,7 @@
 //! - [`hub`]: live streams on bounded channels that never block.
 //! - [`shared`]: [`Flows`], the aggregator and the hub behind one lock.
 //! - [`server`]: the gRPC services on a listener the caller binds.
+//! - [`push`]: a host's flows pushed to a cluster aggregator.
 //! - [`wire`]: conversions between our types and the protobuf ones.
 //! - [`proto`]: the generated code of `proto/goldmane.proto`; `codec`, its
 //!   codec (undecodable messages are InvalidArgument).
@@ -28,6 +29,7 @@ pub mod filter;
 pub mod hub;
 pub mod key;
 pub mod log;
+pub mod push;
 pub mod query;
 pub mod server;
 pub mod shared;
@@ -36,7 +38,7 @@ pub mod wire;
 
 pub use key::FlowKey;
 pub use log::FlowLog;
-pub use server::{serve, serve_aggregator};
+pub use server::{serve, serve_aggregator, serve_aggregator_unix};
 pub use shared::Flows;
 pub use store::{Aggregator, Config, Stats};
 

@@ -19,9 +19,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto;
@@ -56,14 +56,31 @@ pub async fn serve_aggregator(
     flows: Flows,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    aggregator_router(flows)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// [`serve_aggregator`] on a Unix socket: local clients (calicoctl, the
+/// console) reach it through the file system, from any network namespace.
+pub async fn serve_aggregator_unix(
+    listener: UnixListener,
+    flows: Flows,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    aggregator_router(flows)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+fn aggregator_router(flows: Flows) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .add_service(FlowsServer::new(FlowsService {
             flows: flows.clone(),
         }))
         .add_service(FlowCollectorServer::new(Collector { flows }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
 }
 
 fn invalid(err: impl std::fmt::Display) -> Status {

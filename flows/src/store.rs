@@ -80,6 +80,9 @@ pub struct Stats {
     pub dropped: u64,
     /// Logs whose start was outside the history or past the next bucket.
     pub refused: u64,
+    /// Pushed flows ignored because the same host had pushed them before
+    /// (same key, same span: sent again after a reconnection).
+    pub duplicates: u64,
     /// Windows held now.
     pub flows: usize,
     /// Distinct keys held now.
@@ -115,6 +118,9 @@ struct Window {
     source_labels: Labels,
     dest_labels: Labels,
     counters: Counters,
+    /// The spans of the pushed flows summed in (a host pushes a key once
+    /// per span; a few per window), to know a flow sent again.
+    pushed: Vec<(i64, i64)>,
 }
 
 #[derive(Debug)]
@@ -179,13 +185,30 @@ impl Aggregator {
     /// Sums `log` into the bucket of its start.
     pub fn add(&mut self, now: i64, log: &FlowLog) -> Result<(), Refused> {
         let labels = (Labels::of(&log.source.labels), Labels::of(&log.dest.labels));
-        self.insert(now, FlowKey::of(log), log.start, labels, &log.counters)
+        self.insert(
+            now,
+            FlowKey::of(log),
+            log.start,
+            None,
+            labels,
+            &log.counters,
+        )
     }
 
-    /// Sums a flow pushed by another host (FlowCollector).
+    /// Sums a flow pushed by another host (FlowCollector), unless the
+    /// same flow (key and span) was pushed before: hosts send again what
+    /// was in flight when a connection dropped.
     pub fn add_pushed(&mut self, now: i64, pushed: Pushed) -> Result<(), Refused> {
         let labels = (pushed.source_labels, pushed.dest_labels);
-        self.insert(now, pushed.key, pushed.start, labels, &pushed.counters)
+        let span = Some((pushed.start, pushed.end));
+        self.insert(
+            now,
+            pushed.key,
+            pushed.start,
+            span,
+            labels,
+            &pushed.counters,
+        )
     }
 
     fn insert(
@@ -193,6 +216,7 @@ impl Aggregator {
         now: i64,
         key: FlowKey,
         start: i64,
+        pushed: Option<(i64, i64)>,
         (source_labels, dest_labels): (Labels, Labels),
         counters: &Counters,
     ) -> Result<(), Refused> {
@@ -212,6 +236,13 @@ impl Aggregator {
         }
         let held = self.ids.get(&key).copied();
         if let Some(window) = held.and_then(|id| self.buckets.get_mut(&bucket)?.get_mut(&id)) {
+            if let Some(span) = pushed {
+                if window.pushed.contains(&span) {
+                    self.stats.duplicates += 1;
+                    return Ok(());
+                }
+                window.pushed.push(span);
+            }
             window.counters.add(counters);
             window.source_labels = window.source_labels.intersect(&source_labels);
             window.dest_labels = window.dest_labels.intersect(&dest_labels);
@@ -228,6 +259,7 @@ impl Aggregator {
             source_labels,
             dest_labels,
             counters: *counters,
+            pushed: pushed.into_iter().collect(),
         };
         self.buckets.entry(bucket).or_default().insert(id, window);
         self.windows += 1;

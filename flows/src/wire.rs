@@ -133,23 +133,41 @@ pub fn to_key(k: &FlowKey) -> proto::FlowKey {
 }
 
 pub fn to_result(f: &Flow) -> proto::FlowResult {
-    let c = &f.counters;
     proto::FlowResult {
         id: f.id,
-        flow: Some(proto::Flow {
-            key: Some(to_key(&f.key)),
-            start_time: f.start,
-            end_time: f.end,
-            source_labels: f.source_labels.as_slice().to_vec(),
-            dest_labels: f.dest_labels.as_slice().to_vec(),
-            packets_in: to_i64(c.packets_in),
-            packets_out: to_i64(c.packets_out),
-            bytes_in: to_i64(c.bytes_in),
-            bytes_out: to_i64(c.bytes_out),
-            num_connections_started: to_i64(c.connections_started),
-            num_connections_completed: to_i64(c.connections_completed),
-            num_connections_live: to_i64(c.connections_live),
-        }),
+        flow: Some(to_flow(
+            &f.key,
+            f.start,
+            f.end,
+            &f.source_labels,
+            &f.dest_labels,
+            &f.counters,
+        )),
+    }
+}
+
+/// A key's sum over `[start, end)` as the protobuf `Flow`.
+pub fn to_flow(
+    key: &FlowKey,
+    start: i64,
+    end: i64,
+    source_labels: &Labels,
+    dest_labels: &Labels,
+    c: &Counters,
+) -> proto::Flow {
+    proto::Flow {
+        key: Some(to_key(key)),
+        start_time: start,
+        end_time: end,
+        source_labels: source_labels.as_slice().to_vec(),
+        dest_labels: dest_labels.as_slice().to_vec(),
+        packets_in: to_i64(c.packets_in),
+        packets_out: to_i64(c.packets_out),
+        bytes_in: to_i64(c.bytes_in),
+        bytes_out: to_i64(c.bytes_out),
+        num_connections_started: to_i64(c.connections_started),
+        num_connections_completed: to_i64(c.connections_completed),
+        num_connections_live: to_i64(c.connections_live),
     }
 }
 
@@ -163,7 +181,7 @@ pub enum BadFlow {
 }
 
 /// A flow pushed by a host (FlowCollector): its key, labels, counters and
-/// start. Unspecified or unknown enums, ports out of range and negative
+/// span. Unspecified or unknown enums, ports out of range and negative
 /// counters are refused: a flow must say what it is.
 #[derive(Debug)]
 pub struct Pushed {
@@ -172,6 +190,7 @@ pub struct Pushed {
     pub dest_labels: Labels,
     pub counters: Counters,
     pub start: i64,
+    pub end: i64,
 }
 
 impl TryFrom<&proto::Flow> for Pushed {
@@ -254,6 +273,7 @@ impl TryFrom<&proto::Flow> for Pushed {
                 connections_live: count("num_connections_live", f.num_connections_live)?,
             },
             start: f.start_time,
+            end: f.end_time,
         })
     }
 }

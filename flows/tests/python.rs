@@ -12,26 +12,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Server, T0, TestClock, allowed, denied};
 
-/// Debian's interpreter, where python3-grpcio and python3-grpc-tools install
-/// (a `python3` earlier on PATH may be another one).
-const PYTHON: &str = "/usr/bin/python3";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_generated_from_goldmanes_proto_lists_hints_and_streams() {
-    if !testkit::require::require_python_modules(PYTHON, &["grpc", "grpc_tools"]) {
+    let Some(client) = testkit::goldmane::PythonClient::generate() else {
         return;
-    }
+    };
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let generated = tempfile::tempdir().expect("a temporary directory");
-    let status = std::process::Command::new(PYTHON)
-        .args(["-m", "grpc_tools.protoc"])
-        .arg(format!("--proto_path={}", here.join("goldmane").display()))
-        .arg(format!("--python_out={}", generated.path().display()))
-        .arg(format!("--grpc_python_out={}", generated.path().display()))
-        .arg("api.proto")
-        .status()
-        .expect("grpc_tools runs");
-    assert!(status.success(), "grpc_tools.protoc: {status}");
 
     // Two flows in the bucket of T0; at T0 + 30 it has gone to the streams,
     // so a stream from T0 starts with both.
@@ -42,11 +28,10 @@ async fn a_python_client_generated_from_goldmanes_proto_lists_hints_and_streams(
     flows.roll();
     let server = Server::start(flows).await;
 
-    let run = tokio::process::Command::new(PYTHON)
+    let run = tokio::process::Command::from(client.command())
         .arg(here.join("python").join("goldmane_client.py"))
         .arg(server.addr.to_string())
         .arg(T0.to_string())
-        .env("PYTHONPATH", generated.path())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)

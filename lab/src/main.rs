@@ -35,7 +35,8 @@ enum Cmd {
         /// The lab's name instead of the file's (containerlab's `--name`)
         #[arg(long)]
         name: Option<String>,
-        /// The felix binary felix nodes run [default: next to calico-lab, else on PATH]
+        /// The felix binary felix nodes run (goldmane nodes run the `goldmane`
+        /// beside it) [default: next to calico-lab, else on PATH]
         #[arg(long, env = "CALICO_LAB_FELIX")]
         felix: Option<PathBuf>,
     },

@@ -47,6 +47,10 @@ pub enum Role {
     Felix,
     /// FRR's zebra and bgpd on the bound `frr.conf`.
     Frr,
+    /// Our `goldmane`, the cluster's flow aggregator (the felix hosts push
+    /// their flows to it), with its API on a Unix socket in the node's
+    /// state directory as well.
+    Goldmane,
 }
 
 impl Role {
@@ -58,6 +62,7 @@ impl Role {
             Role::Gobgp => "gobgp",
             Role::Felix => "felix",
             Role::Frr => "frr",
+            Role::Goldmane => "goldmane",
         }
     }
 }
@@ -334,6 +339,14 @@ pub fn plan(topology: &Topology, text: &str, settings: &Settings) -> Result<Plan
                         show(&socket),
                     ],
                     ready,
+                )]
+            }
+            Role::Goldmane => {
+                let socket = node_dir.join("goldmane.sock");
+                vec![(
+                    settings.felix.with_file_name("goldmane"),
+                    vec!["--socket".into(), show(&socket)],
+                    Some(socket),
                 )]
             }
             Role::Frr => {
@@ -688,15 +701,18 @@ fn role(kind: Kind, settings: &NodeDefaults) -> Result<Role, String> {
             "gobgp" => Ok(Role::Gobgp),
             "felix" => Ok(Role::Felix),
             "frr" => Ok(Role::Frr),
+            "goldmane" => Ok(Role::Goldmane),
             other => Err(format!(
-                "unknown {ROLE_LABEL} {other:?}: expected linux, bird, gobgp, frr or felix"
+                "unknown {ROLE_LABEL} {other:?}: expected linux, bird, gobgp, frr, felix or goldmane"
             )),
         };
     }
     let image = settings.image.as_deref().unwrap_or("");
     let repo = image.rsplit('/').next().unwrap_or("");
     let repo = repo.split([':', '@']).next().unwrap_or("");
-    Ok(if repo.contains("bird") {
+    Ok(if repo.contains("goldmane") {
+        Role::Goldmane
+    } else if repo.contains("bird") {
         Role::Bird
     } else if repo.contains("gobgp") {
         Role::Gobgp

@@ -324,6 +324,38 @@ fn an_unknown_role_label_is_refused_naming_its_line() {
 }
 
 #[test]
+fn goldmane_runs_beside_felix_with_its_socket_in_the_nodes_state() {
+    let plan = plan(
+        "name: g
+topology:
+  nodes:
+    flows:
+      kind: linux
+      image: ghcr.io/calico-rs/goldmane:dev
+      env: {GOLDMANE_LISTEN: \"10.0.0.2:7443\"}
+    same:
+      kind: linux
+      labels: {calico-rs.role: goldmane}
+",
+    )
+    .unwrap();
+    let g = &plan.nodes[0];
+    assert_eq!(
+        (g.role, plan.nodes[1].role),
+        (Role::Goldmane, Role::Goldmane)
+    );
+    let d = &g.daemons[0];
+    assert_eq!(d.program, Path::new("/usr/bin/goldmane"));
+    let socket = "/run/calico-lab/g/flows/goldmane.sock";
+    assert_eq!(d.args, ["--socket", socket]);
+    assert_eq!(d.ready.as_deref(), Some(Path::new(socket)));
+    assert_eq!(
+        d.env.get("GOLDMANE_LISTEN").map(String::as_str),
+        Some("10.0.0.2:7443")
+    );
+}
+
+#[test]
 fn frr_runs_zebra_then_bgpd_as_frr_on_the_bound_config() {
     let plan = plan(
         "name: f

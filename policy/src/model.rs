@@ -345,6 +345,10 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     /// `ns/name` for workloads, `name` for host endpoints.
     pub name: String,
+    /// What flow logs call it, as Goldmane does: a workload's pod
+    /// (`spec.pod`, else `spec.workload`), else its endpoint name (without
+    /// the namespace).
+    pub display: String,
     pub node: String,
     /// The interface policy is enforced on; `None` for a host endpoint known
     /// only by its addresses (it still populates selector sets).
@@ -609,9 +613,15 @@ fn workload_endpoint(w: &api::WorkloadEndpoint, profile_labels: &ProfileLabels<'
         implicit,
         &w.metadata.labels,
     );
+    let display = [&s.pod, &s.workload, &w.metadata.name]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_default();
     Endpoint {
         kind: EndpointKind::Workload,
         name: w.metadata.display_name(),
+        display,
         node: s.node.clone(),
         interface: Some(s.interface_name.clone()),
         addrs: s.ip_networks.iter().map(|c| c.0).collect(),
@@ -645,6 +655,7 @@ fn host_endpoint(
     Ok(Endpoint {
         kind: EndpointKind::Host,
         name: h.metadata.name.clone(),
+        display: h.metadata.name.clone(),
         node: s.node.clone(),
         interface: Some(s.interface_name.clone()).filter(|i| !i.is_empty()),
         addrs: s.expected_ips.iter().map(|ip| IpNet::from(*ip)).collect(),

@@ -61,6 +61,7 @@ pub mod container;
 pub mod containerd;
 pub mod debian;
 pub mod error;
+pub mod goldmane;
 pub mod link;
 pub mod machine;
 pub mod mounts;

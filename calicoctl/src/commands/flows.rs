@@ -304,11 +304,11 @@ fn print(format: FlowOutput, flows: &[FlowView], out: &mut dyn Write) -> Result<
 }
 
 async fn client(server: &str) -> Result<FlowsClient<tonic::transport::Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
-        .with_context(|| format!("--server {server:?} is not host:port"))?
-        .connect_timeout(Duration::from_secs(5));
+    let endpoint = flows::push::endpoint(server).context("--server")?;
     let channel = endpoint.connect().await.with_context(|| {
-        format!("connecting to the flow API at {server} (is felix running, with flow logs on?)")
+        format!(
+            "connecting to the flow API at {server} (is felix, or the cluster's goldmane, running with flow logs on?)"
+        )
     })?;
     Ok(FlowsClient::new(channel))
 }

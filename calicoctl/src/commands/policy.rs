@@ -115,7 +115,10 @@ pub async fn run(
         What::Compile { diff, staged } => (diff, staged),
         What::Trace(trace) => {
             let query = trace.query(&mut resources, request.node.as_deref())?;
-            let model = model(&resources, config)?;
+            let mut model = model(&resources, config)?;
+            if trace.staged {
+                model = model.with_staged_enforced();
+            }
             return trace.print(&model, &query, out);
         }
     };

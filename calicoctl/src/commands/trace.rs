@@ -51,6 +51,8 @@ pub struct TraceRequest {
     protocol: Protocol,
     port: u16,
     family: Option<Family>,
+    /// Trace the model with its staged policies enforced.
+    pub staged: bool,
     output: FlowOutput,
 }
 
@@ -67,6 +69,7 @@ impl TraceRequest {
                 "6" => Family::V6,
                 _ => Family::V4,
             }),
+            staged: args.staged,
             output: args.output,
         })
     }
@@ -106,6 +109,10 @@ impl TraceRequest {
             Invalid::new(format!("{at}: {e}"))
         })?;
         match self.output {
+            FlowOutput::Table if self.staged => {
+                writeln!(out, "(staged policies enforced: the pending verdict)")?;
+                write!(out, "{}", text(&trace))?;
+            }
             FlowOutput::Table => write!(out, "{}", text(&trace))?,
             FlowOutput::Json => writeln!(out, "{}", serde_json::to_string_pretty(&trace)?)?,
             FlowOutput::Yaml => write!(out, "{}", serde_yaml::to_string(&trace)?)?,

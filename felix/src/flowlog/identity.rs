@@ -36,7 +36,8 @@ impl Identities {
     pub fn new(model: &policy::Model, previous: Option<&Identities>, now: u64) -> Identities {
         let mut endpoints = BTreeMap::new();
         for e in &model.endpoints {
-            let (namespace, name) = split(&e.name);
+            let (namespace, _) = split(&e.name);
+            let name = &e.display;
             let kind = match e.kind {
                 policy::model::EndpointKind::Workload => EndpointKind::Workload,
                 policy::model::EndpointKind::Host => EndpointKind::HostEndpoint,
@@ -44,7 +45,7 @@ impl Identities {
             let identity = Endpoint {
                 kind,
                 namespace: namespace.to_string(),
-                name: name.to_string(),
+                name: name.clone(),
                 labels: e.labels.clone(),
             };
             for net in &e.addrs {

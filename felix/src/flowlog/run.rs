@@ -1,7 +1,8 @@
 //! The thin I/O of flow logs: the driver that hands each calculated model
 //! to the reader ([`FlowLogDriver`]), and the reader ([`run`]): NFLOG and
 //! conntrack sockets and a conntrack dump each interval feed the
-//! [`Correlator`], whose flushes go into the flow store the API serves.
+//! [`Correlator`], whose flushes go into the flow store the API serves and,
+//! when felix has a cluster aggregator, to its pusher.
 //! Nothing here waits on the dataplane: the kernel drops what a full
 //! socket cannot take, and that is counted.
 
@@ -105,6 +106,7 @@ fn enable_accounting() {
 pub async fn run(
     lookup: SharedLookup,
     flows: flows::Flows,
+    pusher: Option<flows::push::Pusher>,
     group: u16,
     interval: Duration,
     metrics: Arc<Metrics>,
@@ -180,8 +182,12 @@ pub async fn run(
                 let end = now();
                 let logs = correlator.flush(start, end);
                 flows.add_all(&logs);
+                if let Some(pusher) = &pusher {
+                    pusher.push(flows::push::batch(&logs, start, end));
+                }
                 start = end;
-                record(&metrics, &nflog, events.as_ref(), &correlator, &flows);
+                let pushed = pusher.as_ref().map(flows::push::Pusher::stats);
+                record(&metrics, &nflog, events.as_ref(), &correlator, &flows, pushed);
             }
         }
     }
@@ -194,9 +200,14 @@ fn record(
     events: Option<&ConntrackSocket>,
     correlator: &Correlator,
     flows: &flows::Flows,
+    pushed: Option<flows::push::PushStats>,
 ) {
     let (n, c) = (nflog.stats(), events.map(|e| e.stats()).unwrap_or_default());
-    let (k, f) = (correlator.stats(), flows.stats());
+    let (k, f, p) = (
+        correlator.stats(),
+        flows.stats(),
+        pushed.unwrap_or_default(),
+    );
     metrics.flowlog_events.replace_all(
         [
             ("logged", n.received),
@@ -207,6 +218,9 @@ fn record(
             ("evicted", k.evicted),
             ("dropped", f.aggregator.dropped),
             ("stream_dropped", f.stream_dropped),
+            ("pushed", p.sent),
+            ("push_resent", p.resent),
+            ("push_dropped", p.dropped),
         ]
         .map(|(event, n)| (vec![event.to_string()], n)),
     );

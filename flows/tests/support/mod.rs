@@ -130,7 +130,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(flows: Flows) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Server::start_at(flows, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// The server on `addr` (a port a test reserved and let go).
+    pub async fn start_at(flows: Flows, addr: SocketAddr) -> Server {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("a loopback port");
         let addr = listener.local_addr().expect("its address");

@@ -140,8 +140,20 @@ fn family(model: &Model, query: &Query) -> Result<Family, TraceError> {
     })
 }
 
+/// The endpoint named `name`: by its endpoint name, else a workload by
+/// `ns/pod` (the name flow logs show), if only one has it.
 fn find<'m>(model: &'m Model, name: &str) -> Option<&'m Endpoint> {
-    model.endpoints.iter().find(|e| e.name == name)
+    if let Some(e) = model.endpoints.iter().find(|e| e.name == name) {
+        return Some(e);
+    }
+    let (ns, pod) = name.split_once('/')?;
+    let mut pods = model.endpoints.iter().filter(|e| {
+        e.kind == crate::model::EndpointKind::Workload
+            && e.display == pod
+            && e.name.split_once('/').is_some_and(|(n, _)| n == ns)
+    });
+    let first = pods.next()?;
+    pods.next().is_none().then_some(first)
 }
 
 fn resolve<'m>(

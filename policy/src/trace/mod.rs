@@ -55,7 +55,7 @@ pub struct Query {
 /// A query the model cannot answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceError {
-    #[error("no endpoint {name:?} (workloads are ns/name, host endpoints name)")]
+    #[error("no endpoint {name:?} (workloads are ns/name or ns/pod, host endpoints name)")]
     UnknownEndpoint { end: Role, name: String },
     #[error("endpoint {name:?} has no IPv{family} address")]
     NoAddress { end: Role, name: String, family: u8 },

@@ -22,11 +22,12 @@ use testkit::traffic::{EchoServer, connect, echo, tcp_connects};
 use testkit::{Netns, poll_until, run_checked, veth_pair};
 
 /// The binaries the package holds: (cargo package, binary, installed path).
-pub const BINARIES: [(&str, &str, &str); 6] = [
+pub const BINARIES: [(&str, &str, &str); 7] = [
     ("felix", "felix", "/usr/bin/felix"),
     ("calicoctl", "calicoctl", "/usr/bin/calicoctl"),
     ("bgpd", "bgpd", "/usr/bin/bgpd"),
     ("lab", "calico-lab", "/usr/bin/calico-lab"),
+    ("flows", "goldmane", "/usr/bin/goldmane"),
     ("cni", "calico", "/opt/cni/bin/calico"),
     ("cni", "calico-ipam", "/opt/cni/bin/calico-ipam"),
 ];

@@ -54,6 +54,7 @@ impl Example {
         let felix = testkit::workspace_binary("felix", "felix").unwrap();
         for (package, bin) in [
             ("calicoctl", "calicoctl"),
+            ("flows", "goldmane"),
             ("cni", "calico"),
             ("cni", "calico-ipam"),
             ("lab", "calico-lab"),
@@ -107,6 +108,11 @@ impl Example {
             .env("DATASTORE_PATH", self.state().join("datastore.db"))
             .output()
             .unwrap()
+    }
+
+    /// The Unix socket of goldmane on node `node` (its flow API).
+    pub fn goldmane_socket(&self, node: &str) -> PathBuf {
+        self.state().join(node).join("goldmane.sock")
     }
 
     /// `calicoctl node status` of a felix host (empty when it fails).
