@@ -270,6 +270,26 @@ for host in "${hosts[@]}"; do
   echo "== $host: calicoctl node status"
   calicoctl node status --socket "$state/$host/bgp.sock"
 done
+
+# Every felix writes its sessions into the datastore (CalicoNodeStatus) a
+# period after they change: one table of the whole lab from anywhere.
+all_reported() {
+  local out host
+  out=$(calicoctl node status --all 2>/dev/null) || return 1
+  ! grep -q '| start |' <<<"$out" || return 1
+  for host in "${hosts[@]}"; do
+    [ ! -S "$state/$host/bgp.sock" ] || grep -q "^| $host " <<<"$out" || return 1
+  done
+}
+if [ -n "$(ls "$state"/*/bgp.sock 2>/dev/null)" ]; then
+  until all_reported; do
+    ((SECONDS < deadline + 30)) || break
+    sleep 0.5
+  done
+  echo
+  echo "== calicoctl node status --all"
+  calicoctl node status --all || true
+fi
 # A flow aggregator in the lab (a goldmane node): where to read its flows.
 for socket in "$state"/*/goldmane.sock; do
   [ -S "$socket" ] || continue

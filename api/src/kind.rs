@@ -43,6 +43,9 @@ macro_rules! with_kinds {
                 ["WorkloadEndpoint", "workloadendpoints", "wep", "weps"];
             FelixConfiguration: felix, cluster,
                 ["FelixConfiguration", "felixconfigurations", "felixconfig", "felixconfigs"];
+            /// A node's status as its felix reports it (BGP sessions).
+            CalicoNodeStatus: status, cluster,
+                ["CalicoNodeStatus", "caliconodestatuses", "caliconodestatus"];
             /// `networking.k8s.io/v1` NetworkPolicy.
             KubernetesNetworkPolicy: k8s, namespaced,
                 ["KubernetesNetworkPolicy", "kubernetesnetworkpolicies", "knp", "knps"];

@@ -51,5 +51,6 @@ pub use resources::{
         StagedKubernetesNetworkPolicy, StagedKubernetesNetworkPolicySpec, StagedNetworkPolicy,
         StagedNetworkPolicySpec, StagedSpec,
     },
+    status::{CalicoNodeStatus, CalicoNodeStatusSpec, CalicoNodeStatusStatus},
 };
 pub use types::{AsNumber, Cidr, GoDuration, Port, Protocol};

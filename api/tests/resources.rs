@@ -932,13 +932,14 @@ fn kinds_are_found_by_name_plural_and_short_form() {
             "stagedkubernetesnetworkpolicy",
             Kind::StagedKubernetesNetworkPolicy,
         ),
+        ("caliconodestatus", Kind::CalicoNodeStatus),
     ] {
         assert_eq!(Kind::from_name(name), Some(kind), "{name}");
     }
     assert_eq!(Kind::from_name("pods"), None);
     assert_eq!(Kind::GlobalNetworkPolicy.plural(), "globalnetworkpolicies");
     assert_eq!(Kind::BGPConfiguration.plural(), "bgpconfigurations");
-    assert_eq!(Kind::ALL.len(), 20);
+    assert_eq!(Kind::ALL.len(), 21);
     assert_eq!(Kind::StagedNetworkPolicy.plural(), "stagednetworkpolicies");
     assert_eq!(
         Kind::StagedKubernetesNetworkPolicy.enforced(),
@@ -1058,4 +1059,37 @@ fn ports_protocols_and_as_numbers_serialise_in_calico_form() {
         serde_json::to_value(asns).unwrap(),
         json!([64512, 64512, 65546, 4294967295u64])
     );
+}
+
+#[test]
+fn a_calico_node_status_keeps_its_status_and_needs_a_node() {
+    let doc = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "CalicoNodeStatus",
+        "metadata": {"name": "h1"},
+        "spec": {"node": "h1", "classes": ["Agent", "BGP"], "updatePeriodSeconds": 10},
+        "status": {"lastUpdated": "2026-12-07T06:14:30Z", "bgp": {
+            "numberEstablishedV4": 1, "numberEstablishedV6": 0,
+            "numberNotEstablishedV4": 0, "numberNotEstablishedV6": 0,
+            "peersV4": [{"peerIP": "10.0.0.1", "type": "GlobalPeer", "state": "Established",
+                         "since": "2026-12-07T06:11:52Z", "prefixesReceived": 2, "prefixesAdvertised": 1}]}}
+    });
+    let r = Resource::from_value(doc.clone()).expect("a status");
+    assert!(r.validate().is_ok());
+    assert_eq!(r.to_value(), doc);
+    let Resource::CalicoNodeStatus(s) = &r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(s.update_period_seconds(), 10);
+
+    let no_node = serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "CalicoNodeStatus",
+        "metadata": {"name": "x"}, "spec": {"classes": ["Routes"]}});
+    let errs = Resource::from_value(no_node)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(errs[0].path, "spec.node", "{errs:?}");
+    let bad = serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "CalicoNodeStatus",
+        "metadata": {"name": "x"}, "spec": {"node": "x", "classes": ["Nope"]}});
+    let err = Resource::from_value(bad).unwrap_err();
+    assert!(err.to_string().contains("spec.classes"), "{err}");
 }

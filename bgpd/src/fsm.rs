@@ -199,6 +199,8 @@ pub struct Fsm {
     negotiated: Option<Negotiated>,
     auto_restart: bool,
     last_down: Option<DownReason>,
+    /// How many times it fell to Idle: tells a new `last_down` from an old.
+    downs: u64,
 }
 
 fn secs(s: u16) -> Duration {
@@ -215,6 +217,7 @@ impl Fsm {
             negotiated: None,
             auto_restart: false,
             last_down: None,
+            downs: 0,
         }
     }
 
@@ -239,6 +242,12 @@ impl Fsm {
     }
 
     /// Why the FSM last fell back to Idle.
+    /// How many times it fell to Idle (a new [`last_down`](Self::last_down)
+    /// each time).
+    pub fn downs(&self) -> u64 {
+        self.downs
+    }
+
     pub fn last_down(&self) -> Option<&DownReason> {
         self.last_down.as_ref()
     }
@@ -305,6 +314,7 @@ impl Fsm {
         }
         self.negotiated = None;
         self.last_down = Some(reason);
+        self.downs += 1;
         self.enter(State::Idle, now);
     }
 

@@ -508,7 +508,8 @@ impl Session {
                         if let Some(c) = self.conns.get_mut(&id) {
                             c.close();
                         }
-                        self.feed(id, Event::TcpConnectionFails).await;
+                        let failed = peer_fsm::Input::ConnectFailed(id, e.to_string());
+                        self.handle(failed, None).await;
                     }
                 }
             }

@@ -116,6 +116,71 @@ impl From<&PeerStatus> for PeerReport {
     }
 }
 
+/// Why a session in `state` is not Established, in plain words, from the
+/// speaker's `last_error`: what an operator checks first. Empty once
+/// Established.
+pub fn explain(state: &str, last_error: Option<&str>) -> String {
+    if state == "Established" {
+        return String::new();
+    }
+    let error = last_error.unwrap_or_default();
+    let e = error.to_lowercase();
+    let said = |what: &str| -> String {
+        if e.starts_with("received") {
+            format!("the peer refused us: {what}")
+        } else {
+            format!("we refused the peer: {what}")
+        }
+    };
+    if let Some(rest) = e.strip_prefix("tcp connection failed: ") {
+        return if rest.contains("refused") {
+            "TCP 179 refused: nothing listens for BGP at the peer (is its BGP speaker running?)"
+                .into()
+        } else if rest.contains("no route") || rest.contains("unreachable") {
+            "TCP 179 unreachable: no route to the peer's address".into()
+        } else if rest.contains("timed out") {
+            "TCP 179 unreachable: the peer does not answer (a firewall, or the wrong address?)"
+                .into()
+        } else {
+            format!(
+                "TCP 179 unreachable: {}",
+                &error["TCP connection failed: ".len()..]
+            )
+        };
+    }
+    if e.contains("bad peer as") {
+        return said(
+            "AS mismatch (the AS number one side expects is not the other's: check both asNumbers)",
+        );
+    }
+    if e.contains("bad bgp identifier") {
+        return said("router ID conflict (both ends have the same BGP identifier)");
+    }
+    if e.contains("unacceptable hold time") {
+        return said("hold time not acceptable");
+    }
+    if e.contains("hold timer expired") {
+        return "hold timer expired: the peer stopped answering (keepalives lost)".into();
+    }
+    if e.contains("connection rejected") || e.contains("peer de-configured") {
+        return "the peer rejected the session: does it have this host's address as a peer (wrong source address?)".into();
+    }
+    if e.contains("administrative shutdown") {
+        return "the peer shut the session down".into();
+    }
+    if e == "connection lost" {
+        return "the TCP connection dropped: the peer went away, or closed it because it does not know this host's address (wrong source address?)".into();
+    }
+    if !error.is_empty() {
+        return error.to_string();
+    }
+    match state {
+        "Idle" => "not started".into(),
+        "Connect" | "Active" => "connecting".into(),
+        _ => "opening the session".into(),
+    }
+}
+
 /// Why a query to the status socket failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -291,6 +356,45 @@ pub fn render_routes(routes: &[RouteStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_down_is_explained_in_plain_words() {
+        let cases = [
+            (
+                "Active",
+                Some("TCP connection failed: Connection refused (os error 111)"),
+                "TCP 179 refused",
+            ),
+            (
+                "Connect",
+                Some("TCP connection failed: No route to host (os error 113)"),
+                "TCP 179 unreachable: no route",
+            ),
+            (
+                "Idle",
+                Some("received OPEN Message Error / Bad Peer AS (2/2)"),
+                "the peer refused us: AS mismatch",
+            ),
+            (
+                "Idle",
+                Some("sent OPEN Message Error / Bad Peer AS (2/2)"),
+                "we refused the peer: AS mismatch",
+            ),
+            ("Idle", Some("hold timer expired"), "hold timer expired"),
+            ("Idle", Some("connection lost"), "wrong source address?"),
+            (
+                "Idle",
+                Some("received Cease / Connection Rejected (6/5)"),
+                "wrong source address?",
+            ),
+            ("Active", None, "connecting"),
+        ];
+        for (state, error, words) in cases {
+            let why = explain(state, error);
+            assert!(why.contains(words), "{state} {error:?}: {why}");
+        }
+        assert_eq!(explain("Established", Some("hold timer expired")), "");
+    }
 
     #[test]
     fn request_lines_parse_back_to_the_request() {

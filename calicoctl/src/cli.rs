@@ -434,7 +434,8 @@ pub struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Show this host's BGP peers (address, type, state, since, info), read
-    /// from felix's BGP status socket.
+    /// from felix's BGP status socket; with --all every node's, from the
+    /// datastore.
     Status(NodeStatusArgs),
 }
 
@@ -442,8 +443,15 @@ pub enum NodeCommand {
 #[derive(Debug, Args)]
 pub struct NodeStatusArgs {
     /// The BGP status socket of felix (or of the bgpd daemon).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_BGP_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_BGP_SOCKET, conflicts_with = "all")]
     pub socket: PathBuf,
+    /// Every node's sessions, from the CalicoNodeStatus each felix writes
+    /// into the datastore (no login to each host needed).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: one node only.
+    #[arg(long, value_name = "NODE", requires = "all")]
+    pub node: Option<String>,
 }
 
 /// `flows`.

@@ -143,3 +143,80 @@ fn node_status_without_a_speaker_says_bgp_is_not_running() {
         "Calico process is running.\n\nThe BGP speaker is not running: BGP is not running.\n"
     );
 }
+
+/// A node's status as felix writes it, reported `age` seconds ago.
+fn reported(node: &str, age: u64, peers: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = api::resources::status::rfc3339(now - age);
+    format!(
+        "apiVersion: projectcalico.org/v3
+kind: CalicoNodeStatus
+metadata: {{name: {node}}}
+spec: {{node: {node}, classes: [Agent, BGP], updatePeriodSeconds: 10}}
+status:
+  lastUpdated: {at}
+  bgp:
+    peersV4: {peers}
+---
+"
+    )
+}
+
+#[test]
+fn node_status_all_lists_every_nodes_sessions_with_why_one_is_down() {
+    let ctl = Ctl::new();
+    let since = api::resources::status::rfc3339(1_796_624_000);
+    let up = format!(
+        "[{{peerIP: 10.0.0.1, type: GlobalPeer, state: Established, since: {since}, prefixesReceived: 4, prefixesAdvertised: 1}}]"
+    );
+    let down = format!(
+        "[{{peerIP: 10.0.0.12, type: NodeMesh, state: Active, since: {since}, reason: 'TCP 179 refused: nothing listens for BGP at the peer', lastError: 'TCP connection failed: Connection refused (os error 111)'}}]"
+    );
+    let file = ctl.write(
+        "status.yaml",
+        &(reported("h1", 3, &up) + &reported("h2", 4, &down) + &reported("h3", 600, &up)),
+    );
+    ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok();
+
+    let out = ctl.run(&["node", "status", "--all"]).ok().stdout;
+    assert!(
+        out.contains("| NODE | PEER ADDRESS | PEER TYPE  | STATE |"),
+        "{out}"
+    );
+    let h1 = row(&out, "h1");
+    assert_eq!(&h1[1..4], ["10.0.0.1", "GlobalPeer", "up"], "{out}");
+    assert_eq!(
+        (h1[5].as_str(), h1[6].as_str()),
+        ("4/1", "Established"),
+        "{out}"
+    );
+    let h2 = row(&out, "h2");
+    assert_eq!(h2[3], "start", "{out}");
+    assert_eq!(
+        h2[6], "Active: TCP 179 refused: nothing listens for BGP at the peer",
+        "{out}"
+    );
+    // h3 has not written for ten minutes: its felix is down.
+    assert_eq!(row(&out, "h3")[6], "Established (stale)", "{out}");
+    assert!(
+        out.contains("\nh3: last reported 600 s ago; its felix is not running"),
+        "{out}"
+    );
+
+    let one = ctl
+        .run(&["node", "status", "--all", "--node", "h2"])
+        .ok()
+        .stdout;
+    assert!(one.contains("| h2 ") && !one.contains("| h1 "), "{one}");
+    let none = ctl
+        .run(&["node", "status", "--all", "--node", "h9"])
+        .fails_with(1);
+    assert!(
+        none.stderr.contains("no CalicoNodeStatus for node \"h9\""),
+        "{}",
+        none.stderr
+    );
+}

@@ -261,6 +261,11 @@ pub async fn run(
         let (peers, task) = PeerMetrics::spawn(driver.status_source(), Duration::from_secs(5));
         metrics.set_bgp_status(peers);
         servers.push(task);
+        servers.push(Task::spawn(crate::node_status::run(
+            store.clone(),
+            settings.node_name.clone(),
+            driver.status_source(),
+        )));
         drivers.push(Box::new(driver));
     }
 

@@ -14,6 +14,8 @@
 //! - [`syncer`]: the datastore watch that keeps the `Snapshot` current,
 //!   with a full resync at start and after any watch error.
 //! - [`node`]: registering this host's Node resource (addresses, AS, VTEP).
+//! - [`node_status`]: this host's CalicoNodeStatus (its BGP sessions) in the
+//!   datastore, bounded writes.
 //! - [`dataplane`]: the kernel drivers (routes, workload interfaces,
 //!   conntrack, VXLAN).
 //! - [`policy_driver`]: the nftables driver (incremental compiler + netlink).
@@ -35,6 +37,7 @@ pub mod dataplane;
 pub mod flowlog;
 pub mod metrics;
 pub mod node;
+pub mod node_status;
 pub mod policy_driver;
 pub mod rule_metrics;
 pub mod state;

@@ -95,8 +95,13 @@ pub fn tracked(key: &str) -> bool {
     is_resource(key) || key.starts_with(BLOCKS_PREFIX)
 }
 
+/// Nodes' statuses, which felix writes and never reads: not in the
+/// snapshot, so that one host's status write calculates nothing anywhere.
+pub const NODE_STATUS_PREFIX: &str = "/calico/resources/v3/projectcalico.org/caliconodestatuses/";
+
 fn is_resource(key: &str) -> bool {
-    key.starts_with(RESOURCES_PREFIX) || key.starts_with(K8S_POLICIES_PREFIX)
+    (key.starts_with(RESOURCES_PREFIX) && !key.starts_with(NODE_STATUS_PREFIX))
+        || key.starts_with(K8S_POLICIES_PREFIX)
 }
 
 /// Decodes a tracked key's value; `None` for keys felix does not keep.
@@ -366,7 +371,13 @@ mod tests {
             kv("/calico/ipam/v2/handle/h", b"{}", 6),
             kv(K8S_KEY, K8S_POLICY.as_bytes(), 6),
             kv("/calico/resources/v3/other.io/things/x", b"{}", 6),
+            // A node's status: felix writes it, never reads it.
+            kv(&format!("{NODE_STATUS_PREFIX}h1"), br#"{"apiVersion": "projectcalico.org/v3", "kind": "CalicoNodeStatus", "metadata": {"name": "h1"}, "spec": {"node": "h1"}}"#, 6),
         ];
+        assert_eq!(
+            NODE_STATUS_PREFIX,
+            datastore::ResourceStore::list_prefix(api::Kind::CalicoNodeStatus, None)
+        );
         let (snap, bad) = snapshot_of(&kvs, 7);
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(snap.revision, 7);

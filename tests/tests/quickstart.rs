@@ -56,6 +56,20 @@ fn the_quickstart_routes_polices_reports_bgp_and_tears_down() {
         );
     }
 
+    // And all three from the datastore, as each felix reported them.
+    let all = report.all_peers();
+    let expected: Vec<_> = ["h1", "h2", "h3"]
+        .map(|h| {
+            (
+                h.to_string(),
+                "10.0.0.1".to_string(),
+                "GlobalPeer".to_string(),
+                "Established".to_string(),
+            )
+        })
+        .into();
+    assert_eq!(all, expected, "{}", report.text());
+
     flows_staged_and_traced(&qs, &report);
 
     // A second run refuses while the lab is up.

@@ -141,3 +141,4 @@ pub mod networkset;
 pub mod node;
 pub mod policy;
 pub mod staged;
+pub mod status;

@@ -33,6 +33,10 @@ pub(crate) enum Input {
     Incoming,
     /// Our connection attempt for this connection succeeded.
     Connected(ConnId),
+    /// Our connection attempt for this connection failed, with the error
+    /// (the kernel's: refused, unreachable, timed out), which the next
+    /// state report carries as `last_error`.
+    ConnectFailed(ConnId, String),
     /// An event for one connection: a timer, a message, a failure.
     Event(ConnId, Event),
     /// Stop both connections with this event (ManualStop, ManualStopCease).
@@ -80,6 +84,8 @@ pub(crate) struct PeerFsm {
     secondary: Option<Conn>,
     next_id: u64,
     last_error: Option<String>,
+    /// The primary's falls to Idle already reported as `last_error`.
+    reported_downs: (ConnId, u64),
 }
 
 /// How a session's end reads in status.
@@ -107,6 +113,7 @@ impl PeerFsm {
             secondary: None,
             next_id: 2,
             last_error: None,
+            reported_downs: (ConnId(1), 0),
         }
     }
 
@@ -132,6 +139,22 @@ impl PeerFsm {
                         c.outbound = true;
                     }
                     self.feed(now, which, Event::TcpConnectionConfirmed, &mut out);
+                }
+            }
+            Input::ConnectFailed(id, error) => {
+                if let Some(which) = self.find(id) {
+                    self.feed(now, which, Event::TcpConnectionFails, &mut out);
+                    // The FSM calls it a lost connection; the kernel's
+                    // words say more.
+                    if which == Which::Primary {
+                        self.reported_downs = (self.primary.id, self.primary.fsm.downs());
+                        self.last_error = Some(format!("TCP connection failed: {error}"));
+                        for o in &mut out {
+                            if let Output::State { last_error, .. } = o {
+                                last_error.clone_from(&self.last_error);
+                            }
+                        }
+                    }
                 }
             }
             Input::Event(id, event) => {
@@ -228,8 +251,12 @@ impl PeerFsm {
     }
 
     fn report_state(&mut self, out: &mut Vec<Output>) {
-        if let Some(r) = self.primary.fsm.last_down() {
-            self.last_error = Some(reason_text(r));
+        let downs = (self.primary.id, self.primary.fsm.downs());
+        if downs != self.reported_downs {
+            self.reported_downs = downs;
+            if let Some(r) = self.primary.fsm.last_down() {
+                self.last_error = Some(reason_text(r));
+            }
         }
         out.push(Output::State {
             state: self.primary.fsm.state(),

@@ -33,7 +33,7 @@ fn conn(at: &At<'_>, word: Option<&str>) -> ConnId {
 
 impl Run {
     /// One input line: `start`, `incoming`, `stop [cease N]`, or an event
-    /// of connection N: `connected N`, `open N id ID [as ASN]`,
+    /// of connection N: `connected N`, `connect-failed N ERROR...`, `open N id ID [as ASN]`,
     /// `keepalive N`, `update N`, `fails N`, `timer N NAME`,
     /// `notification N CODE SUBCODE`.
     fn input(&self, at: &At<'_>, line: &str) -> Input {
@@ -48,6 +48,11 @@ impl Run {
                 Some(other) => at.fail(format!("`stop` or `stop cease N`, not {other:?}")),
             }),
             "connected" => Input::Connected(conn(at, words.next())),
+            "connect-failed" => {
+                let id = conn(at, words.next());
+                let error: Vec<&str> = words.by_ref().collect();
+                Input::ConnectFailed(id, error.join(" "))
+            }
             _ => {
                 let id = conn(at, words.next());
                 let event = match verb {

@@ -43,6 +43,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             let crate::cli::NodeCommand::Status(args) = args.command;
+            if args.all {
+                return runtime.block_on(async {
+                    let store = store::open(&cli.datastore).await?;
+                    node::status_all(&store, args.node.as_deref(), &mut stdout).await
+                });
+            }
             runtime.block_on(node::status(&args.socket, &mut stdout))
         }
         Command::Flows(args) => {

@@ -26,7 +26,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow};
+use api::resources::status::{BgpPeerStatus, CalicoNodeStatus, civil_date, parse_rfc3339};
+use api::{Kind, Resource};
 use bgpd::status::{self, PeerReport, QueryError, Report};
+use datastore::ResourceStore;
 
 /// Prints the status from the socket at `socket`. No socket to talk to
 /// means no felix: "Calico process is not running." and a failure.
@@ -49,6 +52,111 @@ pub async fn status(socket: &Path, out: &mut dyn Write) -> Result<()> {
         }
         Err(e) => Err(anyhow!(e)),
     }
+}
+
+/// `node status --all`: every node's sessions (or `only` one node's) from
+/// the CalicoNodeStatus resources felix writes.
+pub async fn status_all(
+    store: &ResourceStore,
+    only: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut statuses: Vec<CalicoNodeStatus> = store
+        .list(Kind::CalicoNodeStatus, None)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r {
+            Resource::CalicoNodeStatus(s) => Some(s),
+            _ => None,
+        })
+        .filter(|s| only.is_none_or(|n| s.spec.node == n))
+        .collect();
+    statuses.sort_by(|a, b| a.spec.node.cmp(&b.spec.node));
+    if statuses.is_empty() {
+        return Err(anyhow!(match only {
+            Some(node) =>
+                format!("no CalicoNodeStatus for node {node:?}: is its felix running with BGP?"),
+            None =>
+                "no node has reported its status (CalicoNodeStatus): is felix running with BGP?"
+                    .into(),
+        }));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    write!(out, "{}", render_all(&statuses, now))?;
+    Ok(())
+}
+
+/// Every node's sessions in one table, and the nodes whose status is
+/// stale (their felix stopped reporting), at `now` (seconds).
+pub fn render_all(statuses: &[CalicoNodeStatus], now: u64) -> String {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for s in statuses {
+        let node = &s.spec.node;
+        let stale = s.is_stale(now);
+        if stale {
+            let age = s
+                .age(now)
+                .map_or_else(|| "never".to_string(), |a| format!("{a} s ago"));
+            notes.push(format!(
+                "{node}: last reported {age}; its felix is not running or cannot reach the datastore, so its sessions may be down"
+            ));
+        }
+        let Some(bgp) = &s.status.bgp else { continue };
+        for p in bgp.peers_v4.iter().chain(&bgp.peers_v6) {
+            rows.push(all_row(node, p, stale, now));
+        }
+    }
+    let mut out = if rows.is_empty() {
+        "No BGP peers reported.\n".to_string()
+    } else {
+        table(
+            [
+                "NODE",
+                "PEER ADDRESS",
+                "PEER TYPE",
+                "STATE",
+                "SINCE",
+                "PREFIXES IN/OUT",
+                "INFO",
+            ],
+            &rows,
+        )
+    };
+    for note in notes {
+        out.push_str(&format!("\n{note}"));
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn all_row(node: &str, p: &BgpPeerStatus, stale: bool, now: u64) -> [String; 7] {
+    let established = p.state == "Established";
+    let mut info = if established || p.reason.is_empty() {
+        p.state.clone()
+    } else {
+        format!("{}: {}", p.state, p.reason)
+    };
+    if stale {
+        info.push_str(" (stale)");
+    }
+    let since = parse_rfc3339(&p.since).map_or_else(
+        || "-".into(),
+        |t| since(UNIX_EPOCH + Duration::from_secs(now), now.saturating_sub(t)),
+    );
+    [
+        node.to_string(),
+        p.peer_ip.clone(),
+        p.peer_type.clone(),
+        if established { "up" } else { "start" }.into(),
+        since,
+        format!("{}/{}", p.prefixes_received, p.prefixes_advertised),
+        info,
+    ]
 }
 
 /// The whole output for `report`, with SINCE computed from `now`.
@@ -106,21 +214,6 @@ pub fn since(now: SystemTime, secs: u64) -> String {
         let t = start % 86_400;
         format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
     }
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A table as Calico's (tablewriter's) default: headers centred, cells

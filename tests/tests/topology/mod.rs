@@ -260,6 +260,26 @@ impl Report {
         peer_rows(&section.join("\n"))
     }
 
+    /// The `calicoctl node status --all` table: (node, address, type,
+    /// info) per session.
+    pub fn all_peers(&self) -> Vec<(String, String, String, String)> {
+        let heading = "== calicoctl node status --all";
+        self.stdout
+            .lines()
+            .skip_while(|l| *l != heading)
+            .skip(1)
+            .take_while(|l| !l.starts_with("== ") && !l.starts_with("tear down"))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                // "", node, address, type, state, since, prefixes, info, ""
+                (cells.len() == 9 && cells[2].parse::<std::net::IpAddr>().is_ok()).then(|| {
+                    let c = |i: usize| cells[i].to_string();
+                    (c(1), c(2), c(3), c(7))
+                })
+            })
+            .collect()
+    }
+
     /// A workload's addresses, from the script's `workload NAME (LABELS) on
     /// HOST: ADDR...` line.
     pub fn addresses(&self, workload: &str) -> Vec<String> {

@@ -1,0 +1,363 @@
+//! This host's `CalicoNodeStatus` in the datastore: its BGP sessions, so
+//! that `calicoctl node status --all` and the console see every node's
+//! from anywhere (Calico's status is read on the node itself only).
+//!
+//! ```text
+//! speaker (status::Source) ─every period─▶ status_of (pure) ─▶ Cadence::due (pure) ─▶ write (CAS)
+//! ```
+//!
+//! The resource is named after the node. felix creates it (`classes`
+//! Agent and BGP, `updatePeriodSeconds` 10) unless someone made it first;
+//! a `spec` written by hand is kept, and its period followed (0 stops the
+//! updates, as in Calico). Writes are bounded: at most one per period,
+//! and only when the status changed, or after [`HEARTBEAT_PERIODS`]
+//! periods (so a silent node shows as stale: its `lastUpdated` ages). With
+//! 500 hosts at the default period that is at most 50 writes a second
+//! while sessions change, about 8 when nothing does.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api::resources::status::{
+    AgentStatus, BgpPeerStatus, BgpStatus, CalicoNodeStatus, CalicoNodeStatusSpec,
+    CalicoNodeStatusStatus, DaemonStatus, HEARTBEAT_PERIODS, StatusClass, rfc3339,
+};
+use api::{Kind, ObjectMeta, Resource};
+use bgpd::speaker::PeerStatus;
+use bgpd::status;
+use datastore::{KvStore, ResourceStore};
+
+/// How often a node whose status says stop (period 0) is looked at again.
+const PAUSED_RECHECK: Duration = Duration::from_secs(60);
+
+/// Calico's peer type for our peer descriptions.
+fn peer_type(description: Option<&str>) -> &'static str {
+    match description {
+        Some("node-to-node mesh") => "NodeMesh",
+        Some("global") => "GlobalPeer",
+        _ => "NodePeer",
+    }
+}
+
+/// The BGP status of `peers` at `now` (seconds since the epoch).
+pub fn bgp_status(peers: &[PeerStatus], now: u64) -> BgpStatus {
+    let mut bgp = BgpStatus::default();
+    for p in peers {
+        let state = p.state.to_string();
+        let established = state == "Established";
+        let peer = BgpPeerStatus {
+            peer_ip: p.addr.to_string(),
+            peer_type: peer_type(p.description.as_deref()).into(),
+            reason: status::explain(&state, p.last_error.as_deref()),
+            last_error: if established {
+                String::new()
+            } else {
+                p.last_error.clone().unwrap_or_default()
+            },
+            since: rfc3339(now.saturating_sub(p.since.as_secs())),
+            state,
+            prefixes_received: p.accepted as u64,
+            prefixes_advertised: p.advertised as u64,
+        };
+        let (count, list) = match (p.addr.is_ipv6(), established) {
+            (false, true) => (&mut bgp.number_established_v4, &mut bgp.peers_v4),
+            (false, false) => (&mut bgp.number_not_established_v4, &mut bgp.peers_v4),
+            (true, true) => (&mut bgp.number_established_v6, &mut bgp.peers_v6),
+            (true, false) => (&mut bgp.number_not_established_v6, &mut bgp.peers_v6),
+        };
+        *count += 1;
+        list.push(peer);
+    }
+    bgp
+}
+
+/// The status to write: the classes the spec asks for (Agent and BGP;
+/// BIRD and Routes are not reported), `running` saying whether a speaker
+/// runs, `booted` when felix started.
+pub fn node_status(
+    spec: &CalicoNodeStatusSpec,
+    bgp: BgpStatus,
+    running: bool,
+    booted: u64,
+    now: u64,
+) -> CalicoNodeStatusStatus {
+    let wants = |c| spec.classes.is_empty() || spec.classes.contains(&c);
+    let daemon = DaemonStatus {
+        state: if running { "Ready" } else { "NotReady" }.into(),
+        version: format!("calico-rs bgpd {}", env!("CARGO_PKG_VERSION")),
+        router_id: String::new(),
+        last_boot_time: rfc3339(booted),
+    };
+    CalicoNodeStatusStatus {
+        last_updated: rfc3339(now),
+        agent: wants(StatusClass::Agent).then(|| AgentStatus {
+            bird_v4: Some(daemon.clone()),
+            bird_v6: Some(daemon),
+        }),
+        bgp: wants(StatusClass::Bgp).then_some(bgp),
+    }
+}
+
+/// The spec felix gives a status it creates.
+pub fn default_spec(node: &str) -> CalicoNodeStatusSpec {
+    CalicoNodeStatusSpec {
+        node: node.to_string(),
+        classes: vec![StatusClass::Agent, StatusClass::Bgp],
+        update_period_seconds: Some(api::resources::status::DEFAULT_UPDATE_PERIOD_SECONDS),
+    }
+}
+
+/// When to write (pure): on a change, at most once a period, and after
+/// [`HEARTBEAT_PERIODS`] periods whatever happened.
+#[derive(Debug, Default)]
+pub struct Cadence {
+    /// What was last written (without its times) and when.
+    last: Option<(CalicoNodeStatusStatus, u64)>,
+}
+
+/// A status without the times that move by themselves (`lastUpdated`,
+/// and `since` a second either way between two reads).
+fn timeless(s: &CalicoNodeStatusStatus) -> CalicoNodeStatusStatus {
+    let mut s = s.clone();
+    s.last_updated.clear();
+    if let Some(bgp) = s.bgp.as_mut() {
+        for p in bgp.peers_v4.iter_mut().chain(bgp.peers_v6.iter_mut()) {
+            p.since.clear();
+        }
+    }
+    s
+}
+
+impl Cadence {
+    /// Whether `status`, read at `now`, is to be written, with a period of
+    /// `period` seconds (ticks come once a period).
+    pub fn due(&self, now: u64, status: &CalicoNodeStatusStatus, period: u64) -> bool {
+        match &self.last {
+            None => true,
+            Some((last, at)) => {
+                *last != timeless(status)
+                    || now.saturating_sub(*at) >= HEARTBEAT_PERIODS * period.max(1)
+            }
+        }
+    }
+
+    pub fn written(&mut self, now: u64, status: &CalicoNodeStatusStatus) {
+        self.last = Some((timeless(status), now));
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Publishes this node's status from `source` until dropped.
+pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
+    let store = ResourceStore::new(kv);
+    let booted = unix_now();
+    let mut cadence = Cadence::default();
+    let mut period = u64::from(api::resources::status::DEFAULT_UPDATE_PERIOD_SECONDS);
+    // The first report once the speaker has had a moment to start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    loop {
+        let handle = source.borrow().clone();
+        let (peers, running) = match handle {
+            Some(h) => match h.peers().await {
+                Ok(peers) => (peers, true),
+                Err(_) => (Vec::new(), false),
+            },
+            None => (Vec::new(), false),
+        };
+        let now = unix_now();
+        match publish(
+            &store,
+            &node,
+            &mut cadence,
+            (&peers, running),
+            booted,
+            now,
+            period,
+        )
+        .await
+        {
+            Ok(Some(p)) => period = p,
+            Ok(None) => {
+                tokio::time::sleep(PAUSED_RECHECK).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, node, "writing this node's CalicoNodeStatus failed; retrying")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(period.max(1))).await;
+    }
+}
+
+/// One tick: reads the resource (for its spec and version) and writes the
+/// status if due. The period in force, or `None` when the spec stops
+/// updates.
+async fn publish(
+    store: &ResourceStore,
+    node: &str,
+    cadence: &mut Cadence,
+    (peers, running): (&[PeerStatus], bool),
+    booted: u64,
+    now: u64,
+    period: u64,
+) -> Result<Option<u64>, datastore::Error> {
+    let bgp = bgp_status(peers, now);
+    // Decide on the spec we know; read only when a write is due.
+    let guess = node_status(&default_spec(node), bgp.clone(), running, booted, now);
+    if !cadence.due(now, &guess, period) {
+        return Ok(Some(period));
+    }
+    let existing = match store.get(Kind::CalicoNodeStatus, None, node).await {
+        Ok(Resource::CalicoNodeStatus(s)) => Some(s),
+        Ok(_) => None,
+        Err(datastore::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let (metadata, spec) = match &existing {
+        Some(s) => (s.metadata.clone(), s.spec.clone()),
+        None => (
+            ObjectMeta {
+                name: node.to_string(),
+                ..ObjectMeta::default()
+            },
+            default_spec(node),
+        ),
+    };
+    let period = u64::from(
+        spec.update_period_seconds
+            .unwrap_or(api::resources::status::DEFAULT_UPDATE_PERIOD_SECONDS),
+    );
+    if period == 0 {
+        return Ok(None);
+    }
+    let status = node_status(&spec, bgp, running, booted, now);
+    let resource = Resource::CalicoNodeStatus(CalicoNodeStatus {
+        metadata,
+        spec,
+        status: status.clone(),
+    });
+    if existing.is_some() {
+        store.replace(resource).await?;
+    } else {
+        store.create(resource).await?;
+    }
+    cadence.written(now, &status);
+    Ok(Some(period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bgpd::State;
+
+    fn peer(addr: &str, state: State, error: Option<&str>, since: u64) -> PeerStatus {
+        PeerStatus {
+            addr: addr.parse().unwrap(),
+            asn: 65000,
+            description: Some("global".into()),
+            state,
+            since: Duration::from_secs(since),
+            last_error: error.map(str::to_string),
+            received: 3,
+            accepted: 2,
+            advertised: 1,
+            flaps: 0,
+        }
+    }
+
+    const NOW: u64 = 1_796_624_070;
+
+    #[test]
+    fn sessions_are_counted_per_family_with_their_reason_when_down() {
+        let bgp = bgp_status(
+            &[
+                peer("10.0.0.1", State::Established, None, 70),
+                peer(
+                    "10.0.0.13",
+                    State::Active,
+                    Some("TCP connection failed: Connection refused (os error 111)"),
+                    5,
+                ),
+                peer("fd00::1", State::Established, None, 70),
+            ],
+            NOW,
+        );
+        assert_eq!(
+            (
+                bgp.number_established_v4,
+                bgp.number_not_established_v4,
+                bgp.number_established_v6
+            ),
+            (1, 1, 1)
+        );
+        let up = &bgp.peers_v4[0];
+        assert_eq!(
+            (up.peer_type.as_str(), up.since.as_str()),
+            ("GlobalPeer", "2026-12-07T06:13:20Z")
+        );
+        assert_eq!(
+            (
+                up.prefixes_received,
+                up.prefixes_advertised,
+                up.reason.as_str()
+            ),
+            (2, 1, "")
+        );
+        let down = &bgp.peers_v4[1];
+        assert_eq!(down.state, "Active");
+        assert!(
+            down.reason.starts_with("TCP 179 refused"),
+            "{}",
+            down.reason
+        );
+        assert!(down.last_error.contains("os error 111"));
+    }
+
+    #[test]
+    fn only_the_classes_asked_for_are_reported() {
+        let spec = CalicoNodeStatusSpec {
+            node: "h1".into(),
+            classes: vec![StatusClass::Bgp],
+            update_period_seconds: Some(5),
+        };
+        let s = node_status(&spec, BgpStatus::default(), true, NOW - 100, NOW);
+        assert!(s.agent.is_none() && s.bgp.is_some());
+        let s = node_status(
+            &default_spec("h1"),
+            BgpStatus::default(),
+            false,
+            NOW - 100,
+            NOW,
+        );
+        assert_eq!(s.agent.unwrap().bird_v4.unwrap().state, "NotReady");
+        assert_eq!(s.last_updated, "2026-12-07T06:14:30Z");
+    }
+
+    #[test]
+    fn writes_come_on_a_change_or_a_heartbeat_never_for_the_clock_alone() {
+        let spec = default_spec("h1");
+        let at = |now: u64, state: State| {
+            node_status(
+                &spec,
+                bgp_status(&[peer("10.0.0.1", state, None, now - NOW + 70)], now),
+                true,
+                NOW,
+                now,
+            )
+        };
+        let mut cadence = Cadence::default();
+        let first = at(NOW, State::Established);
+        assert!(cadence.due(NOW, &first, 10));
+        cadence.written(NOW, &first);
+        // The same sessions a period later (their `since` a second off).
+        let later = at(NOW + 10, State::Established);
+        assert!(!cadence.due(NOW + 10, &later, 10));
+        assert!(cadence.due(NOW + 10, &at(NOW + 10, State::Active), 10));
+        assert!(cadence.due(NOW + 60, &at(NOW + 60, State::Established), 10));
+    }
+}
