@@ -296,6 +296,9 @@ for socket in "$state"/*/goldmane.sock; do
   echo
   echo "== the cluster's flows (aggregated every 15 s; --follow to watch, --action deny for denials):"
   echo "  DATASTORE_TYPE=sqlite DATASTORE_PATH=$DATASTORE_PATH $bin/calicoctl flows --server unix:$socket"
+  echo
+  echo "== the web console (flows, policies, every node's BGP sessions, IPAM), then open http://127.0.0.1:8081/"
+  echo "  DATASTORE_TYPE=sqlite DATASTORE_PATH=$DATASTORE_PATH $bin/calicoctl console --flows-server unix:$socket"
 done
 echo
 echo "tear down: $0 $example --name $lab --down"

@@ -51,6 +51,8 @@ PACKAGES_TEST=(
   "systemd: systemd-analyze"             # the package tests verify the unit
   "python3-grpcio: py:grpc"              # flows/tests/python.rs: a Goldmane client not ours,
   "python3-grpc-tools: py:grpc_tools"    # generated from Goldmane's .proto at test time
+  "chromium: chromium"                   # the console's tests, in a real headless browser
+  "chromium-driver: chromedriver"        # driven over WebDriver
 )
 
 # _packages GROUP: the entries of GROUP (lab or all), one per line.

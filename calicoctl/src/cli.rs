@@ -75,6 +75,10 @@ pub enum Command {
     /// Flows and the policy rule that decided each, from felix's flow API or
     /// the cluster's goldmane: the last ones, or live with --follow.
     Flows(FlowsArgs),
+    /// The web console on localhost: live flows with their policy traces,
+    /// tiers and policies with their hits, every node's BGP sessions, IPAM.
+    /// Read-only.
+    Console(ConsoleArgs),
     /// Print the client version and the datastore in use.
     Version,
     /// Print a shell completion script.
@@ -289,7 +293,7 @@ pub struct PolicyTraceArgs {
 }
 
 /// Where `policy compile` and `policy trace` read the model from.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct PolicyModelArgs {
     /// A file, a directory or `-`; without it, the datastore's resources.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
@@ -513,6 +517,23 @@ pub enum FlowOutput {
 
 /// Where felix serves its flow API.
 pub const DEFAULT_FLOWS_SERVER: &str = "127.0.0.1:7443";
+
+/// `console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Where to serve the console (no authentication: loopback only,
+    /// unless --insecure-listen).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8081")]
+    pub listen: std::net::SocketAddr,
+    /// The flow API: the cluster's goldmane (or one felix's), `HOST:PORT`
+    /// or `unix:PATH`.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_FLOWS_SERVER)]
+    pub flows_server: String,
+    /// Allow a --listen address other than loopback, behind a reverse proxy
+    /// that authenticates and terminates TLS.
+    #[arg(long)]
+    pub insecure_listen: bool,
+}
 
 /// Where felix serves its BGP status.
 pub const DEFAULT_BGP_SOCKET: &str = "/run/calico/bgp.sock";

@@ -35,6 +35,10 @@
 //!   fail in CI.
 //! - [`traffic`]: pings, TCP probes, and long-lived TCP connections to an
 //!   echo server, between namespaces.
+//! - [`webdriver`]: headless Chromium over WebDriver, and a tiny HTTP
+//!   client.
+//! - [`goldmane`]: a Python grpcio client generated from Goldmane's
+//!   `.proto`.
 //! - [`cni`]: a small CNI runtime calling a conflist's plugins as libcni
 //!   does, and container sandboxes.
 //! - [`binary`]: [`workspace_binary`], another workspace package's binary,
@@ -71,6 +75,7 @@ pub mod podman;
 pub mod process;
 pub mod require;
 pub mod traffic;
+pub mod webdriver;
 
 pub use binary::workspace_binary;
 pub use bird::Bird;

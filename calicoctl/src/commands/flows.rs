@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::cli::{FlowAction, FlowOutput, FlowsArgs};
 
 /// One flow as `-o json|yaml` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowView {
     pub start_time: i64,
@@ -45,7 +45,7 @@ pub struct FlowView {
     pub connections_live: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndView {
     pub kind: String,
@@ -326,9 +326,9 @@ pub async fn run(args: &FlowsArgs, out: &mut dyn Write) -> Result<()> {
     if args.follow && args.output != FlowOutput::Table {
         bail!("--follow prints a table; -o json and -o yaml list the last flows");
     }
-    let mut client = client(&args.server).await?;
-    let filter = server_filter(args);
     if args.follow {
+        let mut client = client(&args.server).await?;
+        let filter = server_filter(args);
         let request = proto::FlowStreamRequest {
             start_time_gte: -i64::from(args.since),
             filter: Some(filter),
@@ -359,6 +359,15 @@ pub async fn run(args: &FlowsArgs, out: &mut dyn Write) -> Result<()> {
         }
         return Ok(());
     }
+    let flows = list(args, &local).await?;
+    print(args.output, &flows, out)
+}
+
+/// The last `args.last` flows that pass the server's and `local`'s
+/// filters, oldest first.
+pub async fn list(args: &FlowsArgs, local: &LocalFilter) -> Result<Vec<FlowView>> {
+    let mut client = client(&args.server).await?;
+    let filter = server_filter(args);
     let request = proto::FlowListRequest {
         start_time_gte: -i64::from(args.since),
         filter: Some(filter),
@@ -381,7 +390,8 @@ pub async fn run(args: &FlowsArgs, out: &mut dyn Write) -> Result<()> {
         .collect();
     flows.sort_by_key(|f| f.start_time);
     let skip = flows.len().saturating_sub(args.last);
-    print(args.output, &flows[skip..], out)
+    flows.drain(..skip);
+    Ok(flows)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //!
 //! Every resource command validates all its input before writing anything.
 
+pub mod console;
 mod docs;
 pub mod flows;
 mod get;
@@ -12,7 +13,7 @@ mod node;
 mod policy;
 mod promote;
 mod store;
-mod trace;
+pub mod trace;
 mod update;
 mod write;
 
@@ -50,6 +51,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 });
             }
             runtime.block_on(node::status(&args.socket, &mut stdout))
+        }
+        Command::Console(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(console::run(&args, &cli.datastore))
         }
         Command::Flows(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -143,6 +152,7 @@ async fn resource_command(
         | Command::Completion(_)
         | Command::Man(_)
         | Command::Node(_)
+        | Command::Console(_)
         | Command::Flows(_) => {
             unreachable!("handled without a datastore in `run`")
         }

@@ -100,17 +100,7 @@ pub async fn run(
         (None, Some(store)) => from_store(store).await?,
         (None, None) => unreachable!("a request without -f is given a store"),
     };
-    let config = felix_settings(
-        &resources,
-        policy::Config {
-            node: request.node.clone(),
-            nat_outgoing: policy::NatOutgoing::of_pools(resources.iter().filter_map(|r| match r {
-                Resource::IPPool(pool) => Some(&pool.spec),
-                _ => None,
-            })),
-            ..policy::Config::default()
-        },
-    );
+    let config = config_for(&resources, request.node.clone());
     let (diff, staged) = match request.what {
         What::Compile { diff, staged } => (diff, staged),
         What::Trace(trace) => {
@@ -143,7 +133,26 @@ pub async fn run(
     Ok(())
 }
 
-fn model(resources: &[Resource], config: policy::Config) -> Result<policy::Model, Invalid> {
+/// The compiler's settings for `node`'s view of `resources` (every
+/// endpoint's when `None`), as felix has them.
+pub(crate) fn config_for(resources: &[Resource], node: Option<String>) -> policy::Config {
+    felix_settings(
+        resources,
+        policy::Config {
+            node,
+            nat_outgoing: policy::NatOutgoing::of_pools(resources.iter().filter_map(|r| match r {
+                Resource::IPPool(pool) => Some(&pool.spec),
+                _ => None,
+            })),
+            ..policy::Config::default()
+        },
+    )
+}
+
+pub(crate) fn model(
+    resources: &[Resource],
+    config: policy::Config,
+) -> Result<policy::Model, Invalid> {
     policy::Model::from_resources(resources, config)
         .map_err(|e| Invalid::new(format!("cannot compile: {e}")))
 }
@@ -166,7 +175,7 @@ fn felix_settings(resources: &[Resource], mut config: policy::Config) -> policy:
     config
 }
 
-async fn from_store(store: &ResourceStore) -> Result<Vec<Resource>> {
+pub(crate) async fn from_store(store: &ResourceStore) -> Result<Vec<Resource>> {
     let mut resources = Vec::new();
     for kind in POLICY_KINDS {
         resources.extend(

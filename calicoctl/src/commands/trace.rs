@@ -57,6 +57,21 @@ pub struct TraceRequest {
 }
 
 impl TraceRequest {
+    /// A table-less trace of `src` to `dst` (as `--src`, `--dst`), for
+    /// callers that want the [`Trace`] itself ([`TraceRequest::trace`]).
+    pub fn new(src: &str, dst: &str, protocol: &str, port: u16) -> Result<Self, Invalid> {
+        Self::from_args(&PolicyTraceArgs {
+            src: src.to_string(),
+            dst: dst.to_string(),
+            protocol: protocol.to_string(),
+            port,
+            ip_version: None,
+            staged: false,
+            model: crate::cli::PolicyModelArgs::default(),
+            output: FlowOutput::Json,
+        })
+    }
+
     pub fn from_args(args: &PolicyTraceArgs) -> Result<Self, Invalid> {
         let protocol = (args.protocol.parse())
             .map_err(|e| Invalid::new(format!("--protocol {:?}: {e}", args.protocol)))?;
@@ -98,16 +113,21 @@ impl TraceRequest {
         })
     }
 
-    /// Traces the query on the model and prints it.
-    pub fn print(&self, model: &policy::Model, query: &Query, out: &mut dyn Write) -> Result<()> {
-        let trace = policy::trace(model, query).map_err(|e| {
+    /// Traces the query on the model.
+    pub fn trace(&self, model: &policy::Model, query: &Query) -> Result<Trace, Invalid> {
+        policy::trace(model, query).map_err(|e| {
             let at = match e.end() {
                 Some(role) => flag(role),
                 None if matches!(e, policy::trace::TraceError::Family(_)) => "--ip-version",
                 None => "trace",
             };
             Invalid::new(format!("{at}: {e}"))
-        })?;
+        })
+    }
+
+    /// Traces the query on the model and prints it.
+    pub fn print(&self, model: &policy::Model, query: &Query, out: &mut dyn Write) -> Result<()> {
+        let trace = self.trace(model, query)?;
         match self.output {
             FlowOutput::Table if self.staged => {
                 writeln!(out, "(staged policies enforced: the pending verdict)")?;

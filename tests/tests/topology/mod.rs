@@ -47,7 +47,31 @@ impl Example {
 
     /// The quickstart, run by the README's `scripts/quickstart.sh`.
     pub fn quickstart() -> Example {
-        Example::with_script("quickstart", "quickstart.sh", "q")
+        Example::quickstart_as("q")
+    }
+
+    /// The quickstart under a lab name of another prefix (tests running
+    /// at once need their own).
+    pub fn quickstart_as(prefix: &str) -> Example {
+        Example::with_script("quickstart", "quickstart.sh", prefix)
+    }
+
+    /// The binaries the example runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The pid of `node`'s first daemon, from the lab's state file.
+    pub fn daemon_pid(&self, node: &str) -> u32 {
+        let text =
+            std::fs::read_to_string(self.state().join("state.json")).expect("the lab's state");
+        let state: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let nodes = state["nodes"].as_array().cloned().unwrap_or_default();
+        let n = nodes
+            .iter()
+            .find(|n| n["name"] == node)
+            .unwrap_or_else(|| panic!("no node {node} in {text}"));
+        n["daemons"][0]["pid"].as_u64().expect("a pid") as u32
     }
 
     fn with_script(example: &'static str, script: &'static str, prefix: &str) -> Example {
