@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 
 use common::Ctl;
 use serde_json::Value;
-use testkit::webdriver::http;
+use testkit::webdriver::{http, spawn_announcing};
 
 struct Console {
     child: Child,
@@ -40,21 +39,7 @@ fn console(ctl: &Ctl, store: Option<&str>, flows: &str) -> Console {
     if let Some(path) = store {
         cmd.env("DATASTORE_PATH", path);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("calicoctl console");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its first line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (child, addr) = spawn_announcing(cmd.stderr(Stdio::null()));
     Console { child, addr }
 }
 

@@ -110,6 +110,28 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// Spawns `cmd` (its stdout piped) and reads the `http://ADDR/` its first
+/// line announces, as `calicoctl console` prints it.
+pub fn spawn_announcing(cmd: &mut Command) -> (Child, SocketAddr) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("its stdout")),
+        &mut line,
+    )
+    .expect("its first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no http:// address in {line:?}"));
+    (child, addr)
+}
+
 /// Standard base64 (with padding), for screenshots.
 fn base64_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| match c {

@@ -21,14 +21,13 @@
 
 mod topology;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::webdriver::{Browser, http};
+use testkit::webdriver::{Browser, http, spawn_announcing};
 use topology::Example;
 
 /// An aggregation interval (15 s) twice, and the push.
@@ -45,26 +44,14 @@ struct Console {
 
 impl Console {
     fn start(qs: &Example) -> Console {
-        let mut child = Command::new(qs.bin().join("calicoctl"))
-            .args(["console", "--listen", "127.0.0.1:0", "--flows-server"])
-            .arg(format!("unix:{}", qs.goldmane_socket("flows").display()))
-            .env("DATASTORE_TYPE", "sqlite")
-            .env("DATASTORE_PATH", qs.state().join("datastore.db"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("calicoctl console starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("its stdout"))
-            .read_line(&mut line)
-            .expect("its first line");
-        // "Console at http://127.0.0.1:PORT/ (flows from ...)"
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr) = spawn_announcing(
+            Command::new(qs.bin().join("calicoctl"))
+                .args(["console", "--listen", "127.0.0.1:0", "--flows-server"])
+                .arg(format!("unix:{}", qs.goldmane_socket("flows").display()))
+                .env("DATASTORE_TYPE", "sqlite")
+                .env("DATASTORE_PATH", qs.state().join("datastore.db"))
+                .stderr(Stdio::inherit()),
+        );
         Console { child, addr }
     }
 
@@ -92,16 +79,6 @@ fn shoot(browser: &Browser, name: &str) {
     }
 }
 
-fn calicoctl(qs: &Example, args: &[&str]) -> String {
-    let out = qs.calicoctl(args);
-    assert!(
-        out.status.success(),
-        "calicoctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The flow rows as [source, destination, protocol, port, action, policy,
 /// reported by].
 const FLOW_ROWS: &str = "return [...document.querySelectorAll('#flows tbody tr')].map(r => \
@@ -119,16 +96,13 @@ fn the_console_shows_flows_traces_policies_bgp_and_ipam_in_a_real_browser() {
     let qs = Example::quickstart_as("w");
     let _report = qs.up();
     // The mesh on: every host peers with the other two as well.
-    calicoctl(
-        &qs,
-        &[
-            "patch",
-            "bgpconfiguration",
-            "default",
-            "-p",
-            r#"{"spec":{"nodeToNodeMeshEnabled":true}}"#,
-        ],
-    );
+    qs.calicoctl_ok(&[
+        "patch",
+        "bgpconfiguration",
+        "default",
+        "-p",
+        r#"{"spec":{"nodeToNodeMeshEnabled":true}}"#,
+    ]);
     let console = Console::start(&qs);
 
     // The API refuses a malformed query with 400 and says why.

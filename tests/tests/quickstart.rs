@@ -92,13 +92,7 @@ fn cluster_flows(qs: &Example, filter: &[&str]) -> Vec<Value> {
         filter,
     ]
     .concat();
-    let out = qs.calicoctl(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    serde_json::from_str(&qs.calicoctl_ok(&args)).expect("JSON")
 }
 
 /// Polls `calicoctl flows` until a flow satisfies `wanted`; panics with the
@@ -146,13 +140,7 @@ fn trace(qs: &Example, extra: &[&str]) -> String {
         extra,
     ]
     .concat();
-    let out = qs.calicoctl(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    qs.calicoctl_ok(&args)
 }
 
 /// The "done when" on the quickstart: denied, staged, traced, and

@@ -134,6 +134,18 @@ impl Example {
             .unwrap()
     }
 
+    /// calicoctl's output on the lab's datastore; panics with its stderr if
+    /// it fails.
+    pub fn calicoctl_ok(&self, args: &[&str]) -> String {
+        let out = self.calicoctl(args);
+        assert!(
+            out.status.success(),
+            "calicoctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The Unix socket of goldmane on node `node` (its flow API).
     pub fn goldmane_socket(&self, node: &str) -> PathBuf {
         self.state().join(node).join("goldmane.sock")
