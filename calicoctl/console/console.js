@@ -205,7 +205,7 @@ async function loadPolicies() {
   }
   banner();
   document.getElementById("policies-note").textContent =
-    "Hits are the flows of the last hour (from flow logs) each policy took part in.";
+    "Hits: the flows of the last hour (from flow logs) in which a rule of the policy matched; a denial at a tier's end counts for the tier, not for a policy.";
   const tiers = document.getElementById("tiers");
   tiers.replaceChildren();
   for (const t of body.tiers) {
