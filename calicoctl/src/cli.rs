@@ -52,6 +52,9 @@ pub struct DatastoreArgs {
 pub enum Command {
     /// Create or update resources from a file, a directory or stdin.
     Apply(ApplyArgs),
+    /// Check resources offline as apply would, with the same messages, and
+    /// write nothing (no datastore needed); exit 2 on any problem.
+    Validate(FileArgs),
     /// Create resources; fails if one already exists (unless --skip-exists).
     Create(CreateArgs),
     /// Replace existing resources; a stale metadata.resourceVersion fails.

@@ -699,3 +699,42 @@ fn policy_compile_diff_programs_an_empty_namespace_then_changes_no_set_elements(
         "no element changes expected:\n{second}"
     );
 }
+
+#[test]
+fn validate_checks_offline_with_applys_messages_and_writes_nothing() {
+    let ctl = Ctl::new();
+    let good = ctl.write(
+        "good.yaml",
+        &(two_pools() + "---\n" + &policy("web", "shop")),
+    );
+    let run = ctl.run(&["validate", "-f", good.to_str().unwrap()]).ok();
+    assert!(
+        run.stdout.contains("good.yaml: 3 resources valid"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("  NetworkPolicy shop/web"),
+        "{}",
+        run.stdout
+    );
+
+    let bad = ctl.write(
+        "bad.yaml",
+        &(two_pools() + "---\n" + &pool("pool-c", "10.30.0.0/33")),
+    );
+    let validate = ctl
+        .run(&["validate", "-f", bad.to_str().unwrap()])
+        .fails_with(2);
+    let apply = ctl
+        .run(&["apply", "-f", bad.to_str().unwrap()])
+        .fails_with(2);
+    assert!(
+        validate.stderr.contains("document 3 (pool-c): spec.cidr"),
+        "{}",
+        validate.stderr
+    );
+    assert_eq!(validate.stderr, apply.stderr, "the same messages as apply");
+    // Nothing was written, and no store was needed.
+    assert!(!ctl.db().exists());
+}

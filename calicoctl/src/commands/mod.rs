@@ -28,6 +28,19 @@ use crate::errors::Invalid;
 pub fn run(cli: Cli) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Validate(args) => {
+            let resources = load::resources(&args)?;
+            writeln!(
+                stdout,
+                "{}: {} valid",
+                args.filename.display(),
+                load::plural(resources.len(), "resource")
+            )?;
+            for r in &resources {
+                writeln!(stdout, "  {} {}", r.kind(), r.metadata().display_name())?;
+            }
+            Ok(())
+        }
         Command::Completion(args) => {
             docs::completion(args.shell, &mut stdout);
             Ok(())
@@ -149,6 +162,7 @@ async fn resource_command(
             }
         },
         Command::Version
+        | Command::Validate(_)
         | Command::Completion(_)
         | Command::Man(_)
         | Command::Node(_)
