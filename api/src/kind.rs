@@ -43,6 +43,10 @@ macro_rules! with_kinds {
                 ["WorkloadEndpoint", "workloadendpoints", "wep", "weps"];
             FelixConfiguration: felix, cluster,
                 ["FelixConfiguration", "felixconfigurations", "felixconfig", "felixconfigs"];
+            /// kube-controllers' settings (stored and validated only).
+            KubeControllersConfiguration: kubecontrollers, cluster,
+                ["KubeControllersConfiguration", "kubecontrollersconfigurations",
+                 "kubecontrollersconfig", "kubecontrollersconfigs"];
             /// A node's status as its felix reports it (BGP sessions).
             CalicoNodeStatus: status, cluster,
                 ["CalicoNodeStatus", "caliconodestatuses", "caliconodestatus"];

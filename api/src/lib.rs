@@ -40,6 +40,7 @@ pub use resources::{
     ipam::{IPAMConfiguration, IPAMConfigurationSpec},
     ippool::{IPPool, IPPoolSpec, IPReservation, IPReservationSpec},
     k8s::{KubernetesNetworkPolicy, KubernetesNetworkPolicySpec},
+    kubecontrollers::{KubeControllersConfiguration, KubeControllersConfigurationSpec},
     networkset::{GlobalNetworkSet, NetworkSet, NetworkSetSpec},
     node::{Node, NodeSpec},
     policy::{

@@ -47,6 +47,7 @@ fn every_example_file_parses_and_validates() {
         Kind::GlobalNetworkSet,
         Kind::KubernetesNetworkPolicy,
         Kind::FelixConfiguration,
+        Kind::KubeControllersConfiguration,
         Kind::StagedNetworkPolicy,
         Kind::StagedGlobalNetworkPolicy,
         Kind::StagedKubernetesNetworkPolicy,

@@ -933,13 +933,14 @@ fn kinds_are_found_by_name_plural_and_short_form() {
             Kind::StagedKubernetesNetworkPolicy,
         ),
         ("caliconodestatus", Kind::CalicoNodeStatus),
+        ("kubecontrollersconfig", Kind::KubeControllersConfiguration),
     ] {
         assert_eq!(Kind::from_name(name), Some(kind), "{name}");
     }
     assert_eq!(Kind::from_name("pods"), None);
     assert_eq!(Kind::GlobalNetworkPolicy.plural(), "globalnetworkpolicies");
     assert_eq!(Kind::BGPConfiguration.plural(), "bgpconfigurations");
-    assert_eq!(Kind::ALL.len(), 21);
+    assert_eq!(Kind::ALL.len(), 22);
     assert_eq!(Kind::StagedNetworkPolicy.plural(), "stagednetworkpolicies");
     assert_eq!(
         Kind::StagedKubernetesNetworkPolicy.enforced(),
@@ -1092,4 +1093,52 @@ fn a_calico_node_status_keeps_its_status_and_needs_a_node() {
         "metadata": {"name": "x"}, "spec": {"node": "x", "classes": ["Nope"]}});
     let err = Resource::from_value(bad).unwrap_err();
     assert!(err.to_string().contains("spec.classes"), "{err}");
+}
+
+#[test]
+fn kube_controllers_configuration_round_trips_and_names_a_bad_field() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kube-controllers.yaml"),
+    )
+    .unwrap();
+    let resources = api::parse_documents("kube-controllers.yaml", &text).unwrap();
+    let r = &resources[0];
+    assert_eq!(r.kind(), Kind::KubeControllersConfiguration);
+    let again = Resource::from_value(r.to_value()).unwrap();
+    assert_eq!(&again, r);
+    assert_eq!(
+        r.to_value()["spec"]["controllers"]["node"]["leakGracePeriod"],
+        "15m0s"
+    );
+
+    for (bad, field) in [
+        ("spec: {healthChecks: Sometimes}", "spec.healthChecks"),
+        (
+            "spec: {controllers: {node: {reconcilerPeriod: soon}}}",
+            "spec.controllers.node.reconcilerPeriod",
+        ),
+        (
+            "spec: {controllers: {loadBalancer: {assignIPs: Some}}}",
+            "spec.controllers.loadBalancer.assignIPs",
+        ),
+        (
+            "spec: {prometheusMetricsPort: 70000}",
+            "spec.prometheusMetricsPort",
+        ),
+        ("spec: {controllers: {route: {}}}", "spec.controllers"),
+    ] {
+        let doc = format!(
+            "apiVersion: projectcalico.org/v3\nkind: KubeControllersConfiguration\nmetadata: {{name: default}}\n{bad}\n"
+        );
+        let errs = api::parse_documents("k.yaml", &doc).unwrap_err();
+        let text = errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains(field), "{bad}: {text}");
+    }
+    let named = "apiVersion: projectcalico.org/v3\nkind: KubeControllersConfiguration\nmetadata: {name: other}\nspec: {}\n";
+    let text = api::parse_documents("k.yaml", named).unwrap_err()[0].to_string();
+    assert!(text.contains("must be named \"default\""), "{text}");
 }

@@ -137,6 +137,7 @@ pub mod felix;
 pub mod ipam;
 pub mod ippool;
 pub mod k8s;
+pub mod kubecontrollers;
 pub mod networkset;
 pub mod node;
 pub mod policy;
