@@ -286,3 +286,38 @@ spec:
         .collect();
     assert_eq!(namespaces, [Some("prod"), Some("other"), None]);
 }
+
+#[test]
+fn admin_network_policies_are_refused_by_kind_with_what_to_write_instead() {
+    for (version, kind, tier) in [
+        (
+            "policy.networking.k8s.io/v1alpha1",
+            "AdminNetworkPolicy",
+            "before",
+        ),
+        (
+            "policy.networking.k8s.io/v1alpha1",
+            "BaselineAdminNetworkPolicy",
+            "after",
+        ),
+        (
+            "policy.networking.k8s.io/v1alpha2",
+            "ClusterNetworkPolicy",
+            "before",
+        ),
+    ] {
+        let doc = format!(
+            "apiVersion: {version}\nkind: {kind}\nmetadata: {{name: x}}\nspec: {{priority: 10}}\n"
+        );
+        let errs = parse_documents("anp.yaml", &doc).unwrap_err();
+        let text = errs[0].to_string();
+        assert!(
+            text.contains(&format!("kind: {kind} ({version}) is not supported")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ordered {tier} the default tier")),
+            "{text}"
+        );
+    }
+}
