@@ -376,6 +376,10 @@ pub struct IpamShowArgs {
     /// Show who owns this address (handle and attributes) instead.
     #[arg(long, value_name = "ADDR", conflicts_with = "show_blocks")]
     pub ip: Option<std::net::IpAddr>,
+    /// Show the IPAM configuration (strict affinity, automatic blocks, the
+    /// most blocks per host) instead, as Calico 3.33 does.
+    #[arg(long, conflicts_with_all = ["show_blocks", "ip"])]
+    pub show_configuration: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = IpamOutput::Table)]
     pub output: IpamOutput,

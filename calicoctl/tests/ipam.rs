@@ -368,3 +368,44 @@ fn configure_sets_strict_affinity_and_max_blocks_per_host() {
     ctl.run(&["ipam", "configure", "--max-blocks-per-host", "0"])
         .fails_with(2);
 }
+
+#[test]
+fn show_configuration_prints_calicos_property_table_and_json() {
+    let ctl = Ctl::new();
+    let out = ctl
+        .run(&["ipam", "show", "--show-configuration"])
+        .ok()
+        .stdout;
+    for (property, value) in [
+        ("StrictAffinity", "false"),
+        ("AutoAllocateBlocks", "true"),
+        ("MaxBlocksPerHost", "20"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [property, value]),
+            "{property}: {out}"
+        );
+    }
+    ctl.run(&[
+        "ipam",
+        "configure",
+        "--strictaffinity=true",
+        "--max-blocks-per-host",
+        "4",
+    ])
+    .ok();
+    let json = ctl
+        .run(&["ipam", "show", "--show-configuration", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            json["strictAffinity"].as_bool(),
+            json["maxBlocksPerHost"].as_u64()
+        ),
+        (Some(true), Some(4))
+    );
+    ctl.run(&["ipam", "show", "--show-configuration", "--show-blocks"])
+        .fails_with(2);
+}

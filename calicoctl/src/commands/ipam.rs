@@ -18,6 +18,7 @@ use crate::errors::Invalid;
 #[derive(Debug)]
 pub(crate) enum Request {
     Show { blocks: bool, json: bool },
+    ShowConfig { json: bool },
     ShowIp { ip: IpAddr, json: bool },
     Check { output: Option<PathBuf> },
     ReleaseIp(IpAddr),
@@ -33,6 +34,7 @@ impl Request {
             IpamCommand::Show(args) => {
                 let json = args.output == IpamOutput::Json;
                 match args.ip {
+                    _ if args.show_configuration => Request::ShowConfig { json },
                     Some(ip) => Request::ShowIp { ip, json },
                     None => Request::Show {
                         blocks: args.show_blocks,
@@ -109,6 +111,14 @@ pub(crate) async fn run(
                 writeln!(out, "{}", serde_json::to_string_pretty(&usage)?)?;
             } else {
                 write!(out, "{}", usage_table(&usage, blocks))?;
+            }
+        }
+        Request::ShowConfig { json } => {
+            let config = ipam.config().await.map_err(classify)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&config)?)?;
+            } else {
+                write!(out, "{}", config_table(&config))?;
             }
         }
         Request::ShowIp { ip, json } => {
@@ -267,6 +277,20 @@ pub(crate) fn usage_table(usage: &Usage, blocks: bool) -> String {
             row
         }));
     }
+    columns(&rows)
+}
+
+/// `ipam show --show-configuration`: Calico's property table.
+pub(crate) fn config_table(c: &api::IPAMConfigurationSpec) -> String {
+    let rows = [
+        ["PROPERTY", "VALUE"].map(String::from).to_vec(),
+        vec!["StrictAffinity".into(), c.strict_affinity.to_string()],
+        vec![
+            "AutoAllocateBlocks".into(),
+            c.auto_allocate_blocks.to_string(),
+        ],
+        vec!["MaxBlocksPerHost".into(), c.max_blocks_per_host.to_string()],
+    ];
     columns(&rows)
 }
 
