@@ -50,7 +50,8 @@ PACKAGES_TEST=(
   "binutils: objcopy strip readelf"      # package.sh strips and splits debug info
   "systemd: systemd-analyze"             # the package tests verify the unit
   "python3-grpcio: py:grpc"              # flows/tests/python.rs: a Goldmane client not ours,
-  "python3-grpc-tools: py:grpc_tools"    # generated from Goldmane's .proto at test time
+  "python3-grpc-tools: py:grpc_tools.protoc" # generated from Goldmane's .proto at test time
+  "python3-pkg-resources: py:pkg_resources"  # grpc_tools.protoc imports it; Debian 12's package forgets the dependency
   "chromium: chromium"                   # the console's tests, in a real headless browser
   "chromium-driver: chromedriver"        # driven over WebDriver
 )

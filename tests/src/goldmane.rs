@@ -26,7 +26,7 @@ impl PythonClient {
     /// Generates the modules; `None` (skip) when the Python modules are
     /// missing outside CI (in CI that panics, as `require` does).
     pub fn generate() -> Option<PythonClient> {
-        if !crate::require::require_python_modules(PYTHON, &["grpc", "grpc_tools"]) {
+        if !crate::require::require_python_modules(PYTHON, &["grpc", "grpc_tools.protoc"]) {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
