@@ -157,7 +157,9 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
     let store = ResourceStore::new(kv);
     let booted = unix_now();
     let mut cadence = Cadence::default();
-    let mut period = u64::from(api::resources::status::DEFAULT_UPDATE_PERIOD_SECONDS);
+    // The spec as last read: its classes shape the status, its period the
+    // ticks.
+    let mut spec = default_spec(&node);
     // The first report once the speaker has had a moment to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
@@ -170,47 +172,50 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
             None => (Vec::new(), false),
         };
         let now = unix_now();
-        match publish(
-            &store,
-            &node,
-            &mut cadence,
-            (&peers, running),
+        let tick = Tick {
+            peers: &peers,
+            running,
             booted,
             now,
-            period,
-        )
-        .await
-        {
-            Ok(Some(p)) => period = p,
-            Ok(None) => {
-                tokio::time::sleep(PAUSED_RECHECK).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, node, "writing this node's CalicoNodeStatus failed; retrying")
-            }
+        };
+        if let Err(e) = publish(&store, &node, &mut cadence, &mut spec, tick).await {
+            tracing::warn!(error = %e, node, "writing this node's CalicoNodeStatus failed; retrying");
         }
-        tokio::time::sleep(Duration::from_secs(period.max(1))).await;
+        let wait = match spec.update_period_seconds() {
+            0 => PAUSED_RECHECK,
+            period => Duration::from_secs(u64::from(period)),
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
-/// One tick: reads the resource (for its spec and version) and writes the
-/// status if due. The period in force, or `None` when the spec stops
-/// updates.
+/// What one tick read.
+struct Tick<'a> {
+    peers: &'a [PeerStatus],
+    /// Whether a speaker runs.
+    running: bool,
+    booted: u64,
+    now: u64,
+}
+
+/// One tick: writes the status if due, reading the resource first (for
+/// its spec and version), which updates `spec`. A spec whose period is 0
+/// is read again each tick and nothing is written.
 async fn publish(
     store: &ResourceStore,
     node: &str,
     cadence: &mut Cadence,
-    (peers, running): (&[PeerStatus], bool),
-    booted: u64,
-    now: u64,
-    period: u64,
-) -> Result<Option<u64>, datastore::Error> {
-    let bgp = bgp_status(peers, now);
+    spec: &mut CalicoNodeStatusSpec,
+    tick: Tick<'_>,
+) -> Result<(), datastore::Error> {
+    let bgp = bgp_status(tick.peers, tick.now);
+    let status_for = |spec: &CalicoNodeStatusSpec| {
+        node_status(spec, bgp.clone(), tick.running, tick.booted, tick.now)
+    };
     // Decide on the spec we know; read only when a write is due.
-    let guess = node_status(&default_spec(node), bgp.clone(), running, booted, now);
-    if !cadence.due(now, &guess, period) {
-        return Ok(Some(period));
+    let period = u64::from(spec.update_period_seconds());
+    if period != 0 && !cadence.due(tick.now, &status_for(spec), period) {
+        return Ok(());
     }
     let existing = match store.get(Kind::CalicoNodeStatus, None, node).await {
         Ok(Resource::CalicoNodeStatus(s)) => Some(s),
@@ -218,27 +223,26 @@ async fn publish(
         Err(datastore::Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let (metadata, spec) = match &existing {
-        Some(s) => (s.metadata.clone(), s.spec.clone()),
-        None => (
+    let metadata = match &existing {
+        Some(s) => {
+            spec.clone_from(&s.spec);
+            s.metadata.clone()
+        }
+        None => {
+            *spec = default_spec(node);
             ObjectMeta {
                 name: node.to_string(),
                 ..ObjectMeta::default()
-            },
-            default_spec(node),
-        ),
+            }
+        }
     };
-    let period = u64::from(
-        spec.update_period_seconds
-            .unwrap_or(api::resources::status::DEFAULT_UPDATE_PERIOD_SECONDS),
-    );
-    if period == 0 {
-        return Ok(None);
+    if spec.update_period_seconds() == 0 {
+        return Ok(());
     }
-    let status = node_status(&spec, bgp, running, booted, now);
+    let status = status_for(spec);
     let resource = Resource::CalicoNodeStatus(CalicoNodeStatus {
         metadata,
-        spec,
+        spec: spec.clone(),
         status: status.clone(),
     });
     if existing.is_some() {
@@ -246,8 +250,8 @@ async fn publish(
     } else {
         store.create(resource).await?;
     }
-    cadence.written(now, &status);
-    Ok(Some(period))
+    cadence.written(tick.now, &status);
+    Ok(())
 }
 
 #[cfg(test)]

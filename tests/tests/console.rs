@@ -94,7 +94,7 @@ fn the_console_shows_flows_traces_policies_bgp_and_ipam_in_a_real_browser() {
         return;
     }
     let qs = Example::quickstart_as("w");
-    let _report = qs.up();
+    let report = qs.up();
     // The mesh on: every host peers with the other two as well.
     qs.calicoctl_ok(&[
         "patch",
@@ -123,7 +123,7 @@ fn the_console_shows_flows_traces_policies_bgp_and_ipam_in_a_real_browser() {
     });
 
     // A denied connect now: db admits webs on 8080 only.
-    let db3 = _report.addresses("db-3")[0].clone();
+    let db3 = report.addresses("db-3")[0].clone();
     let connect = format!("exec 3<>/dev/tcp/{db3}/9999");
     let out = qs.in_workload("web-1", &["timeout", "1", "bash", "-c", &connect]);
     assert!(!out.status.success(), "web-1 reached db-3:9999");

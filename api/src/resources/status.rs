@@ -48,6 +48,14 @@ pub struct CalicoNodeStatusSpec {
     pub update_period_seconds: Option<u32>,
 }
 
+impl CalicoNodeStatusSpec {
+    /// The update period in effect: the spec's, else Calico's default.
+    pub fn update_period_seconds(&self) -> u32 {
+        self.update_period_seconds
+            .unwrap_or(DEFAULT_UPDATE_PERIOD_SECONDS)
+    }
+}
+
 /// `status` of a [`CalicoNodeStatus`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -145,9 +153,7 @@ impl CalicoNodeStatus {
 
     /// The update period in effect: the spec's, else Calico's default.
     pub fn update_period_seconds(&self) -> u32 {
-        self.spec
-            .update_period_seconds
-            .unwrap_or(DEFAULT_UPDATE_PERIOD_SECONDS)
+        self.spec.update_period_seconds()
     }
 
     pub fn with_defaults(self) -> Self {

@@ -86,7 +86,7 @@ pub struct PoliciesView {
 }
 
 fn kind_of(p: &Policy) -> &'static str {
-    match (&p.scope, p.name.starts_with("knp.default.")) {
+    match (&p.scope, p.name.starts_with(policy::k8s::NAME_PREFIX)) {
         (PolicyScope::Global, _) => "GlobalNetworkPolicy",
         (PolicyScope::Namespace(_), true) => "KubernetesNetworkPolicy",
         (PolicyScope::Namespace(_), false) => "NetworkPolicy",
