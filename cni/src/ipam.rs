@@ -130,6 +130,7 @@ pub async fn add(
         ipv4_pools: resolve_pools(&resources, "ipam.ipv4_pools", &conf.ipam.ipv4_pools).await?,
         ipv6_pools: resolve_pools(&resources, "ipam.ipv6_pools", &conf.ipam.ipv6_pools).await?,
         ip_use: IpUse::default(),
+        namespace: Some(workload.namespace.clone()),
     };
     let assigned = Ipam::new(kv).auto_assign(&args).await?;
     let ips: Vec<IpAddr> = assigned

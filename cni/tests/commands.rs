@@ -302,3 +302,50 @@ fn ipam_on_etcd_with_tls_maps_the_etcd_fields_and_assigns_and_releases() {
         refused.msg()
     );
 }
+
+#[test]
+fn ipam_takes_a_pod_address_from_the_pool_its_namespace_selector_admits() {
+    let (_dir, db) = store_with_pools(&[("10.77.0.0/24", 28), ("10.78.0.0/24", 28)]);
+    common::block_on(async {
+        let store = datastore::ResourceStore::new(common::open(&db).await);
+        let mut pool = store.get(api::Kind::IPPool, None, "pool-1").await.unwrap();
+        let api::Resource::IPPool(p) = &mut pool else {
+            unreachable!()
+        };
+        p.spec.namespace_selector = "team == 'a'".into();
+        store.apply(pool).await.unwrap();
+        let profile = serde_json::from_value::<api::Resource>(json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "Profile",
+            "metadata": {"name": "kns.shop"},
+            "spec": {"labelsToApply": {"pcns.team": "a"}},
+        }))
+        .unwrap();
+        store.apply(profile).await.unwrap();
+    });
+    let path = cni_path();
+    let add = |id: &str, namespace: &str| {
+        let args = format!("K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={id}");
+        let vars = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", "/run/netns/unused-by-ipam"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", path.as_str()),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let mut c = conf(&db, "1.1.0");
+        c["ipam"]["ipv4_pools"] = json!(["pool-1"]);
+        run(plugin("calico-ipam", &vars), &c)
+    };
+    let shop = add("shop-pod", "shop").ok();
+    let address = shop["ips"][0]["address"].as_str().unwrap();
+    assert!(address.starts_with("10.78.0."), "{shop}");
+    let web = add("web-pod", "web");
+    web.code();
+    assert!(
+        web.msg().contains("10.78.0.0/24") && web.msg().contains("namespace web"),
+        "{}",
+        web.stdout
+    );
+}

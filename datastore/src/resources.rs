@@ -20,8 +20,10 @@ use std::sync::Arc;
 use api::{Kind, Resource};
 
 mod commit;
+mod pools;
 
 pub use commit::Change;
+pub use pools::overlapping;
 
 use crate::error::{Error, Result};
 use crate::kv::{Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn};
@@ -192,6 +194,7 @@ impl ResourceStore {
     /// the stored copy with its `resourceVersion`.
     pub async fn create(&self, resource: Resource) -> Result<Resource> {
         let p = Prepared::new(resource)?;
+        self.check_pools([&p.resource], &BTreeSet::new()).await?;
         let revision = self.kv.create(&p.key, p.value.clone()).await?;
         Ok(p.stored(revision))
     }
@@ -200,6 +203,7 @@ impl ResourceStore {
     /// `resourceVersion`, only if it is still current ([`Error::Conflict`]).
     pub async fn replace(&self, resource: Resource) -> Result<Resource> {
         let p = Prepared::new(resource)?;
+        self.check_pools([&p.resource], &BTreeSet::new()).await?;
         let revision = match p.expected {
             Some(expected) => self.kv.update(&p.key, p.value.clone(), expected).await?,
             None => {
@@ -224,6 +228,7 @@ impl ResourceStore {
     /// [`ResourceStore::replace`]; without, it writes whatever is there.
     pub async fn apply(&self, resource: Resource) -> Result<Resource> {
         let p = Prepared::new(resource)?;
+        self.check_pools([&p.resource], &BTreeSet::new()).await?;
         let revision = match p.expected {
             Some(expected) => self.kv.update(&p.key, p.value.clone(), expected).await?,
             None => self.kv.put(&p.key, p.value.clone()).await?,
@@ -276,6 +281,8 @@ impl ResourceStore {
                 message: "appears more than once in one batch".into(),
             });
         }
+        self.check_pools(prepared.iter().map(|p| &p.resource), &BTreeSet::new())
+            .await?;
         let checked: Vec<Checked<'_>> = prepared
             .iter()
             .enumerate()

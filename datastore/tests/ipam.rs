@@ -255,6 +255,57 @@ async fn node_selector_decides_which_hosts_may_use_a_pool() {
 }
 
 #[tokio::test]
+async fn namespace_selector_decides_which_namespaces_may_use_a_pool() {
+    let f = fixture().await;
+    f.pool("team-a", "10.1.0.0/24", |s| {
+        s.namespace_selector = "team == 'a'".into()
+    })
+    .await;
+    f.pool("anywhere", "10.9.0.0/24", |_| {}).await;
+    // The namespace's labels, as kube-controllers writes them on its profile.
+    f.store
+        .apply(
+            serde_json::from_value::<Resource>(json!({
+                "apiVersion": "projectcalico.org/v3",
+                "kind": "Profile",
+                "metadata": {"name": "kns.shop"},
+                "spec": {"labelsToApply": {"pcns.team": "a", "pcns.projectcalico.org/name": "shop"}},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let in_ns = |handle: &str, ns: Option<&str>| AutoAssignArgs {
+        ipv4_pools: Some(vec![net("10.1.0.0/24")]),
+        namespace: ns.map(str::to_string),
+        ..args(handle, "h1", 1, 0)
+    };
+    let got = f
+        .ipam
+        .auto_assign(&in_ns("shop-1", Some("shop")))
+        .await
+        .unwrap();
+    assert!(net("10.1.0.0/24").contains(&got.v4[0].ip));
+    for (handle, ns) in [("web-1", Some("web")), ("none-1", None)] {
+        let err = f.ipam.auto_assign(&in_ns(handle, ns)).await.unwrap_err();
+        assert!(matches!(err, IpamError::PoolNotUsable { .. }), "{err}");
+    }
+    let err = f
+        .ipam
+        .auto_assign(&in_ns("web-1", Some("web")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("namespace web"), "{err}");
+    // Unrestricted, a namespace the selector does not match gets the other pool.
+    let any = AutoAssignArgs {
+        namespace: Some("web".into()),
+        ..args("web-2", "h1", 1, 0)
+    };
+    let got = f.ipam.auto_assign(&any).await.unwrap();
+    assert!(net("10.9.0.0/24").contains(&got.v4[0].ip), "{got:?}");
+}
+
+#[tokio::test]
 async fn allowed_uses_keep_tunnel_and_workload_addresses_apart() {
     let f = fixture().await;
     f.pool("tunnels", "10.0.0.0/24", |s| {

@@ -535,3 +535,57 @@ async fn commit_applies_and_deletes_in_one_transaction_or_not_at_all() {
         .unwrap_err();
     assert!(err.to_string().contains("appears more than once"), "{err}");
 }
+
+#[tokio::test]
+async fn an_overlapping_pool_is_refused_naming_the_other_and_nothing_is_written() {
+    let (_dir, kv, store) = store();
+    store.create(pool("rack1", "10.1.0.0/16")).await.unwrap();
+    let before = kv.revision().await.unwrap();
+    let refused = |err: Error| match err {
+        Error::InvalidResource { what, message } => format!("{what}: {message}"),
+        other => panic!("expected an invalid resource, got {other:?}"),
+    };
+
+    for inner in ["10.1.2.0/24", "10.0.0.0/8", "10.1.0.0/16"] {
+        let err = store.apply(pool("rack2", inner)).await.unwrap_err();
+        let message = refused(err);
+        assert!(
+            message.contains("spec.cidr") && message.contains("IPPool \"rack1\" (10.1.0.0/16)"),
+            "{message}"
+        );
+    }
+    let err = store
+        .create(pool("rack2", "10.1.2.0/24"))
+        .await
+        .unwrap_err();
+    assert!(refused(err).contains("rack1"));
+    let err = store
+        .apply_all(vec![pool("a", "10.8.0.0/16"), pool("b", "10.8.1.0/24")])
+        .await
+        .unwrap_err();
+    assert!(refused(err).contains("IPPool \"b\""), "two of one batch");
+    assert_eq!(kv.revision().await.unwrap(), before, "nothing written");
+
+    // A pool may change its own CIDR, and a commit may move a range from
+    // one pool to another by deleting the first.
+    store.apply(pool("rack1", "10.1.0.0/17")).await.unwrap();
+    store
+        .commit(vec![
+            Change::Delete {
+                kind: Kind::IPPool,
+                namespace: None,
+                name: "rack1".into(),
+                resource_version: None,
+            },
+            Change::Apply(pool("rack2", "10.1.0.0/16")),
+        ])
+        .await
+        .unwrap();
+    let err = store
+        .commit(vec![Change::Apply(pool("rack3", "10.1.128.0/17"))])
+        .await
+        .unwrap_err();
+    assert!(refused(err).contains("IPPool \"rack2\""));
+    let v6 = store.apply(pool("v6", "fd00::/64")).await;
+    assert!(v6.is_ok(), "another family never overlaps: {v6:?}");
+}

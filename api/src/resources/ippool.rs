@@ -53,6 +53,10 @@ pub struct IPPoolSpec {
     pub disable_bgp_export: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node_selector: String,
+    /// Which namespaces' workloads may take addresses from the pool (Calico
+    /// 3.31), matched against the namespace's labels; empty: every namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_selector: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_uses: Vec<AllowedUse>,
 }
@@ -69,10 +73,17 @@ impl IPPoolSpec {
             disabled: false,
             disable_bgp_export: false,
             node_selector: String::new(),
+            namespace_selector: String::new(),
             allowed_uses: Vec::new(),
         };
         spec.apply_defaults(&ObjectMeta::default());
         spec
+    }
+
+    /// Whether the pool's CIDR shares an address with `other`'s.
+    pub fn overlaps(&self, other: &IPPoolSpec) -> bool {
+        let (a, b) = (self.cidr.network(), other.cidr.network());
+        a.contains(&b.network()) || b.contains(&a.network())
     }
 
     /// The block prefix length: as given, else 26 for IPv4 and 122 for IPv6.
@@ -138,6 +149,9 @@ impl Spec for IPPoolSpec {
             );
         }
         errs.selector("spec.nodeSelector", &self.node_selector);
+        if !self.namespace_selector.is_empty() {
+            errs.selector("spec.namespaceSelector", &self.namespace_selector);
+        }
         if self.allowed_uses.contains(&AllowedUse::LoadBalancer) && self.allowed_uses.len() > 1 {
             errs.add(
                 "spec.allowedUses",

@@ -19,7 +19,8 @@ use super::model::{
     handle_key, host_prefix, parse_affinity_key, parse_block_key,
 };
 use super::select::{
-    EmptyBlockFate, IpUse, PoolView, Reservations, empty_block_fate, pick_unclaimed, usable_pools,
+    EmptyBlockFate, IpUse, PoolView, Requester, Reservations, empty_block_fate, namespace_labels,
+    pick_unclaimed, usable_pools,
 };
 use super::{IpamError, Result, block_math};
 use crate::error::Error;
@@ -52,6 +53,10 @@ pub struct AutoAssignArgs {
     pub ipv4_pools: Option<Vec<IpNet>>,
     pub ipv6_pools: Option<Vec<IpNet>>,
     pub ip_use: IpUse,
+    /// The workload's namespace, which pools' `namespaceSelector` match;
+    /// `None` (not a workload's request): only pools selecting every
+    /// namespace.
+    pub namespace: Option<String>,
 }
 
 /// One assigned address and the block it came from (whose prefix a CNI
@@ -145,6 +150,18 @@ struct Context {
     pools: Vec<IPPool>,
     reservations: Reservations,
     node_labels: Option<BTreeMap<String, String>>,
+    /// The request's namespace and its labels.
+    namespace: Option<(String, BTreeMap<String, String>)>,
+}
+
+impl Context {
+    fn requester<'a>(&'a self, host: &'a str) -> Requester<'a> {
+        Requester {
+            host,
+            node_labels: self.node_labels.as_ref(),
+            namespace: self.namespace.as_ref().map(|(ns, l)| (ns.as_str(), l)),
+        }
+    }
 }
 
 fn check_name(what: &'static str, value: &str) -> Result<()> {
@@ -368,12 +385,28 @@ impl Ipam {
         }
     }
 
-    async fn context(&self, host: &str) -> Result<Context> {
+    /// A namespace's labels, from its profile `kns.<namespace>` if any.
+    async fn namespace_labels(&self, namespace: &str) -> Result<BTreeMap<String, String>> {
+        let profile = format!("kns.{namespace}");
+        let labels = match self.resources.get(Kind::Profile, None, &profile).await {
+            Ok(Resource::Profile(p)) => Some(p.spec.labels_to_apply),
+            Ok(_) | Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(namespace_labels(namespace, labels.as_ref()))
+    }
+
+    async fn context(&self, host: &str, namespace: Option<&str>) -> Result<Context> {
+        let namespace = match namespace {
+            Some(ns) => Some((ns.to_string(), self.namespace_labels(ns).await?)),
+            None => None,
+        };
         Ok(Context {
             config: self.config().await?,
             pools: self.pools().await?,
             reservations: self.reservations().await?,
             node_labels: self.node_labels(host).await?,
+            namespace,
         })
     }
 
@@ -453,7 +486,7 @@ impl Ipam {
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Assigned> {
         check_name("handle", &args.handle)?;
         check_name("host", &args.host)?;
-        let ctx = self.context(&args.host).await?;
+        let ctx = self.context(&args.host, args.namespace.as_deref()).await?;
         let mut secondary = args.attrs.clone();
         secondary
             .entry(ATTR_NODE.into())
@@ -476,8 +509,7 @@ impl Ipam {
                 &ctx.pools,
                 family,
                 args.ip_use,
-                &args.host,
-                ctx.node_labels.as_ref(),
+                &ctx.requester(&args.host),
                 requested,
             ) {
                 Ok(pools) => {

@@ -59,18 +59,17 @@ pub enum IpamError {
     BlockMath(#[from] BlockMathError),
     #[error("invalid {what} {value:?}: must be non-empty and contain no '/'")]
     InvalidName { what: &'static str, value: String },
-    #[error("no enabled IPv{family} pool may be used by host {host} for {ip_use:?} addresses")]
+    /// `who`: "host h", or "host h for namespace ns".
+    #[error("no enabled IPv{family} pool may be used by {who} for {ip_use:?} addresses")]
     NoUsablePool {
         family: u8,
-        host: String,
+        who: String,
         ip_use: IpUse,
     },
-    #[error(
-        "pool {pool} is not an enabled IP pool that host {host} may use for {ip_use:?} addresses"
-    )]
+    #[error("pool {pool} is not an enabled IP pool that {who} may use for {ip_use:?} addresses")]
     PoolNotUsable {
         pool: IpNet,
-        host: String,
+        who: String,
         ip_use: IpUse,
     },
     #[error(

@@ -58,10 +58,50 @@ impl PoolView {
     }
 }
 
-/// Whether `host` (with its Node's labels, if the Node exists) may use the
-/// pool: a missing Node matches only `all()`.
-fn selects_host(pool: &IPPool, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let source = pool.spec.node_selector.trim();
+/// Who asks for addresses: the host, with its Node's labels if the Node
+/// exists, and the workload's namespace with its labels, if known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requester<'a> {
+    pub host: &'a str,
+    pub node_labels: Option<&'a BTreeMap<String, String>>,
+    /// The namespace and its labels (see [`namespace_labels`]).
+    pub namespace: Option<(&'a str, &'a BTreeMap<String, String>)>,
+}
+
+impl Requester<'_> {
+    /// "host h", or "host h for namespace ns", for errors.
+    pub fn describe(&self) -> String {
+        match self.namespace {
+            Some((ns, _)) => format!("host {} for namespace {ns}", self.host),
+            None => format!("host {}", self.host),
+        }
+    }
+}
+
+/// The label every namespace carries, its name (as Calico's namespace
+/// profiles apply it, `pcns.` aside).
+pub const LABEL_NAMESPACE_NAME: &str = "projectcalico.org/name";
+
+/// A namespace's labels, from its profile `kns.<namespace>`'s
+/// `labelsToApply` as kube-controllers writes them (`pcns.<key>`, the prefix
+/// dropped), with [`LABEL_NAMESPACE_NAME`] always set to its name.
+pub fn namespace_labels(
+    namespace: &str,
+    labels_to_apply: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = labels_to_apply
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.strip_prefix("pcns.")?.to_string(), v.clone())))
+        .collect();
+    labels.insert(LABEL_NAMESPACE_NAME.into(), namespace.into());
+    labels
+}
+
+/// Whether `selector` (empty: `all()`) selects `labels`; with no labels to
+/// match (no Node, no namespace), only `all()` does.
+fn selects(selector: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let source = selector.trim();
     let Ok(selector) = Selector::parse(if source.is_empty() { "all()" } else { source }) else {
         return false;
     };
@@ -71,14 +111,24 @@ fn selects_host(pool: &IPPool, labels: Option<&BTreeMap<String, String>>) -> boo
     }
 }
 
-/// The pools of `family` that `host` may take new `ip_use` addresses from,
-/// restricted to `requested` when given (each requested pool must be usable).
+/// Whether the requester may use the pool: its `nodeSelector` selects the
+/// host and its `namespaceSelector` the namespace.
+fn selects_requester(pool: &IPPool, who: &Requester<'_>) -> bool {
+    selects(&pool.spec.node_selector, who.node_labels)
+        && selects(
+            &pool.spec.namespace_selector,
+            who.namespace.map(|(_, labels)| labels),
+        )
+}
+
+/// The pools of `family` that the requester may take new `ip_use`
+/// addresses from, restricted to `requested` when given (each requested
+/// pool must be usable).
 pub fn usable_pools(
     pools: &[IPPool],
     family: u8,
     ip_use: IpUse,
-    host: &str,
-    node_labels: Option<&BTreeMap<String, String>>,
+    who: &Requester<'_>,
     requested: Option<&[IpNet]>,
 ) -> Result<Vec<PoolView>, IpamError> {
     let usable = |p: &IPPool| {
@@ -86,7 +136,7 @@ pub fn usable_pools(
             && !p.spec.disabled
             && (p.spec.allowed_uses.is_empty()
                 || p.spec.allowed_uses.contains(&ip_use.allowed_use()))
-            && selects_host(p, node_labels)
+            && selects_requester(p, who)
     };
     let of_family: Vec<&IPPool> = pools
         .iter()
@@ -103,7 +153,7 @@ pub fn usable_pools(
                     .map(|p| PoolView::of(p))
                     .ok_or_else(|| IpamError::PoolNotUsable {
                         pool: *want,
-                        host: host.into(),
+                        who: who.describe(),
                         ip_use,
                     })
             })
@@ -117,7 +167,7 @@ pub fn usable_pools(
             if found.is_empty() {
                 return Err(IpamError::NoUsablePool {
                     family,
-                    host: host.into(),
+                    who: who.describe(),
                     ip_use,
                 });
             }
@@ -258,6 +308,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn host(name: &str) -> Requester<'_> {
+        Requester {
+            host: name,
+            ..Requester::default()
+        }
+    }
+
     fn names(pools: &[PoolView]) -> Vec<&str> {
         pools.iter().map(|p| p.name.as_str()).collect()
     }
@@ -269,9 +326,9 @@ mod tests {
             pool("b", "10.1.0.0/24", |s| s.disabled = true),
             pool("c", "fd00::/64", |_| {}),
         ];
-        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        let got = usable_pools(&pools, 4, IpUse::Workload, &host("h"), None).unwrap();
         assert_eq!(names(&got), ["a"]);
-        let got = usable_pools(&pools, 6, IpUse::Workload, "h", None, None).unwrap();
+        let got = usable_pools(&pools, 6, IpUse::Workload, &host("h"), None).unwrap();
         assert_eq!(names(&got), ["c"]);
     }
 
@@ -287,10 +344,56 @@ mod tests {
             }),
         ];
         let r1 = BTreeMap::from([("rack".to_string(), "r1".to_string())]);
-        let got = usable_pools(&pools, 4, IpUse::Workload, "h", Some(&r1), None).unwrap();
+        let got = usable_pools(
+            &pools,
+            4,
+            IpUse::Workload,
+            &Requester {
+                node_labels: Some(&r1),
+                ..host("h")
+            },
+            None,
+        )
+        .unwrap();
         assert_eq!(names(&got), ["all", "rack1", "not-rack2"]);
-        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        let got = usable_pools(&pools, 4, IpUse::Workload, &host("h"), None).unwrap();
         assert_eq!(names(&got), ["all"]);
+    }
+
+    #[test]
+    fn namespace_selector_matches_the_namespace_labels_and_no_namespace_only_all() {
+        let pools = [
+            pool("any", "10.0.0.0/24", |_| {}),
+            pool("team-a", "10.1.0.0/24", |s| {
+                s.namespace_selector = "team == 'a'".into()
+            }),
+            pool("shop", "10.2.0.0/24", |s| {
+                s.namespace_selector = "projectcalico.org/name == 'shop'".into()
+            }),
+        ];
+        let profile = BTreeMap::from([
+            ("pcns.team".to_string(), "a".to_string()),
+            ("not-a-namespace-label".to_string(), "x".to_string()),
+        ]);
+        let shop = namespace_labels("shop", Some(&profile));
+        assert_eq!(shop.get("team").map(String::as_str), Some("a"));
+        assert!(!shop.contains_key("not-a-namespace-label"));
+        let in_ns = |labels| Requester {
+            namespace: Some(("shop", labels)),
+            ..host("h")
+        };
+        let got = usable_pools(&pools, 4, IpUse::Workload, &in_ns(&shop), None).unwrap();
+        assert_eq!(names(&got), ["any", "team-a", "shop"]);
+        let bare = namespace_labels("web", None);
+        let got = usable_pools(&pools, 4, IpUse::Workload, &in_ns(&bare), None).unwrap();
+        assert_eq!(names(&got), ["any"]);
+        let got = usable_pools(&pools, 4, IpUse::Workload, &host("h"), None).unwrap();
+        assert_eq!(names(&got), ["any"]);
+        let err = usable_pools(&pools[1..], 4, IpUse::Workload, &in_ns(&bare), None).unwrap_err();
+        assert!(
+            err.to_string().contains("host h for namespace shop"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -303,9 +406,9 @@ mod tests {
                 s.allowed_uses = vec![AllowedUse::Workload]
             }),
         ];
-        let got = usable_pools(&pools, 4, IpUse::Tunnel, "h", None, None).unwrap();
+        let got = usable_pools(&pools, 4, IpUse::Tunnel, &host("h"), None).unwrap();
         assert_eq!(names(&got), ["tunnels"]);
-        let got = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap();
+        let got = usable_pools(&pools, 4, IpUse::Workload, &host("h"), None).unwrap();
         assert_eq!(names(&got), ["pods"]);
     }
 
@@ -316,13 +419,12 @@ mod tests {
             &pools,
             4,
             IpUse::Workload,
-            "h",
-            None,
+            &host("h"),
             Some(&[net("10.0.0.0/24")]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("10.0.0.0/24"), "{err}");
-        let err = usable_pools(&pools, 4, IpUse::Workload, "h", None, None).unwrap_err();
+        let err = usable_pools(&pools, 4, IpUse::Workload, &host("h"), None).unwrap_err();
         assert!(matches!(err, IpamError::NoUsablePool { .. }), "{err}");
     }
 

@@ -65,6 +65,17 @@ impl ResourceStore {
     /// whose check did not hold (a deleted resource absent:
     /// [`Error::NotFound`]; a stale `resourceVersion`: [`Error::Conflict`]).
     pub async fn commit(&self, changes: Vec<Change>) -> Result<BatchWrite> {
+        let deleted_pools: BTreeSet<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Delete {
+                    kind: Kind::IPPool,
+                    name,
+                    ..
+                } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         let steps = changes
             .into_iter()
             .map(|change| self.step(change))
@@ -76,6 +87,12 @@ impl ResourceStore {
                 message: "appears more than once in one batch".into(),
             });
         }
+        let written = steps.iter().filter_map(|s| match s {
+            Step::Put(p) => Some(&p.resource),
+            Step::Delete { .. } => None,
+        });
+        self.check_pools(written, &deleted_pools.iter().map(String::as_str).collect())
+            .await?;
         let checked: Vec<Checked<'_>> = steps
             .iter()
             .enumerate()
