@@ -170,6 +170,54 @@ fn show_reports_pool_and_block_usage_and_who_owns_an_address() {
 }
 
 #[test]
+fn show_counts_reserved_addresses_once_in_the_ips_reserved_column() {
+    let ctl = Ctl::new();
+    ctl.apply(SETUP);
+    let ips = ctl.assign("h", "node1", 3);
+    let json = ctl.run(&["ipam", "show", "-o", "json"]).ok().json();
+    let block: ipnet::IpNet = json["pools"][0]["blocks"][0]["cidr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The block's first /30 (which may hold allocated addresses), the same
+    // again inside a second reservation, and a /28 of the pool no block holds.
+    let first = ipnet::IpNet::new(block.network(), 30).unwrap();
+    let elsewhere = ["10.10.0.0/28", "10.10.0.64/28", "10.10.0.128/28"]
+        .into_iter()
+        .find(|c| !block.contains(&c.parse::<ipnet::IpNet>().unwrap()))
+        .unwrap();
+    ctl.apply(&format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {{name: r1}}\n\
+         spec: {{reservedCIDRs: [{first}, {elsewhere}]}}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {{name: r2}}\n\
+         spec: {{reservedCIDRs: [{}/32]}}\n",
+        block.network()
+    ));
+    let both = ips.iter().filter(|ip| first.contains(*ip)).count();
+
+    let json = ctl.run(&["ipam", "show", "-o", "json"]).ok().json();
+    let pool = &json["pools"][0];
+    assert_eq!(pool["inUse"], 3);
+    assert_eq!(pool["reserved"], 4 + 16, "{pool}");
+    assert_eq!(pool["free"], 256 - 3 - 20 + both, "{pool}");
+    let b = &pool["blocks"][0];
+    assert_eq!(
+        (b["reserved"].clone(), b["free"].clone()),
+        (4.into(), (64 - 3 - 4 + both).into())
+    );
+
+    let table = ctl.run(&["ipam", "show", "--show-blocks"]).ok().stdout;
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("IPS IN USE  IPS RESERVED  IPS FREE"),
+        "{table}"
+    );
+    let pool_row = table.lines().find(|l| l.starts_with("IP Pool")).unwrap();
+    assert!(pool_row.contains("20 (7%)"), "{table}");
+}
+
+#[test]
 fn check_is_clean_then_finds_a_leak_that_release_from_report_fixes() {
     let ctl = Ctl::new();
     ctl.apply(SETUP);

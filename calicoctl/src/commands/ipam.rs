@@ -237,6 +237,7 @@ pub(crate) fn usage_table(usage: &Usage, blocks: bool) -> String {
             "HOST",
             "IPS TOTAL",
             "IPS IN USE",
+            "IPS RESERVED",
             "IPS FREE",
         ]
         .map(String::from)
@@ -250,6 +251,7 @@ pub(crate) fn usage_table(usage: &Usage, blocks: bool) -> String {
             b.host.clone().unwrap_or_else(|| "-".into()),
             total.to_string(),
             with_percent(b.in_use as u128, total),
+            with_percent(b.reserved as u128, total),
             with_percent(b.free as u128, total),
         ]
     };
@@ -264,7 +266,8 @@ pub(crate) fn usage_table(usage: &Usage, blocks: bool) -> String {
             String::new(),
             pool.size.to_string(),
             with_percent(pool.in_use, pool.size),
-            with_percent(pool.size - pool.in_use, pool.size),
+            with_percent(pool.reserved, pool.size),
+            with_percent(pool.free, pool.size),
         ]);
         if blocks {
             rows.extend(pool.blocks.iter().map(block_row));
@@ -414,11 +417,14 @@ mod tests {
                 disabled: false,
                 size: 256,
                 in_use: 64,
+                reserved: 16,
+                free: 176,
                 blocks: vec![BlockUsage {
                     cidr: "10.0.0.0/26".parse().unwrap(),
                     host: Some("node1".into()),
                     capacity: 64,
                     in_use: 64,
+                    reserved: 0,
                     free: 0,
                 }],
             }],
@@ -427,9 +433,9 @@ mod tests {
         assert_eq!(
             usage_table(&usage, true),
             "\
-GROUPING  CIDR         HOST   IPS TOTAL  IPS IN USE  IPS FREE
-IP Pool   10.0.0.0/24         256        64 (25%)    192 (75%)
-Block     10.0.0.0/26  node1  64         64 (100%)   0 (0%)
+GROUPING  CIDR         HOST   IPS TOTAL  IPS IN USE  IPS RESERVED  IPS FREE
+IP Pool   10.0.0.0/24         256        64 (25%)    16 (6%)       176 (68%)
+Block     10.0.0.0/26  node1  64         64 (100%)   0 (0%)        0 (0%)
 "
         );
         assert_eq!(usage_table(&usage, false).lines().count(), 2);

@@ -97,7 +97,11 @@ pub struct BlockUsage {
     /// The host the block is affine to.
     pub host: Option<String>,
     pub capacity: usize,
+    /// Allocated, reserved or not.
     pub in_use: usize,
+    /// Reserved by an IPReservation, allocated or not.
+    pub reserved: usize,
+    /// Neither allocated nor reserved.
     pub free: usize,
 }
 
@@ -111,7 +115,13 @@ pub struct PoolUsage {
     pub disabled: bool,
     /// Addresses in the pool (saturating for `::/0`).
     pub size: u128,
+    /// Allocated, reserved or not.
     pub in_use: u128,
+    /// Reserved by an IPReservation, allocated or not, over the whole pool
+    /// (blocks carved or not).
+    pub reserved: u128,
+    /// Neither allocated nor reserved.
+    pub free: u128,
     pub blocks: Vec<BlockUsage>,
 }
 
@@ -1024,29 +1034,49 @@ impl Ipam {
     pub async fn usage(&self) -> Result<Usage> {
         let pools = self.pools().await?;
         let blocks = self.blocks_under(BLOCKS_PREFIX).await?;
-        let usage_of = |b: &AllocationBlock| BlockUsage {
-            cidr: b.cidr,
-            host: b.host().map(str::to_owned),
-            capacity: b.capacity(),
-            in_use: b.in_use(),
-            free: b.capacity() - b.in_use(),
+        let reservations = self.reservations().await?;
+        // Allocated addresses a reservation also holds (reserved after they
+        // were handed out), so free counts each address once.
+        let both = |b: &AllocationBlock| {
+            b.allocations()
+                .filter(|a| reservations.contains(a.ip))
+                .count()
+        };
+        let usage_of = |b: &AllocationBlock| {
+            let capacity = b.capacity();
+            let reserved = usize::try_from(reservations.reserved_in(b.cidr)).unwrap_or(capacity);
+            BlockUsage {
+                cidr: b.cidr,
+                host: b.host().map(str::to_owned),
+                capacity,
+                in_use: b.in_use(),
+                reserved,
+                free: (capacity + both(b)).saturating_sub(b.in_use() + reserved),
+            }
         };
         let mut out = Usage::default();
         for p in &pools {
             let view = PoolView::of(p);
-            let mine: Vec<BlockUsage> = blocks
+            let mine: Vec<&AllocationBlock> = blocks
                 .iter()
                 .filter(|b| view.cidr.contains(&b.cidr))
-                .map(usage_of)
                 .collect();
+            let size = block_math::size(view.cidr).unwrap_or(u128::MAX);
+            let in_use: u128 = mine.iter().map(|b| b.in_use() as u128).sum();
+            let reserved = reservations.reserved_in(view.cidr);
+            let overlap: u128 = mine.iter().map(|b| both(b) as u128).sum();
             out.pools.push(PoolUsage {
                 name: view.name,
                 cidr: view.cidr,
                 block_size: view.block_size,
                 disabled: p.spec.disabled,
-                size: block_math::size(view.cidr).unwrap_or(u128::MAX),
-                in_use: mine.iter().map(|b| b.in_use as u128).sum(),
-                blocks: mine,
+                size,
+                in_use,
+                reserved,
+                free: size
+                    .saturating_add(overlap)
+                    .saturating_sub(in_use.saturating_add(reserved)),
+                blocks: mine.into_iter().map(usage_of).collect(),
             });
         }
         out.orphan_blocks = blocks

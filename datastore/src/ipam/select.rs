@@ -207,6 +207,37 @@ impl Reservations {
         self.reserving(ip).is_some()
     }
 
+    /// How many addresses of `net` some reservation holds, each counted once
+    /// however many reservations hold it. (Two CIDRs are nested or apart,
+    /// so the reserved part of `net` is the disjoint union of the outermost
+    /// reservations inside it, or all of it.)
+    pub fn reserved_in(&self, net: IpNet) -> u128 {
+        let mut inside: Vec<IpNet> = self
+            .0
+            .iter()
+            .filter_map(|(_, r)| {
+                if r.contains(&net) {
+                    Some(net)
+                } else if net.contains(r) {
+                    Some(*r)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        inside.sort_by_key(IpNet::prefix_len);
+        let mut outermost: Vec<IpNet> = Vec::new();
+        for r in inside {
+            if !outermost.iter().any(|o| o.contains(&r)) {
+                outermost.push(r);
+            }
+        }
+        outermost
+            .iter()
+            .map(|r| block_math::size(*r).unwrap_or(u128::MAX))
+            .fold(0, u128::saturating_add)
+    }
+
     /// Whether one reservation covers all of `net`.
     fn covers(&self, net: IpNet) -> bool {
         self.0.iter().any(|(_, r)| r.contains(&net))
@@ -394,6 +425,27 @@ mod tests {
             err.to_string().contains("host h for namespace shop"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reserved_addresses_are_counted_once_inside_the_net_asked() {
+        let reservation = |name: &str, cidrs: &[&str]| {
+            IPReservation::new(
+                ObjectMeta::named(name),
+                api::IPReservationSpec {
+                    reserved_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+                },
+            )
+        };
+        let r = Reservations::of(&[
+            reservation("a", &["10.0.0.0/30", "10.0.0.1/32", "10.0.1.0/24"]),
+            reservation("b", &["10.0.0.0/31", "10.9.0.0/16"]),
+        ]);
+        assert_eq!(r.reserved_in(net("10.0.0.0/16")), 4 + 256);
+        assert_eq!(r.reserved_in(net("10.0.0.0/26")), 4);
+        assert_eq!(r.reserved_in(net("10.0.1.64/26")), 64, "all of it");
+        assert_eq!(r.reserved_in(net("10.0.2.0/24")), 0);
+        assert_eq!(Reservations::default().reserved_in(net("10.0.0.0/8")), 0);
     }
 
     #[test]
