@@ -23,7 +23,7 @@ mod commit;
 mod pools;
 
 pub use commit::Change;
-pub use pools::overlapping;
+pub use pools::{as_pool, overlap_problem, overlapping};
 
 use crate::error::{Error, Result};
 use crate::kv::{Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn};

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! set masq-pools4, masq-pools6   natOutgoing pools (enabled, natOutgoing: true)
-//! set all-pools4, all-pools6     every pool (and the natOutgoing ones)
+//! set all-pools4, all-pools6     every pool (and the natOutgoing ones), and with
+//!                                natOutgoingExclusions IPPoolsAndHostIPs every host
 //! chain nat-outgoing             type nat hook postrouting priority srcnat
 //!     ip saddr @masq-pools4 ip daddr != @all-pools4 counter masquerade
 //!     ip6 saddr @masq-pools6 ip6 daddr != @all-pools6 counter masquerade
@@ -55,6 +56,9 @@ pub struct NatOutgoing {
     pub masquerade: Vec<IpNet>,
     /// CIDRs of every pool: traffic to them is never masqueraded.
     pub pools: Vec<IpNet>,
+    /// Host addresses traffic to which is not masqueraded either (Felix's
+    /// `natOutgoingExclusions: IPPoolsAndHostIPs`); empty otherwise.
+    pub hosts: Vec<IpNet>,
 }
 
 impl NatOutgoing {
@@ -81,7 +85,15 @@ impl NatOutgoing {
         NatOutgoing {
             masquerade: masquerade.into_iter().collect(),
             pools: all.into_iter().collect(),
+            hosts: Vec::new(),
         }
+    }
+
+    /// Excludes these host addresses from NAT too, sorted, without duplicates.
+    pub fn excluding_hosts(mut self, hosts: impl IntoIterator<Item = IpAddr>) -> NatOutgoing {
+        let hosts: BTreeSet<IpNet> = hosts.into_iter().map(IpNet::from).collect();
+        self.hosts = hosts.into_iter().collect();
+        self
     }
 }
 
@@ -109,6 +121,13 @@ pub(crate) fn objects(nat: &NatOutgoing, address: Option<IpAddr>) -> Objects {
         }
         let mut pools = of_family(&nat.pools);
         pools.extend(&masquerade);
+        let hosts = of_family(&nat.hosts);
+        let excluded = if hosts.is_empty() {
+            "all IP pools"
+        } else {
+            "all IP pools and hosts"
+        };
+        pools.extend(hosts);
         let set = |comment: &str, nets: Vec<IpNet>| Set {
             key: SetKey::Net(family),
             comment: comment.to_string(),
@@ -139,7 +158,7 @@ pub(crate) fn objects(nat: &NatOutgoing, address: Option<IpAddr>) -> Objects {
         objects
             .sets
             .push((masq_name, set("natOutgoing pools", masquerade)));
-        objects.sets.push((pools_name, set("all IP pools", pools)));
+        objects.sets.push((pools_name, set(excluded, pools)));
     }
     if !rules.is_empty() {
         objects.chain = Some(Arc::new(Chain {
@@ -178,6 +197,10 @@ impl Objects {
 mod tests {
     use super::*;
 
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
     }
@@ -187,6 +210,7 @@ mod tests {
         let nat = NatOutgoing {
             masquerade: Vec::new(),
             pools: nets(&["10.65.0.0/16"]),
+            hosts: Vec::new(),
         };
         let mut ruleset = Ruleset::default();
         objects(&nat, None).add_to(&mut ruleset);
@@ -198,6 +222,7 @@ mod tests {
         let nat = NatOutgoing {
             masquerade: nets(&["10.65.0.0/16"]),
             pools: nets(&["10.64.0.0/16", "fd00:65::/48"]),
+            hosts: Vec::new(),
         };
         let mut ruleset = Ruleset::default();
         objects(&nat, None).add_to(&mut ruleset);
@@ -220,6 +245,7 @@ mod tests {
         let nat = NatOutgoing {
             masquerade: nets(&["10.65.0.0/16", "fd00:65::/48"]),
             pools: Vec::new(),
+            hosts: Vec::new(),
         };
         let addr: IpAddr = "192.0.2.7".parse().unwrap();
         let mut ruleset = Ruleset::default();
@@ -255,6 +281,31 @@ mod tests {
         assert_eq!(
             nat.pools,
             nets(&["10.65.0.0/16", "10.66.0.0/16", "10.67.0.0/16"])
+        );
+    }
+
+    #[test]
+    fn host_addresses_join_the_exclusions_of_their_family() {
+        let nat = NatOutgoing::of_nets([(net("10.65.0.0/16"), true)]).excluding_hosts([
+            "192.168.1.2".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+            "192.168.1.2".parse().unwrap(),
+        ]);
+        assert_eq!(nat.hosts, nets(&["192.168.1.2/32", "fd00::2/128"]));
+        let mut ruleset = Ruleset::default();
+        objects(&nat, None).add_to(&mut ruleset);
+        let excluded = &ruleset.sets["all-pools4"];
+        assert_eq!(excluded.comment, "all IP pools and hosts");
+        assert_eq!(
+            excluded.elements,
+            BTreeSet::from([
+                SetElement::Net(net("10.65.0.0/16")),
+                SetElement::Net(net("192.168.1.2/32"))
+            ])
+        );
+        assert!(
+            ruleset.sets.keys().all(|name| !name.ends_with('6')),
+            "no IPv6 NAT without an IPv6 natOutgoing pool"
         );
     }
 }

@@ -122,6 +122,7 @@ fn a_pool_change_changes_only_the_nat_sets_in_the_kernel(driver: Driver) {
             nat_outgoing: NatOutgoing {
                 masquerade: nets(masquerade),
                 pools: nets(pools),
+                hosts: Vec::new(),
             },
             ..Config::default()
         };

@@ -3,7 +3,8 @@
 //! workload behind a "host" namespace connects to an "outside" namespace,
 //! whose server tells the source address it saw: the host's address (or the
 //! `natOutgoingAddress`) with natOutgoing, the workload's own to another
-//! pool's address and without natOutgoing, in both families.
+//! pool's address, to a host's with `natOutgoingExclusions:
+//! IPPoolsAndHostIPs`, and without natOutgoing, in both families.
 
 mod common;
 
@@ -62,6 +63,7 @@ fn config(nat: bool, address: Option<&str>) -> Config {
                 "10.202.0.0/16",
                 "fd00:202::/32",
             ]),
+            hosts: Vec::new(),
         };
     }
     config.nat_outgoing_address = address.map(ip);
@@ -300,6 +302,14 @@ fn the_outside_sees_the_hosts_address_only_from_natoutgoing_pools_to_outside_eve
         ("fd00:202::1", "fd00:201:1::1"),
     ]);
     assert_eq!(world.sources(), snat, "with natOutgoingAddress");
+
+    // natOutgoingExclusions: IPPoolsAndHostIPs, the outside being a host.
+    let mut to_hosts = config(true, None);
+    to_hosts.nat_outgoing = to_hosts
+        .nat_outgoing
+        .excluding_hosts([ip("10.99.0.1"), ip("fd00:99::1")]);
+    converge(&dp, &compile_yaml_with(WORKLOAD, to_hosts)).unwrap();
+    assert_eq!(world.sources(), kept, "with host addresses excluded");
 
     converge(&dp, &ruleset(false, None)).unwrap();
     assert_eq!(world.sources(), kept, "natOutgoing off again");

@@ -37,6 +37,17 @@ pub enum NftablesMode {
     Auto,
 }
 
+/// Which destinations traffic from a `natOutgoing` pool keeps its source
+/// address for (Calico 3.30's `natOutgoingExclusions`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NatOutgoingExclusions {
+    /// Every IP pool (Calico's default).
+    #[default]
+    IPPoolsOnly,
+    /// Every IP pool and every host's addresses.
+    IPPoolsAndHostIPs,
+}
+
 /// A protocol and port always let through, so the host stays reachable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +141,8 @@ pub struct FelixConfigurationSpec {
     pub device_route_source_address: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat_outgoing_address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_outgoing_exclusions: Option<NatOutgoingExclusions>,
     #[serde(
         default,
         rename = "floatingIPs",

@@ -24,6 +24,19 @@ pub fn resources(args: &FileArgs) -> Result<Vec<api::Resource>> {
             Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
         }
     }
+    // Pools of one input must not overlap each other (the store checks
+    // them against the pools it holds); each pair is named once.
+    let pools: Vec<&api::IPPool> = resources
+        .iter()
+        .filter_map(datastore::resources::as_pool)
+        .collect();
+    for (i, pool) in pools.iter().enumerate() {
+        if let Some(problem) =
+            datastore::resources::overlap_problem(pool, pools[..i].iter().copied())
+        {
+            problems.push(format!("IPPool {}: {problem}", pool.metadata.name));
+        }
+    }
     if !problems.is_empty() {
         let summary = format!(
             "{}: {} found; nothing was written",

@@ -25,7 +25,22 @@ pub fn overlapping<'a>(
         .find(|o| pool.spec.overlaps(&o.spec))
 }
 
-fn as_pool(resource: &Resource) -> Option<&IPPool> {
+/// Why `pool` may not exist beside `others`, if it may not: names the field
+/// and the other pool.
+pub fn overlap_problem<'a>(
+    pool: &IPPool,
+    others: impl IntoIterator<Item = &'a IPPool>,
+) -> Option<String> {
+    overlapping(pool, others).map(|other| {
+        format!(
+            "spec.cidr: {} overlaps IPPool {:?} ({}); pools must not overlap",
+            pool.spec.cidr, other.metadata.name, other.spec.cidr
+        )
+    })
+}
+
+/// The resource as an IPPool, if it is one.
+pub fn as_pool(resource: &Resource) -> Option<&IPPool> {
     match resource {
         Resource::IPPool(p) => Some(p),
         _ => None,
@@ -56,13 +71,10 @@ impl ResourceStore {
             .chain(written.iter().copied())
             .collect();
         for pool in &written {
-            if let Some(other) = overlapping(pool, after.iter().copied()) {
+            if let Some(message) = overlap_problem(pool, after.iter().copied()) {
                 return Err(Error::InvalidResource {
                     what: describe(Kind::IPPool, None, &pool.metadata.name),
-                    message: format!(
-                        "spec.cidr: {} overlaps IPPool {:?} ({}); pools must not overlap",
-                        pool.spec.cidr, other.metadata.name, other.spec.cidr
-                    ),
+                    message,
                 });
             }
         }

@@ -11,8 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use api::Kind;
+use api::resources::felix::NatOutgoingExclusions;
 use api::resources::ippool::EncapMode;
+use api::{Kind, Node};
 use datastore::ipam::model::{ATTR_NODE, AllocationBlock};
 use ipnet::IpNet;
 
@@ -173,9 +174,30 @@ pub(super) fn announcements<'w>(
 }
 
 /// `natOutgoing`: enabled pools with `natOutgoing` are masqueraded; traffic
-/// to any pool is not.
-pub(super) fn nat_outgoing(pools: &[Pool]) -> NatOutgoing {
-    NatOutgoing::of_nets(pools.iter().map(|p| (p.cidr, p.enabled && p.nat_outgoing)))
+/// to any pool is not, nor, with `natOutgoingExclusions: IPPoolsAndHostIPs`,
+/// to any host's address (`nodes`).
+pub(super) fn nat_outgoing<'a>(
+    pools: &[Pool],
+    exclusions: NatOutgoingExclusions,
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> NatOutgoing {
+    let nat = NatOutgoing::of_nets(pools.iter().map(|p| (p.cidr, p.enabled && p.nat_outgoing)));
+    match exclusions {
+        NatOutgoingExclusions::IPPoolsOnly => nat,
+        NatOutgoingExclusions::IPPoolsAndHostIPs => {
+            nat.excluding_hosts(nodes.into_iter().flat_map(host_addresses))
+        }
+    }
+}
+
+/// Every address a Node names: its BGP addresses and `spec.addresses`.
+fn host_addresses(node: &Node) -> impl Iterator<Item = IpAddr> + '_ {
+    let bgp = node.spec.bgp.as_ref();
+    bgp.and_then(|b| b.ipv4_address)
+        .into_iter()
+        .chain(bgp.and_then(|b| b.ipv6_address))
+        .chain(node.spec.addresses.iter().map(|a| a.address))
+        .map(|c| c.0.addr())
 }
 
 #[cfg(test)]
@@ -290,13 +312,35 @@ mod tests {
         .concat();
         let (pools, problems) = pools_of(&snapshot_with(&yaml, vec![]));
         assert!(problems.is_empty());
+        let nodes: Vec<Node> = ["192.168.1.2/24", "192.168.1.3/24"]
+            .iter()
+            .map(|addr| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": addr},
+                    "spec": {"bgp": {"ipv4Address": addr}, "addresses": [{"address": "fd00:1::9"}]},
+                }))
+                .unwrap()
+            })
+            .collect();
+        let only_pools = nat_outgoing(&pools, NatOutgoingExclusions::IPPoolsOnly, &nodes);
         assert_eq!(
-            nat_outgoing(&pools),
+            only_pools,
             NatOutgoing {
                 masquerade: vec![net("10.0.0.0/16")],
                 pools: vec![net("10.0.0.0/16"), net("10.1.0.0/16"), net("fd00::/48")],
+                hosts: vec![],
             }
         );
+        let and_hosts = nat_outgoing(&pools, NatOutgoingExclusions::IPPoolsAndHostIPs, &nodes);
+        assert_eq!(
+            and_hosts.hosts,
+            [
+                net("192.168.1.2/32"),
+                net("192.168.1.3/32"),
+                net("fd00:1::9/128")
+            ]
+        );
+        assert_eq!(and_hosts.pools, only_pools.pools);
     }
 
     #[test]

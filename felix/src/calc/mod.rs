@@ -83,7 +83,11 @@ pub fn calculate(snapshot: &Snapshot, host: &HostSettings) -> Calculated {
     let pools = Pool::read_all(&inputs, &mut problems);
     let blocks = Block::read_all(&snapshot.blocks, &pools, &mut problems);
     routes.extend(ipam::blackholes(&blocks, node));
-    policy.config.nat_outgoing = ipam::nat_outgoing(&pools);
+    policy.config.nat_outgoing = ipam::nat_outgoing(
+        &pools,
+        settings.felix.nat_outgoing_exclusions.unwrap_or_default(),
+        inputs.nodes.values().copied(),
+    );
 
     let bgp = if host.bgp_enabled {
         let announce = ipam::announcements(&pools, &blocks, node, workloads.local.values());

@@ -85,6 +85,7 @@ fn a_bgp_host_gets_its_workloads_blackholes_announcements_policy_and_nat() {
         NatOutgoing {
             masquerade: vec![net("10.0.0.0/16")],
             pools: vec![net("10.0.0.0/16")],
+            hosts: vec![],
         }
     );
     assert_eq!(desired.policy.config.node.as_deref(), Some("host-a"));
