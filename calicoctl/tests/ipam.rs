@@ -326,6 +326,23 @@ fn check_reports_blocks_of_a_host_without_a_node() {
 }
 
 #[test]
+fn check_reports_overlapping_pools_written_past_the_stores_check() {
+    let ctl = Ctl::new();
+    ctl.apply(SETUP);
+    // As two clients racing could leave them: written straight to the store.
+    let kv: Arc<dyn KvStore> = Arc::new(SqliteStore::open(ctl.db()).unwrap());
+    let key = datastore::ResourceStore::key(api::Kind::IPPool, None, "pool-b");
+    let doc = br#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"pool-b"},"spec":{"cidr":"10.10.0.128/25"}}"#;
+    ctl.runtime.block_on(kv.put(&key, doc.to_vec())).unwrap();
+    let run = ctl.run(&["ipam", "check"]).fails_with(1);
+    assert!(
+        run.stdout
+            .contains("IPPool pool-b (10.10.0.128/25) overlaps IPPool pool-a (10.10.0.0/24)"),
+        "{run:?}"
+    );
+}
+
+#[test]
 fn release_by_address_frees_it_once() {
     let ctl = Ctl::new();
     ctl.apply(SETUP);

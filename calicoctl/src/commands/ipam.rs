@@ -399,6 +399,12 @@ pub(crate) fn report_text(r: &Report) -> String {
     for b in &r.bad_values {
         text.push_str(&format!("  unreadable value at {}: {}\n", b.key, b.message));
     }
+    for o in &r.pool_overlaps {
+        text.push_str(&format!(
+            "  IPPool {} ({}) overlaps IPPool {} ({})\n",
+            o.pool, o.cidr, o.other, o.other_cidr
+        ));
+    }
     text
 }
 

@@ -123,6 +123,35 @@ pub struct BadValue {
     pub message: String,
 }
 
+/// Two IPPools that share addresses (the store refuses such a pool, but two
+/// clients creating them at the same instant can both pass its check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolOverlap {
+    pub pool: String,
+    pub cidr: IpNet,
+    pub other: String,
+    pub other_cidr: IpNet,
+}
+
+/// Every pair of `pools` that overlaps, each pair once (the later pool
+/// first).
+pub fn pool_overlaps(pools: &[api::IPPool]) -> Vec<PoolOverlap> {
+    pools
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pool)| {
+            let other = crate::resources::overlapping(pool, &pools[..i])?;
+            Some(PoolOverlap {
+                pool: pool.metadata.name.clone(),
+                cidr: pool.spec.cidr.network(),
+                other: other.metadata.name.clone(),
+                other_cidr: other.spec.cidr.network(),
+            })
+        })
+        .collect()
+}
+
 /// Per-host counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,6 +185,8 @@ pub struct Report {
     pub handle_problems: Vec<HandleProblem>,
     pub affinity_problems: Vec<AffinityProblem>,
     pub bad_values: Vec<BadValue>,
+    #[serde(default)]
+    pub pool_overlaps: Vec<PoolOverlap>,
 }
 
 impl Report {
@@ -166,6 +197,7 @@ impl Report {
             && self.handle_problems.is_empty()
             && self.affinity_problems.is_empty()
             && self.bad_values.is_empty()
+            && self.pool_overlaps.is_empty()
     }
 
     /// Number of problems found.
@@ -175,6 +207,7 @@ impl Report {
             + self.handle_problems.len()
             + self.affinity_problems.len()
             + self.bad_values.len()
+            + self.pool_overlaps.len()
     }
 }
 

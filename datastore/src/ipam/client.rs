@@ -1136,14 +1136,15 @@ impl Ipam {
                 owners.endpoints.push(wep);
             }
         }
-        owners.pools = self
-            .pools()
-            .await?
+        let pools = self.pools().await?;
+        owners.pools = pools
             .iter()
             .filter(|p| !p.spec.disabled)
             .map(|p| p.spec.cidr.network())
             .collect();
-        Ok(check::check(&kvs, revision, &owners))
+        let mut report = check::check(&kvs, revision, &owners);
+        report.pool_overlaps = check::pool_overlaps(&pools);
+        Ok(report)
     }
 
     // ---- pools ---------------------------------------------------------
