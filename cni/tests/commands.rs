@@ -26,6 +26,29 @@ fn conf(db: &Path, version: &str) -> Value {
     c
 }
 
+/// `calico-ipam` ADD for container `id` from `pool`; with a namespace, as
+/// a Kubernetes runtime calls it for pod `<namespace>/<id>`.
+fn ipam_add(db: &Path, id: &str, pool: &str, namespace: Option<&str>) -> testkit::cni::Outcome {
+    let path = cni_path();
+    let mut vars = vec![
+        ("CNI_COMMAND", "ADD".to_string()),
+        ("CNI_CONTAINERID", id.to_string()),
+        ("CNI_NETNS", "/run/netns/unused-by-ipam".to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_PATH", path),
+    ];
+    if let Some(ns) = namespace {
+        vars.push((
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={id}"),
+        ));
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut c = conf(db, "1.1.0");
+    c["ipam"]["ipv4_pools"] = json!([pool]);
+    run(plugin("calico-ipam", &vars), &c)
+}
+
 #[test]
 fn version_lists_the_supported_versions_in_the_version_asked() {
     for name in ["calico", "calico-ipam"] {
@@ -190,16 +213,7 @@ fn ipam_add_is_idempotent_and_gc_releases_only_unlisted_containers() {
     let (_dir, db) = store_with_pools(&[("10.77.0.0/24", 28)]);
     let path = cni_path();
     let add = |id: &str| {
-        let vars = [
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", "/run/netns/unused-by-ipam"),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", path.as_str()),
-        ];
-        let mut c = conf(&db, "1.1.0");
-        c["ipam"]["ipv4_pools"] = json!(["pool-0"]);
-        run(plugin("calico-ipam", &vars), &c).ok()["ips"][0]["address"]
+        ipam_add(&db, id, "pool-0", None).ok()["ips"][0]["address"]
             .as_str()
             .unwrap()
             .to_string()
@@ -323,21 +337,7 @@ fn ipam_takes_a_pod_address_from_the_pool_its_namespace_selector_admits() {
         .unwrap();
         store.apply(profile).await.unwrap();
     });
-    let path = cni_path();
-    let add = |id: &str, namespace: &str| {
-        let args = format!("K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={id}");
-        let vars = [
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", "/run/netns/unused-by-ipam"),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", path.as_str()),
-            ("CNI_ARGS", args.as_str()),
-        ];
-        let mut c = conf(&db, "1.1.0");
-        c["ipam"]["ipv4_pools"] = json!(["pool-1"]);
-        run(plugin("calico-ipam", &vars), &c)
-    };
+    let add = |id: &str, namespace: &str| ipam_add(&db, id, "pool-1", Some(namespace));
     let shop = add("shop-pod", "shop").ok();
     let address = shop["ips"][0]["address"].as_str().unwrap();
     assert!(address.starts_with("10.78.0."), "{shop}");

@@ -1035,48 +1035,50 @@ impl Ipam {
         let pools = self.pools().await?;
         let blocks = self.blocks_under(BLOCKS_PREFIX).await?;
         let reservations = self.reservations().await?;
-        // Allocated addresses a reservation also holds (reserved after they
-        // were handed out), so free counts each address once.
-        let both = |b: &AllocationBlock| {
-            b.allocations()
-                .filter(|a| reservations.contains(a.ip))
-                .count()
-        };
         let usage_of = |b: &AllocationBlock| {
             let capacity = b.capacity();
             let reserved = usize::try_from(reservations.reserved_in(b.cidr)).unwrap_or(capacity);
+            // Allocated addresses a reservation also holds (reserved after
+            // they were handed out), so free counts each address once.
+            let both = b
+                .allocations()
+                .filter(|a| reservations.contains(a.ip))
+                .count();
             BlockUsage {
                 cidr: b.cidr,
                 host: b.host().map(str::to_owned),
                 capacity,
                 in_use: b.in_use(),
                 reserved,
-                free: (capacity + both(b)).saturating_sub(b.in_use() + reserved),
+                free: (capacity + both).saturating_sub(b.in_use() + reserved),
             }
         };
         let mut out = Usage::default();
         for p in &pools {
             let view = PoolView::of(p);
-            let mine: Vec<&AllocationBlock> = blocks
+            let mine: Vec<BlockUsage> = blocks
                 .iter()
                 .filter(|b| view.cidr.contains(&b.cidr))
+                .map(usage_of)
                 .collect();
             let size = block_math::size(view.cidr).unwrap_or(u128::MAX);
-            let in_use: u128 = mine.iter().map(|b| b.in_use() as u128).sum();
+            let sum = |f: fn(&BlockUsage) -> usize| mine.iter().map(|b| f(b) as u128).sum::<u128>();
             let reserved = reservations.reserved_in(view.cidr);
-            let overlap: u128 = mine.iter().map(|b| both(b) as u128).sum();
+            // Outside its blocks a pool holds no allocation: what is not
+            // reserved there is free.
+            let unblocked_free = size
+                .saturating_sub(sum(|b| b.capacity))
+                .saturating_sub(reserved.saturating_sub(sum(|b| b.reserved)));
             out.pools.push(PoolUsage {
                 name: view.name,
                 cidr: view.cidr,
                 block_size: view.block_size,
                 disabled: p.spec.disabled,
                 size,
-                in_use,
+                in_use: sum(|b| b.in_use),
                 reserved,
-                free: size
-                    .saturating_add(overlap)
-                    .saturating_sub(in_use.saturating_add(reserved)),
-                blocks: mine.into_iter().map(usage_of).collect(),
+                free: sum(|b| b.free).saturating_add(unblocked_free),
+                blocks: mine,
             });
         }
         out.orphan_blocks = blocks
