@@ -106,18 +106,31 @@ fn read_values(text: &str) -> (Vec<(usize, Value)>, Option<SyntaxError>) {
     (values, None)
 }
 
-/// Expands `kind: List` documents and YAML sequences into their items.
+/// Whether a document is a list: `kind: List`, or a typed list such as
+/// `kind: IPPoolList` (what Calico's `get -o yaml` and `datastore migrate
+/// export` print), whose items carry their own `kind`.
+fn is_list(obj: &serde_json::Map<String, Value>) -> bool {
+    let Some(kind) = obj.get("kind").and_then(Value::as_str) else {
+        return false;
+    };
+    let api_version = obj.get("apiVersion").and_then(Value::as_str);
+    match kind.strip_suffix("List") {
+        Some("") => true,
+        Some(item) => api_version.is_some_and(|v| Kind::from_document(v, item).is_some()),
+        None => false,
+    }
+}
+
+/// Expands list documents and YAML sequences into their items.
 fn entries(values: Vec<(usize, Value)>) -> Vec<Entry> {
     let mut out = Vec::new();
     for (document, value) in values {
         let items = match value {
             Value::Array(items) => items,
-            Value::Object(mut obj) if obj.get("kind").and_then(Value::as_str) == Some("List") => {
-                match obj.remove("items") {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                }
-            }
+            Value::Object(mut obj) if is_list(&obj) => match obj.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
             value => {
                 out.push(Entry {
                     document,

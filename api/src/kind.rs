@@ -47,6 +47,9 @@ macro_rules! with_kinds {
             KubeControllersConfiguration: kubecontrollers, cluster,
                 ["KubeControllersConfiguration", "kubecontrollersconfigurations",
                  "kubecontrollersconfig", "kubecontrollersconfigs"];
+            /// The cluster's identity and its migration lock (`datastoreReady`).
+            ClusterInformation: clusterinfo, cluster,
+                ["ClusterInformation", "clusterinformations", "clusterinfo", "clusterinfos"];
             /// A node's status as its felix reports it (BGP sessions).
             CalicoNodeStatus: status, cluster,
                 ["CalicoNodeStatus", "caliconodestatuses", "caliconodestatus"];

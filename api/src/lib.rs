@@ -35,6 +35,7 @@ pub use meta::ObjectMeta;
 pub use resource::Resource;
 pub use resources::{
     bgp::{BGPConfiguration, BGPConfigurationSpec, BGPFilter, BGPFilterSpec, BGPPeer, BGPPeerSpec},
+    clusterinfo::{ClusterInformation, ClusterInformationSpec},
     endpoints::{HostEndpoint, HostEndpointSpec, WorkloadEndpoint, WorkloadEndpointSpec},
     felix::{FelixConfiguration, FelixConfigurationSpec},
     ipam::{IPAMConfiguration, IPAMConfigurationSpec},

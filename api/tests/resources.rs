@@ -934,13 +934,14 @@ fn kinds_are_found_by_name_plural_and_short_form() {
         ),
         ("caliconodestatus", Kind::CalicoNodeStatus),
         ("kubecontrollersconfig", Kind::KubeControllersConfiguration),
+        ("clusterinfos", Kind::ClusterInformation),
     ] {
         assert_eq!(Kind::from_name(name), Some(kind), "{name}");
     }
     assert_eq!(Kind::from_name("pods"), None);
     assert_eq!(Kind::GlobalNetworkPolicy.plural(), "globalnetworkpolicies");
     assert_eq!(Kind::BGPConfiguration.plural(), "bgpconfigurations");
-    assert_eq!(Kind::ALL.len(), 22);
+    assert_eq!(Kind::ALL.len(), 23);
     assert_eq!(Kind::StagedNetworkPolicy.plural(), "stagednetworkpolicies");
     assert_eq!(
         Kind::StagedKubernetesNetworkPolicy.enforced(),
@@ -1141,4 +1142,45 @@ fn kube_controllers_configuration_round_trips_and_names_a_bad_field() {
     let named = "apiVersion: projectcalico.org/v3\nkind: KubeControllersConfiguration\nmetadata: {name: other}\nspec: {}\n";
     let text = api::parse_documents("k.yaml", named).unwrap_err()[0].to_string();
     assert!(text.contains("must be named \"default\""), "{text}");
+}
+
+#[test]
+fn cluster_information_is_calico_s_and_only_default() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: ClusterInformation\nmetadata: {name: default}\n\
+                spec: {clusterGUID: 0f1e, calicoVersion: v3.30.0, datastoreReady: false, variant: Calico}\n";
+    let r = api::parse_documents("ci.yaml", text).unwrap().remove(0);
+    let Resource::ClusterInformation(ci) = &r else {
+        panic!("{r:?}")
+    };
+    assert!(!ci.spec.ready());
+    assert_eq!(r.to_value()["spec"]["clusterGUID"], "0f1e");
+    assert_eq!(Resource::from_value(r.to_value()).unwrap(), r);
+    assert_eq!(
+        Kind::from_name("clusterinfo"),
+        Some(Kind::ClusterInformation)
+    );
+    let named = text.replace("name: default", "name: other");
+    let err = api::parse_documents("ci.yaml", &named).unwrap_err()[0].to_string();
+    assert!(err.contains("must be named \"default\""), "{err}");
+    let bad = text.replace("datastoreReady: false", "datastoreReady: maybe");
+    let err = api::parse_documents("ci.yaml", &bad).unwrap_err()[0].to_string();
+    assert!(err.contains("datastoreReady"), "{err}");
+}
+
+#[test]
+fn a_typed_list_as_calico_prints_it_reads_as_its_items() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: IPPoolList\nmetadata: {resourceVersion: '7'}\n\
+                items:\n- apiVersion: projectcalico.org/v3\n  kind: IPPool\n  metadata: {name: a}\n  spec: {cidr: 10.1.0.0/16}\n\
+                - apiVersion: projectcalico.org/v3\n  kind: IPPool\n  metadata: {name: b}\n  spec: {cidr: 10.2.0.0/16}\n\
+                ---\napiVersion: projectcalico.org/v3\nkind: BGPPeerList\nitems: []\n";
+    let names: Vec<String> = api::parse_documents("l.yaml", text)
+        .unwrap()
+        .iter()
+        .map(|r| r.metadata().name.clone())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    // A list of a kind nobody knows is a document of an unknown kind.
+    let odd = "apiVersion: projectcalico.org/v3\nkind: WidgetList\nitems: []\n";
+    let err = api::parse_documents("l.yaml", odd).unwrap_err()[0].to_string();
+    assert!(err.contains("WidgetList"), "{err}");
 }

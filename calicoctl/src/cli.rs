@@ -70,6 +70,9 @@ pub enum Command {
     /// IP address management: usage, who owns an address, consistency
     /// check, release, pool split and configuration.
     Ipam(IpamArgs),
+    /// Move the whole datastore to another (SQLite and etcd, either way),
+    /// IPAM included: lock, export, import, unlock.
+    Datastore(DatastoreCommandArgs),
     /// Policy tools: compile policy to the nftables ruleset felix programs;
     /// promote a staged policy to the policy it stages.
     Policy(PolicyArgs),
@@ -331,6 +334,48 @@ pub struct PolicyCompileArgs {
     /// the ruleset promoting them all would give.
     #[arg(long)]
     pub staged: bool,
+}
+
+/// `datastore`.
+#[derive(Debug, Args)]
+pub struct DatastoreCommandArgs {
+    #[command(subcommand)]
+    pub command: DatastoreCommand,
+}
+
+/// The `datastore` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Move the datastore's contents, in Calico's export format.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+/// The `datastore migrate` steps, in the order a move takes them.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Lock the datastore: felix stops writing to it and the CNI plugin
+    /// refuses to add or delete workloads until `unlock`
+    /// (ClusterInformation "default" gets datastoreReady: false).
+    Lock,
+    /// Print every resource and all IPAM state of the locked datastore:
+    /// v3 resources as YAML, then the ClusterInformation and the IPAM
+    /// blocks, affinities, handles and configuration as JSON, each section
+    /// ended by a line "===".
+    Export,
+    /// Write an export into this (empty) datastore, every key or none; the
+    /// datastore is left locked, to be unlocked once felix uses it.
+    Import(MigrateImportArgs),
+    /// Unlock the datastore: felix and the CNI plugin write again.
+    Unlock,
+}
+
+/// `datastore migrate import`.
+#[derive(Debug, Args)]
+pub struct MigrateImportArgs {
+    /// The export file, or `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: PathBuf,
 }
 
 /// `ipam`.

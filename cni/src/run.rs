@@ -100,6 +100,18 @@ pub fn dispatch(
             };
             CniError::new(code, format!("connecting to the datastore: {e}"))
         })?;
+        // Nothing writes while the store is locked for a migration; the
+        // runtime retries (Calico's plugin refuses the same way).
+        if env.command != Command::Check {
+            datastore::migrate::check_unlocked(&kv).await.map_err(|e| {
+                let code = if env.command == Command::Status {
+                    Code::NotAvailable
+                } else {
+                    Code::TryAgain
+                };
+                CniError::new(code, e.to_string())
+            })?;
+        }
         let to_json = |r: crate::result::CniResult| conf.cni_version.render(&r);
         match (which, env.command) {
             (_, Command::Version) => unreachable!("answered above"),

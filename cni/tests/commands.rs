@@ -349,3 +349,36 @@ fn ipam_takes_a_pod_address_from_the_pool_its_namespace_selector_admits() {
         web.stdout
     );
 }
+
+#[test]
+fn a_store_locked_for_a_migration_is_refused_until_unlocked() {
+    let (_dir, db) = store_with_pools(&[("10.77.0.0/24", 28)]);
+    let set_ready = |ready: bool| {
+        common::block_on(async {
+            let store = datastore::ResourceStore::new(common::open(&db).await);
+            datastore::migrate::set_ready(&store, ready).await.unwrap();
+        })
+    };
+    set_ready(false);
+    let locked = ipam_add(&db, "c1", "pool-0", None);
+    assert_eq!(locked.code(), 11, "try again later: {locked:?}");
+    assert!(
+        locked.msg().contains("locked for a migration"),
+        "{locked:?}"
+    );
+    let path = cni_path();
+    let vars = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", path.as_str())];
+    let status = run(plugin("calico", &vars), &conf(&db, "1.1.0"));
+    assert_eq!(status.code(), 50, "{status:?}");
+    let written = common::block_on(async {
+        let kv = common::open(&db).await;
+        cni::ipam::addresses_of(&kv, "k8s-pod-network.c1")
+            .await
+            .unwrap()
+    });
+    assert!(written.is_empty(), "an address was allocated while locked");
+
+    set_ready(true);
+    ipam_add(&db, "c1", "pool-0", None).ok();
+    assert!(run(plugin("calico", &vars), &conf(&db, "1.1.0")).success);
+}

@@ -60,6 +60,13 @@ pub enum Error {
     /// The configured backend is not part of this build.
     #[error("{0}")]
     Unsupported(String),
+    /// The store is locked for a migration (`datastoreReady: false` on the
+    /// `default` ClusterInformation): writers hold off until it is unlocked.
+    #[error(
+        "the datastore is locked for a migration (ClusterInformation \"default\" has \
+         datastoreReady: false); try again once `calicoctl datastore migrate unlock` has run"
+    )]
+    Locked,
     /// The storage backend failed (I/O, SQLite, network).
     #[error("datastore backend: {0}")]
     Backend(String),

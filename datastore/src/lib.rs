@@ -25,6 +25,8 @@
 //! - [`error`]: the crate's [`Error`].
 //! - [`ipam`]: Calico-style IP address management (blocks affine to hosts,
 //!   handles, reservations) on any [`KvStore`], under `/calico/ipam/v2/`.
+//! - [`migrate`]: moving a whole store to another (export, import, the
+//!   migration lock), in Calico's `datastore migrate` file format.
 //! - `testing` (feature `testing`): a real etcd server for tests, on free
 //!   loopback ports with a temporary data directory, optionally with TLS.
 
@@ -35,6 +37,7 @@ pub mod error;
 pub mod etcd;
 pub mod ipam;
 pub mod kv;
+pub mod migrate;
 pub mod resources;
 pub mod sqlite;
 #[cfg(feature = "testing")]

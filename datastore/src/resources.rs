@@ -148,6 +148,13 @@ impl Prepared {
     }
 }
 
+/// The key and stored value of a resource, normalised and validated as a
+/// write would store it (for writers that build their own transactions).
+pub fn encode(resource: Resource) -> Result<(String, Vec<u8>)> {
+    let p = Prepared::new(resource)?;
+    Ok((p.key, p.value))
+}
+
 /// Decodes a stored value into a resource carrying its `resourceVersion`.
 fn decode(kv: &KeyValue) -> Result<Resource> {
     let invalid = |message: String| Error::InvalidValue {

@@ -185,6 +185,10 @@ pub async fn register(kv: Arc<dyn KvStore>, reg: &Registration) -> Result<Regist
         node: reg.node.clone(),
         source,
     };
+    // Nothing is written while the store is locked for a migration.
+    datastore::migrate::check_unlocked(store.kv())
+        .await
+        .map_err(db)?;
     // A VTEP address allocated by this call, kept across conflicts.
     let mut allocated: Option<Ipv4Addr> = None;
     for _ in 0..MAX_CONFLICTS {

@@ -160,6 +160,8 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
     // The spec as last read: its classes shape the status, its period the
     // ticks.
     let mut spec = default_spec(&node);
+    // Whether the last tick found the store locked (logged once).
+    let mut locked = false;
     // The first report once the speaker has had a moment to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
@@ -178,8 +180,20 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
             booted,
             now,
         };
-        if let Err(e) = publish(&store, &node, &mut cadence, &mut spec, tick).await {
-            tracing::warn!(error = %e, node, "writing this node's CalicoNodeStatus failed; retrying");
+        match publish(&store, &node, &mut cadence, &mut spec, tick).await {
+            Ok(()) => locked = false,
+            Err(datastore::Error::Locked) => {
+                if !locked {
+                    tracing::info!(
+                        node,
+                        "the datastore is locked for a migration; this node's status waits"
+                    );
+                }
+                locked = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, node, "writing this node's CalicoNodeStatus failed; retrying");
+            }
         }
         let wait = match spec.update_period_seconds() {
             0 => PAUSED_RECHECK,
@@ -200,7 +214,10 @@ struct Tick<'a> {
 
 /// One tick: writes the status if due, reading the resource first (for
 /// its spec and version), which updates `spec`. A spec whose period is 0
-/// is read again each tick and nothing is written.
+/// is read again each tick and nothing is written; nothing is written
+/// either while the store is locked for a migration ([`Error::Locked`]).
+///
+/// [`Error::Locked`]: datastore::Error::Locked
 async fn publish(
     store: &ResourceStore,
     node: &str,
@@ -217,6 +234,7 @@ async fn publish(
     if period != 0 && !cadence.due(tick.now, &status_for(spec), period) {
         return Ok(());
     }
+    datastore::migrate::check_unlocked(store.kv()).await?;
     let existing = match store.get(Kind::CalicoNodeStatus, None, node).await {
         Ok(Resource::CalicoNodeStatus(s)) => Some(s),
         Ok(_) => None,
@@ -363,5 +381,39 @@ mod tests {
         assert!(!cadence.due(NOW + 10, &later, 10));
         assert!(cadence.due(NOW + 10, &at(NOW + 10, State::Active), 10));
         assert!(cadence.due(NOW + 60, &at(NOW + 60, State::Established), 10));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_while_the_store_is_locked_for_a_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv: Arc<dyn KvStore> =
+            Arc::new(datastore::SqliteStore::open(dir.path().join("calico.db")).unwrap());
+        let store = ResourceStore::new(kv);
+        datastore::migrate::set_ready(&store, false).await.unwrap();
+        let peers = [peer("10.0.0.1", State::Established, None, 70)];
+        let tick = || Tick {
+            peers: &peers,
+            running: true,
+            booted: NOW,
+            now: NOW,
+        };
+        let (mut cadence, mut spec) = (Cadence::default(), default_spec("h1"));
+        let locked = publish(&store, "h1", &mut cadence, &mut spec, tick()).await;
+        assert_eq!(locked, Err(datastore::Error::Locked));
+        let none = store.list(Kind::CalicoNodeStatus, None).await.unwrap();
+        assert!(none.is_empty(), "{none:?}");
+
+        datastore::migrate::set_ready(&store, true).await.unwrap();
+        publish(&store, "h1", &mut cadence, &mut spec, tick())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .list(Kind::CalicoNodeStatus, None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -166,3 +166,20 @@ async fn an_address_a_crashed_run_left_under_the_handle_is_not_leaked() {
         assert!(!ipam.ip_status(leaked).await.unwrap().allocated);
     }
 }
+
+#[tokio::test]
+async fn nothing_is_registered_while_the_store_is_locked_for_a_migration() {
+    let (kv, _keep) = common::sqlite();
+    let store = ResourceStore::new(kv.clone());
+    datastore::migrate::set_ready(&store, false).await.unwrap();
+    let err = register(kv.clone(), &reg("10.0.0.5/24")).await.unwrap_err();
+    assert!(err.to_string().contains("locked for a migration"), "{err}");
+    assert!(store.list(Kind::Node, None).await.unwrap().is_empty());
+
+    datastore::migrate::set_ready(&store, true).await.unwrap();
+    let node = register(kv.clone(), &reg("10.0.0.5/24"))
+        .await
+        .unwrap()
+        .node;
+    assert_eq!(node, stored(&kv).await);
+}

@@ -132,6 +132,7 @@ macro_rules! resource {
 }
 
 pub mod bgp;
+pub mod clusterinfo;
 pub mod endpoints;
 pub mod felix;
 pub mod ipam;

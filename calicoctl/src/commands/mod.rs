@@ -9,6 +9,7 @@ pub mod flows;
 mod get;
 mod ipam;
 mod load;
+mod migrate;
 mod node;
 mod policy;
 mod promote;
@@ -142,6 +143,11 @@ async fn resource_command(
         Command::Label(args) => {
             let label = update::LabelRequest::from_args(&args)?;
             update::label(&store::open(datastore).await?, &label, out).await
+        }
+        Command::Datastore(args) => {
+            let crate::cli::DatastoreCommand::Migrate(step) = args.command;
+            let step = migrate::Step::from_args(step)?;
+            migrate::run(&store::open(datastore).await?, step, out).await
         }
         Command::Ipam(args) => {
             let request = ipam::Request::from_args(args.command)?;
