@@ -161,15 +161,17 @@ async fn add_after_ipam(
     undo.veth = Some(w.host_veth.clone());
     ensure_profile(resources, w).await?;
     let endpoint = w.endpoint(&addresses, &container_mac, &conf.labels);
-    resources.create(endpoint.into()).await.map_err(|e| {
-        CniError::new(
-            Code::Datastore,
-            format!(
-                "writing WorkloadEndpoint {}/{}: {e}",
-                w.namespace, w.endpoint_name
+    let handle = (conf.ipam.plugin_type == crate::config::CALICO_IPAM)
+        .then(|| Workload::ipam_handle(&conf.name, &env.container_id));
+    create_endpoint(resources, endpoint, handle.as_deref(), &addresses)
+        .await
+        .map_err(|e| CniError {
+            msg: format!(
+                "writing WorkloadEndpoint {}/{}: {}",
+                w.namespace, w.endpoint_name, e.msg
             ),
-        )
-    })?;
+            ..e
+        })?;
     undo.endpoint = Some((w.namespace.clone(), w.endpoint_name.clone()));
     tracing::info!(
         endpoint = w.endpoint_name,
@@ -178,6 +180,37 @@ async fn add_after_ipam(
         "added"
     );
     Ok(result(conf, w, netns, &container_mac, &addresses))
+}
+
+/// Creates the WorkloadEndpoint; with calico-ipam, on condition that
+/// its addresses' handle still holds them
+/// ([`Ipam::create_holding`](datastore::ipam::Ipam::create_holding)), so
+/// that the leak collector and this ADD never both win.
+async fn create_endpoint(
+    resources: &ResourceStore,
+    endpoint: WorkloadEndpoint,
+    handle: Option<&str>,
+    addresses: &[IpNet],
+) -> Result<()> {
+    let datastore_error = |e: datastore::Error| CniError::new(Code::Datastore, e.to_string());
+    let Some(handle) = handle else {
+        return resources
+            .create(endpoint.into())
+            .await
+            .map(drop)
+            .map_err(datastore_error);
+    };
+    let (key, value) = datastore::resources::encode(endpoint.into()).map_err(datastore_error)?;
+    let ips: Vec<std::net::IpAddr> = addresses.iter().map(IpNet::addr).collect();
+    datastore::ipam::Ipam::new(resources.kv().clone())
+        .create_holding(handle, &ips, &key, value)
+        .await
+        .map_err(|e| match e {
+            datastore::ipam::IpamError::HandleMoved { .. } => {
+                CniError::new(Code::Ipam, format!("{e}; retry the ADD"))
+            }
+            other => CniError::from(other),
+        })
 }
 
 /// Creates the namespace's profile unless it exists; never overwrites. It

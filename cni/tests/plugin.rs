@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use api::meta::ObjectMeta;
 use api::resources::policy::{Action, Profile, ProfileSpec, Rule};
 use api::{Kind, Resource};
-use common::{Container, Host, HostVeth, NODE, Runtime, ip_json};
+use common::{Container, Host, HostVeth, NODE, Runtime, block_on, ip_json};
 use serde_json::{Value, json};
 use testkit::{require_programs, require_root};
 
@@ -694,4 +694,142 @@ fn check_runs_under_0_4_0_and_is_refused_under_0_3_1_as_the_reference_plugins_re
     host.chain("DEL", &list, &c, &result, &no_ports())
         .unwrap_or_else(|o| panic!("DEL failed: {o:?}"));
     host.assert_nothing_left(&c);
+}
+
+/// The leak collector at its most eager (a grace of one second on a
+/// clock that jumps two per round, scanning back to back) racing real
+/// ADDs: each ADD either ends with its endpoint's addresses allocated to
+/// it, or fails saying they were released meanwhile and leaves nothing;
+/// no address is ever held by an endpoint and free in IPAM.
+#[test]
+fn the_leak_collector_racing_adds_never_takes_an_address_a_workload_holds() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    block_on(async {
+        let resources = host.resources().await;
+        resources
+            .apply(api::Node::new(ObjectMeta::named(NODE), Default::default()).into())
+            .await
+            .unwrap();
+        let config: Resource = serde_json::from_value(json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "KubeControllersConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"controllers": {"node": {"leakGracePeriod": "1s", "reconcilerPeriod": "1s"}}},
+        }))
+        .unwrap();
+        resources.apply(config).await.unwrap();
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (stop, db) = (stop.clone(), host.db.clone());
+        std::thread::spawn(move || {
+            block_on(async {
+                let kv = common::open(&db).await;
+                let mut c = datastore::ipam::collector::Collector::new(kv, "collector");
+                let (mut now, mut released) = (Duration::ZERO, 0);
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    now += Duration::from_secs(2);
+                    released += c.round(now).await.unwrap().released.len();
+                }
+                released
+            })
+        })
+    };
+    let list = host.conflist();
+    let (mut added, mut refused) = (Vec::new(), 0);
+    for i in 0..12 {
+        let pod = format!("pod-{i}");
+        let c = Container::new(&format!("race{i:08}"), Some(("shop", &pod)));
+        match host.add_chain(&list, &c, &no_ports()) {
+            Ok(_) => added.push(c),
+            Err(o) => {
+                assert!(o.msg().contains("released meanwhile"), "{o:?}");
+                host.assert_nothing_left(&c);
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let released = collector.join().unwrap();
+    eprintln!(
+        "{} ADDs succeeded, {refused} refused; the collector released {released}",
+        added.len()
+    );
+    let report = block_on(async {
+        datastore::ipam::Ipam::new(host.kv().await)
+            .check()
+            .await
+            .unwrap()
+    });
+    assert!(report.unallocated.is_empty(), "{:?}", report.unallocated);
+    assert!(
+        report.handle_problems.is_empty(),
+        "{:?}",
+        report.handle_problems
+    );
+    let endpoints = host.endpoints();
+    assert_eq!(endpoints.len(), added.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for w in &endpoints {
+        for net in &w.spec.ip_networks {
+            assert!(seen.insert(net.0.addr()), "{} given twice", net.0);
+        }
+    }
+    for c in &added {
+        let holds = host.handle_ips(c);
+        assert_eq!(holds.len(), 1, "{}: {holds:?}", c.id);
+    }
+}
+
+/// An ADD slower than every scan of an hour (on the collector's clock,
+/// with the default 15-minute grace out of the way: an hour's) keeps the
+/// address IPAM gave it first.
+#[test]
+fn a_workload_slow_to_appear_keeps_its_address_through_the_grace_period() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let c = Container::new("slow00000001", Some(("shop", "slow")));
+    block_on(async {
+        let resources = host.resources().await;
+        resources
+            .apply(api::Node::new(ObjectMeta::named(NODE), Default::default()).into())
+            .await
+            .unwrap();
+        let config: Resource = serde_json::from_value(json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "KubeControllersConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"controllers": {"node": {"leakGracePeriod": "1h", "reconcilerPeriod": "1m"}}},
+        }))
+        .unwrap();
+        resources.apply(config).await.unwrap();
+    });
+    // IPAM has answered; the rest of the ADD is slow.
+    let mut ipam_conf = host.calico_conf();
+    ipam_conf["name"] = json!("k8s-pod-network");
+    ipam_conf["cniVersion"] = json!("1.0.0");
+    let first = host.invoke("calico-ipam", "ADD", &c, &ipam_conf).ok();
+    let address = first["ips"][0]["address"].as_str().unwrap().to_string();
+    block_on(async {
+        let mut collector =
+            datastore::ipam::collector::Collector::new(host.kv().await, "collector");
+        for minute in 0..60 {
+            let round = collector
+                .round(Duration::from_secs(60 * minute))
+                .await
+                .unwrap();
+            assert!(round.released.is_empty(), "minute {minute}: {round:?}");
+        }
+    });
+    host.add_chain(&host.conflist(), &c, &no_ports())
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    let endpoints = host.endpoints();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0].spec.ip_networks[0].0.to_string(), address);
+    assert_eq!(host.handle_ips(&c).len(), 1);
 }

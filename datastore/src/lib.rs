@@ -25,6 +25,8 @@
 //! - [`error`]: the crate's [`Error`].
 //! - [`ipam`]: Calico-style IP address management (blocks affine to hosts,
 //!   handles, reservations) on any [`KvStore`], under `/calico/ipam/v2/`.
+//! - [`lease`]: a leader lease under `/calico/leases/`, Kubernetes-style
+//!   (renewed by its holder, taken over once it stood still too long).
 //! - [`migrate`]: moving a whole store to another (export, import, the
 //!   migration lock), in Calico's `datastore migrate` file format.
 //! - `testing` (feature `testing`): a real etcd server for tests, on free
@@ -37,6 +39,7 @@ pub mod error;
 pub mod etcd;
 pub mod ipam;
 pub mod kv;
+pub mod lease;
 pub mod migrate;
 pub mod resources;
 pub mod sqlite;

@@ -247,6 +247,13 @@ pub async fn run(
         servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
     }
 
+    // The IPAM leak collector, active on whichever felix holds its lease.
+    servers.push(Task::spawn(crate::ipam_gc::run(
+        store.clone(),
+        settings.node_name.clone(),
+        metrics.clone(),
+    )));
+
     // Drivers; the daemon applies them by their `Stage` each pass.
     let mut drivers: Vec<Box<dyn Driver>> =
         crate::dataplane::open_all(&crate::dataplane::Namespace::Current).await?;

@@ -16,6 +16,8 @@
 //! - [`node`]: registering this host's Node resource (addresses, AS, VTEP).
 //! - [`node_status`]: this host's CalicoNodeStatus (its BGP sessions) in the
 //!   datastore, bounded writes.
+//! - [`ipam_gc`]: the IPAM leak collector's task (on the felix holding its
+//!   lease), with its logs and metrics.
 //! - [`dataplane`]: the kernel drivers (routes, workload interfaces,
 //!   conntrack, VXLAN).
 //! - [`policy_driver`]: the nftables driver (incremental compiler + netlink).
@@ -35,6 +37,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod flowlog;
+pub mod ipam_gc;
 pub mod metrics;
 pub mod node;
 pub mod node_status;

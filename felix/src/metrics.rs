@@ -305,6 +305,13 @@ pub struct Metrics {
     /// patch could not do ([`policy::compile::Fallback::as_str`]; empty for
     /// `patched`).
     pub policy_compiles: Counter,
+    /// Leaked addresses the collector released, by `reason`
+    /// (`ipam::check::LeakReason`, camelCase).
+    pub ipam_leaks_released: Counter,
+    /// Leaked addresses the collector's last scan found (leader only).
+    pub ipam_leaks_seen: Gauge,
+    /// 1 while this felix holds the leak collector's lease.
+    pub ipam_gc_leader: Gauge,
     bgp_peers: Gauge,
     bgp_peer_state: Gauge,
     bgp_prefixes: Gauge,
@@ -392,6 +399,21 @@ impl Metrics {
             rule_series_left_out: Gauge::new(
                 "felix_policy_rule_series_left_out",
                 "Counted rules left out of the rule counters by the cardinality guard.",
+                &[],
+            ),
+            ipam_leaks_released: Counter::new(
+                "felix_ipam_leaked_addresses_released_total",
+                "Leaked IPAM addresses the leak collector released, by reason.",
+                &["reason"],
+            ),
+            ipam_leaks_seen: Gauge::new(
+                "felix_ipam_leaked_addresses",
+                "Leaked IPAM addresses the leak collector's last scan found (on its leader).",
+                &[],
+            ),
+            ipam_gc_leader: Gauge::new(
+                "felix_ipam_gc_leader",
+                "1 while this felix is the elected leak collector.",
                 &[],
             ),
             bgp_peers: Gauge::new("felix_bgp_peers", "BGP peers by session state.", &["state"]),
@@ -505,6 +527,9 @@ impl Metrics {
         self.rule_bytes.render(&mut out);
         self.rule_series_left_out.render(&mut out);
         self.policy_compiles.render(&mut out);
+        self.ipam_leaks_released.render(&mut out);
+        self.ipam_leaks_seen.render(&mut out);
+        self.ipam_gc_leader.render(&mut out);
         self.bgp_peers.render(&mut out);
         self.bgp_peer_state.render(&mut out);
         self.bgp_prefixes.render(&mut out);

@@ -1,7 +1,9 @@
 //! [`KubeControllersConfiguration`]: Calico's settings of kube-controllers
 //! (the one resource named `default`), stored and validated so that YAML
-//! from a Calico cluster applies here; nothing in this project runs those
-//! controllers yet, so nothing reads it.
+//! from a Calico cluster applies here. felix's IPAM leak collector
+//! (`datastore::ipam::collector`) reads `controllers.node`
+//! (`leakGracePeriod`, `reconcilerPeriod`), as Calico's node controller
+//! does; nothing reads the rest.
 
 use serde::{Deserialize, Serialize};
 

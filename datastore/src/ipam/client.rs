@@ -16,7 +16,7 @@ use super::check::{self, LeakedAddress, Report};
 use super::model::{
     ATTR_NODE, AllocationAttribute, AllocationBlock, BLOCKS_PREFIX, BlockAffinity, CONFIG_KEY,
     IPAM_PREFIX, IpamHandle, StoredIpamConfig, affinity_key, block_key, blocks_prefix, encode,
-    handle_key, host_prefix, parse_affinity_key, parse_block_key,
+    handle_key, host_prefix, parse_affinity_key, parse_block_key, parse_handle_key,
 };
 use super::select::{
     EmptyBlockFate, IpUse, PoolView, Requester, Reservations, empty_block_fate, namespace_labels,
@@ -24,7 +24,7 @@ use super::select::{
 };
 use super::{IpamError, Result, block_math};
 use crate::error::Error;
-use crate::kv::{Compare, KeyValue, KvStore, Op, Txn};
+use crate::kv::{Check, Compare, KeyValue, KvStore, Op, Txn};
 use crate::resources::ResourceStore;
 
 /// Conflicting concurrent updates one operation tolerates before giving up.
@@ -123,6 +123,58 @@ pub struct PoolUsage {
     /// Neither allocated nor reserved.
     pub free: u128,
     pub blocks: Vec<BlockUsage>,
+}
+
+/// What [`Ipam::scan`] read: the check's report and the guard of a
+/// release that must not outrun a workload appearing.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub report: Report,
+    pub guard: HandleGuard,
+}
+
+/// Each handle's `mod_revision` as a scan read it. A guarded release frees
+/// a handle's addresses only while the handle is still at that revision
+/// (compared in the release's own transaction), and follows the handle
+/// through the releases it makes itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandleGuard {
+    revisions: BTreeMap<String, i64>,
+}
+
+impl HandleGuard {
+    /// The handles of an IPAM listing.
+    pub fn of(kvs: &[KeyValue]) -> Self {
+        Self {
+            revisions: kvs
+                .iter()
+                .filter_map(|kv| Some((parse_handle_key(&kv.key)?.to_owned(), kv.mod_revision)))
+                .collect(),
+        }
+    }
+
+    /// Whether the compare a release would make on `handle` pins it where
+    /// the scan saw it (absent stays absent).
+    fn holds(&self, handle: &str, compare: &Compare) -> bool {
+        match (&compare.check, self.revisions.get(handle)) {
+            (Check::ModRevision(now), Some(seen)) => now == seen,
+            (Check::Absent, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Records a handle this guard's own release rewrote (at `revision`)
+    /// or deleted (`None`).
+    fn moved(&mut self, handle: &str, revision: Option<i64>) {
+        match revision {
+            Some(r) => {
+                self.revisions.insert(handle.to_owned(), r);
+            }
+            None => {
+                self.revisions.remove(handle);
+            }
+        }
+    }
 }
 
 /// Usage per pool; blocks no pool holds (their pool was deleted) apart.
@@ -804,6 +856,52 @@ impl Ipam {
             .copied())
     }
 
+    /// Creates `key` (a workload's WorkloadEndpoint) with `value`, in one
+    /// transaction with a rewrite of `handle` as it is, on condition that
+    /// the handle still holds exactly `addresses` as read. The leak
+    /// collector's guarded releases compare the handle's revision too
+    /// ([`HandleGuard`]), so one of the two loses: either the addresses
+    /// were released first and this fails with
+    /// [`IpamError::HandleMoved`], or the key exists first and the
+    /// collector finds the handle moved and leaves the addresses.
+    pub async fn create_holding(
+        &self,
+        handle: &str,
+        addresses: &[IpAddr],
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<()> {
+        check_name("handle", handle)?;
+        let moved = || IpamError::HandleMoved {
+            handle: handle.into(),
+            addresses: addresses.to_vec(),
+        };
+        let read = self.handle_kv(handle).await?.ok_or_else(moved)?;
+        let recorded = decode_handle(&read)?;
+        let counted: usize = recorded.blocks().map(|(_, _, n)| n).sum();
+        let covered = addresses.iter().all(|ip| {
+            recorded
+                .blocks()
+                .any(|(b, _, n)| n > 0 && b.is_some_and(|b| b.contains(ip)))
+        });
+        if counted != addresses.len() || !covered {
+            return Err(moved());
+        }
+        let txn = Txn::new()
+            .when([
+                Compare::absent(key),
+                Compare::mod_revision(&read.key, read.mod_revision),
+            ])
+            .and_then([Op::put(key, value), Op::put(&read.key, read.value.clone())]);
+        if self.kv.txn(txn).await?.succeeded {
+            return Ok(());
+        }
+        match self.kv.get(key).await? {
+            Some(_) => Err(Error::AlreadyExists { key: key.into() }.into()),
+            None => Err(moved()),
+        }
+    }
+
     /// Releases the addresses; returns those that were not allocated.
     pub async fn release_ips(&self, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
         let pools = self.pool_views().await?;
@@ -818,13 +916,18 @@ impl Ipam {
         }
         for (cidr, wanted) in by_block {
             let released = self
-                .release_in_block(cidr, &pools, |b| {
-                    wanted
-                        .iter()
-                        .filter_map(|ip| b.allocation(*ip))
-                        .map(|a| a.ordinal)
-                        .collect()
-                })
+                .release_in_block(
+                    cidr,
+                    &pools,
+                    |b| {
+                        wanted
+                            .iter()
+                            .filter_map(|ip| b.allocation(*ip))
+                            .map(|a| a.ordinal)
+                            .collect()
+                    },
+                    None,
+                )
                 .await?;
             unallocated.extend(wanted.into_iter().filter(|ip| !released.contains(ip)));
         }
@@ -846,7 +949,7 @@ impl Ipam {
         for (cidr, text, _) in recorded.blocks() {
             let cidr = cidr.ok_or_else(|| invalid(&kv, format!("block {text:?} is not a CIDR")))?;
             released.extend(
-                self.release_in_block(cidr, &pools, |b| b.ordinals_of(handle))
+                self.release_in_block(cidr, &pools, |b| b.ordinals_of(handle), None)
                     .await?,
             );
         }
@@ -892,15 +995,27 @@ impl Ipam {
         cidr: IpNet,
         pools: &[PoolView],
         pick: impl Fn(&AllocationBlock) -> Vec<usize>,
+        mut guard: Option<&mut HandleGuard>,
     ) -> Result<Vec<IpAddr>> {
         let key = block_key(cidr);
         let mut conflicts = 0;
-        loop {
+        // Handles the guard found changed: their addresses stay.
+        let mut spared: BTreeSet<String> = BTreeSet::new();
+        'attempt: loop {
             let Some(kv) = self.kv.get(&key).await? else {
                 return Ok(Vec::new());
             };
             let mut block = decode_block(&kv)?;
-            let freed = block.release(&pick(&block));
+            let picked: Vec<usize> = pick(&block)
+                .into_iter()
+                .filter(|o| {
+                    let handle = block.allocations().find(|a| a.ordinal == *o);
+                    !handle
+                        .and_then(|a| a.handle)
+                        .is_some_and(|h| spared.contains(h))
+                })
+                .collect();
+            let freed = block.release(&picked);
             if freed.is_empty() {
                 return Ok(Vec::new());
             }
@@ -912,8 +1027,16 @@ impl Ipam {
             }
             let mut compares = vec![Compare::mod_revision(&key, kv.mod_revision)];
             let mut ops = Vec::new();
+            let mut touched = Vec::new();
             for (handle, n) in per_handle {
                 let (cmp, op) = self.handle_change(handle, |h| h.remove(cidr, n)).await?;
+                if let Some(g) = guard.as_deref()
+                    && !g.holds(handle, &cmp)
+                {
+                    spared.insert(handle.to_owned());
+                    continue 'attempt;
+                }
+                touched.push((handle.to_owned(), matches!(op, Op::Put { .. })));
                 compares.push(cmp);
                 ops.push(op);
             }
@@ -944,12 +1067,13 @@ impl Ipam {
             } else {
                 ops.push(Op::put(&key, encode(&block)));
             }
-            if self
-                .kv
-                .txn(Txn::new().when(compares).and_then(ops))
-                .await?
-                .succeeded
-            {
+            let resp = self.kv.txn(Txn::new().when(compares).and_then(ops)).await?;
+            if resp.succeeded {
+                if let Some(g) = guard.as_deref_mut() {
+                    for (handle, kept) in touched {
+                        g.moved(&handle, kept.then_some(resp.revision));
+                    }
+                }
                 return Ok(freed
                     .iter()
                     .filter_map(|(o, _)| block_math::address(cidr, *o))
@@ -965,6 +1089,28 @@ impl Ipam {
     /// Releases the leaked addresses of a report that are still allocated
     /// as the report saw them (same handle, or still none); returns them.
     pub async fn release_leaked(&self, leaked: &[LeakedAddress]) -> Result<Vec<IpAddr>> {
+        self.release_reported(leaked, None).await
+    }
+
+    /// As [`release_leaked`](Self::release_leaked), and only addresses
+    /// whose handle is as the scan saw it: a handle written since (a CNI
+    /// ADD finishing: it rewrites the handle with its WorkloadEndpoint)
+    /// keeps its addresses. The check is part of each release's
+    /// transaction, so a workload that appears at the same instant is
+    /// never robbed of its address.
+    pub async fn release_leaked_guarded(
+        &self,
+        leaked: &[LeakedAddress],
+        guard: &mut HandleGuard,
+    ) -> Result<Vec<IpAddr>> {
+        self.release_reported(leaked, Some(guard)).await
+    }
+
+    async fn release_reported(
+        &self,
+        leaked: &[LeakedAddress],
+        mut guard: Option<&mut HandleGuard>,
+    ) -> Result<Vec<IpAddr>> {
         let pools = self.pool_views().await?;
         let mut by_block: BTreeMap<IpNet, Vec<&LeakedAddress>> = BTreeMap::new();
         for l in leaked {
@@ -972,18 +1118,19 @@ impl Ipam {
         }
         let mut released = Vec::new();
         for (cidr, entries) in by_block {
+            let pick = |b: &AllocationBlock| {
+                entries
+                    .iter()
+                    .filter_map(|l| {
+                        b.allocation(l.ip)
+                            .filter(|a| a.handle == l.handle.as_deref())
+                            .map(|a| a.ordinal)
+                    })
+                    .collect()
+            };
             released.extend(
-                self.release_in_block(cidr, &pools, |b| {
-                    entries
-                        .iter()
-                        .filter_map(|l| {
-                            b.allocation(l.ip)
-                                .filter(|a| a.handle == l.handle.as_deref())
-                                .map(|a| a.ordinal)
-                        })
-                        .collect()
-                })
-                .await?,
+                self.release_in_block(cidr, &pools, pick, guard.as_deref_mut())
+                    .await?,
             );
         }
         Ok(released)
@@ -1128,7 +1275,14 @@ impl Ipam {
     /// after it. A pod set up or torn down meanwhile can show as a leak or an
     /// unallocated address: check again before releasing what it reports.
     pub async fn check(&self) -> Result<Report> {
+        Ok(self.scan().await?.report)
+    }
+
+    /// [`check`](Self::check), with each handle's revision as read: the
+    /// guard of [`release_leaked_guarded`](Self::release_leaked_guarded).
+    pub async fn scan(&self) -> Result<Scan> {
         let (kvs, revision) = self.kv.list(IPAM_PREFIX).await?;
+        let guard = HandleGuard::of(&kvs);
         let mut owners = check::Owners::default();
         for resource in self.resources.list(Kind::Node, None).await? {
             owners.nodes.insert(resource.metadata().name.clone());
@@ -1146,7 +1300,7 @@ impl Ipam {
             .collect();
         let mut report = check::check(&kvs, revision, &owners);
         report.pool_overlaps = check::pool_overlaps(&pools);
-        Ok(report)
+        Ok(Scan { report, guard })
     }
 
     // ---- pools ---------------------------------------------------------

@@ -25,6 +25,10 @@
 //!   to claim, the fate of an emptied block.
 //! - [`check`]: the pure consistency check behind `ipam check` (blocks, handles,
 //!   affinities, Nodes and WorkloadEndpoints) and its [`Report`].
+//! - [`leaks`]: the leak collector's pure memory: since when each address
+//!   has been leaked, and which are due once the grace period has passed.
+//! - [`collector`]: the leak collector felix runs on the lease's holder:
+//!   scans, waits out the grace period, releases guarded by the handle.
 //! - [`client`]: [`Ipam`], the thin I/O layer: read, decide, transact, retry.
 //! - `suite` (feature `testing`): concurrency and crash cases written
 //!   against a [`DatastoreConfig`](crate::DatastoreConfig), run by each
@@ -33,6 +37,8 @@
 pub mod block_math;
 pub mod check;
 pub mod client;
+pub mod collector;
+pub mod leaks;
 pub mod model;
 pub mod select;
 #[cfg(feature = "testing")]
@@ -45,8 +51,8 @@ use ipnet::IpNet;
 pub use block_math::BlockMathError;
 pub use check::{LeakReason, LeakedAddress, Owners, Report, UnallocatedAddress};
 pub use client::{
-    Assigned, AssignedIp, AutoAssignArgs, BlockUsage, ConfigUpdate, IpStatus, Ipam, PoolRef,
-    PoolUsage, Usage,
+    Assigned, AssignedIp, AutoAssignArgs, BlockUsage, ConfigUpdate, HandleGuard, IpStatus, Ipam,
+    PoolRef, PoolUsage, Scan, Usage,
 };
 pub use select::IpUse;
 
@@ -90,6 +96,16 @@ pub enum IpamError {
     AlreadyAllocated { ip: IpAddr, handle: Option<String> },
     #[error("handle {handle} not found")]
     HandleNotFound { handle: String },
+    /// The handle no longer holds the addresses a workload was given
+    /// (released meanwhile: by the leak collector, or a DEL).
+    #[error(
+        "IPAM handle {handle} no longer holds {addresses:?}: they were released meanwhile (by the \
+         leak collector, or a DEL)"
+    )]
+    HandleMoved {
+        handle: String,
+        addresses: Vec<IpAddr>,
+    },
     #[error("IP pool {0} not found")]
     PoolNotFound(String),
     #[error("gave up on {what} after {attempts} conflicting concurrent updates")]

@@ -28,6 +28,7 @@ pub use format::{Export, FormatError, IpamExport, KvPair};
 use crate::error::{Error, Result};
 use crate::ipam::model::IPAM_PREFIX;
 use crate::kv::{Compare, KeyValue, KvStore, Op, Txn};
+use crate::lease::LEASES_PREFIX;
 use crate::resources::{RESOURCES_PREFIX, ResourceStore};
 
 /// Everything this project stores lives under this prefix.
@@ -135,11 +136,13 @@ fn fresh_cluster_info() -> Result<ClusterInformation> {
     ))
 }
 
-/// Every key under [`CALICO_PREFIX`] with its value as JSON: what a
-/// lossless move keeps (revisions aside, which each store numbers itself).
+/// Every key under [`CALICO_PREFIX`] with its value as JSON, leases aside:
+/// what a lossless move keeps (revisions aside too, which each store
+/// numbers itself).
 pub async fn dump(kv: &Arc<dyn KvStore>) -> Result<BTreeMap<String, serde_json::Value>> {
-    let (kvs, _) = kv.list(CALICO_PREFIX).await?;
-    kvs.into_iter()
+    kvs_to_move(kv)
+        .await?
+        .into_iter()
         .map(|kv| {
             let value = serde_json::from_slice(&kv.value).map_err(|e| Error::InvalidValue {
                 key: kv.key.clone(),
@@ -150,9 +153,18 @@ pub async fn dump(kv: &Arc<dyn KvStore>) -> Result<BTreeMap<String, serde_json::
         .collect()
 }
 
+/// Every key a move carries, read at one revision: all under
+/// [`CALICO_PREFIX`] but the leases (who leads is not data; the target's
+/// own candidates elect theirs).
+async fn kvs_to_move(kv: &Arc<dyn KvStore>) -> Result<Vec<KeyValue>> {
+    let (mut kvs, _) = kv.list(CALICO_PREFIX).await?;
+    kvs.retain(|e| !e.key.starts_with(LEASES_PREFIX));
+    Ok(kvs)
+}
+
 /// Reads the whole (locked) store at one revision into an export.
 pub async fn export(kv: &Arc<dyn KvStore>) -> Result<Export, MigrateError> {
-    let (kvs, _) = kv.list(CALICO_PREFIX).await?;
+    let kvs = kvs_to_move(kv).await?;
     let mut export = Export {
         resources: Vec::new(),
         cluster_info: None,
@@ -200,7 +212,7 @@ pub struct Imported {
 /// of those before are deleted again and the ClusterInformation is put
 /// back as it was: the target is left as it was found.
 pub async fn import(kv: &Arc<dyn KvStore>, export: &Export) -> Result<Imported, MigrateError> {
-    let (existing, _) = kv.list(CALICO_PREFIX).await?;
+    let existing = kvs_to_move(kv).await?;
     let ci_key = ResourceStore::key(Kind::ClusterInformation, None, CLUSTER_INFORMATION_NAME);
     let others: Vec<&KeyValue> = existing.iter().filter(|e| e.key != ci_key).collect();
     if let Some(first) = others.first() {
