@@ -2,7 +2,8 @@
 //! `nft`, `ip`, `nsenter`), on a SQLite store, with the policy driver and a
 //! small calculation that builds the policy model from the snapshot: the
 //! Node is registered, the table programmed, `/readiness` turns 200 and
-//! `/metrics` counts the endpoints; a datastore change reaches the kernel;
+//! `/metrics` counts the endpoints; the IPAM leak collector releases a
+//! leaked address and counts it; a datastore change reaches the kernel;
 //! after a stop the table stays, and a restarted agent takes it over
 //! without recreating any object.
 
@@ -95,6 +96,32 @@ fn felix_run_programs_the_host_and_a_restart_takes_over_without_flushing() {
             for r in api::parse_documents("test", common::POLICY_RESOURCES).unwrap() {
                 apply(&kv, r).await;
             }
+            // A leaked address (its pod's endpoint never written), and the
+            // leak collector made eager.
+            let collector = "apiVersion: projectcalico.org/v3\nkind: KubeControllersConfiguration\n\
+                metadata: {name: default}\n\
+                spec: {controllers: {node: {leakGracePeriod: 1s, reconcilerPeriod: 1s}}}\n---\n\
+                apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pods}\n\
+                spec: {cidr: 10.66.0.0/24, blockSize: 28}\n---\n\
+                apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node1}\n";
+            for r in api::parse_documents("test", collector).unwrap() {
+                apply(&kv, r).await;
+            }
+            let ipam = datastore::ipam::Ipam::new(kv.clone());
+            let leaked = ipam
+                .auto_assign(&datastore::ipam::AutoAssignArgs {
+                    handle: "k8s-pod-network.gone".into(),
+                    host: "node1".into(),
+                    num_v4: 1,
+                    attrs: [("namespace", "shop"), ("pod", "gone")]
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .v4[0]
+                .ip;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let agent = tokio::spawn(cli::run(settings.clone(), calculate, async {
                 let _ = stopped.await;
@@ -116,6 +143,17 @@ fn felix_run_programs_the_host_and_a_restart_takes_over_without_flushing() {
                 "{metrics}"
             );
             assert!(get("/liveness").await.unwrap().0.contains(" 200 "));
+
+            // The collector (this felix holds its lease) released the leak.
+            until_async("the leak collector's release", || async {
+                get("/metrics").await.is_some_and(|(_, m)| {
+                    m.contains("felix_ipam_leaked_addresses_released_total{reason=\"workloadEndpointMissing\"} 1\n")
+                })
+            })
+            .await;
+            let (_, metrics) = get("/metrics").await.unwrap();
+            assert!(metrics.contains("felix_ipam_gc_leader 1\n"), "{metrics}");
+            assert!(!ipam.ip_status(leaked).await.unwrap().allocated);
 
             // A new policy reaches the kernel.
             let extra = api::parse_documents(
