@@ -1184,3 +1184,92 @@ fn a_typed_list_as_calico_prints_it_reads_as_its_items() {
     let err = api::parse_documents("l.yaml", odd).unwrap_err()[0].to_string();
     assert!(err.contains("WidgetList"), "{err}");
 }
+
+#[test]
+fn bgp_filter_rules_of_calico_3_32_validate_as_calico_does() {
+    let rule = |r: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata: {{name: f}}\nspec:\n  exportV4:\n  - {r}\n"
+        )
+    };
+    let ok = rule(
+        "{action: Accept, peerType: eBGP, communities: {values: ['65000:1']}, asPathPrefix: [65001], \
+         operations: [{addCommunity: {value: '65000:2:3'}}, {prependASPath: {prefix: [65000, 65000]}}]}",
+    );
+    let r = api::parse_documents("f.yaml", &ok).unwrap().remove(0);
+    assert_eq!(Resource::from_value(r.to_value()).unwrap(), r);
+    assert_eq!(r.to_value()["spec"]["exportV4"][0]["peerType"], "eBGP");
+    for (bad, field, says) in [
+        (
+            "{action: Reject, operations: [{addCommunity: {value: '65000:2'}}]}",
+            "spec.exportV4[0].operations",
+            "only be used with action Accept",
+        ),
+        (
+            "{action: Accept, operations: [{addCommunity: {value: '65000:2'}, prependASPath: {prefix: [1]}}]}",
+            "spec.exportV4[0].operations[0]",
+            "exactly one",
+        ),
+        (
+            "{action: Accept, communities: {values: ['65000:1', '65000:2']}}",
+            "spec.exportV4[0].communities.values",
+            "exactly one community",
+        ),
+        (
+            "{action: Accept, communities: {values: ['65536:1']}}",
+            "spec.exportV4[0].communities.values[0]",
+            "not a number",
+        ),
+        (
+            "{action: Accept, operations: [{prependASPath: {prefix: []}}]}",
+            "spec.exportV4[0].operations[0].prependASPath.prefix",
+            "1 to 10",
+        ),
+        (
+            "{action: Accept, priority: 512}",
+            "spec.exportV4[0].priority",
+            "not supported",
+        ),
+        (
+            "{action: Accept, operations: [{setPriority: {value: 512}}]}",
+            "spec.exportV4[0].operations[0].setPriority",
+            "not supported",
+        ),
+        (
+            "{action: Accept, peerType: BGP}",
+            "peerType",
+            "unknown variant",
+        ),
+    ] {
+        let errs = api::parse_documents("f.yaml", &rule(bad)).unwrap_err();
+        let text = errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains(field) && text.contains(says), "{bad}: {text}");
+    }
+}
+
+#[test]
+fn bgp_peer_local_as_and_next_hop_mode_read_as_calico_writes_them() {
+    let peer = |extra: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: p}}\n\
+             spec: {{peerIP: 10.0.0.1, asNumber: 65000, {extra}}}\n"
+        )
+    };
+    let r = api::parse_documents("p.yaml", &peer("localASNumber: '1.10', nextHopMode: Self"))
+        .unwrap()
+        .remove(0);
+    assert_eq!(r.to_value()["spec"]["localASNumber"], 65546);
+    assert_eq!(r.to_value()["spec"]["nextHopMode"], "Self");
+    let clash = peer("keepOriginalNextHop: true, nextHopMode: Self");
+    let err = api::parse_documents("p.yaml", &clash).unwrap_err()[0].to_string();
+    assert!(
+        err.contains("spec.nextHopMode") && err.contains("keepOriginalNextHop"),
+        "{err}"
+    );
+    let err = api::parse_documents("p.yaml", &peer("localASNumber: x")).unwrap_err()[0].to_string();
+    assert!(err.contains("localASNumber"), "{err}");
+}

@@ -33,6 +33,7 @@ fn peer(n: u8, asn: u32) -> PeerInfo {
         families: vec![AfiSafi::IPV4_UNICAST],
         next_hop_self: false,
         route_reflector_client: false,
+        local_asn: 65000,
     }
 }
 

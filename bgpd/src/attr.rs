@@ -183,6 +183,20 @@ impl AsPath {
     }
 
     /// Every AS number, in order.
+    /// Removes and returns the first AS of a path that starts with an
+    /// AS_SEQUENCE (what [`prepend`](Self::prepend) put there).
+    pub fn pop_first(&mut self) -> Option<u32> {
+        let first = self.segments.first_mut()?;
+        if first.kind != SegmentType::Sequence || first.asns.is_empty() {
+            return None;
+        }
+        let asn = first.asns.remove(0);
+        if first.asns.is_empty() {
+            self.segments.remove(0);
+        }
+        Some(asn)
+    }
+
     pub fn asns(&self) -> impl Iterator<Item = u32> + '_ {
         self.segments.iter().flat_map(|s| s.asns.iter().copied())
     }

@@ -372,6 +372,9 @@ pub enum Modification {
         asn: Option<u32>,
         times: u8,
     },
+    /// Prepend these ASes so that the path starts with them, in this
+    /// order (Calico's `prependASPath`).
+    PrependPath(Vec<u32>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -512,6 +515,12 @@ impl Filter {
                     let path = attrs.as_path.get_or_insert_with(Default::default);
                     for _ in 0..*times {
                         path.prepend(asn.unwrap_or(prepend_as));
+                    }
+                }
+                Modification::PrependPath(asns) => {
+                    let path = attrs.as_path.get_or_insert_with(Default::default);
+                    for asn in asns.iter().rev() {
+                        path.prepend(*asn);
                     }
                 }
             }
@@ -809,6 +818,7 @@ mod tests {
                         asn: Some(64999),
                         times: 1,
                     },
+                    Modification::PrependPath(vec![64001, 64002]),
                 ],
                 ..Rule::new(vec![], Action::Accept)
             }],
@@ -829,7 +839,9 @@ mod tests {
         );
         assert_eq!(
             a.as_path,
-            Some(AsPath::sequence(vec![64999, 65000, 65000, 65010]))
+            Some(AsPath::sequence(vec![
+                64001, 64002, 64999, 65000, 65000, 65010
+            ]))
         );
         // A rejecting verdict changes nothing.
         let mut b = attrs(&[65010], &[]);

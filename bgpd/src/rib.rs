@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::attr::{NextHop, Origin, PathAttrs};
+use crate::attr::{AsPath, NextHop, Origin, PathAttrs};
 use crate::filter::{self, PeerPolicy, Route, RouteSource, Verdict};
 use crate::prefix::{AfiSafi, Prefix};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -254,6 +254,17 @@ pub struct PeerInfo {
     pub next_hop_self: bool,
     /// This iBGP peer is a route-reflector client of ours (RFC 4456).
     pub route_reflector_client: bool,
+    /// The AS we present to this peer: the speaker's, or the peer's own
+    /// local AS (Calico's `localASNumber`, BIRD's `local as`). The session
+    /// is iBGP when the peer's AS equals it.
+    pub local_asn: u32,
+}
+
+impl PeerInfo {
+    /// Whether the session is iBGP.
+    pub fn is_ibgp(&self) -> bool {
+        self.asn == self.local_asn
+    }
 }
 
 /// Per-peer Adj-RIB-In counters.
@@ -374,7 +385,7 @@ impl Rib {
     fn is_ibgp(&self, source: Source) -> bool {
         match source {
             Source::Local => false,
-            Source::Peer(p) => self.peers.get(&p).is_some_and(|i| i.asn == self.config.asn),
+            Source::Peer(p) => self.peers.get(&p).is_some_and(PeerInfo::is_ibgp),
         }
     }
 
@@ -550,11 +561,12 @@ impl Rib {
     /// eBGP (RFC 4271 §9.1.2), our ORIGINATOR_ID or CLUSTER_ID on iBGP
     /// (RFC 4456 §8).
     fn import_rejects(&self, peer: &PeerInfo, attrs: &PathAttrs) -> bool {
-        if peer.asn != self.config.asn {
+        if !peer.is_ibgp() {
+            // Our AS, and the one we present to this peer, if another.
             attrs
                 .as_path
                 .as_ref()
-                .is_some_and(|p| p.asns().any(|a| a == self.config.asn))
+                .is_some_and(|p| p.asns().any(|a| a == self.config.asn || a == peer.local_asn))
         } else {
             attrs.originator_id == Some(self.config.router_id)
                 || attrs.cluster_list.contains(&self.config.cluster_id())
@@ -867,7 +879,7 @@ impl Rib {
         if !peer.families.contains(&family) {
             return None;
         }
-        let to_ibgp = peer.asn == self.config.asn;
+        let to_ibgp = peer.is_ibgp();
         let from_ibgp = self.is_ibgp(path.source());
         let source_peer = match path.source() {
             Source::Peer(p) => self.peers.get(&p),
@@ -898,7 +910,7 @@ impl Rib {
                 attrs.med = None;
             }
             let mut as_path = attrs.as_path.take().unwrap_or_default();
-            as_path.prepend(self.config.asn);
+            as_path.prepend(peer.local_asn);
             attrs.as_path = Some(as_path);
         }
         if to_ibgp && attrs.as_path.is_none() {
@@ -921,11 +933,12 @@ impl Rib {
     /// [`Rib::export_path`] under `to`'s policy: nothing if the path
     /// carries NO_ADVERTISE, or NO_EXPORT / NO_EXPORT_SUBCONFED toward an
     /// eBGP peer (RFC 1997), or if the export filter rejects it; else the
-    /// filter's modifications applied to what we send (a prepend goes in
-    /// front of our own AS) and the peer's communities and large
+    /// filter's modifications applied to what we send (a prepend goes
+    /// behind our own AS, as in BIRD) and the peer's communities and large
     /// communities added.
     pub fn export_route(&self, to: PeerId, prefix: Prefix, path: &Path) -> Option<RouteAttrs> {
-        let to_ibgp = self.peers.get(&to)?.asn == self.config.asn;
+        let peer = self.peers.get(&to)?;
+        let (to_ibgp, our_as) = (peer.is_ibgp(), peer.local_asn);
         if !filter::communities_allow_export(&path.route.attrs.communities, to_ibgp) {
             return None;
         }
@@ -945,9 +958,23 @@ impl Rib {
             if !verdict.accept {
                 return None;
             }
+            // The filter sees the path before our own AS goes in front
+            // toward eBGP, as BIRD's export filters do: what it prepends
+            // comes after our AS.
+            let own = if to_ibgp {
+                None
+            } else {
+                out.attrs.as_path.as_mut().and_then(AsPath::pop_first)
+            };
             policy
                 .export
-                .apply(verdict, &mut out.attrs, self.config.asn, to_ibgp);
+                .apply(verdict, &mut out.attrs, our_as, to_ibgp);
+            if let Some(asn) = own {
+                out.attrs
+                    .as_path
+                    .get_or_insert_with(Default::default)
+                    .prepend(asn);
+            }
         }
         filter::add_all(&mut out.attrs.communities, &policy.communities);
         filter::add_all(&mut out.attrs.large_communities, &policy.large_communities);
@@ -1144,6 +1171,7 @@ mod tests {
             families: vec![AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST],
             next_hop_self: false,
             route_reflector_client: false,
+            local_asn: US,
         }
     }
 
@@ -1906,4 +1934,35 @@ mod tests {
             assert!(rib.export(PeerId(2), &p("10.9.0.0/24")).is_some());
         }
     }
+
+    #[test]
+    fn a_peer_with_its_own_local_as_is_ebgp_by_it_and_gets_it_prepended() {
+        let mut rib = Rib::new(RibConfig {
+            asn: US,
+            router_id: v4("192.0.2.100"),
+            cluster_id: None,
+            always_compare_med: false,
+        });
+        // Peer 1 has our AS, but we present 64999 to it: eBGP.
+        let one = PeerInfo {
+            local_asn: 64999,
+            ..peer(1, US)
+        };
+        assert!(!one.is_ibgp());
+        rib.peer_up(PeerId(1), one);
+        rib.peer_up(PeerId(2), peer(2, 65002));
+        let prefix: Prefix = "10.7.0.0/24".parse().unwrap();
+        rib.update(PeerId(2), &attrs(&[65002]), &[(prefix, nh("10.0.0.2"))], &[]);
+        let out = rib.export(PeerId(1), &prefix).expect("exported");
+        assert_eq!(
+            out.attrs.as_path,
+            Some(AsPath::sequence(vec![64999, 65002])),
+            "the local AS goes in front"
+        );
+        // A path holding the AS we present to peer 1 is a loop from it.
+        let looped: Prefix = "10.8.0.0/24".parse().unwrap();
+        rib.update(PeerId(1), &attrs(&[65010, 64999]), &[(looped, nh("10.0.0.1"))], &[]);
+        assert!(rib.best(&looped).is_none());
+    }
+
 }

@@ -30,6 +30,22 @@ const CASES: &[Case] = &[
         invalid: "team ==",
     },
     Case {
+        kind: "BGPPeer",
+        name: "tor",
+        spec: "  peerIP: 10.0.0.1\n  asNumber: 65000\n",
+        field: "nextHopMode",
+        valid: "Self",
+        invalid: "Sometimes",
+    },
+    Case {
+        kind: "BGPPeer",
+        name: "tor",
+        spec: "  peerIP: 10.0.0.1\n  asNumber: 65000\n",
+        field: "keepaliveTime",
+        valid: "20s",
+        invalid: "0s",
+    },
+    Case {
         kind: "FelixConfiguration",
         name: "default",
         spec: "",

@@ -27,7 +27,7 @@
 //! What the speaker has been told is recorded one operation at a time, so
 //! an apply that fails half-way is finished by the next one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::state::{BgpDesired, Desired, Driver, DriverError};
+use crate::state::{BgpDesired, Desired, Driver, DriverError, PrefixTags};
 
 /// How the driver runs the speaker, besides what [`BgpDesired`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,16 +136,32 @@ pub fn plan_peers(
     out
 }
 
-/// The prefixes to announce and to withdraw to go from `current` to
-/// `desired`.
+/// The prefixes to announce (new, or with other communities) and to
+/// withdraw to go from `current` to `desired`.
 pub fn plan_announce(
-    current: &BTreeSet<IpNet>,
-    desired: &BTreeSet<IpNet>,
-) -> (Vec<IpNet>, Vec<IpNet>) {
+    current: &BTreeMap<IpNet, PrefixTags>,
+    desired: &BTreeMap<IpNet, PrefixTags>,
+) -> (Vec<(IpNet, PrefixTags)>, Vec<IpNet>) {
     (
-        desired.difference(current).copied().collect(),
-        current.difference(desired).copied().collect(),
+        desired
+            .iter()
+            .filter(|(p, t)| current.get(p) != Some(t))
+            .map(|(p, t)| (*p, t.clone()))
+            .collect(),
+        current
+            .keys()
+            .filter(|p| !desired.contains_key(p))
+            .copied()
+            .collect(),
     )
+}
+
+/// What `d` originates: each prefix with its communities.
+fn originated(d: &BgpDesired) -> BTreeMap<IpNet, PrefixTags> {
+    d.announce
+        .iter()
+        .map(|p| (*p, d.tags.get(p).cloned().unwrap_or_default()))
+        .collect()
 }
 
 /// A running speaker and what it has been told.
@@ -155,7 +171,7 @@ struct Running {
     /// Ends by itself once the speaker lets go of the FIB's queue.
     fib_task: JoinHandle<()>,
     peers: BTreeMap<IpAddr, PeerConfig>,
-    announced: BTreeSet<IpNet>,
+    announced: BTreeMap<IpNet, PrefixTags>,
 }
 
 /// The [`Driver`] of [`Desired::bgp`].
@@ -244,7 +260,7 @@ impl BgpDriver {
             speaker,
             fib_task,
             peers: BTreeMap::new(),
-            announced: BTreeSet::new(),
+            announced: BTreeMap::new(),
         });
         Ok(())
     }
@@ -292,18 +308,20 @@ impl BgpDriver {
             info!(peer = %peer.addr, reset, "BGP peer updated");
             running.peers.insert(peer.addr, peer);
         }
-        let (announce, withdraw) = plan_announce(&running.announced, &d.announce);
+        let (announce, withdraw) = plan_announce(&running.announced, &originated(d));
         for prefix in withdraw {
             running.speaker.withdraw(prefix).await?;
             running.announced.remove(&prefix);
         }
-        for prefix in announce {
+        for (prefix, tags) in announce {
             let attrs = PathAttrs {
                 origin: Some(Origin::Igp),
+                communities: tags.communities.clone(),
+                large_communities: tags.large_communities.clone(),
                 ..PathAttrs::default()
             };
             running.speaker.announce(prefix, attrs).await?;
-            running.announced.insert(prefix);
+            running.announced.insert(prefix, tags);
         }
         Ok(())
     }
@@ -456,15 +474,35 @@ mod tests {
     }
 
     #[test]
-    fn announcements_differ_by_what_is_new_and_what_is_gone() {
-        let set =
-            |v: &[&str]| -> BTreeSet<IpNet> { v.iter().map(|p| p.parse().unwrap()).collect() };
+    fn announcements_differ_by_what_is_new_retagged_or_gone() {
+        let tagged = PrefixTags {
+            communities: vec![7],
+            ..PrefixTags::default()
+        };
+        let map = |v: &[(&str, &PrefixTags)]| -> BTreeMap<IpNet, PrefixTags> {
+            v.iter()
+                .map(|(p, t)| (p.parse().unwrap(), (*t).clone()))
+                .collect()
+        };
+        let plain = PrefixTags::default();
         let (announce, withdraw) = plan_announce(
-            &set(&["10.0.0.0/26", "10.0.1.5/32"]),
-            &set(&["10.0.0.0/26", "10.0.2.0/26"]),
+            &map(&[
+                ("10.0.0.0/26", &plain),
+                ("10.0.1.5/32", &plain),
+                ("10.0.3.0/26", &plain),
+            ]),
+            &map(&[
+                ("10.0.0.0/26", &plain),
+                ("10.0.2.0/26", &plain),
+                ("10.0.3.0/26", &tagged),
+            ]),
         );
-        assert_eq!(announce, vec!["10.0.2.0/26".parse::<IpNet>().unwrap()]);
-        assert_eq!(withdraw, vec!["10.0.1.5/32".parse::<IpNet>().unwrap()]);
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(
+            announce,
+            vec![(net("10.0.2.0/26"), plain), (net("10.0.3.0/26"), tagged)]
+        );
+        assert_eq!(withdraw, vec![net("10.0.1.5/32")]);
     }
 
     #[test]
@@ -476,7 +514,8 @@ mod tests {
             listen_port: 179,
             restart_time: Duration::from_secs(120),
             peers: BTreeMap::new(),
-            announce: BTreeSet::new(),
+            announce: std::collections::BTreeSet::new(),
+            tags: BTreeMap::new(),
         };
         let base = Settings::of(&d);
         let with_peer = BgpDesired {

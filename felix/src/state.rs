@@ -93,9 +93,18 @@ pub struct BgpDesired {
     pub restart_time: Duration,
     /// Peers by address: mesh, global and per-node BGPPeers merged.
     pub peers: BTreeMap<IpAddr, bgpd::speaker::PeerConfig>,
-    /// Prefixes to originate: this host's blocks (aggregated) and borrowed
-    /// workload addresses.
+    /// Prefixes to originate: this host's blocks (aggregated), borrowed
+    /// workload addresses and the service CIDRs of BGPConfiguration.
     pub announce: BTreeSet<IpNet>,
+    /// Communities some of those carry (`prefixAdvertisements`).
+    pub tags: BTreeMap<IpNet, PrefixTags>,
+}
+
+/// The communities an originated prefix carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PrefixTags {
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<bgpd::LargeCommunity>,
 }
 
 /// The `vxlan.calico` device and what it needs to reach other hosts.

@@ -71,6 +71,7 @@ fn desired(peers: &[u8], announce: &[&str]) -> Desired {
                 .iter()
                 .map(|p| p.parse().unwrap())
                 .collect::<BTreeSet<_>>(),
+            tags: BTreeMap::new(),
         }),
         ..Desired::default()
     }
@@ -271,6 +272,126 @@ fn the_bgp_driver_follows_desired_peers_and_prefixes_without_resetting_unchanged
         .await;
         let e = bgpd::status::query_report(&socket).await.unwrap_err();
         assert_eq!(e.to_string(), "BGP is not running");
+    })
+    .unwrap();
+}
+
+/// The resources of the second test: this host, BIRD 1 as a peer with a
+/// BGPFilter, a keepalive time and a local AS, a service CIDR with
+/// communities.
+const RESOURCES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: host}
+spec: {bgp: {ipv4Address: 10.93.1.1/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: false
+  asNumber: 64512
+  serviceClusterIPs: [{cidr: 10.96.0.0/12}]
+  communities: [{name: services, value: "65000:96"}]
+  prefixAdvertisements: [{cidr: 10.96.0.0/12, communities: [services, "65000:1:2"]}]
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.93.1.2, asNumber: 64601, filters: [tor], keepaliveTime: 10s, localASNumber: 64555}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: tor}
+spec:
+  exportV4:
+  - {action: Reject, matchOperator: Equal, cidr: 10.91.1.0/26}
+  - action: Accept
+    matchOperator: In
+    cidr: 10.91.0.0/16
+    operations:
+    - prependASPath: {prefix: [65001, 65002]}
+    - addCommunity: {value: "65000:7"}
+  importV4:
+  - {action: Reject, asPathPrefix: [64601], matchOperator: Equal, cidr: 10.88.0.0/24}
+"#;
+
+#[test]
+fn bgp_filters_service_cidrs_and_their_communities_reach_bird_as_calico_describes() {
+    if !require_root() || !require_programs(&["bird", "birdc"]) {
+        return;
+    }
+    let host = Netns::new("felixbgp").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("felixbgp").unwrap();
+    veth_pair(&host, "p1", &ns, "eth0").unwrap();
+    host.add_addr("p1", &format!("{}/24", ours(1))).unwrap();
+    ns.add_addr("eth0", &format!("{}/24", theirs(1))).unwrap();
+    let conf = bird::bgp_conf(
+        &theirs(1).to_string(),
+        64601,
+        &["10.92.1.0/24", "10.88.0.0/24"],
+        // The AS felix presents to this peer (localASNumber).
+        &[("felix", &ours(1).to_string(), 64555)],
+    );
+    let b = Bird::start(&ns, dir.path(), "bird1", &conf).unwrap();
+    let kernel = || host.ip(["route", "show", "proto", "200"]).unwrap();
+
+    let mut snapshot = felix::state::Snapshot::default();
+    for r in api::parse_documents("resources", RESOURCES).unwrap() {
+        let m = r.metadata();
+        let key = datastore::ResourceStore::key(r.kind(), m.namespace.as_deref(), &m.name);
+        snapshot.resources.insert(key, r);
+    }
+    let calculated = felix::calc::calculate(
+        &snapshot,
+        &felix::state::HostSettings {
+            node: "host".into(),
+            bgp_enabled: true,
+            flow_logs: None,
+        },
+    );
+    let mut bgp = calculated.desired.bgp.clone().expect("BGP");
+    assert!(
+        calculated
+            .problems
+            .iter()
+            .all(|p| !p.field.contains("filters")),
+        "{:?}",
+        calculated.problems
+    );
+    // Two blocks of this host (its IPAM is not part of this test).
+    bgp.announce
+        .extend(["10.91.0.0/26", "10.91.1.0/26"].map(|p| p.parse::<ipnet::IpNet>().unwrap()));
+    let desired = Desired {
+        bgp: Some(bgp),
+        ..Desired::default()
+    };
+
+    host.block_on(|| async {
+        let mut driver = BgpDriver::new(BgpOptions::default()).unwrap();
+        driver.apply(&desired).await.unwrap();
+        eventually("BIRD to learn our block and the service CIDR", async || {
+            b.established("felix") && b.has_route("10.91.0.0/26") && b.has_route("10.96.0.0/12")
+        })
+        .await;
+        let block = b.birdc(&["show", "route", "all", "for", "10.91.0.0/26"]);
+        assert!(block.contains("BGP.as_path: 64555 65001 65002"), "{block}");
+        assert!(block.contains("BGP.community: (65000,7)"), "{block}");
+        let service = b.birdc(&["show", "route", "all", "for", "10.96.0.0/12"]);
+        assert!(service.lines().any(|l| l.trim() == "BGP.as_path: 64555"), "{service}");
+        assert!(service.contains("(65000,96)"), "{service}");
+        assert!(service.contains("BGP.large_community: (65000, 1, 2)"), "{service}");
+        assert!(!b.has_route("10.91.1.0/26"), "the Reject rule's block reached BIRD");
+        // Import: BIRD's 10.92.1.0/24 arrives; 10.88.0.0/24 is rejected.
+        eventually("BIRD's route in our kernel", async || kernel().contains("10.92.1.0/24")).await;
+        assert!(!kernel().contains("10.88.0.0/24"), "{}", kernel());
+        // keepaliveTime 10s: a hold time of 30 s proposed and agreed.
+        let p = b.birdc(&["show", "protocols", "all", "felix"]);
+        assert!(
+            p.lines().any(|l| l.trim_start().starts_with("Hold timer:") && l.trim_end().ends_with("/30")),
+            "{p}"
+        );
     })
     .unwrap();
 }

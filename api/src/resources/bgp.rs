@@ -288,6 +288,29 @@ pub struct BGPPeerSpec {
     /// GTSM (RFC 5082): how many hops away the peer may be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_security: Option<u8>,
+    /// The AS this node presents to this peer instead of its own (3.31).
+    #[serde(
+        default,
+        rename = "localASNumber",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_as_number: Option<AsNumber>,
+    /// Which next hop routes sent to the peer carry (3.31); supersedes
+    /// `keepOriginalNextHop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_mode: Option<NextHopMode>,
+}
+
+/// `nextHopMode` of a BGPPeer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NextHopMode {
+    /// Ours toward eBGP peers, kept toward iBGP peers (BIRD's default).
+    Auto,
+    /// Always ours.
+    #[serde(rename = "Self")]
+    NextHopSelf,
+    /// Always the original.
+    Keep,
 }
 
 /// Parses a `peerIP`: an address with an optional port.
@@ -340,6 +363,18 @@ impl Spec for BGPPeerSpec {
         errs.names("spec.filters", &self.filters);
         if self.ttl_security == Some(0) {
             errs.add("spec.ttlSecurity", "must be 1-255 hops");
+        }
+        if self.keep_original_next_hop && self.next_hop_mode.is_some_and(|m| m != NextHopMode::Keep)
+        {
+            errs.add(
+                "spec.nextHopMode",
+                "contradicts keepOriginalNextHop: true (set only nextHopMode: Keep)",
+            );
+        }
+        if let Some(d) = self.keepalive_time
+            && d.0.as_secs() == 0
+        {
+            errs.add("spec.keepaliveTime", "must be at least 1s");
         }
     }
 }
@@ -397,10 +432,150 @@ pub struct BGPFilterRule {
     pub source: Option<RouteSource>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub interface: String,
+    /// Only routes to or from peers of this type (3.32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_type: Option<PeerType>,
+    /// Only routes carrying this community (3.32; one value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communities: Option<CommunityMatch>,
+    /// Only routes whose AS path begins with these ASes (3.32).
+    #[serde(
+        default,
+        rename = "asPathPrefix",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub as_path_prefix: Vec<AsNumber>,
+    /// Only routes of this kernel priority (3.32); not supported here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u64>,
+    /// Changes made to an accepted route, in order (3.32).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<FilterOperation>,
 }
 
+/// `peerType` of a filter rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerType {
+    #[serde(rename = "eBGP")]
+    Ebgp,
+    #[serde(rename = "iBGP")]
+    Ibgp,
+}
+
+/// `communities` of a filter rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunityMatch {
+    pub values: Vec<String>,
+}
+
+/// One entry of a filter rule's `operations`: exactly one is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterOperation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_community: Option<AddCommunity>,
+    #[serde(
+        default,
+        rename = "prependASPath",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prepend_as_path: Option<PrependAsPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_priority: Option<SetPriority>,
+}
+
+/// `addCommunity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCommunity {
+    pub value: String,
+}
+
+/// `prependASPath`: the path starts with `prefix`, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrependAsPath {
+    pub prefix: Vec<AsNumber>,
+}
+
+/// `setPriority`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPriority {
+    pub value: u64,
+}
+
+/// Why route priorities are refused (a filter rule's `priority` and
+/// `setPriority`).
+const NO_PRIORITY: &str = "not supported: the BGP speaker installs routes without a kernel \
+     priority, so it can neither match nor set one";
+
 impl BGPFilterRule {
+    /// Validates the 3.32 matches and operations.
+    fn validate_newer(&self, path: &str, errs: &mut Errors) {
+        if let Some(c) = &self.communities {
+            let at_values = at(&at(path, "communities"), "values");
+            match c.values.as_slice() {
+                [one] => errs.check(format!("{at_values}[0]"), parse_community(one).map(drop)),
+                _ => errs.add(
+                    at_values,
+                    format!("must hold exactly one community, not {}", c.values.len()),
+                ),
+            }
+        }
+        if self.priority.is_some() {
+            errs.add(at(path, "priority"), NO_PRIORITY);
+        }
+        if !self.operations.is_empty() && self.action != FilterAction::Accept {
+            errs.add(
+                at(path, "operations"),
+                "may only be used with action Accept",
+            );
+        }
+        if self.operations.len() > 10 {
+            errs.add(at(path, "operations"), "at most 10 operations");
+        }
+        for (i, op) in self.operations.iter().enumerate() {
+            let path = format!("{path}.operations[{i}]");
+            let set = [
+                op.add_community.is_some(),
+                op.prepend_as_path.is_some(),
+                op.set_priority.is_some(),
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            if set != 1 {
+                errs.add(
+                    &path,
+                    format!(
+                        "exactly one of addCommunity, prependASPath, setPriority must be set, not {set}"
+                    ),
+                );
+            }
+            if let Some(a) = &op.add_community {
+                errs.check(
+                    at(&at(&path, "addCommunity"), "value"),
+                    parse_community(&a.value).map(drop),
+                );
+            }
+            if let Some(p) = &op.prepend_as_path
+                && !(1..=10).contains(&p.prefix.len())
+            {
+                errs.add(
+                    at(&at(&path, "prependASPath"), "prefix"),
+                    format!("must hold 1 to 10 AS numbers, not {}", p.prefix.len()),
+                );
+            }
+            if op.set_priority.is_some() {
+                errs.add(at(&path, "setPriority"), NO_PRIORITY);
+            }
+        }
+    }
+
     fn validate(&self, path: &str, family: u8, errs: &mut Errors) {
+        self.validate_newer(path, errs);
         match (self.cidr, self.match_operator) {
             (Some(cidr), Some(_)) if cidr.family() != family => {
                 errs.add(

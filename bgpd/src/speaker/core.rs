@@ -313,7 +313,8 @@ impl Core {
         let mut capabilities: Vec<Capability> = families.map(Capability::Multiprotocol).to_vec();
         capabilities.push(Capability::RouteRefresh);
         capabilities.extend(self.gr.capability(&families));
-        let local = Open::new(self.asn, pc.hold_time, self.router_id, capabilities);
+        let my_as = pc.local_asn.unwrap_or(self.asn);
+        let local = Open::new(my_as, pc.hold_time, self.router_id, capabilities);
         self.out.push(Output::StartSession(SessionConfig {
             peer: id,
             remote: SocketAddr::new(pc.addr, pc.port),
@@ -494,6 +495,7 @@ impl Core {
                     families: negotiated.families.clone(),
                     next_hop_self: p.config.next_hop_self,
                     route_reflector_client: p.config.route_reflector_client,
+                    local_asn: p.config.local_asn.unwrap_or(self.asn),
                 };
                 p.epoch = Some(epoch);
                 p.route_refresh = negotiated.route_refresh;

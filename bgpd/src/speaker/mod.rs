@@ -49,6 +49,9 @@ pub struct PeerConfig {
     /// Our source address toward the peer (the kernel picks if `None`).
     pub local: Option<IpAddr>,
     pub asn: u32,
+    /// The AS we present to this peer instead of the speaker's (Calico's
+    /// `localASNumber`, BIRD's `local as`).
+    pub local_asn: Option<u32>,
     /// Only accept connections from the peer.
     pub passive: bool,
     pub next_hop_self: bool,
@@ -74,6 +77,7 @@ impl PeerConfig {
             port: BGP_PORT,
             local: None,
             asn,
+            local_asn: None,
             passive: false,
             next_hop_self: false,
             route_reflector_client: false,

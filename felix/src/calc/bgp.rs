@@ -22,8 +22,21 @@
 //! - Route reflection: a node with `routeReflectorClusterID` gets that
 //!   cluster ID, and its iBGP peers that are not route reflectors of the
 //!   same cluster are its clients (as Calico's BIRD template does).
-//! - Next hop: iBGP peers keep the original next hop (no next-hop-self, as
-//!   Calico); eBGP peers get ours unless `keepOriginalNextHop`.
+//! - Next hop (`nextHopMode`): `Auto`, the default, keeps the original
+//!   toward iBGP peers and gives eBGP peers ours (as Calico); `Self`
+//!   always ours; `Keep` (or the older `keepOriginalNextHop`) never.
+//! - `keepaliveTime`: the hold time proposed is three times it, so that
+//!   KEEPALIVEs go at that interval. `localASNumber`: the AS this node
+//!   presents to the peer (in its OPEN, in front of the paths it sends,
+//!   and in deciding iBGP or eBGP), as BIRD's `local as`.
+//! - `filters`: the BGPFilters, in order, as the session's import and
+//!   export filters (see `bgp_filter`); a missing one keeps the peer out.
+//! - Originated: this host's blocks and borrowed addresses, and the
+//!   `serviceClusterIPs`, `serviceExternalIPs` and `serviceLoadBalancerIPs`
+//!   CIDRs (every node announces them, as Calico's); each carries the
+//!   communities of the `prefixAdvertisements` whose `cidr` holds it.
+//!   `ignoredInterfaces` changes nothing here: no interface is scanned for
+//!   routes to export.
 //! - Between two Calico nodes (mesh, `peerSelector`) only the end with the
 //!   textually smaller address connects; the other is passive (Calico's
 //!   unidirectional mesh, compared as Calico compares, so mixed clusters
@@ -40,7 +53,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use api::resources::bgp::{DEFAULT_BGP_CONFIGURATION, SourceAddress, parse_peer_ip};
+use api::resources::bgp::{
+    DEFAULT_BGP_CONFIGURATION, NextHopMode, SourceAddress, parse_community, parse_peer_ip,
+};
 use api::selector::Selector;
 use api::{BGPConfigurationSpec, BGPPeer, Kind, Node};
 use bgpd::speaker::PeerConfig;
@@ -48,7 +63,7 @@ use ipnet::IpNet;
 
 use super::inputs::Inputs;
 use super::problems::{ProblemKind, Problems, subject};
-use crate::state::BgpDesired;
+use crate::state::{BgpDesired, PrefixTags};
 
 /// Which of two peers on one address wins: the lower rank.
 const RANK_THIS_NODE: u8 = 0;
@@ -122,7 +137,14 @@ struct Peer {
     asn: u32,
     /// The peer node's route reflector cluster, when the peer is a Node.
     cluster_id: Option<Ipv4Addr>,
-    keep_original_next_hop: bool,
+    /// `nextHopMode`, or `keepOriginalNextHop` as `Keep`.
+    next_hop: NextHopMode,
+    /// BGPFilters, in order.
+    filters: Vec<String>,
+    /// `keepaliveTime`.
+    keepalive: Option<Duration>,
+    /// `localASNumber`: the AS we present to this peer.
+    local_asn: Option<u32>,
     /// Connect from our BGP address of the peer's family.
     from_node_ip: bool,
     /// The peer is a Calico node that peers with us too (mesh or
@@ -212,13 +234,28 @@ pub(super) fn desired(
                 .map(|p| (RANK_MESH, p)),
         );
     }
+    let services = service_cidrs(&config);
     candidates.sort_by_key(|(rank, _)| *rank);
     let mut peers: BTreeMap<IpAddr, (PeerKind, PeerConfig)> = BTreeMap::new();
     for (rank, peer) in candidates {
         if us.is_ours(peer.addr) {
             continue;
         }
-        let config = peer_config(&peer, &us);
+        let mut config = peer_config(&peer, &us);
+        if !peer.filters.is_empty() {
+            let who = peer_subject(&peer.kind);
+            let ebgp = peer.asn != peer.local_asn(&us);
+            match super::bgp_filter::policy(
+                &peer.filters,
+                &inputs.bgp_filters,
+                ebgp,
+                &who,
+                problems,
+            ) {
+                Ok(policy) => config.policy = policy,
+                Err(()) => continue,
+            }
+        }
         match peers.get(&peer.addr) {
             None => {
                 peers.insert(peer.addr, (peer.kind, config));
@@ -245,20 +282,94 @@ pub(super) fn desired(
             .node_mesh_max_restart_time
             .map_or(DEFAULT_RESTART_TIME, |d| d.0),
         peers: peers.into_iter().map(|(a, (_, c))| (a, c)).collect(),
-        announce,
+        tags: prefix_tags(&config, announce.iter().chain(&services)),
+        announce: announce.into_iter().chain(services).collect(),
     })
+}
+
+/// The service CIDRs BGPConfiguration `default` has every node advertise
+/// (`serviceClusterIPs`, `serviceExternalIPs`, `serviceLoadBalancerIPs`).
+fn service_cidrs(config: &BGPConfigurationSpec) -> BTreeSet<IpNet> {
+    config
+        .service_cluster_ips
+        .iter()
+        .chain(&config.service_external_ips)
+        .chain(&config.service_load_balancer_ips)
+        .map(|s| s.cidr.0.trunc())
+        .collect()
+}
+
+/// The communities each originated prefix carries: those of every
+/// `prefixAdvertisements` entry whose `cidr` holds it (as BIRD's
+/// `net ~ cidr`), by name from `communities` or as written.
+fn prefix_tags<'a>(
+    config: &BGPConfigurationSpec,
+    prefixes: impl Iterator<Item = &'a IpNet>,
+) -> BTreeMap<IpNet, PrefixTags> {
+    let value_of = |c: &str| {
+        config
+            .communities
+            .iter()
+            .find(|d| d.name == c)
+            .map_or(c, |d| d.value.as_str())
+            .to_owned()
+    };
+    let mut out = BTreeMap::new();
+    for prefix in prefixes {
+        let mut tags = PrefixTags::default();
+        for adv in config
+            .prefix_advertisements
+            .iter()
+            .filter(|a| a.cidr.0.contains(prefix))
+        {
+            for c in &adv.communities {
+                match parse_community(&value_of(c)).as_deref() {
+                    Ok([a, b]) => bgpd::filter::add_all(&mut tags.communities, &[(a << 16) | b]),
+                    Ok([global, local1, local2]) => bgpd::filter::add_all(
+                        &mut tags.large_communities,
+                        &[bgpd::LargeCommunity {
+                            global: *global,
+                            local1: *local1,
+                            local2: *local2,
+                        }],
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        if tags != PrefixTags::default() {
+            out.insert(*prefix, tags);
+        }
+    }
+    out
+}
+
+impl Peer {
+    /// The AS we present to this peer.
+    fn local_asn(&self, us: &Us<'_>) -> u32 {
+        self.local_asn.unwrap_or(us.asn)
+    }
 }
 
 /// The one place a [`Peer`] becomes the speaker's [`PeerConfig`].
 fn peer_config(peer: &Peer, us: &Us<'_>) -> PeerConfig {
-    let ibgp = peer.asn == us.asn;
+    let ibgp = peer.asn == peer.local_asn(us);
     let mut c = PeerConfig::new(peer.addr, peer.asn);
+    c.local_asn = peer.local_asn.filter(|a| *a != us.asn);
     c.port = peer.port;
     c.local = peer
         .from_node_ip
         .then(|| us.source_for(peer.addr))
         .flatten();
-    c.next_hop_self = !ibgp && !peer.keep_original_next_hop;
+    c.next_hop_self = match peer.next_hop {
+        NextHopMode::Auto => !ibgp,
+        NextHopMode::NextHopSelf => true,
+        NextHopMode::Keep => false,
+    };
+    if let Some(k) = peer.keepalive {
+        // The speaker sends KEEPALIVEs every third of the hold time.
+        c.hold_time = u16::try_from(k.as_secs().saturating_mul(3)).unwrap_or(u16::MAX);
+    }
     c.route_reflector_client = ibgp && us.cluster_id.is_some() && peer.cluster_id != us.cluster_id;
     // Between two Calico nodes only the one with the (textually) smaller
     // address connects, as Calico's BIRD configuration makes the mesh
@@ -341,7 +452,10 @@ fn mesh_peers(inputs: &Inputs<'_>, us: &Us<'_>, config: &BGPConfigurationSpec) -
                 port: config.listen_port(),
                 asn: node_asn(n, config),
                 cluster_id: node_cluster_id(n),
-                keep_original_next_hop: false,
+                next_hop: NextHopMode::Auto,
+                filters: Vec::new(),
+                keepalive: None,
+                local_asn: None,
                 from_node_ip: true,
                 calico_node: true,
             });
@@ -421,7 +535,14 @@ fn explicit_peers(
             port: config.listen_port(),
             asn: s.as_number.map_or(us.asn, |a| a.0),
             cluster_id: None,
-            keep_original_next_hop: s.keep_original_next_hop,
+            next_hop: match (s.next_hop_mode, s.keep_original_next_hop) {
+                (Some(mode), _) => mode,
+                (None, true) => NextHopMode::Keep,
+                (None, false) => NextHopMode::Auto,
+            },
+            filters: s.filters.clone(),
+            keepalive: s.keepalive_time.map(|d| d.0),
+            local_asn: s.local_as_number.map(|a| a.0),
             from_node_ip: s.source_address != Some(SourceAddress::None),
             calico_node: false,
         };
@@ -528,9 +649,7 @@ fn node_with_addr<'a>(inputs: &Inputs<'a>, addr: IpAddr) -> Option<&'a Node> {
 fn note_unsupported(p: &BGPPeer, who: &str, problems: &mut Problems) {
     let s = &p.spec;
     for (field, set) in [
-        ("spec.filters", !s.filters.is_empty()),
         ("spec.maxRestartTime", s.max_restart_time.is_some()),
-        ("spec.keepaliveTime", s.keepalive_time.is_some()),
         (
             "spec.numAllowedLocalASNumbers",
             s.num_allowed_local_as_numbers.is_some(),
@@ -788,10 +907,10 @@ mod tests {
                 "BGPConfiguration node.host-a: per-node BGPConfiguration is not read",
             ),
             (
-                "filters",
+                "missing filter",
                 mesh_nodes() + &bgp_peer("filtered", "peerIP: 10.9.0.1, asNumber: 65100, filters: [f]"),
                 true,
-                "BGPPeer filtered: spec.filters: not supported",
+                "BGPPeer filtered: spec.filters: BGPFilter \"f\" does not exist; peer not configured",
             ),
         ];
         for (case, yaml, runs, text) in cases {
@@ -803,7 +922,7 @@ mod tests {
                     .any(|p| p.starts_with(text) || p.contains(text)),
                 "{case}: {problems:?}"
             );
-            if case == "password" {
+            if case == "password" || case == "missing filter" {
                 assert!(!d.unwrap().peers.contains_key(&ip("10.9.0.1")), "{case}");
             }
         }
@@ -905,5 +1024,42 @@ mod tests {
                 (type_name, description)
             );
         }
+    }
+
+    #[test]
+    fn next_hop_mode_keepalive_services_and_their_communities() {
+        let yaml = mesh_nodes()
+            + &bgp_peer(
+                "keep",
+                "peerIP: 10.9.0.1, asNumber: 65100, nextHopMode: Keep, keepaliveTime: 20s",
+            )
+            + &bgp_peer(
+                "self",
+                "peerIP: 10.9.0.2, asNumber: 64512, nextHopMode: Self",
+            )
+            + &bgp_peer("auto", "peerIP: 10.9.0.3, asNumber: 65100")
+            + &bgp_config(
+                "serviceClusterIPs: [{cidr: 10.96.0.0/12}], serviceExternalIPs: [{cidr: 192.0.2.0/24}], \
+                 communities: [{name: svc, value: '65000:96'}], \
+                 prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [svc, '65000:1:2']}]",
+            );
+        let (d, problems) = run(&snapshot(&yaml));
+        assert!(problems.is_empty(), "{problems:?}");
+        let d = d.unwrap();
+        let peer = |a: &str| &d.peers[&ip(a)];
+        assert!(!peer("10.9.0.1").next_hop_self, "Keep toward eBGP");
+        assert_eq!(peer("10.9.0.1").hold_time, 60);
+        assert!(peer("10.9.0.2").next_hop_self, "Self toward iBGP");
+        assert!(peer("10.9.0.3").next_hop_self && peer("10.9.0.3").hold_time == 90);
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        for p in ["10.0.0.0/26", "10.96.0.0/12", "192.0.2.0/24"] {
+            assert!(d.announce.contains(&net(p)), "{p}: {:?}", d.announce);
+        }
+        // The block and the cluster IPs are in 10.0.0.0/8; 192.0.2.0/24 not.
+        let tags = &d.tags[&net("10.96.0.0/12")];
+        assert_eq!(tags.communities, vec![(65000 << 16) | 96]);
+        assert_eq!(tags.large_communities.len(), 1);
+        assert_eq!(d.tags[&net("10.0.0.0/26")], *tags);
+        assert!(!d.tags.contains_key(&net("192.0.2.0/24")));
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use api::{
-    BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource, WorkloadEndpoint,
+    BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool, Node, Resource,
+    WorkloadEndpoint,
 };
 
 use crate::state::Snapshot;
@@ -20,6 +21,7 @@ pub(super) struct Inputs<'a> {
     pub felix_configs: BTreeMap<&'a str, &'a FelixConfiguration>,
     pub bgp_configs: BTreeMap<&'a str, &'a BGPConfiguration>,
     pub bgp_peers: Vec<&'a BGPPeer>,
+    pub bgp_filters: BTreeMap<&'a str, &'a BGPFilter>,
 }
 
 impl<'a> Inputs<'a> {
@@ -45,6 +47,12 @@ impl<'a> Inputs<'a> {
                         .or_insert(c);
                 }
                 Resource::BGPPeer(p) => inputs.bgp_peers.push(p),
+                Resource::BGPFilter(f) => {
+                    inputs
+                        .bgp_filters
+                        .entry(f.metadata.name.as_str())
+                        .or_insert(f);
+                }
                 _ => {}
             }
         }

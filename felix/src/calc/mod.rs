@@ -24,6 +24,7 @@
 //! - `problems`: how problems are worded.
 
 pub mod bgp;
+mod bgp_filter;
 mod inputs;
 mod ipam;
 mod policy_model;
