@@ -46,6 +46,11 @@ pub struct NetConf {
     pub labels: BTreeMap<String, String>,
     /// GC (1.1): `cni.dev/valid-attachments`, the attachments to keep.
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// The workload's QoS controls: the pod's `qos.projectcalico.org/*`
+    /// (and `kubernetes.io/*-bandwidth`) annotations from
+    /// `runtimeConfig["io.kubernetes.cri.pod-annotations"]`, over
+    /// `runtimeConfig.bandwidth`.
+    pub qos: Option<api::resources::qos::QosControls>,
 }
 
 /// One attachment a runtime still uses (GC's `cni.dev/valid-attachments`).
@@ -162,6 +167,26 @@ enum Flag {
 struct RawRuntimeConfig {
     #[serde(default)]
     port_mappings: Vec<PortMapping>,
+    /// The `bandwidth` capability (kubelet's from `kubernetes.io/*-bandwidth`).
+    #[serde(default)]
+    bandwidth: Option<RuntimeBandwidth>,
+    /// containerd's `io.kubernetes.cri.pod-annotations` capability.
+    #[serde(default, rename = "io.kubernetes.cri.pod-annotations")]
+    pod_annotations: BTreeMap<String, String>,
+}
+
+/// The CNI `bandwidth` capability: rates in bits per second, bursts in bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeBandwidth {
+    #[serde(default)]
+    pub ingress_rate: u64,
+    #[serde(default)]
+    pub ingress_burst: u64,
+    #[serde(default)]
+    pub egress_rate: u64,
+    #[serde(default)]
+    pub egress_burst: u64,
 }
 
 #[derive(Default, Deserialize)]
@@ -275,6 +300,7 @@ impl NetConf {
                 ));
             }
         }
+        let qos = qos_of(&raw.runtime_config)?;
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         Ok(NetConf {
             name: raw.name,
@@ -290,6 +316,7 @@ impl NetConf {
             port_mappings: raw.runtime_config.port_mappings,
             labels,
             valid_attachments: raw.valid_attachments,
+            qos,
         })
     }
 
@@ -446,6 +473,54 @@ fn ipam_config(raw: RawIpam) -> Result<IpamConf> {
     Ok(conf)
 }
 
+/// The QoS controls the runtime passes: the `bandwidth` capability, then
+/// the pod's annotations over it (Calico's win, as in Calico). A bad
+/// annotation is a configuration error naming it.
+fn qos_of(rc: &RawRuntimeConfig) -> Result<Option<api::resources::qos::QosControls>> {
+    use api::resources::qos::{QosControls, from_annotations};
+    let from_bandwidth = rc
+        .bandwidth
+        .filter(|b| *b != RuntimeBandwidth::default())
+        .map(|b| QosControls {
+            ingress_bandwidth: b.ingress_rate,
+            ingress_burst: b.ingress_burst,
+            egress_bandwidth: b.egress_rate,
+            egress_burst: b.egress_burst,
+            ..QosControls::default()
+        });
+    let annotated = from_annotations(&rc.pod_annotations).map_err(|problems| {
+        CniError::config(
+            "runtimeConfig.io.kubernetes.cri.pod-annotations",
+            problems.join("; "),
+        )
+    })?;
+    let qos = match (from_bandwidth, annotated) {
+        (None, a) => a,
+        (Some(b), None) => Some(b),
+        (Some(b), Some(mut a)) => {
+            if a.ingress_bandwidth == 0 {
+                (a.ingress_bandwidth, a.ingress_burst) = (b.ingress_bandwidth, b.ingress_burst);
+            }
+            if a.egress_bandwidth == 0 {
+                (a.egress_bandwidth, a.egress_burst) = (b.egress_bandwidth, b.egress_burst);
+            }
+            Some(a)
+        }
+    };
+    if let Some(problems) = qos
+        .as_ref()
+        .map(QosControls::problems)
+        .filter(|p| !p.is_empty())
+    {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(CniError::config(
+            "runtimeConfig.io.kubernetes.cri.pod-annotations",
+            text.join("; "),
+        ));
+    }
+    Ok(qos)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -585,6 +660,45 @@ mod tests {
         let mut v = base();
         v["ipam"]["assign_ipv4"] = json!("yes");
         assert!(message(v).1.starts_with("ipam.assign_ipv4"));
+    }
+
+    #[test]
+    fn qos_comes_from_the_bandwidth_capability_and_pod_annotations() {
+        let mut v = base();
+        v["runtimeConfig"] = json!({
+            "bandwidth": {"ingressRate": 5_000_000, "ingressBurst": 8000, "egressRate": 7_000_000},
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/egressBandwidth": "100M"},
+        });
+        let q = NetConf::parse(v.to_string().as_bytes())
+            .unwrap()
+            .qos
+            .unwrap();
+        assert_eq!((q.ingress_bandwidth, q.ingress_burst), (5_000_000, 8000));
+        assert_eq!(q.egress_bandwidth, 100_000_000, "the annotation wins");
+        assert_eq!(
+            NetConf::parse(base().to_string().as_bytes()).unwrap().qos,
+            None
+        );
+        let mut v = base();
+        v["runtimeConfig"] = json!({
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressBandwidth": "lots"},
+        });
+        let (code, msg) = message(v);
+        assert_eq!(code, 7);
+        assert!(
+            msg.contains("qos.projectcalico.org/ingressBandwidth"),
+            "{msg}"
+        );
+        let mut v = base();
+        v["runtimeConfig"] = json!({
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressPacketRate": "100"},
+        });
+        let (code, msg) = message(v);
+        assert_eq!(code, 7);
+        assert!(
+            msg.contains("ingressPacketRate: not supported yet"),
+            "{msg}"
+        );
     }
 
     #[test]

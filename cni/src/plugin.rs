@@ -160,7 +160,7 @@ async fn add_after_ipam(
     let container_mac = veth.mac;
     undo.veth = Some(w.host_veth.clone());
     ensure_profile(resources, w).await?;
-    let endpoint = w.endpoint(&addresses, &container_mac, &conf.labels);
+    let endpoint = w.endpoint(&addresses, &container_mac, &conf.labels, conf.qos.as_ref());
     let handle = (conf.ipam.plugin_type == crate::config::CALICO_IPAM)
         .then(|| Workload::ipam_handle(&conf.name, &env.container_id));
     create_endpoint(resources, endpoint, handle.as_deref(), &addresses)

@@ -127,6 +127,7 @@ impl Workload {
         addresses: &[IpNet],
         container_mac: &str,
         extra_labels: &BTreeMap<String, String>,
+        qos: Option<&api::resources::qos::QosControls>,
     ) -> WorkloadEndpoint {
         let mut labels = extra_labels.clone();
         labels.insert(LABEL_NAMESPACE.into(), self.namespace.clone());
@@ -151,6 +152,7 @@ impl Workload {
             profiles: vec![self.profile_name()],
             interface_name: self.host_veth.clone(),
             mac: Some(container_mac.to_owned()),
+            qos_controls: qos.cloned(),
             ..WorkloadEndpointSpec::default()
         };
         WorkloadEndpoint::new(metadata, spec)
@@ -229,6 +231,7 @@ mod tests {
             &["10.65.0.5/26".parse().unwrap()],
             "aa:bb:cc:dd:ee:ff",
             &extra,
+            None,
         );
         assert_eq!(wep.metadata.namespace.as_deref(), Some("web"));
         assert_eq!(wep.metadata.labels[LABEL_ORCHESTRATOR], "k8s");
@@ -263,6 +266,7 @@ mod tests {
             &["10.65.0.5/26".parse().unwrap()],
             "aa:bb:cc:dd:ee:ff",
             &BTreeMap::new(),
+            None,
         );
         assert_eq!(api::Resource::from(wep).validate(), Ok(()));
     }

@@ -833,3 +833,50 @@ fn a_workload_slow_to_appear_keeps_its_address_through_the_grace_period() {
     assert_eq!(endpoints[0].spec.ip_networks[0].0.to_string(), address);
     assert_eq!(host.handle_ips(&c).len(), 1);
 }
+
+/// The pod's QoS annotations (containerd's `io.kubernetes.cri.pod-annotations`
+/// capability) and kubelet's `bandwidth` capability reach the
+/// WorkloadEndpoint's `qosControls`; one felix cannot enforce fails the ADD
+/// with code 7 naming it, leaving nothing.
+#[test]
+fn pod_qos_annotations_become_the_endpoints_qos_controls() {
+    if !ready() {
+        return;
+    }
+    let host = Host::new(&[POOL]);
+    let mut list = host.conflist();
+    list["plugins"][1]["capabilities"] =
+        json!({"bandwidth": true, "io.kubernetes.cri.pod-annotations": true});
+    let c = Container::new("q0s000000001", Some(("shop", "limited")));
+    let runtime = json!({
+        "bandwidth": {"ingressRate": 10_000_000, "ingressBurst": 1_000_000},
+        "io.kubernetes.cri.pod-annotations": {
+            "qos.projectcalico.org/egressBandwidth": "50M",
+            "qos.projectcalico.org/egressBurst": "1Mi",
+        },
+    });
+    host.add_chain(&list, &c, &runtime)
+        .unwrap_or_else(|o| panic!("ADD failed: {o:?}"));
+    let endpoints = host.endpoints();
+    let q = endpoints[0].spec.qos_controls.clone().expect("qosControls");
+    assert_eq!(
+        (q.ingress_bandwidth, q.ingress_burst),
+        (10_000_000, 1_000_000)
+    );
+    assert_eq!((q.egress_bandwidth, q.egress_burst), (50_000_000, 1 << 20));
+
+    let refused = Container::new("q0s000000002", Some(("shop", "counted")));
+    let runtime = json!({
+        "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressMaxConnections": "10"},
+    });
+    let failed = host
+        .add_chain(&list, &refused, &runtime)
+        .expect_err("not enforced yet");
+    assert_eq!(failed.code(), 7, "{:?}", failed.stdout);
+    assert!(
+        failed.msg().contains("ingressMaxConnections"),
+        "{}",
+        failed.msg()
+    );
+    host.assert_nothing_left(&refused);
+}

@@ -55,6 +55,17 @@ pub struct WorkloadIface {
     pub endpoint: String,
     /// The workload's addresses (`/32`, `/128`).
     pub addrs: Vec<IpNet>,
+    /// Its bandwidth limits (`qosControls`).
+    pub shaping: Shaping,
+}
+
+/// A workload's bandwidth limits: to it (`ingress`, shaped as the host
+/// side of its veth sends) and from it (`egress`, shaped on an ifb the
+/// veth's incoming traffic is redirected to).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shaping {
+    pub ingress: Option<api::resources::qos::Bandwidth>,
+    pub egress: Option<api::resources::qos::Bandwidth>,
 }
 
 /// One kernel route felix owns.

@@ -64,6 +64,7 @@ fn iface(name: &str, addrs: &[&str]) -> WorkloadIface {
         name: name.to_owned(),
         endpoint: format!("default/{name}"),
         addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        shaping: Default::default(),
     }
 }
 
@@ -557,4 +558,127 @@ async fn workloads_on_two_hosts_reach_each_other_through_vxlan_calico() {
         Some("deleted")
     );
     assert!(h1.ip(["link", "show", VXLAN_DEVICE]).is_err());
+}
+
+/// Receiver throughput of one iperf3 run from `client` to `server_addr`
+/// (served once by `server`); `reverse`: the server sends.
+fn iperf3_mbits(client: &Netns, server: &Netns, server_addr: &str, reverse: bool) -> f64 {
+    let mut s = server
+        .cmd("iperf3")
+        .args(["-s", "-1", "-B", server_addr, "-p", "5301"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut args = vec!["-c", server_addr, "-p", "5301", "-t", "3", "-O", "1", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    // The server takes a moment to listen: retry the client briefly.
+    let mut v = serde_json::Value::Null;
+    for _ in 0..50 {
+        let o = client.exec("iperf3", &args).unwrap();
+        v = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let refused = v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused"));
+        if !refused {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = s.kill();
+    let _ = s.wait();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 says: {v}"))
+        / 1e6
+}
+
+#[tokio::test]
+async fn bandwidth_limits_shape_traffic_to_and_from_a_workload_and_go_away_after() {
+    if !(required() && require_programs(&["iperf3", "tc"])) {
+        return;
+    }
+    let host = Netns::new("dpqos").unwrap();
+    let w = workload(&host, "cali0000000qos1", "10.65.9.5");
+    host.ip(["link", "set", "lo", "up"]).unwrap();
+    host.add_addr("lo", "10.98.0.1/32").unwrap();
+    host.ip(["route", "add", "10.65.9.5/32", "dev", "cali0000000qos1"])
+        .unwrap();
+    let mbit = |n: u64| api::resources::qos::Bandwidth {
+        rate: n * 1_000_000,
+        // A small bucket, so a few seconds show the rate, not the burst.
+        burst: 1_000_000,
+        peakrate: 0,
+        minburst: 0,
+    };
+    let mut shaped = iface("cali0000000qos1", &["10.65.9.5/32"]);
+    shaped.shaping = felix::state::Shaping {
+        ingress: Some(mbit(100)),
+        egress: Some(mbit(50)),
+    };
+    let mut driver = felix::dataplane::QosDriver::open(namespace(&host))
+        .await
+        .unwrap();
+    let failed = driver
+        .reconcile(&with_workloads(&[shaped.clone()]))
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let qdiscs = host.exec("tc", ["qdisc", "show"]).unwrap();
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout).into_owned();
+    assert!(
+        qdiscs.contains("qdisc tbf 1: dev cali0000000qos1 root"),
+        "{qdiscs}"
+    );
+    assert!(
+        qdiscs.contains("qdisc tbf 1: dev bwc0000000qos1 root"),
+        "{qdiscs}"
+    );
+    assert!(
+        qdiscs.contains("qdisc ingress ffff: dev cali0000000qos1"),
+        "{qdiscs}"
+    );
+    // Applying the same again changes nothing (and fails nothing).
+    assert!(
+        driver
+            .reconcile(&with_workloads(&[shaped.clone()]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let to_workload = iperf3_mbits(&host, &w, "10.65.9.5", false);
+    let from_workload = iperf3_mbits(&host, &w, "10.65.9.5", true);
+    eprintln!("shaped: to the workload {to_workload:.1} Mbit/s, from it {from_workload:.1} Mbit/s");
+    assert!(
+        (90.0..=110.0).contains(&to_workload),
+        "to the workload: {to_workload} Mbit/s"
+    );
+    assert!(
+        (45.0..=55.0).contains(&from_workload),
+        "from the workload: {from_workload} Mbit/s"
+    );
+
+    // No limits: the qdiscs and the ifb go; traffic runs free.
+    driver
+        .reconcile(&with_workloads(&[iface(
+            "cali0000000qos1",
+            &["10.65.9.5/32"],
+        )]))
+        .await
+        .unwrap();
+    let qdiscs = host.exec("tc", ["qdisc", "show"]).unwrap();
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout).into_owned();
+    assert!(
+        !qdiscs.contains("tbf") && !qdiscs.contains("ingress"),
+        "{qdiscs}"
+    );
+    let links = host.exec("ip", ["link", "show"]).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("bwc"),
+        "the ifb is left"
+    );
+    let free = iperf3_mbits(&host, &w, "10.65.9.5", false);
+    assert!(free > 200.0, "unshaped: {free} Mbit/s");
 }

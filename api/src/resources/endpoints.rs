@@ -159,11 +159,17 @@ pub struct WorkloadEndpointSpec {
     pub ports: Vec<EndpointPort>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_spoofed_source_prefixes: Vec<Cidr>,
+    /// Bandwidth limits (Calico 3.30's `qosControls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_controls: Option<super::qos::QosControls>,
 }
 
 impl Spec for WorkloadEndpointSpec {
     fn validate(&self, _meta: &ObjectMeta, errs: &mut Errors) {
         validate_node(&self.node, errs);
+        if let Some(q) = &self.qos_controls {
+            q.validate("spec.qosControls", errs);
+        }
         errs.check(
             "spec.interfaceName",
             names::interface_name(&self.interface_name),

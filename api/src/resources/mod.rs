@@ -142,5 +142,6 @@ pub mod kubecontrollers;
 pub mod networkset;
 pub mod node;
 pub mod policy;
+pub mod qos;
 pub mod staged;
 pub mod status;

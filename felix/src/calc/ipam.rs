@@ -221,6 +221,7 @@ mod tests {
             name: "cali1".into(),
             endpoint: "default/w".into(),
             addrs: addrs.iter().map(|a| net(a)).collect(),
+            shaping: Default::default(),
         }
     }
 

@@ -113,6 +113,24 @@ fn a_host_without_bgp_gets_no_speaker_but_everything_else() {
 }
 
 #[test]
+fn a_workloads_qos_controls_become_its_shaping_defaults_applied() {
+    let yaml = node("host-a", "192.168.0.1/24", "")
+        + &workload("w", "host-a", "cali00000000001", &["10.65.0.5/32"]).replace(
+            "  ipNetworks:",
+            "  qosControls: {ingressBandwidth: 100000000, egressBandwidth: 5000000, egressBurst: 80000}\n  ipNetworks:",
+        );
+    let desired = calculate(&super::fixtures::snapshot(&yaml), &host("host-a")).desired;
+    let shaping = desired.workloads["cali00000000001"].shaping;
+    let ingress = shaping.ingress.unwrap();
+    assert_eq!(
+        (ingress.rate, ingress.burst),
+        (100_000_000, 4 << 30),
+        "Calico's default burst"
+    );
+    assert_eq!(shaping.egress.unwrap().burst, 80_000);
+}
+
+#[test]
 fn felix_configuration_reaches_the_policy_config() {
     let yaml = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.host-a}\n\
                 spec: {interfacePrefix: tap, defaultEndpointToHostAction: Accept, failsafeInboundHostPorts: []}\n";

@@ -98,6 +98,14 @@ impl Workloads {
                     name: iface.to_string(),
                     endpoint: w.metadata.display_name(),
                     addrs,
+                    shaping: w
+                        .spec
+                        .qos_controls
+                        .as_ref()
+                        .map_or_else(Default::default, |q| crate::state::Shaping {
+                            ingress: q.ingress(),
+                            egress: q.egress(),
+                        }),
                 },
             );
         }

@@ -204,6 +204,7 @@ mod tests {
                     name,
                     endpoint: format!("ns/pod{i}"),
                     addrs: vec![a.parse().unwrap()],
+                    shaping: Default::default(),
                 },
             );
         }

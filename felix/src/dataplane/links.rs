@@ -237,6 +237,7 @@ mod tests {
             name: "cali0123456789a".into(),
             endpoint: "ns/pod".into(),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            shaping: Default::default(),
         }
     }
 

@@ -24,6 +24,8 @@
 //! - [`links`]: workload interfaces up, with Calico's sysctls.
 //! - [`conntrack`]: deleting the flows of addresses that left `Desired`.
 //! - [`vxlan`]: the `vxlan.calico` device, its address, ARP and FDB entries.
+//! - [`qos`]: workload bandwidth limits with tc (TBF, and an ifb for the
+//!   workload's own traffic).
 //! - [`keyed`]: the diff of two keyed tables that neighbours and FDB share
 //!   (pure).
 
@@ -32,6 +34,7 @@ pub mod kernel;
 pub mod keyed;
 pub mod links;
 pub mod netns;
+pub mod qos;
 pub mod routes;
 pub mod vxlan;
 
@@ -39,18 +42,20 @@ pub use conntrack::ConntrackDriver;
 pub use kernel::DataplaneError;
 pub use links::LinksDriver;
 pub use netns::Namespace;
+pub use qos::QosDriver;
 pub use routes::RoutesDriver;
 pub use vxlan::VxlanDriver;
 
 use crate::state::Driver;
 
 /// Every kernel driver for `netns`, in the order to apply them: links,
-/// vxlan, routes, conntrack.
+/// vxlan, routes, conntrack, qos.
 pub async fn open_all(netns: &Namespace) -> Result<Vec<Box<dyn Driver>>, DataplaneError> {
     Ok(vec![
         Box::new(LinksDriver::open(netns.clone()).await?),
         Box::new(VxlanDriver::open(netns.clone()).await?),
         Box::new(RoutesDriver::open(netns.clone()).await?),
         Box::new(ConntrackDriver::new(netns.clone())),
+        Box::new(QosDriver::open(netns.clone()).await?),
     ])
 }
