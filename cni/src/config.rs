@@ -691,13 +691,19 @@ mod tests {
         );
         let mut v = base();
         v["runtimeConfig"] = json!({
-            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressPacketRate": "100"},
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/dscp": "EF"},
         });
         let (code, msg) = message(v);
         assert_eq!(code, 7);
+        assert!(msg.contains("dscp: not supported yet"), "{msg}");
+        let mut v = base();
+        v["runtimeConfig"] = json!({
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressPacketRate": "20000"},
+        });
         assert!(
-            msg.contains("ingressPacketRate: not supported yet"),
-            "{msg}"
+            message(v)
+                .1
+                .contains("ingressPacketRate: 20000 is outside 1 to 10000")
         );
     }
 

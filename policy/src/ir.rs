@@ -284,6 +284,12 @@ pub enum Match {
     },
     /// `meta mark & mask == value`.
     Mark { mask: u32, value: u32 },
+    /// `limit rate over RATE/second burst BURST packets`: holds for the
+    /// packets beyond the rate (a workload's `PacketRate` QoS control).
+    RateOver { rate: u64, burst: u32 },
+    /// `ct count over COUNT`: holds while more than `count` connections
+    /// that passed this rule are alive (a workload's `MaxConnections`).
+    ConnectionsOver { count: u32 },
 }
 
 /// A non-terminal action of a rule, after its counter.

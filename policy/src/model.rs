@@ -357,6 +357,60 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     pub profiles: Vec<String>,
     pub ports: Vec<EndpointPort>,
+    /// A workload's packet-rate and connection limits (`qosControls`).
+    pub limits: Limits,
+}
+
+/// A workload's limits that the ruleset enforces, per direction: ingress
+/// is traffic to it, egress traffic from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Limits {
+    pub ingress: DirectionLimits,
+    pub egress: DirectionLimits,
+}
+
+/// The limits of one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DirectionLimits {
+    /// Packets per second, and the burst in packets.
+    pub packet_rate: Option<(u64, u32)>,
+    /// Connections alive at once.
+    pub max_connections: Option<u32>,
+}
+
+/// Calico's packet burst when a packet rate is set without one.
+pub const DEFAULT_PACKET_BURST: u32 = 5;
+
+impl Limits {
+    /// The limits of a workload's `qosControls`.
+    pub fn of(q: &api::resources::qos::QosControls) -> Limits {
+        let dir = |rate: u64, burst: u64, conns: u64| DirectionLimits {
+            packet_rate: (rate != 0).then(|| {
+                let burst = u32::try_from(burst).unwrap_or(u32::MAX);
+                (
+                    rate,
+                    if burst == 0 {
+                        DEFAULT_PACKET_BURST
+                    } else {
+                        burst
+                    },
+                )
+            }),
+            max_connections: (conns != 0).then(|| u32::try_from(conns).unwrap_or(u32::MAX)),
+        };
+        Limits {
+            ingress: dir(
+                q.ingress_packet_rate,
+                q.ingress_packet_burst,
+                q.ingress_max_connections,
+            ),
+            egress: dir(
+                q.egress_packet_rate,
+                q.egress_packet_burst,
+                q.egress_max_connections,
+            ),
+        }
+    }
 }
 
 /// The `interfaceName` of a host endpoint for all of a host's interfaces
@@ -628,6 +682,7 @@ fn workload_endpoint(w: &api::WorkloadEndpoint, profile_labels: &ProfileLabels<'
         labels,
         profiles: s.profiles.clone(),
         ports: s.ports.clone(),
+        limits: s.qos_controls.as_ref().map(Limits::of).unwrap_or_default(),
     }
 }
 
@@ -668,6 +723,7 @@ fn host_endpoint(
         ),
         profiles: s.profiles.clone(),
         ports: s.ports.clone(),
+        limits: Limits::default(),
     })
 }
 

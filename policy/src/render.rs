@@ -413,6 +413,10 @@ fn render_match(m: &Match) -> String {
             op(*negate)
         ),
         Match::Mark { mask, value } => format!("meta mark & {mask:#010x} == {value:#010x}"),
+        Match::RateOver { rate, burst } => {
+            format!("limit rate over {rate}/second burst {burst} packets")
+        }
+        Match::ConnectionsOver { count } => format!("ct count over {count}"),
     }
 }
 

@@ -381,5 +381,7 @@ fn matches(ruleset: &Ruleset, m: &Match, p: &Packet) -> Result<bool, SimulateErr
             }
         }
         Match::Mark { mask, value } => p.mark & mask == *value,
+        // A simulated packet is within every limit.
+        Match::RateOver { .. } | Match::ConnectionsOver { .. } => false,
     })
 }

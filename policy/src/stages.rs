@@ -83,7 +83,16 @@ pub struct Features {
     pub all_interfaces: bool,
     /// ... and it has a pre-DNAT chain: pre-dnat goes to it likewise.
     pub all_interfaces_pre_dnat: bool,
+    /// A local workload has a packet rate limit: the base chains look up
+    /// the packet's workload interface in the limit maps first, for every
+    /// packet (before `ct state established,related accept`).
+    pub packet_limits: bool,
 }
+
+/// Verdict map: workload interface → its ingress packet-rate chain.
+pub const MAP_LIMIT_TO: &str = "wl-limit-to";
+/// Verdict map: workload interface → its egress packet-rate chain.
+pub const MAP_LIMIT_FROM: &str = "wl-limit-from";
 
 /// The host endpoint for all interfaces (`interfaceName: "*"`) that gets
 /// chains on this host: the one with the least name, if several are local.
@@ -121,6 +130,11 @@ impl Features {
         }
         f.hosts =
             (model.endpoints.iter()).any(|e| e.kind == EndpointKind::Host && enforced(model, e));
+        f.packet_limits = model.endpoints.iter().any(|e| {
+            e.kind == EndpointKind::Workload
+                && model.is_local(e)
+                && (e.limits.ingress.packet_rate.is_some() || e.limits.egress.packet_rate.is_some())
+        });
         if let Some(all) = all_interfaces(model) {
             f.all_interfaces = true;
             f.all_interfaces_pre_dnat = (model.tiers.iter().flat_map(|t| &t.policies)).any(|p| {
@@ -163,6 +177,16 @@ impl Features {
         if self.untracked {
             maps.push((MAP_RAW_FROM, "host interface -> untracked ingress chain"));
             maps.push((MAP_RAW_TO, "host interface -> untracked egress chain"));
+        }
+        if self.packet_limits {
+            maps.push((
+                MAP_LIMIT_TO,
+                "workload interface -> ingress packet rate chain",
+            ));
+            maps.push((
+                MAP_LIMIT_FROM,
+                "workload interface -> egress packet rate chain",
+            ));
         }
         maps
     }

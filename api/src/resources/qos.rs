@@ -5,9 +5,9 @@
 //! where Calico's are absent.
 //!
 //! felix enforces the bandwidth fields (rate, burst, peak rate, minimum
-//! burst) with tc. The packet-rate, connection-limit and DSCP fields are
-//! refused, naming the field, until felix enforces them: they are never
-//! accepted and ignored.
+//! burst) with tc, and the packet rates and connection limits in the
+//! workload's nftables chains. DSCP is refused, naming the field, until
+//! felix marks it: it is never accepted and ignored.
 
 use std::collections::BTreeMap;
 
@@ -156,18 +156,34 @@ impl QosControls {
                 );
             }
         }
-        for (field, set) in [
-            ("ingressPacketRate", self.ingress_packet_rate),
-            ("ingressPacketBurst", self.ingress_packet_burst),
-            ("egressPacketRate", self.egress_packet_rate),
-            ("egressPacketBurst", self.egress_packet_burst),
-            ("ingressMaxConnections", self.ingress_max_connections),
-            ("egressMaxConnections", self.egress_max_connections),
+        for (dir, rate, burst, conns) in [
+            (
+                "ingress",
+                self.ingress_packet_rate,
+                self.ingress_packet_burst,
+                self.ingress_max_connections,
+            ),
+            (
+                "egress",
+                self.egress_packet_rate,
+                self.egress_packet_burst,
+                self.egress_max_connections,
+            ),
         ] {
-            if set != 0 {
+            let at = |field: &str| format!("{path}.{dir}{field}");
+            if rate > 10_000 {
+                errs.add(at("PacketRate"), format!("{rate} is outside 1 to 10000"));
+            }
+            if burst > 10_000 {
+                errs.add(at("PacketBurst"), format!("{burst} is outside 1 to 10000"));
+            }
+            if rate == 0 && burst != 0 {
+                errs.add(at("PacketBurst"), format!("needs {dir}PacketRate"));
+            }
+            if conns > u64::from(u32::MAX) {
                 errs.add(
-                    format!("{path}.{field}"),
-                    "not supported yet: felix does not enforce packet rates or connection limits",
+                    at("MaxConnections"),
+                    format!("{conns} is outside 1 to 4294967295"),
                 );
             }
         }

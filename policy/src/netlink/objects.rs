@@ -159,6 +159,15 @@ pub enum Expr {
         dreg: u32,
         data: Vec<u8>,
     },
+    /// `limit rate over RATE/second burst BURST packets`.
+    LimitOver {
+        rate: u64,
+        burst: u32,
+    },
+    /// `ct count over COUNT`.
+    ConnlimitOver {
+        count: u32,
+    },
     /// `masquerade`.
     Masq,
     /// Source NAT to the address in `reg` (`snat ip|ip6 to ...`).
@@ -168,12 +177,34 @@ pub enum Expr {
     },
 }
 
+/// `NFT_LIMIT_PKTS` (linux/netfilter/nf_tables.h): a limit in packets.
+const NFT_LIMIT_PKTS: u32 = 0;
+/// `NFT_LIMIT_F_INV`: match beyond the limit (`over`).
+const NFT_LIMIT_F_INV: u32 = 1;
+/// `NFT_CONNLIMIT_F_INV`: match above the count (`over`).
+const NFT_CONNLIMIT_F_INV: u32 = 1;
+
 impl Expr {
     /// The libnftnl expression.
     pub fn build(&self) -> ffi::Expr {
         use sys::*;
         let new = ffi::Expr::new;
         match self {
+            Expr::LimitOver { rate, burst } => {
+                let mut e = new("limit");
+                e.set(NFTNL_EXPR_LIMIT_RATE, &rate.to_ne_bytes())
+                    .set(NFTNL_EXPR_LIMIT_UNIT, &1u64.to_ne_bytes())
+                    .set_u32(NFTNL_EXPR_LIMIT_BURST, *burst)
+                    .set_u32(NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS)
+                    .set_u32(NFTNL_EXPR_LIMIT_FLAGS, NFT_LIMIT_F_INV);
+                e
+            }
+            Expr::ConnlimitOver { count } => {
+                let mut e = new("connlimit");
+                e.set_u32(NFTNL_EXPR_CONNLIMIT_COUNT, *count)
+                    .set_u32(NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
+                e
+            }
             Expr::Meta { key, dreg } => {
                 let mut e = new("meta");
                 e.set_u32(NFTNL_EXPR_META_KEY, *key)
@@ -941,6 +972,11 @@ fn match_exprs(
                 invert: *negate,
             });
         }
+        Match::RateOver { rate, burst } => out.push(Expr::LimitOver {
+            rate: *rate,
+            burst: *burst,
+        }),
+        Match::ConnectionsOver { count } => out.push(Expr::ConnlimitOver { count: *count }),
         Match::Mark { mask, value } => {
             mark_load(out, *mask, 0);
             out.push(Expr::Cmp {

@@ -121,6 +121,12 @@ pub fn explain(ruleset: &Ruleset, m: &Match, rule: Option<&Rule>, packet: &Packe
         Match::CtState(states) => format!("connection state is not one of {states:?}"),
         Match::Iface { iface, name, .. } => format!("interface {iface:?} is not {name}"),
         Match::Mark { .. } => "an earlier policy of the tier passed".to_string(),
+        Match::RateOver { rate, .. } => {
+            format!("the workload's packet rate limit ({rate}/s) is taken as not exceeded")
+        }
+        Match::ConnectionsOver { count } => {
+            format!("the workload's connection limit ({count}) is taken as not reached")
+        }
     }
 }
 

@@ -84,8 +84,21 @@ fn tier_layout(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
 /// Whether two versions of an endpoint get the same chains in the same place
 /// (they may differ in labels, addresses and ports).
 fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
-    (a.kind, &a.name, &a.node, &a.interface, &a.profiles)
-        == (b.kind, &b.name, &b.node, &b.interface, &b.profiles)
+    (
+        a.kind,
+        &a.name,
+        &a.node,
+        &a.interface,
+        &a.profiles,
+        a.limits,
+    ) == (
+        b.kind,
+        &b.name,
+        &b.node,
+        &b.interface,
+        &b.profiles,
+        b.limits,
+    )
 }
 
 /// An edited policy: its place among all policies, the new version, and

@@ -13,6 +13,9 @@
 //!                 oifname "cali*" accept (the host reaches its own workloads, as in Calico)
 //!                 failsafe outbound ports accept                                              (with host endpoints)
 //!                 oifname vmap @hep-to ─ goto hep-out-<if>                                    (host endpoint egress)
+//! (with packet rate limits, first in forward, input and output:
+//!  oifname vmap @wl-limit-to, iifname vmap @wl-limit-from ─ jump wl-limit-in|out-<if>:
+//!  limit rate over N/second burst B packets drop)
 //! nat-outgoing    type nat, hook postrouting: natOutgoing pool to outside every pool masquerade
 //!                 (only with natOutgoing pools; the `nat` module)
 //! ```
@@ -37,7 +40,7 @@ use crate::ir::{
 use crate::memo::FastMap;
 use crate::model::EndpointToHost;
 use crate::sets::SetSource;
-use crate::stages::{Features, Hop, all_interfaces_dispatch};
+use crate::stages::{Features, Hop, MAP_LIMIT_FROM, MAP_LIMIT_TO, all_interfaces_dispatch};
 
 /// Verdict map: workload interface → its egress chain.
 pub const MAP_WL_FROM: &str = "wl-from";
@@ -224,6 +227,20 @@ impl Lowering<'_> {
                         .rules
                         .push(fwd("to-hep-fwd", "forwarded host endpoint egress"));
                 }
+            }
+            if features.packet_limits {
+                // Every packet, established or not, meets its workload's
+                // packet rate limit first.
+                let lookups: &[(Iface, &str)] = match name {
+                    "forward" => &[(Iface::Out, MAP_LIMIT_TO), (Iface::In, MAP_LIMIT_FROM)],
+                    "input" => &[(Iface::In, MAP_LIMIT_FROM)],
+                    "output" => &[(Iface::Out, MAP_LIMIT_TO)],
+                    _ => &[],
+                };
+                let rules = lookups
+                    .iter()
+                    .map(|(i, map)| vmap(*i, map).comment("workload packet rate limit"));
+                chain.rules.splice(0..0, rules);
             }
             self.insert_base(features, name, chain);
         }

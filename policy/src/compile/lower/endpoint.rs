@@ -16,11 +16,13 @@ use api::resources::policy::{PolicyType, TierDefaultAction};
 
 use super::{Lowering, Policies, direction_index, direction_word, regular};
 use crate::flowlog::{self, ChainLog, Decider, tier_key};
-use crate::ir::{Chain, MARK_PASS, Match, Rule, Statement, Verdict};
+use crate::ir::{Chain, CtState, MARK_PASS, Match, Rule, Statement, Verdict};
 use crate::memo::Memo;
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy};
 use crate::sets::name;
-use crate::stages::{Features, Hop, MAP_PRE_FROM, all_interfaces_chain};
+use crate::stages::{
+    Features, Hop, MAP_LIMIT_FROM, MAP_LIMIT_TO, MAP_PRE_FROM, all_interfaces_chain,
+};
 
 use super::base::{MAP_HEP_FROM, MAP_HEP_TO, MAP_WL_FROM, MAP_WL_TO};
 
@@ -33,6 +35,11 @@ pub enum Step {
     TierEnd { tier: Arc<str>, deny: bool },
     /// Jump to a profile chain, return if it allowed.
     Profile { chain: Arc<str>, profile: Arc<str> },
+    /// A workload's connection limit in this direction (first, before any
+    /// policy): new connections beyond the count are dropped. (Its packet
+    /// rate limit is met by every packet, in a chain of its own: see
+    /// [`packet_rate_chain`].)
+    MaxConnections(u32),
 }
 
 /// The chain a step jumps to, for [`endpoint_steps`] to resolve to a chain
@@ -63,6 +70,23 @@ impl Lowering<'_> {
             EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
             EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
         };
+        if ep.kind == EndpointKind::Workload {
+            for (limits, word, map) in [
+                (ep.limits.ingress, "in", MAP_LIMIT_TO),
+                (ep.limits.egress, "out", MAP_LIMIT_FROM),
+            ] {
+                let Some((rate, burst)) = limits.packet_rate else {
+                    continue;
+                };
+                let chain = name(&format!("wl-limit-{word}"), interface);
+                self.chains
+                    .insert(chain.clone(), Arc::new(packet_rate_chain(rate, burst)));
+                if let Some(m) = self.maps.get_mut(map) {
+                    m.elements
+                        .insert(interface.to_string(), Verdict::Jump(chain));
+                }
+            }
+        }
         for hop in features.hops(ep.kind) {
             // Calico enforces normal and pre-DNAT policy only on all interfaces.
             if wildcard && matches!(hop, Hop::Forward | Hop::Untracked) {
@@ -128,6 +152,14 @@ impl Lowering<'_> {
     }
 }
 
+/// `wl-limit-in-<if>` / `wl-limit-out-<if>`: packets beyond the workload's
+/// rate in this direction are dropped, the others return.
+pub fn packet_rate_chain(rate: u64, burst: u32) -> Chain {
+    regular(vec![
+        Rule::new(vec![Match::RateOver { rate, burst }], Verdict::Drop).comment("qos: packet rate"),
+    ])
+}
+
 /// The model's tier names, shared by the steps that end each tier.
 pub fn tier_names(model: &Model) -> Vec<Arc<str>> {
     model.tiers.iter().map(|t| t.name.as_str().into()).collect()
@@ -147,6 +179,16 @@ pub fn endpoint_steps(
     mut resolve: impl FnMut(Target<'_>) -> Option<(Arc<str>, Arc<str>)>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
+    let limits = match direction {
+        PolicyType::Ingress => ep.limits.ingress,
+        PolicyType::Egress => ep.limits.egress,
+    };
+    if hop == Hop::Filter
+        && ep.kind == EndpointKind::Workload
+        && let Some(count) = limits.max_connections
+    {
+        steps.push(Step::MaxConnections(count));
+    }
     for (t, tier) in model.tiers.iter().enumerate() {
         let before = steps.len();
         for &(_, j) in selecting.iter().filter(|&&(pt, _)| pt == t) {
@@ -250,6 +292,18 @@ pub fn endpoint_chain(hop: Hop, log: Option<ChainLog>, steps: &[Step]) -> Chain 
                         .comment(format!("profile {profile}")),
                 );
                 rules.push(hop.on_allow());
+            }
+            Step::MaxConnections(count) => {
+                rules.push(
+                    Rule::new(
+                        vec![
+                            Match::CtState(vec![CtState::New]),
+                            Match::ConnectionsOver { count: *count },
+                        ],
+                        Verdict::Drop,
+                    )
+                    .comment("qos: max connections"),
+                );
             }
         }
     }
