@@ -691,11 +691,11 @@ mod tests {
         );
         let mut v = base();
         v["runtimeConfig"] = json!({
-            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/dscp": "EF"},
+            "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/dscp": "EX"},
         });
         let (code, msg) = message(v);
         assert_eq!(code, 7);
-        assert!(msg.contains("dscp: not supported yet"), "{msg}");
+        assert!(msg.contains("dscp: \"EX\" is not a DSCP value"), "{msg}");
         let mut v = base();
         v["runtimeConfig"] = json!({
             "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/ingressPacketRate": "20000"},

@@ -836,8 +836,8 @@ fn a_workload_slow_to_appear_keeps_its_address_through_the_grace_period() {
 
 /// The pod's QoS annotations (containerd's `io.kubernetes.cri.pod-annotations`
 /// capability) and kubelet's `bandwidth` capability reach the
-/// WorkloadEndpoint's `qosControls`; one felix cannot enforce (DSCP) fails
-/// the ADD with code 7 naming it, leaving nothing.
+/// WorkloadEndpoint's `qosControls`; a bad one fails the ADD with code 7
+/// naming it, leaving nothing.
 #[test]
 fn pod_qos_annotations_become_the_endpoints_qos_controls() {
     if !ready() {
@@ -867,11 +867,11 @@ fn pod_qos_annotations_become_the_endpoints_qos_controls() {
 
     let refused = Container::new("q0s000000002", Some(("shop", "counted")));
     let runtime = json!({
-        "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/dscp": "EF"},
+        "io.kubernetes.cri.pod-annotations": {"qos.projectcalico.org/dscp": "EX"},
     });
     let failed = host
         .add_chain(&list, &refused, &runtime)
-        .expect_err("not enforced yet");
+        .expect_err("not a DSCP value");
     assert_eq!(failed.code(), 7, "{:?}", failed.stdout);
     assert!(failed.msg().contains("dscp"), "{}", failed.msg());
     host.assert_nothing_left(&refused);

@@ -312,6 +312,9 @@ pub enum Statement {
     /// chains in postrouting only; the rule must match the address's family).
     /// Ends the walk as [`Statement::Masquerade`] does.
     Snat(IpAddr),
+    /// `ip|ip6 dscp set VALUE`: the packet's DSCP (the DS field's upper six
+    /// bits; ECN kept), in a packet of `family` (the rule must match it).
+    DscpSet { family: Family, value: u8 },
 }
 
 impl Statement {

@@ -71,6 +71,7 @@ pub mod compile;
 pub mod counters;
 pub mod dataplane;
 pub mod diff;
+pub mod dscp;
 mod failsafe;
 pub mod flowlog;
 pub mod ir;

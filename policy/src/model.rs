@@ -367,6 +367,8 @@ pub struct Endpoint {
 pub struct Limits {
     pub ingress: DirectionLimits,
     pub egress: DirectionLimits,
+    /// The DSCP value its traffic leaving the cluster carries.
+    pub dscp: Option<u8>,
 }
 
 /// The limits of one direction.
@@ -409,6 +411,7 @@ impl Limits {
                 q.egress_packet_burst,
                 q.egress_max_connections,
             ),
+            dscp: q.dscp_value(),
         }
     }
 }

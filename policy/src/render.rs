@@ -442,6 +442,7 @@ fn statement(s: &Statement) -> String {
         Statement::Notrack => "notrack".to_string(),
         Statement::Masquerade => "masquerade".to_string(),
         Statement::Snat(addr) => format!("snat {} to {addr}", ip_word(Family::of_addr(*addr))),
+        Statement::DscpSet { family, value } => format!("{} dscp set {value}", ip_word(*family)),
     }
 }
 

@@ -227,6 +227,8 @@ fn run_chain(
                     (walk.logged).push(rule.comment.clone().unwrap_or_else(|| prefix.clone()));
                 }
                 Statement::Notrack => packet.ct = CtState::Untracked,
+                // Header rewrites change no verdict.
+                Statement::DscpSet { .. } => {}
                 Statement::Masquerade | Statement::Snat(_) => {
                     walk.source_nat = Some(s.clone());
                     return accept(());

@@ -174,3 +174,96 @@ fn the_third_connection_waits_for_a_free_slot_and_a_flood_gets_its_rate() {
     // The burst of 5, and about one more per tenth of a second of flood.
     assert!((3..=12).contains(&got), "{got} of 40 pings answered");
 }
+
+/// Answers each UDP datagram on 7200 with the TOS byte it arrived with.
+const TOS_SERVER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTOS", 13), 1)
+s.bind(("0.0.0.0", 7200))
+while True:
+    data, anc, _, addr = s.recvmsg(64, socket.CMSG_SPACE(4))
+    tos = anc[0][2][0] if anc else -1
+    s.sendto(str(tos).encode(), addr)
+"#;
+
+/// Sends a datagram to argv[1]:7200 and prints the answer.
+const TOS_CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(1)
+c.sendto(b"x", (sys.argv[1], 7200))
+print(c.recv(64).decode())
+"#;
+
+/// The TOS byte a datagram from workload `a` arrived at `addr` with.
+fn tos_at(lab: &Lab, addr: &str) -> Option<u8> {
+    let out = lab.workloads[0]
+        .ns
+        .cmd("python3")
+        .args(["-c", TOS_CLIENT, addr])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn dscp_marks_the_workloads_traffic_leaving_the_cluster_only() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&["a", "b"]);
+    let outside = testkit::Netns::new("polq").unwrap();
+    testkit::veth_pair(&lab.host, "out0", &outside, "eth0").unwrap();
+    lab.host.add_addr("out0", "10.99.0.254/24").unwrap();
+    outside.add_addr("eth0", "10.99.0.1/24").unwrap();
+    outside.ip(["link", "set", "lo", "up"]).unwrap();
+    outside
+        .ip(["route", "add", "10.201.0.0/16", "via", "10.99.0.254"])
+        .unwrap();
+    let serve = |ns: &testkit::Netns| {
+        Background::spawn(
+            ns.cmd("python3")
+                .args(["-c", TOS_SERVER])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap()
+    };
+    let (_out, _b) = (serve(&outside), serve(&lab.workloads[1].ns));
+    // The workloads' pool is the cluster; nothing is masqueraded.
+    let config = policy::Config {
+        nat_outgoing: policy::NatOutgoing::of_nets([("10.201.0.0/16".parse().unwrap(), false)]),
+        ..policy::Config::default()
+    };
+    let marked = resources(false).replace(
+        "  ipNetworks: [10.201.1.1/32]\n",
+        "  ipNetworks: [10.201.1.1/32]\n  qosControls: {dscp: EF}\n",
+    );
+    let dp = Netlink::in_netns(lab.host.path()).unwrap();
+    converge(
+        &dp,
+        &common::compile_yaml_with(&resources(false), config.clone()),
+    )
+    .unwrap();
+    let answered = |addr| {
+        let mut seen = None;
+        poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            seen = tos_at(&lab, addr);
+            seen.is_some()
+        });
+        seen.unwrap_or_else(|| panic!("no answer from {addr}"))
+    };
+    assert_eq!(answered("10.99.0.1"), 0, "unmarked");
+
+    let rs = common::compile_yaml_with(&marked, config);
+    let text = render(&rs);
+    assert!(
+        text.contains("iifname \"calia\" meta nfproto ipv4 ip daddr != @dscp-cluster4"),
+        "{text}"
+    );
+    assert!(text.contains("ip dscp set 46"), "{text}");
+    converge(&dp, &rs).unwrap();
+    // EF (46) in the upper six bits of the TOS byte: 0xb8.
+    assert_eq!(answered("10.99.0.1"), 0xb8, "leaving the cluster");
+    assert_eq!(answered("10.201.2.1"), 0, "to a pool address: unmarked");
+}

@@ -5,9 +5,9 @@
 //! where Calico's are absent.
 //!
 //! felix enforces the bandwidth fields (rate, burst, peak rate, minimum
-//! burst) with tc, and the packet rates and connection limits in the
-//! workload's nftables chains. DSCP is refused, naming the field, until
-//! felix marks it: it is never accepted and ignored.
+//! burst) with tc, the packet rates and connection limits in the
+//! workload's nftables chains, and DSCP by rewriting the IP header of its
+//! traffic leaving the cluster.
 
 use std::collections::BTreeMap;
 
@@ -187,13 +187,65 @@ impl QosControls {
                 );
             }
         }
-        if self.dscp.is_some() {
-            errs.add(
-                format!("{path}.dscp"),
-                "not supported yet: felix does not mark DSCP",
-            );
+        if let Some(v) = &self.dscp {
+            errs.check(format!("{path}.dscp"), dscp(v).map(drop));
         }
     }
+}
+
+impl QosControls {
+    /// The DSCP value, if set and valid.
+    pub fn dscp_value(&self) -> Option<u8> {
+        self.dscp.as_ref().and_then(|v| dscp(v).ok())
+    }
+}
+
+/// The DSCP names Calico accepts (RFC 2474, 2597, 3246, 5865, 8622).
+const DSCP_NAMES: [(&str, u8); 23] = [
+    ("DF", 0),
+    ("CS0", 0),
+    ("LE", 1),
+    ("CS1", 8),
+    ("AF11", 10),
+    ("AF12", 12),
+    ("AF13", 14),
+    ("CS2", 16),
+    ("AF21", 18),
+    ("AF22", 20),
+    ("AF23", 22),
+    ("CS3", 24),
+    ("AF31", 26),
+    ("AF32", 28),
+    ("AF33", 30),
+    ("CS4", 32),
+    ("AF41", 34),
+    ("AF42", 36),
+    ("AF43", 38),
+    ("CS5", 40),
+    ("VA", 44),
+    ("EF", 46),
+    ("CS6", 48),
+];
+
+/// A DSCP value: a number 0-63 (or its text), or a name (`EF`, `AF11`,
+/// `CS7`, ...).
+pub fn dscp(value: &serde_json::Value) -> Result<u8, String> {
+    let bad = || format!("{value} is not a DSCP value (0-63, or a name such as EF, AF11, CS1)");
+    if let Some(n) = value.as_u64() {
+        return u8::try_from(n).ok().filter(|n| *n <= 63).ok_or_else(bad);
+    }
+    let text = value.as_str().ok_or_else(bad)?.trim();
+    if let Ok(n) = text.parse::<u8>() {
+        return (n <= 63).then_some(n).ok_or_else(bad);
+    }
+    if text.eq_ignore_ascii_case("CS7") {
+        return Ok(56);
+    }
+    DSCP_NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+        .map(|(_, v)| *v)
+        .ok_or_else(bad)
 }
 
 fn bandwidth(rate: u64, burst: u64, peakrate: u64, minburst: u64) -> Option<Bandwidth> {
@@ -325,6 +377,23 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn dscp_values_are_numbers_or_calicos_names() {
+        use serde_json::json;
+        for (v, want) in [
+            (json!(46), Some(46)),
+            (json!("46"), Some(46)),
+            (json!("EF"), Some(46)),
+            (json!("af11"), Some(10)),
+            (json!("CS7"), Some(56)),
+            (json!(64), None),
+            (json!("XX"), None),
+            (json!(true), None),
+        ] {
+            assert_eq!(dscp(&v).ok(), want, "{v}");
+        }
     }
 
     #[test]

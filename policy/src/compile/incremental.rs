@@ -232,6 +232,7 @@ impl Compiler {
             }
         };
         nat.add_to(&mut ruleset);
+        crate::dscp::add_to(model, &mut ruleset);
         ruleset
     }
 

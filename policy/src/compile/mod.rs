@@ -36,5 +36,6 @@ pub fn compile(model: &Model) -> Ruleset {
     let mut ruleset = lowering.lower(&mut Memo::default()).ruleset;
     let config = &model.config;
     nat::objects(&config.nat_outgoing, config.nat_outgoing_address).add_to(&mut ruleset);
+    crate::dscp::add_to(model, &mut ruleset);
     ruleset
 }

@@ -168,6 +168,14 @@ pub enum Expr {
     ConnlimitOver {
         count: u32,
     },
+    /// Writes `len` bytes of `sreg` at `offset` of the network header, the
+    /// IPv4 header checksum (at 10) updated when `ipv4_checksum`.
+    PayloadWrite {
+        offset: u32,
+        len: u32,
+        sreg: u32,
+        ipv4_checksum: bool,
+    },
     /// `masquerade`.
     Masq,
     /// Source NAT to the address in `reg` (`snat ip|ip6 to ...`).
@@ -176,6 +184,9 @@ pub enum Expr {
         reg: u32,
     },
 }
+
+/// `NFT_PAYLOAD_CSUM_INET`: the Internet checksum at the given offset.
+const NFT_PAYLOAD_CSUM_INET: u32 = 1;
 
 /// `NFT_LIMIT_PKTS` (linux/netfilter/nf_tables.h): a limit in packets.
 const NFT_LIMIT_PKTS: u32 = 0;
@@ -190,6 +201,23 @@ impl Expr {
         use sys::*;
         let new = ffi::Expr::new;
         match self {
+            Expr::PayloadWrite {
+                offset,
+                len,
+                sreg,
+                ipv4_checksum,
+            } => {
+                let mut e = new("payload");
+                e.set_u32(NFTNL_EXPR_PAYLOAD_BASE, PAYLOAD_NETWORK)
+                    .set_u32(NFTNL_EXPR_PAYLOAD_OFFSET, *offset)
+                    .set_u32(NFTNL_EXPR_PAYLOAD_LEN, *len)
+                    .set_u32(NFTNL_EXPR_PAYLOAD_SREG, *sreg);
+                if *ipv4_checksum {
+                    e.set_u32(NFTNL_EXPR_PAYLOAD_CSUM_TYPE, NFT_PAYLOAD_CSUM_INET)
+                        .set_u32(NFTNL_EXPR_PAYLOAD_CSUM_OFFSET, 10);
+                }
+                e
+            }
             Expr::LimitOver { rate, burst } => {
                 let mut e = new("limit");
                 e.set(NFTNL_EXPR_LIMIT_RATE, &rate.to_ne_bytes())
@@ -765,6 +793,39 @@ fn ct_bits(states: &[CtState]) -> u32 {
         .fold(0, |a, b| a | b)
 }
 
+/// `ip dscp set V`: the TOS byte (offset 1) keeps its ECN bits and takes
+/// V in its upper six, checksum updated; `ip6 dscp set V`: the first two
+/// bytes keep the version, ECN and flow label bits and take V in bits 4-9
+/// (what `nft --debug=netlink` shows nft itself generate).
+fn dscp_set(out: &mut Vec<Expr>, family: Family, value: u8) {
+    let (offset, len, mask, xor, ipv4_checksum) = match family {
+        // Two bytes from the start (version and IHL kept): the checksum
+        // update works on 16-bit words, as nft writes it.
+        Family::V4 => (0, 2, vec![0xff, 0x03], vec![0x00, value << 2], true),
+        Family::V6 => {
+            let v = u16::from(value) << 6;
+            (0, 2, vec![0xf0, 0x3f], v.to_be_bytes().to_vec(), false)
+        }
+    };
+    out.push(Expr::Payload {
+        base: PAYLOAD_NETWORK,
+        offset,
+        len,
+        dreg: REG_1,
+    });
+    out.push(Expr::Bitwise {
+        reg: REG_1,
+        mask,
+        xor,
+    });
+    out.push(Expr::PayloadWrite {
+        offset,
+        len,
+        sreg: REG_1,
+        ipv4_checksum,
+    });
+}
+
 fn mark_load(out: &mut Vec<Expr>, mask: u32, xor: u32) {
     out.push(Expr::Meta {
         key: META_MARK,
@@ -1008,6 +1069,7 @@ pub fn rule_exprs(rule: &Rule, ids: &mut SetIds) -> Result<(Vec<Expr>, Vec<AnonS
                 group: *group,
             }),
             Statement::Notrack => out.push(Expr::Notrack),
+            Statement::DscpSet { family, value } => dscp_set(&mut out, *family, *value),
             Statement::Masquerade => out.push(Expr::Masq),
             Statement::Snat(addr) => {
                 let data = match addr {
