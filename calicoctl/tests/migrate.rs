@@ -60,6 +60,18 @@ fn on_etcd(ctl: &Ctl, etcd: &EtcdServer, args: &[&str]) -> Run {
     }
 }
 
+/// `datastore migrate import -f` of `text` (written to `name`) into `ctl`'s store.
+fn import(ctl: &Ctl, name: &str, text: &str) -> Run {
+    let path = ctl.write(name, text);
+    ctl.run(&[
+        "datastore",
+        "migrate",
+        "import",
+        "-f",
+        path.to_str().unwrap(),
+    ])
+}
+
 const RESOURCES: &str = "\
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -132,16 +144,7 @@ fn a_store_moves_to_etcd_and_back_through_the_export_file() {
         .stdout;
     assert_eq!(back, export);
     let fresh = Ctl::new();
-    let path = fresh.write("back.txt", &back);
-    fresh
-        .run(&[
-            "datastore",
-            "migrate",
-            "import",
-            "-f",
-            path.to_str().unwrap(),
-        ])
-        .ok();
+    import(&fresh, "back.txt", &back).ok();
     assert_eq!(dump(&sqlite(&fresh)), source);
 
     // The target is left locked until unlocked.
@@ -176,29 +179,11 @@ fn a_file_that_does_not_validate_is_refused_naming_each_problem() {
         .replace("10.40.0.0/16", "10.40.0.0/33")
         .replace("\"calicoVersion\"", "\"calicoVersio\"");
     let target = Ctl::new();
-    let path = target.write("bad.txt", &bad);
-    let run = target
-        .run(&[
-            "datastore",
-            "migrate",
-            "import",
-            "-f",
-            path.to_str().unwrap(),
-        ])
-        .fails_with(2);
+    let run = import(&target, "bad.txt", &bad).fails_with(2);
     assert!(run.stderr.contains("2 problems"), "{run:?}");
     assert!(run.stderr.contains("spec.cidr"), "{run:?}");
     assert!(run.stderr.contains("calicoVersio"), "{run:?}");
-    let not_export = target.write("pools.yaml", RESOURCES);
-    let run = target
-        .run(&[
-            "datastore",
-            "migrate",
-            "import",
-            "-f",
-            not_export.to_str().unwrap(),
-        ])
-        .fails_with(2);
+    let run = import(&target, "pools.yaml", RESOURCES).fails_with(2);
     assert!(run.stderr.contains("not a datastore export"), "{run:?}");
     assert!(dump(&sqlite(&target)).is_empty(), "the target was written");
 }

@@ -696,6 +696,26 @@ fn check_runs_under_0_4_0_and_is_refused_under_0_3_1_as_the_reference_plugins_re
     host.assert_nothing_left(&c);
 }
 
+/// This host's Node (so only workload leaks count) and the leak
+/// collector's settings.
+fn collector_settings(host: &Host, grace: &str, period: &str) {
+    block_on(async {
+        let resources = host.resources().await;
+        resources
+            .apply(api::Node::new(ObjectMeta::named(NODE), Default::default()).into())
+            .await
+            .unwrap();
+        let config: Resource = serde_json::from_value(json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "KubeControllersConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"controllers": {"node": {"leakGracePeriod": grace, "reconcilerPeriod": period}}},
+        }))
+        .unwrap();
+        resources.apply(config).await.unwrap();
+    });
+}
+
 /// The leak collector at its most eager (a grace of one second on a
 /// clock that jumps two per round, scanning back to back) racing real
 /// ADDs: each ADD either ends with its endpoint's addresses allocated to
@@ -707,21 +727,7 @@ fn the_leak_collector_racing_adds_never_takes_an_address_a_workload_holds() {
         return;
     }
     let host = Host::new(&[POOL]);
-    block_on(async {
-        let resources = host.resources().await;
-        resources
-            .apply(api::Node::new(ObjectMeta::named(NODE), Default::default()).into())
-            .await
-            .unwrap();
-        let config: Resource = serde_json::from_value(json!({
-            "apiVersion": "projectcalico.org/v3",
-            "kind": "KubeControllersConfiguration",
-            "metadata": {"name": "default"},
-            "spec": {"controllers": {"node": {"leakGracePeriod": "1s", "reconcilerPeriod": "1s"}}},
-        }))
-        .unwrap();
-        resources.apply(config).await.unwrap();
-    });
+    collector_settings(&host, "1s", "1s");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let (stop, db) = (stop.clone(), host.db.clone());
@@ -794,21 +800,7 @@ fn a_workload_slow_to_appear_keeps_its_address_through_the_grace_period() {
     }
     let host = Host::new(&[POOL]);
     let c = Container::new("slow00000001", Some(("shop", "slow")));
-    block_on(async {
-        let resources = host.resources().await;
-        resources
-            .apply(api::Node::new(ObjectMeta::named(NODE), Default::default()).into())
-            .await
-            .unwrap();
-        let config: Resource = serde_json::from_value(json!({
-            "apiVersion": "projectcalico.org/v3",
-            "kind": "KubeControllersConfiguration",
-            "metadata": {"name": "default"},
-            "spec": {"controllers": {"node": {"leakGracePeriod": "1h", "reconcilerPeriod": "1m"}}},
-        }))
-        .unwrap();
-        resources.apply(config).await.unwrap();
-    });
+    collector_settings(&host, "1h", "1m");
     // IPAM has answered; the rest of the ADD is slow.
     let mut ipam_conf = host.calico_conf();
     ipam_conf["name"] = json!("k8s-pod-network");

@@ -129,8 +129,9 @@ async fn a_store_moves_to_etcd_and_back_losing_nothing() {
     assert_eq!(after.pools[0].in_use, before.pools[0].in_use + 1);
 }
 
-#[tokio::test]
-async fn import_refuses_a_store_that_holds_anything_and_leaves_it_as_it_was() {
+/// A populated SQLite store's export (the store locked first), and the
+/// directory it lives in.
+async fn locked_export() -> (tempfile::TempDir, Export) {
     let dir = tempfile::tempdir().unwrap();
     let source = sqlite(&dir, "source.db");
     populate(&source).await;
@@ -138,6 +139,12 @@ async fn import_refuses_a_store_that_holds_anything_and_leaves_it_as_it_was() {
         .await
         .unwrap();
     let export = migrate::export(&source).await.unwrap();
+    (dir, export)
+}
+
+#[tokio::test]
+async fn import_refuses_a_store_that_holds_anything_and_leaves_it_as_it_was() {
+    let (dir, export) = locked_export().await;
 
     let target = sqlite(&dir, "target.db");
     let store = ResourceStore::new(target.clone());
@@ -198,13 +205,7 @@ impl KvStore for Failing {
 
 #[tokio::test]
 async fn an_import_cut_off_halfway_removes_what_it_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = sqlite(&dir, "source.db");
-    populate(&source).await;
-    migrate::set_ready(&ResourceStore::new(source.clone()), false)
-        .await
-        .unwrap();
-    let export = migrate::export(&source).await.unwrap();
+    let (dir, export) = locked_export().await;
 
     let inner = sqlite(&dir, "target.db");
     // The lock is the 1st transaction, the keys' 2nd and 3rd: the 3rd fails.
