@@ -1273,3 +1273,18 @@ fn bgp_peer_local_as_and_next_hop_mode_read_as_calico_writes_them() {
     let err = api::parse_documents("p.yaml", &peer("localASNumber: x")).unwrap_err()[0].to_string();
     assert!(err.contains("localASNumber"), "{err}");
 }
+
+#[test]
+fn ipam_configuration_min_ip_reclaim_age_round_trips_and_is_bounded() {
+    let doc = |age: u64| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {{name: default}}\n\
+             spec: {{minIPReclaimAgeSeconds: {age}}}\n"
+        )
+    };
+    let r = api::parse_documents("i.yaml", &doc(600)).unwrap().remove(0);
+    assert_eq!(r.to_value()["spec"]["minIPReclaimAgeSeconds"], 600);
+    assert_eq!(Resource::from_value(r.to_value()).unwrap(), r);
+    let err = api::parse_documents("i.yaml", &doc(100_000)).unwrap_err()[0].to_string();
+    assert!(err.contains("spec.minIPReclaimAgeSeconds"), "{err}");
+}

@@ -445,6 +445,7 @@ fn show_configuration_prints_calicos_property_table_and_json() {
         ("StrictAffinity", "false"),
         ("AutoAllocateBlocks", "true"),
         ("MaxBlocksPerHost", "20"),
+        ("MinIPReclaimAgeSeconds", "0"),
     ] {
         assert!(
             out.lines()

@@ -715,3 +715,52 @@ async fn handles_and_hosts_with_a_slash_are_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn min_ip_reclaim_age_holds_a_released_address_back() {
+    for (age, reused) in [(0, true), (3600, false)] {
+        let f = fixture().await;
+        f.pool("p", "10.70.0.0/29", |s| s.block_size = Some(30))
+            .await;
+        if age > 0 {
+            let config: Resource = serde_json::from_value(json!({
+                "apiVersion": "projectcalico.org/v3",
+                "kind": "IPAMConfiguration",
+                "metadata": {"name": "default"},
+                "spec": {"minIPReclaimAgeSeconds": age},
+            }))
+            .unwrap();
+            f.store.apply(config).await.unwrap();
+            assert_eq!(
+                f.ipam.config().await.unwrap().min_ip_reclaim_age_seconds,
+                age
+            );
+        }
+        let mut first = Vec::new();
+        for i in 0..4 {
+            let got = f
+                .ipam
+                .auto_assign(&args(&format!("h{i}"), "host-a", 1, 0))
+                .await
+                .unwrap();
+            first.push(got.v4[0].ip);
+        }
+        let freed = first[2];
+        assert!(f.ipam.release_ips(&[freed]).await.unwrap().is_empty());
+        let again = f
+            .ipam
+            .auto_assign(&args("h9", "host-a", 1, 0))
+            .await
+            .unwrap()
+            .v4[0]
+            .ip;
+        assert_eq!(
+            again == freed,
+            reused,
+            "age {age}: got {again}, released {freed}"
+        );
+        if !reused {
+            assert!(!first.contains(&again), "from a second block: {again}");
+        }
+    }
+}

@@ -25,6 +25,19 @@ pub struct IPAMConfigurationSpec {
     pub max_blocks_per_host: u32,
     #[serde(default = "yes")]
     pub auto_allocate_blocks: bool,
+    /// How long a released address is held back before it is handed out
+    /// again (Calico 3.33's `minIPReclaimAgeSeconds`); 0: at once (still
+    /// last, as released addresses go to the back of the free list).
+    #[serde(
+        default,
+        rename = "minIPReclaimAgeSeconds",
+        skip_serializing_if = "is_zero"
+    )]
+    pub min_ip_reclaim_age_seconds: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for IPAMConfigurationSpec {
@@ -33,6 +46,7 @@ impl Default for IPAMConfigurationSpec {
             strict_affinity: false,
             max_blocks_per_host: default_max_blocks_per_host(),
             auto_allocate_blocks: true,
+            min_ip_reclaim_age_seconds: 0,
         }
     }
 }
@@ -50,6 +64,16 @@ impl Spec for IPAMConfigurationSpec {
         }
         if self.max_blocks_per_host == 0 {
             errs.add("spec.maxBlocksPerHost", "must be at least 1");
+        }
+        // A day at most: an address held back longer looks leaked.
+        if self.min_ip_reclaim_age_seconds > 86_400 {
+            errs.add(
+                "spec.minIPReclaimAgeSeconds",
+                format!(
+                    "{} is more than a day (86400)",
+                    self.min_ip_reclaim_age_seconds
+                ),
+            );
         }
     }
 }

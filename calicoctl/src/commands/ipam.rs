@@ -293,6 +293,10 @@ pub(crate) fn config_table(c: &api::IPAMConfigurationSpec) -> String {
             c.auto_allocate_blocks.to_string(),
         ],
         vec!["MaxBlocksPerHost".into(), c.max_blocks_per_host.to_string()],
+        vec![
+            "MinIPReclaimAgeSeconds".into(),
+            c.min_ip_reclaim_age_seconds.to_string(),
+        ],
     ];
     columns(&rows)
 }

@@ -443,6 +443,7 @@ pub fn check(kvs: &[KeyValue], revision: Revision, owners: &Owners) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipam::model::Reuse;
     use crate::ipam::model::{AllocationAttribute, affinity_key, block_key, encode, handle_key};
 
     fn kv(key: String, value: Vec<u8>) -> KeyValue {
@@ -479,9 +480,9 @@ mod tests {
     fn store() -> Vec<KeyValue> {
         let cidr: IpNet = "10.0.0.0/26".parse().unwrap();
         let mut b = AllocationBlock::new(cidr, Some("n1"));
-        b.assign(2, &attr(Some("h"), "n1"), &none);
-        b.assign(1, &attr(None, "n1"), &none);
-        b.assign(1, &attr(Some("gone"), "n2"), &none);
+        b.assign(2, &attr(Some("h"), "n1"), &none, Reuse::ANY);
+        b.assign(1, &attr(None, "n1"), &none, Reuse::ANY);
+        b.assign(1, &attr(Some("gone"), "n2"), &none, Reuse::ANY);
         let mut h = IpamHandle::default();
         h.add(cidr, 2);
         vec![
@@ -499,7 +500,7 @@ mod tests {
         let mut kvs = store();
         let cidr: IpNet = "10.0.0.0/26".parse().unwrap();
         let mut b = AllocationBlock::new(cidr, Some("n1"));
-        b.assign(2, &attr(Some("h"), "n1"), &none);
+        b.assign(2, &attr(Some("h"), "n1"), &none, Reuse::ANY);
         kvs[0].value = encode(&b);
         let report = check(&kvs, 7, &nodes(&["n1"]));
         assert!(report.is_clean(), "{report:#?}");
@@ -630,13 +631,13 @@ mod tests {
             let mut a = attr(Some(pod), "n1");
             a.secondary.insert(ATTR_NAMESPACE.into(), "shop".into());
             a.secondary.insert(ATTR_POD.into(), pod.into());
-            b.assign(n, &a, &none);
+            b.assign(n, &a, &none, Reuse::ANY);
             let mut h = IpamHandle::default();
             h.add(cidr, n);
             handles.push(kv(handle_key(pod), encode(&h)));
         }
         // An allocation naming no pod is not held against endpoints.
-        b.assign(1, &attr(Some("tunnel"), "n1"), &none);
+        b.assign(1, &attr(Some("tunnel"), "n1"), &none, Reuse::ANY);
         let mut h = IpamHandle::default();
         h.add(cidr, 1);
         handles.push(kv(handle_key("tunnel"), encode(&h)));

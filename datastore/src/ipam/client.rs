@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::check::{self, LeakedAddress, Report};
 use super::model::{
     ATTR_NODE, AllocationAttribute, AllocationBlock, BLOCKS_PREFIX, BlockAffinity, CONFIG_KEY,
-    IPAM_PREFIX, IpamHandle, StoredIpamConfig, affinity_key, block_key, blocks_prefix, encode,
-    handle_key, host_prefix, parse_affinity_key, parse_block_key, parse_handle_key,
+    IPAM_PREFIX, IpamHandle, Reuse, StoredIpamConfig, affinity_key, block_key, blocks_prefix,
+    encode, handle_key, host_prefix, parse_affinity_key, parse_block_key, parse_handle_key,
 };
 use super::select::{
     EmptyBlockFate, IpUse, PoolView, Requester, Reservations, empty_block_fate, namespace_labels,
@@ -214,6 +214,8 @@ struct Context {
     node_labels: Option<BTreeMap<String, String>>,
     /// The request's namespace and its labels.
     namespace: Option<(String, BTreeMap<String, String>)>,
+    /// Which released addresses may be handed out again.
+    reuse: Reuse,
 }
 
 impl Context {
@@ -290,6 +292,16 @@ async fn backoff(conflicts: &mut usize, what: impl FnOnce() -> String) -> Result
     Ok(())
 }
 
+/// The hold on released addresses the configuration asks for, now.
+fn reuse_of(config: &IPAMConfigurationSpec) -> Reuse {
+    Reuse {
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        min_age: config.min_ip_reclaim_age_seconds,
+    }
+}
+
 /// The IPAMConfiguration resource's key.
 fn v3_config_key() -> String {
     ResourceStore::key(Kind::IPAMConfiguration, None, "default")
@@ -304,6 +316,7 @@ fn config_from_v2(kv: &KeyValue) -> Result<IPAMConfigurationSpec> {
             0 => IPAMConfigurationSpec::default().max_blocks_per_host,
             n => n,
         },
+        min_ip_reclaim_age_seconds: stored.min_ip_reclaim_age_seconds,
     })
 }
 
@@ -386,6 +399,7 @@ impl Ipam {
                 strict_affinity: spec.strict_affinity,
                 auto_allocate_blocks: spec.auto_allocate_blocks,
                 max_blocks_per_host: spec.max_blocks_per_host,
+                min_ip_reclaim_age_seconds: spec.min_ip_reclaim_age_seconds,
             };
             let v3_key = v3_config_key();
             let v3_value = serde_json::to_vec(&Resource::from(resource).to_value())
@@ -463,8 +477,10 @@ impl Ipam {
             Some(ns) => Some((ns.to_string(), self.namespace_labels(ns).await?)),
             None => None,
         };
+        let config = self.config().await?;
         Ok(Context {
-            config: self.config().await?,
+            reuse: reuse_of(&config),
+            config,
             pools: self.pools().await?,
             reservations: self.reservations().await?,
             node_labels: self.node_labels(host).await?,
@@ -621,7 +637,7 @@ impl Ipam {
             let affine = self.affine_blocks(host, Some(family)).await?;
             let own: Vec<IpNet> = affine.iter().copied().filter(in_pools).collect();
             match self
-                .assign_in_blocks(&own, want, &args.handle, attr, &ctx.reservations)
+                .assign_in_blocks(&own, want, &args.handle, attr, ctx)
                 .await?
             {
                 Step::Assigned(ips) => {
@@ -660,12 +676,12 @@ impl Ipam {
                 blocks
                     .iter()
                     .filter(|b| b.host() != Some(host) && in_pools(&b.cidr))
-                    .filter(|b| b.assignable(&reserved).next().is_some())
+                    .filter(|b| b.assignable(&reserved, ctx.reuse).next().is_some())
                     .map(|b| b.cidr)
                     .collect()
             };
             match self
-                .assign_in_blocks(&others, want, &args.handle, attr, &ctx.reservations)
+                .assign_in_blocks(&others, want, &args.handle, attr, ctx)
                 .await?
             {
                 Step::Assigned(ips) => got.extend(ips),
@@ -694,16 +710,16 @@ impl Ipam {
         want: usize,
         handle: &str,
         attr: &AllocationAttribute,
-        reservations: &Reservations,
+        ctx: &Context,
     ) -> Result<Step> {
-        let reserved = |ip: IpAddr| reservations.contains(ip);
+        let reserved = |ip: IpAddr| ctx.reservations.contains(ip);
         for cidr in cidrs {
             let key = block_key(*cidr);
             let Some(kv) = self.kv.get(&key).await? else {
                 continue;
             };
             let mut block = decode_block(&kv)?;
-            let ordinals = block.assign(want, attr, &reserved);
+            let ordinals = block.assign(want, attr, &reserved, ctx.reuse);
             if ordinals.is_empty() {
                 continue;
             }
@@ -734,7 +750,8 @@ impl Ipam {
         reservations: &Reservations,
     ) -> Result<Step> {
         let mut block = AllocationBlock::new(cidr, Some(host));
-        let ordinals = block.assign(want, attr, &|ip| reservations.contains(ip));
+        // A new block has released nothing.
+        let ordinals = block.assign(want, attr, &|ip| reservations.contains(ip), Reuse::ANY);
         if ordinals.is_empty() {
             return Ok(Step::Full);
         }
@@ -999,6 +1016,7 @@ impl Ipam {
     ) -> Result<Vec<IpAddr>> {
         let key = block_key(cidr);
         let mut conflicts = 0;
+        let reuse = reuse_of(&self.config().await?);
         // Handles the guard found changed: their addresses stay.
         let mut spared: BTreeSet<String> = BTreeSet::new();
         'attempt: loop {
@@ -1015,7 +1033,7 @@ impl Ipam {
                         .is_some_and(|h| spared.contains(h))
                 })
                 .collect();
-            let freed = block.release(&picked);
+            let freed = block.release(&picked, reuse);
             if freed.is_empty() {
                 return Ok(Vec::new());
             }

@@ -136,6 +136,27 @@ pub struct AllocationBlock {
     pub sequence_number_for_allocation: BTreeMap<String, u64>,
     #[serde(default)]
     pub deleted: bool,
+    /// Free ordinals (as strings) released while `minIPReclaimAgeSeconds`
+    /// was set, with when (Unix seconds): held back until that age.
+    #[serde(
+        default,
+        rename = "releasedAt",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub released_at: BTreeMap<String, u64>,
+}
+
+/// When a released address may be handed out again: not before it has
+/// been free for `min_age` seconds at `now` (Unix seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reuse {
+    pub now: u64,
+    pub min_age: u64,
+}
+
+impl Reuse {
+    /// Every free address may be handed out.
+    pub const ANY: Reuse = Reuse { now: 0, min_age: 0 };
 }
 
 /// One allocation of a block, as read.
@@ -160,7 +181,17 @@ impl AllocationBlock {
             sequence_number: 0,
             sequence_number_for_allocation: BTreeMap::new(),
             deleted: false,
+            released_at: BTreeMap::new(),
         }
+    }
+
+    /// Whether the free ordinal is still held back.
+    fn held(&self, ordinal: usize, reuse: Reuse) -> bool {
+        reuse.min_age > 0
+            && self
+                .released_at
+                .get(&ordinal.to_string())
+                .is_some_and(|t| reuse.now < t.saturating_add(reuse.min_age))
     }
 
     /// The host the block is affine to.
@@ -216,12 +247,17 @@ impl AllocationBlock {
         self.allocations.iter().all(Option::is_none)
     }
 
-    /// Free ordinals that may be handed out (not reserved), in hand-out order.
-    pub fn assignable(&self, reserved: &dyn Fn(IpAddr) -> bool) -> impl Iterator<Item = usize> {
-        self.unallocated
-            .iter()
-            .copied()
-            .filter(move |o| block_math::address(self.cidr, *o).is_some_and(|ip| !reserved(ip)))
+    /// Free ordinals that may be handed out (not reserved, not held back
+    /// by `reuse`), in hand-out order.
+    pub fn assignable(
+        &self,
+        reserved: &dyn Fn(IpAddr) -> bool,
+        reuse: Reuse,
+    ) -> impl Iterator<Item = usize> {
+        self.unallocated.iter().copied().filter(move |o| {
+            !self.held(*o, reuse)
+                && block_math::address(self.cidr, *o).is_some_and(|ip| !reserved(ip))
+        })
     }
 
     /// Every allocation, in ordinal order.
@@ -258,8 +294,9 @@ impl AllocationBlock {
         n: usize,
         attr: &AllocationAttribute,
         reserved: &dyn Fn(IpAddr) -> bool,
+        reuse: Reuse,
     ) -> Vec<usize> {
-        let picked: Vec<usize> = self.assignable(reserved).take(n).collect();
+        let picked: Vec<usize> = self.assignable(reserved, reuse).take(n).collect();
         if !picked.is_empty() {
             self.unallocated.retain(|o| !picked.contains(o));
             self.mark_allocated(&picked, attr);
@@ -291,12 +328,17 @@ impl AllocationBlock {
             self.allocations[*o] = Some(index);
             self.sequence_number_for_allocation
                 .insert(o.to_string(), self.sequence_number);
+            self.released_at.remove(&o.to_string());
         }
     }
 
     /// Frees the given ordinals (those not allocated are skipped); returns
-    /// each freed ordinal with the handle it had.
-    pub fn release(&mut self, ordinals: &[usize]) -> Vec<(usize, Option<String>)> {
+    /// each freed ordinal with the handle it had. With a `reuse` age, each
+    /// is stamped with `reuse.now` and held back that long; stamps older
+    /// than the age are dropped.
+    pub fn release(&mut self, ordinals: &[usize], reuse: Reuse) -> Vec<(usize, Option<String>)> {
+        self.released_at
+            .retain(|_, t| reuse.min_age > 0 && reuse.now < t.saturating_add(reuse.min_age));
         let mut freed = Vec::new();
         for o in ordinals {
             let Some(Some(index)) = self.allocations.get(*o).copied() else {
@@ -306,6 +348,9 @@ impl AllocationBlock {
             self.allocations[*o] = None;
             self.unallocated.push(*o);
             self.sequence_number_for_allocation.remove(&o.to_string());
+            if reuse.min_age > 0 {
+                self.released_at.insert(o.to_string(), reuse.now);
+            }
             freed.push((*o, handle));
         }
         if !freed.is_empty() {
@@ -420,6 +465,16 @@ pub struct StoredIpamConfig {
     pub auto_allocate_blocks: bool,
     #[serde(default, rename = "maxBlocksPerHost")]
     pub max_blocks_per_host: u32,
+    #[serde(
+        default,
+        rename = "minIPReclaimAgeSeconds",
+        skip_serializing_if = "is_zero"
+    )]
+    pub min_ip_reclaim_age_seconds: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Encodes a stored value.
@@ -472,7 +527,7 @@ mod tests {
     #[test]
     fn block_json_has_calicos_field_names() {
         let mut b = AllocationBlock::new("10.0.0.0/30".parse().unwrap(), Some("node1"));
-        b.assign(1, &attr("k8s-pod-network.abc"), &none);
+        b.assign(1, &attr("k8s-pod-network.abc"), &none, Reuse::ANY);
         let v: serde_json::Value = serde_json::from_slice(&encode(&b)).unwrap();
         assert_eq!(
             v,
@@ -499,12 +554,12 @@ mod tests {
     #[test]
     fn assignment_shares_attributes_and_release_drops_unused_ones() {
         let mut b = AllocationBlock::new("10.0.0.0/29".parse().unwrap(), None);
-        assert_eq!(b.assign(2, &attr("a"), &none), vec![0, 1]);
-        assert_eq!(b.assign(1, &attr("b"), &none), vec![2]);
-        assert_eq!(b.assign(1, &attr("a"), &none), vec![3]);
+        assert_eq!(b.assign(2, &attr("a"), &none, Reuse::ANY), vec![0, 1]);
+        assert_eq!(b.assign(1, &attr("b"), &none, Reuse::ANY), vec![2]);
+        assert_eq!(b.assign(1, &attr("a"), &none, Reuse::ANY), vec![3]);
         assert_eq!(b.attributes.len(), 2);
         assert_eq!(b.allocations[3], Some(0));
-        let freed = b.release(&[0, 1, 3, 5]);
+        let freed = b.release(&[0, 1, 3, 5], Reuse::ANY);
         assert_eq!(
             freed,
             vec![
@@ -524,9 +579,12 @@ mod tests {
     fn reserved_addresses_are_skipped_and_stay_free() {
         let mut b = AllocationBlock::new("10.0.0.0/30".parse().unwrap(), None);
         let reserved = |ip: IpAddr| ip == "10.0.0.0".parse::<IpAddr>().unwrap();
-        assert_eq!(b.assign(5, &attr("a"), &reserved), vec![1, 2, 3]);
+        assert_eq!(
+            b.assign(5, &attr("a"), &reserved, Reuse::ANY),
+            vec![1, 2, 3]
+        );
         assert_eq!(b.unallocated, vec![0]);
-        assert!(b.assign(1, &attr("a"), &reserved).is_empty());
+        assert!(b.assign(1, &attr("a"), &reserved, Reuse::ANY).is_empty());
     }
 
     #[test]
@@ -535,7 +593,7 @@ mod tests {
         assert!(b.assign_ordinal(2, &attr("a")));
         assert!(!b.assign_ordinal(2, &attr("b")));
         assert!(!b.assign_ordinal(9, &attr("b")));
-        assert_eq!(b.assign(9, &attr("c"), &none), vec![0, 1, 3]);
+        assert_eq!(b.assign(9, &attr("c"), &none, Reuse::ANY), vec![0, 1, 3]);
     }
 
     #[test]
@@ -560,5 +618,30 @@ mod tests {
         h.remove(block, 5);
         assert!(h.is_empty());
         assert!(h.block.is_empty());
+    }
+
+    #[test]
+    fn a_released_address_is_held_back_for_the_reclaim_age() {
+        let mut b = AllocationBlock::new("10.0.0.0/30".parse().unwrap(), Some("h"));
+        let none = |_: IpAddr| false;
+        let at = |now| Reuse { now, min_age: 60 };
+        assert_eq!(b.assign(4, &attr("a"), &none, at(100)), vec![0, 1, 2, 3]);
+        b.release(&[2], at(100));
+        assert_eq!(b.released_at.get("2"), Some(&100));
+        assert!(
+            b.assign(1, &attr("b"), &none, at(159)).is_empty(),
+            "held back"
+        );
+        assert_eq!(
+            b.assignable(&none, Reuse::ANY).collect::<Vec<_>>(),
+            vec![2],
+            "free all the same"
+        );
+        assert_eq!(b.assign(1, &attr("b"), &none, at(160)), vec![2]);
+        assert!(b.released_at.is_empty(), "handed out: no longer held");
+        // Without an age nothing is stamped, and old stamps are dropped.
+        b.release(&[1], Reuse::ANY);
+        assert!(b.released_at.is_empty());
+        assert!(b.check().is_ok());
     }
 }

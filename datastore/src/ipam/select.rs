@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IpamError;
 use super::block_math;
-use super::model::AllocationBlock;
+use super::model::{AllocationBlock, Reuse};
 
 /// What an address is for; a pool's `allowedUses` must include it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -278,7 +278,7 @@ pub fn pick_unclaimed(
                 .find(|b| {
                     !reservations.covers(*b)
                         && AllocationBlock::new(*b, None)
-                            .assignable(&|ip| reservations.contains(ip))
+                            .assignable(&|ip| reservations.contains(ip), Reuse::ANY)
                             .next()
                             .is_some()
                 })

@@ -396,6 +396,7 @@ fn raw_block() -> impl Strategy<Value = AllocationBlock> {
                 sequence_number: 0,
                 sequence_number_for_allocation: Default::default(),
                 deleted,
+                released_at: Default::default(),
             },
         )
 }
