@@ -4,7 +4,6 @@
 //! that does not validate), leaving the target as it was.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use datastore::ipam::{AutoAssignArgs, Ipam};
@@ -44,20 +43,14 @@ fn dump(kv: &Arc<dyn KvStore>) -> Dump {
 
 /// calicoctl against the etcd, from `ctl`'s directory.
 fn on_etcd(ctl: &Ctl, etcd: &EtcdServer, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
-        .args(args)
+    let out = ctl
+        .command(args)
         .env("DATASTORE_TYPE", "etcdv3")
         .env("ETCD_ENDPOINTS", etcd.endpoint())
         .env_remove("DATASTORE_PATH")
-        .env_remove("RUST_LOG")
-        .current_dir(ctl.dir.path())
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::of(out)
 }
 
 /// `datastore migrate import -f` of `text` (written to `name`) into `ctl`'s store.

@@ -47,6 +47,7 @@ pub fn record(round: &Round, metrics: &Metrics) {
     }
     for r in &round.released {
         let reason = reason_name(r.leak.reason);
+        let reason = reason.as_str();
         tracing::info!(
             ip = %r.leak.ip,
             handle = r.leak.handle.as_deref().unwrap_or(""),
@@ -65,15 +66,11 @@ pub fn record(round: &Round, metrics: &Metrics) {
     }
 }
 
-/// The reason as `ipam check` writes it (camelCase).
-fn reason_name(reason: datastore::ipam::LeakReason) -> &'static str {
-    use datastore::ipam::LeakReason::*;
-    match reason {
-        NoHandle => "noHandle",
-        HandleMissing => "handleMissing",
-        NodeMissing => "nodeMissing",
-        WorkloadEndpointMissing => "workloadEndpointMissing",
-        NotOnWorkloadEndpoint => "notOnWorkloadEndpoint",
+/// The reason as `ipam check` writes it (its serde name, camelCase).
+fn reason_name(reason: datastore::ipam::LeakReason) -> String {
+    match serde_json::to_value(reason) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{reason:?}"),
     }
 }
 

@@ -573,19 +573,15 @@ fn iperf3_mbits(client: &Netns, server: &Netns, server_addr: &str, reverse: bool
     if reverse {
         args.push("-R");
     }
-    // The server takes a moment to listen: retry the client briefly.
+    // The server takes a moment to listen: retry while it refuses.
     let mut v = serde_json::Value::Null;
-    for _ in 0..50 {
+    poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
         let o = client.exec("iperf3", &args).unwrap();
         v = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        let refused = v["error"]
+        !v["error"]
             .as_str()
-            .is_some_and(|e| e.contains("Connection refused"));
-        if !refused {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .is_some_and(|e| e.contains("Connection refused"))
+    });
     let _ = s.kill();
     let _ = s.wait();
     v["end"]["sum_received"]["bits_per_second"]

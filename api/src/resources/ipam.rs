@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{meta::ObjectMeta, validate::Errors};
 
-use super::Spec;
+use super::{Spec, is_zero};
 
 fn default_max_blocks_per_host() -> u32 {
     20
@@ -34,10 +34,6 @@ pub struct IPAMConfigurationSpec {
         skip_serializing_if = "is_zero"
     )]
     pub min_ip_reclaim_age_seconds: u64,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
 }
 
 impl Default for IPAMConfigurationSpec {

@@ -15,6 +15,11 @@ pub(crate) trait Spec {
     fn validate(&self, meta: &ObjectMeta, errs: &mut Errors);
 }
 
+/// `skip_serializing_if` of optional numbers Calico omits when 0.
+pub(crate) fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 /// The document as read: `apiVersion` and `kind` are optional here and checked
 /// against the type being read.
 #[derive(Deserialize)]

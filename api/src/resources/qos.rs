@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::is_zero;
 use crate::validate::Errors;
 
 /// Calico's burst when a rate is set without one: 4 GiB, in bits.
@@ -64,10 +65,6 @@ pub struct QosControls {
     pub dscp: Option<serde_json::Value>,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-
 /// One direction's bandwidth limit, defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bandwidth {
@@ -82,6 +79,11 @@ pub struct Bandwidth {
 }
 
 impl QosControls {
+    /// The DSCP value, if set and valid.
+    pub fn dscp_value(&self) -> Option<u8> {
+        self.dscp.as_ref().and_then(|v| dscp(v).ok())
+    }
+
     /// The limit on traffic to the workload, if any.
     pub fn ingress(&self) -> Option<Bandwidth> {
         bandwidth(
@@ -190,13 +192,6 @@ impl QosControls {
         if let Some(v) = &self.dscp {
             errs.check(format!("{path}.dscp"), dscp(v).map(drop));
         }
-    }
-}
-
-impl QosControls {
-    /// The DSCP value, if set and valid.
-    pub fn dscp_value(&self) -> Option<u8> {
-        self.dscp.as_ref().and_then(|v| dscp(v).ok())
     }
 }
 

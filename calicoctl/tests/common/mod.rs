@@ -23,6 +23,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// What a finished calicoctl process produced.
+    pub fn of(out: std::process::Output) -> Self {
+        Run {
+            code: out.status.code().expect("calicoctl was killed by a signal"),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
     pub fn ok(self) -> Self {
         assert_eq!(self.code, 0, "expected success, got {self:#?}");
         self
@@ -79,12 +88,7 @@ impl Ctl {
             .unwrap()
             .write_all(stdin.as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().expect("calicoctl was killed by a signal"),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
+        Run::of(child.wait_with_output().unwrap())
     }
 
     /// Writes a file in the test's directory and returns its path.

@@ -922,6 +922,7 @@ impl Ipam {
     /// Releases the addresses; returns those that were not allocated.
     pub async fn release_ips(&self, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
         let pools = self.pool_views().await?;
+        let reuse = reuse_of(&self.config().await?);
         let mut stored = None;
         let mut by_block: BTreeMap<IpNet, Vec<IpAddr>> = BTreeMap::new();
         let mut unallocated = Vec::new();
@@ -936,6 +937,7 @@ impl Ipam {
                 .release_in_block(
                     cidr,
                     &pools,
+                    reuse,
                     |b| {
                         wanted
                             .iter()
@@ -962,11 +964,12 @@ impl Ipam {
             })?;
         let recorded = decode_handle(&kv)?;
         let pools = self.pool_views().await?;
+        let reuse = reuse_of(&self.config().await?);
         let mut released = Vec::new();
         for (cidr, text, _) in recorded.blocks() {
             let cidr = cidr.ok_or_else(|| invalid(&kv, format!("block {text:?} is not a CIDR")))?;
             released.extend(
-                self.release_in_block(cidr, &pools, |b| b.ordinals_of(handle), None)
+                self.release_in_block(cidr, &pools, reuse, |b| b.ordinals_of(handle), None)
                     .await?,
             );
         }
@@ -1004,19 +1007,20 @@ impl Ipam {
         }
     }
 
-    /// Frees the ordinals `pick` chooses in the block, updates their
-    /// handles, and deals with the block if it is left empty
+    /// Frees the ordinals `pick` chooses in the block (held back as
+    /// `reuse` says), updates their handles, and deals with the block if
+    /// it is left empty
     /// ([`empty_block_fate`]); one transaction, retried on conflict.
     async fn release_in_block(
         &self,
         cidr: IpNet,
         pools: &[PoolView],
+        reuse: Reuse,
         pick: impl Fn(&AllocationBlock) -> Vec<usize>,
         mut guard: Option<&mut HandleGuard>,
     ) -> Result<Vec<IpAddr>> {
         let key = block_key(cidr);
         let mut conflicts = 0;
-        let reuse = reuse_of(&self.config().await?);
         // Handles the guard found changed: their addresses stay.
         let mut spared: BTreeSet<String> = BTreeSet::new();
         'attempt: loop {
@@ -1130,6 +1134,7 @@ impl Ipam {
         mut guard: Option<&mut HandleGuard>,
     ) -> Result<Vec<IpAddr>> {
         let pools = self.pool_views().await?;
+        let reuse = reuse_of(&self.config().await?);
         let mut by_block: BTreeMap<IpNet, Vec<&LeakedAddress>> = BTreeMap::new();
         for l in leaked {
             by_block.entry(l.block).or_default().push(l);
@@ -1147,7 +1152,7 @@ impl Ipam {
                     .collect()
             };
             released.extend(
-                self.release_in_block(cidr, &pools, pick, guard.as_deref_mut())
+                self.release_in_block(cidr, &pools, reuse, pick, guard.as_deref_mut())
                     .await?,
             );
         }

@@ -51,20 +51,13 @@ const ETH_P_ALL: u16 = 0x0003;
 
 /// The ifb that carries `iface`'s egress shaping.
 pub fn ifb_name(iface: &str) -> String {
-    match iface.strip_prefix(WORKLOAD_PREFIX) {
-        Some(suffix) => format!("{IFB_PREFIX}{suffix}"),
-        None => {
-            let tail: String = iface
-                .chars()
-                .rev()
-                .take(12)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!("{IFB_PREFIX}{tail}")
-        }
-    }
+    // Interface names are at most 15 bytes: the prefix and the last 12.
+    let suffix = iface.strip_prefix(WORKLOAD_PREFIX).unwrap_or(iface);
+    let start = suffix.len().saturating_sub(12);
+    let start = (start..=suffix.len())
+        .find(|i| suffix.is_char_boundary(*i))
+        .unwrap_or(suffix.len());
+    format!("{IFB_PREFIX}{}", &suffix[start..])
 }
 
 /// What the kernel holds that this driver owns.
@@ -321,14 +314,18 @@ impl QosDriver {
         }
     }
 
+    /// The redirect of `iface`'s traffic to its ifb (made if missing from
+    /// `links`, the links as read this apply) and the TBF on the ifb.
     async fn set_egress(
         &self,
         iface: &Link,
         name: &str,
         bw: &Bandwidth,
+        links: &BTreeMap<String, Link>,
     ) -> Result<(), DataplaneError> {
         let ifb = ifb_name(name);
-        let mut links = kernel::links(&self.handle).await?;
+        let created;
+        let mut links = links;
         if !links.contains_key(&ifb) {
             let message =
                 rtnetlink::LinkMessageBuilder::<rtnetlink::LinkUnspec>::new_with_info_kind(
@@ -343,7 +340,8 @@ impl QosDriver {
                 .execute()
                 .await
                 .map_err(DataplaneError::netlink(format!("creating ifb {ifb}")))?;
-            links = kernel::links(&self.handle).await?;
+            created = kernel::links(&self.handle).await?;
+            links = &created;
         }
         let Some(dev) = links.get(&ifb) else {
             return Err(DataplaneError::Device {
@@ -451,7 +449,7 @@ impl QosDriver {
         }
         for (iface, bw) in &plan.set_egress {
             let Some(l) = links.get(iface) else { continue };
-            match self.set_egress(l, iface, bw).await {
+            match self.set_egress(l, iface, bw, &links).await {
                 Ok(()) => self.applied.entry(iface.clone()).or_default().egress = Some(*bw),
                 Err(e) => failed.push(e),
             }
