@@ -42,6 +42,18 @@ pub enum RunError {
     /// A node's mount namespace cannot be made as planned.
     #[error("{node}: mount namespace: {message}")]
     Mount { node: String, message: String },
+    /// The kernel's neighbour table could not be sized for a lab.
+    #[error(
+        "setting {sysctl} to {value} for lab {lab} ({need} neighbour entries in the kernel's table, which every namespace shares): {source}; run as root, or `sysctl -w {sysctl}={value}` first"
+    )]
+    NeighbourTable {
+        lab: String,
+        need: u64,
+        sysctl: String,
+        value: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{node}: no {} within 20 s; its log ends:\n{log}", path.display())]
     NotReady {
         node: String,

@@ -36,6 +36,9 @@
 //! - [`mounts`]: a node's mount namespace planned (pure): the
 //!   [`mounts::Step`]s that put its binds at their container paths without
 //!   touching the host, and the mount tables read for overlays and `down`.
+//! - [`neigh`]: the kernel's neighbour table, one for the whole machine,
+//!   sized for the labs up ([`neigh::entries`], [`neigh::thresholds`] pure)
+//!   and put back by the last `down`.
 //! - [`state`]: [`state::State`], what `up` made, in `STATE/state.json`.
 //! - [`run`]: the I/O: [`run::up`], [`run::down`], [`run::exec_command`],
 //!   [`run::inspect`] and its [`run::table`].
@@ -44,6 +47,7 @@
 pub mod error;
 pub mod expand;
 pub mod mounts;
+pub mod neigh;
 pub mod plan;
 pub mod run;
 pub mod state;

@@ -5,7 +5,8 @@
 //! namespaces, so what it makes is what an operator sees with the same
 //! tools.
 //!
-//! `up` order: state file (namespaces listed, no pids) → embedded
+//! `up` order: state file (namespaces listed, no pids) → the kernel's
+//! neighbour table sized for the lab ([`neigh`]) → embedded
 //! startup-configs written → namespaces → bridges → mount namespaces (their
 //! binds, overlays for targets the host lacks) → veth pairs and dummy interfaces (MAC and MTU set, bridge ports
 //! enslaved, up) → each node's `exec` commands → daemons (pids recorded).
@@ -25,6 +26,7 @@ use nix::unistd::Pid;
 
 use crate::error::RunError;
 use crate::mounts::{self, FileKind, SCRATCH, Step};
+use crate::neigh;
 use crate::plan::{End, PREFIX, Plan, Role};
 use crate::state::{DaemonState, NodeState, State};
 
@@ -70,11 +72,16 @@ pub fn up(plan: &Plan) -> Result<State, RunError> {
             .collect(),
     };
     state.save(&plan.state_dir)?;
-    for (path, text) in plan.nodes.iter().flat_map(|n| &n.files) {
-        std::fs::write(path, text)
-            .map_err(|e| RunError::io(format!("writing {}", path.display()), e))?;
-    }
-    match realise(plan, &mut state) {
+    let made = neigh::reserve(plan)
+        .and_then(|()| {
+            for (path, text) in plan.nodes.iter().flat_map(|n| &n.files) {
+                std::fs::write(path, text)
+                    .map_err(|e| RunError::io(format!("writing {}", path.display()), e))?;
+            }
+            Ok(())
+        })
+        .and_then(|()| realise(plan, &mut state));
+    match made {
         Ok(()) => Ok(state),
         Err(e) => {
             if let Err(cleanup) = down(plan.state_dir.parent().unwrap_or(Path::new("/")), &plan.lab)
@@ -289,6 +296,8 @@ pub fn down(state_root: &Path, lab: &str) -> Result<Removed, RunError> {
             removed.namespaces.push(ns);
         }
     }
+    // After the namespaces: their entries are gone with them.
+    neigh::release(&dir, lab)?;
     if dir.exists() {
         unmount_under(&dir)?;
         std::fs::remove_dir_all(&dir)

@@ -615,3 +615,72 @@ fn a_bad_file_is_refused_naming_the_file_and_line() {
         "{err}"
     );
 }
+
+/// The gc thresholds of `net.FAMILY.neigh.default`.
+fn neigh_thresholds(family: &str) -> [u64; 3] {
+    [1, 2, 3].map(|n| {
+        let p = format!("/proc/sys/net/{family}/neigh/default/gc_thresh{n}");
+        std::fs::read_to_string(&p).unwrap().trim().parse().unwrap()
+    })
+}
+
+/// 36 nodes on one bridge may hold 36·35 = 1,260 neighbour entries, more
+/// than the kernel's default table (1,024 for every namespace together):
+/// `up` raises the thresholds of both families for the lab, every node
+/// reaches every other, and the last `down` puts the values found back.
+#[test]
+fn a_lab_too_big_for_the_neighbour_table_raises_it_and_down_puts_it_back() {
+    if !require_root() || !require_programs(&["ip", "ping"]) {
+        return;
+    }
+    const N: usize = 36;
+    let need = (N * (N - 1)) as u64;
+    let lab = Lab::new();
+    let mut file = String::from("name: wide\ntopology:\n  nodes:\n    sw: {kind: bridge}\n");
+    for i in 0..N {
+        file += &format!(
+            "    n{i}: {{kind: linux, exec: [\"ip addr add 10.77.0.{}/24 dev eth1\"]}}\n",
+            i + 1
+        );
+    }
+    file += "  links:\n";
+    for i in 0..N {
+        file += &format!("    - endpoints: [\"n{i}:eth1\", \"sw:p{i}\"]\n");
+    }
+    let path = lab.root.path().join("wide.clab.yml");
+    std::fs::write(&path, file).unwrap();
+    let before = ["ipv4", "ipv6"].map(neigh_thresholds);
+    lab.ok(&["up", path.to_str().unwrap(), "--name", &lab.name]);
+    for (family, was) in ["ipv4", "ipv6"].into_iter().zip(before) {
+        let now = neigh_thresholds(family);
+        if was[2] / 2 >= need {
+            // This machine's table holds the lab already: left as it is.
+            assert_eq!(now, was, "{family}");
+        } else {
+            assert!(now[0] >= need, "{family}: {now:?}");
+            assert!(now[2] >= was[2] + 2 * need, "{family}: {was:?} -> {now:?}");
+        }
+    }
+    for i in 0..N {
+        let others: Vec<String> = (1..=N)
+            .filter(|&a| a != i + 1)
+            .map(|a| a.to_string())
+            .collect();
+        let script = format!(
+            "fail=0; for a in {}; do ping -c1 -W2 -q 10.77.0.$a >/dev/null 2>&1 || {{ echo \"no answer from 10.77.0.$a\"; fail=1; }}; done; exit $fail",
+            others.join(" ")
+        );
+        let node = format!("n{i}");
+        let out = lab.run(&[
+            "exec", "--name", &lab.name, &node, "--", "sh", "-c", &script,
+        ]);
+        assert!(
+            out.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    lab.ok(&["down", "--name", &lab.name]);
+    // Another test's lab may be up meanwhile; none needs a raise.
+    assert_eq!(["ipv4", "ipv6"].map(neigh_thresholds), before);
+}
