@@ -11,6 +11,14 @@
 //! A route with several equal-best next hops (the ECMP set of
 //! [`crate::rib::Rib::fib_next_hops`]) is installed as one multipath route.
 //!
+//! Where the kernel has nexthop objects (Linux 5.3), routes name one
+//! (`RTA_NH_ID`) instead of carrying their gateways: an object per gateway,
+//! a group object per ECMP set, shared by every route with that set and
+//! removed with the last of them (`nexthop.rs`). Routes whose gateway has
+//! no device the kernel can name, and every route on an older kernel, go
+//! in with their gateways as before. `ip route` shows such a route as
+//! `P nhid N via GW dev D proto 200`.
+//!
 //! The pure part is [`diff`] (what to change to get from one table to
 //! another) and [`merge`] (what a batch of updates changes); [`Fib`] is the
 //! thin netlink side. On start, [`Fib::open`] reads the routes of our
@@ -28,7 +36,7 @@
 //! and the last one with an ACK, so a whole batch costs one system call
 //! each way and no round trip per route.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_core::{
-    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -51,7 +59,9 @@ use tracing::{debug, warn};
 use crate::prefix::Prefix;
 
 mod installed;
+mod nexthop;
 use installed::Installed;
+use nexthop::{Create, Objects};
 
 /// Our route protocol number (see the module documentation).
 pub const DEFAULT_PROTOCOL: u8 = 200;
@@ -146,23 +156,32 @@ fn merge_with<'a>(
     current: impl Fn(&Prefix) -> Option<&'a [IpAddr]>,
     updates: &[(Prefix, Vec<IpAddr>)],
 ) -> Vec<FibOp> {
-    let mut last: BTreeMap<Prefix, Vec<IpAddr>> = BTreeMap::new();
-    for (prefix, hops) in updates {
-        let mut hops = hops.clone();
-        hops.sort();
-        hops.dedup();
-        last.insert(*prefix, hops);
+    merge_owned(current, updates.to_vec())
+}
+
+/// [`merge_with`], consuming the updates (no copy of their next hops).
+fn merge_owned<'a>(
+    current: impl Fn(&Prefix) -> Option<&'a [IpAddr]>,
+    mut updates: Vec<(Prefix, Vec<IpAddr>)>,
+) -> Vec<FibOp> {
+    // Stable: of a prefix's updates, the last stays last.
+    updates.sort_by_key(|u| u.0);
+    let mut ops = Vec::with_capacity(updates.len());
+    let mut updates = updates.into_iter().peekable();
+    while let Some((prefix, mut next_hops)) = updates.next() {
+        if updates.peek().is_some_and(|(p, _)| *p == prefix) {
+            continue;
+        }
+        next_hops.sort();
+        next_hops.dedup();
+        match (current(&prefix), next_hops.is_empty()) {
+            (None, true) => {}
+            (Some(_), true) => ops.push(FibOp::Delete { prefix }),
+            (Some(old), false) if old == next_hops => {}
+            _ => ops.push(FibOp::Replace { prefix, next_hops }),
+        }
     }
-    last.into_iter()
-        .filter_map(
-            |(prefix, next_hops)| match (current(&prefix), next_hops.is_empty()) {
-                (None, true) => None,
-                (Some(_), true) => Some(FibOp::Delete { prefix }),
-                (Some(old), false) if old == next_hops => None,
-                _ => Some(FibOp::Replace { prefix, next_hops }),
-            },
-        )
-        .collect()
+    ops
 }
 
 impl Installed {
@@ -184,7 +203,11 @@ fn route_address(a: &RouteAddress) -> Option<IpAddr> {
 
 /// Parses a kernel route into our form, if it is in `config`'s table and
 /// protocol.
-fn parse_route(msg: &RouteMessage, config: FibConfig) -> Option<(Prefix, Vec<IpAddr>)> {
+fn parse_route(
+    msg: &RouteMessage,
+    config: FibConfig,
+    objects: &HashMap<u32, Vec<IpAddr>>,
+) -> Option<(Prefix, Vec<IpAddr>)> {
     let table = msg
         .attributes
         .iter()
@@ -198,10 +221,15 @@ fn parse_route(msg: &RouteMessage, config: FibConfig) -> Option<(Prefix, Vec<IpA
     }
     let mut dest = None;
     let mut hops = Vec::new();
+    let mut over = None;
     for a in &msg.attributes {
         match a {
             RouteAttribute::Destination(d) => dest = route_address(d),
             RouteAttribute::Gateway(g) => hops.extend(route_address(g)),
+            // A route over a nexthop object: that object's gateways (the
+            // kernel also lists them as the route's, unless
+            // `nexthop_compat_mode` is off).
+            RouteAttribute::NhId(id) => over = objects.get(id),
             RouteAttribute::MultiPath(nhs) => {
                 for nh in nhs {
                     for na in &nh.attributes {
@@ -221,6 +249,9 @@ fn parse_route(msg: &RouteMessage, config: FibConfig) -> Option<(Prefix, Vec<IpA
         _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     });
     let prefix = Prefix::new(dest, msg.header.destination_prefix_length).ok()?;
+    if let Some(object) = over {
+        hops.clone_from(object);
+    }
     hops.sort();
     Some((prefix, hops))
 }
@@ -264,26 +295,38 @@ impl Batcher {
         })
     }
 
-    /// Sends `messages` (request flags each) in one `sendmsg`, the last
-    /// one asking for an ACK, and reads the answers up to that ACK. Each
-    /// message's failure, if any, by index.
+    /// Appends `request` to the buffer, numbered next, with `flags` added.
+    fn push(&mut self, request: Request, flags: u16) {
+        self.seq = self.seq.wrapping_add(1);
+        let Request {
+            kind,
+            flags: own,
+            body,
+        } = request;
+        // `struct nlmsghdr`: length, type, flags, sequence, port.
+        let len = 16 + body.len() as u32;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(NLM_F_REQUEST | own | flags).to_ne_bytes());
+        self.buf.extend_from_slice(&self.seq.to_ne_bytes());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes());
+        self.buf.extend_from_slice(&body);
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+    }
+
+    /// Sends `messages` in one `sendmsg`, the last one asking for an ACK,
+    /// and reads the answers up to that ACK. Each message's failure, if
+    /// any, by index.
     async fn send(
         &mut self,
-        messages: Vec<(RouteNetlinkMessage, u16)>,
+        messages: Vec<Request>,
     ) -> Result<Vec<Option<ErrorMessage>>, FibError> {
         let count = messages.len();
         let first = self.seq.wrapping_add(1);
         self.buf.clear();
-        for (i, (message, flags)) in messages.into_iter().enumerate() {
-            self.seq = self.seq.wrapping_add(1);
-            let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST | flags | if i + 1 == count { NLM_F_ACK } else { 0 };
-            header.sequence_number = self.seq;
-            let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-            m.finalize();
-            let at = self.buf.len();
-            self.buf.resize(at + m.buffer_len(), 0);
-            m.serialize(&mut self.buf[at..]);
+        for (i, message) in messages.into_iter().enumerate() {
+            self.push(message, if i + 1 == count { NLM_F_ACK } else { 0 });
         }
         let mut failed = vec![None; count];
         if count == 0 {
@@ -324,6 +367,57 @@ impl Batcher {
             }
         }
     }
+
+    /// Dumps `kind` (an `RTM_GET…` with `body`): each answer's body.
+    async fn dump(&mut self, kind: u16, body: Vec<u8>) -> std::io::Result<Vec<Vec<u8>>> {
+        self.buf.clear();
+        self.push(
+            Request {
+                kind,
+                flags: NLM_F_DUMP,
+                body,
+            },
+            0,
+        );
+        let seq = self.seq;
+        self.socket.send(&self.buf).await?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full().await?;
+            let mut at = 0;
+            while at + 16 <= data.len() {
+                let word =
+                    |i: usize| u32::from_ne_bytes(data[at + i..at + i + 4].try_into().unwrap());
+                let len = word(0) as usize;
+                let kind = u16::from_ne_bytes([data[at + 4], data[at + 5]]);
+                if len < 16 || at + len > data.len() {
+                    return Err(std::io::Error::other("a truncated netlink answer"));
+                }
+                if word(8) == seq {
+                    match kind {
+                        // NLMSG_DONE
+                        3 => return Ok(out),
+                        // NLMSG_ERROR
+                        2 => {
+                            let code =
+                                i32::from_ne_bytes(data[at + 16..at + 20].try_into().unwrap());
+                            return Err(std::io::Error::from_raw_os_error(-code));
+                        }
+                        _ => out.push(data[at + 16..at + len].to_vec()),
+                    }
+                }
+                at += len.next_multiple_of(4);
+            }
+        }
+    }
+}
+
+/// One message of a batch: its type, its own flags and its body.
+#[derive(Debug)]
+struct Request {
+    kind: u16,
+    flags: u16,
+    body: Vec<u8>,
 }
 
 /// The kernel side: a netlink handle and what we installed.
@@ -333,14 +427,25 @@ pub struct Fib {
     batcher: Batcher,
     config: FibConfig,
     installed: Installed,
+    /// Our nexthop objects; `None` on a kernel without them (routes then
+    /// carry their gateways).
+    objects: Option<Objects>,
     /// Set while the table may differ from what we applied: routes of an
     /// earlier run found at open, or a failed change.
     unsynced: Arc<AtomicBool>,
 }
 
+/// Why a message of a batch was sent.
+#[derive(Debug, Clone, Copy)]
+enum Purpose<'a> {
+    Op(&'a FibOp),
+    Create(u32),
+}
+
 impl Fib {
     /// Opens a netlink connection in the current network namespace and
-    /// reads the routes already installed with our protocol.
+    /// reads the routes already installed with our protocol, and our
+    /// nexthop objects.
     pub async fn open(config: FibConfig) -> Result<Self, FibError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(FibError::Connect)?;
         tokio::spawn(conn);
@@ -349,7 +454,15 @@ impl Fib {
             batcher: Batcher::open().map_err(FibError::Connect)?,
             config,
             installed: Installed::default(),
+            objects: None,
             unsynced: Arc::new(AtomicBool::new(false)),
+        };
+        fib.objects = match fib.nexthops().await {
+            Ok(found) => Some(Objects::from_found(config.protocol, &found)),
+            Err(e) => {
+                debug!(error = %e, "no nexthop objects: routes carry their gateways");
+                None
+            }
         };
         let found = fib.read().await?;
         fib.installed = Installed::from_table(&found);
@@ -359,6 +472,11 @@ impl Fib {
 
     pub fn config(&self) -> FibConfig {
         self.config
+    }
+
+    /// Whether routes go in over nexthop objects (the kernel has them).
+    pub fn uses_nexthop_objects(&self) -> bool {
+        self.objects.is_some()
     }
 
     /// Whether a [`Fib::reconcile`] has anything to repair: routes of an
@@ -378,8 +496,22 @@ impl Fib {
         self.installed.len()
     }
 
-    /// Reads the routes of our protocol in our table from the kernel.
-    pub async fn read(&self) -> Result<FibTable, FibError> {
+    /// Every nexthop object in the namespace (anyone's).
+    async fn nexthops(&mut self) -> std::io::Result<Vec<nexthop::Found>> {
+        let bodies = self
+            .batcher
+            .dump(nexthop::RTM_GETNEXTHOP, vec![0; 8])
+            .await?;
+        Ok(bodies.iter().filter_map(|b| nexthop::parse(b)).collect())
+    }
+
+    /// Reads the routes of our protocol in our table from the kernel; a
+    /// route over a nexthop object reads as that object's gateways.
+    pub async fn read(&mut self) -> Result<FibTable, FibError> {
+        let objects = match self.objects {
+            Some(_) => nexthop::hops_by_id(&self.nexthops().await.map_err(FibError::Netlink)?),
+            None => HashMap::new(),
+        };
         let mut out = FibTable::new();
         let read_err = |source| FibError::Read {
             table: self.config.table,
@@ -391,12 +523,49 @@ impl Fib {
         ] {
             let mut routes = self.handle.route().get(msg).execute();
             while let Some(m) = routes.try_next().await.map_err(read_err)? {
-                if let Some((prefix, hops)) = parse_route(&m, self.config) {
+                if let Some((prefix, hops)) = parse_route(&m, self.config, &objects) {
                     out.insert(prefix, hops);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The device the kernel reaches `gateway` through, if any.
+    async fn device_of(&self, gateway: IpAddr) -> Option<u32> {
+        let msg = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(gateway, if gateway.is_ipv4() { 32 } else { 128 })
+            .ok()?
+            .build();
+        let mut answers = self.handle.route().get(msg).execute();
+        let route = answers.try_next().await.ok().flatten()?;
+        route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })
+    }
+
+    /// Looks up the devices of the gateways in `ops` not seen before.
+    async fn resolve(&mut self, ops: &[FibOp]) {
+        let Some(objects) = &self.objects else {
+            return;
+        };
+        let mut new: Vec<IpAddr> = ops
+            .iter()
+            .filter_map(|op| match op {
+                FibOp::Replace { next_hops, .. } => Some(next_hops),
+                FibOp::Delete { .. } => None,
+            })
+            .flat_map(|hops| objects.unresolved(hops))
+            .collect();
+        new.sort();
+        new.dedup();
+        for gateway in new {
+            let oif = self.device_of(gateway).await;
+            if let Some(objects) = &mut self.objects {
+                objects.oifs.insert(gateway, oif);
+            }
+        }
     }
 
     fn message(&self, prefix: &Prefix) -> RouteMessageBuilder<IpAddr> {
@@ -409,18 +578,43 @@ impl Fib {
             .protocol(RouteProtocol::from(self.config.protocol))
     }
 
-    /// The netlink request for `op` and its flags; `None` for a route
-    /// without next hops, which is not installed.
-    fn request(&self, op: &FibOp) -> Result<Option<(RouteNetlinkMessage, u16)>, FibError> {
+    /// The netlink request for `op` and, before it, the nexthop objects it
+    /// needs created (into `creates`); `None` for a route without next
+    /// hops, which is not installed.
+    fn request(
+        &mut self,
+        op: &FibOp,
+        creates: &mut Vec<Create>,
+    ) -> Result<Option<Request>, FibError> {
+        let (table, protocol) = (self.config.table, self.config.protocol);
         match op {
             FibOp::Replace { prefix, next_hops } => {
+                if next_hops.is_empty() {
+                    return Ok(None);
+                }
                 let family_err = |next_hop| FibError::Family {
                     prefix: *prefix,
                     next_hop,
                 };
+                if let Some(&hop) = next_hops
+                    .iter()
+                    .find(|h| h.is_ipv4() != prefix.addr().is_ipv4())
+                {
+                    return Err(family_err(hop));
+                }
+                if let Some(id) = self
+                    .objects
+                    .as_mut()
+                    .and_then(|o| o.ensure(next_hops, creates))
+                {
+                    return Ok(Some(Request {
+                        kind: nexthop::RTM_NEWROUTE,
+                        flags: NLM_F_CREATE | NLM_F_REPLACE,
+                        body: nexthop::encode_route(prefix, table, protocol, Some(id)),
+                    }));
+                }
                 let mut b = self.message(prefix).kind(RouteType::Unicast);
                 match next_hops.as_slice() {
-                    [] => return Ok(None),
                     [one] => b = b.gateway(*one).map_err(|_| family_err(*one))?,
                     many => {
                         let mut nhs = Vec::new();
@@ -435,32 +629,51 @@ impl Fib {
                         b = b.multipath(nhs);
                     }
                 }
-                Ok(Some((
-                    RouteNetlinkMessage::NewRoute(b.build()),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )))
+                Ok(Some(Request {
+                    kind: nexthop::RTM_NEWROUTE,
+                    flags: NLM_F_CREATE | NLM_F_REPLACE,
+                    body: emit(&RouteNetlinkMessage::NewRoute(b.build())),
+                }))
             }
-            FibOp::Delete { prefix } => Ok(Some((
-                RouteNetlinkMessage::DelRoute(self.message(prefix).build()),
-                0,
-            ))),
+            FibOp::Delete { prefix } => Ok(Some(Request {
+                kind: nexthop::RTM_DELROUTE,
+                flags: 0,
+                body: nexthop::encode_route(prefix, table, protocol, None),
+            })),
         }
     }
 
     /// Applies operations in batches of [`BATCH`], in order. A failure
     /// stops it after its batch: the operations that succeeded are
     /// recorded and the first failure is returned. Removing a route that
-    /// is not there succeeds.
+    /// is not there succeeds. Nexthop objects no route uses any more go
+    /// afterwards.
     pub async fn apply(&mut self, ops: &[FibOp]) -> Result<(), FibError> {
+        let result = self.apply_routes(ops).await;
+        self.collect_objects().await;
+        result
+    }
+
+    async fn apply_routes(&mut self, ops: &[FibOp]) -> Result<(), FibError> {
+        self.resolve(ops).await;
         for chunk in ops.chunks(BATCH) {
             let mut sent = Vec::with_capacity(chunk.len());
             let mut messages = Vec::with_capacity(chunk.len());
+            let mut creates = Vec::new();
             let mut unbuildable = None;
             for op in chunk {
-                match self.request(op) {
+                match self.request(op, &mut creates) {
                     Ok(Some(m)) => {
+                        for c in creates.drain(..) {
+                            sent.push(Purpose::Create(c.id()));
+                            messages.push(Request {
+                                kind: nexthop::RTM_NEWNEXTHOP,
+                                flags: NLM_F_CREATE | NLM_F_EXCL,
+                                body: c.encode(self.config.protocol),
+                            });
+                        }
                         messages.push(m);
-                        sent.push(op);
+                        sent.push(Purpose::Op(op));
                     }
                     Ok(None) => self.installed.apply(op),
                     Err(e) => {
@@ -477,7 +690,19 @@ impl Fib {
                 }
             };
             let mut failed = None;
-            for (op, answer) in sent.into_iter().zip(answers) {
+            for (purpose, answer) in sent.into_iter().zip(answers) {
+                let op = match purpose {
+                    Purpose::Create(id) => {
+                        if let Some(e) = answer {
+                            warn!(id, error = %e, "creating a nexthop object failed");
+                            if let Some(o) = &mut self.objects {
+                                o.forget(id);
+                            }
+                        }
+                        continue;
+                    }
+                    Purpose::Op(op) => op,
+                };
                 match (op, answer) {
                     (FibOp::Delete { .. }, Some(e)) if is_not_found(&e) => self.installed.apply(op),
                     (_, Some(e)) => {
@@ -502,14 +727,49 @@ impl Fib {
         Ok(())
     }
 
+    /// Deletes the nexthop objects no route of ours uses any more.
+    async fn collect_objects(&mut self) {
+        let Some(objects) = &mut self.objects else {
+            return;
+        };
+        let installed = &self.installed;
+        let idle = objects.garbage(|hops| installed.uses(hops));
+        for chunk in idle.chunks(BATCH) {
+            let messages = chunk
+                .iter()
+                .map(|&id| Request {
+                    kind: nexthop::RTM_DELNEXTHOP,
+                    flags: 0,
+                    body: nexthop::encode_delete(id),
+                })
+                .collect();
+            match self.batcher.send(messages).await {
+                Ok(answers) => {
+                    for (id, e) in chunk.iter().zip(answers) {
+                        if let Some(e) = e.filter(|e| !is_not_found(e)) {
+                            warn!(id, error = %e, "removing a nexthop object failed");
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "removing nexthop objects failed"),
+            }
+        }
+    }
+
     /// Applies a batch of updates (see [`merge`]).
     pub async fn update(&mut self, updates: &[(Prefix, Vec<IpAddr>)]) -> Result<(), FibError> {
+        self.update_owned(updates.to_vec()).await
+    }
+
+    /// [`Fib::update`], consuming the updates.
+    async fn update_owned(&mut self, updates: Vec<(Prefix, Vec<IpAddr>)>) -> Result<(), FibError> {
         let installed = &self.installed;
-        let ops = merge_with(|p| installed.get(p), updates);
+        let ops = merge_owned(|p| installed.get(p), updates);
         self.apply(&ops).await
     }
 
-    /// Makes the table exactly `desired`, removing leftovers.
+    /// Makes the table exactly `desired`, removing leftovers (and nexthop
+    /// objects of ours no route uses).
     pub async fn reconcile(&mut self, desired: &FibTable) -> Result<(), FibError> {
         let current = self.read().await?;
         let ops = diff(&current, desired);
@@ -518,6 +778,14 @@ impl Fib {
         self.unsynced.store(false, Ordering::Relaxed);
         self.apply(&ops).await
     }
+}
+
+/// A route message's body as the kernel reads it.
+fn emit(message: &RouteNetlinkMessage) -> Vec<u8> {
+    use rtnetlink::packet_core::NetlinkSerializable;
+    let mut body = vec![0; message.buffer_len()];
+    message.serialize(&mut body);
+    body
 }
 
 /// A batch of updates as the FIB task's queue holds it while the kernel is
@@ -654,10 +922,11 @@ pub fn spawn(mut fib: Fib) -> (FibHandle, tokio::task::JoinHandle<()>) {
                     next = rx.try_recv().ok();
                 }
             }
-            if let Err(e) = fib.update(&updates).await {
+            let count = updates.len();
+            if let Err(e) = fib.update_owned(updates).await {
                 warn!(error = %e, "kernel route update failed");
             }
-            progress.queued.fetch_sub(updates.len(), Ordering::Relaxed);
+            progress.queued.fetch_sub(count, Ordering::Relaxed);
             // Stored if the speaker is not waiting yet: it will not miss it.
             progress.applied.notify_one();
             if let Some(desired) = reconcile

@@ -1,12 +1,13 @@
 //! The FIB's netlink side in a fresh namespace (root): multipath install,
 //! replace, idempotent delete, reading back, and reconcile leaving other
-//! protocols' routes alone.
+//! protocols' routes alone; routes go in over nexthop objects of ours,
+//! shared, removed once unused, and never another daemon's.
 
 use std::net::IpAddr;
 
 use bgpd::fib::{Fib, FibConfig, FibOp, FibTable};
 use bgpd::prefix::Prefix;
-use testkit::{Netns, require_root, veth_pair};
+use testkit::{Netns, require_root, veth_pair, without_nhid};
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
@@ -43,9 +44,55 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
         "static",
     ])
     .unwrap();
+    // Someone else's nexthop object, with an id in our range, and a route
+    // over it: never touched, its id never taken.
+    ns.ip([
+        "nexthop",
+        "add",
+        "id",
+        "3355443202",
+        "via",
+        "10.98.0.9",
+        "dev",
+        "eth0",
+        "proto",
+        "static",
+    ])
+    .unwrap();
+    ns.ip([
+        "route",
+        "add",
+        "10.78.0.0/24",
+        "nhid",
+        "3355443202",
+        "table",
+        "100",
+        "proto",
+        "static",
+    ])
+    .unwrap();
+    // Our routes, without the object's number.
     let show = || {
-        ns.ip(["route", "show", "table", "100", "proto", "200"])
-            .unwrap()
+        let text = ns
+            .ip(["route", "show", "table", "100", "proto", "200"])
+            .unwrap();
+        without_nhid(&text)
+    };
+    // Our objects: `id N via GW dev eth0 …` or `id N group A/B …`, a line each.
+    let objects = || {
+        let text = ns.ip(["nexthop", "show", "protocol", "200"]).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(2)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        lines.sort();
+        lines
     };
 
     ns.block_on(|| async {
@@ -70,6 +117,17 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
             "{out}"
         );
         assert!(out.contains("10.2.0.0/24 via 10.98.0.2"), "{out}");
+        assert!(fib.uses_nexthop_objects());
+        // One object per gateway and a group over both.
+        let objs = objects();
+        assert_eq!(objs.len(), 3, "{objs:?}");
+        assert!(objs.contains(&"via 10.98.0.2".to_string()), "{objs:?}");
+        assert!(objs.contains(&"via 10.98.0.3".to_string()), "{objs:?}");
+        assert!(
+            !ns.ip(["nexthop", "show", "protocol", "200"])
+                .unwrap()
+                .contains("3355443202")
+        );
 
         // Reading back gives what we installed.
         let read = fib.read().await.unwrap();
@@ -95,6 +153,8 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
         .await
         .unwrap();
         assert!(!show().contains("10.2.0.0/24"));
+        // The group and 10.98.0.2's object went with their last routes.
+        assert_eq!(objects(), ["via 10.98.0.3"]);
 
         // A new instance finds our route; reconcile to a new desired
         // table removes it and adds the new one.
@@ -103,9 +163,14 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
         let desired: FibTable = [(p("10.3.0.0/24"), vec![a("10.98.0.2")])].into();
         again.reconcile(&desired).await.unwrap();
         assert_eq!(again.read().await.unwrap(), desired);
+        assert_eq!(objects(), ["via 10.98.0.2"]);
     })
     .unwrap();
-    let all = ns.ip(["route", "show", "table", "100"]).unwrap();
+    let all = without_nhid(&ns.ip(["route", "show", "table", "100"]).unwrap());
+    assert!(
+        all.contains("10.78.0.0/24 via 10.98.0.9 dev eth0 proto static"),
+        "{all}"
+    );
     assert!(
         all.contains("10.77.0.0/24 via 10.98.0.9 dev eth0 proto static"),
         "{all}"

@@ -52,9 +52,9 @@ fn run_dir(dir: &Path, name: &str) -> std::path::PathBuf {
 /// `ip route show table 100 proto 201` in `ns`: bgpd's kernel routes
 /// (an error, not a route, once the table is empty).
 fn our_kernel(ns: &Netns) -> String {
-    run(ns
+    testkit::without_nhid(&run(ns
         .cmd("ip")
-        .args(["route", "show", "table", "100", "proto", "201"]))
+        .args(["route", "show", "table", "100", "proto", "201"])))
 }
 
 fn birdc(sock: &Path, args: &[&str]) -> String {

@@ -429,7 +429,7 @@ impl Lab {
     }
 
     async fn kernel(&self) -> String {
-        output(
+        let text = output(
             "ip",
             &[
                 "-n",
@@ -442,7 +442,8 @@ impl Lab {
                 "201",
             ],
         )
-        .await
+        .await;
+        testkit::without_nhid(&text)
     }
 
     async fn birdc(&self, args: &[&str]) -> String {

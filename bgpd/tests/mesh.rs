@@ -46,9 +46,7 @@ struct Host {
 impl Host {
     /// Its routes from bgpd in the main table: prefix → the route line.
     fn bgp_routes(&self) -> BTreeMap<String, String> {
-        self.ns
-            .ip(["route", "show", "proto", "201"])
-            .unwrap()
+        testkit::without_nhid(&self.ns.ip(["route", "show", "proto", "201"]).unwrap())
             .lines()
             .filter_map(|l| Some((l.split_whitespace().next()?.to_owned(), l.to_owned())))
             .collect()

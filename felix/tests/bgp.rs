@@ -98,7 +98,7 @@ fn the_bgp_driver_follows_desired_peers_and_prefixes_without_resetting_unchanged
     let (_ns1, b1) = start_bird(&host, 1, dir.path());
     let (_ns2, b2) = start_bird(&host, 2, dir.path());
     let socket = dir.path().join("bgp.sock");
-    let kernel = || host.ip(["route", "show", "proto", "200"]).unwrap();
+    let kernel = || testkit::without_nhid(&host.ip(["route", "show", "proto", "200"]).unwrap());
 
     host.block_on(|| async {
         let mut driver = BgpDriver::new(BgpOptions {
@@ -335,7 +335,7 @@ fn bgp_filters_service_cidrs_and_their_communities_reach_bird_as_calico_describe
         &[("felix", &ours(1).to_string(), 64555)],
     );
     let b = Bird::start(&ns, dir.path(), "bird1", &conf).unwrap();
-    let kernel = || host.ip(["route", "show", "proto", "200"]).unwrap();
+    let kernel = || testkit::without_nhid(&host.ip(["route", "show", "proto", "200"]).unwrap());
 
     let mut snapshot = felix::state::Snapshot::default();
     for r in api::parse_documents("resources", RESOURCES).unwrap() {

@@ -84,6 +84,7 @@ pub use container::Containers;
 pub use containerd::Containerd;
 pub use error::Error;
 pub use link::veth_pair;
+pub use link::without_nhid;
 pub use name::ifname;
 pub use netns::{Netns, remove_stale};
 pub use podman::Podman;

@@ -31,7 +31,7 @@ impl Netns {
             Err(Error::Command { stderr, .. }) if stderr.contains("FIB table does not exist") => {
                 Ok(String::new())
             }
-            other => other,
+            other => other.map(|text| without_nhid(&text)),
         }
     }
 
@@ -69,4 +69,35 @@ pub fn veth_pair(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), Err
             // Deleting one end deletes both; the first error is the one to report.
             let _ = a.ip(["link", "del", a_if]);
         })
+}
+
+/// `ip route` output with the `nhid N` of each route over a nexthop object
+/// taken out: such a route reads as a plain one, `P via GW dev D …` (`ip`
+/// lists the object's gateways after the number).
+pub fn without_nhid(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut words = text.split(' ');
+    while let Some(w) = words.next() {
+        if w == "nhid" {
+            words.next();
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_route_over_a_nexthop_object_reads_as_a_plain_one() {
+        assert_eq!(
+            super::without_nhid("10.2.0.0/24 nhid 3355443201 via 10.98.0.2 dev eth0 proto 200 \n"),
+            "10.2.0.0/24 via 10.98.0.2 dev eth0 proto 200 \n"
+        );
+        assert_eq!(
+            super::without_nhid("10.2.0.0/24 via 10.98.0.2"),
+            "10.2.0.0/24 via 10.98.0.2"
+        );
+    }
 }

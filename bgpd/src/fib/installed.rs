@@ -38,6 +38,11 @@ impl<K> Default for Routes<K> {
 
 impl<K: Ord + Copy> Routes<K> {
     fn in_run(&self, key: &K) -> Option<usize> {
+        // A table arrives in order: most new keys sort after the run, and
+        // need no search through it.
+        if self.run.last().is_none_or(|(last, _)| last < key) {
+            return None;
+        }
         self.run.binary_search_by(|(k, _)| k.cmp(key)).ok()
     }
 
@@ -187,6 +192,13 @@ impl Installed {
         if let Some(old) = old {
             self.release(old);
         }
+    }
+
+    /// How many routes have exactly the next hops `hops`.
+    pub(super) fn uses(&self, hops: &[IpAddr]) -> u32 {
+        self.numbers
+            .get(hops)
+            .map_or(0, |&id| self.sets[id as usize].1)
     }
 
     fn intern(&mut self, hops: &[IpAddr]) -> u32 {
