@@ -16,6 +16,8 @@
 //! - [`node`]: registering this host's Node resource (addresses, AS, VTEP).
 //! - [`node_status`]: this host's CalicoNodeStatus (its BGP sessions) in the
 //!   datastore, bounded writes.
+//! - [`neigh_table`]: the kernel's neighbour tables watched, a full one
+//!   named in a log line and in the node's status.
 //! - [`ipam_gc`]: the IPAM leak collector's task (on the felix holding its
 //!   lease), with its logs and metrics.
 //! - [`dataplane`]: the kernel drivers (routes, workload interfaces,
@@ -39,6 +41,7 @@ pub mod dataplane;
 pub mod flowlog;
 pub mod ipam_gc;
 pub mod metrics;
+pub mod neigh_table;
 pub mod node;
 pub mod node_status;
 pub mod policy_driver;

@@ -27,6 +27,8 @@ use bgpd::speaker::PeerStatus;
 use bgpd::status;
 use datastore::{KvStore, ResourceStore};
 
+use crate::neigh_table;
+
 /// How often a node whose status says stop (period 0) is looked at again.
 const PAUSED_RECHECK: Duration = Duration::from_secs(60);
 
@@ -39,8 +41,10 @@ fn peer_type(description: Option<&str>) -> &'static str {
     }
 }
 
-/// The BGP status of `peers` at `now` (seconds since the epoch).
-pub fn bgp_status(peers: &[PeerStatus], now: u64) -> BgpStatus {
+/// The BGP status of `peers` at `now` (seconds since the epoch); a
+/// `host_problem` (a full neighbour table) is added to the reason of every
+/// session that is down.
+pub fn bgp_status(peers: &[PeerStatus], now: u64, host_problem: Option<&str>) -> BgpStatus {
     let mut bgp = BgpStatus::default();
     for p in peers {
         let state = p.state.to_string();
@@ -48,7 +52,13 @@ pub fn bgp_status(peers: &[PeerStatus], now: u64) -> BgpStatus {
         let peer = BgpPeerStatus {
             peer_ip: p.addr.to_string(),
             peer_type: peer_type(p.description.as_deref()).into(),
-            reason: status::explain(&state, p.last_error.as_deref()),
+            reason: match host_problem {
+                Some(problem) if !established => format!(
+                    "{}; {problem}",
+                    status::explain(&state, p.last_error.as_deref())
+                ),
+                _ => status::explain(&state, p.last_error.as_deref()),
+            },
             last_error: if established {
                 String::new()
             } else {
@@ -162,9 +172,42 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
     let mut spec = default_spec(&node);
     // Whether the last tick found the store locked (logged once).
     let mut locked = false;
+    // The neighbour tables, read each tick; the last reading and what
+    // was wrong (logged when it changes).
+    let mut netlink = match rtnetlink::new_connection() {
+        Ok((conn, handle, _)) => {
+            tokio::spawn(conn);
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink socket: the neighbour tables are not watched");
+            None
+        }
+    };
+    let mut tables = Vec::new();
+    let mut host_problem: Option<String> = None;
     // The first report once the speaker has had a moment to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
+        if let Some(handle) = &mut netlink {
+            match neigh_table::read(handle).await {
+                Ok(now) => {
+                    let problem = neigh_table::problem(&tables, &now);
+                    if problem != host_problem {
+                        match &problem {
+                            Some(p) => tracing::warn!(node, "{p}"),
+                            None => tracing::info!(
+                                node,
+                                "the kernel's neighbour tables have room again"
+                            ),
+                        }
+                    }
+                    host_problem = problem;
+                    tables = now;
+                }
+                Err(e) => tracing::debug!(error = %e, "reading the neighbour tables failed"),
+            }
+        }
         let handle = source.borrow().clone();
         let (peers, running) = match handle {
             Some(h) => match h.peers().await {
@@ -179,6 +222,7 @@ pub async fn run(kv: Arc<dyn KvStore>, node: String, source: status::Source) {
             running,
             booted,
             now,
+            host_problem: host_problem.as_deref(),
         };
         match publish(&store, &node, &mut cadence, &mut spec, tick).await {
             Ok(()) => locked = false,
@@ -210,6 +254,8 @@ struct Tick<'a> {
     running: bool,
     booted: u64,
     now: u64,
+    /// What is wrong with the host (see [`crate::neigh_table`]).
+    host_problem: Option<&'a str>,
 }
 
 /// One tick: writes the status if due, reading the resource first (for
@@ -225,7 +271,7 @@ async fn publish(
     spec: &mut CalicoNodeStatusSpec,
     tick: Tick<'_>,
 ) -> Result<(), datastore::Error> {
-    let bgp = bgp_status(tick.peers, tick.now);
+    let bgp = bgp_status(tick.peers, tick.now, tick.host_problem);
     let status_for = |spec: &CalicoNodeStatusSpec| {
         node_status(spec, bgp.clone(), tick.running, tick.booted, tick.now)
     };
@@ -308,6 +354,7 @@ mod tests {
                 peer("fd00::1", State::Established, None, 70),
             ],
             NOW,
+            None,
         );
         assert_eq!(
             (
@@ -341,6 +388,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_neighbour_table_is_named_in_the_reason_of_every_session_down() {
+        let problem = "the kernel's ARP table is full (…): raise net.ipv4.neigh.default.gc_thresh3";
+        let bgp = bgp_status(
+            &[
+                peer("10.0.0.1", State::Established, None, 70),
+                peer("10.0.0.2", State::Active, Some("Hold timer expired"), 5),
+            ],
+            NOW,
+            Some(problem),
+        );
+        assert_eq!(bgp.peers_v4[0].reason, "");
+        let down = &bgp.peers_v4[1].reason;
+        assert!(down.starts_with("hold timer expired"), "{down}");
+        assert!(down.ends_with(problem), "{down}");
+    }
+
+    #[test]
     fn only_the_classes_asked_for_are_reported() {
         let spec = CalicoNodeStatusSpec {
             node: "h1".into(),
@@ -366,7 +430,7 @@ mod tests {
         let at = |now: u64, state: State| {
             node_status(
                 &spec,
-                bgp_status(&[peer("10.0.0.1", state, None, now - NOW + 70)], now),
+                bgp_status(&[peer("10.0.0.1", state, None, now - NOW + 70)], now, None),
                 true,
                 NOW,
                 now,
@@ -396,6 +460,7 @@ mod tests {
             running: true,
             booted: NOW,
             now: NOW,
+            host_problem: None,
         };
         let (mut cadence, mut spec) = (Cadence::default(), default_spec("h1"));
         let locked = publish(&store, "h1", &mut cadence, &mut spec, tick()).await;

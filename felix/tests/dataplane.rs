@@ -678,3 +678,35 @@ async fn bandwidth_limits_shape_traffic_to_and_from_a_workload_and_go_away_after
     let free = iperf3_mbits(&host, &w, "10.65.9.5", false);
     assert!(free > 200.0, "unshaped: {free} Mbit/s");
 }
+
+/// The neighbour tables read from a fresh namespace are the machine's:
+/// the same hard maximum as the host's sysctl, both families.
+#[test]
+fn the_neighbour_tables_read_from_any_namespace_are_the_machines() {
+    if !require_root() {
+        return;
+    }
+    let sysctl = |family: &str| -> u32 {
+        std::fs::read_to_string(format!("/proc/sys/net/{family}/neigh/default/gc_thresh3"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let ns = Netns::new("neightbl").unwrap();
+    let tables = ns
+        .block_on(|| async {
+            let (conn, mut handle, _) = rtnetlink::new_connection().unwrap();
+            tokio::spawn(conn);
+            felix::neigh_table::read(&mut handle).await.unwrap()
+        })
+        .unwrap();
+    let v4 = tables.iter().find(|t| !t.ipv6).expect("the ARP table");
+    assert_eq!(v4.gc_thresh3, sysctl("ipv4"));
+    if let Some(v6) = tables.iter().find(|t| t.ipv6) {
+        assert_eq!(v6.gc_thresh3, sysctl("ipv6"));
+    }
+    // Nothing is wrong with them now, unless the machine's table is near full.
+    let words = felix::neigh_table::problem(&tables, &tables);
+    assert!(words.is_none() || words.unwrap().contains("nearly full"));
+}
