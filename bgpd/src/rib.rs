@@ -49,6 +49,31 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerId(pub u32);
 
+/// A map keyed by peer, looked up for every path compared in a decision:
+/// a multiplicative hash of the number, not SipHash (peer numbers are ours,
+/// not an attacker's).
+type PeerMap<V> = HashMap<PeerId, V, std::hash::BuildHasherDefault<PeerHasher>>;
+
+/// Fibonacci hashing of a peer number (see [`PeerMap`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerHasher(u64);
+
+impl std::hash::Hasher for PeerHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Where a path came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -284,6 +309,18 @@ pub struct Change {
     pub new: Option<Path>,
 }
 
+impl Change {
+    /// Whether the best path changed (otherwise only the ECMP set did,
+    /// which the kernel cares about and no peer does).
+    pub fn best_changed(&self) -> bool {
+        match (&self.old, &self.new) {
+            (Some(a), Some(b)) => !a.same(b),
+            (None, None) => false,
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Interner {
     set: HashSet<Arc<RouteAttrs>>,
@@ -310,12 +347,12 @@ impl Interner {
 #[derive(Debug)]
 pub struct Rib {
     config: RibConfig,
-    peers: HashMap<PeerId, PeerInfo>,
-    counts: HashMap<PeerId, InCounts>,
+    peers: PeerMap<PeerInfo>,
+    counts: PeerMap<InCounts>,
     table: Table,
     interner: Interner,
     /// Import/export policy per peer, kept across sessions.
-    policies: HashMap<PeerId, Arc<PeerPolicy>>,
+    policies: PeerMap<Arc<PeerPolicy>>,
     /// The attributes as received of the paths an import filter changed.
     originals: HashMap<(PeerId, Prefix), Arc<RouteAttrs>>,
 }
@@ -334,20 +371,71 @@ fn origin(r: &RouteAttrs) -> Origin {
 
 /// Keeps the candidates for which `key` is minimal.
 fn keep_min<K: Ord>(paths: &[Path], cand: &mut Vec<usize>, key: impl Fn(&Path) -> K) {
-    if let Some(min) = cand.iter().map(|&i| key(&paths[i])).min() {
-        cand.retain(|&i| key(&paths[i]) == min);
+    if cand.len() < 2 {
+        return;
     }
+    // Each key once: some are map lookups.
+    let keys: Vec<K> = cand.iter().map(|&i| key(&paths[i])).collect();
+    if let Some(min) = keys.iter().min() {
+        let mut k = keys.iter();
+        cand.retain(|_| k.next() == Some(min));
+    }
+}
+
+/// Step d's survivors: of `(group, MED, index)` triples, the indices whose
+/// MED is the lowest of their group, in index order. Sorted by group and
+/// MED, each group's first MED is that lowest: k log k for k paths, where
+/// comparing every pair would cost k².
+fn lowest_med_of_each_group(mut keyed: Vec<(u32, u32, usize)>) -> Vec<usize> {
+    keyed.sort_unstable();
+    let mut out = Vec::with_capacity(keyed.len());
+    let mut lowest = None;
+    for (group, med, i) in keyed {
+        match lowest {
+            Some((g, m)) if g == group => {
+                if med == m {
+                    out.push(i);
+                }
+            }
+            _ => {
+                lowest = Some((group, med));
+                out.push(i);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The next hops of an ECMP set, in its order, each once.
+fn hops_of(set: &[&Path]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = set.iter().map(|p| p.route.next_hop.addr()).collect();
+    if out.len() <= 8 {
+        let mut seen = 0;
+        out.retain(|a| {
+            seen += 1;
+            !set[..seen - 1].iter().any(|p| p.route.next_hop.addr() == *a)
+        });
+        return out;
+    }
+    // Many: sorted to find the repeats, each kept where it first came.
+    let mut order: Vec<(IpAddr, usize)> = out.iter().copied().zip(0..).collect();
+    order.sort_unstable();
+    order.dedup_by_key(|(a, _)| *a);
+    order.sort_unstable_by_key(|(_, i)| *i);
+    out = order.into_iter().map(|(a, _)| a).collect();
+    out
 }
 
 impl Rib {
     pub fn new(config: RibConfig) -> Self {
         Rib {
             config,
-            peers: HashMap::new(),
-            counts: HashMap::new(),
+            peers: PeerMap::default(),
+            counts: PeerMap::default(),
             table: Table::default(),
             interner: Interner::default(),
-            policies: HashMap::new(),
+            policies: PeerMap::default(),
             originals: HashMap::new(),
         }
     }
@@ -440,19 +528,23 @@ impl Rib {
         // d. MED, between paths from the same neighbour AS unless
         //    always-compare; a missing MED is 0. Done as the RFC says, by
         //    removing every path beaten by another (MED is not a total order).
-        let med = |p: &Path| p.route.attrs.med.unwrap_or(0);
-        let beaten: Vec<usize> = cand
-            .iter()
-            .copied()
-            .filter(|&r| {
-                cand.iter().any(|&s| {
-                    (self.config.always_compare_med
-                        || self.neighbour_as(&paths[s]) == self.neighbour_as(&paths[r]))
-                        && med(&paths[s]) < med(&paths[r])
+        //    A path is beaten exactly when its MED is above the lowest of
+        //    its group (its neighbour AS, or all).
+        if cand.len() > 1 {
+            let keyed: Vec<(u32, u32, usize)> = cand
+                .iter()
+                .map(|&i| {
+                    let p = &paths[i];
+                    let group = if self.config.always_compare_med {
+                        0
+                    } else {
+                        self.neighbour_as(p)
+                    };
+                    (group, p.route.attrs.med.unwrap_or(0), i)
                 })
-            })
-            .collect();
-        cand.retain(|i| !beaten.contains(i));
+                .collect();
+            cand = lowest_med_of_each_group(keyed);
+        }
         // e. eBGP (and local) over iBGP.
         keep_min(paths, &mut cand, |p| self.is_ibgp(p.source()));
         cand
@@ -484,14 +576,10 @@ impl Rib {
             paths.as_mut_slice().swap(0, i);
         }
         let new = self.best_of(&prefix);
-        let changed = match (&old, &new) {
-            (Some(a), Some(b)) => !a.same(b),
-            (None, None) => false,
-            _ => true,
-        };
+        let change = Change { prefix, old, new };
         // A new or lost equal path changes the ECMP set, not the best one.
-        if changed || new.is_some() {
-            out.push(Change { prefix, old, new });
+        if change.best_changed() || change.new.is_some() {
+            out.push(change);
         }
     }
 
@@ -808,6 +896,16 @@ impl Rib {
         let Some(paths) = self.table.get(prefix).map(Paths::as_slice) else {
             return Vec::new();
         };
+        let equal = if paths.len() > 1 {
+            self.equal_best(paths)
+        } else {
+            vec![0]
+        };
+        Self::ecmp_of(paths, &equal)
+    }
+
+    /// [`Rib::ecmp`] of `paths` (best first), given their equal-best set.
+    fn ecmp_of<'p>(paths: &'p [Path], equal: &[usize]) -> Vec<&'p Path> {
         if paths
             .first()
             .is_none_or(|p| p.rejected || p.is_from(Source::Local))
@@ -817,10 +915,9 @@ impl Rib {
         if let [only] = paths {
             return vec![only];
         }
-        let mut set: Vec<&Path> = self
-            .equal_best(paths)
-            .into_iter()
-            .map(|i| &paths[i])
+        let mut set: Vec<&Path> = equal
+            .iter()
+            .map(|&i| &paths[i])
             .filter(|p| !p.is_from(Source::Local))
             .collect();
         set.sort_by_key(|p| !std::ptr::eq(*p, &paths[0]));
@@ -830,14 +927,7 @@ impl Rib {
     /// The next hops the kernel should use for `prefix` (the ECMP set's,
     /// deduplicated), empty when there is no learned best path.
     pub fn fib_next_hops(&self, prefix: &Prefix) -> Vec<IpAddr> {
-        let mut out: Vec<IpAddr> = Vec::new();
-        for p in self.ecmp(prefix) {
-            let a = p.route.next_hop.addr();
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-        out
+        hops_of(&self.ecmp(prefix))
     }
 
     /// Every Loc-RIB entry, unordered.
@@ -1130,6 +1220,29 @@ impl<'a> Exporter<'a> {
     pub fn finish(mut self) -> Outgoing {
         self.out.announce.retain(|(_, v)| !v.is_empty());
         self.out
+    }
+}
+
+#[cfg(test)]
+mod med_tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The sorted MED step keeps exactly the paths no path of their
+        /// group beats, as RFC 4271's pairwise wording says.
+        #[test]
+        fn the_lowest_med_of_each_group_is_the_pairwise_rule(
+            keys in proptest::collection::vec((0u32..4, 0u32..5), 0..40)
+        ) {
+            let keyed: Vec<(u32, u32, usize)> =
+                keys.iter().enumerate().map(|(i, &(g, m))| (g, m, i)).collect();
+            let pairwise: Vec<usize> = keyed
+                .iter()
+                .filter(|(g, m, _)| !keyed.iter().any(|(h, n, _)| h == g && n < m))
+                .map(|&(_, _, i)| i)
+                .collect();
+            prop_assert_eq!(super::lowest_med_of_each_group(keyed), pairwise);
+        }
     }
 }
 

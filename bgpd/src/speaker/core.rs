@@ -657,12 +657,19 @@ impl Core {
         if changes.is_empty() {
             return;
         }
+        // Peers get the best path only: a change of the ECMP set alone
+        // (another equal path from one more peer) exports nothing, and
+        // skipping it here spares every peer's exporter a look at it.
+        let exported: Vec<&Change> = changes.iter().filter(|c| c.best_changed()).collect();
         for (&id, peer) in self.peers.iter_mut() {
+            if exported.is_empty() {
+                break;
+            }
             let Some(epoch) = peer.live_epoch().filter(|_| skip != Some(id)) else {
                 continue;
             };
             let mut e = Exporter::new(&self.rib, id);
-            for c in changes {
+            for c in &exported {
                 e.add_change(c);
             }
             let out: rib::Outgoing = e.finish();
