@@ -83,46 +83,9 @@ for w in "${WORKLOADS[@]}"; do
   names+=("$name")
 done
 
-# plugin COMMAND HOST NAME PATH: runs the CNI plugin PATH in HOST's namespace
-# for workload NAME, its config on stdin; its log joins the lab's cni.log.
-plugin() {
-  ip netns exec "$(host_ns "$2")" env \
-    CNI_COMMAND="$1" CNI_CONTAINERID="$lab-$3" CNI_NETNS="/var/run/netns/$(work_ns "$3")" \
-    CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" \
-    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$3" \
-    "$4" 2>>"$state/cni.log"
-}
-
-LOOPBACK='{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "loopback"}'
-
-# calico_conf HOST LABELS [PREV]: our plugin's config in the chain after loopback.
-calico_conf() {
-  local prev="" labels="" kv
-  [ -z "${3:-}" ] || prev=", \"prevResult\": $3"
-  IFS=, read -ra kv <<<"$2"
-  for kv in "${kv[@]}"; do
-    labels+="${labels:+, }{\"key\": \"${kv%%=*}\", \"value\": \"${kv#*=}\"}"
-  done
-  cat <<JSON
-{"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
- "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$1",
- "ipam": $IPAM,
- "args": {"cni": {"labels": [$labels]}}$prev}
-JSON
-}
-
-# cni COMMAND HOST NAME LABELS: the chain loopback, calico (ADD in order, DEL
-# in reverse); prints calico's result.
-cni() {
-  local cmd=$1 host=$2 name=$3 labels=$4 lo
-  if [ "$cmd" = ADD ]; then
-    lo=$(plugin ADD "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK") || return 1
-    plugin ADD "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$labels" "$lo")"
-  else
-    plugin DEL "$host" "$name" "$bin/calico" <<<"$(calico_conf "$host" "$labels")" || return 1
-    plugin DEL "$host" "$name" /usr/lib/cni/loopback <<<"$LOOPBACK"
-  fi
-}
+# plugin, calico_conf and cni: the CNI chain run in a host's namespace.
+# shellcheck source=scripts/cni-lib.sh
+source scripts/cni-lib.sh
 
 if [ -n "$down" ]; then
   for w in "${WORKLOADS[@]}"; do

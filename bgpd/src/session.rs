@@ -226,22 +226,20 @@ async fn drain(stream: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8]) {
 
 async fn read_loop(mut stream: tokio::net::tcp::OwnedReadHalf, ticket: u64, tx: mpsc::Sender<Io>) {
     let mut framer = wire::Framer::new();
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match stream.read(&mut buf).await {
+        match stream.read_buf(framer.room()).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send(Io::Closed { ticket }).await;
                 return;
             }
-            Ok(n) => n,
-        };
-        framer.push(&buf[..n]);
+            Ok(_) => {}
+        }
         loop {
             match framer.next_message() {
                 Ok(Some((kind, body))) => {
                     if tx.send(Io::Message { ticket, kind, body }).await.is_err() {
                         // The session is gone: see `linger`.
-                        drain(&mut stream, &mut buf).await;
+                        drain(&mut stream, &mut [0; 4096]).await;
                         return;
                     }
                 }

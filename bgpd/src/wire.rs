@@ -141,6 +141,10 @@ impl RouteRefresh {
     }
 }
 
+/// The least room [`Framer::room`] offers a read: one whole message of the
+/// usual size.
+pub const READ_CHUNK: usize = 4096;
+
 /// Accumulates bytes read from a connection and hands out whole messages.
 #[derive(Debug, Clone)]
 pub struct Framer {
@@ -168,8 +172,18 @@ impl Framer {
         self.max_len = max_len;
     }
 
+    /// Appends bytes read elsewhere (the tests' and benchmarks' peers).
+    #[cfg(any(test, feature = "testing"))]
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read more bytes into (appending), with room for at
+    /// least [`READ_CHUNK`]: a session reads straight into it, and a quiet
+    /// one holds a few KiB, not a read buffer of its own beside it.
+    pub fn room(&mut self) -> &mut Vec<u8> {
+        self.buf.reserve(READ_CHUNK);
+        &mut self.buf
     }
 
     /// The next whole message as `(type, body)`, or `None` if incomplete.
@@ -180,6 +194,10 @@ impl Framer {
         };
         let out = (frame.kind, frame.body.to_vec());
         self.buf.drain(..used);
+        // A burst of long messages may have grown it: give that back.
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            self.buf = Vec::new();
+        }
         Ok(Some(out))
     }
 }
@@ -187,6 +205,33 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_framer_read_into_directly_gives_back_what_a_burst_grew() {
+        let mut f = Framer::new();
+        // A burst of 100 KEEPALIVEs read at once, as a socket read appends.
+        let burst: Vec<u8> = (0..100).flat_map(|_| keepalive()).collect();
+        let room = f.room();
+        assert!(room.capacity() >= READ_CHUNK);
+        room.extend_from_slice(&burst);
+        f.room().extend_from_slice(&burst[..10]);
+        let mut n = 0;
+        while let Some((kind, _)) = f.next_message().unwrap() {
+            assert_eq!(kind, MessageType::Keepalive);
+            n += 1;
+        }
+        assert_eq!(n, 100);
+        // The first ten bytes of one more wait for the rest of it.
+        f.room().extend_from_slice(&keepalive()[10..]);
+        assert!(f.next_message().unwrap().is_some());
+        // Once empty, a large buffer is given back.
+        f.room().extend_from_slice(&vec![0xff; 8 * READ_CHUNK][..]);
+        assert!(f.buf.capacity() > 4 * READ_CHUNK);
+        f.buf.clear();
+        f.room().extend_from_slice(&keepalive());
+        assert!(f.next_message().unwrap().is_some());
+        assert!(f.buf.capacity() <= 4 * READ_CHUNK);
+    }
 
     fn header(length: u16, kind: u8) -> Vec<u8> {
         let mut m = MARKER.to_vec();

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The scale harness: N hosts running release felix on one switch, on the
+# lab's SQLite datastore, in a full mesh or behind K in-cluster route
+# reflectors, one workload per host through the CNI plugin; it measures
+#   - how long `calico-lab up` takes (the felix processes start one by one),
+#   - from the last felix started to every BGP session Established, then
+#     (the workloads added) to every host routing to every other host's
+#     block, also counted from the last workload added,
+#   - felix's RSS (mean, max) and CPU seconds per host, the datastore's size,
+#   - after felix on one host restarts: until its sessions are all
+#     Established again, and every host's session to it,
+# and prints one markdown row. The lab is removed at the end (also on error).
+#   scripts/scale.sh N [--rr K] [--name LAB] [--keep]
+# Root. Builds felix, calicoctl, the CNI plugins and calico-lab in release.
+# calico-lab sizes the kernel's neighbour table for the lab; a lab past a
+# few hundred hosts also needs `ulimit -n` and the kernel's inotify and
+# thread limits to hold (see the README's scale section).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { echo "usage: $0 N [--rr K] [--name LAB] [--keep]" >&2; exit 2; }
+(($#)) || usage
+hosts=$1
+shift
+[[ "$hosts" =~ ^[0-9]+$ ]] && ((hosts >= 2 && hosts <= 1000)) || usage
+rr=0 lab=scale keep=""
+while (($#)); do
+  case "$1" in
+    --rr) (($# > 1)) || usage; rr=$2; shift ;;
+    --name) (($# > 1)) || usage; lab=$2; shift ;;
+    --keep) keep=1 ;;
+    *) usage ;;
+  esac
+  shift
+done
+((rr >= 0 && rr < hosts)) || usage
+
+source scripts/packages.sh
+install_packages lab
+
+cargo build --release --locked -p felix -p cni -p calicoctl -p lab
+bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)
+export CNI_PATH=$bin:/usr/lib/cni
+state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
+export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
+IPAM='{"type": "calico-ipam"}'
+calicoctl() { "$bin/calicoctl" "$@"; }
+host_ns() { echo "clab-$lab-$1"; }
+work_ns() { echo "wl-$lab-$1"; }
+# shellcheck source=scripts/cni-lib.sh
+source scripts/cni-lib.sh
+
+# Host i (1-based): h$i at 10.100.X.Y/16.
+addr() { echo "10.100.$(($1 / 250)).$(($1 % 250 + 1))"; }
+
+dir=$(mktemp -d)
+cleanup() {
+  rc=$?
+  if [ -z "$keep" ]; then
+    for ((i = 1; i <= hosts; i++)); do
+      ip netns del "$(work_ns "h$i")" 2>/dev/null || true
+    done
+    "$bin/calico-lab" down --name "$lab" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+{
+  echo "name: $lab"
+  echo "topology:"
+  echo "  kinds:"
+  echo "    linux:"
+  echo "      image: ghcr.io/calico-rs/felix:dev"
+  echo "      env: {CALICO_NETWORKING_BACKEND: bird, AS: \"64512\"}"
+  echo "  nodes:"
+  echo "    sw: {kind: bridge}"
+  for ((i = 1; i <= hosts; i++)); do
+    echo "    h$i: {kind: linux, env: {IP: $(addr "$i")/16}, exec: [ip addr add $(addr "$i")/16 dev eth1]}"
+  done
+  echo "  links:"
+  for ((i = 1; i <= hosts; i++)); do
+    echo "    - endpoints: [\"h$i:eth1\", \"sw:p$i\"]"
+  done
+} >"$dir/scale.clab.yml"
+mesh=true
+((rr == 0)) || mesh=false
+cat >"$dir/resources.yaml" <<YAML
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: scale}
+spec: {cidr: 10.244.0.0/14, blockSize: 26}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: $mesh, asNumber: 64512}
+YAML
+if ((rr > 0)); then
+  cat >>"$dir/resources.yaml" <<YAML
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: peer-with-route-reflectors}
+spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
+YAML
+fi
+
+echo "== $hosts hosts, $( ((rr)) && echo "$rr route reflectors" || echo "full mesh")"
+start=$SECONDS
+"$bin/calico-lab" up "$dir/scale.clab.yml" --name "$lab" --felix "$bin/felix" >/dev/null
+up=$((SECONDS - start))
+echo "lab up: $up s"
+t0=$(date +%s.%N)
+calicoctl apply -f "$dir/resources.yaml" >/dev/null
+for ((i = 1; i <= rr; i++)); do
+  calicoctl patch node "h$i" -p '{"spec": {"bgp": {"routeReflectorClusterID": "244.0.0.1"}}}' >/dev/null
+  calicoctl label node "h$i" route-reflector=true >/dev/null
+done
+
+# The sessions a host should have: every other host in a mesh; behind route
+# reflectors, a client has one per reflector, a reflector one per host.
+expected() {
+  if ((rr == 0 || $1 <= rr)); then echo $((hosts - 1)); else echo "$rr"; fi
+}
+# settled HOST_INDEX: all its expected sessions Established.
+settled() {
+  local status up
+  status=$(calicoctl node status --socket "$state/h$1/bgp.sock" 2>/dev/null) || return 1
+  up=$(grep -E '^\| [0-9.]+ ' <<<"$status" | grep -c Established || true)
+  ((up == $(expected "$1")))
+}
+# routed HOST_INDEX: a route for every other host's block (BGP, protocol 200).
+routed() {
+  (($(ip -n "$(host_ns "h$1")" route show proto 200 | grep -c '^10\.24[4-7]\.') >= hosts - 1))
+}
+# wait_all CHECK: until CHECK holds for every host; hosts found done are not
+# asked again. Gives up after 20 minutes.
+wait_all() {
+  local check=$1 i pending=() next deadline=$((SECONDS + 1200))
+  for ((i = 1; i <= hosts; i++)); do pending+=("$i"); done
+  while ((${#pending[@]})); do
+    next=()
+    for i in "${pending[@]}"; do "$check" "$i" || next+=("$i"); done
+    pending=("${next[@]}")
+    ((${#pending[@]} == 0)) && break
+    ((SECONDS < deadline)) || { echo "$check: ${#pending[@]} hosts not done, e.g. h${pending[0]}" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+wait_all settled
+t_sessions=$(elapsed "$t0")
+echo "all sessions Established: $t_sessions s after the last felix started"
+for ((i = 1; i <= hosts; i++)); do
+  ip netns add "$(work_ns "h$i")"
+  cni ADD "h$i" "h$i" "app=scale" >/dev/null || { echo "CNI ADD on h$i failed" >&2; tail "$state/cni.log" >&2; exit 1; }
+done
+t_wl=$(date +%s.%N)
+wait_all routed
+t_routes=$(elapsed "$t0")
+t_routes_wl=$(elapsed "$t_wl")
+echo "every host routes to every block: $t_routes s ($t_routes_wl s after the last workload)"
+
+# felix pid of host h$1, from calico-lab's state file.
+felix_pid() {
+  tr -d ' \n' <"$state/state.json" | grep -o "\"name\":\"h$1\"[^]]*\"pid\":[0-9]*" | grep -o '[0-9]*$'
+}
+tck=$(getconf CLK_TCK)
+rss_sum=0 rss_max=0 cpu_sum=0
+for ((i = 1; i <= hosts; i++)); do
+  pid=$(felix_pid "$i")
+  rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  cpu=$(awk -v t="$tck" '{ print ($14 + $15) / t }' "/proc/$pid/stat")
+  rss_sum=$((rss_sum + rss))
+  ((rss > rss_max)) && rss_max=$rss
+  cpu_sum=$(awk -v a="$cpu_sum" -v b="$cpu" 'BEGIN { print a + b }')
+done
+rss_mean=$((rss_sum / hosts / 1024))
+cpu_mean=$(awk -v a="$cpu_sum" -v n="$hosts" 'BEGIN { printf "%.1f", a / n }')
+db=$(du -m "$DATASTORE_PATH" | cut -f1)
+
+# Felix on the last host restarts (SIGTERM, then started as calico-lab
+# starts it): until its sessions, and every other host's to it, are back.
+victim=$hosts
+pid=$(felix_pid "$victim")
+kill -TERM "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+t_restart=$(date +%s.%N)
+ip netns exec "$(host_ns "h$victim")" env CALICO_NETWORKING_BACKEND=bird AS=64512 \
+  IP="$(addr "$victim")/16" DATASTORE_TYPE=sqlite DATASTORE_PATH="$DATASTORE_PATH" \
+  "$bin/felix" run --node-name "h$victim" --bgp-socket "$state/h$victim/bgp.sock" \
+  >>"$state/h$victim/felix.restart.log" 2>&1 &
+until settled "$victim"; do
+  awk -v e="$(elapsed "$t_restart")" 'BEGIN { exit !(e > 600) }' && { echo "h$victim did not come back" >&2; exit 1; }
+  sleep 0.2
+done
+t_back=$(elapsed "$t_restart")
+wait_all settled
+t_back_all=$(elapsed "$t_restart")
+
+sessions=0
+for ((i = 1; i <= hosts; i++)); do sessions=$((sessions + $(expected "$i"))); done
+mode="full mesh"
+((rr == 0)) || mode="$rr route reflectors"
+echo
+echo "| hosts | BGP | sessions (both ends) | lab up | all sessions Established | all routes | all routes, after the last workload | felix RSS mean / max | felix CPU per host | datastore | restarted host back / all its peers |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| $hosts | $mode | $sessions | ${up} s | ${t_sessions} s | ${t_routes} s | ${t_routes_wl} s | ${rss_mean} / $((rss_max / 1024)) MiB | ${cpu_mean} s | ${db} MiB | ${t_back} / ${t_back_all} s |"
