@@ -193,6 +193,7 @@ ip netns exec "$(host_ns "h$victim")" env CALICO_NETWORKING_BACKEND=bird AS=6451
   IP="$(addr "$victim")/16" DATASTORE_TYPE=sqlite DATASTORE_PATH="$DATASTORE_PATH" \
   "$bin/felix" run --node-name "h$victim" --bgp-socket "$state/h$victim/bgp.sock" \
   >>"$state/h$victim/felix.restart.log" 2>&1 &
+disown  # calico-lab down kills it with the lab
 until settled "$victim"; do
   awk -v e="$(elapsed "$t_restart")" 'BEGIN { exit !(e > 600) }' && { echo "h$victim did not come back" >&2; exit 1; }
   sleep 0.2
