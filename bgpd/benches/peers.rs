@@ -38,15 +38,8 @@ use std::time::{Duration, Instant};
 
 use common::Daemon;
 use feeder::{Feeder, Table};
-use speakers::{Kind, SPEAKER, SPEAKER_AS, TABLE, fib_count};
+use speakers::{Kind, SPEAKER, SPEAKER_AS, TABLE, env_or, fib_count};
 use testkit::{Background, Netns};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 /// Feeder `i`'s address and AS.
 fn feeder(i: usize) -> (Ipv4Addr, u32) {
@@ -137,17 +130,7 @@ impl Speaker {
     }
 
     fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+        speakers::peak_rss_kib(self.process.id())
     }
 }
 

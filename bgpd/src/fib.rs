@@ -771,6 +771,12 @@ impl Fib {
     /// Makes the table exactly `desired`, removing leftovers (and nexthop
     /// objects of ours no route uses).
     pub async fn reconcile(&mut self, desired: &FibTable) -> Result<(), FibError> {
+        // Our objects as the kernel has them: a failed batch may have left
+        // some recorded here that were never made.
+        if self.objects.is_some() {
+            let found = self.nexthops().await.map_err(FibError::Netlink)?;
+            self.objects = Some(Objects::from_found(self.config.protocol, &found));
+        }
         let current = self.read().await?;
         let ops = diff(&current, desired);
         self.installed = Installed::from_table(&current);

@@ -181,3 +181,39 @@ fn fib_installs_multipath_replaces_deletes_and_reconciles_only_its_own_routes() 
     );
     assert!(!all.contains("10.1.0.0/24"), "{all}");
 }
+
+/// An object of ours removed behind the FIB's back takes its routes with it
+/// (the kernel's doing); a reconcile puts both back.
+#[test]
+fn a_reconcile_repairs_a_nexthop_object_removed_behind_its_back() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("bgpfibnh").unwrap();
+    let peer = Netns::new("bgpfibnh").unwrap();
+    veth_pair(&ns, "eth0", &peer, "eth0").unwrap();
+    ns.add_addr("eth0", "10.98.0.1/24").unwrap();
+    let show = || {
+        without_nhid(
+            &ns.ip(["route", "show", "table", "100", "proto", "200"])
+                .unwrap(),
+        )
+    };
+    ns.block_on(|| async {
+        let mut fib = Fib::open(CONFIG).await.unwrap();
+        let desired: FibTable = [
+            (p("10.1.0.0/24"), vec![a("10.98.0.2")]),
+            (p("10.2.0.0/24"), vec![a("10.98.0.2")]),
+        ]
+        .into();
+        fib.reconcile(&desired).await.unwrap();
+        assert!(show().contains("10.2.0.0/24 via 10.98.0.2"), "{}", show());
+        let objects = ns.ip(["nexthop", "show", "protocol", "200"]).unwrap();
+        let id = objects.split_whitespace().nth(1).unwrap().to_string();
+        ns.ip(["nexthop", "del", "id", &id]).unwrap();
+        assert!(show().trim().is_empty(), "{}", show());
+        fib.reconcile(&desired).await.unwrap();
+        assert_eq!(fib.read().await.unwrap(), desired);
+    })
+    .unwrap();
+}

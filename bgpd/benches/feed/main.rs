@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use feeder::{Feeder, Table};
-use speakers::{FEEDER, FEEDER_AS, Kind, SPEAKER, Speaker, TABLE, fib_count};
+use speakers::{FEEDER, FEEDER_AS, Kind, SPEAKER, Speaker, TABLE, env_or, fib_count};
 use testkit::Netns;
 
 /// What one run measured.
@@ -45,13 +45,6 @@ struct Run {
     /// Established to the last byte of the feed accepted by the socket.
     written: Option<Duration>,
     peak_rss_kib: u64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 /// Connects from the feeder's namespace, retrying while the speaker is

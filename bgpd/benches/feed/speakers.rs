@@ -229,11 +229,25 @@ impl Speaker {
 
     /// Peak RSS (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| number_after(&s, "VmHWM:"))
-            .unwrap_or(0)
+        peak_rss_kib(self.pid())
     }
+}
+
+/// Process `pid`'s peak RSS (VmHWM) in KiB; 0 once it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| number_after(&s, "VmHWM:"))
+        .unwrap_or(0)
+}
+
+/// Environment variable `name` parsed (`_` allowed as a digit separator),
+/// else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
 /// Prefixes in kernel table `table` of `ns` (every protocol), from
