@@ -296,8 +296,11 @@ pub fn down(state_root: &Path, lab: &str) -> Result<Removed, RunError> {
             removed.namespaces.push(ns);
         }
     }
-    // After the namespaces: their entries are gone with them.
-    neigh::release(&dir, lab)?;
+    // After the namespaces: their entries are gone with them. A record
+    // that cannot be read must not keep a lab from coming down.
+    if let Err(e) = neigh::release(&dir, lab) {
+        eprintln!("calico-lab: putting the neighbour table back: {e}");
+    }
     if dir.exists() {
         unmount_under(&dir)?;
         std::fs::remove_dir_all(&dir)
