@@ -457,16 +457,19 @@ impl Fib {
             objects: None,
             unsynced: Arc::new(AtomicBool::new(false)),
         };
-        fib.objects = match fib.nexthops().await {
-            Ok(found) => Some(Objects::from_found(config.protocol, &found)),
+        let objects = match fib.nexthops().await {
+            Ok(found) => {
+                fib.objects = Some(Objects::from_found(config.protocol, &found));
+                found
+            }
             Err(e) => {
                 debug!(error = %e, "no nexthop objects: routes carry their gateways");
-                None
+                Vec::new()
             }
         };
-        let found = fib.read().await?;
-        fib.installed = Installed::from_table(&found);
-        fib.unsynced.store(!found.is_empty(), Ordering::Relaxed);
+        let routes = fib.read_over(&objects).await?;
+        fib.installed = Installed::from_table(&routes);
+        fib.unsynced.store(!routes.is_empty(), Ordering::Relaxed);
         Ok(fib)
     }
 
@@ -508,10 +511,16 @@ impl Fib {
     /// Reads the routes of our protocol in our table from the kernel; a
     /// route over a nexthop object reads as that object's gateways.
     pub async fn read(&mut self) -> Result<FibTable, FibError> {
-        let objects = match self.objects {
-            Some(_) => nexthop::hops_by_id(&self.nexthops().await.map_err(FibError::Netlink)?),
-            None => HashMap::new(),
+        let found = match self.objects {
+            Some(_) => self.nexthops().await.map_err(FibError::Netlink)?,
+            None => Vec::new(),
         };
+        self.read_over(&found).await
+    }
+
+    /// [`Fib::read`] with the nexthop objects already dumped.
+    async fn read_over(&self, found: &[nexthop::Found]) -> Result<FibTable, FibError> {
+        let objects = nexthop::hops_by_id(found);
         let mut out = FibTable::new();
         let read_err = |source| FibError::Read {
             table: self.config.table,
@@ -773,11 +782,12 @@ impl Fib {
     pub async fn reconcile(&mut self, desired: &FibTable) -> Result<(), FibError> {
         // Our objects as the kernel has them: a failed batch may have left
         // some recorded here that were never made.
+        let mut found = Vec::new();
         if self.objects.is_some() {
-            let found = self.nexthops().await.map_err(FibError::Netlink)?;
+            found = self.nexthops().await.map_err(FibError::Netlink)?;
             self.objects = Some(Objects::from_found(self.config.protocol, &found));
         }
-        let current = self.read().await?;
+        let current = self.read_over(&found).await?;
         let ops = diff(&current, desired);
         self.installed = Installed::from_table(&current);
         debug!(ops = ops.len(), "reconciling the kernel table");

@@ -409,22 +409,22 @@ fn lowest_med_of_each_group(mut keyed: Vec<(u32, u32, usize)>) -> Vec<usize> {
 
 /// The next hops of an ECMP set, in its order, each once.
 fn hops_of(set: &[&Path]) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = set.iter().map(|p| p.route.next_hop.addr()).collect();
-    if out.len() <= 8 {
-        let mut seen = 0;
-        out.retain(|a| {
-            seen += 1;
-            !set[..seen - 1].iter().any(|p| p.route.next_hop.addr() == *a)
-        });
+    let all = set.iter().map(|p| p.route.next_hop.addr());
+    if set.len() <= 8 {
+        let mut out: Vec<IpAddr> = Vec::with_capacity(set.len());
+        for a in all {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
         return out;
     }
     // Many: sorted to find the repeats, each kept where it first came.
-    let mut order: Vec<(IpAddr, usize)> = out.iter().copied().zip(0..).collect();
+    let mut order: Vec<(IpAddr, usize)> = all.zip(0..).collect();
     order.sort_unstable();
     order.dedup_by_key(|(a, _)| *a);
     order.sort_unstable_by_key(|(_, i)| *i);
-    out = order.into_iter().map(|(a, _)| a).collect();
-    out
+    order.into_iter().map(|(a, _)| a).collect()
 }
 
 impl Rib {
@@ -1514,6 +1514,25 @@ mod tests {
             hops,
             vec![IpAddr::V4(v4("10.0.0.1")), IpAddr::V4(v4("10.0.0.2"))]
         );
+    }
+
+    #[test]
+    fn a_wide_ecmp_set_lists_each_next_hop_once_best_first() {
+        // Twelve equal paths from twelve peers over four next hops.
+        let peers: Vec<(u32, PeerInfo)> = (1..=12).map(|n| (n, peer(n as u8, 65000 + n))).collect();
+        let mut rib = rib_with(&peers);
+        for n in 1..=12u32 {
+            let hop = format!("10.0.0.{}", 200 + n % 4);
+            announce(&mut rib, n, attrs(&[65000 + n]), "10.1.0.0/24", &hop);
+        }
+        let hops = rib.fib_next_hops(&p("10.1.0.0/24"));
+        // Best: peer 1 (lowest router ID), via .201.
+        assert_eq!(hops[0], IpAddr::V4(v4("10.0.0.201")));
+        let mut sorted = hops.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4);
+        assert_eq!(hops.len(), 4);
     }
 
     #[test]

@@ -220,11 +220,18 @@ fn read(family: Family) -> Result<Option<Thresholds>, RunError> {
     }))
 }
 
-fn write(family: Family, t: Thresholds, lab: &str, need: u64) -> Result<(), RunError> {
+/// Writes `t` over `now`, the values read just before.
+fn write(
+    family: Family,
+    now: Thresholds,
+    t: Thresholds,
+    lab: &str,
+    need: u64,
+) -> Result<(), RunError> {
     // Raising, the maximum goes first; lowering, last: the kernel keeps
     // nothing in order, but a reader never sees gc_thresh2 above gc_thresh3.
     let mut order = [(3, t.gc_thresh3), (2, t.gc_thresh2), (1, t.gc_thresh1)];
-    if read(family)?.is_some_and(|now| t.gc_thresh3 < now.gc_thresh3) {
+    if t.gc_thresh3 < now.gc_thresh3 {
         order.reverse();
     }
     for (n, value) in order {
@@ -298,7 +305,7 @@ fn apply(record: &mut Record, lab: &str) -> Result<(), RunError> {
         };
         let mut next = record.clone();
         if let Change::Write(t) = next.settle(family, current)
-            && let Err(e) = write(family, t, lab, next.need())
+            && let Err(e) = write(family, current, t, lab, next.need())
         {
             failed.get_or_insert(e);
             continue;
