@@ -290,7 +290,9 @@ pub struct Memo {
     pub generation: u64,
     policies: FastMap<PolicyScope, FastMap<String, Compiled<Arc<Policy>>>>,
     profiles: FastMap<String, Compiled<Profile>>,
-    endpoint_chains: FastMap<EndpointChainKey, (Arc<Chain>, u64)>,
+    /// Each chain with its content hash (for its shared name) and the last
+    /// generation that used it.
+    endpoint_chains: FastMap<EndpointChainKey, (Arc<Chain>, u64, u64)>,
     /// Base and dispatch chains: they depend on the config and the features only.
     base_chains: FastMap<String, Arc<Chain>>,
     base_features: Features,
@@ -325,7 +327,7 @@ impl Memo {
         self.policies.retain(|_, by_name| !by_name.is_empty());
         self.profiles.retain(|_, p| p.used == generation);
         self.endpoint_chains
-            .retain(|_, (_, used)| *used == generation);
+            .retain(|_, (_, _, used)| *used == generation);
         self.selections.retain_used(generation);
     }
 
@@ -381,25 +383,28 @@ impl Memo {
     }
 
     /// The endpoint chain of these steps in this hop: one chain for every
-    /// endpoint with the same steps, kept while some endpoint has them.
+    /// endpoint with the same steps, kept while some endpoint has them, with
+    /// the hash of its rules ([`stamp::hash`](crate::stamp::hash)), which
+    /// names it in the kernel ([`endpoint_chain_name`](crate::compile::endpoint_chain_name)).
     pub fn endpoint_chain(
         &mut self,
         hop: Hop,
         log: Option<ChainLog>,
         steps: Vec<Step>,
-    ) -> Arc<Chain> {
+    ) -> (Arc<Chain>, u64) {
         let generation = self.generation;
         let key = (hop, log, steps);
         match self.endpoint_chains.get_mut(&key) {
-            Some((chain, used)) => {
+            Some((chain, hash, used)) => {
                 *used = generation;
-                chain.clone()
+                (chain.clone(), *hash)
             }
             None => {
                 let chain = Arc::new(endpoint_chain(hop, log, &key.2));
+                let hash = crate::stamp::hash(&chain);
                 self.endpoint_chains
-                    .insert(key, (chain.clone(), generation));
-                chain
+                    .insert(key, (chain.clone(), hash, generation));
+                (chain, hash)
             }
         }
     }

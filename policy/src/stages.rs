@@ -5,12 +5,12 @@
 //! module says what differs from stage to stage.
 //!
 //! ```text
-//! raw-prerouting (prerouting, raw)   iifname vmap @hep-raw-from ─ goto hep-raw-in-<if>   (untracked ingress)
-//! raw-output     (output, raw)       oifname vmap @hep-raw-to   ─ goto hep-raw-out-<if>  (untracked egress)
+//! raw-prerouting (prerouting, raw)   iifname vmap @hep-raw-from ─ goto hep-raw-in-<h>    (untracked ingress)
+//! raw-output     (output, raw)       oifname vmap @hep-raw-to   ─ goto hep-raw-out-<h>   (untracked egress)
 //! pre-dnat       (prerouting, mangle) ct established,related accept; UNTRACKED mark accept
-//!                                    iifname vmap @hep-pre-from ─ goto hep-pre-in-<if>   (pre-DNAT ingress)
-//! forward        ... jump from-hep-fwd ── iifname vmap @hep-fwd-from ─ goto hep-fwd-in-<if>  (before workloads)
-//!                ... jump to-hep-fwd   ── oifname vmap @hep-fwd-to   ─ goto hep-fwd-out-<if> (after workloads)
+//!                                    iifname vmap @hep-pre-from ─ goto hep-pre-in-<h>    (pre-DNAT ingress)
+//! forward        ... jump from-hep-fwd ── iifname vmap @hep-fwd-from ─ goto hep-fwd-in-<h>   (before workloads)
+//!                ... jump to-hep-fwd   ── oifname vmap @hep-fwd-to   ─ goto hep-fwd-out-<h>  (after workloads)
 //! input, output, forward: UNTRACKED mark accept, right after ct established,related accept
 //! ```
 //!

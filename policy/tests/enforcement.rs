@@ -174,8 +174,8 @@ fn a_failed_transaction_leaves_the_previous_ruleset_enforcing() {
         "frontend",
     );
     let mut bad = policy::diff(&first, &open);
-    assert!(!bad.set_elements.is_empty() && !bad.replace_chains.is_empty());
-    let chain = std::sync::Arc::make_mut(bad.replace_chains.values_mut().next().unwrap());
+    assert!(!bad.set_elements.is_empty() && !bad.add_chains.is_empty());
+    let chain = std::sync::Arc::make_mut(bad.add_chains.values_mut().next().unwrap());
     chain.rules.insert(
         0,
         Rule::new(

@@ -108,10 +108,8 @@ fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() 
         assert!(from_outside(addr, port), "{addr}:{port} before any policy");
     }
 
-    load_nft(
-        &t.host,
-        &policy::render(&compile_yaml(&with_workload_a(POLICY))),
-    );
+    let compiled = compile_yaml(&with_workload_a(POLICY));
+    load_nft(&t.host, &policy::render(&compiled));
     let host = "10.210.0.254";
     assert!(from_outside(host, 7004), "normal host policy allows 7004");
     assert!(
@@ -138,12 +136,15 @@ fn untracked_pre_dnat_and_forwarded_host_endpoint_policy_hold_on_real_traffic() 
         pings(&t.a, "10.210.0.1"),
         "forwarded out by eth0: no applyOnForward egress policy, allowed"
     );
+    // eth0's untracked ingress chain, as the map leads to it.
+    let Some(policy::ir::Verdict::Goto(raw_in)) =
+        compiled.maps["hep-raw-from"].elements.get("eth0")
+    else {
+        panic!("hep-raw-from has no chain for eth0")
+    };
     let untracked = t
         .host
-        .exec(
-            "nft",
-            ["list", "chain", "inet", "calico", "hep-raw-in-eth0"],
-        )
+        .exec("nft", ["list", "chain", "inet", "calico", raw_in])
         .unwrap();
     let listing = String::from_utf8_lossy(&untracked.stdout);
     assert!(

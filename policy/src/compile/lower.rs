@@ -39,7 +39,9 @@ mod rules;
 mod tests;
 
 pub use base::{MAP_HEP_FROM, MAP_HEP_TO, MAP_WL_FROM, MAP_WL_TO};
-pub(crate) use endpoint::{Step, endpoint_chain, endpoint_chain_name};
+pub(crate) use endpoint::{
+    Step, endpoint_chain, endpoint_chain_name, endpoint_chain_of, endpoint_map,
+};
 pub(super) use endpoint::{Target, endpoint_steps, tier_names};
 pub(crate) use rules::CompiledChain;
 

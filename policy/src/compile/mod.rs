@@ -18,7 +18,7 @@ mod testing;
 
 pub use incremental::{Compiler, Fallback, Outcome};
 pub(crate) use lower::{
-    CompiledChain, Lowering, Step, endpoint_chain, endpoint_chain_name, policy_chain_names,
+    CompiledChain, Lowering, Step, endpoint_chain, endpoint_chain_of, policy_chain_names,
     profile_chain_names,
 };
 pub use lower::{MAP_HEP_FROM, MAP_HEP_TO, MAP_WL_FROM, MAP_WL_TO};

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 pub use ends::{OUTSIDE, Role, hypothetical};
 
-use crate::compile::endpoint_chain_name;
+use crate::compile::endpoint_chain_of;
 use crate::flowlog::{Index, Origin, Source};
 use crate::ir::{Family, MARK_ALLOW, Match, Ruleset, Verdict};
 use crate::model::{Model, Rule};
@@ -349,7 +349,7 @@ impl Reader<'_> {
         let interface = ep.interface.as_deref().unwrap_or_default();
         let chains: BTreeSet<String> = [Hop::Filter, Hop::Forward, Hop::PreDnat, Hop::Untracked]
             .into_iter()
-            .map(|hop| endpoint_chain_name(ep, hop, direction, interface))
+            .filter_map(|hop| endpoint_chain_of(self.ruleset, ep, hop, direction, interface))
             .collect();
         let mut inside = false;
         for v in visits {

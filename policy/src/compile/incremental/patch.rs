@@ -20,11 +20,11 @@ use api::resources::policy::TierDefaultAction;
 
 use super::{Compiler, Fallback};
 use crate::compile::lower::{
-    DIRECTIONS, Lowering, Target, count_uses, endpoint_chain_name, endpoint_steps, origin,
-    tier_names,
+    DIRECTIONS, Lowering, Target, count_uses, endpoint_chain_name, endpoint_chain_of, endpoint_map,
+    endpoint_steps, origin, tier_names,
 };
 use crate::flowlog::{self, ChainLog};
-use crate::ir::{Ruleset, Set};
+use crate::ir::{Ruleset, Set, Verdict};
 use crate::memo::{FastMap, Pairing, enforced};
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Profile};
 use crate::sets::SetRegistry;
@@ -353,9 +353,12 @@ impl Compiler {
     }
 
     /// Makes the filter chains of the relabelled endpoints again, from the
-    /// kept policy and profile chains.
+    /// kept policy and profile chains, and points their map elements at
+    /// them; a chain no element leads to any more (its endpoints all moved
+    /// to other chains) is dropped.
     fn patch_endpoints(&mut self, model: &Model, ruleset: &mut Ruleset, selecting: Vec<Selecting>) {
         let tiers = tier_names(model);
+        let mut left = Vec::new();
         for (i, policies) in selecting {
             let ep = &model.endpoints[i];
             let interface = ep.interface.as_deref().unwrap_or_default();
@@ -379,10 +382,40 @@ impl Compiler {
                     group: f.group,
                     ingress: flowlog::is_ingress(direction),
                 });
-                let chain = self.memo.endpoint_chain(Hop::Filter, log, steps);
-                let name = endpoint_chain_name(ep, Hop::Filter, direction, interface);
-                ruleset.chains.insert(name, chain);
+                let (chain, hash) = self.memo.endpoint_chain(Hop::Filter, log, steps);
+                let name = endpoint_chain_name(ep, Hop::Filter, direction, interface, &chain, hash);
+                let old = endpoint_chain_of(ruleset, ep, Hop::Filter, direction, interface);
+                ruleset.chains.insert(name.clone(), chain);
+                if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
+                    continue;
+                }
+                if let Some(map) =
+                    ruleset
+                        .maps
+                        .get_mut(endpoint_map(ep.kind, Hop::Filter, direction))
+                {
+                    map.elements
+                        .insert(interface.to_string(), Verdict::Goto(name.clone()));
+                }
+                left.extend(old.filter(|old| *old != name));
             }
+        }
+        if left.is_empty() {
+            return;
+        }
+        let reached: std::collections::BTreeSet<&str> = (ruleset.maps.values())
+            .flat_map(|m| m.elements.values())
+            .filter_map(|v| match v {
+                Verdict::Goto(c) | Verdict::Jump(c) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect();
+        let unreached: Vec<String> = left
+            .into_iter()
+            .filter(|c| !reached.contains(c.as_str()))
+            .collect();
+        for chain in unreached {
+            ruleset.chains.remove(&chain);
         }
     }
 }

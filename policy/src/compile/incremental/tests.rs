@@ -267,3 +267,33 @@ fn turning_flow_logs_on_recompiles_and_edits_under_them_are_patched_alike() {
     });
     assert_eq!((relabelled, edited), (Outcome::Patched, Outcome::Patched));
 }
+
+#[test]
+fn a_relabel_moves_an_endpoint_to_the_chain_it_now_shares_and_drops_the_one_left_unused() {
+    let before = model(SHOP);
+    let mut compiler = Compiler::new();
+    let first = compiler.compile(&before);
+    let ingress = |rs: &crate::ir::Ruleset, iface: &str| match rs.maps["wl-to"].elements.get(iface)
+    {
+        Some(crate::ir::Verdict::Goto(chain)) => chain.clone(),
+        other => panic!("wl-to leads {iface} to {other:?}"),
+    };
+    let (front, back) = (ingress(&first, "califront"), ingress(&first, "caliback"));
+    assert_ne!(front, back);
+    // The frontend becomes a second backend: the same policies select it.
+    let mut after = before.clone();
+    let e = endpoint(&after, "frontend");
+    (after.endpoints[e].labels).insert("app".into(), "backend".into());
+    let patched = compiler.compile(&after);
+    assert_eq!(compiler.outcome(), Some(Outcome::Patched));
+    assert_eq!(
+        patched,
+        compile(&after),
+        "the compiler differs from compile()"
+    );
+    assert_eq!(ingress(&patched, "califront"), back);
+    assert!(
+        !patched.chains.contains_key(&front),
+        "{front} is left behind"
+    );
+}

@@ -3,22 +3,25 @@
 //!
 //! ```text
 //! forward (hook)  ct established,related accept
-//!                 iifname "cali*" jump from-wl ── iifname vmap @wl-from ─ goto wl-out-<if>   (workload egress)
-//!                 oifname "cali*" jump to-wl   ── oifname vmap @wl-to   ─ goto wl-in-<if>    (workload ingress)
+//!                 iifname "cali*" jump from-wl ── iifname vmap @wl-from ─ goto wl-out-<h>    (workload egress)
+//!                 oifname "cali*" jump to-wl   ── oifname vmap @wl-to   ─ goto wl-in-<h>     (workload ingress)
 //! input (hook)    ct established,related accept; ICMPv6 ND accept
 //!                 iifname "cali*" goto wl-to-host: DHCP accept, jump from-wl, then endpoint-to-host action
 //!                 failsafe inbound ports accept                                               (with host endpoints)
-//!                 iifname vmap @hep-from ─ goto hep-in-<if>                                   (host endpoint ingress)
+//!                 iifname vmap @hep-from ─ goto hep-in-<h>                                    (host endpoint ingress)
 //! output (hook)   ct established,related accept; ICMPv6 ND accept
 //!                 oifname "cali*" accept (the host reaches its own workloads, as in Calico)
 //!                 failsafe outbound ports accept                                              (with host endpoints)
-//!                 oifname vmap @hep-to ─ goto hep-out-<if>                                    (host endpoint egress)
+//!                 oifname vmap @hep-to ─ goto hep-out-<h>                                     (host endpoint egress)
 //! (with packet rate limits, first in forward, input and output:
 //!  oifname vmap @wl-limit-to, iifname vmap @wl-limit-from ─ jump wl-limit-in|out-<if>:
 //!  limit rate over N/second burst B packets drop)
 //! nat-outgoing    type nat, hook postrouting: natOutgoing pool to outside every pool masquerade
 //!                 (only with natOutgoing pools; the `nat` module)
 //! ```
+//!
+//! `<h>`: an endpoint chain is named by the hash of its rules, so endpoints
+//! with the same chain share it (see `endpoint_chain_name`).
 //!
 //! Untracked, pre-DNAT and forwarded host endpoint policy add base chains,
 //! maps and endpoint chains of their own, described in the `stages` module;

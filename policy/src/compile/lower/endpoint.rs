@@ -8,7 +8,12 @@
 //! (hook output). A `cali` interface no endpoint claims drops everything.
 //!
 //! An endpoint chain is a function of its [`Step`]s (see [`endpoint_chain`]
-//! for its layout), so endpoints selected by the same policies share one.
+//! for its layout), so endpoints selected by the same policies share one:
+//! in memory, and in the kernel, where it is named by the hash of its rules
+//! ([`endpoint_chain_name`]) and every interface's map element goes to it.
+//! The kernel validates every chain a base chain reaches at each commit that
+//! adds a verdict (a policy edit), once per chain and hook; a chain shared
+//! by a thousand endpoints is validated once, not a thousand times.
 
 use std::sync::Arc;
 
@@ -16,7 +21,7 @@ use api::resources::policy::{PolicyType, TierDefaultAction};
 
 use super::{Lowering, Policies, direction_index, direction_word, regular};
 use crate::flowlog::{self, ChainLog, Decider, tier_key};
-use crate::ir::{Chain, CtState, MARK_PASS, Match, Rule, Statement, Verdict};
+use crate::ir::{Chain, CtState, MARK_PASS, Match, Rule, Ruleset, Statement, Verdict};
 use crate::memo::Memo;
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy};
 use crate::sets::name;
@@ -66,10 +71,6 @@ impl Lowering<'_> {
         let model = self.model;
         let ep = &model.endpoints[e];
         let wildcard = ep.kind == EndpointKind::Host && interface == ALL_INTERFACES;
-        let (from_map, to_map) = match ep.kind {
-            EndpointKind::Workload => (MAP_WL_FROM, MAP_WL_TO),
-            EndpointKind::Host => (MAP_HEP_FROM, MAP_HEP_TO),
-        };
         if ep.kind == EndpointKind::Workload {
             for (limits, word, map) in [
                 (ep.limits.ingress, "in", MAP_LIMIT_TO),
@@ -126,21 +127,16 @@ impl Lowering<'_> {
                         Target::Profile(profile) => self.profile_chain(memo, profile, d),
                     },
                 );
-                let chain = endpoint_chain_name(ep, hop, direction, interface);
                 let log = self
                     .flow_log_group(hop != Hop::Untracked)
                     .map(|group| ChainLog {
                         group,
                         ingress: flowlog::is_ingress(direction),
                     });
-                let made = memo.endpoint_chain(hop, log, steps);
+                let (made, hash) = memo.endpoint_chain(hop, log, steps);
+                let chain = endpoint_chain_name(ep, hop, direction, interface, &made, hash);
                 self.chains.insert(chain.clone(), made);
-                let map = match (ep.kind, direction) {
-                    _ if hop != Hop::Filter => hop.host_map(direction).unwrap_or_default(),
-                    (EndpointKind::Workload, PolicyType::Ingress)
-                    | (EndpointKind::Host, PolicyType::Egress) => to_map,
-                    _ => from_map,
-                };
+                let map = endpoint_map(ep.kind, hop, direction);
                 // The host endpoint for all interfaces is reached by a
                 // rule of the base chain after the lookup.
                 if let Some(m) = self.maps.get_mut(map).filter(|_| !wildcard) {
@@ -214,12 +210,58 @@ pub fn endpoint_steps(
     steps
 }
 
-/// `wl-in-<if>`, `hep-out-<if>`, `hep-raw-in-<if>`, ...
+/// The verdict map that leads to an endpoint's chain in a hop and direction
+/// (by its interface): `wl-to`/`wl-from` for a workload, `hep-from`/`hep-to`
+/// for a host endpoint (ingress is traffic *to* a workload but *from* a host
+/// interface), the hop's own map in the other hops.
+pub fn endpoint_map(kind: EndpointKind, hop: Hop, direction: PolicyType) -> &'static str {
+    match (kind, direction) {
+        _ if hop != Hop::Filter => hop.host_map(direction).unwrap_or_default(),
+        (EndpointKind::Workload, PolicyType::Ingress) => MAP_WL_TO,
+        (EndpointKind::Workload, PolicyType::Egress) => MAP_WL_FROM,
+        (EndpointKind::Host, PolicyType::Ingress) => MAP_HEP_FROM,
+        (EndpointKind::Host, PolicyType::Egress) => MAP_HEP_TO,
+    }
+}
+
+/// The chain the ruleset's maps lead an endpoint's `interface` to in a hop
+/// and direction (the fixed chain of the host endpoint for all interfaces),
+/// if it has one.
+pub fn endpoint_chain_of(
+    ruleset: &Ruleset,
+    ep: &Endpoint,
+    hop: Hop,
+    direction: PolicyType,
+    interface: &str,
+) -> Option<String> {
+    if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
+        let chain = all_interfaces_chain(hop, direction);
+        return ruleset.chains.contains_key(&chain).then_some(chain);
+    }
+    let map = ruleset.maps.get(endpoint_map(ep.kind, hop, direction))?;
+    match map.elements.get(interface)? {
+        Verdict::Goto(chain) | Verdict::Jump(chain) => Some(chain.clone()),
+        _ => None,
+    }
+}
+
+/// The kernel's name for an endpoint's `chain` (whose rules hash to
+/// `hash`) in a hop and direction: `wl-in-<hash>`, `hep-out-<hash>`,
+/// `hep-raw-in-<hash>`, ... Endpoints with the same chain share it, so the
+/// kernel holds it (and validates it at every commit) once, not once per
+/// endpoint. Two exceptions:
+///
+/// - a chain that counts connections (a workload's `MaxConnections`) is
+///   the endpoint's own, `wl-in-<if>`: the kernel counts per chain;
+/// - the host endpoint for all interfaces has fixed names
+///   ([`all_interfaces_chain`]).
 pub fn endpoint_chain_name(
     ep: &Endpoint,
     hop: Hop,
     direction: PolicyType,
     interface: &str,
+    chain: &Chain,
+    hash: u64,
 ) -> String {
     if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
         return all_interfaces_chain(hop, direction);
@@ -228,7 +270,14 @@ pub fn endpoint_chain_name(
         EndpointKind::Workload => "wl",
         EndpointKind::Host => hop.host_kind(),
     };
-    name(&format!("{kind}-{}", direction_word(direction)), interface)
+    let prefix = format!("{kind}-{}", direction_word(direction));
+    let counts_connections = (chain.rules.iter())
+        .any(|r| (r.matches.iter()).any(|m| matches!(m, Match::ConnectionsOver { .. })));
+    if counts_connections {
+        name(&prefix, interface)
+    } else {
+        format!("{prefix}-{hash:016x}")
+    }
 }
 
 /// An endpoint chain in a hop, from its steps. It is entered by `goto`, so

@@ -23,6 +23,23 @@ fn outline(rs: &Ruleset, chain: &str) -> Vec<(Option<Verdict>, Option<String>)> 
         .collect()
 }
 
+/// The chain the workload map leads `iface` to: its ingress chain (`wl-to`)
+/// or its egress chain (`wl-from`).
+fn wl_chain(rs: &Ruleset, map: &str, iface: &str) -> String {
+    match rs.maps[map].elements.get(iface) {
+        Some(Verdict::Goto(chain)) => chain.clone(),
+        other => panic!("{map} leads {iface} to {other:?}"),
+    }
+}
+
+fn wl_in(rs: &Ruleset, iface: &str) -> String {
+    wl_chain(rs, "wl-to", iface)
+}
+
+fn wl_out(rs: &Ruleset, iface: &str) -> String {
+    wl_chain(rs, "wl-from", iface)
+}
+
 fn jump(chain: &str, comment: &str) -> (Option<Verdict>, Option<String>) {
     (Some(Verdict::Jump(chain.into())), Some(comment.into()))
 }
@@ -35,21 +52,25 @@ fn each_local_workload_gets_an_ingress_and_an_egress_chain_behind_the_workload_m
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    let goto = |chain: &str| Verdict::Goto(chain.into());
-    assert_eq!(
-        entries("wl-to"),
-        [
-            ("caliback".into(), goto("wl-in-caliback")),
-            ("califront".into(), goto("wl-in-califront")),
-        ]
-    );
-    assert_eq!(
-        entries("wl-from"),
-        [
-            ("caliback".into(), goto("wl-out-caliback")),
-            ("califront".into(), goto("wl-out-califront")),
-        ]
-    );
+    // Each leads to a chain named by the hash of its rules.
+    for map in ["wl-to", "wl-from"] {
+        let ifaces: Vec<String> = entries(map).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ifaces, ["caliback", "califront"], "{map}");
+        for (iface, verdict) in entries(map) {
+            let Verdict::Goto(chain) = verdict else {
+                panic!("{map}: {iface} -> {verdict:?}")
+            };
+            let word = if map == "wl-to" { "in" } else { "out" };
+            let hash = chain
+                .strip_prefix(&format!("wl-{word}-"))
+                .unwrap_or_default();
+            assert!(
+                hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{chain}"
+            );
+            assert!(rs.chains.contains_key(&chain), "{chain}");
+        }
+    }
     assert!(rs.maps["hep-from"].elements.is_empty());
     assert!(!rs.chains.keys().any(|c| c.contains("caliremote")));
 }
@@ -59,7 +80,7 @@ fn an_endpoint_chain_jumps_to_its_policies_in_order_then_to_its_profiles_and_fai
     let rs = lower(SHOP);
     let allowed = (Some(Verdict::Return), None);
     assert_eq!(
-        outline(&rs, "wl-in-caliback"),
+        outline(&rs, &wl_in(&rs, "caliback")),
         [
             (Some(Verdict::Drop), None),
             (None, None),
@@ -84,10 +105,34 @@ fn an_endpoint_chain_jumps_to_its_policies_in_order_then_to_its_profiles_and_fai
 }
 
 #[test]
-fn endpoints_with_the_same_steps_get_the_same_chain() {
+fn endpoints_with_the_same_steps_share_one_chain() {
     let rs = lower(SHOP);
+    // Nothing selects either workload's egress: one chain for both.
+    assert_eq!(wl_out(&rs, "califront"), wl_out(&rs, "caliback"));
+    assert_ne!(wl_in(&rs, "califront"), wl_in(&rs, "caliback"));
+    let endpoint_chains = (rs.chains.keys())
+        .filter(|c| c.starts_with("wl-in-") || c.starts_with("wl-out-"))
+        .count();
+    assert_eq!(endpoint_chains, 3, "{:?}", rs.chains.keys());
+}
+
+#[test]
+fn a_workload_that_counts_connections_keeps_a_chain_of_its_own() {
+    // The kernel counts connections per rule: two workloads with the same
+    // limit (and otherwise the same egress) must not share one count.
+    let limited = ["califront", "caliback"]
+        .iter()
+        .fold(SHOP.to_string(), |y, i| {
+            y.replace(
+                &format!("interfaceName: {i},"),
+                &format!("interfaceName: {i}, qosControls: {{egressMaxConnections: 10}},"),
+            )
+        });
+    assert_ne!(limited, SHOP);
+    let rs = lower(&limited);
+    assert_eq!(wl_out(&rs, "califront"), "wl-out-califront");
+    assert_eq!(wl_out(&rs, "caliback"), "wl-out-caliback");
     assert_eq!(rs.chains["wl-out-califront"], rs.chains["wl-out-caliback"]);
-    assert_ne!(rs.chains["wl-in-califront"], rs.chains["wl-in-caliback"]);
 }
 
 #[test]
@@ -254,11 +299,11 @@ fn with_flow_logs_each_deciding_rule_logs_a_prefix_the_index_resolves() {
     );
     // The endpoint chain logs its own drops, ingress: the default tier's
     // end (its policies select the backend), and the last rule.
-    let wl = logged(&rs, "wl-in-caliback");
+    let wl = logged(&rs, &wl_in(&rs, "caliback"));
     let drops: Vec<&String> = wl.iter().flatten().collect();
     assert_eq!(drops, ["T i default", "N i"], "{wl:?}");
     assert_eq!(
-        logged(&rs, "wl-out-califront").last(),
+        logged(&rs, &wl_out(&rs, "califront")).last(),
         Some(&Some("N o".to_string()))
     );
 
@@ -303,7 +348,7 @@ fn a_tiers_default_deny_logs_its_tier_and_without_flow_logs_nothing_logs() {
         "{SHOP}---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: security}}\nspec: {{order: 1}}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: security.quarantine}}\nspec:\n  tier: security\n  selector: app == \"backend\"\n  ingress: [{{action: Deny, source: {{nets: [192.0.2.0/24]}}}}]\n"
     );
     let (_, rs) = lower_logging(&yaml);
-    let wl = logged(&rs, "wl-in-caliback");
+    let wl = logged(&rs, &wl_in(&rs, "caliback"));
     assert!(wl.contains(&Some("T i security".to_string())), "{wl:?}");
     assert!(
         logged(&rs, "gnp-in-security.quarantine")
