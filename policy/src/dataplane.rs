@@ -404,7 +404,7 @@ pub fn parse_table(json: &str) -> Result<(Ruleset, Listed), DataplaneError> {
                 }),
             };
             ruleset.chains.insert(
-                name.to_string(),
+                name.into(),
                 Arc::new(Chain {
                     base,
                     rules: Vec::new(),

@@ -89,12 +89,13 @@ impl Changes {
             ruleset.maps.remove(name);
         }
         for name in &self.remove_chains {
-            ruleset.chains.remove(name);
+            ruleset.chains.remove(name.as_str());
         }
         ruleset.sets.extend(self.add_sets.clone());
         ruleset.maps.extend(self.add_maps.clone());
-        ruleset.chains.extend(self.add_chains.clone());
-        ruleset.chains.extend(self.replace_chains.clone());
+        for (name, chain) in self.add_chains.iter().chain(&self.replace_chains) {
+            ruleset.chains.insert(name.as_str().into(), chain.clone());
+        }
         for (name, change) in &self.set_elements {
             if let Some(set) = ruleset.sets.get_mut(name) {
                 for e in &change.remove {
@@ -143,15 +144,24 @@ fn map_points_at(map: &VerdictMap, chains: &BTreeSet<String>) -> bool {
     })
 }
 
-/// Every name of two sorted maps once, in order, with its value on each side.
-fn pairs<'a, V>(
-    a: &'a BTreeMap<String, V>,
-    b: &'a BTreeMap<String, V>,
-) -> impl Iterator<Item = (&'a String, Option<&'a V>, Option<&'a V>)> {
+/// Every name of two sorted maps once, in order, with its value on each
+/// side. A name both sides share (the same `Arc`, as a ruleset and its
+/// incremental successor do) is matched without comparing its bytes.
+fn pairs<'a, K: Ord + AsRef<str>, V>(
+    a: &'a BTreeMap<K, V>,
+    b: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> {
     let mut a = a.iter().peekable();
     let mut b = b.iter().peekable();
+    let order = |ka: &K, kb: &K| {
+        if std::ptr::eq(ka.as_ref(), kb.as_ref()) {
+            std::cmp::Ordering::Equal
+        } else {
+            ka.cmp(kb)
+        }
+    };
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+        (Some((ka, _)), Some((kb, _))) => match order(ka, kb) {
             std::cmp::Ordering::Less => a.next().map(|(k, v)| (k, Some(v), None)),
             std::cmp::Ordering::Greater => b.next().map(|(k, v)| (k, None, Some(v))),
             std::cmp::Ordering::Equal => {
@@ -197,7 +207,7 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
     );
     let recreated_chains: BTreeSet<String> = pairs(&current.chains, &desired.chains)
         .filter_map(|(name, old, new)| match (old, new) {
-            (Some(old), Some(new)) if new.base != old.base => Some(name.clone()),
+            (Some(old), Some(new)) if new.base != old.base => Some(name.to_string()),
             _ => None,
         })
         .collect();
@@ -263,22 +273,22 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
     for (name, old, new) in pairs(&current.chains, &desired.chains) {
         match (old, new) {
             (Some(_), None) => {
-                changes.remove_chains.insert(name.clone());
+                changes.remove_chains.insert(name.to_string());
             }
-            (Some(old), Some(new)) if !recreated_chains.contains(name) => {
+            (Some(old), Some(new)) if !recreated_chains.contains(&**name) => {
                 let uses_recreated = recreating
                     && references(old)
                         .iter()
                         .any(|r| recreated_sets.contains(*r) || recreated_chains.contains(*r));
                 if uses_recreated || (!Arc::ptr_eq(old, new) && old.rules != new.rules) {
-                    changes.replace_chains.insert(name.clone(), new.clone());
+                    changes.replace_chains.insert(name.to_string(), new.clone());
                 }
             }
             (old, Some(new)) => {
                 if old.is_some() {
-                    changes.remove_chains.insert(name.clone());
+                    changes.remove_chains.insert(name.to_string());
                 }
-                changes.add_chains.insert(name.clone(), new.clone());
+                changes.add_chains.insert(name.to_string(), new.clone());
             }
             (None, None) => {}
         }

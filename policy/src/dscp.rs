@@ -91,7 +91,7 @@ pub(crate) fn add_to(model: &Model, ruleset: &mut Ruleset) {
         }
     }
     ruleset.chains.insert(
-        CHAIN.to_string(),
+        CHAIN.into(),
         Arc::new(Chain {
             base: Some(BaseChain {
                 kind: ChainType::Filter,

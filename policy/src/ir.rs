@@ -28,6 +28,11 @@ pub const MARK_PASS: u32 = 0x0002_0000;
 /// allowed (and left untracked); the filter base chains accept it.
 pub const MARK_UNTRACKED: u32 = 0x0004_0000;
 
+/// A chain's name in a [`Ruleset`]: shared, so that the ruleset the
+/// incremental compiler hands out (a copy of the one it keeps, at every
+/// change) copies pointers, not tens of thousands of strings.
+pub type ChainName = Arc<str>;
+
 /// One `inet` table: sets, verdict maps and chains, each by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
@@ -36,7 +41,7 @@ pub struct Ruleset {
     /// Named verdict maps from interface names to endpoint chains.
     pub maps: BTreeMap<String, VerdictMap>,
     /// Base, dispatch, endpoint, policy and profile chains.
-    pub chains: BTreeMap<String, Arc<Chain>>,
+    pub chains: BTreeMap<ChainName, Arc<Chain>>,
 }
 
 /// An address family.

@@ -188,7 +188,7 @@ impl Objects {
     pub(crate) fn add_to(&self, ruleset: &mut Ruleset) {
         ruleset.sets.extend(self.sets.iter().cloned());
         if let Some(chain) = &self.chain {
-            ruleset.chains.insert(CHAIN.to_string(), chain.clone());
+            ruleset.chains.insert(CHAIN.into(), chain.clone());
         }
     }
 }

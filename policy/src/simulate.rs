@@ -149,7 +149,7 @@ pub fn walk(ruleset: &Ruleset, packet: &Packet) -> Result<Walked, SimulateError>
             if b.kind == ChainType::Nat && packet.ct != CtState::New {
                 return None;
             }
-            Some((b.priority, name.as_str()))
+            Some((b.priority, &**name))
         })
         .collect();
     bases.sort();

@@ -127,9 +127,10 @@ impl Programmed {
     pub fn adopt(&mut self, desired: &Ruleset) -> usize {
         let mut adopted = Vec::new();
         for (name, listed) in &self.unadopted {
-            let (Some(want), Some(have)) =
-                (desired.chains.get(name), self.ruleset.chains.get(name))
-            else {
+            let (Some(want), Some(have)) = (
+                desired.chains.get(name.as_str()),
+                self.ruleset.chains.get(name.as_str()),
+            ) else {
                 continue;
             };
             if want.base == have.base
@@ -142,7 +143,7 @@ impl Programmed {
         let count = adopted.len();
         for (name, chain) in adopted {
             self.unadopted.remove(&name);
-            self.ruleset.chains.insert(name, chain);
+            self.ruleset.chains.insert(name.into(), chain);
         }
         count
     }
@@ -183,7 +184,7 @@ mod tests {
         Ruleset {
             chains: chains
                 .iter()
-                .map(|(n, c)| (n.to_string(), c.clone()))
+                .map(|(n, c)| ((*n).into(), c.clone()))
                 .collect(),
             ..Ruleset::default()
         }
@@ -211,7 +212,7 @@ mod tests {
         let listed = written
             .chains
             .iter()
-            .map(|(n, c)| (n.clone(), written_comments(c)))
+            .map(|(n, c)| (n.to_string(), written_comments(c)))
             .collect();
         Programmed::read(placeholders, listed)
     }

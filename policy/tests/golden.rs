@@ -83,7 +83,8 @@ fn every_jump_goto_and_set_in_every_case_refers_to_something_defined() {
                 }
             }
         }
-        for name in ruleset.sets.keys().chain(ruleset.chains.keys()) {
+        let sets = ruleset.sets.keys().map(String::as_str);
+        for name in sets.chain(ruleset.chains.keys().map(|c| &**c)) {
             assert!(name.len() <= policy::sets::MAX_NAME, "{name}");
         }
     }

@@ -308,7 +308,7 @@ fn an_edit_leaves_the_chains_it_does_not_touch_shared_with_the_previous_ruleset(
         .count();
     assert!(endpoint_chains > 0);
     for (name, chain) in &edited.chains {
-        if name != replaced {
+        if **name != **replaced {
             assert!(
                 Arc::ptr_eq(chain, &again.chains[name]),
                 "{name} is not shared after an edit of {replaced}"

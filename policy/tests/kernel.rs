@@ -59,7 +59,11 @@ fn every_golden_file_loads_into_the_kernel_and_lists_the_same_objects() {
         got.sort();
         assert_eq!(
             got,
-            ruleset.chains.keys().cloned().collect::<Vec<_>>(),
+            ruleset
+                .chains
+                .keys()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
             "{}: chains",
             case.display()
         );

@@ -180,14 +180,18 @@ fn a_table_without_stamps_is_replaced_once_then_left_alone(driver: Driver) {
 
     let dp = driver.make(&ns);
     let changes = converge(&*dp, &ruleset).unwrap();
-    let with_rules: Vec<&String> = ruleset
+    let with_rules: Vec<&str> = ruleset
         .chains
         .iter()
         .filter(|(_, c)| !c.rules.is_empty())
-        .map(|(name, _)| name)
+        .map(|(name, _)| &**name)
         .collect();
     assert_eq!(
-        changes.replace_chains.keys().collect::<Vec<_>>(),
+        changes
+            .replace_chains
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         with_rules,
         "every chain with rules replaced once"
     );

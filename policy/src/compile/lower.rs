@@ -137,7 +137,9 @@ impl<'m> Lowering<'m> {
             ruleset: Ruleset {
                 sets,
                 maps: self.maps,
-                chains: self.chains.into_iter().collect(),
+                chains: (self.chains.into_iter())
+                    .map(|(name, chain)| (name.into(), chain))
+                    .collect(),
             },
             sets: cache,
             set_uses: self.set_uses,

@@ -298,7 +298,7 @@ fn last_drop(ruleset: &Ruleset, visits: &[Visit]) -> String {
         .rev()
         .filter(|v| v.failed.is_none())
         .find_map(|v| {
-            let rule = ruleset.chains.get(&v.chain)?.rules.get(v.rule)?;
+            let rule = ruleset.chains.get(v.chain.as_str())?.rules.get(v.rule)?;
             (rule.verdict == Some(Verdict::Drop)).then(|| {
                 let what = rule.comment.clone().unwrap_or_else(|| "a drop".into());
                 format!("{what} (chain {})", v.chain)
@@ -517,7 +517,7 @@ impl Reader<'_> {
 }
 
 fn rule_of<'r>(ruleset: &'r Ruleset, v: &Visit) -> Option<&'r crate::ir::Rule> {
-    ruleset.chains.get(&v.chain)?.rules.get(v.rule)
+    ruleset.chains.get(v.chain.as_str())?.rules.get(v.rule)
 }
 
 /// `i` of a policy rule's comment `<origin>[i]`.

@@ -347,7 +347,7 @@ impl Compiler {
                 count_uses(&mut previous.set_uses, &old.sets, -1);
             }
             count_uses(&mut previous.set_uses, &compiled.sets, 1);
-            (previous.ruleset.chains).insert(entry.names[d].to_string(), compiled.chain.clone());
+            (previous.ruleset.chains).insert(entry.names[d].clone(), compiled.chain.clone());
             entry.chains[d] = Some(compiled);
         }
     }
@@ -385,7 +385,7 @@ impl Compiler {
                 let (chain, hash) = self.memo.endpoint_chain(Hop::Filter, log, steps);
                 let name = endpoint_chain_name(ep, Hop::Filter, direction, interface, &chain, hash);
                 let old = endpoint_chain_of(ruleset, ep, Hop::Filter, direction, interface);
-                ruleset.chains.insert(name.clone(), chain);
+                ruleset.chains.insert(name.as_str().into(), chain);
                 if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
                     continue;
                 }
@@ -415,7 +415,7 @@ impl Compiler {
             .filter(|c| !reached.contains(c.as_str()))
             .collect();
         for chain in unreached {
-            ruleset.chains.remove(&chain);
+            ruleset.chains.remove(chain.as_str());
         }
     }
 }

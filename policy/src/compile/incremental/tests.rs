@@ -293,7 +293,7 @@ fn a_relabel_moves_an_endpoint_to_the_chain_it_now_shares_and_drops_the_one_left
     );
     assert_eq!(ingress(&patched, "califront"), back);
     assert!(
-        !patched.chains.contains_key(&front),
+        !patched.chains.contains_key(front.as_str()),
         "{front} is left behind"
     );
 }

@@ -236,7 +236,7 @@ pub fn endpoint_chain_of(
 ) -> Option<String> {
     if ep.kind == EndpointKind::Host && interface == ALL_INTERFACES {
         let chain = all_interfaces_chain(hop, direction);
-        return ruleset.chains.contains_key(&chain).then_some(chain);
+        return ruleset.chains.contains_key(chain.as_str()).then_some(chain);
     }
     let map = ruleset.maps.get(endpoint_map(ep.kind, hop, direction))?;
     match map.elements.get(interface)? {

@@ -68,7 +68,7 @@ fn each_local_workload_gets_an_ingress_and_an_egress_chain_behind_the_workload_m
                 hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
                 "{chain}"
             );
-            assert!(rs.chains.contains_key(&chain), "{chain}");
+            assert!(rs.chains.contains_key(chain.as_str()), "{chain}");
         }
     }
     assert!(rs.maps["hep-from"].elements.is_empty());
