@@ -7,7 +7,9 @@
 //! exports anything back (BIRD's `export none`, a reject-all export filter
 //! for bgpd), and both install each prefix's equal-best paths as one
 //! multipath route (BIRD's `merge paths on`, bgpd's default), so both
-//! replace a kernel route as each peer's equal path arrives.
+//! replace a kernel route as each peer's equal path arrives. With
+//! `PEERS_MULTIPATH=off` both install the best path only (BIRD without
+//! `merge paths`, bgpd with `max_paths: 1`).
 //!
 //! ```text
 //! cargo bench -p bgpd --bench peers                  # 10 and 50 peers × 100,000, 1 run each
@@ -16,7 +18,7 @@
 //!
 //! The feeders share one namespace, each with an address of its own
 //! (172.30.1.N) on the veth to the speaker's (172.30.0.1/16). Other knobs:
-//! `PEERS_RUNS` (runs per speaker and size, interleaved; 1), `PEERS_TIMEOUT`
+//! `PEERS_MULTIPATH` (`on`, `off`), `PEERS_RUNS` (runs per speaker and size, interleaved; 1), `PEERS_TIMEOUT`
 //! (seconds per run, 600). Root and `bird` are needed; without them it says
 //! so and stops. Without `--bench` (as `cargo test --benches` runs it) it
 //! does nothing.
@@ -46,9 +48,15 @@ fn feeder(i: usize) -> (Ipv4Addr, u32) {
     (Ipv4Addr::new(172, 30, 1, i as u8 + 1), 65100 + i as u32)
 }
 
+/// Whether the speakers install every equal-best path (`PEERS_MULTIPATH`).
+fn multipath() -> bool {
+    std::env::var("PEERS_MULTIPATH").map_or(true, |v| v != "off")
+}
+
 fn bgpd_conf(dir: &Path, peers: usize) -> String {
+    let max_paths = if multipath() { "" } else { "max_paths: 1\n" };
     let mut conf = format!(
-        "router_id: {SPEAKER}\nasn: {SPEAKER_AS}\nlisten: {SPEAKER}:179\n{}kernel: {{ table: {TABLE}, protocol: 200 }}\npeers:\n",
+        "router_id: {SPEAKER}\nasn: {SPEAKER_AS}\nlisten: {SPEAKER}:179\n{}{max_paths}kernel: {{ table: {TABLE}, protocol: 200 }}\npeers:\n",
         Daemon::status_line(dir)
     );
     for i in 0..peers {
@@ -62,9 +70,10 @@ fn bgpd_conf(dir: &Path, peers: usize) -> String {
 }
 
 fn bird_conf(peers: usize) -> String {
+    let merge = if multipath() { " merge paths on;" } else { "" };
     let mut conf = format!(
         "router id {SPEAKER};\nprotocol device {{ }}\n\
-         protocol kernel kernel1 {{ ipv4 {{ export all; }}; kernel table {TABLE}; merge paths on; }}\n"
+         protocol kernel kernel1 {{ ipv4 {{ export all; }}; kernel table {TABLE};{merge} }}\n"
     );
     for i in 0..peers {
         let (addr, asn) = feeder(i);
@@ -254,6 +263,14 @@ fn main() {
         .filter(|&k| k != Kind::Gobgp && testkit::require_programs(k.programs()))
         .collect();
 
+    println!(
+        "kernel routes: {}\n",
+        if multipath() {
+            "every equal-best path (multipath)"
+        } else {
+            "the best path only"
+        }
+    );
     println!(
         "| peers × prefixes | speaker | all paths in | all prefixes in the kernel | peak RSS |"
     );

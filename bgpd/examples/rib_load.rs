@@ -48,6 +48,7 @@ fn main() {
         router_id: Ipv4Addr::new(10, 0, 0, 100),
         cluster_id: None,
         always_compare_med: false,
+        max_paths: bgpd::rib::ALL_PATHS,
     });
     rib.peer_up(PeerId(1), peer(1, 65001));
     rib.peer_up(PeerId(2), peer(2, 65002));

@@ -34,6 +34,8 @@
 //!           action: reject
 //! announce: [10.1.0.0/24, 2001:db8:1::/48]
 //! kernel: { table: 254, protocol: 200 }   # optional; no FIB without it
+//! max_paths: 16                 # optional; equal-best paths per kernel route
+//!                               # (1-256; 1: best path only; default: all)
 //! graceful_restart:             # optional; RFC 4724, on by default
 //!   enabled: true
 //!   restart_time: 120           # seconds peers keep our routes (1-4095)
@@ -76,6 +78,9 @@ pub struct Config {
     pub kernel: Option<Kernel>,
     #[serde(default)]
     pub cluster_id: Option<Ipv4Addr>,
+    /// Equal-best paths per kernel route, best first (1: best path only).
+    #[serde(default)]
+    pub max_paths: Option<u16>,
     #[serde(default)]
     pub graceful_restart: GracefulRestart,
 }
@@ -479,7 +484,12 @@ pub enum ConfigError {
     RestartTime(u16),
     #[error("graceful_restart.stale_time: must be at least 1 second")]
     StaleTime,
+    #[error("max_paths: {0} must be 1 to {MAX_PATHS} (1: the best path only)")]
+    MaxPaths(u16),
 }
+
+/// The most `max_paths` takes (FRR's limit too).
+pub const MAX_PATHS: u16 = 256;
 
 impl Config {
     /// Parses and checks a configuration.
@@ -527,6 +537,9 @@ impl Config {
         {
             return Err(ConfigError::Protocol(k.protocol));
         }
+        if let Some(max) = self.max_paths.filter(|m| !(1..=MAX_PATHS).contains(m)) {
+            return Err(ConfigError::MaxPaths(max));
+        }
         let gr = self.graceful_restart;
         if !(1..=MAX_RESTART_TIME).contains(&gr.restart_time) {
             return Err(ConfigError::RestartTime(gr.restart_time));
@@ -565,6 +578,9 @@ impl Config {
     pub fn speaker(&self) -> Result<SpeakerConfig, ConfigError> {
         let mut s = SpeakerConfig::new(self.asn, self.router_id);
         s.cluster_id = self.cluster_id;
+        if let Some(max) = self.max_paths {
+            s.max_paths = usize::from(max);
+        }
         s.graceful_restart = GrConfig {
             enabled: self.graceful_restart.enabled,
             restart_time: self.graceful_restart.restart_time,
@@ -684,6 +700,22 @@ kernel: { table: 100 }
             err.to_string(),
             "announce[0]: 10.1.0.1/24 has host bits set (did you mean 10.1.0.0/24?)"
         );
+    }
+
+    #[test]
+    fn max_paths_defaults_to_all_and_is_checked() {
+        let base = "router_id: 1.1.1.1\nasn: 1\n";
+        let s = Config::parse(base).unwrap().speaker().unwrap();
+        assert_eq!(s.max_paths, crate::rib::ALL_PATHS);
+        let one = Config::parse(&format!("{base}max_paths: 1\n")).unwrap();
+        assert_eq!(one.speaker().unwrap().max_paths, 1);
+        for bad in [0, 257] {
+            let err = Config::parse(&format!("{base}max_paths: {bad}\n")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("max_paths: {bad} must be 1 to 256 (1: the best path only)")
+            );
+        }
     }
 
     #[test]

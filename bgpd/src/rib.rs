@@ -254,7 +254,14 @@ pub struct RibConfig {
     pub cluster_id: Option<Ipv4Addr>,
     /// Compare MED between paths from different neighbour ASes.
     pub always_compare_med: bool,
+    /// The most equal-best paths a prefix's ECMP set (its multipath kernel
+    /// route) holds, best first: BIRD's `merge paths on limit N`, FRR's
+    /// `maximum-paths`. 1 is the best path only; [`ALL_PATHS`] no limit.
+    pub max_paths: usize,
 }
+
+/// [`RibConfig::max_paths`] without a limit (the default).
+pub const ALL_PATHS: usize = usize::MAX;
 
 impl RibConfig {
     fn cluster_id(&self) -> Ipv4Addr {
@@ -577,8 +584,10 @@ impl Rib {
         }
         let new = self.best_of(&prefix);
         let change = Change { prefix, old, new };
-        // A new or lost equal path changes the ECMP set, not the best one.
-        if change.best_changed() || change.new.is_some() {
+        // A new or lost equal path changes the ECMP set, not the best one;
+        // with the best path only, nothing changed for anyone.
+        let multipath = self.config.max_paths > 1;
+        if change.best_changed() || (multipath && change.new.is_some()) {
             out.push(change);
         }
     }
@@ -891,17 +900,21 @@ impl Rib {
 
     /// The equal-best paths of `prefix` that the kernel may share traffic
     /// over: the paths tied with the best one through step e of §9.1.2.2
-    /// (multipath), best first. Empty when the best path is local.
+    /// (multipath), best first, at most [`RibConfig::max_paths`]. Empty when
+    /// the best path is local.
     pub fn ecmp(&self, prefix: &Prefix) -> Vec<&Path> {
         let Some(paths) = self.table.get(prefix).map(Paths::as_slice) else {
             return Vec::new();
         };
-        let equal = if paths.len() > 1 {
+        let max = self.config.max_paths.max(1);
+        let equal = if paths.len() > 1 && max > 1 {
             self.equal_best(paths)
         } else {
             vec![0]
         };
-        Self::ecmp_of(paths, &equal)
+        let mut set = Self::ecmp_of(paths, &equal);
+        set.truncate(max);
+        set
     }
 
     /// [`Rib::ecmp`] of `paths` (best first), given their equal-best set.
@@ -1259,6 +1272,7 @@ mod tests {
             router_id: Ipv4Addr::new(10, 0, 0, 100),
             cluster_id: None,
             always_compare_med: false,
+            max_paths: ALL_PATHS,
         }
     }
 
@@ -1514,6 +1528,34 @@ mod tests {
             hops,
             vec![IpAddr::V4(v4("10.0.0.1")), IpAddr::V4(v4("10.0.0.2"))]
         );
+    }
+
+    #[test]
+    fn max_paths_limits_the_ecmp_set_and_one_keeps_equal_paths_out_of_the_changes() {
+        let peers: Vec<(u32, PeerInfo)> = (1..=4).map(|n| (n, peer(n as u8, 65000 + n))).collect();
+        let with_max = |max: usize| {
+            let mut rib = rib_with(&peers);
+            rib.config.max_paths = max;
+            let changes: Vec<usize> = (1..=4u32)
+                .map(|n| {
+                    let hop = format!("10.0.0.{n}");
+                    announce(&mut rib, n, attrs(&[65000 + n]), "10.1.0.0/24", &hop).len()
+                })
+                .collect();
+            (rib.fib_next_hops(&p("10.1.0.0/24")), changes)
+        };
+        let hop = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
+        // All four equal: each new one changes the set (not the best).
+        let (all, changes) = with_max(ALL_PATHS);
+        assert_eq!(all, [hop(1), hop(2), hop(3), hop(4)]);
+        assert_eq!(changes, [1, 1, 1, 1]);
+        let (two, _) = with_max(2);
+        assert_eq!(two, [hop(1), hop(2)]);
+        // The best path only: the first path is the best, and the three
+        // equal ones after it (higher router IDs) change nothing.
+        let (one, changes) = with_max(1);
+        assert_eq!(one, [hop(1)]);
+        assert_eq!(changes, [1, 0, 0, 0]);
     }
 
     #[test]
@@ -2074,6 +2116,7 @@ mod tests {
             router_id: v4("192.0.2.100"),
             cluster_id: None,
             always_compare_med: false,
+            max_paths: ALL_PATHS,
         });
         // Peer 1 has our AS, but we present 64999 to it: eBGP.
         let one = PeerInfo {

@@ -152,6 +152,7 @@ impl Core {
                 router_id: config.router_id,
                 cluster_id: config.cluster_id,
                 always_compare_med: config.always_compare_med,
+                max_paths: config.max_paths,
             }),
             peers: BTreeMap::new(),
             next_id: 0,

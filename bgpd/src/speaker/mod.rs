@@ -109,6 +109,8 @@ pub struct SpeakerConfig {
     pub router_id: Ipv4Addr,
     pub cluster_id: Option<Ipv4Addr>,
     pub always_compare_med: bool,
+    /// The most paths in a prefix's kernel route ([`RibConfig::max_paths`](crate::rib::RibConfig::max_paths)).
+    pub max_paths: usize,
     pub peers: Vec<PeerConfig>,
     /// Reconcile the kernel table at the latest this long after start
     /// (and, after a graceful restart, send the initial tables).
@@ -124,6 +126,7 @@ impl SpeakerConfig {
             router_id,
             cluster_id: None,
             always_compare_med: false,
+            max_paths: crate::rib::ALL_PATHS,
             peers: Vec::new(),
             fib_sync_after: Duration::from_secs(30),
             graceful_restart: GrConfig::default(),
