@@ -9,8 +9,13 @@
 #   - felix's RSS (mean, max) and CPU seconds per host, the datastore's size,
 #   - after felix on one host restarts: until its sessions are all
 #     Established again, and every host's session to it,
-# and prints one markdown row. The lab is removed at the end (also on error).
-#   scripts/scale.sh N [--rr K] [--name LAB] [--keep]
+# and prints one markdown row. With --workloads M, host h1 then gets M more
+# workloads one by one, and the harness prints their curve per hundred: the
+# CNI ADD's time (the chain, loopback and calico), the time from ADD's
+# return until felix has the workload's interface in the nftables ingress
+# map (until then the workload's traffic is dropped), and felix's RSS.
+# The lab is removed at the end (also on error).
+#   scripts/scale.sh N [--rr K] [--workloads M] [--name LAB] [--keep]
 # Root. Builds felix, calicoctl, the CNI plugins and calico-lab in release.
 # calico-lab sizes the kernel's neighbour table for the lab; a lab past a
 # few hundred hosts also needs `ulimit -n` and the kernel's inotify and
@@ -18,15 +23,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: $0 N [--rr K] [--name LAB] [--keep]" >&2; exit 2; }
+usage() { echo "usage: $0 N [--rr K] [--workloads M] [--name LAB] [--keep]" >&2; exit 2; }
 (($#)) || usage
 hosts=$1
 shift
 [[ "$hosts" =~ ^[0-9]+$ ]] && ((hosts >= 2 && hosts <= 1000)) || usage
-rr=0 lab=scale keep=""
+rr=0 lab=scale keep="" curve=0
 while (($#)); do
   case "$1" in
     --rr) (($# > 1)) || usage; rr=$2; shift ;;
+    --workloads) (($# > 1)) || usage; curve=$2; shift ;;
     --name) (($# > 1)) || usage; lab=$2; shift ;;
     --keep) keep=1 ;;
     *) usage ;;
@@ -34,6 +40,7 @@ while (($#)); do
   shift
 done
 ((rr >= 0 && rr < hosts)) || usage
+[[ "$curve" =~ ^[0-9]+$ ]] && ((curve <= 5000)) || usage
 
 source scripts/packages.sh
 install_packages lab
@@ -59,6 +66,9 @@ cleanup() {
   if [ -z "$keep" ]; then
     for ((i = 1; i <= hosts; i++)); do
       ip netns del "$(work_ns "h$i")" 2>/dev/null || true
+    done
+    for ((w = 1; w <= curve; w++)); do
+      ip netns del "$(work_ns "h1-w$w")" 2>/dev/null || true
     done
     "$bin/calico-lab" down --name "$lab" >/dev/null 2>&1 || true
   fi
@@ -168,6 +178,41 @@ echo "every host routes to every block: $t_routes s ($t_routes_wl s after the la
 felix_pid() {
   tr -d ' \n' <"$state/state.json" | grep -o "\"name\":\"h$1\"[^]]*\"pid\":[0-9]*" | grep -o '[0-9]*$'
 }
+now_ms() { awk -v t="$(date +%s.%N)" 'BEGIN { printf "%.1f", t * 1000 }'; }
+# p50 and p99 (nearest rank) of the numbers in file $1.
+percentiles() {
+  sort -n "$1" | awk '{ v[NR] = $1 } END {
+    p50 = v[int((NR * 50 + 99) / 100)]; p99 = v[int((NR * 99 + 99) / 100)]
+    printf "%.0f / %.0f", p50, p99 }'
+}
+
+if ((curve > 0)); then
+  echo
+  echo "| workloads on h1 | CNI ADD p50 / p99 | ADD return to programmed p50 / p99 | felix RSS |"
+  echo "|---:|---:|---:|---:|"
+  : >"$dir/add" && : >"$dir/programmed"
+  for ((w = 1; w <= curve; w++)); do
+    name="h1-w$w"
+    ip netns add "$(work_ns "$name")"
+    t=$(now_ms)
+    result=$(cni ADD h1 "$name" "app=curve") || { echo "CNI ADD of $name failed" >&2; tail "$state/cni.log" >&2; exit 1; }
+    t_added=$(now_ms)
+    awk -v a="$t" -v b="$t_added" 'BEGIN { print b - a }' >>"$dir/add"
+    iface=$(grep -o '"name": *"cali[^"]*"' <<<"$result" | head -1 | grep -o 'cali[^"]*')
+    [ -n "$iface" ] || { echo "no cali interface in the result for $name: $result" >&2; exit 1; }
+    until ip netns exec "$(host_ns h1)" nft get element inet calico wl-to "{ $iface }" >/dev/null 2>&1; do
+      awk -v a="$t_added" -v b="$(now_ms)" 'BEGIN { exit !(b - a > 120000) }' && { echo "$name ($iface) not programmed after 120 s" >&2; exit 1; }
+      sleep 0.005
+    done
+    awk -v a="$t_added" -v b="$(now_ms)" 'BEGIN { print b - a }' >>"$dir/programmed"
+    if ((w % 100 == 0 || w == curve)); then
+      rss=$(awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$(felix_pid 1)/status")
+      echo "| $w | $(percentiles "$dir/add") ms | $(percentiles "$dir/programmed") ms | $rss MiB |"
+      : >"$dir/add" && : >"$dir/programmed"
+    fi
+  done
+  echo
+fi
 tck=$(getconf CLK_TCK)
 rss_sum=0 rss_max=0 cpu_sum=0
 for ((i = 1; i <= hosts; i++)); do
