@@ -247,6 +247,31 @@ fn write(
     Ok(())
 }
 
+/// The record as it stands, read under its lock (a lab going up or down
+/// rewrites it in place); `None` when there is none.
+pub fn read_record() -> Result<Option<Record>, RunError> {
+    let ctx = |what: &str| format!("{what} {RECORD}");
+    let file = match File::open(RECORD) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RunError::io(ctx("opening"), e)),
+    };
+    let mut file = Flock::lock(file, FlockArg::LockShared)
+        .map_err(|(_, e)| RunError::io(ctx("locking"), e.into()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| RunError::io(ctx("reading"), e))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| RunError::State {
+            path: RECORD.into(),
+            message: e.to_string(),
+        })
+}
+
 /// Registers (`need: Some`) or removes (`None`) the lab whose state
 /// directory is `state_dir`, and sets the thresholds for the labs recorded.
 /// Labs whose state file is gone (removed without `down`) are dropped.

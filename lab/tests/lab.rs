@@ -684,12 +684,12 @@ fn a_lab_too_big_for_the_neighbour_table_raises_it_and_down_puts_it_back() {
     // The lab is out of the record; with no other lab in it, the values
     // found are back. (Another lab going up or down meanwhile, as a scale
     // run beside the tests, moves them itself.)
-    let Ok(text) = std::fs::read_to_string(lab::neigh::RECORD) else {
+    // Read under the record's lock: a lab going up or down rewrites it.
+    let Some(record) = lab::neigh::read_record().unwrap() else {
         assert_eq!(["ipv4", "ipv6"].map(neigh_thresholds), before);
         return;
     };
-    let record: lab::neigh::Record = serde_json::from_str(&text).unwrap();
-    assert!(!record.labs.contains_key(&lab.dir()), "{text}");
+    assert!(!record.labs.contains_key(&lab.dir()), "{record:?}");
     let others: u64 = record.labs.values().sum();
     for (family, name) in [
         (lab::neigh::Family::Ipv4, "ipv4"),
@@ -700,7 +700,7 @@ fn a_lab_too_big_for_the_neighbour_table_raises_it_and_down_puts_it_back() {
         {
             let now = neigh_thresholds(name);
             let want = [found.gc_thresh1, found.gc_thresh2, found.gc_thresh3];
-            assert_eq!(now, want, "{name}: {text}");
+            assert_eq!(now, want, "{name}: {record:?}");
         }
     }
 }
