@@ -261,10 +261,15 @@ pub fn read_record() -> Result<Option<Record>, RunError> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| RunError::io(ctx("reading"), e))?;
+    parse_record(&text)
+}
+
+/// The record in `text`; `None` when it is empty (just created).
+fn parse_record(text: &str) -> Result<Option<Record>, RunError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&text)
+    serde_json::from_str(text)
         .map(Some)
         .map_err(|e| RunError::State {
             path: RECORD.into(),
@@ -289,14 +294,7 @@ fn update(state_dir: &Path, lab: &str, need: Option<u64>) -> Result<(), RunError
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| RunError::io(ctx("reading"), e))?;
-    let mut record: Record = if text.trim().is_empty() {
-        Record::default()
-    } else {
-        serde_json::from_str(&text).map_err(|e| RunError::State {
-            path: RECORD.into(),
-            message: e.to_string(),
-        })?
-    };
+    let mut record = parse_record(&text)?.unwrap_or_default();
     record
         .labs
         .retain(|dir, _| dir == state_dir || State::path(dir).exists());
