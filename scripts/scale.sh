@@ -106,6 +106,13 @@ apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
 metadata: {name: default}
 spec: {nodeToNodeMeshEnabled: $mesh, asNumber: 64512}
+---
+# Calico's default maxBlocksPerHost (20 blocks of 64) stops a host at 1,280
+# addresses; the curve's host needs one block per 64 workloads.
+apiVersion: projectcalico.org/v3
+kind: IPAMConfiguration
+metadata: {name: default}
+spec: {maxBlocksPerHost: $(( (curve + 1) / 64 + 21 ))}
 YAML
 if ((rr > 0)); then
   cat >>"$dir/resources.yaml" <<YAML

@@ -12,7 +12,9 @@ use api::{
     WorkloadEndpointSpec,
 };
 use datastore::ipam::check::LeakReason;
-use datastore::ipam::{AutoAssignArgs, ConfigUpdate, IpUse, Ipam, IpamError, PoolRef, model};
+use datastore::ipam::{
+    AutoAssignArgs, ConfigUpdate, IpUse, Ipam, IpamError, NoClaim, PoolRef, model,
+};
 use datastore::{KvStore, ResourceStore, SqliteStore};
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -148,6 +150,41 @@ async fn at_max_blocks_per_host_the_host_borrows_from_another_hosts_block() {
 }
 
 #[tokio::test]
+async fn without_auto_allocated_blocks_a_host_claims_none_and_the_error_says_so() {
+    let f = fixture().await;
+    f.pool("p", "10.0.0.0/28", |s| s.block_size = Some(30))
+        .await;
+    f.ipam
+        .configure(ConfigUpdate {
+            strict_affinity: Some(true),
+            auto_allocate_blocks: Some(false),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .unwrap();
+    let err = f
+        .ipam
+        .auto_assign(&args("a", "node1", 1, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IpamError::Exhausted {
+                no_claim: NoClaim::AutoAllocateOff,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("autoAllocateBlocks is false"),
+        "{err}"
+    );
+    assert!(f.ipam.host_blocks("node1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn strict_affinity_refuses_to_borrow_and_leaves_nothing_behind() {
     let f = fixture().await;
     f.pool("p", "10.0.0.0/29", |s| s.block_size = Some(30))
@@ -168,10 +205,21 @@ async fn strict_affinity_refuses_to_borrow_and_leaves_nothing_behind() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, IpamError::Exhausted { strict: true, .. }),
+        matches!(
+            err,
+            IpamError::Exhausted {
+                no_claim: NoClaim::AtMaxBlocks { held: 1, max: 1 },
+                strict: true,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("strictAffinity"), "{err}");
+    // The limit hit is named, with what raises it.
+    let text = err.to_string();
+    assert!(text.contains("strictAffinity"), "{err}");
+    assert!(text.contains("maxBlocksPerHost is 1"), "{err}");
+    assert!(text.contains("--max-blocks-per-host"), "{err}");
     // The one address that fitted in node1's block was rolled back.
     assert_eq!(f.in_use().await, 4);
     assert!(f.json(&model::handle_key("a2")).await.is_none());
@@ -199,7 +247,16 @@ async fn reserved_addresses_are_never_handed_out() {
     ips.sort();
     assert_eq!(ips, ["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"]);
     let err = f.ipam.auto_assign(&args("b", "n", 1, 0)).await.unwrap_err();
-    assert!(matches!(err, IpamError::Exhausted { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            IpamError::Exhausted {
+                no_claim: NoClaim::PoolsFull,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = f
         .ipam
         .assign_ip(ip("10.0.0.1"), "c", &BTreeMap::new(), "n")

@@ -22,7 +22,7 @@ use super::select::{
     EmptyBlockFate, IpUse, PoolView, Requester, Reservations, empty_block_fate, namespace_labels,
     pick_unclaimed, usable_pools,
 };
-use super::{IpamError, Result, block_math};
+use super::{IpamError, NoClaim, Result, block_math};
 use crate::error::Error;
 use crate::kv::{Check, Compare, KeyValue, KvStore, Op, Txn};
 use crate::resources::ResourceStore;
@@ -652,21 +652,30 @@ impl Ipam {
             }
             // 2. Claim a free block.
             let (existing, blocks) = self.readable_blocks(family).await?;
-            let may_claim = ctx.config.auto_allocate_blocks
-                && affine.len() < ctx.config.max_blocks_per_host as usize;
-            let unclaimed = may_claim
-                .then(|| pick_unclaimed(pools, &existing, &ctx.reservations, host))
-                .flatten();
-            if let Some(cidr) = unclaimed {
-                match self
-                    .claim_and_assign(cidr, want, host, &args.handle, attr, &ctx.reservations)
-                    .await?
-                {
-                    Step::Assigned(ips) => got.extend(ips),
-                    Step::Conflict | Step::Full => backoff(&mut conflicts, what).await?,
+            let max = ctx.config.max_blocks_per_host;
+            let claim = if !ctx.config.auto_allocate_blocks {
+                Err(NoClaim::AutoAllocateOff)
+            } else if affine.len() >= max as usize {
+                Err(NoClaim::AtMaxBlocks {
+                    held: affine.len(),
+                    max,
+                })
+            } else {
+                pick_unclaimed(pools, &existing, &ctx.reservations, host).ok_or(NoClaim::PoolsFull)
+            };
+            let no_claim = match claim {
+                Ok(cidr) => {
+                    match self
+                        .claim_and_assign(cidr, want, host, &args.handle, attr, &ctx.reservations)
+                        .await?
+                    {
+                        Step::Assigned(ips) => got.extend(ips),
+                        Step::Conflict | Step::Full => backoff(&mut conflicts, what).await?,
+                    }
+                    continue;
                 }
-                continue;
-            }
+                Err(why) => why,
+            };
             // 3. Borrow from blocks affine to other hosts (or to none).
             let strict = ctx.config.strict_affinity;
             let reserved = |ip: IpAddr| ctx.reservations.contains(ip);
@@ -695,6 +704,7 @@ impl Ipam {
                             .map(|p| p.cidr.to_string())
                             .collect::<Vec<_>>()
                             .join(", "),
+                        no_claim,
                         strict,
                     });
                 }

@@ -79,13 +79,15 @@ pub enum IpamError {
         ip_use: IpUse,
     },
     #[error(
-        "no free IPv{family} address for host {host} in pools {pools}: its blocks are full, no block can be claimed{}",
-        if *strict { " and strictAffinity forbids borrowing" } else { " and no block has room to borrow from" }
+        "no free IPv{family} address for host {host} in pools {pools}: its blocks are full, {no_claim}{}",
+        if *strict { ", and strictAffinity forbids borrowing" } else { ", and no block has room to borrow from" }
     )]
     Exhausted {
         family: u8,
         host: String,
         pools: String,
+        /// Why the host could not claim another block.
+        no_claim: NoClaim,
         strict: bool,
     },
     #[error("{ip} is not in any IP pool")]
@@ -126,6 +128,35 @@ pub enum IpamError {
         handle: String,
         rollback: Box<IpamError>,
     },
+}
+
+/// Why a host whose blocks are full could claim no further block: the
+/// limit that was hit, named so that a user knows what to raise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoClaim {
+    /// The IPAMConfiguration's `autoAllocateBlocks` is false.
+    AutoAllocateOff,
+    /// The host already holds `held` blocks of the family, and the
+    /// IPAMConfiguration's `maxBlocksPerHost` is `max`.
+    AtMaxBlocks { held: usize, max: u32 },
+    /// Every block of the usable pools is claimed or wholly reserved.
+    PoolsFull,
+}
+
+impl std::fmt::Display for NoClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AutoAllocateOff => {
+                f.write_str("and it claims no block: IPAMConfiguration autoAllocateBlocks is false")
+            }
+            Self::AtMaxBlocks { held, max } => write!(
+                f,
+                "and it may claim no more: it holds {held}, IPAMConfiguration maxBlocksPerHost is \
+                 {max} (calicoctl ipam configure --max-blocks-per-host raises it)"
+            ),
+            Self::PoolsFull => f.write_str("and no block of the pools is left to claim"),
+        }
+    }
 }
 
 /// Result alias of this module.
