@@ -55,7 +55,9 @@ if [ -z "${QUICKSTART_BIN:-}" ] && [ -z "$down" ]; then
   install_packages lab
 fi
 
-if [ -z "$down" ] && { [ -e "$state" ] || ip netns list | grep -q "^clab-$lab-"; }; then
+# grep reads the whole list (no -q): quitting early would kill `ip` with
+# SIGPIPE once the list is long, and pipefail would turn a match into "no".
+if [ -z "$down" ] && { [ -e "$state" ] || ip netns list | grep "^clab-$lab-" >/dev/null; }; then
   echo "lab $lab is up already: run $0 $example --name $lab --down first" >&2
   exit 1
 fi
@@ -90,7 +92,7 @@ source scripts/cni-lib.sh
 if [ -n "$down" ]; then
   for w in "${WORKLOADS[@]}"; do
     IFS=: read -r host name labels <<<"$w"
-    if ip netns list | grep -qw "$(work_ns "$name")"; then
+    if [ -e "/run/netns/$(work_ns "$name")" ]; then
       cni DEL "$host" "$name" "$labels" >/dev/null || echo "CNI DEL of $name failed" >&2
       ip netns pids "$(work_ns "$name")" | xargs -r kill  # its TCP listener
       ip netns del "$(work_ns "$name")"
