@@ -232,6 +232,21 @@ async fn routes_of_our_protocol_follow_desired_as_diffs_and_others_survive() {
     );
     assert!(!ours.iter().any(|l| l.contains("fd00:65:3::")), "{ours:?}");
 
+    // The workload's veth is made again under the same name (a new index,
+    // its routes gone with the old link): the route comes back through
+    // the new link, though the driver knew the old one.
+    host.ip(["link", "del", "cali00000000002"]).unwrap();
+    let _w2 = workload(&host, "cali00000000002", "10.65.0.6");
+    let report = driver.reconcile(&desired).await.unwrap();
+    // Only bgpd's destination, as on every apply.
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].to_string().contains("protocol 200"));
+    assert_eq!((report.added, report.changes()), (1, 1), "{report:?}");
+    assert!(has(
+        &routes_of(&host, "80"),
+        "10.65.0.6 dev cali00000000002 scope link"
+    ));
+
     // Nothing desired: all of ours go, bgpd's stay.
     driver.reconcile(&Desired::default()).await.unwrap();
     assert!(routes_of(&host, "80").is_empty());
@@ -289,6 +304,28 @@ async fn workload_interfaces_come_up_with_calicos_sysctls_and_missing_ones_are_p
         (0, 0),
         "{again:?}"
     );
+
+    // The pending interface appears: the next apply sets it up and leaves
+    // the one it verified alone (a setting changed behind its back stays)
+    // until the next check of every interface.
+    let proxy_arp = "net.ipv4.conf.cali00000000011.proxy_arp";
+    let path = format!("/proc/sys/{}", proxy_arp.replace('.', "/"));
+    host.exec("sh", ["-c".to_owned(), format!("echo 0 > {path}")])
+        .unwrap();
+    let _w2 = workload(&host, "cali00000000012", "10.65.0.6");
+    let third = driver.reconcile(&desired).await.unwrap();
+    assert!(third.failed.is_empty(), "{third:?}");
+    assert!(driver.pending().is_empty(), "{third:?}");
+    assert_eq!(
+        sysctl(&host, "net.ipv4.conf.cali00000000012.proxy_arp"),
+        "1"
+    );
+    assert_eq!(sysctl(&host, proxy_arp), "0");
+    tokio::time::pause();
+    tokio::time::advance(felix::dataplane::CHECK_ALL_EVERY).await;
+    let checked = driver.reconcile(&desired).await.unwrap();
+    assert_eq!(checked.sysctls_written, 1, "{checked:?}");
+    assert_eq!(sysctl(&host, proxy_arp), "1");
 }
 
 fn conntrack_list(ns: &Netns) -> String {

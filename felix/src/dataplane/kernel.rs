@@ -1,7 +1,7 @@
 //! What the drivers read alike from the kernel (its links, by name), the
 //! netlink error codes they tolerate, and [`DataplaneError`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_core::ErrorMessage;
@@ -65,7 +65,29 @@ pub struct Link {
     pub message: LinkMessage,
 }
 
-/// The namespace's links by name.
+impl Link {
+    /// The link a message describes, and its name (`None` without one).
+    fn of(message: LinkMessage) -> Option<(String, Link)> {
+        let name = message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })?;
+        let link = Link {
+            index: message.header.index,
+            up: message.header.flags.contains(LinkFlags::Up),
+            message,
+        };
+        Some((name, link))
+    }
+}
+
+/// The namespace's links by name: one dump.
+///
+/// A dump costs the kernel more than its links: for each veth it looks up
+/// the id of the peer's namespace among all the namespaces it knows, so on
+/// a host of N workloads (N veths, N namespaces) a dump grows as N². A
+/// driver that needs a few links asks for them by name ([`link`]) and
+/// dumps only to resynchronise.
 pub async fn links(handle: &rtnetlink::Handle) -> Result<BTreeMap<String, Link>, DataplaneError> {
     let mut out = BTreeMap::new();
     let mut dump = handle.link().get().execute();
@@ -74,23 +96,48 @@ pub async fn links(handle: &rtnetlink::Handle) -> Result<BTreeMap<String, Link>,
         .await
         .map_err(DataplaneError::netlink("reading links"))?
     {
-        let name = message.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        });
-        if let Some(name) = name {
-            out.insert(
-                name,
-                Link {
-                    index: message.header.index,
-                    up: message.header.flags.contains(LinkFlags::Up),
-                    message,
-                },
-            );
+        out.extend(Link::of(message));
+    }
+    Ok(out)
+}
+
+/// The link named `name`, `None` when there is none.
+pub async fn link(handle: &rtnetlink::Handle, name: &str) -> Result<Option<Link>, DataplaneError> {
+    let mut get = handle.link().get().match_name(name.to_owned()).execute();
+    match get.try_next().await {
+        Ok(Some(message)) => Ok(Link::of(message).map(|(_, link)| link)),
+        Ok(None) => Ok(None),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(source) => Err(DataplaneError::Netlink {
+            what: format!("reading link {name}"),
+            source,
+        }),
+    }
+}
+
+/// The links of `names` that exist: by name, one request each, when they
+/// are few; one dump when they are many (past [`DUMP_PAST`]).
+pub async fn links_named<'a>(
+    handle: &rtnetlink::Handle,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, Link>, DataplaneError> {
+    let names: BTreeSet<&str> = names.into_iter().collect();
+    if names.len() > DUMP_PAST {
+        let mut all = links(handle).await?;
+        all.retain(|name, _| names.contains(name.as_str()));
+        return Ok(all);
+    }
+    let mut out = BTreeMap::new();
+    for name in names {
+        if let Some(link) = link(handle, name).await? {
+            out.insert(name.to_owned(), link);
         }
     }
     Ok(out)
 }
+
+/// Past this many links asked for, [`links_named`] dumps them all.
+pub const DUMP_PAST: usize = 32;
 
 /// Whether a netlink error says the object is not there (ENOENT, ESRCH,
 /// ENODEV): deleting it then succeeds.

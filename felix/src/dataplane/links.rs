@@ -7,13 +7,21 @@
 //! Sysctls are read first and written only when they differ, from a thread
 //! inside the driver's namespace (`/proc/sys/net` shows the namespace of
 //! the thread that opens it).
+//!
+//! An apply looks only at the interfaces that are new, changed or not yet
+//! found since the last apply, asking the kernel for them by name; once
+//! every [`CHECK_ALL_EVERY`] it checks them all again (a dump, and every
+//! sysctl read), so that a setting changed behind felix's back is put back.
+//! Adding the 1,001st workload thus costs what adding the first did.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
-use super::Namespace;
+use tokio::time::Instant;
+
 use super::kernel::{self, DataplaneError};
+use super::{CHECK_ALL_EVERY, Namespace};
 use crate::state::{Desired, Driver, DriverError, WorkloadIface};
 
 /// One `/proc/sys` setting.
@@ -128,6 +136,11 @@ pub struct LinksDriver {
     netns: Namespace,
     handle: rtnetlink::Handle,
     pending: Vec<String>,
+    /// The interfaces found up with their sysctls right, as they were
+    /// desired then: the next apply leaves them alone unless they changed.
+    verified: BTreeMap<String, WorkloadIface>,
+    /// When an apply last checked every desired interface.
+    checked_all: Option<Instant>,
 }
 
 impl LinksDriver {
@@ -138,6 +151,8 @@ impl LinksDriver {
             handle: netns.rtnetlink().await?,
             netns,
             pending: Vec::new(),
+            verified: BTreeMap::new(),
+            checked_all: None,
         })
     }
 
@@ -147,14 +162,29 @@ impl LinksDriver {
     }
 
     /// Sets every existing desired interface up and its sysctls, and the
-    /// global ones. `Err` only when the links cannot be read.
+    /// global ones: those not verified by an earlier apply as desired now,
+    /// or all of them once every [`CHECK_ALL_EVERY`]. `Err` only when the
+    /// links cannot be read.
     pub async fn reconcile(&mut self, desired: &Desired) -> Result<LinksReport, DataplaneError> {
-        let links = kernel::links(&self.handle).await?;
+        let now = Instant::now();
+        let check_all = self
+            .checked_all
+            .is_none_or(|at| now.duration_since(at) >= CHECK_ALL_EVERY);
+        self.verified
+            .retain(|name, was| desired.workloads.get(name) == Some(&*was));
+        let todo: Vec<&WorkloadIface> = desired
+            .workloads
+            .values()
+            .filter(|w| check_all || !self.verified.contains_key(&w.name))
+            .collect();
+        let links = kernel::links_named(&self.handle, todo.iter().map(|w| w.name.as_str())).await?;
         let mut report = LinksReport::default();
         let mut sysctls = global_sysctls(desired);
         // Per sysctl, the interface it belongs to (none for global ones).
         let mut owners: Vec<Option<String>> = vec![None; sysctls.len()];
-        for iface in desired.workloads.values() {
+        // Interfaces that could not be set up or given a sysctl.
+        let mut unsettled = BTreeSet::new();
+        for &iface in &todo {
             let Some(link) = links.get(&iface.name) else {
                 report.pending.push(iface.name.clone());
                 continue;
@@ -162,7 +192,10 @@ impl LinksDriver {
             if !link.up {
                 match kernel::set_up(&self.handle, link.index, &iface.name).await {
                     Ok(()) => report.set_up.push(iface.name.clone()),
-                    Err(e) => report.failed.push(e),
+                    Err(e) => {
+                        report.failed.push(e);
+                        unsettled.insert(iface.name.clone());
+                    }
                 }
             }
             for s in interface_sysctls(iface) {
@@ -194,8 +227,24 @@ impl LinksDriver {
                     path,
                     source: io::ErrorKind::NotFound.into(),
                 }),
-                (Outcome::Failed(e), _) => report.failed.push(e),
+                (Outcome::Failed(e), owner) => {
+                    report.failed.push(e);
+                    unsettled.extend(owner);
+                }
             }
+        }
+        for iface in todo {
+            let settled = links.contains_key(&iface.name)
+                && !vanished.contains(&iface.name)
+                && !unsettled.contains(&iface.name);
+            if settled {
+                self.verified.insert(iface.name.clone(), iface.clone());
+            } else {
+                self.verified.remove(&iface.name);
+            }
+        }
+        if check_all {
+            self.checked_all = Some(now);
         }
         report.pending.extend(vanished);
         self.pending = report.pending.clone();

@@ -46,7 +46,14 @@ pub use qos::QosDriver;
 pub use routes::RoutesDriver;
 pub use vxlan::VxlanDriver;
 
+use std::time::Duration;
+
 use crate::state::Driver;
+
+/// How often a driver that looks only at what changed since its last
+/// apply (links, qos) checks everything again, so that what was changed
+/// behind felix's back is put back by the next apply after it.
+pub const CHECK_ALL_EVERY: Duration = Duration::from_secs(60);
 
 /// Every kernel driver for `netns`, in the order to apply them: links,
 /// vxlan, routes, conntrack, qos.

@@ -29,9 +29,10 @@ use rtnetlink::packet_core::{
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use tokio::time::Instant;
 
-use super::Namespace;
 use super::kernel::{self, DataplaneError, Link};
+use super::{CHECK_ALL_EVERY, Namespace};
 use crate::state::{Desired, Driver, DriverError, Shaping};
 
 /// The prefix of the ifb devices this driver makes.
@@ -207,6 +208,11 @@ pub struct QosDriver {
     /// What was last set, per workload interface.
     applied: BTreeMap<String, Shaping>,
     pending: Vec<String>,
+    /// The limits of the last apply that left nothing failed or pending,
+    /// and when it read the kernel: an apply wanting the same limits
+    /// within [`CHECK_ALL_EVERY`] reads nothing (a link dump costs as the
+    /// square of the workloads, see [`kernel::links`]).
+    settled: Option<(BTreeMap<String, Shaping>, Instant)>,
 }
 
 impl QosDriver {
@@ -216,6 +222,7 @@ impl QosDriver {
             handle: netns.rtnetlink().await?,
             applied: BTreeMap::new(),
             pending: Vec::new(),
+            settled: None,
         })
     }
 
@@ -414,6 +421,14 @@ impl QosDriver {
             .filter(|w| w.shaping != Shaping::default())
             .map(|w| (w.name.clone(), w.shaping))
             .collect();
+        let now = Instant::now();
+        if let Some((limits, at)) = &self.settled
+            && *limits == wanted
+            && now.duration_since(*at) < CHECK_ALL_EVERY
+        {
+            return Ok(Vec::new());
+        }
+        self.settled = None;
         let (observed, links) = self.observe().await?;
         let plan = plan(&wanted, &observed, &self.applied);
         let mut failed = Vec::new();
@@ -457,6 +472,9 @@ impl QosDriver {
         self.applied
             .retain(|i, s| wanted.contains_key(i) && *s != Shaping::default());
         self.pending = plan.pending;
+        if failed.is_empty() && self.pending.is_empty() {
+            self.settled = Some((wanted, now));
+        }
         Ok(failed)
     }
 }

@@ -280,6 +280,11 @@ impl RoutesReport {
 pub struct RoutesDriver {
     handle: rtnetlink::Handle,
     pending: Vec<Route>,
+    /// The links as last read: the devices of the desired routes.
+    links: BTreeMap<String, Link>,
+    /// False at first and after a change failed: the next apply reads
+    /// every link again rather than trust `links`.
+    links_fresh: bool,
 }
 
 impl RoutesDriver {
@@ -289,6 +294,8 @@ impl RoutesDriver {
         Ok(RoutesDriver {
             handle: netns.rtnetlink().await?,
             pending: Vec::new(),
+            links: BTreeMap::new(),
+            links_fresh: false,
         })
     }
 
@@ -301,12 +308,19 @@ impl RoutesDriver {
     /// Makes our routes match `desired`, route by route: a failure is
     /// reported and the others still applied. `Err` only when the table
     /// cannot be read.
+    ///
+    /// The routing table is read whole; the links are not (see
+    /// [`kernel::links`] for what a dump costs): the driver keeps the
+    /// devices of its routes and asks by name for those of routes to add
+    /// or change and for those not up. It reads every link again at first,
+    /// after a change failed, and when a route of ours goes through a link
+    /// it does not know.
     pub async fn reconcile(&mut self, desired: &Desired) -> Result<RoutesReport, DataplaneError> {
-        let links = kernel::links(&self.handle).await?;
-        let names: BTreeMap<u32, &str> = links.iter().map(|(n, l)| (l.index, n.as_str())).collect();
-        let mut messages = Vec::new();
-        let mut ours = Vec::new();
-        let mut foreign = BTreeMap::new();
+        if !self.links_fresh {
+            self.links = kernel::links(&self.handle).await?;
+            self.links_fresh = true;
+        }
+        let mut table = Vec::new();
         for query in [
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
             RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
@@ -317,18 +331,42 @@ impl RoutesDriver {
                 .await
                 .map_err(DataplaneError::netlink("reading routes"))?
             {
-                match parse(&m, &names) {
-                    Some((ROUTE_PROTOCOL, r)) => {
-                        ours.push(r);
-                        messages.push(m);
-                    }
-                    Some((protocol, r)) if r.metric == default_metric(&r.dst) => {
-                        foreign.entry(r.dst).or_insert(protocol);
-                    }
-                    _ => {}
-                }
+                table.push(m);
             }
         }
+        let known: BTreeSet<u32> = self.links.values().map(|l| l.index).collect();
+        let stranger = table.iter().any(|m| {
+            u8::from(m.header.protocol) == ROUTE_PROTOCOL
+                && m.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if !known.contains(i)))
+        });
+        if stranger {
+            self.links = kernel::links(&self.handle).await?;
+        }
+        let names: BTreeMap<u32, &str> = self
+            .links
+            .iter()
+            .map(|(n, l)| (l.index, n.as_str()))
+            .collect();
+        let mut messages = Vec::new();
+        let mut ours = Vec::new();
+        let mut foreign = BTreeMap::new();
+        for m in table {
+            match parse(&m, &names) {
+                Some((ROUTE_PROTOCOL, r)) => {
+                    ours.push(r);
+                    messages.push(m);
+                }
+                Some((protocol, r)) if r.metric == default_metric(&r.dst) => {
+                    foreign.entry(r.dst).or_insert(protocol);
+                }
+                _ => {}
+            }
+        }
+        drop(names);
+        self.refresh_devices(desired, &ours).await?;
+        let links = &self.links;
         let plan = plan(&ours, &foreign, &desired.routes, |dev| {
             links.get(dev).is_some_and(|l| l.up)
         });
@@ -367,31 +405,79 @@ impl RoutesDriver {
                         _ => Ok(()),
                     }
                 }
-                RouteOp::Add(route) | RouteOp::Replace(route) => match message(route, &links) {
-                    Ok(m) => {
-                        let add = self.handle.route().add(m);
-                        let add = if matches!(op, RouteOp::Replace(_)) {
-                            add.replace()
-                        } else {
-                            add
-                        };
-                        add.execute().await.map_err(DataplaneError::netlink(format!(
-                            "installing route {}",
-                            describe(route)
-                        )))
+                RouteOp::Add(route) | RouteOp::Replace(route) => {
+                    match message(route, &self.links) {
+                        Ok(m) => {
+                            let add = self.handle.route().add(m);
+                            let add = if matches!(op, RouteOp::Replace(_)) {
+                                add.replace()
+                            } else {
+                                add
+                            };
+                            add.execute().await.map_err(DataplaneError::netlink(format!(
+                                "installing route {}",
+                                describe(route)
+                            )))
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
             };
             match (result, &op) {
-                (Err(e), _) => report.failed.push(e),
+                (Err(e), _) => {
+                    report.failed.push(e);
+                    self.links_fresh = false;
+                }
                 (Ok(()), RouteOp::Add(_)) => report.added += 1,
                 (Ok(()), RouteOp::Replace(_)) => report.replaced += 1,
                 (Ok(()), RouteOp::Delete(_)) => report.deleted += 1,
             }
         }
         self.pending = report.pending.clone();
+        let devices: BTreeSet<&str> = desired.routes.iter().filter_map(device).collect();
+        self.links.retain(|name, _| devices.contains(name.as_str()));
         Ok(report)
+    }
+
+    /// Reads again, by name, the devices of desired routes that are not in
+    /// place (`ours`: the table as read) and those not known up.
+    async fn refresh_devices(
+        &mut self,
+        desired: &Desired,
+        ours: &[KernelRoute],
+    ) -> Result<(), DataplaneError> {
+        let in_place: BTreeSet<(&IpNet, &RouteTarget)> = ours
+            .iter()
+            .filter_map(|r| Some((&r.dst, r.target.as_ref()?)))
+            .collect();
+        let ask: BTreeSet<&str> = desired
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let dev = device(r)?;
+                let up = self.links.get(dev).is_some_and(|l| l.up);
+                (!up || !in_place.contains(&(&r.dst, &r.target))).then_some(dev)
+            })
+            .collect();
+        if ask.is_empty() {
+            return Ok(());
+        }
+        let mut found = kernel::links_named(&self.handle, ask.iter().copied()).await?;
+        for name in ask {
+            match found.remove(name) {
+                Some(link) => self.links.insert(name.to_owned(), link),
+                None => self.links.remove(name),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The device a route goes out of, if any.
+fn device(route: &Route) -> Option<&str> {
+    match &route.target {
+        RouteTarget::Interface(dev) | RouteTarget::Via { dev, .. } => Some(dev),
+        RouteTarget::Blackhole => None,
     }
 }
 

@@ -216,8 +216,8 @@ impl VxlanDriver {
     /// cannot be read, made or changed.
     pub async fn reconcile(&mut self, desired: &Desired) -> Result<VxlanReport, DataplaneError> {
         let mut report = VxlanReport::default();
-        let links = kernel::links(&self.handle).await?;
-        let existing = links.get(VXLAN_DEVICE);
+        let existing = kernel::link(&self.handle, VXLAN_DEVICE).await?;
+        let existing = existing.as_ref();
         let Some(want) = &desired.vxlan else {
             if let Some(link) = existing {
                 self.delete(link.index).await?;
@@ -246,7 +246,7 @@ impl VxlanDriver {
                 }
             }
         }
-        let index = match kernel::links(&self.handle).await?.get(VXLAN_DEVICE) {
+        let index = match kernel::link(&self.handle, VXLAN_DEVICE).await? {
             Some(l) => l.index,
             None => {
                 return Err(DataplaneError::Device {
