@@ -12,7 +12,8 @@
 //! found since the last apply, asking the kernel for them by name; once
 //! every [`CHECK_ALL_EVERY`] it checks them all again (a dump, and every
 //! sysctl read), so that a setting changed behind felix's back is put back.
-//! Adding the 1,001st workload thus costs what adding the first did.
+//! Adding the 1,001st workload thus costs this driver what adding the first
+//! did, but for that check once a minute.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
