@@ -80,25 +80,25 @@ impl PolicyDriver {
         let model = model.clone();
         let (compiler, outcome, result) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let ruleset = compiler.compile(&model);
+            // The compiler lends its ruleset: no copy of it per change.
+            let ruleset = compiler.compile_ref(&model);
             let compiled = started.elapsed();
+            let result = converge(&*dataplane, ruleset).map(|changes| Applied {
+                changed: !changes.is_empty(),
+                rules: ruleset.chains.values().map(|c| c.rules.len()).sum(),
+                sets: ruleset.sets.len(),
+            });
             let outcome = compiler.outcome().map(labels);
             if let Some((path, reason)) = outcome {
-                tracing::debug!(?compiled, path, reason, "policy compiled");
-            }
-            let result = converge(&*dataplane, &ruleset).map(|changes| {
                 tracing::debug!(
                     ?compiled,
                     total = ?started.elapsed(),
-                    changed = !changes.is_empty(),
-                    "policy converged"
+                    path,
+                    reason,
+                    changed = result.as_ref().is_ok_and(|a| a.changed),
+                    "policy compiled and converged"
                 );
-                Applied {
-                    changed: !changes.is_empty(),
-                    rules: ruleset.chains.values().map(|c| c.rules.len()).sum(),
-                    sets: ruleset.sets.len(),
-                }
-            });
+            }
             (compiler, outcome, result)
         })
         .await?;

@@ -114,10 +114,13 @@ impl Run {
     fn change(&mut self, samples: &mut Samples, edit: impl FnOnce(&mut Model)) -> Changes {
         edit(&mut self.model);
         let t = Instant::now();
-        let desired = self.compiler.compile(&self.model);
+        // As felix does: the compiler lends its ruleset, the caller keeps
+        // its own copy up to date with the changes (as a driver does).
+        let desired = self.compiler.compile_ref(&self.model);
         samples.compile.push(t.elapsed());
         let t = Instant::now();
-        let changes = diff(&self.current, &desired);
+        let changes = diff(&self.current, desired);
+        changes.apply_to(&mut self.current);
         samples.diff.push(t.elapsed());
         let t = Instant::now();
         self.kernels.netlink.apply(&changes).unwrap();
@@ -127,7 +130,6 @@ impl Run {
             nft.apply(&changes).unwrap();
             samples.nft.push(t.elapsed());
         }
-        self.current = desired;
         changes
     }
 }

@@ -145,8 +145,9 @@ fn map_points_at(map: &VerdictMap, chains: &BTreeSet<String>) -> bool {
 }
 
 /// Every name of two sorted maps once, in order, with its value on each
-/// side. A name both sides share (the same `Arc`, as a ruleset and its
-/// incremental successor do) is matched without comparing its bytes.
+/// side: one merged walk, no lookups. A name both sides share (the same
+/// `Arc`, as a ruleset and its incremental successor do) is matched without
+/// comparing its bytes.
 fn pairs<'a, K: Ord + AsRef<str>, V>(
     a: &'a BTreeMap<K, V>,
     b: &'a BTreeMap<K, V>,
@@ -207,7 +208,9 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
     );
     let recreated_chains: BTreeSet<String> = pairs(&current.chains, &desired.chains)
         .filter_map(|(name, old, new)| match (old, new) {
-            (Some(old), Some(new)) if new.base != old.base => Some(name.to_string()),
+            (Some(old), Some(new)) if !Arc::ptr_eq(old, new) && new.base != old.base => {
+                Some(name.to_string())
+            }
             _ => None,
         })
         .collect();
@@ -243,20 +246,18 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Changes {
     for (name, map) in &desired.maps {
         match current.maps.get(name) {
             Some(old) if !recreated_sets.contains(name) => {
-                let change = ElementChanges {
-                    remove: old
-                        .elements
-                        .iter()
-                        .filter(|(k, v)| map.elements.get(*k) != Some(*v))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    add: map
-                        .elements
-                        .iter()
-                        .filter(|(k, v)| old.elements.get(*k) != Some(*v))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                };
+                let mut change = ElementChanges::default();
+                for (iface, was, now) in pairs(&old.elements, &map.elements) {
+                    if was == now {
+                        continue;
+                    }
+                    if let Some(was) = was {
+                        change.remove.push((iface.clone(), was.clone()));
+                    }
+                    if let Some(now) = now {
+                        change.add.push((iface.clone(), now.clone()));
+                    }
+                }
                 if change != ElementChanges::default() {
                     changes.map_elements.insert(name.clone(), change);
                 }

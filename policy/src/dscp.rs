@@ -32,6 +32,14 @@ pub fn cluster_set(family: Family) -> String {
     format!("dscp-cluster{}", family.number())
 }
 
+/// Takes the objects [`add_to`] may have put in out of a ruleset again.
+pub(crate) fn remove_from(ruleset: &mut Ruleset) {
+    ruleset.chains.remove(CHAIN);
+    for family in Family::BOTH {
+        ruleset.sets.remove(&cluster_set(family));
+    }
+}
+
 /// The DSCP objects of `model`: sets and chain, or nothing.
 pub(crate) fn add_to(model: &Model, ruleset: &mut Ruleset) {
     let marked: Vec<(&str, u8)> = model

@@ -81,6 +81,7 @@ pub mod model;
 pub mod nat;
 pub mod netlink;
 pub mod render;
+mod selector_index;
 pub mod sets;
 pub mod simulate;
 pub mod staged;

@@ -14,7 +14,10 @@
 //!   policies share one chain;
 //! - the base and dispatch chains by the stages the model uses ([`Features`]);
 //! - which local endpoints each policy selector selects ([`Selections`]),
-//!   brought up to date by re-evaluating the selector on changed endpoints only;
+//!   brought up to date by re-evaluating the selector on changed endpoints
+//!   only (a patch asks only the selectors that a
+//!   [`SelectorIndex`](crate::selector_index::SelectorIndex) names for the
+//!   labels that changed);
 //! - sets ([`SetCache`]), forgotten when a changed endpoint or network set may
 //!   be a member.
 //!
@@ -259,17 +262,39 @@ impl Selections {
         &self.entries[selector].0
     }
 
-    /// Whether every selector selects something after these endpoints
-    /// (indices, ascending) changed in place exactly when it did before.
-    pub fn keep_emptiness(&self, model: &Model, changed: &[usize]) -> bool {
-        self.entries.iter().all(|(selector, (selected, _))| {
-            let after = selected.iter().any(|i| changed.binary_search(i).is_err())
-                || changed.iter().any(|&j| {
-                    let ep = &model.endpoints[j];
-                    enforced(model, ep) && selector.matches(&ep.labels)
-                });
+    /// Whether every selector in `answers` (for each, the endpoints whose
+    /// answer may have changed in place, and whether it selects each now)
+    /// selects something afterwards exactly when it did before. A selector
+    /// with no entry is taken to change: nothing kept says otherwise.
+    pub fn keep_emptiness(&self, answers: &FastMap<&Expr, Vec<(usize, bool)>>) -> bool {
+        answers.iter().all(|(selector, answers)| {
+            let Some((selected, _)) = self.entries.get(*selector) else {
+                return false;
+            };
+            let after = answers.iter().any(|&(_, now)| now)
+                || (selected.iter()).any(|i| !answers.iter().any(|(e, _)| e == i));
             after != selected.is_empty()
         })
+    }
+
+    /// Brings the entries in `answers` up to date (see
+    /// [`keep_emptiness`](Self::keep_emptiness)); the endpoints are where
+    /// they were, and the selectors not in `answers` answer as before.
+    pub fn rematch(&mut self, answers: &FastMap<&Expr, Vec<(usize, bool)>>) {
+        for (selector, answers) in answers {
+            let Some((selected, _)) = self.entries.get_mut(*selector) else {
+                continue;
+            };
+            for &(e, now) in answers {
+                match (selected.binary_search(&e), now) {
+                    (Ok(at), false) => {
+                        selected.remove(at);
+                    }
+                    (Err(at), true) => selected.insert(at, e),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Drops the entries this compilation did not use.

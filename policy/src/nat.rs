@@ -191,6 +191,16 @@ impl Objects {
             ruleset.chains.insert(CHAIN.into(), chain.clone());
         }
     }
+
+    /// Takes the objects [`add_to`](Self::add_to) put in out of a ruleset again.
+    pub(crate) fn remove_from(&self, ruleset: &mut Ruleset) {
+        for (name, _) in &self.sets {
+            ruleset.sets.remove(name);
+        }
+        if self.chain.is_some() {
+            ruleset.chains.remove(CHAIN);
+        }
+    }
 }
 
 #[cfg(test)]

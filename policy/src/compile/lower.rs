@@ -64,6 +64,9 @@ pub(crate) struct Lowered {
     pub sets: SetCache,
     /// How many rules of `ruleset` use each set.
     pub set_uses: FastMap<String, usize>,
+    /// For each endpoint, the policies selecting it: (tier, index), in
+    /// order (none for an endpoint without chains here).
+    pub selecting: Vec<Vec<(usize, usize)>>,
 }
 
 /// A policy of this lowering, once looked up (and its chains put in the
@@ -127,10 +130,13 @@ impl<'m> Lowering<'m> {
             }
             self.add_endpoint_chains(memo, features, &mut policies, e, interface);
         }
-        self.finish()
+        let mut lowered = self.finish();
+        lowered.selecting = policies.selecting;
+        lowered
     }
 
-    /// The ruleset made so far, the set cache and the set uses.
+    /// The ruleset made so far, the set cache and the set uses (and no
+    /// endpoint's policies).
     pub(crate) fn finish(self) -> Lowered {
         let (sets, cache) = self.sets.into_parts();
         Lowered {
@@ -143,6 +149,7 @@ impl<'m> Lowering<'m> {
             },
             sets: cache,
             set_uses: self.set_uses,
+            selecting: Vec::new(),
         }
     }
 

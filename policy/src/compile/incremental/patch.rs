@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::resources::policy::TierDefaultAction;
+use api::selector::Expr;
 
 use super::{Compiler, Fallback};
 use crate::compile::lower::{
@@ -27,6 +28,7 @@ use crate::flowlog::{self, ChainLog};
 use crate::ir::{Ruleset, Set, Verdict};
 use crate::memo::{FastMap, Pairing, enforced};
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Profile};
+use crate::selector_index::SelectorIndex;
 use crate::sets::SetRegistry;
 use crate::stages::{Features, Hop, all_interfaces};
 
@@ -39,19 +41,37 @@ pub(super) struct Previous {
     tiers: Vec<(String, TierDefaultAction, usize)>,
     profiles: BTreeMap<String, Profile>,
     set_uses: FastMap<String, usize>,
+    /// Each policy's place (tier, index), in the order of `policies`.
+    places: Vec<(usize, usize)>,
+    /// The policies' selectors, by their position in `policies`.
+    selectors: SelectorIndex,
+    /// For each endpoint, the policies selecting it: places, in order.
+    selecting: Vec<Vec<(usize, usize)>>,
 }
 
 impl Previous {
-    /// What a patch of `ruleset`, lowered from `model`, needs.
-    pub fn of(ruleset: Ruleset, model: &Model, set_uses: FastMap<String, usize>) -> Previous {
+    /// What a patch of `ruleset`, lowered from `model` (where `selecting`
+    /// are the policies selecting each endpoint), needs.
+    pub fn of(
+        ruleset: Ruleset,
+        model: &Model,
+        set_uses: FastMap<String, usize>,
+        selecting: Vec<Vec<(usize, usize)>>,
+    ) -> Previous {
+        let policies: Vec<Arc<Policy>> = (model.tiers.iter())
+            .flat_map(|t| t.policies.iter().cloned())
+            .collect();
         Previous {
             ruleset,
-            policies: (model.tiers.iter())
-                .flat_map(|t| t.policies.iter().cloned())
-                .collect(),
+            selectors: SelectorIndex::new(policies.iter().map(|p| &p.selector)),
+            policies,
             tiers: tier_layout(model),
             profiles: model.profiles.clone(),
             set_uses,
+            places: (model.tiers.iter().enumerate())
+                .flat_map(|(t, tier)| (0..tier.policies.len()).map(move |j| (t, j)))
+                .collect(),
+            selecting,
         }
     }
 
@@ -81,6 +101,23 @@ fn tier_layout(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
         .collect()
 }
 
+/// The rematched answers by selector (a selector many policies share once).
+fn by_selector<'m>(previous: &Previous, model: &'m Model, rematched: &[Rematch]) -> Answers<'m> {
+    let mut answers: Answers<'m> = FastMap::default();
+    for rematch in rematched {
+        for &(p, now) in &rematch.answers {
+            let (t, j) = previous.places[p];
+            let of = answers
+                .entry(&model.tiers[t].policies[j].selector)
+                .or_default();
+            if of.last().is_none_or(|&(e, _)| e != rematch.endpoint) {
+                of.push((rematch.endpoint, now));
+            }
+        }
+    }
+    answers
+}
+
 /// Whether two versions of an endpoint get the same chains in the same place
 /// (they may differ in labels, addresses and ports).
 fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
@@ -105,26 +142,44 @@ fn placed_alike(a: &Endpoint, b: &Endpoint) -> bool {
 /// which directions' chains the previous ruleset holds.
 type Edited<'m> = (usize, &'m Arc<Policy>, [bool; 2]);
 
-/// A relabelled endpoint that gets chains, and the policies selecting it
-/// ((tier, index), in order).
-type Selecting = (usize, Vec<(usize, usize)>);
+/// A relabelled endpoint with chains on this host (enforced): the policies
+/// whose selectors may answer differently for it (positions among all
+/// policies; [`SelectorIndex::affected`]) and whether each selects it now.
+struct Rematch {
+    endpoint: usize,
+    answers: Vec<(usize, bool)>,
+}
+
+/// Those answers by selector: the endpoints it may answer differently for,
+/// and whether it selects each now.
+type Answers<'m> = FastMap<&'m Expr, Vec<(usize, bool)>>;
+
+/// A relabelled enforced endpoint, the policies selecting it ((tier, index),
+/// in order), and whether it gets chains of its own (a host endpoint `*`
+/// another outranks does not).
+struct Selecting {
+    endpoint: usize,
+    policies: Vec<(usize, usize)>,
+    chains: bool,
+}
 
 /// What a patch changes, checked.
 struct Plan<'m> {
     /// Endpoints changed in place (indices, ascending).
     relabelled: Vec<usize>,
+    answers: Answers<'m>,
     selecting: Vec<Selecting>,
     edited: Vec<Edited<'m>>,
 }
 
 impl Compiler {
-    /// The previous ruleset patched to `model`, or why it cannot be.
+    /// The previous ruleset patched to `model` (and kept), or why it cannot be.
     pub(super) fn patch(
         &mut self,
         model: &Model,
         endpoints: &Pairing,
         network_sets: &Pairing,
-    ) -> Result<Ruleset, Fallback> {
+    ) -> Result<(), Fallback> {
         let mut previous = self.previous.take().ok_or(Fallback::FirstCompile)?;
         let plan = self.plan(&previous, model, endpoints)?;
 
@@ -149,7 +204,10 @@ impl Compiler {
             })
             .collect();
 
-        self.memo.selections.update(model, endpoints);
+        self.memo.selections.rematch(&plan.answers);
+        for selecting in &plan.selecting {
+            previous.selecting[selecting.endpoint].clone_from(&selecting.policies);
+        }
         self.patch_endpoints(model, &mut previous.ruleset, plan.selecting);
         for &i in &plan.relabelled {
             self.endpoints[i].clone_from(&model.endpoints[i]);
@@ -161,9 +219,8 @@ impl Compiler {
         let made = lowering.finish();
         self.memo.sets = made.sets;
         previous.settle_sets(made.ruleset.sets, refreshed);
-        let ruleset = previous.ruleset.clone();
         self.previous = Some(previous);
-        Ok(ruleset)
+        Ok(())
     }
 
     /// Checks that `model` differs from the previous one only as a patch
@@ -191,7 +248,9 @@ impl Compiler {
             return Err(Fallback::ProfilesChanged);
         }
         let relabelled = self.relabelled(model, endpoints)?;
-        if !self.memo.selections.keep_emptiness(model, &relabelled) {
+        let rematched = self.rematch(previous, model, &relabelled);
+        let answers = by_selector(previous, model, &rematched);
+        if !self.memo.selections.keep_emptiness(&answers) {
             return Err(Fallback::SelectionEmptiedOrFilled);
         }
         // A relabelled host endpoint may gain or lose stage chains.
@@ -200,13 +259,36 @@ impl Compiler {
         {
             return Err(Fallback::HostEndpointRelabelled);
         }
-        let selecting = self.selecting(model, &relabelled)?;
+        let selecting = self.selecting(previous, model, &rematched)?;
         let edited = self.edited(previous, model)?;
         Ok(Plan {
             relabelled,
+            answers,
             selecting,
             edited,
         })
+    }
+
+    /// For each relabelled endpoint with chains here, the selectors that
+    /// may answer differently for its new labels, asked again.
+    fn rematch(&self, previous: &Previous, model: &Model, relabelled: &[usize]) -> Vec<Rematch> {
+        (relabelled.iter())
+            .filter(|&&i| enforced(model, &model.endpoints[i]))
+            .map(|&i| {
+                let labels = &model.endpoints[i].labels;
+                let affected = (previous.selectors).affected(&self.endpoints[i].labels, labels);
+                let answers = (affected.into_iter())
+                    .map(|p| {
+                        let (t, j) = previous.places[p];
+                        (p, model.tiers[t].policies[j].selector.matches(labels))
+                    })
+                    .collect();
+                Rematch {
+                    endpoint: i,
+                    answers,
+                }
+            })
+            .collect()
     }
 
     /// The endpoints changed in place: same place, same chains.
@@ -228,35 +310,50 @@ impl Compiler {
         Ok(relabelled)
     }
 
-    /// The policies selecting each relabelled endpoint that gets chains,
-    /// and the profiles it falls back on: all compiled already.
-    fn selecting(&self, model: &Model, relabelled: &[usize]) -> Result<Vec<Selecting>, Fallback> {
+    /// The policies selecting each relabelled enforced endpoint (those that
+    /// did, as rematched), and for one that gets chains, checks that they
+    /// and the profiles it falls back on are compiled already.
+    fn selecting(
+        &self,
+        previous: &Previous,
+        model: &Model,
+        rematched: &[Rematch],
+    ) -> Result<Vec<Selecting>, Fallback> {
         let mut selecting = Vec::new();
-        for &i in relabelled {
-            let ep = &model.endpoints[i];
+        for rematch in rematched {
+            let ep = &model.endpoints[rematch.endpoint];
+            let mut policies = previous.selecting[rematch.endpoint].clone();
+            for &(p, now) in &rematch.answers {
+                let place = previous.places[p];
+                match (policies.binary_search(&place), now) {
+                    (Ok(at), false) => {
+                        policies.remove(at);
+                    }
+                    (Err(at), true) => policies.insert(at, place),
+                    _ => {}
+                }
+            }
             let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
             let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
-            if !enforced(model, ep) || ep.kind == EndpointKind::Host && outranked {
-                continue;
-            }
-            let mut policies = Vec::new();
-            for (t, tier) in model.tiers.iter().enumerate() {
-                for (j, policy) in tier.policies.iter().enumerate() {
-                    if policy.selector.matches(&ep.labels) {
-                        self.memo
-                            .policy_kept(policy)
-                            .ok_or(Fallback::PolicyNotKept)?;
-                        policies.push((t, j));
+            let chains = !(ep.kind == EndpointKind::Host && outranked);
+            if chains {
+                for &(t, j) in &policies {
+                    let policy = &model.tiers[t].policies[j];
+                    (self.memo.policy_kept(policy)).ok_or(Fallback::PolicyNotKept)?;
+                }
+                for profile in ep.profiles.iter() {
+                    if model.profiles.contains_key(profile)
+                        && self.memo.profile_kept(profile).is_none()
+                    {
+                        return Err(Fallback::ProfileNotKept);
                     }
                 }
             }
-            for profile in ep.profiles.iter() {
-                if model.profiles.contains_key(profile) && self.memo.profile_kept(profile).is_none()
-                {
-                    return Err(Fallback::ProfileNotKept);
-                }
-            }
-            selecting.push((i, policies));
+            selecting.push(Selecting {
+                endpoint: rematch.endpoint,
+                policies,
+                chains,
+            });
         }
         Ok(selecting)
     }
@@ -359,7 +456,15 @@ impl Compiler {
     fn patch_endpoints(&mut self, model: &Model, ruleset: &mut Ruleset, selecting: Vec<Selecting>) {
         let tiers = tier_names(model);
         let mut left = Vec::new();
-        for (i, policies) in selecting {
+        for Selecting {
+            endpoint: i,
+            policies,
+            chains,
+        } in selecting
+        {
+            if !chains {
+                continue;
+            }
             let ep = &model.endpoints[i];
             let interface = ep.interface.as_deref().unwrap_or_default();
             for (d, direction) in DIRECTIONS.into_iter().enumerate() {
