@@ -79,8 +79,21 @@ impl Namespace {
     /// the current tokio runtime until the handle (and its clones) are
     /// dropped.
     pub async fn rtnetlink(&self) -> Result<rtnetlink::Handle, DataplaneError> {
+        self.connect(false).await
+    }
+
+    /// [`rtnetlink`](Self::rtnetlink) with strict checking
+    /// (`NETLINK_GET_STRICT_CHK`): the kernel filters a dump by what its
+    /// request's header names (a route dump of table main reads that table
+    /// only) and refuses a request with a field it cannot filter by.
+    pub async fn rtnetlink_strict(&self) -> Result<rtnetlink::Handle, DataplaneError> {
+        self.connect(true).await
+    }
+
+    async fn connect(&self, strict: bool) -> Result<rtnetlink::Handle, DataplaneError> {
+        use rtnetlink::sys::AsyncSocket as _;
         let runtime = tokio::runtime::Handle::current();
-        let (conn, handle, _) = self
+        let (mut conn, handle, _) = self
             .run(move || {
                 // The socket registers with the caller's runtime.
                 let _guard = runtime.enter();
@@ -91,6 +104,14 @@ impl Namespace {
                 netns: self.to_string(),
                 source,
             })?;
+        if strict {
+            (conn.socket_mut().socket_mut())
+                .set_netlink_get_strict_chk(true)
+                .map_err(|source| DataplaneError::Netns {
+                    netns: self.to_string(),
+                    source,
+                })?;
+        }
         tokio::spawn(conn);
         Ok(handle)
     }

@@ -292,7 +292,7 @@ impl RoutesDriver {
     /// runtime). Nothing is read or changed until the first apply.
     pub async fn open(netns: Namespace) -> Result<Self, DataplaneError> {
         Ok(RoutesDriver {
-            handle: netns.rtnetlink().await?,
+            handle: netns.rtnetlink_strict().await?,
             pending: Vec::new(),
             links: BTreeMap::new(),
             links_fresh: false,
@@ -321,10 +321,15 @@ impl RoutesDriver {
             self.links_fresh = true;
         }
         let mut table = Vec::new();
-        for query in [
-            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-        ] {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            // Table main only, every protocol and type: the kernel filters
+            // (strict checking), so the local tables' routes (two for each
+            // veth's link-local address) are not read and parsed.
+            let mut query = RouteMessage::default();
+            query.header.address_family = family;
+            query.header.table = MAIN_TABLE as u8;
+            query.header.protocol = RouteProtocol::Unspec;
+            query.header.kind = RouteType::Unspec;
             let mut dump = self.handle.route().get(query).execute();
             while let Some(m) = dump
                 .try_next()
