@@ -262,6 +262,20 @@ impl Selections {
         &self.entries[selector].0
     }
 
+    /// Whether every selector selects something after the endpoints of
+    /// `endpoints` that changed (added, removed, or changed in place)
+    /// exactly when it did before.
+    pub fn keep_emptiness_after(&self, model: &Model, endpoints: &Pairing) -> bool {
+        self.entries.iter().all(|(selector, (selected, _))| {
+            let after = selected.iter().any(|&i| endpoints.remap[i].is_some())
+                || endpoints.changed_new.iter().any(|&j| {
+                    let ep = &model.endpoints[j];
+                    enforced(model, ep) && selector.matches(&ep.labels)
+                });
+            after != selected.is_empty()
+        })
+    }
+
     /// Whether every selector in `answers` (for each, the endpoints whose
     /// answer may have changed in place, and whether it selects each now)
     /// selects something afterwards exactly when it did before. A selector

@@ -88,10 +88,14 @@ pub enum Fallback {
     PolicyAddedOrRemoved,
     /// A profile was added, removed or edited.
     ProfilesChanged,
-    /// The model holds more or fewer endpoints.
+    /// A host endpoint, or a workload with a packet rate limit, was added
+    /// or removed.
     EndpointAddedOrRemoved,
-    /// An unchanged endpoint is at another place in the model.
+    /// Endpoints kept (changed in place or not) are in another order.
     EndpointsReordered,
+    /// An added or removed endpoint's interface is claimed by another
+    /// endpoint as well.
+    InterfaceShared,
     /// An endpoint changed in more than labels, addresses and ports (kind,
     /// name, node, interface or profiles), or one replaced another.
     EndpointReplaced,
@@ -123,7 +127,7 @@ pub enum Fallback {
 
 impl Fallback {
     /// Every reason, in declaration order.
-    pub const ALL: [Fallback; 17] = [
+    pub const ALL: [Fallback; 18] = [
         Fallback::FirstCompile,
         Fallback::ConfigChanged,
         Fallback::TiersChanged,
@@ -131,6 +135,7 @@ impl Fallback {
         Fallback::ProfilesChanged,
         Fallback::EndpointAddedOrRemoved,
         Fallback::EndpointsReordered,
+        Fallback::InterfaceShared,
         Fallback::EndpointReplaced,
         Fallback::SelectionEmptiedOrFilled,
         Fallback::HostEndpointRelabelled,
@@ -153,6 +158,7 @@ impl Fallback {
             Fallback::ProfilesChanged => "profiles_changed",
             Fallback::EndpointAddedOrRemoved => "endpoint_added_or_removed",
             Fallback::EndpointsReordered => "endpoints_reordered",
+            Fallback::InterfaceShared => "interface_shared",
             Fallback::EndpointReplaced => "endpoint_replaced",
             Fallback::SelectionEmptiedOrFilled => "selection_emptied_or_filled",
             Fallback::HostEndpointRelabelled => "host_endpoint_relabelled",

@@ -101,6 +101,32 @@ fn tier_layout(model: &Model) -> Vec<(String, TierDefaultAction, usize)> {
         .collect()
 }
 
+/// The profiles (of the model) of removed endpoints that no endpoint with
+/// chains holds any more: their chains go.
+fn profiles_left_unused(model: &Model, old: &[Endpoint], changes: &EndpointChanges) -> Vec<String> {
+    let mut left: std::collections::BTreeSet<&str> = (changes.removed.iter())
+        .map(|&i| &old[i])
+        .filter(|e| enforced(model, e))
+        .flat_map(|e| e.profiles.iter().map(String::as_str))
+        .filter(|p| model.profiles.contains_key(*p))
+        .collect();
+    if left.is_empty() {
+        return Vec::new();
+    }
+    let all = all_interfaces(model);
+    for ep in model.endpoints.iter().filter(|e| enforced(model, e)) {
+        let outranked = ep.kind == EndpointKind::Host
+            && ep.interface.as_deref() == Some(ALL_INTERFACES)
+            && !all.is_some_and(|a| std::ptr::eq(a, ep));
+        if !outranked {
+            for profile in &ep.profiles {
+                left.remove(profile.as_str());
+            }
+        }
+    }
+    left.into_iter().map(String::from).collect()
+}
+
 /// The rematched answers by selector (a selector many policies share once).
 fn by_selector<'m>(previous: &Previous, model: &'m Model, rematched: &[Rematch]) -> Answers<'m> {
     let mut answers: Answers<'m> = FastMap::default();
@@ -163,12 +189,35 @@ struct Selecting {
     chains: bool,
 }
 
+/// How the endpoints changed since the previous model; every other
+/// endpoint is unchanged, in the same order.
+#[derive(Debug, Default)]
+struct EndpointChanges {
+    /// Endpoints changed in place (same kind, name, node, interface,
+    /// profiles and limits): (old index, new index), ascending.
+    relabelled: Vec<(usize, usize)>,
+    /// New indices of the workloads added, ascending.
+    added: Vec<usize>,
+    /// Old indices of the workloads removed, ascending.
+    removed: Vec<usize>,
+}
+
+impl EndpointChanges {
+    /// Whether endpoints were added or removed, so that indices moved.
+    fn moved(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
 /// What a patch changes, checked.
 struct Plan<'m> {
-    /// Endpoints changed in place (indices, ascending).
-    relabelled: Vec<usize>,
-    answers: Answers<'m>,
+    endpoints: EndpointChanges,
+    /// The relabelled endpoints' answers, when no endpoint moved; when some
+    /// did, every selector is asked about every changed endpoint.
+    answers: Option<Answers<'m>>,
     selecting: Vec<Selecting>,
+    /// Profiles whose chains no endpoint jumps to once the removed are gone.
+    unused_profiles: Vec<String>,
     edited: Vec<Edited<'m>>,
 }
 
@@ -183,8 +232,11 @@ impl Compiler {
         let mut previous = self.previous.take().ok_or(Fallback::FirstCompile)?;
         let plan = self.plan(&previous, model, endpoints)?;
 
-        let changed_endpoints: Vec<&Endpoint> = (plan.relabelled.iter())
-            .flat_map(|&i| [&self.endpoints[i], &model.endpoints[i]])
+        let changes = &plan.endpoints;
+        let changed_endpoints: Vec<&Endpoint> = (changes.relabelled.iter())
+            .flat_map(|&(i, j)| [&self.endpoints[i], &model.endpoints[j]])
+            .chain(changes.removed.iter().map(|&i| &self.endpoints[i]))
+            .chain(changes.added.iter().map(|&j| &model.endpoints[j]))
             .collect();
         let changed_sets = network_sets.changed(&self.network_sets, &model.network_sets);
         let stale = (self.memo.sets).invalidate(&changed_endpoints, &changed_sets);
@@ -204,13 +256,17 @@ impl Compiler {
             })
             .collect();
 
-        self.memo.selections.rematch(&plan.answers);
+        match &plan.answers {
+            Some(answers) => self.memo.selections.rematch(answers),
+            None => self.memo.selections.update(model, endpoints),
+        }
+        let removed = self.follow_endpoints(model, &mut previous, &plan.endpoints);
         for selecting in &plan.selecting {
             previous.selecting[selecting.endpoint].clone_from(&selecting.policies);
         }
-        self.patch_endpoints(model, &mut previous.ruleset, plan.selecting);
-        for &i in &plan.relabelled {
-            self.endpoints[i].clone_from(&model.endpoints[i]);
+        self.patch_endpoints(model, &mut previous.ruleset, &removed, plan.selecting);
+        for profile in &plan.unused_profiles {
+            self.drop_profile(&mut previous, profile);
         }
         if !network_sets.is_unchanged() {
             self.network_sets.clone_from(&model.network_sets);
@@ -247,26 +303,166 @@ impl Compiler {
         if model.profiles != previous.profiles {
             return Err(Fallback::ProfilesChanged);
         }
-        let relabelled = self.relabelled(model, endpoints)?;
-        let rematched = self.rematch(previous, model, &relabelled);
-        let answers = by_selector(previous, model, &rematched);
-        if !self.memo.selections.keep_emptiness(&answers) {
-            return Err(Fallback::SelectionEmptiedOrFilled);
-        }
+        let changes = self.endpoint_changes(model, endpoints)?;
+        let (answers, rematched) = if changes.moved() {
+            if !(self.memo.selections).keep_emptiness_after(model, endpoints) {
+                return Err(Fallback::SelectionEmptiedOrFilled);
+            }
+            (None, None)
+        } else {
+            let in_place: Vec<usize> = changes.relabelled.iter().map(|&(_, j)| j).collect();
+            let rematched = self.rematch(previous, model, &in_place);
+            let answers = by_selector(previous, model, &rematched);
+            if !self.memo.selections.keep_emptiness(&answers) {
+                return Err(Fallback::SelectionEmptiedOrFilled);
+            }
+            (Some(answers), Some(rematched))
+        };
         // A relabelled host endpoint may gain or lose stage chains.
         if !Features::of(model).is_empty()
-            && (relabelled.iter()).any(|&i| model.endpoints[i].kind == EndpointKind::Host)
+            && (changes.relabelled.iter())
+                .any(|&(_, j)| model.endpoints[j].kind == EndpointKind::Host)
         {
             return Err(Fallback::HostEndpointRelabelled);
         }
-        let selecting = self.selecting(previous, model, &rematched)?;
+        let selecting = match rematched {
+            Some(rematched) => self.selecting(previous, model, &rematched)?,
+            None => self.selecting_evaluated(previous, model, &changes)?,
+        };
         let edited = self.edited(previous, model)?;
         Ok(Plan {
-            relabelled,
+            unused_profiles: profiles_left_unused(model, &self.endpoints, &changes),
+            endpoints: changes,
             answers,
             selecting,
             edited,
         })
+    }
+
+    /// How the endpoints changed: in place, or workloads added and removed,
+    /// every other endpoint unchanged and in the same order.
+    fn endpoint_changes(
+        &self,
+        model: &Model,
+        endpoints: &Pairing,
+    ) -> Result<EndpointChanges, Fallback> {
+        let mut changes = EndpointChanges::default();
+        let mut old_by_name: FastMap<&str, usize> = FastMap::default();
+        for &i in &endpoints.changed_old {
+            if old_by_name.insert(&self.endpoints[i].name, i).is_some() {
+                return Err(Fallback::EndpointReplaced);
+            }
+        }
+        for &j in &endpoints.changed_new {
+            let ep = &model.endpoints[j];
+            match old_by_name.remove(ep.name.as_str()) {
+                Some(i) if placed_alike(&self.endpoints[i], ep) => changes.relabelled.push((i, j)),
+                Some(_) => return Err(Fallback::EndpointReplaced),
+                None => changes.added.push(j),
+            }
+        }
+        changes.removed = old_by_name.into_values().collect();
+        changes.removed.sort_unstable();
+        changes.relabelled.sort_unstable();
+        // The endpoints kept, changed in place or not, keep their order.
+        let mut kept = (endpoints.remap.iter().enumerate())
+            .filter_map(|(i, j)| Some((i, (*j)?)))
+            .peekable();
+        let mut in_place = changes.relabelled.iter().copied().peekable();
+        let mut last = None;
+        while let Some((_, j)) = match (kept.peek(), in_place.peek()) {
+            (Some(a), Some(b)) if a.0 < b.0 => kept.next(),
+            (_, Some(_)) => in_place.next(),
+            (Some(_), None) => kept.next(),
+            (None, None) => None,
+        } {
+            if last.is_some_and(|last| last >= j) {
+                return Err(Fallback::EndpointsReordered);
+            }
+            last = Some(j);
+        }
+        if changes.moved() {
+            self.check_moved(model, &changes)?;
+        }
+        Ok(changes)
+    }
+
+    /// Endpoints added or removed must be workloads without a packet rate
+    /// limit (a host endpoint changes what the base chains hold, a rate
+    /// limit has chains of its own), each on an interface no other
+    /// endpoint claims (which one's chain the interface leads to is then
+    /// the lowering's order, not the patch's).
+    fn check_moved(&self, model: &Model, changes: &EndpointChanges) -> Result<(), Fallback> {
+        let plain = |e: &Endpoint| {
+            e.kind == EndpointKind::Workload
+                && e.limits.ingress.packet_rate.is_none()
+                && e.limits.egress.packet_rate.is_none()
+        };
+        let added = changes.added.iter().map(|&j| &model.endpoints[j]);
+        let removed = changes.removed.iter().map(|&i| &self.endpoints[i]);
+        if !added.clone().chain(removed.clone()).all(plain) {
+            return Err(Fallback::EndpointAddedOrRemoved);
+        }
+        fn claims<'e>(model: &Model, endpoints: &'e [Endpoint]) -> FastMap<&'e str, usize> {
+            let mut claims: FastMap<&str, usize> = FastMap::default();
+            for e in endpoints.iter().filter(|e| enforced(model, e)) {
+                *claims
+                    .entry(e.interface.as_deref().unwrap_or_default())
+                    .or_default() += 1;
+            }
+            claims
+        }
+        let once = |claims: &FastMap<&str, usize>, e: &Endpoint| {
+            !enforced(model, e)
+                || claims.get(e.interface.as_deref().unwrap_or_default()) == Some(&1)
+        };
+        let (old, new) = (
+            claims(model, &self.endpoints),
+            claims(model, &model.endpoints),
+        );
+        if added.clone().all(|e| once(&new, e)) && removed.clone().all(|e| once(&old, e)) {
+            Ok(())
+        } else {
+            Err(Fallback::InterfaceShared)
+        }
+    }
+
+    /// Takes a profile's chains out of the ruleset, and their uses of sets.
+    fn drop_profile(&self, previous: &mut Previous, profile: &str) {
+        let Some(kept) = self.memo.profile_kept(profile) else {
+            return;
+        };
+        for (name, compiled) in kept.names.iter().zip(&kept.chains) {
+            if previous.ruleset.chains.remove(&**name).is_some()
+                && let Some(compiled) = compiled
+            {
+                count_uses(&mut previous.set_uses, &compiled.sets, -1);
+            }
+        }
+    }
+
+    /// Brings the kept endpoints, and the policies selecting each, to the
+    /// new model's order: the removed taken out (and returned), the added
+    /// put in (selected by nothing yet), the relabelled replaced.
+    fn follow_endpoints(
+        &mut self,
+        model: &Model,
+        previous: &mut Previous,
+        changes: &EndpointChanges,
+    ) -> Vec<Endpoint> {
+        let mut removed = Vec::with_capacity(changes.removed.len());
+        for &i in changes.removed.iter().rev() {
+            removed.push(self.endpoints.remove(i));
+            previous.selecting.remove(i);
+        }
+        for &j in &changes.added {
+            self.endpoints.insert(j, model.endpoints[j].clone());
+            previous.selecting.insert(j, Vec::new());
+        }
+        for &(_, j) in &changes.relabelled {
+            self.endpoints[j].clone_from(&model.endpoints[j]);
+        }
+        removed
     }
 
     /// For each relabelled endpoint with chains here, the selectors that
@@ -291,25 +487,6 @@ impl Compiler {
             .collect()
     }
 
-    /// The endpoints changed in place: same place, same chains.
-    fn relabelled(&self, model: &Model, endpoints: &Pairing) -> Result<Vec<usize>, Fallback> {
-        if self.endpoints.len() != model.endpoints.len() {
-            return Err(Fallback::EndpointAddedOrRemoved);
-        }
-        let mut relabelled = Vec::new();
-        for (i, paired) in endpoints.remap.iter().enumerate() {
-            match paired {
-                Some(j) if *j == i => {}
-                Some(_) => return Err(Fallback::EndpointsReordered),
-                None if placed_alike(&self.endpoints[i], &model.endpoints[i]) => {
-                    relabelled.push(i);
-                }
-                None => return Err(Fallback::EndpointReplaced),
-            }
-        }
-        Ok(relabelled)
-    }
-
     /// The policies selecting each relabelled enforced endpoint (those that
     /// did, as rematched), and for one that gets chains, checks that they
     /// and the profiles it falls back on are compiled already.
@@ -321,7 +498,6 @@ impl Compiler {
     ) -> Result<Vec<Selecting>, Fallback> {
         let mut selecting = Vec::new();
         for rematch in rematched {
-            let ep = &model.endpoints[rematch.endpoint];
             let mut policies = previous.selecting[rematch.endpoint].clone();
             for &(p, now) in &rematch.answers {
                 let place = previous.places[p];
@@ -333,29 +509,70 @@ impl Compiler {
                     _ => {}
                 }
             }
-            let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
-            let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
-            let chains = !(ep.kind == EndpointKind::Host && outranked);
-            if chains {
-                for &(t, j) in &policies {
-                    let policy = &model.tiers[t].policies[j];
-                    (self.memo.policy_kept(policy)).ok_or(Fallback::PolicyNotKept)?;
-                }
-                for profile in ep.profiles.iter() {
-                    if model.profiles.contains_key(profile)
-                        && self.memo.profile_kept(profile).is_none()
-                    {
-                        return Err(Fallback::ProfileNotKept);
-                    }
-                }
-            }
-            selecting.push(Selecting {
-                endpoint: rematch.endpoint,
-                policies,
-                chains,
-            });
+            selecting.push(self.checked(previous, model, rematch.endpoint, policies)?);
         }
         Ok(selecting)
+    }
+
+    /// The policies selecting each enforced endpoint relabelled or added,
+    /// every selector asked (endpoints moved: no answers are kept by index).
+    fn selecting_evaluated(
+        &self,
+        previous: &Previous,
+        model: &Model,
+        changes: &EndpointChanges,
+    ) -> Result<Vec<Selecting>, Fallback> {
+        let changed =
+            (changes.relabelled.iter().map(|&(_, j)| j)).chain(changes.added.iter().copied());
+        let mut selecting = Vec::new();
+        for e in changed.filter(|&e| enforced(model, &model.endpoints[e])) {
+            let labels = &model.endpoints[e].labels;
+            let policies = (model.tiers.iter().enumerate())
+                .flat_map(|(t, tier)| {
+                    (tier.policies.iter().enumerate())
+                        .filter(|(_, p)| p.selector.matches(labels))
+                        .map(move |(j, _)| (t, j))
+                })
+                .collect();
+            selecting.push(self.checked(previous, model, e, policies)?);
+        }
+        Ok(selecting)
+    }
+
+    /// Endpoint `e` selected by `policies`: whether it gets chains of its
+    /// own, and if so, checked that they are compiled already, and the
+    /// profiles it falls back on compiled and in the ruleset (an added
+    /// endpoint may be the only one with its profile).
+    fn checked(
+        &self,
+        previous: &Previous,
+        model: &Model,
+        e: usize,
+        policies: Vec<(usize, usize)>,
+    ) -> Result<Selecting, Fallback> {
+        let ep = &model.endpoints[e];
+        let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
+        let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
+        let chains = !(ep.kind == EndpointKind::Host && outranked);
+        if chains {
+            for &(t, j) in &policies {
+                let policy = &model.tiers[t].policies[j];
+                (self.memo.policy_kept(policy)).ok_or(Fallback::PolicyNotKept)?;
+            }
+            for profile in (ep.profiles.iter()).filter(|p| model.profiles.contains_key(*p)) {
+                let held = (self.memo.profile_kept(profile)).is_some_and(|kept| {
+                    (kept.names.iter()).all(|n| previous.ruleset.chains.contains_key(&**n))
+                });
+                if !held {
+                    return Err(Fallback::ProfileNotKept);
+                }
+            }
+        }
+        Ok(Selecting {
+            endpoint: e,
+            policies,
+            chains,
+        })
     }
 
     /// The edited policies, and which of their chains the ruleset holds.
@@ -449,13 +666,36 @@ impl Compiler {
         }
     }
 
-    /// Makes the filter chains of the relabelled endpoints again, from the
-    /// kept policy and profile chains, and points their map elements at
-    /// them; a chain no element leads to any more (its endpoints all moved
-    /// to other chains) is dropped.
-    fn patch_endpoints(&mut self, model: &Model, ruleset: &mut Ruleset, selecting: Vec<Selecting>) {
+    /// Takes the map elements of the removed endpoints out, makes the filter
+    /// chains of the relabelled and added endpoints (again), from the kept
+    /// policy and profile chains, and points their map elements at them; a
+    /// chain no element leads to any more (its endpoints all moved to other
+    /// chains, or went) is dropped.
+    fn patch_endpoints(
+        &mut self,
+        model: &Model,
+        ruleset: &mut Ruleset,
+        removed: &[Endpoint],
+        selecting: Vec<Selecting>,
+    ) {
         let tiers = tier_names(model);
         let mut left = Vec::new();
+        for ep in removed.iter().filter(|e| enforced(model, e)) {
+            let interface = ep.interface.as_deref().unwrap_or_default();
+            for direction in DIRECTIONS {
+                left.extend(endpoint_chain_of(
+                    ruleset,
+                    ep,
+                    Hop::Filter,
+                    direction,
+                    interface,
+                ));
+                let map = endpoint_map(ep.kind, Hop::Filter, direction);
+                if let Some(map) = ruleset.maps.get_mut(map) {
+                    map.elements.remove(interface);
+                }
+            }
+        }
         for Selecting {
             endpoint: i,
             policies,

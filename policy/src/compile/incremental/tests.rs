@@ -123,13 +123,79 @@ fn tier_and_profile_changes_fall_back() {
     );
 }
 
+/// A copy of the endpoint `of` named `name` on `interface`, 10.65.0.9.
+fn copy_of(m: &Model, of: &str, name: &str, interface: &str) -> crate::model::Endpoint {
+    let mut copy = m.endpoints[endpoint(m, of)].clone();
+    copy.name = format!("shop/{name}");
+    copy.interface = Some(interface.into());
+    copy.addrs = vec!["10.65.0.9/32".parse().unwrap()];
+    copy
+}
+
+#[test]
+fn workloads_added_and_removed_are_patched() {
+    // The remote workload goes (a member of no set here), a second
+    // frontend comes (a member of the frontends' source set), the first
+    // goes (the set is left empty), a backend replica comes.
+    let changes: [fn(&mut Model); 4] = [
+        |m| {
+            m.endpoints.pop();
+        },
+        |m| {
+            let copy = copy_of(m, "frontend", "frontend2", "califront2");
+            m.endpoints.insert(endpoint(m, "frontend") + 1, copy);
+        },
+        |m| {
+            m.endpoints.remove(endpoint(m, "frontend"));
+        },
+        |m| {
+            let copy = copy_of(m, "backend", "backend2", "caliback2");
+            m.endpoints.insert(endpoint(m, "backend") + 1, copy);
+        },
+    ];
+    for (i, change) in changes.into_iter().enumerate() {
+        assert_eq!(shop_after(change), Outcome::Patched, "change {i}");
+    }
+    // A workload recreated on its interface under another name.
+    assert_eq!(
+        shop_after(|m| {
+            let e = endpoint(m, "frontend");
+            m.endpoints[e] = copy_of(m, "frontend", "frontend-new", "califront");
+        }),
+        Outcome::Patched
+    );
+}
+
 #[test]
 fn endpoint_changes_but_labels_addresses_and_ports_fall_back() {
     assert_eq!(
         shop_after(|m| {
-            m.endpoints.pop();
+            let mut host = copy_of(m, "frontend", "eth0", "eth0");
+            host.kind = crate::model::EndpointKind::Host;
+            m.endpoints.push(host);
         }),
         full(Fallback::EndpointAddedOrRemoved)
+    );
+    assert_eq!(
+        shop_after(|m| {
+            let mut limited = copy_of(m, "frontend", "limited", "calilimited");
+            limited.limits.egress.packet_rate = Some((100, 5));
+            m.endpoints.push(limited);
+        }),
+        full(Fallback::EndpointAddedOrRemoved)
+    );
+    assert_eq!(
+        shop_after(|m| {
+            let twin = copy_of(m, "frontend", "twin", "califront");
+            m.endpoints.push(twin);
+        }),
+        full(Fallback::InterfaceShared)
+    );
+    assert_eq!(
+        shop_after(|m| {
+            m.endpoints.remove(endpoint(m, "backend"));
+        }),
+        full(Fallback::SelectionEmptiedOrFilled)
     );
     assert_eq!(
         shop_after(|m| m.endpoints.swap(0, 1)),
