@@ -5,9 +5,14 @@
 //!   compiled again and replaced, sets no rule uses any more dropped and new
 //!   ones added;
 //! - to endpoints' labels, addresses or ports (same kind, name, node,
-//!   interface and profiles, same place), as long as every policy selects
-//!   some endpoint exactly when it did: their endpoint chains are made again,
-//!   and the sets they may be members of;
+//!   interface and profiles), as long as every policy selects some endpoint
+//!   exactly when it did: their endpoint chains are made again, and the sets
+//!   they may be members of; a [`SelectorIndex`] says which selectors to ask
+//!   again;
+//! - workloads added or removed (no packet-rate limit, an interface of their
+//!   own), under the same condition, the others kept in order: their chains
+//!   and map elements are added or taken out, the sets they may be members
+//!   of made again, and a profile no endpoint holds any more dropped;
 //! - to network sets: the sets they may be members of are made again.
 //!
 //! First [`Compiler::plan`] checks all that, naming the first [`Fallback`]
