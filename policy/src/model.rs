@@ -455,11 +455,14 @@ impl Model {
     /// Builds the model from resources (kinds the compiler does not read are
     /// ignored). Resources should have their defaults applied
     /// (`parse_documents` does); policy types are inferred here too when absent.
-    pub fn from_resources(resources: &[Resource], config: Config) -> Result<Model, ModelError> {
+    pub fn from_resources<R: std::borrow::Borrow<Resource>>(
+        resources: &[R],
+        config: Config,
+    ) -> Result<Model, ModelError> {
         let mut tiers: BTreeMap<String, Tier> = BTreeMap::new();
         let mut profile_labels: ProfileLabels<'_> = BTreeMap::new();
         let mut profiles = BTreeMap::new();
-        for r in resources {
+        for r in resources.iter().map(R::borrow) {
             match r {
                 Resource::Tier(t) => {
                     tiers.insert(
@@ -503,7 +506,7 @@ impl Model {
             profiles,
             ..Model::default()
         };
-        for r in resources {
+        for r in resources.iter().map(R::borrow) {
             if let Some((tier, policy)) = enforced_policy(r)? {
                 tier_named(&mut tiers, tier, &policy.display_name())?
                     .policies

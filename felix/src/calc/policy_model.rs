@@ -25,6 +25,8 @@
 //! fallback is a model with no endpoints and no policies: every workload
 //! interface then drops everything, which still protects.
 
+use std::borrow::Cow;
+
 use api::{Kind, Resource};
 use policy::{Model, ModelError};
 
@@ -39,7 +41,9 @@ pub(super) fn build(
     config: policy::Config,
     problems: &mut Problems,
 ) -> Model {
-    let mut resources: Vec<Resource> = snapshot
+    // Borrowed from the snapshot but for the workloads whose addresses were
+    // cleaned: no copy of every resource at every calculation.
+    let mut resources: Vec<Cow<'_, Resource>> = snapshot
         .resources
         .iter()
         .filter(|(key, _)| !workloads.skipped.contains(*key))
@@ -47,9 +51,9 @@ pub(super) fn build(
             (Resource::WorkloadEndpoint(w), Some(addrs)) => {
                 let mut w = w.clone();
                 w.spec.ip_networks.clone_from(addrs);
-                Resource::WorkloadEndpoint(w)
+                Cow::Owned(Resource::WorkloadEndpoint(w))
             }
-            _ => r.clone(),
+            _ => Cow::Borrowed(r),
         })
         .collect();
     loop {
