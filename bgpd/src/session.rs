@@ -220,26 +220,46 @@ fn linger(tasks: Vec<Task<()>>) -> Option<Task<()>> {
 }
 
 /// Reads and discards what is left on a connection until the peer closes it.
-async fn drain(stream: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8]) {
-    while let Ok(1..) = stream.read(buf).await {}
+async fn drain(stream: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut buf = vec![0; 4096];
+    while let Ok(1..) = stream.read(&mut buf).await {}
+}
+
+/// Waits until the connection has bytes and hands them to the framer. The
+/// read goes through a buffer on the stack that no await outlives, so a
+/// reader task waiting for its peer holds no read buffer. False once the
+/// connection is closed or broken.
+async fn read_some(stream: &mut tokio::net::tcp::OwnedReadHalf, framer: &mut wire::Framer) -> bool {
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        let mut chunk = [0u8; wire::READ_CHUNK];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                framer.push(&chunk[..n]);
+                return true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 async fn read_loop(mut stream: tokio::net::tcp::OwnedReadHalf, ticket: u64, tx: mpsc::Sender<Io>) {
     let mut framer = wire::Framer::new();
     loop {
-        match stream.read_buf(framer.room()).await {
-            Ok(0) | Err(_) => {
-                let _ = tx.send(Io::Closed { ticket }).await;
-                return;
-            }
-            Ok(_) => {}
+        if !read_some(&mut stream, &mut framer).await {
+            let _ = tx.send(Io::Closed { ticket }).await;
+            return;
         }
         loop {
             match framer.next_message() {
                 Ok(Some((kind, body))) => {
                     if tx.send(Io::Message { ticket, kind, body }).await.is_err() {
                         // The session is gone: see `linger`.
-                        drain(&mut stream, &mut [0; 4096]).await;
+                        drain(&mut stream).await;
                         return;
                     }
                 }
@@ -596,7 +616,10 @@ pub async fn run(
         events,
         lingering: Vec::new(),
     };
-    s.handle(peer_fsm::Input::Start, None).await;
+    // The session's handlers run boxed, one at a time: the task then holds
+    // the session's state between events, not room for the largest
+    // handler's (a few KiB per peer, with hundreds of peers).
+    Box::pin(s.handle(peer_fsm::Input::Start, None)).await;
     loop {
         let deadline = s.next_deadline();
         tokio::select! {
@@ -608,16 +631,18 @@ pub async fn run(
                         Some(SessionCmd::Cease(subcode)) => Event::ManualStopCease(subcode),
                         _ => Event::ManualStop,
                     };
-                    s.handle(peer_fsm::Input::Stop(stop), None).await;
+                    Box::pin(s.handle(peer_fsm::Input::Stop(stop), None)).await;
                     for t in s.lingering.drain(..) {
                         let _ = t.await;
                     }
                     return;
                 }
-                Some(SessionCmd::Incoming(stream)) => s.handle(peer_fsm::Input::Incoming, Some(stream)).await,
+                Some(SessionCmd::Incoming(stream)) => {
+                    Box::pin(s.handle(peer_fsm::Input::Incoming, Some(stream))).await;
+                }
                 Some(SessionCmd::Send { epoch, out }) => {
                     if epoch == s.epoch && s.fsm.primary().1.can_send_updates() {
-                        s.send(out).await;
+                        Box::pin(s.send(out)).await;
                     }
                 }
                 Some(SessionCmd::RouteRefresh { epoch, families }) => {
@@ -636,7 +661,7 @@ pub async fn run(
                     }
                 }
             },
-            Some(io) = io_rx.recv() => s.io(io).await,
+            Some(io) = io_rx.recv() => Box::pin(s.io(io)).await,
             () = async {
                 match deadline {
                     Some((_, _, at)) => tokio::time::sleep_until(at).await,
@@ -647,7 +672,7 @@ pub async fn run(
                     if let Some(c) = s.conns.get_mut(&id) {
                         c.timers[timer_index(t)] = None;
                     }
-                    s.feed(id, expiry(t)).await;
+                    Box::pin(s.feed(id, expiry(t))).await;
                 }
             }
         }

@@ -141,9 +141,10 @@ impl RouteRefresh {
     }
 }
 
-/// The least room [`Framer::room`] offers a read: one whole message of the
-/// usual size.
-pub const READ_CHUNK: usize = 4096;
+/// The most one read of a connection takes: four messages of the usual
+/// size. The reader's buffer of this size is on its stack, for the read
+/// only (see [`Framer::push`]).
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Accumulates bytes read from a connection and hands out whole messages.
 #[derive(Debug, Clone)]
@@ -173,17 +174,12 @@ impl Framer {
     }
 
     /// Appends bytes read elsewhere (the tests' and benchmarks' peers).
-    #[cfg(any(test, feature = "testing"))]
+    /// Appends bytes read from the connection. The framer keeps only what
+    /// does not make a whole message yet: between messages it holds no
+    /// buffer, so that a quiet session costs no read buffer (a hundred
+    /// peers, a hundred buffers).
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-    }
-
-    /// The buffer to read more bytes into (appending), with room for at
-    /// least [`READ_CHUNK`]: a session reads straight into it, and a quiet
-    /// one holds a few KiB, not a read buffer of its own beside it.
-    pub fn room(&mut self) -> &mut Vec<u8> {
-        self.buf.reserve(READ_CHUNK);
-        &mut self.buf
     }
 
     /// The next whole message as `(type, body)`, or `None` if incomplete.
@@ -194,8 +190,7 @@ impl Framer {
         };
         let out = (frame.kind, frame.body.to_vec());
         self.buf.drain(..used);
-        // A burst of long messages may have grown it: give that back.
-        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+        if self.buf.is_empty() {
             self.buf = Vec::new();
         }
         Ok(Some(out))
@@ -207,14 +202,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_framer_read_into_directly_gives_back_what_a_burst_grew() {
+    fn a_framer_keeps_only_a_partial_message_and_no_buffer_between_messages() {
         let mut f = Framer::new();
-        // A burst of 100 KEEPALIVEs read at once, as a socket read appends.
+        // A burst of 100 KEEPALIVEs read at once, and ten bytes of one more.
         let burst: Vec<u8> = (0..100).flat_map(|_| keepalive()).collect();
-        let room = f.room();
-        assert!(room.capacity() >= READ_CHUNK);
-        room.extend_from_slice(&burst);
-        f.room().extend_from_slice(&burst[..10]);
+        f.push(&burst);
+        f.push(&keepalive()[..10]);
         let mut n = 0;
         while let Some((kind, _)) = f.next_message().unwrap() {
             assert_eq!(kind, MessageType::Keepalive);
@@ -222,15 +215,12 @@ mod tests {
         }
         assert_eq!(n, 100);
         // The first ten bytes of one more wait for the rest of it.
-        f.room().extend_from_slice(&keepalive()[10..]);
+        assert_eq!(f.buf.len(), 10);
+        f.push(&keepalive()[10..]);
         assert!(f.next_message().unwrap().is_some());
-        // Once empty, a large buffer is given back.
-        f.room().extend_from_slice(&vec![0xff; 8 * READ_CHUNK][..]);
-        assert!(f.buf.capacity() > 4 * READ_CHUNK);
-        f.buf.clear();
-        f.room().extend_from_slice(&keepalive());
-        assert!(f.next_message().unwrap().is_some());
-        assert!(f.buf.capacity() <= 4 * READ_CHUNK);
+        // Between messages, no buffer at all.
+        assert_eq!(f.buf.capacity(), 0);
+        assert!(f.next_message().unwrap().is_none());
     }
 
     fn header(length: u16, kind: u8) -> Vec<u8> {
