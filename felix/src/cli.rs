@@ -243,6 +243,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     // The servers and the status poller; dropped (aborted) once the daemon ends.
     let mut servers = vec![serve("metrics", settings.metrics_addr, metrics.clone()).await?];
+    servers.push(Task::spawn(crate::memory::trim_every(
+        crate::memory::TRIM_EVERY,
+    )));
     if settings.health_addr != settings.metrics_addr {
         servers.push(serve("health", settings.health_addr, metrics.clone()).await?);
     }

@@ -26,6 +26,7 @@
 //! - [`rule_metrics`]: per-rule packet and byte counters into `/metrics`.
 //! - [`bgp`]: the BGP driver around an in-process `bgpd::Speaker`.
 //! - [`flowlog`]: flow logs from NFLOG and conntrack, into the flow API.
+//! - [`memory`]: freed heap memory given back to the kernel once a minute.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/liveness` and
 //!   `/readiness` HTTP endpoints.
 //! - [`daemon`]: the agent's main loop tying the above together.
@@ -40,6 +41,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod flowlog;
 pub mod ipam_gc;
+pub mod memory;
 pub mod metrics;
 pub mod neigh_table;
 pub mod node;
