@@ -2,7 +2,7 @@
 //! 10,000 and 30,000 policies over 1,000 endpoints, each programmed into a
 //! fresh network namespace through the default driver [`policy::Netlink`]
 //! (and, at 10,000, also through [`policy::Nft`], one `nft -f -` script per
-//! update). Then 20 single-policy edits and 20 endpoint relabels, each
+//! update). Then 100 single-policy edits and 100 endpoint relabels, each
 //! recompiled by the incremental [`Compiler`], diffed against the previous
 //! ruleset and applied; the kernel is checked to hold each edit (untimed).
 //!
@@ -34,7 +34,7 @@ const ENDPOINTS: usize = 1_000;
 const SIZES: [usize; 4] = [1_000, 3_000, 10_000, 30_000];
 /// The size the goals are for, which also runs through `nft -f -`.
 const GOAL_SIZE: usize = 10_000;
-const CHANGES: usize = 20;
+const CHANGES: usize = 100;
 const PROBES: usize = 10;
 /// p99 goals at [`GOAL_SIZE`]: a policy edit, an endpoint relabel.
 const GOAL: Duration = Duration::from_millis(20);

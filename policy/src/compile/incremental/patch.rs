@@ -324,9 +324,8 @@ impl Compiler {
             (Some(answers), Some(rematched))
         };
         // A relabelled host endpoint may gain or lose stage chains.
-        if !Features::of(model).is_empty()
-            && (changes.relabelled.iter())
-                .any(|&(_, j)| model.endpoints[j].kind == EndpointKind::Host)
+        if (changes.relabelled.iter()).any(|&(_, j)| model.endpoints[j].kind == EndpointKind::Host)
+            && !Features::of(model).is_empty()
         {
             return Err(Fallback::HostEndpointRelabelled);
         }
