@@ -185,9 +185,9 @@ struct Rematch {
 /// and whether it selects each now.
 type Answers<'m> = FastMap<&'m Expr, Vec<(usize, bool)>>;
 
-/// A relabelled enforced endpoint, the policies selecting it ((tier, index),
-/// in order), and whether it gets chains of its own (a host endpoint `*`
-/// another outranks does not).
+/// An enforced endpoint relabelled or added, the policies selecting it
+/// ((tier, index), in order), and whether it gets chains of its own (a host
+/// endpoint `*` another outranks does not).
 struct Selecting {
     endpoint: usize,
     policies: Vec<(usize, usize)>,
