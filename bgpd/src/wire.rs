@@ -173,7 +173,6 @@ impl Framer {
         self.max_len = max_len;
     }
 
-    /// Appends bytes read elsewhere (the tests' and benchmarks' peers).
     /// Appends bytes read from the connection. The framer keeps only what
     /// does not make a whole message yet: between messages it holds no
     /// buffer, so that a quiet session costs no read buffer (a hundred

@@ -309,7 +309,7 @@ impl RoutesDriver {
     /// reported and the others still applied. `Err` only when the table
     /// cannot be read.
     ///
-    /// The routing table is read whole; the links are not (see
+    /// Table main is read whole (both families); the links are not (see
     /// [`kernel::links`] for what a dump costs): the driver keeps the
     /// devices of its routes and asks by name for those of routes to add
     /// or change and for those not up. It reads every link again at first,
