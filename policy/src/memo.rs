@@ -218,6 +218,11 @@ pub fn enforced(model: &Model, endpoint: &Endpoint) -> bool {
     model.is_local(endpoint) && endpoint.interface.is_some()
 }
 
+/// Whether `selector` selects `ep` among the endpoints with chains here.
+fn selects(model: &Model, selector: &Expr, ep: &Endpoint) -> bool {
+    enforced(model, ep) && selector.matches(&ep.labels)
+}
+
 /// Which enforced endpoints (indices into the model's endpoints, ascending)
 /// each policy selector selects.
 #[derive(Debug, Default)]
@@ -234,10 +239,10 @@ impl Selections {
                 .iter()
                 .filter_map(|&i| endpoints.remap[i])
                 .collect();
-            next.extend(endpoints.changed_new.iter().copied().filter(|&j| {
-                let ep = &model.endpoints[j];
-                enforced(model, ep) && selector.matches(&ep.labels)
-            }));
+            next.extend(
+                (endpoints.changed_new.iter().copied())
+                    .filter(|&j| selects(model, selector, &model.endpoints[j])),
+            );
             next.sort_unstable();
             *selected = next;
         }
@@ -253,7 +258,7 @@ impl Selections {
                 .endpoints
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| enforced(model, e) && selector.matches(&e.labels))
+                .filter(|(_, e)| selects(model, selector, e))
                 .map(|(i, _)| i)
                 .collect();
             self.entries
@@ -268,10 +273,8 @@ impl Selections {
     pub fn keep_emptiness_after(&self, model: &Model, endpoints: &Pairing) -> bool {
         self.entries.iter().all(|(selector, (selected, _))| {
             let after = selected.iter().any(|&i| endpoints.remap[i].is_some())
-                || endpoints.changed_new.iter().any(|&j| {
-                    let ep = &model.endpoints[j];
-                    enforced(model, ep) && selector.matches(&ep.labels)
-                });
+                || (endpoints.changed_new.iter())
+                    .any(|&j| selects(model, selector, &model.endpoints[j]));
             after != selected.is_empty()
         })
     }

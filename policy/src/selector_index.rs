@@ -52,10 +52,7 @@ impl SelectorIndex {
     }
 
     fn key(&mut self, key: &str) -> &mut KeyLeaves {
-        if !self.keys.contains_key(key) {
-            self.keys.insert(key.to_string(), KeyLeaves::default());
-        }
-        self.keys.get_mut(key).expect("inserted above when missing")
+        entry(&mut self.keys, key)
     }
 
     fn add(&mut self, i: usize, e: &Expr) {
@@ -70,12 +67,7 @@ impl SelectorIndex {
             Expr::Compare { key, op, value } => {
                 let leaves = self.key(key);
                 match op {
-                    CompareOp::Eq | CompareOp::Ne => {
-                        if !leaves.values.contains_key(value.as_str()) {
-                            leaves.values.insert(value.clone(), Vec::new());
-                        }
-                        push(leaves.values.get_mut(value.as_str()).expect("inserted"));
-                    }
+                    CompareOp::Eq | CompareOp::Ne => push(entry(&mut leaves.values, value)),
                     CompareOp::Contains | CompareOp::StartsWith | CompareOp::EndsWith => {
                         push(&mut leaves.pattern);
                     }
@@ -84,10 +76,7 @@ impl SelectorIndex {
             Expr::In { key, values } | Expr::NotIn { key, values } => {
                 let leaves = self.key(key);
                 for value in values.iter() {
-                    if !leaves.values.contains_key(value) {
-                        leaves.values.insert(value.to_string(), Vec::new());
-                    }
-                    push(leaves.values.get_mut(value).expect("inserted"));
+                    push(entry(&mut leaves.values, value));
                 }
             }
             Expr::Not(inner) => self.add(i, inner),
@@ -126,6 +115,14 @@ impl SelectorIndex {
         out.dedup();
         out
     }
+}
+
+/// The entry of `key`, made empty when missing (the key copied only then).
+fn entry<'m, V: Default>(map: &'m mut FastMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above when missing")
 }
 
 /// The keys whose values differ between two label maps, with the value on

@@ -106,6 +106,14 @@ pub fn all_interfaces(model: &Model) -> Option<&Endpoint> {
         .min_by(|a, b| a.name.cmp(&b.name))
 }
 
+/// Whether `ep` is a host endpoint for all interfaces other than `all`
+/// (the model's [`all_interfaces`]): outranked, it gets no chains.
+pub fn outranked(all: Option<&Endpoint>, ep: &Endpoint) -> bool {
+    ep.kind == EndpointKind::Host
+        && ep.interface.as_deref() == Some(ALL_INTERFACES)
+        && !all.is_some_and(|a| std::ptr::eq(a, ep))
+}
+
 /// `hep-in-all-interfaces`, ...: the chain of the host endpoint for all
 /// interfaces (longer than any interface name, so no named chain has it).
 pub fn all_interfaces_chain(hop: Hop, direction: PolicyType) -> String {

@@ -28,9 +28,9 @@ use api::resources::policy::PolicyType;
 use crate::flowlog;
 use crate::ir::{Chain, Rule, Ruleset, VerdictMap};
 use crate::memo::{Compiled, FastMap, Memo};
-use crate::model::{ALL_INTERFACES, EndpointKind, Model, Policy, PolicyScope};
+use crate::model::{Model, Policy, PolicyScope};
 use crate::sets::{SetCache, SetRegistry, SetSource, name};
-use crate::stages::{Features, all_interfaces};
+use crate::stages::{Features, all_interfaces, outranked};
 
 mod base;
 mod endpoint;
@@ -124,8 +124,7 @@ impl<'m> Lowering<'m> {
             let Some(interface) = ep.interface.as_deref().filter(|_| model.is_local(ep)) else {
                 continue;
             };
-            let wildcard = ep.kind == EndpointKind::Host && interface == ALL_INTERFACES;
-            if wildcard && !all.is_some_and(|a| std::ptr::eq(a, ep)) {
+            if outranked(all, ep) {
                 continue;
             }
             self.add_endpoint_chains(memo, features, &mut policies, e, interface);

@@ -35,7 +35,7 @@ use crate::memo::{FastMap, Pairing, enforced};
 use crate::model::{ALL_INTERFACES, Endpoint, EndpointKind, Model, Policy, Profile};
 use crate::selector_index::SelectorIndex;
 use crate::sets::SetRegistry;
-use crate::stages::{Features, Hop, all_interfaces};
+use crate::stages::{Features, Hop, all_interfaces, outranked};
 
 /// The last ruleset and what it was made from, as far as a patch needs.
 #[derive(Debug)]
@@ -120,10 +120,7 @@ fn profiles_left_unused(model: &Model, old: &[Endpoint], changes: &EndpointChang
     }
     let all = all_interfaces(model);
     for ep in model.endpoints.iter().filter(|e| enforced(model, e)) {
-        let outranked = ep.kind == EndpointKind::Host
-            && ep.interface.as_deref() == Some(ALL_INTERFACES)
-            && !all.is_some_and(|a| std::ptr::eq(a, ep));
-        if !outranked {
+        if !outranked(all, ep) {
             for profile in &ep.profiles {
                 left.remove(profile.as_str());
             }
@@ -555,9 +552,7 @@ impl Compiler {
         policies: Vec<(usize, usize)>,
     ) -> Result<Selecting, Fallback> {
         let ep = &model.endpoints[e];
-        let wildcard = ep.interface.as_deref() == Some(ALL_INTERFACES);
-        let outranked = wildcard && !all_interfaces(model).is_some_and(|a| std::ptr::eq(a, ep));
-        let chains = !(ep.kind == EndpointKind::Host && outranked);
+        let chains = !outranked(all_interfaces(model), ep);
         if chains {
             for &(t, j) in &policies {
                 let policy = &model.tiers[t].policies[j];
