@@ -1,6 +1,6 @@
 //! [`Machine`]: a stand-in for a whole host in one test, this machine's
 //! own system seen through a private layer. A network namespace of its own
-//! and a persistent mount namespace in which `/usr`, `/etc`, `/opt` and
+//! and a mount namespace of its own in which `/usr`, `/etc`, `/opt` and
 //! `/var` are overlays of the machine's (writes land in the test's
 //! directory), `/run` is a fresh tmpfs and `/var/lib/containers` a plain
 //! directory (podman's overlay storage cannot sit on an overlay). So a test
@@ -10,10 +10,18 @@
 //! what a `Machine` has.
 //!
 //! ```text
-//! nsenter --mount=DIR/mnt --net=/run/netns/NS  sh -c STEP
+//! nsenter --mount=/proc/HOLDER/ns/mnt --net=/run/netns/NS  sh -c STEP
 //!          │  /usr /etc /opt /var: overlay(lower = the machine's, upper = DIR/ovl/…)
 //!          │  /run: tmpfs     /var/lib/containers: DIR/containers
 //! ```
+//!
+//! The mount namespace lives as long as its holder, a `sleep` started in it
+//! by `unshare`. It is not pinned by bind-mounting its file
+//! (`unshare --mount=FILE`): the kernel binds it only from a namespace with a
+//! lower ID, and since Linux 6.18 IDs come from per-CPU batches, so in a
+//! container a newer namespace may get a lower one and the bind fails with
+//! EINVAL (calico-lab's `persist_mount_namespace` tells the whole story). A
+//! holder needs no mount outside the namespace at all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,16 +29,15 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::command::run_checked;
-use crate::container::{create_dir, write};
-use crate::mounts::unmount_below;
+use crate::container::create_dir;
 use crate::process::Background;
 use crate::{Error, Netns};
 
 /// The overlaid top-level directories.
 const OVERLAID: [&str; 4] = ["usr", "etc", "opt", "var"];
 
-/// Builds the mount namespace: run by `unshare --mount=FILE` with the
-/// machine's directory as `$1`.
+/// Builds the mount namespace, run by `unshare --mount` with the machine's
+/// directory as `$1`; then says `ready` and becomes the holder.
 const SETUP: &str = r#"set -e
 dir=$1
 for top in usr etc opt var; do
@@ -40,52 +47,66 @@ done
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p "$dir/containers" /var/lib/containers
 mount --bind "$dir/containers" /var/lib/containers
+echo ready
+exec sleep infinity
 "#;
 
 /// One host: a network namespace and a layered view of this machine.
 #[derive(Debug)]
 pub struct Machine {
     name: String,
-    /// Its directory: `mnt` (the mount namespace), `ovl/`, `containers/`,
-    /// `logs/`. A private bind mount of itself, so the namespace can be
-    /// pinned to a file in it.
+    /// Its directory: `ovl/`, `containers/`, `logs/`.
     dir: PathBuf,
     ns: Netns,
     /// Daemons started with [`Machine::spawn`], stopped on drop (first).
     daemons: Vec<Background>,
+    /// The process that keeps the mount namespace, killed on drop (last).
+    holder: Background,
 }
 
 impl Machine {
     /// A machine called `name` (a prefix for its network namespace too),
     /// kept under `parent`.
     pub fn new(name: &str, parent: &Path) -> Result<Machine, Error> {
+        use std::io::BufRead;
         let ns = Netns::new(name)?;
         let dir = parent.join(name);
         create_dir(&dir.join("logs"))?;
-        run_checked(Command::new("mount").arg("--bind").arg(&dir).arg(&dir))?;
-        let machine = Machine {
+        let setup_log = dir.join("logs").join("setup.log");
+        let log = std::fs::File::create(&setup_log)
+            .map_err(|e| Error::io(format!("creating {}", setup_log.display()), e))?;
+        let mut holder = Background::spawn(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private"])
+                .args(["sh", "-c", SETUP, "setup"])
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log),
+        )?;
+        let stdout = holder.child_mut().stdout.take().expect("stdout was piped");
+        let mut line = String::new();
+        // Either `ready`, or the end of the output when the setup failed.
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "ready" {
+            let why = std::fs::read_to_string(&setup_log).unwrap_or_default();
+            return Err(Error::io(
+                format!("setting up machine {name}'s mounts: {}", why.trim()),
+                std::io::ErrorKind::Other,
+            ));
+        }
+        Ok(Machine {
             name: name.to_owned(),
             dir,
             ns,
             daemons: Vec::new(),
-        };
-        run_checked(
-            Command::new("mount")
-                .args(["--make-private"])
-                .arg(&machine.dir),
-        )?;
-        write(&machine.mnt(), "")?;
-        run_checked(
-            Command::new("unshare")
-                .arg(format!("--mount={}", machine.mnt().display()))
-                .args(["--propagation", "private", "sh", "-c", SETUP, "setup"])
-                .arg(&machine.dir),
-        )?;
-        Ok(machine)
+            holder,
+        })
     }
 
+    /// The mount namespace's file.
     fn mnt(&self) -> PathBuf {
-        self.dir.join("mnt")
+        PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
     }
 
     /// Its name.
@@ -237,7 +258,8 @@ impl Machine {
 }
 
 impl Drop for Machine {
-    /// Stops its daemons and containers, then lets its mounts go.
+    /// Stops its daemons and containers; then the holder goes (a field,
+    /// dropped after this), and the namespace's mounts with it.
     fn drop(&mut self) {
         for daemon in self.daemons.drain(..).rev() {
             let _ = daemon.stop(Duration::from_secs(10));
@@ -248,8 +270,5 @@ impl Drop for Machine {
                 .args(["rm", "--all", "--force", "--time", "0"])
                 .output();
         }
-        let _ = Command::new("umount").arg(self.mnt()).output();
-        unmount_below(&self.dir);
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
     }
 }

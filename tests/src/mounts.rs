@@ -1,6 +1,6 @@
 //! Mount points below a directory, read from `/proc/self/mountinfo`
 //! ([`mounts_below`]), and undoing them ([`unmount_below`]): what the
-//! harnesses that mount (Debian roots, container runtimes, machines) do
+//! harnesses that mount (Debian roots, container runtimes) do
 //! before they remove their directories.
 
 use std::path::{Path, PathBuf};
