@@ -2,7 +2,8 @@
 # lab host's namespace, as Calico's conflist does; sourced by
 # scripts/lab-example.sh and scripts/scale.sh. Needs: lab, state (the lab's
 # state directory), CNI_PATH, bin (our binaries), IPAM (the `ipam` section),
-# DATASTORE_PATH (the lab's SQLite file), and the functions host_ns and
+# DATASTORE_PATH (the lab's SQLite file), or DATASTORE_TYPE=etcdv3 and
+# ETCD_ENDPOINTS (the lab's etcd, as the hosts reach it), and the functions host_ns and
 # work_ns (HOST/NAME to a namespace).
 
 # plugin COMMAND HOST NAME PATH: runs the CNI plugin PATH in HOST's namespace
@@ -25,9 +26,11 @@ calico_conf() {
   for kv in "${kv[@]}"; do
     labels+="${labels:+, }{\"key\": \"${kv%%=*}\", \"value\": \"${kv#*=}\"}"
   done
+  local store="\"datastore_type\": \"sqlite\", \"datastore_path\": \"${DATASTORE_PATH:-}\""
+  [ "${DATASTORE_TYPE:-}" != etcdv3 ] || store="\"datastore_type\": \"etcdv3\", \"etcd_endpoints\": \"$ETCD_ENDPOINTS\""
   cat <<JSON
 {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
- "datastore_type": "sqlite", "datastore_path": "$DATASTORE_PATH", "nodename": "$1",
+ $store, "nodename": "$1",
  "ipam": $IPAM,
  "args": {"cni": {"labels": [$labels]}}$prev}
 JSON

@@ -2,7 +2,8 @@
 # then checks that every command the scripts, examples and tests call is there.
 # Idempotent and quiet when everything is present.
 #   install_packages lab   what building and the lab examples need (the quickstart)
-#   install_packages all   that and what the tests need (scripts/test.sh)
+#   install_packages etcd  that and etcd (scripts/scale.sh --etcd)
+#   install_packages all   all that and what the tests need (scripts/test.sh)
 #
 # Each entry is `package: the commands we call from it` (absolute paths for
 # programs outside PATH; `py:MODULE` for a Python module that Debian's
@@ -33,12 +34,16 @@ PACKAGES_LAB=(
   "bash: bash"
 )
 
-# The tests, on top of the lab's.
+# etcd: the datastore backend's tests, and scripts/scale.sh --etcd.
+PACKAGES_ETCD=(
+  "etcd-server: etcd"
+  "etcd-client: etcdctl"
+)
+
+# The tests, on top of the lab's and etcd.
 PACKAGES_TEST=(
   "gobgpd: gobgpd gobgp"                 # real BGP peers for interop tests
   "frr: vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd"
-  "etcd-server: etcd"                    # the etcd datastore backend tests
-  "etcd-client: etcdctl"
   "openssl: openssl"                     # etcd TLS certificates
   "python3: python3"                     # UDP probes in the policy tests
   "podman: podman"                       # a real CNI-calling container runtime
@@ -56,10 +61,12 @@ PACKAGES_TEST=(
   "chromium-driver: chromedriver"        # driven over WebDriver
 )
 
-# _packages GROUP: the entries of GROUP (lab or all), one per line.
+# _packages GROUP: the entries of GROUP (lab, etcd: the lab's and etcd, or all),
+# one per line.
 _packages() {
   printf '%s\n' "${PACKAGES_LAB[@]}"
-  [ "$1" = lab ] || printf '%s\n' "${PACKAGES_TEST[@]}"
+  [ "$1" = lab ] || printf '%s\n' "${PACKAGES_ETCD[@]}"
+  [ "$1" != all ] || printf '%s\n' "${PACKAGES_TEST[@]}"
 }
 
 # missing_commands GROUP: prints each command of GROUP that cannot be run.
@@ -77,7 +84,7 @@ missing_commands() {
 
 install_packages() {
   local group=${1:-all} missing=() entry p
-  case "$group" in lab|all) ;; *) echo "install_packages: group lab or all, not $group" >&2; return 2 ;; esac
+  case "$group" in lab|etcd|all) ;; *) echo "install_packages: group lab, etcd or all, not $group" >&2; return 2 ;; esac
   while IFS= read -r entry; do
     p=${entry%%:*}
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

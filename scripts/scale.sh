@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The scale harness: N hosts running release felix on one switch, on the
-# lab's SQLite datastore, in a full mesh or behind K in-cluster route
-# reflectors, one workload per host through the CNI plugin; it measures
+# lab's SQLite datastore or (--etcd) on one etcd member on the switch, in a
+# full mesh or behind K in-cluster route reflectors, one workload per host
+# through the CNI plugin; it measures
 #   - how long `calico-lab up` takes (the felix processes start one by one),
 #   - from the last felix started to every BGP session Established, then
 #     (the workloads added) to every host routing to every other host's
 #     block, also counted from the last workload added,
-#   - felix's RSS (mean, max) and CPU seconds per host, the datastore's size,
+#   - felix's RSS (mean, max) and CPU seconds per host, the datastore's size
+#     (and etcd's CPU seconds and RSS),
 #   - after felix on one host restarts: until its sessions are all
 #     Established again, and every host's session to it,
 # and prints one markdown row. With --workloads M, host h1 then gets M more
@@ -15,7 +17,7 @@
 # return until felix has the workload's interface in the nftables ingress
 # map (until then the workload's traffic is dropped), and felix's RSS.
 # The lab is removed at the end (also on error).
-#   scripts/scale.sh N [--rr K] [--workloads M] [--name LAB] [--keep]
+#   scripts/scale.sh N [--rr K] [--etcd] [--workloads M] [--name LAB] [--keep]
 # Root. Builds felix, calicoctl, the CNI plugins and calico-lab in release.
 # calico-lab sizes the kernel's neighbour table for the lab; a lab past a
 # few hundred hosts also needs `ulimit -n` and the kernel's inotify and
@@ -23,16 +25,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: $0 N [--rr K] [--workloads M] [--name LAB] [--keep]" >&2; exit 2; }
+usage() { echo "usage: $0 N [--rr K] [--etcd] [--workloads M] [--name LAB] [--keep]" >&2; exit 2; }
 (($#)) || usage
 hosts=$1
 shift
 [[ "$hosts" =~ ^[0-9]+$ ]] && ((hosts >= 2 && hosts <= 1000)) || usage
-rr=0 lab=scale keep="" curve=0
+rr=0 lab=scale keep="" curve=0 etcd=""
 while (($#)); do
   case "$1" in
     --rr) (($# > 1)) || usage; rr=$2; shift ;;
     --workloads) (($# > 1)) || usage; curve=$2; shift ;;
+    --etcd) etcd=1 ;;
     --name) (($# > 1)) || usage; lab=$2; shift ;;
     --keep) keep=1 ;;
     *) usage ;;
@@ -43,16 +46,29 @@ done
 [[ "$curve" =~ ^[0-9]+$ ]] && ((curve <= 5000)) || usage
 
 source scripts/packages.sh
-install_packages lab
+install_packages "$([ -n "$etcd" ] && echo etcd || echo lab)"
 
 cargo build --release --locked -p felix -p cni -p calicoctl -p lab
 bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)
 export CNI_PATH=$bin:/usr/lib/cni
 state=${CALICO_LAB_STATE_DIR:-/run/calico-lab}/$lab
-export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
 IPAM='{"type": "calico-ipam"}'
-calicoctl() { "$bin/calicoctl" "$@"; }
 host_ns() { echo "clab-$lab-$1"; }
+dir=$(mktemp -d)
+# The datastore as felix and the CNI plugin (in the hosts' namespaces) and
+# calicoctl (here, or in etcd's namespace) are told it.
+if [ -n "$etcd" ]; then
+  # One etcd member on the switch at 10.100.255.254 (no host is given that
+  # address), its data on disk as the SQLite file's is.
+  etcd_addr=10.100.255.254
+  export DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=http://$etcd_addr:2379
+  datastore_env=(DATASTORE_TYPE=etcdv3 "ETCD_ENDPOINTS=$ETCD_ENDPOINTS")
+  calicoctl() { ip netns exec "$(host_ns etcd)" env "${datastore_env[@]}" "$bin/calicoctl" "$@"; }
+else
+  export DATASTORE_TYPE=sqlite DATASTORE_PATH=$state/datastore.db
+  datastore_env=(DATASTORE_TYPE=sqlite "DATASTORE_PATH=$DATASTORE_PATH")
+  calicoctl() { "$bin/calicoctl" "$@"; }
+fi
 work_ns() { echo "wl-$lab-$1"; }
 # shellcheck source=scripts/cni-lib.sh
 source scripts/cni-lib.sh
@@ -60,10 +76,15 @@ source scripts/cni-lib.sh
 # Host i (1-based): h$i at 10.100.X.Y/16.
 addr() { echo "10.100.$(($1 / 250)).$(($1 % 250 + 1))"; }
 
-dir=$(mktemp -d)
 cleanup() {
   rc=$?
   if [ -z "$keep" ]; then
+    # etcd is not a daemon calico-lab knows of: it goes first, before its
+    # namespace and its data directory.
+    if [ -s "$dir/etcd.pid" ]; then
+      kill "$(cat "$dir/etcd.pid")" 2>/dev/null || true
+      while kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null; do sleep 0.1; done
+    fi
     for ((i = 1; i <= hosts; i++)); do
       ip netns del "$(work_ns "h$i")" 2>/dev/null || true
     done
@@ -72,7 +93,7 @@ cleanup() {
     done
     "$bin/calico-lab" down --name "$lab" >/dev/null 2>&1 || true
   fi
-  rm -rf "$dir"
+  [ -n "$keep" ] || rm -rf "$dir"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -83,9 +104,14 @@ trap cleanup EXIT
   echo "  kinds:"
   echo "    linux:"
   echo "      image: ghcr.io/calico-rs/felix:dev"
-  echo "      env: {CALICO_NETWORKING_BACKEND: bird, AS: \"64512\"}"
+  echo -n "      env: {CALICO_NETWORKING_BACKEND: bird, AS: \"64512\""
+  [ -z "$etcd" ] || echo -n ", DATASTORE_TYPE: etcdv3, ETCD_ENDPOINTS: \"$ETCD_ENDPOINTS\""
+  echo "}"
   echo "  nodes:"
   echo "    sw: {kind: bridge}"
+  # Started before any felix (a node's exec runs before the daemons), and
+  # healthy before the exec returns.
+  [ -z "$etcd" ] || echo "    etcd: {kind: linux, labels: {calico-rs.role: linux}, exec: [ip addr add $etcd_addr/16 dev eth1, sh $dir/etcd.sh]}"
   for ((i = 1; i <= hosts; i++)); do
     echo "    h$i: {kind: linux, env: {IP: $(addr "$i")/16}, exec: [ip addr add $(addr "$i")/16 dev eth1]}"
   done
@@ -93,7 +119,24 @@ trap cleanup EXIT
   for ((i = 1; i <= hosts; i++)); do
     echo "    - endpoints: [\"h$i:eth1\", \"sw:p$i\"]"
   done
+  [ -z "$etcd" ] || echo "    - endpoints: [\"etcd:eth1\", \"sw:p0\"]"
 } >"$dir/scale.clab.yml"
+if [ -n "$etcd" ]; then
+  cat >"$dir/etcd.sh" <<SH
+setsid etcd --name scale --data-dir "$dir/etcd" \\
+  --listen-client-urls "http://$etcd_addr:2379,http://127.0.0.1:2379" \\
+  --advertise-client-urls "$ETCD_ENDPOINTS" \\
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \\
+  --initial-cluster scale=http://127.0.0.1:2380 >"$dir/etcd.log" 2>&1 </dev/null &
+echo \$! >"$dir/etcd.pid"
+for i in \$(seq 300); do
+  etcdctl --endpoints http://127.0.0.1:2379 endpoint health >/dev/null 2>&1 && exit 0
+  kill -0 "\$(cat "$dir/etcd.pid")" 2>/dev/null || break
+  sleep 0.1
+done
+echo "etcd is not healthy:" >&2; tail "$dir/etcd.log" >&2; exit 1
+SH
+fi
 mesh=true
 ((rr == 0)) || mesh=false
 cat >"$dir/resources.yaml" <<YAML
@@ -232,7 +275,13 @@ for ((i = 1; i <= hosts; i++)); do
 done
 rss_mean=$((rss_sum / hosts / 1024))
 cpu_mean=$(awk -v a="$cpu_sum" -v n="$hosts" 'BEGIN { printf "%.1f", a / n }')
-db=$(du -m "$DATASTORE_PATH" | cut -f1)
+if [ -n "$etcd" ]; then
+  pid=$(cat "$dir/etcd.pid")
+  # Its database, not the write-ahead log (preallocated in 64 MiB files).
+  db="etcd: $(du -m "$dir/etcd/member/snap/db" | cut -f1) MiB, $(awk -v t="$tck" '{ printf "%.0f", ($14 + $15) / t }' "/proc/$pid/stat") s CPU, $(awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$pid/status") MiB RSS"
+else
+  db="SQLite: $(du -m "$DATASTORE_PATH" | cut -f1) MiB"
+fi
 
 # Felix on the last host restarts (SIGTERM, then started as calico-lab
 # starts it): until its sessions, and every other host's to it, are back.
@@ -242,7 +291,7 @@ kill -TERM "$pid"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 t_restart=$(date +%s.%N)
 ip netns exec "$(host_ns "h$victim")" env CALICO_NETWORKING_BACKEND=bird AS=64512 \
-  IP="$(addr "$victim")/16" DATASTORE_TYPE=sqlite DATASTORE_PATH="$DATASTORE_PATH" \
+  IP="$(addr "$victim")/16" "${datastore_env[@]}" \
   "$bin/felix" run --node-name "h$victim" --bgp-socket "$state/h$victim/bgp.sock" \
   >>"$state/h$victim/felix.restart.log" 2>&1 &
 disown  # calico-lab down kills it with the lab
@@ -261,4 +310,4 @@ mode="full mesh"
 echo
 echo "| hosts | BGP | sessions (both ends) | lab up | all sessions Established | all routes | all routes, after the last workload | felix RSS mean / max | felix CPU per host | datastore | restarted host back / all its peers |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-echo "| $hosts | $mode | $sessions | ${up} s | ${t_sessions} s | ${t_routes} s | ${t_routes_wl} s | ${rss_mean} / $((rss_max / 1024)) MiB | ${cpu_mean} s | ${db} MiB | ${t_back} / ${t_back_all} s |"
+echo "| $hosts | $mode | $sessions | ${up} s | ${t_sessions} s | ${t_routes} s | ${t_routes_wl} s | ${rss_mean} / $((rss_max / 1024)) MiB | ${cpu_mean} s | ${db} | ${t_back} / ${t_back_all} s |"
