@@ -47,8 +47,8 @@ use tokio::sync::{OnceCell, mpsc};
 use crate::config::EtcdConfig;
 use crate::error::{Error, Result};
 use crate::kv::{
-    ActiveWatch, Check, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch,
-    WatchEvent, prefix_end,
+    ActiveWatch, Check, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse,
+    Watch, WatchEvent, prefix_end,
 };
 
 /// Events buffered per watch before the watch task waits for its reader.
@@ -309,6 +309,12 @@ fn is_compacted(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("revision has been compacted"))
 }
 
+/// The client's refusal of a response above gRPC's 4 MiB message limit
+/// (a page of large values: 200 hosts' statuses, each naming 199 peers).
+fn is_too_large(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("message length too large"))
+}
+
 /// etcd's "required revision is a future revision" (mvcc `ErrFutureRev`).
 fn is_future_revision(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("future revision"))
@@ -421,22 +427,28 @@ enum CreateError {
 }
 
 impl EtcdStore {
-    /// Opens a watch stream on `prefix` from `start` (0: from the next write)
+    /// Opens a watch stream on `range` from `start` (0: from the next write)
     /// and waits for etcd to confirm it. Returns the stream and the revision
     /// of the `created` response header.
     async fn create_watch(
         &self,
-        prefix: &str,
+        range: &KeyRange,
         start: Revision,
     ) -> std::result::Result<(WatchStream, Revision), CreateError> {
-        let (key, end) = prefix_range(prefix);
+        // etcd's "\0" for an empty key, or for no end: from the start / to the end.
+        let key = if range.start.is_empty() {
+            vec![0]
+        } else {
+            range.start.clone()
+        };
+        let end = range.end.clone().unwrap_or_else(|| vec![0]);
         let opts = WatchOptions::new()
             .with_range(end)
             .with_prev_key()
             .with_start_revision(start);
         let transient = |e: &etcd_client::Error| {
             CreateError::Transient(format!(
-                "etcd {}: watch {prefix}: {}",
+                "etcd {}: watch {range}: {}",
                 self.endpoints,
                 describe(e)
             ))
@@ -452,7 +464,7 @@ impl EtcdStore {
             Ok(Some(resp)) => resp,
             Ok(None) => {
                 return Err(CreateError::Transient(format!(
-                    "etcd {}: watch {prefix}: stream closed before the watch was created",
+                    "etcd {}: watch {range}: stream closed before the watch was created",
                     self.endpoints
                 )));
             }
@@ -463,7 +475,7 @@ impl EtcdStore {
         }
         if !resp.created() {
             return Err(CreateError::Refused(Error::Backend(format!(
-                "etcd {}: watch {prefix}: expected the created response, got {resp:?}",
+                "etcd {}: watch {range}: expected the created response, got {resp:?}",
                 self.endpoints
             ))));
         }
@@ -493,7 +505,7 @@ impl EtcdStore {
 /// lost or repeated. Ends when the [`Watch`] is dropped or on a final error.
 async fn run_watch(
     store: EtcdStore,
-    prefix: String,
+    range: KeyRange,
     mut stream: WatchStream,
     mut next: Revision,
     tx: mpsc::Sender<Result<WatchEvent>>,
@@ -526,12 +538,12 @@ async fn run_watch(
                 }
             }
         };
-        tracing::warn!(endpoints = %store.endpoints, %prefix, next, reason = %lost,
+        tracing::warn!(endpoints = %store.endpoints, %range, next, reason = %lost,
             "etcd watch stream lost; re-creating it");
         drop(stream);
         let mut delay = RETRY_MIN;
         stream = loop {
-            match store.create_watch(&prefix, next).await {
+            match store.create_watch(&range, next).await {
                 Ok((s, _)) => break s,
                 Err(CreateError::Refused(e)) => {
                     let _ = tx.send(Err(e)).await;
@@ -547,7 +559,7 @@ async fn run_watch(
             }
             delay = (delay * 2).min(RETRY_MAX);
         };
-        tracing::info!(endpoints = %store.endpoints, %prefix, next, "etcd watch resumed");
+        tracing::info!(endpoints = %store.endpoints, %range, next, "etcd watch resumed");
     }
 }
 
@@ -568,10 +580,12 @@ impl KvStore for EtcdStore {
         let mut kvs = Vec::new();
         // The first page fixes the read revision; later pages read at it.
         let mut revision = 0;
+        // Keys per page, halved while a page is too large for one message.
+        let mut limit = LIST_PAGE;
         loop {
             let opts = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(LIST_PAGE)
+                .with_limit(limit)
                 .with_revision(revision);
             let page = self
                 .call(Retry::Idempotent, |c| {
@@ -585,6 +599,15 @@ impl KvStore for EtcdStore {
                     // Compacted between pages: start over at a new revision.
                     (from, revision) = (prefix_range(prefix).0, 0);
                     kvs.clear();
+                    continue;
+                }
+                Err(e) if limit > 1 && is_too_large(&e) => {
+                    limit = (limit / 2).max(1);
+                    tracing::debug!(
+                        prefix,
+                        limit,
+                        "a list page was too large; reading fewer keys a page"
+                    );
                     continue;
                 }
                 Err(e) => return Err(self.failed(format!("list {prefix}"), &e)),
@@ -638,26 +661,64 @@ impl KvStore for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<Watch> {
-        let start = start_revision.max(0);
-        let (stream, created_at) = self
-            .create_watch(prefix, start)
+        self.watch_ranges(&[KeyRange::prefix(prefix)], start_revision)
             .await
-            .map_err(|e| match e {
-                CreateError::Transient(message) => Error::Backend(message),
-                CreateError::Refused(e) => e,
-            })?;
-        // With start 0 etcd watches from the revision after the header's.
-        let next = if start == 0 { created_at + 1 } else { start };
+    }
+
+    /// A watch of etcd's per range, all from one revision: with several,
+    /// their events meet in one more task, which ends the watch at the first
+    /// error (the others then stop).
+    async fn watch_ranges(&self, ranges: &[KeyRange], start_revision: Revision) -> Result<Watch> {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let active = ActiveWatch::new(&self.active);
-        tokio::spawn(run_watch(
-            self.clone(),
-            prefix.to_owned(),
-            stream,
-            next,
-            tx,
-            active,
-        ));
+        if ranges.is_empty() {
+            // Nothing to follow: a watch that delivers nothing, until dropped.
+            tokio::spawn(async move { tx.closed().await });
+            return Ok(Watch::new(rx));
+        }
+        let (merged, mut merge) = if ranges.len() == 1 {
+            (tx.clone(), None)
+        } else {
+            let (inner, inner_rx) = mpsc::channel(WATCH_BUFFER);
+            (inner, Some(inner_rx))
+        };
+        let mut start = start_revision.max(0);
+        for range in ranges {
+            let (stream, created_at) =
+                self.create_watch(range, start).await.map_err(|e| match e {
+                    CreateError::Transient(message) => Error::Backend(message),
+                    CreateError::Refused(e) => e,
+                })?;
+            // With start 0 etcd watches from the revision after the header's;
+            // the other ranges then start there too.
+            if start == 0 {
+                start = created_at + 1;
+            }
+            let active = ActiveWatch::new(&self.active);
+            tokio::spawn(run_watch(
+                self.clone(),
+                range.clone(),
+                stream,
+                start,
+                merged.clone(),
+                active,
+            ));
+        }
+        drop(merged);
+        if let Some(mut from) = merge.take() {
+            tokio::spawn(async move {
+                loop {
+                    let item = tokio::select! {
+                        item = from.recv() => item,
+                        () = tx.closed() => return,
+                    };
+                    let Some(item) = item else { return };
+                    let last = item.is_err();
+                    if tx.send(item).await.is_err() || last {
+                        return;
+                    }
+                }
+            });
+        }
         Ok(Watch::new(rx))
     }
 

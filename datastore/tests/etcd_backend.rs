@@ -173,6 +173,36 @@ async fn a_dead_endpoint_among_several_is_avoided() {
     }
 }
 
+/// A list whose page of keys would be above gRPC's 4 MiB message limit
+/// (a felix restarting in a 200-host lab could not list its statuses) is
+/// read in smaller pages, whole and at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_larger_than_one_grpc_message_is_read_in_smaller_pages() {
+    let etcd = start(false);
+    let store = connect(EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        ..EtcdConfig::default()
+    })
+    .await;
+    // 100 values of 64 KiB: 6.4 MiB in one page of up to 1,000 keys.
+    let value = vec![b'x'; 64 * 1024];
+    let mut last = 0;
+    for i in 0..100 {
+        last = store
+            .put(&format!("/big/{i:03}"), value.clone())
+            .await
+            .unwrap();
+    }
+    let (kvs, revision) = store.list("/big/").await.unwrap();
+    assert_eq!(revision, last);
+    assert_eq!(kvs.len(), 100);
+    assert!(
+        kvs.iter()
+            .enumerate()
+            .all(|(i, kv)| kv.key == format!("/big/{i:03}") && kv.value == value)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_are_stored_where_calico_keeps_them() {
     let etcd = start(false);
