@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{DatastoreConfig, connect};
 use crate::error::Error;
-use crate::kv::{Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, Watch, WatchEvent};
+use crate::kv::{
+    Compare, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, Watch, WatchEvent,
+};
 
 /// How long a case waits for an expected event before failing.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +95,7 @@ macro_rules! conformance_tests {
             watch_sees_deletes_with_the_previous_value,
             watch_behind_compaction_must_resync,
             dropping_a_watch_stops_it,
+            watch_ranges_deliver_their_keys_and_no_others,
             concurrent_cas_increments_from_two_handles_are_all_counted,
         );
         $crate::conformance_tests!(@process_cases $fresh, $worker;
@@ -534,6 +537,84 @@ pub async fn dropping_a_watch_stops_it(cfg: &DatastoreConfig) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(other);
+}
+
+/// A watch of key ranges (a prefix less a part of it, and another prefix)
+/// delivers the writes to keys in them, each key's in order, and none of the
+/// others, live and replayed from history; dropped, all its tasks stop.
+pub async fn watch_ranges_deliver_their_keys_and_no_others(cfg: &DatastoreConfig) {
+    let store = open(cfg).await;
+    let (p, other) = (prefix("ranges"), prefix("ranges-other"));
+    let skipped = format!("{p}skip/");
+    let mut ranges = KeyRange::prefix_except(&p, &[&skipped]);
+    ranges.push(KeyRange::prefix(&other));
+    let before = store.active_watches();
+    let mut watch = store.watch_ranges(&ranges, 0).await.unwrap();
+    let writes = [
+        (format!("{p}a"), "1", true),
+        (format!("{skipped}x"), "1", false),
+        (format!("{p}skip"), "1", true),
+        (format!("{other}b"), "1", true),
+        (format!("{}third/c", prefix("ranges")), "1", true),
+        (key("ranges-third", "c"), "1", false),
+        (format!("{p}a"), "2", true),
+        (format!("{skipped}y"), "1", false),
+        (format!("{p}z"), "1", true),
+    ];
+    let mut first = 0;
+    for (k, v, _) in &writes {
+        let rev = store.put(k, v.as_bytes().to_vec()).await.unwrap();
+        if first == 0 {
+            first = rev;
+        }
+    }
+    let expected: Vec<(String, String)> = writes
+        .iter()
+        .filter(|(_, _, inside)| *inside)
+        .map(|(k, v, _)| (k.clone(), (*v).to_owned()))
+        .collect();
+    let check = |seen: Vec<(String, String)>, how: &str| {
+        for (k, _) in &seen {
+            assert!(
+                ranges.iter().any(|r| r.contains(k.as_bytes())),
+                "{how}: {k} is outside the ranges"
+            );
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(sorted, want, "{how}: every write in the ranges, once");
+        let a: Vec<&String> = seen
+            .iter()
+            .filter(|(k, _)| k.ends_with("/a"))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(a, ["1", "2"], "{how}: one key's writes in order");
+    };
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let kv = put_of(next_event(&mut watch).await);
+        seen.push((kv.key, String::from_utf8(kv.value).unwrap()));
+    }
+    check(seen, "live");
+    let mut replay = store.watch_ranges(&ranges, first).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let kv = put_of(next_event(&mut replay).await);
+        seen.push((kv.key, String::from_utf8(kv.value).unwrap()));
+    }
+    check(seen, "replayed");
+    drop((watch, replay));
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while store.active_watches() != before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} watch tasks still running {EVENT_TIMEOUT:?} after the drop",
+            store.active_watches() - before
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Compare-and-swap increments from concurrent tasks on separate handles

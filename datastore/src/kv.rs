@@ -276,6 +276,36 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// (immediately, or as the watch's last item if compaction overtakes it).
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<Watch>;
 
+    /// As [`KvStore::watch`], for the keys in any of `ranges`, so that a
+    /// watcher is not sent the writes it would skip. Each key's events come
+    /// in revision order; different ranges' may interleave (etcd follows
+    /// each range with a watch of its own). The default watches the keys'
+    /// common prefix and leaves the rest out here, in order.
+    async fn watch_ranges(&self, ranges: &[KeyRange], start_revision: Revision) -> Result<Watch> {
+        let mut inner = self.watch(&common_prefix(ranges), start_revision).await?;
+        let ranges = ranges.to_vec();
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    item = inner.next() => item,
+                    () = tx.closed() => return,
+                };
+                let Some(item) = item else { return };
+                if let Ok(event) = &item
+                    && !ranges.iter().any(|r| r.contains(event.key().as_bytes()))
+                {
+                    continue;
+                }
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Watch::new(rx))
+    }
+
     /// The current store revision.
     async fn revision(&self) -> Result<Revision>;
 
@@ -391,6 +421,112 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The keys from `start` up to, not including, `end` (`None`: no upper
+/// bound), compared as bytes: what [`KvStore::watch_ranges`] follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Vec<u8>,
+    pub end: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// The keys starting with `prefix`.
+    pub fn prefix(prefix: &str) -> KeyRange {
+        KeyRange {
+            start: prefix.as_bytes().to_vec(),
+            end: prefix_end(prefix.as_bytes()),
+        }
+    }
+
+    /// The keys starting with `prefix` and with none of `except`, in key
+    /// order: the gaps that `except` (prefixes under `prefix`, or not: an
+    /// excluded prefix outside it cuts nothing) leaves.
+    pub fn prefix_except(prefix: &str, except: &[&str]) -> Vec<KeyRange> {
+        let mut cuts: Vec<KeyRange> = except.iter().map(|e| KeyRange::prefix(e)).collect();
+        cuts.sort_by(|a, b| a.start.cmp(&b.start));
+        let mut out = Vec::new();
+        let mut from = Some(prefix.as_bytes().to_vec());
+        let whole = KeyRange::prefix(prefix);
+        for cut in cuts {
+            let Some(start) = from.take() else { break };
+            if !whole.contains(&cut.start) || cut.end.as_ref().is_some_and(|e| *e <= start) {
+                from = Some(start);
+                continue;
+            }
+            if start < cut.start {
+                out.push(KeyRange {
+                    start,
+                    end: Some(cut.start.clone()),
+                });
+            }
+            // Past the cut; an unbounded cut leaves nothing after it.
+            from = cut.end.filter(|e| whole.end.as_ref().is_none_or(|w| e < w));
+        }
+        if let Some(start) = from {
+            out.push(KeyRange {
+                start,
+                end: whole.end,
+            });
+        }
+        out
+    }
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && self.end.as_ref().is_none_or(|e| key < e.as_slice())
+    }
+}
+
+impl std::fmt::Display for KeyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = self.end.as_deref().map(String::from_utf8_lossy);
+        write!(
+            f,
+            "[{}, {})",
+            String::from_utf8_lossy(&self.start),
+            end.as_deref().unwrap_or("∞")
+        )
+    }
+}
+
+/// The longest prefix that every key of `ranges` starts with, cut to a
+/// character boundary (empty when the ranges share none).
+fn common_prefix(ranges: &[KeyRange]) -> String {
+    let Some(first) = ranges.first() else {
+        return String::new();
+    };
+    let mut len = first.start.len();
+    for r in ranges {
+        len = len.min(
+            first.start[..len]
+                .iter()
+                .zip(&r.start)
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    // A range reaching past the keys with that prefix needs a shorter one.
+    while len > 0 {
+        let bound = prefix_end(&first.start[..len]);
+        let within = ranges.iter().all(|r| match (&r.end, &bound) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(e), Some(b)) => e <= b,
+        });
+        if within {
+            break;
+        }
+        len -= 1;
+    }
+    let mut prefix = &first.start[..len];
+    loop {
+        match std::str::from_utf8(prefix) {
+            Ok(p) => return p.to_owned(),
+            Err(e) => prefix = &prefix[..e.valid_up_to()],
+        }
+    }
+}
+
 /// Counts a running watch task for [`KvStore::active_watches`]; held by the
 /// task, it decrements the count when the task ends.
 #[derive(Debug)]
@@ -412,6 +548,66 @@ impl Drop for ActiveWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_less_its_exceptions_is_the_gaps_between_them() {
+        let r = |start: &str, end: &str| KeyRange {
+            start: start.into(),
+            end: Some(end.into()),
+        };
+        assert_eq!(
+            KeyRange::prefix_except("/a/", &["/a/s/", "/a/c/"]),
+            [r("/a/", "/a/c/"), r("/a/c0", "/a/s/"), r("/a/s0", "/a0")]
+        );
+        // An exception outside the prefix cuts nothing; one at its start
+        // leaves only what follows it.
+        assert_eq!(
+            KeyRange::prefix_except("/a/", &["/b/"]),
+            [KeyRange::prefix("/a/")]
+        );
+        assert_eq!(
+            KeyRange::prefix_except("/a/", &["/a/"]),
+            Vec::<KeyRange>::new()
+        );
+        assert_eq!(
+            KeyRange::prefix_except("/a/", &["/a/x"]),
+            [r("/a/", "/a/x"), r("/a/y", "/a0")]
+        );
+        let ranges = KeyRange::prefix_except("/a/", &["/a/s/"]);
+        for (key, inside) in [
+            ("/a/b", true),
+            ("/a/s/1", false),
+            ("/a/s", true),
+            ("/a/t", true),
+            ("/b", false),
+        ] {
+            assert_eq!(
+                ranges.iter().any(|r| r.contains(key.as_bytes())),
+                inside,
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_common_prefix_covers_every_range() {
+        let ranges = KeyRange::prefix_except("/calico/r/", &["/calico/r/s/"]);
+        assert_eq!(common_prefix(&ranges), "/calico/r/");
+        let two = [
+            KeyRange::prefix("/calico/r/"),
+            KeyRange::prefix("/calico/ipam/"),
+        ];
+        assert_eq!(common_prefix(&two), "/calico/");
+        // [/a/, /a0) reaches past the keys starting with "/a/b" and "/a/".
+        let wide = [KeyRange::prefix("/a/b"), KeyRange::prefix("/a/")];
+        assert_eq!(common_prefix(&wide), "/a/");
+        let open = [KeyRange {
+            start: b"/a".to_vec(),
+            end: None,
+        }];
+        assert_eq!(common_prefix(&open), "");
+        assert_eq!(common_prefix(&[KeyRange::prefix("/é")]), "/é");
+    }
 
     #[test]
     fn prefix_end_increments_the_last_byte() {

@@ -50,7 +50,8 @@ pub use config::{DatastoreConfig, EtcdConfig, connect, settings};
 pub use error::{Error, Result};
 pub use etcd::EtcdStore;
 pub use kv::{
-    Check, Compare, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
+    Check, Compare, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch,
+    WatchEvent,
 };
 pub use resources::{Batch, BatchWrite, Change, Refusal, ResourceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};

@@ -42,8 +42,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::kv::{
-    ActiveWatch, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch, WatchEvent,
-    prefix_end,
+    ActiveWatch, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch,
+    WatchEvent, prefix_end,
 };
 
 /// How often, by default, watches check for other processes' commits that
@@ -511,16 +511,29 @@ struct Fetch {
     compact_revision: Revision,
 }
 
-fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Result<Fetch> {
+fn fetch_log(conn: &mut Connection, ranges: &[KeyRange], after: (Revision, i64)) -> Result<Fetch> {
     let tx = conn.transaction()?;
     let revision = meta(&tx, "revision")?;
     let compact_revision = meta(&tx, "compact_revision")?;
-    let end = prefix_end(prefix.as_bytes());
-    let sql = format!(
+    let mut keys = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = vec![after.0.into(), after.1.into()];
+    for range in ranges {
+        values.push(range.start.clone().into());
+        let from = format!("key >= ?{}", values.len());
+        keys.push(match &range.end {
+            Some(end) => {
+                values.push(end.clone().into());
+                format!("({from} AND key < ?{})", values.len())
+            }
+            None => from,
+        });
+    }
+    let sql =
+        format!(
         "SELECT revision, seq, deleted, key, value, create_revision, mod_revision, version FROM log
-         WHERE (revision, seq) > (?1, ?2) AND key >= ?3 {}
+         WHERE (revision, seq) > (?1, ?2) AND ({})
          ORDER BY revision, seq LIMIT {}",
-        if end.is_some() { "AND key < ?4" } else { "" },
+        if keys.is_empty() { "0".to_owned() } else { keys.join(" OR ") },
         WATCH_BATCH + 1
     );
     let mut stmt = tx.prepare_cached(&sql)?;
@@ -532,14 +545,9 @@ fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Res
             row_kv(r, 3)?,
         ))
     };
-    let rows = match &end {
-        Some(end) => stmt
-            .query_map(params![after.0, after.1, prefix.as_bytes(), end], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => stmt
-            .query_map(params![after.0, after.1, prefix.as_bytes()], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-    };
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(values), map)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     drop(stmt);
     tx.commit()?;
     let mut rows = rows;
@@ -573,7 +581,7 @@ fn fetch_log(conn: &mut Connection, prefix: &str, after: (Revision, i64)) -> Res
 /// dropped or the history it needs is compacted away.
 async fn run_watch(
     store: SqliteStore,
-    prefix: String,
+    ranges: Vec<KeyRange>,
     start: Revision,
     tx: mpsc::Sender<Result<WatchEvent>>,
     mut notified: watch::Receiver<Revision>,
@@ -585,9 +593,9 @@ async fn run_watch(
     let mut needed = start;
     loop {
         notified.borrow_and_update();
-        let prefix_c = prefix.clone();
+        let ranges_c = ranges.clone();
         let fetched = store
-            .blocking(move |inner| fetch_log(&mut lock(&inner.read), &prefix_c, cursor))
+            .blocking(move |inner| fetch_log(&mut lock(&inner.read), &ranges_c, cursor))
             .await;
         let fetch = match fetched {
             Ok(f) => f,
@@ -660,6 +668,13 @@ impl KvStore for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<Watch> {
+        self.watch_ranges(&[KeyRange::prefix(prefix)], start_revision)
+            .await
+    }
+
+    /// One task and one query per fetch for all the ranges, so their
+    /// events stay in revision order.
+    async fn watch_ranges(&self, ranges: &[KeyRange], start_revision: Revision) -> Result<Watch> {
         self.ensure_commit_watcher();
         let (current, compact) = self
             .blocking(|inner| {
@@ -683,7 +698,7 @@ impl KvStore for SqliteStore {
         let notified = self.inner.notify.subscribe();
         tokio::spawn(run_watch(
             self.clone(),
-            prefix.to_owned(),
+            ranges.to_vec(),
             start,
             tx,
             notified,
