@@ -96,6 +96,7 @@ macro_rules! conformance_tests {
             watch_behind_compaction_must_resync,
             dropping_a_watch_stops_it,
             watch_ranges_deliver_their_keys_and_no_others,
+            list_ranges_read_their_keys_at_one_revision,
             concurrent_cas_increments_from_two_handles_are_all_counted,
         );
         $crate::conformance_tests!(@process_cases $fresh, $worker;
@@ -615,6 +616,36 @@ pub async fn watch_ranges_deliver_their_keys_and_no_others(cfg: &DatastoreConfig
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A list of key ranges reads the keys in them, sorted, and the revision
+/// it read at; a key in two ranges comes once.
+pub async fn list_ranges_read_their_keys_at_one_revision(cfg: &DatastoreConfig) {
+    let store = open(cfg).await;
+    let (p, other) = (prefix("list-ranges"), prefix("list-ranges-other"));
+    let mut last = 0;
+    for k in ["a", "skip/x", "skip", "z"] {
+        last = store.put(&format!("{p}{k}"), b"1".to_vec()).await.unwrap();
+    }
+    for k in [format!("{other}b"), key("list-ranges-third", "c")] {
+        last = store.put(&k, b"1".to_vec()).await.unwrap();
+    }
+    let mut ranges = KeyRange::prefix_except(&p, &[&format!("{p}skip/")]);
+    ranges.push(KeyRange::prefix(&other));
+    ranges.push(KeyRange::prefix(&format!("{other}b")));
+    let (kvs, revision) = store.list_ranges(&ranges).await.unwrap();
+    let keys: Vec<String> = kvs.into_iter().map(|kv| kv.key).collect();
+    assert_eq!(
+        keys,
+        // Sorted as bytes: `-` comes before `/`.
+        [
+            format!("{other}b"),
+            format!("{p}a"),
+            format!("{p}skip"),
+            format!("{p}z"),
+        ]
+    );
+    assert_eq!(revision, last);
 }
 
 /// Compare-and-swap increments from concurrent tasks on separate handles

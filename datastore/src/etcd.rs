@@ -48,7 +48,7 @@ use crate::config::EtcdConfig;
 use crate::error::{Error, Result};
 use crate::kv::{
     ActiveWatch, Check, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse,
-    Watch, WatchEvent, prefix_end,
+    Watch, WatchEvent,
 };
 
 /// Events buffered per watch before the watch task waits for its reader.
@@ -320,18 +320,15 @@ fn is_future_revision(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("future revision"))
 }
 
-/// The key range of a byte prefix: `[prefix, prefix_end)`; `"\0"` as the
-/// end means no upper bound, and the empty prefix is every key.
-fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
-    let key = if prefix.is_empty() {
+/// A range as etcd takes it: `"\0"` for an empty start (every key) or for
+/// no end (every key from the start).
+fn etcd_range(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
+    let start = if range.start.is_empty() {
         vec![0]
     } else {
-        prefix.as_bytes().to_vec()
+        range.start.clone()
     };
-    (
-        key,
-        prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]),
-    )
+    (start, range.end.clone().unwrap_or_else(|| vec![0]))
 }
 
 fn convert(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
@@ -435,13 +432,7 @@ impl EtcdStore {
         range: &KeyRange,
         start: Revision,
     ) -> std::result::Result<(WatchStream, Revision), CreateError> {
-        // etcd's "\0" for an empty key, or for no end: from the start / to the end.
-        let key = if range.start.is_empty() {
-            vec![0]
-        } else {
-            range.start.clone()
-        };
-        let end = range.end.clone().unwrap_or_else(|| vec![0]);
+        let (key, end) = etcd_range(range);
         let opts = WatchOptions::new()
             .with_range(end)
             .with_prev_key()
@@ -481,6 +472,55 @@ impl EtcdStore {
         }
         let created_at = header_revision(resp.header(), "a watch").map_err(CreateError::Refused)?;
         Ok((stream, created_at))
+    }
+
+    /// Reads `range` page by page into `kvs`, at `revision` (0: the
+    /// current one); returns the revision read at, or `None` when it was
+    /// compacted between pages.
+    async fn list_range(
+        &self,
+        range: &KeyRange,
+        mut revision: Revision,
+        kvs: &mut Vec<KeyValue>,
+    ) -> Result<Option<Revision>> {
+        let (mut from, end) = etcd_range(range);
+        // Keys per page, halved while a page is too large for one message.
+        let mut limit = LIST_PAGE;
+        loop {
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(limit)
+                .with_revision(revision);
+            let page = self
+                .call(Retry::Idempotent, |c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move { c.kv_client().get(from, Some(opts)).await }
+                })
+                .await;
+            let resp = match page {
+                Ok(resp) => resp,
+                Err(e) if revision > 0 && is_compacted(&e) => return Ok(None),
+                Err(e) if limit > 1 && is_too_large(&e) => {
+                    limit = (limit / 2).max(1);
+                    tracing::debug!(%range, limit, "a list page was too large; reading fewer keys a page");
+                    continue;
+                }
+                Err(e) => return Err(self.failed(format!("list {range}"), &e)),
+            };
+            if revision == 0 {
+                revision = header_revision(resp.header(), "a range")?;
+            }
+            for item in resp.kvs() {
+                kvs.push(convert(item)?);
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(Some(revision)),
+            }
+        }
     }
 
     /// The error a canceled watch response stands for.
@@ -576,55 +616,27 @@ impl KvStore for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
-        let (mut from, end) = prefix_range(prefix);
-        let mut kvs = Vec::new();
-        // The first page fixes the read revision; later pages read at it.
-        let mut revision = 0;
-        // Keys per page, halved while a page is too large for one message.
-        let mut limit = LIST_PAGE;
-        loop {
-            let opts = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(limit)
-                .with_revision(revision);
-            let page = self
-                .call(Retry::Idempotent, |c| {
-                    let (from, opts) = (from.clone(), opts.clone());
-                    async move { c.kv_client().get(from, Some(opts)).await }
-                })
-                .await;
-            let resp = match page {
-                Ok(resp) => resp,
-                Err(e) if revision > 0 && is_compacted(&e) => {
-                    // Compacted between pages: start over at a new revision.
-                    (from, revision) = (prefix_range(prefix).0, 0);
-                    kvs.clear();
-                    continue;
+        self.list_ranges(&[KeyRange::prefix(prefix)]).await
+    }
+
+    /// The first page fixes the read revision; every later page, of every
+    /// range, reads at it (all start over if compaction overtakes it).
+    async fn list_ranges(&self, ranges: &[KeyRange]) -> Result<(Vec<KeyValue>, Revision)> {
+        'again: loop {
+            let mut kvs = Vec::new();
+            let mut revision = 0;
+            for range in ranges {
+                match self.list_range(range, revision, &mut kvs).await? {
+                    Some(read_at) => revision = read_at,
+                    None => continue 'again,
                 }
-                Err(e) if limit > 1 && is_too_large(&e) => {
-                    limit = (limit / 2).max(1);
-                    tracing::debug!(
-                        prefix,
-                        limit,
-                        "a list page was too large; reading fewer keys a page"
-                    );
-                    continue;
-                }
-                Err(e) => return Err(self.failed(format!("list {prefix}"), &e)),
-            };
+            }
             if revision == 0 {
-                revision = header_revision(resp.header(), "a range")?;
+                revision = self.revision().await?;
             }
-            for item in resp.kvs() {
-                kvs.push(convert(item)?);
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                _ => return Ok((kvs, revision)),
-            }
+            kvs.sort_by(|a, b| a.key.cmp(&b.key));
+            kvs.dedup_by(|a, b| a.key == b.key);
+            return Ok((kvs, revision));
         }
     }
 
@@ -765,10 +777,10 @@ mod tests {
     #[test]
     fn prefix_ranges_cover_exactly_the_prefix() {
         assert_eq!(
-            prefix_range("/a/b/"),
+            etcd_range(&KeyRange::prefix("/a/b/")),
             (b"/a/b/".to_vec(), b"/a/b0".to_vec())
         );
-        assert_eq!(prefix_range(""), (vec![0], vec![0]));
+        assert_eq!(etcd_range(&KeyRange::prefix("")), (vec![0], vec![0]));
     }
 
     #[test]

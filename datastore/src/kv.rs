@@ -266,6 +266,15 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// revision they were read at (watch from that + 1 to follow on).
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)>;
 
+    /// All keys in any of `ranges`, sorted by key, read at one revision
+    /// (returned, as [`KvStore::list`] does). The default lists the keys'
+    /// common prefix and leaves the rest out here.
+    async fn list_ranges(&self, ranges: &[KeyRange]) -> Result<(Vec<KeyValue>, Revision)> {
+        let (mut kvs, revision) = self.list(&common_prefix(ranges)).await?;
+        kvs.retain(|kv| ranges.iter().any(|r| r.contains(kv.key.as_bytes())));
+        Ok((kvs, revision))
+    }
+
     /// Runs a transaction atomically. Fails with [`Error::InvalidTxn`] if a
     /// branch writes one key twice.
     async fn txn(&self, txn: Txn) -> Result<TxnResponse>;

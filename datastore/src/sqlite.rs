@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{Error, Result};
 use crate::kv::{
     ActiveWatch, KeyRange, KeyValue, KvStore, Op, OpResult, Revision, Txn, TxnResponse, Watch,
-    WatchEvent, prefix_end,
+    WatchEvent,
 };
 
 /// How often, by default, watches check for other processes' commits that
@@ -364,18 +364,18 @@ fn get_kv(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
     .transpose()
 }
 
-fn list_kv(conn: &Connection, prefix: &str) -> Result<Vec<KeyValue>> {
+fn list_kv(conn: &Connection, range: &KeyRange) -> Result<Vec<KeyValue>> {
     const COLUMNS: &str = "SELECT key, value, create_revision, mod_revision, version FROM kv";
-    let rows = match prefix_end(prefix.as_bytes()) {
+    let rows = match &range.end {
         Some(end) => conn
             .prepare_cached(&format!(
                 "{COLUMNS} WHERE key >= ?1 AND key < ?2 ORDER BY key"
             ))?
-            .query_map(params![prefix.as_bytes(), end], |r| row_kv(r, 0))?
+            .query_map(params![range.start, end], |r| row_kv(r, 0))?
             .collect::<rusqlite::Result<Vec<_>>>()?,
         None => conn
             .prepare_cached(&format!("{COLUMNS} WHERE key >= ?1 ORDER BY key"))?
-            .query_map(params![prefix.as_bytes()], |r| row_kv(r, 0))?
+            .query_map(params![range.start], |r| row_kv(r, 0))?
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
     rows.into_iter().map(finish_kv).collect()
@@ -642,13 +642,25 @@ impl KvStore for SqliteStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
-        let prefix = prefix.to_owned();
+        self.list_ranges(&[KeyRange::prefix(prefix)]).await
+    }
+
+    /// Every range in one read transaction: one revision.
+    async fn list_ranges(&self, ranges: &[KeyRange]) -> Result<(Vec<KeyValue>, Revision)> {
+        let ranges = ranges.to_vec();
         self.blocking(move |inner| {
             let mut conn = lock(&inner.read);
             let tx = conn.transaction()?;
-            let kvs = list_kv(&tx, &prefix)?;
+            let mut kvs = Vec::new();
+            for range in &ranges {
+                kvs.extend(list_kv(&tx, range)?);
+            }
             let revision = meta(&tx, "revision")?;
             tx.commit()?;
+            if ranges.len() > 1 {
+                kvs.sort_by(|a, b| a.key.cmp(&b.key));
+                kvs.dedup_by(|a, b| a.key == b.key);
+            }
             Ok((kvs, revision))
         })
         .await

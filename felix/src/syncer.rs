@@ -1,20 +1,20 @@
 //! The datastore watch that keeps felix's [`Snapshot`] current.
 //!
 //! ```text
-//!             list /calico/ at r ─────────▶ Snapshot (replaced whole) ─┐
+//!             list [`watched`] at r ───────▶ Snapshot (replaced whole) ─┐
 //! KvStore ──┤                                                          ├─▶ SyncState { snapshot, in_sync } ──changed──▶ daemon
 //!             watch [`watched`] from r+1 ─▶ events applied one by one ──┘
 //!                  │ error, compaction, end of stream
 //!                  └──▶ resync: a new list (the old snapshot stays until it is complete)
 //! ```
 //!
-//! One list of `/calico/` reads every resource and every IPAM block at one
-//! revision; keys outside [`RESOURCES_PREFIX`], [`K8S_POLICIES_PREFIX`] and
-//! the blocks are skipped. The watch follows only the keys kept
-//! ([`watched`]): every host writes its status every few seconds, and a
-//! watch of all `/calico/` made the datastore send each write to every host
-//! (a 200-host lab on etcd: 22 writes and 4,400 events a second, nine in ten
-//! of them statuses).
+//! One list reads every resource and every IPAM block at one revision, and
+//! the watch follows on; both read only the keys kept ([`watched`]:
+//! [`RESOURCES_PREFIX`] less the nodes' statuses, [`K8S_POLICIES_PREFIX`],
+//! the blocks). Every host writes its status every few seconds: a watch of
+//! all `/calico/` made the datastore send each write to every host (a
+//! 200-host lab on etcd: 22 writes and 4,400 events a second, nine in ten of
+//! them statuses), and a list of it read every host's (6 MiB at 200).
 //! Each key's events are applied in revision order (on etcd each range has
 //! a watch of its own, and ranges may interleave, as Calico's per-resource
 //! watchers do); the daemon is told "changed" once
@@ -47,9 +47,6 @@ use crate::state::Snapshot;
 /// stored beside them (as `calicoctl` stores `KubernetesNetworkPolicy`).
 pub const RESOURCES_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
 pub const K8S_POLICIES_PREFIX: &str = "/calico/resources/v3/networking.k8s.io/networkpolicies/";
-/// The one prefix listed (resources and IPAM together, so one list is one
-/// revision).
-pub const LIST_PREFIX: &str = "/calico/";
 
 /// What the syncer shares with the daemon.
 #[derive(Debug, Default)]
@@ -105,7 +102,7 @@ pub fn tracked(key: &str) -> bool {
 /// snapshot, so that one host's status write calculates nothing anywhere.
 pub const NODE_STATUS_PREFIX: &str = "/calico/resources/v3/projectcalico.org/caliconodestatuses/";
 
-/// The keys watched: those [`tracked`] keeps, as ranges.
+/// The keys listed and watched: those [`tracked`] keeps, as ranges.
 pub fn watched() -> Vec<KeyRange> {
     let mut ranges = KeyRange::prefix_except(RESOURCES_PREFIX, &[NODE_STATUS_PREFIX]);
     ranges.push(KeyRange::prefix(K8S_POLICIES_PREFIX));
@@ -256,7 +253,7 @@ impl Syncer {
     async fn resync(&mut self) -> i64 {
         let mut pause = self.retry;
         loop {
-            match self.kv.list(LIST_PREFIX).await {
+            match self.kv.list_ranges(&watched()).await {
                 Ok((kvs, revision)) => {
                     let (snapshot, bad) = snapshot_of(&kvs, revision);
                     for (key, message) in bad {

@@ -16,7 +16,7 @@ use datastore::{
     Error, KeyValue, KvStore, ResourceStore, Result, Revision, Txn, TxnResponse, Watch,
 };
 use felix::metrics::Metrics;
-use felix::syncer::{LIST_PREFIX, SyncState, Syncer, snapshot_of};
+use felix::syncer::{SyncState, Syncer, snapshot_of};
 use tokio::sync::{mpsc, oneshot};
 
 const POOLS: &str = "/calico/resources/v3/projectcalico.org/ippools/";
@@ -114,7 +114,7 @@ impl KvStore for Breakable {
 
 /// The snapshot's resources and blocks equal those of a fresh list.
 async fn matches_fresh_list(kv: &Arc<dyn KvStore>, state: &SyncState) -> bool {
-    let (kvs, revision) = kv.list(LIST_PREFIX).await.unwrap();
+    let (kvs, revision) = kv.list("/calico/").await.unwrap();
     let (fresh, _) = snapshot_of(&kvs, revision);
     let snap = state.snapshot();
     snap.resources == fresh.resources && snap.blocks == fresh.blocks
