@@ -169,7 +169,9 @@ fi
 
 echo "== $hosts hosts, $( ((rr)) && echo "$rr route reflectors" || echo "full mesh")"
 start=$SECONDS
-"$bin/calico-lab" up "$dir/scale.clab.yml" --name "$lab" --felix "$bin/felix" >/dev/null
+# Hundreds of felix processes on a few cores start slowly: each one that
+# joins makes every other recalculate and add a BGP peer.
+"$bin/calico-lab" up "$dir/scale.clab.yml" --name "$lab" --felix "$bin/felix" --ready-timeout 600 >/dev/null
 up=$((SECONDS - start))
 echo "lab up: $up s"
 t0=$(date +%s.%N)

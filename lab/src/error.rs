@@ -54,10 +54,11 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{node}: no {} within 20 s; its log ends:\n{log}", path.display())]
+    #[error("{node}: no {} within {within} s (calico-lab up --ready-timeout); its log ends:\n{log}", path.display())]
     NotReady {
         node: String,
         path: PathBuf,
+        within: u64,
         log: String,
     },
     #[error("{node}: `{command}` exited at once ({status}); its log {} ends:\n{log}", log_path.display())]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -39,6 +40,10 @@ enum Cmd {
         /// beside it) [default: next to calico-lab, else on PATH]
         #[arg(long, env = "CALICO_LAB_FELIX")]
         felix: Option<PathBuf>,
+        /// Seconds a daemon may take to be ready (felix: its BGP socket);
+        /// a lab of hundreds of hosts on a few cores needs more
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+        ready_timeout: u64,
     },
     /// Remove everything a lab made, also after the runner crashed
     Down {
@@ -79,7 +84,12 @@ fn main_() -> Result<ExitCode> {
     let cli = Cli::parse();
     let root = cli.state_dir;
     match cli.command {
-        Cmd::Up { file, name, felix } => {
+        Cmd::Up {
+            file,
+            name,
+            felix,
+            ready_timeout,
+        } => {
             let (topology, text) = read(&file)?;
             let settings = Settings {
                 state_root: root,
@@ -94,7 +104,7 @@ fn main_() -> Result<ExitCode> {
             };
             let plan = lab::plan(&topology, &text, &settings)
                 .with_context(|| file.display().to_string())?;
-            let state = run::up(&plan)?;
+            let state = run::up(&plan, Duration::from_secs(ready_timeout))?;
             print!("{}", run::table(&run::inspect(&state)));
         }
         Cmd::Down { file, name } => {

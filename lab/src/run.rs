@@ -36,14 +36,12 @@ const NETNS_DIR: &str = "/run/netns";
 /// How long a daemon must stay up after start to count as started.
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// How long a daemon may take to create its ready file.
-const READY: Duration = Duration::from_secs(20);
-
 /// How long `down` waits for a daemon to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// Brings the planned lab up; on failure removes whatever it made.
-pub fn up(plan: &Plan) -> Result<State, RunError> {
+/// Brings the planned lab up, each daemon given `ready` to create its ready
+/// file; on failure removes whatever it made.
+pub fn up(plan: &Plan, ready: Duration) -> Result<State, RunError> {
     if State::path(&plan.state_dir).exists() {
         return Err(RunError::AlreadyUp {
             lab: plan.lab.clone(),
@@ -80,7 +78,7 @@ pub fn up(plan: &Plan) -> Result<State, RunError> {
             }
             Ok(())
         })
-        .and_then(|()| realise(plan, &mut state));
+        .and_then(|()| realise(plan, &mut state, ready));
     match made {
         Ok(()) => Ok(state),
         Err(e) => {
@@ -93,7 +91,7 @@ pub fn up(plan: &Plan) -> Result<State, RunError> {
     }
 }
 
-fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
+fn realise(plan: &Plan, state: &mut State, ready_within: Duration) -> Result<(), RunError> {
     for node in &plan.nodes {
         ip(&["netns", "add", &node.netns])?;
         ip(&["-n", &node.netns, "link", "set", "lo", "up"])?;
@@ -182,12 +180,13 @@ fn realise(plan: &Plan, state: &mut State) -> Result<(), RunError> {
                 command,
             });
             if let Some(ready) = &daemon.ready {
-                let deadline = Instant::now() + READY;
+                let deadline = Instant::now() + ready_within;
                 while !ready.exists() {
                     if Instant::now() > deadline {
                         return Err(RunError::NotReady {
                             node: node.name.clone(),
                             path: ready.clone(),
+                            within: ready_within.as_secs(),
                             log: tail(&daemon.log, 20),
                         });
                     }
