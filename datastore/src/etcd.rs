@@ -687,12 +687,6 @@ impl KvStore for EtcdStore {
             tokio::spawn(async move { tx.closed().await });
             return Ok(Watch::new(rx));
         }
-        let (merged, mut merge) = if ranges.len() == 1 {
-            (tx.clone(), None)
-        } else {
-            let (inner, inner_rx) = mpsc::channel(WATCH_BUFFER);
-            (inner, Some(inner_rx))
-        };
         let mut start = start_revision.max(0);
         for range in ranges {
             let (stream, created_at) =
@@ -711,27 +705,18 @@ impl KvStore for EtcdStore {
                 range.clone(),
                 stream,
                 start,
-                merged.clone(),
+                tx.clone(),
                 active,
             ));
         }
-        drop(merged);
-        if let Some(mut from) = merge.take() {
-            tokio::spawn(async move {
-                loop {
-                    let item = tokio::select! {
-                        item = from.recv() => item,
-                        () = tx.closed() => return,
-                    };
-                    let Some(item) = item else { return };
-                    let last = item.is_err();
-                    if tx.send(item).await.is_err() || last {
-                        return;
-                    }
-                }
-            });
-        }
-        Ok(Watch::new(rx))
+        drop(tx);
+        let watch = Watch::new(rx);
+        // Several ranges: one more task ends the watch at the first error.
+        Ok(if ranges.len() == 1 {
+            watch
+        } else {
+            watch.filtered(|_| true)
+        })
     }
 
     async fn revision(&self) -> Result<Revision> {

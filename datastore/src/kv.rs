@@ -251,6 +251,29 @@ impl Watch {
     pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
         self.rx.recv().await
     }
+
+    /// The events `keep` keeps, forwarded by a task of their own until the
+    /// first error (the last item) or until the new watch is dropped.
+    pub(crate) fn filtered(mut self, keep: impl Fn(&WatchEvent) -> bool + Send + 'static) -> Watch {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    item = self.next() => item,
+                    () = tx.closed() => return,
+                };
+                let Some(item) = item else { return };
+                if item.as_ref().is_ok_and(|event| !keep(event)) {
+                    continue;
+                }
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Watch::new(rx)
+    }
 }
 
 /// A revisioned key-value store with etcd v3 semantics.
@@ -291,28 +314,9 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// each range with a watch of its own). The default watches the keys'
     /// common prefix and leaves the rest out here, in order.
     async fn watch_ranges(&self, ranges: &[KeyRange], start_revision: Revision) -> Result<Watch> {
-        let mut inner = self.watch(&common_prefix(ranges), start_revision).await?;
+        let inner = self.watch(&common_prefix(ranges), start_revision).await?;
         let ranges = ranges.to_vec();
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    item = inner.next() => item,
-                    () = tx.closed() => return,
-                };
-                let Some(item) = item else { return };
-                if let Ok(event) = &item
-                    && !ranges.iter().any(|r| r.contains(event.key().as_bytes()))
-                {
-                    continue;
-                }
-                let last = item.is_err();
-                if tx.send(item).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-        Ok(Watch::new(rx))
+        Ok(inner.filtered(move |event| ranges.iter().any(|r| r.contains(event.key().as_bytes()))))
     }
 
     /// The current store revision.
