@@ -83,7 +83,9 @@ cleanup() {
     # namespace and its data directory.
     if [ -s "$dir/etcd.pid" ]; then
       kill "$(cat "$dir/etcd.pid")" 2>/dev/null || true
-      while kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null; do sleep 0.1; done
+      # Until it has exited, for 10 s at most; then it is killed.
+      for ((t = 0; t < 100; t++)); do kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$(cat "$dir/etcd.pid")" 2>/dev/null || true
     fi
     for ((i = 1; i <= hosts; i++)); do
       ip netns del "$(work_ns "h$i")" 2>/dev/null || true
